@@ -1,0 +1,167 @@
+//! The thread that owns an [`Engine`].
+//!
+//! Engines block (evcxr waits on rustc, Rhai runs a loop) and some are not
+//! `Send` (Rhai's engine and scope), so each kernel runs its engine on one
+//! dedicated OS thread, created there, and talks to it through jobs. The
+//! async protocol side never blocks on a cell; it awaits a oneshot.
+
+use std::sync::Arc;
+
+use jupyter_protocol::Media;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{CellError, Completeness, Completions, Engine, Interrupter, Output};
+
+/// A request for the engine thread.
+pub enum Job {
+    Execute {
+        code: String,
+        out: Output,
+        reply: oneshot::Sender<Result<Option<Media>, CellError>>,
+    },
+    Complete {
+        code: String,
+        cursor_pos: usize,
+        reply: oneshot::Sender<Completions>,
+    },
+    Inspect {
+        code: String,
+        cursor_pos: usize,
+        reply: oneshot::Sender<Option<Media>>,
+    },
+    IsComplete {
+        code: String,
+        reply: oneshot::Sender<Completeness>,
+    },
+}
+
+/// Handle to a running engine thread.
+#[derive(Clone)]
+pub struct Executor {
+    jobs: mpsc::UnboundedSender<Job>,
+    interrupter: Arc<dyn Interrupter>,
+}
+
+/// What an engine factory returns, on the engine's own thread.
+pub type Built = (Box<dyn Engine>, Arc<dyn Interrupter>);
+
+impl Executor {
+    /// Starts the engine thread. `build` runs on that thread; its error is
+    /// returned here.
+    pub fn spawn<F>(name: &str, build: F) -> Result<Executor, String>
+    where
+        F: FnOnce() -> Result<Built, String> + Send + 'static,
+    {
+        let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("{name}-engine"))
+            // Rhai recursion and rustc-driven evcxr both want more than 2 MiB.
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let mut engine = match build() {
+                    Ok((engine, interrupter)) => {
+                        let _ = ready_tx.send(Ok(interrupter));
+                        engine
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Some(job) = jobs_rx.blocking_recv() {
+                    run_job(engine.as_mut(), job);
+                }
+            })
+            .map_err(|e| format!("cannot spawn the engine thread: {e}"))?;
+        let interrupter = ready_rx
+            .recv()
+            .map_err(|_| "the engine thread died while starting".to_owned())??;
+        Ok(Executor {
+            jobs: jobs_tx,
+            interrupter,
+        })
+    }
+
+    pub fn interrupter(&self) -> Arc<dyn Interrupter> {
+        self.interrupter.clone()
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(job(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn execute(&self, code: String, out: Output) -> Result<Option<Media>, CellError> {
+        self.ask(|reply| Job::Execute { code, out, reply })
+            .await
+            .unwrap_or_else(|| Err(CellError::new("KernelError", "the engine thread has stopped")))
+    }
+
+    pub async fn complete(&self, code: String, cursor_pos: usize) -> Completions {
+        self.ask(|reply| Job::Complete {
+            code,
+            cursor_pos,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    pub async fn inspect(&self, code: String, cursor_pos: usize) -> Option<Media> {
+        self.ask(|reply| Job::Inspect {
+            code,
+            cursor_pos,
+            reply,
+        })
+        .await
+        .flatten()
+    }
+
+    pub async fn is_complete(&self, code: String) -> Completeness {
+        self.ask(|reply| Job::IsComplete { code, reply })
+            .await
+            .unwrap_or(Completeness::Unknown)
+    }
+}
+
+fn run_job(engine: &mut dyn Engine, job: Job) {
+    match job {
+        Job::Execute { code, out, reply } => {
+            // A panic inside a language binding must fail the cell, not the kernel.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.execute(&code, &out)
+            }))
+            .unwrap_or_else(|panic| Err(CellError::new("Panic", panic_message(&panic))));
+            let _ = reply.send(result);
+        }
+        Job::Complete {
+            code,
+            cursor_pos,
+            reply,
+        } => {
+            let _ = reply.send(engine.complete(&code, cursor_pos));
+        }
+        Job::Inspect {
+            code,
+            cursor_pos,
+            reply,
+        } => {
+            let _ = reply.send(engine.inspect(&code, cursor_pos));
+        }
+        Job::IsComplete { code, reply } => {
+            let _ = reply.send(engine.is_complete(&code));
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the engine panicked".to_owned()
+    }
+}

@@ -1,0 +1,117 @@
+//! `academy-kernel`: the kernel process Jupyter launches, and its installer.
+//!
+//! Only argument parsing and wiring live here; see the library for the rest.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kernel_runtime::{Language, candle, connection, device, executor::Executor, install, rust, server};
+
+#[derive(Parser)]
+#[command(name = "academy-kernel", version, about = "Academy Lab's Jupyter kernels: academy-rust and academy-candle")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the academy-rust kernel (Rust through evcxr).
+    Rust {
+        /// The connection file Jupyter wrote.
+        #[arg(short = 'f', long = "connection-file")]
+        connection_file: PathBuf,
+    },
+    /// Run the academy-candle kernel (Rhai with candle).
+    Candle {
+        /// The connection file Jupyter wrote.
+        #[arg(short = 'f', long = "connection-file")]
+        connection_file: PathBuf,
+    },
+    /// Install the academy-rust and academy-candle kernelspecs.
+    Install {
+        /// Into the user's Jupyter data dir (the default).
+        #[arg(long, group = "target")]
+        user: bool,
+        /// Into the active Python environment ($VIRTUAL_ENV or $CONDA_PREFIX).
+        #[arg(long, group = "target")]
+        sys_prefix: bool,
+        /// Into PREFIX/share/jupyter.
+        #[arg(long, group = "target", value_name = "PREFIX")]
+        prefix: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    // evcxr re-executes this binary as its child process; the hook must run
+    // before anything else and never returns in that child.
+    evcxr::runtime_hook();
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Rust { connection_file } => run_kernel(Language::Rust, connection_file),
+        Command::Candle { connection_file } => run_kernel(Language::Candle, connection_file),
+        Command::Install {
+            user: _,
+            sys_prefix,
+            prefix,
+        } => {
+            let target = match (sys_prefix, prefix) {
+                (true, _) => install::Target::SysPrefix,
+                (false, Some(p)) => install::Target::Prefix(p),
+                (false, None) => install::Target::User,
+            };
+            let binary = std::env::current_exe().context("cannot find this executable's path")?;
+            for dir in install::install(&target, &binary)? {
+                println!("Installed kernelspec in {}", dir.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ACADEMY_LOG").unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("ACADEMY_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()> {
+    let connection = connection::read_connection_file(&connection_file)?;
+    let choice = device::select();
+    let device_line = choice.description.clone();
+    tracing::info!(language = language.kernelspec_name(), device = %device_line, "starting kernel");
+    let (spec, executor) = match language {
+        Language::Rust => (
+            rust::language_spec(),
+            Executor::spawn("rust", rust::build).map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
+        ),
+        Language::Candle => (
+            candle::language_spec(),
+            Executor::spawn("candle", move || candle::build(choice))
+                .map_err(|e| anyhow::anyhow!("the candle engine failed to start: {e}"))?,
+        ),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(server::run(server::KernelServer {
+        connection,
+        spec,
+        device_line,
+        executor,
+    }))?;
+    // The engine thread may still be inside a cell; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(0);
+}
