@@ -52,6 +52,9 @@ mod tests {
     #[test]
     fn reports_a_missing_file_with_its_path() {
         let err = read_connection_file(Path::new("/nonexistent/kernel.json")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/kernel.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/kernel.json"),
+            "{err}"
+        );
     }
 }

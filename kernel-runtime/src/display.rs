@@ -34,7 +34,12 @@ pub fn dtype_name(d: DType) -> &'static str {
 pub fn tensor_media(t: &Tensor) -> Vec<MediaType> {
     let values = match tensor_values(t) {
         Ok(v) => v,
-        Err(e) => return vec![MediaType::Plain(format!("{} <unreadable: {e}>", tensor_summary(t)))],
+        Err(e) => {
+            return vec![MediaType::Plain(format!(
+                "{} <unreadable: {e}>",
+                tensor_summary(t)
+            ))];
+        }
     };
     let text = format!("{}\n{}", render_text(&values, t.dims()), tensor_summary(t));
     let html = format!(
@@ -65,7 +70,7 @@ fn tensor_values(t: &Tensor) -> candle_core::Result<Vec<f64>> {
                 t = Tensor::cat(&[head, tail], dim)?;
             }
         }
-        return Ok(t.flatten_all()?.to_vec1::<f64>()?);
+        return t.flatten_all()?.to_vec1::<f64>();
     }
     t.flatten_all()?.to_vec1::<f64>()
 }
@@ -166,19 +171,37 @@ fn render_html(values: &[f64], dims: &[usize]) -> String {
     let (stored, st) = strides(dims, elided);
     let cell = |s: &str| format!("<td style=\"text-align:right;padding:0 6px\">{s}</td>");
     match dims.len() {
-        0 => format!("<pre>{}</pre>", fmt_num(values.first().copied().unwrap_or(f64::NAN))),
+        0 => format!(
+            "<pre>{}</pre>",
+            fmt_num(values.first().copied().unwrap_or(f64::NAN))
+        ),
         1 | 2 => {
-            let (rows, cols) = if dims.len() == 1 { (1, dims[0]) } else { (dims[0], dims[1]) };
-            let (srows, scols) = if dims.len() == 1 { (1, stored[0]) } else { (stored[0], stored[1]) };
-            let (rs, cs) = if dims.len() == 1 { (0, st[0]) } else { (st[0], st[1]) };
-            let mut html = String::from("<table style=\"font-family:monospace;border-collapse:collapse\">");
+            let (rows, cols) = if dims.len() == 1 {
+                (1, dims[0])
+            } else {
+                (dims[0], dims[1])
+            };
+            let (srows, scols) = if dims.len() == 1 {
+                (1, stored[0])
+            } else {
+                (stored[0], stored[1])
+            };
+            let (rs, cs) = if dims.len() == 1 {
+                (0, st[0])
+            } else {
+                (st[0], st[1])
+            };
+            let mut html =
+                String::from("<table style=\"font-family:monospace;border-collapse:collapse\">");
             for r in shown(rows) {
                 html.push_str("<tr>");
                 for c in shown(cols) {
                     match (r, c) {
                         (Some(r), Some(c)) => {
                             let p = position(r, rows, srows) * rs + position(c, cols, scols) * cs;
-                            html.push_str(&cell(&fmt_num(values.get(p).copied().unwrap_or(f64::NAN))));
+                            html.push_str(&cell(&fmt_num(
+                                values.get(p).copied().unwrap_or(f64::NAN),
+                            )));
                         }
                         (None, _) => html.push_str(&cell("⋮")),
                         (_, None) => html.push_str(&cell("…")),
@@ -194,7 +217,9 @@ fn render_html(values: &[f64], dims: &[usize]) -> String {
 }
 
 pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Encodes a row-major grayscale or RGB image as a base64 PNG for `image/png`.
@@ -224,14 +249,31 @@ pub struct Series {
 }
 
 /// Draws a line chart as SVG (plotters); the loss curve of a training loop.
-pub fn line_chart_svg(title: &str, series: &[Series], width: u32, height: u32) -> Result<String, String> {
+pub fn line_chart_svg(
+    title: &str,
+    series: &[Series],
+    width: u32,
+    height: u32,
+) -> Result<String, String> {
     use plotters::prelude::*;
     let finite = |v: &f64| v.is_finite();
-    let xs = series.iter().flat_map(|s| s.xs.iter().copied()).filter(finite);
-    let ys = series.iter().flat_map(|s| s.ys.iter().copied()).filter(finite);
+    let xs = series
+        .iter()
+        .flat_map(|s| s.xs.iter().copied())
+        .filter(finite);
+    let ys = series
+        .iter()
+        .flat_map(|s| s.ys.iter().copied())
+        .filter(finite);
     let (x0, x1) = min_max(xs).ok_or("nothing to plot")?;
     let (y0, y1) = min_max(ys).ok_or("nothing to plot")?;
-    let pad = |a: f64, b: f64| if (b - a).abs() < 1e-12 { (a - 1.0, b + 1.0) } else { (a, b + (b - a) * 0.05) };
+    let pad = |a: f64, b: f64| {
+        if (b - a).abs() < 1e-12 {
+            (a - 1.0, b + 1.0)
+        } else {
+            (a, b + (b - a) * 0.05)
+        }
+    };
     let (x0, x1) = pad(x0, x1);
     let (y0, y1) = pad(y0, y1);
     let mut svg = String::new();
@@ -248,13 +290,12 @@ pub fn line_chart_svg(title: &str, series: &[Series], width: u32, height: u32) -
         chart.configure_mesh().draw().map_err(|e| e.to_string())?;
         for (i, s) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let points: Vec<(f64, f64)> = s
-                .xs
-                .iter()
-                .copied()
-                .zip(s.ys.iter().copied())
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect();
+            let points: Vec<(f64, f64)> =
+                s.xs.iter()
+                    .copied()
+                    .zip(s.ys.iter().copied())
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect();
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
@@ -290,10 +331,14 @@ mod tests {
     fn small_tensor_shows_every_value_with_shape_dtype_device() {
         let t = Tensor::new(&[[1f32, 2.], [3., 4.5]], &Device::Cpu).unwrap();
         let media = tensor_media(&t);
-        let MediaType::Plain(text) = &media[0] else { panic!() };
+        let MediaType::Plain(text) = &media[0] else {
+            panic!()
+        };
         assert!(text.contains("[[1, 2],\n [3, 4.5000]]"), "{text}");
         assert!(text.contains("Tensor[2, 2] f32 cpu"), "{text}");
-        let MediaType::Html(html) = &media[1] else { panic!() };
+        let MediaType::Html(html) = &media[1] else {
+            panic!()
+        };
         assert!(html.contains("4.5000") && html.contains("Tensor[2, 2] f32 cpu"));
     }
 
@@ -303,7 +348,9 @@ mod tests {
             .unwrap()
             .reshape((1000, 1000))
             .unwrap();
-        let MediaType::Plain(text) = &tensor_media(&t)[0] else { panic!() };
+        let MediaType::Plain(text) = &tensor_media(&t)[0] else {
+            panic!()
+        };
         assert!(text.starts_with("[[0, 1, 2, ..., 997, 998, 999]"), "{text}");
         assert!(text.contains("999997, 999998, 999999]]"), "{text}");
         assert!(text.len() < 400, "{}", text.len());
@@ -313,13 +360,19 @@ mod tests {
     fn png_of_a_gradient_decodes_back() {
         let pixels: Vec<u8> = (0..=255).collect();
         let b64 = png_base64(16, 16, 1, &pixels).unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
     }
 
     #[test]
     fn line_chart_is_svg_with_the_title() {
-        let s = Series { name: "loss".into(), xs: vec![0., 1., 2.], ys: vec![3., 1., 0.5] };
+        let s = Series {
+            name: "loss".into(),
+            xs: vec![0., 1., 2.],
+            ys: vec![3., 1., 0.5],
+        };
         let svg = line_chart_svg("training loss", &[s], 400, 300).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("training loss"));
     }

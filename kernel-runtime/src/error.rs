@@ -21,7 +21,9 @@ pub enum KernelError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("connection file {path} asks for signature scheme {scheme:?}; only hmac-sha256 is supported")]
+    #[error(
+        "connection file {path} asks for signature scheme {scheme:?}; only hmac-sha256 is supported"
+    )]
     SignatureScheme { path: PathBuf, scheme: String },
     #[error("cannot open the {channel} channel: {source}")]
     Channel {

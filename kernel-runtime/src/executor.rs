@@ -16,7 +16,7 @@ use crate::engine::{CellError, Completeness, Completions, Engine, Interrupter, O
 pub enum Job {
     Execute {
         code: String,
-        out: Output,
+        out: Box<Output>,
         reply: oneshot::Sender<Result<Option<Media>, CellError>>,
     },
     Complete {
@@ -94,9 +94,18 @@ impl Executor {
     }
 
     pub async fn execute(&self, code: String, out: Output) -> Result<Option<Media>, CellError> {
-        self.ask(|reply| Job::Execute { code, out, reply })
-            .await
-            .unwrap_or_else(|| Err(CellError::new("KernelError", "the engine thread has stopped")))
+        self.ask(|reply| Job::Execute {
+            code,
+            out: Box::new(out),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(CellError::new(
+                "KernelError",
+                "the engine thread has stopped",
+            ))
+        })
     }
 
     pub async fn complete(&self, code: String, cursor_pos: usize) -> Completions {

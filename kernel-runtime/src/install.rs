@@ -120,13 +120,21 @@ mod tests {
     #[test]
     fn prefix_install_writes_both_specs_with_resources() {
         let dir = tempfile::tempdir().unwrap();
-        let written = install(&Target::Prefix(dir.path().to_owned()), Path::new("/opt/ak")).unwrap();
+        let written =
+            install(&Target::Prefix(dir.path().to_owned()), Path::new("/opt/ak")).unwrap();
         assert_eq!(written.len(), 2);
         let spec: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("share/jupyter/kernels/academy-candle/kernel.json")).unwrap(),
+            &std::fs::read_to_string(
+                dir.path()
+                    .join("share/jupyter/kernels/academy-candle/kernel.json"),
+            )
+            .unwrap(),
         )
         .unwrap();
-        assert_eq!(spec["argv"], json!(["/opt/ak", "candle", "-f", "{connection_file}"]));
+        assert_eq!(
+            spec["argv"],
+            json!(["/opt/ak", "candle", "-f", "{connection_file}"])
+        );
         assert_eq!(spec["interrupt_mode"], "message");
         assert_eq!(spec["metadata"]["academy"]["resources"]["gpus"], 1);
     }

@@ -6,10 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use kernel_runtime::{Language, candle, connection, device, executor::Executor, install, rust, server};
+use kernel_runtime::{
+    Language, candle, connection, device, executor::Executor, install, rust, server,
+};
 
 #[derive(Parser)]
-#[command(name = "academy-kernel", version, about = "Academy Lab's Jupyter kernels: academy-rust and academy-candle")]
+#[command(
+    name = "academy-kernel",
+    version,
+    about = "Academy Lab's Jupyter kernels: academy-rust and academy-candle"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +79,8 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ACADEMY_LOG").unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"));
+    let filter = EnvFilter::try_from_env("ACADEMY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -92,7 +99,8 @@ fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()
     let (spec, executor) = match language {
         Language::Rust => (
             rust::language_spec(),
-            Executor::spawn("rust", rust::build).map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
+            Executor::spawn("rust", rust::build)
+                .map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
         ),
         Language::Candle => (
             candle::language_spec(),

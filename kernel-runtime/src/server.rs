@@ -146,7 +146,10 @@ fn kernel_info(spec: &LanguageSpec, device_line: &str) -> KernelInfoReply {
 fn log_bad_message(channel: &str, error: &RuntimeError) {
     match error {
         RuntimeError::VerifyError(_) => {
-            warn!(channel, "dropped a message whose HMAC signature does not verify")
+            warn!(
+                channel,
+                "dropped a message whose HMAC signature does not verify"
+            )
         }
         RuntimeError::ParseError { msg_type, source } => {
             warn!(channel, msg_type, %source, "dropped a message whose content does not parse")
@@ -243,7 +246,10 @@ impl Shell {
                 .into()
             }
             JupyterMessageContent::InspectRequest(req) => {
-                let found = self.executor.inspect(req.code.clone(), req.cursor_pos).await;
+                let found = self
+                    .executor
+                    .inspect(req.code.clone(), req.cursor_pos)
+                    .await;
                 InspectReply {
                     found: found.is_some(),
                     data: found.unwrap_or_default(),
@@ -293,7 +299,10 @@ impl Shell {
                 return Some(reply);
             }
             other => {
-                warn!(msg_type = other.message_type(), "ignored a message this kernel does not handle on shell");
+                warn!(
+                    msg_type = other.message_type(),
+                    "ignored a message this kernel does not handle on shell"
+                );
                 return None;
             }
         };
@@ -516,7 +525,10 @@ async fn serve_control(
                 continue;
             }
             other => {
-                warn!(msg_type = other.message_type(), "ignored a message this kernel does not handle on control");
+                warn!(
+                    msg_type = other.message_type(),
+                    "ignored a message this kernel does not handle on control"
+                );
                 continue;
             }
         };

@@ -22,7 +22,11 @@ fn dataset(x: Tensor, y: Tensor) -> Map {
 
 fn floats(a: &Array) -> RResult<Vec<f64>> {
     a.iter()
-        .map(|v| v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| format!("expected numbers, found {t}").into()))
+        .map(|v| {
+            v.as_float()
+                .or_else(|_| v.as_int().map(|i| i as f64))
+                .map_err(|t| format!("expected numbers, found {t}").into())
+        })
         .collect()
 }
 
@@ -63,12 +67,19 @@ fn moons(s: &Session, n: INT, noise: f64, seed: INT) -> RResult<Map> {
     for i in 0..n {
         let label = (i % 2) as u32;
         let a = rng.random_range(0.0..std::f64::consts::PI);
-        let (x, y) = if label == 0 { (a.cos(), a.sin()) } else { (1.0 - a.cos(), 0.5 - a.sin()) };
+        let (x, y) = if label == 0 {
+            (a.cos(), a.sin())
+        } else {
+            (1.0 - a.cos(), 0.5 - a.sin())
+        };
         xs.push((x + dist.sample(&mut rng)) as f32);
         xs.push((y + dist.sample(&mut rng)) as f32);
         ys.push(label);
     }
-    Ok(dataset(c(Tensor::from_vec(xs, (n, 2), &s.device))?, c(Tensor::from_vec(ys, n, &s.device))?))
+    Ok(dataset(
+        c(Tensor::from_vec(xs, (n, 2), &s.device))?,
+        c(Tensor::from_vec(ys, n, &s.device))?,
+    ))
 }
 
 /// `classes` arms of a spiral in the plane.
@@ -81,28 +92,45 @@ fn spirals(s: &Session, n: INT, classes: INT, noise: f64, seed: INT) -> RResult<
     for i in 0..n {
         let label = i % k;
         let r = rng.random_range(0.05..1.0f64);
-        let theta = label as f64 * 2.0 * std::f64::consts::PI / k as f64 + r * 4.0 + dist.sample(&mut rng);
+        let theta =
+            label as f64 * 2.0 * std::f64::consts::PI / k as f64 + r * 4.0 + dist.sample(&mut rng);
         xs.push((r * theta.cos()) as f32);
         xs.push((r * theta.sin()) as f32);
         ys.push(label as u32);
     }
-    Ok(dataset(c(Tensor::from_vec(xs, (n, 2), &s.device))?, c(Tensor::from_vec(ys, n, &s.device))?))
+    Ok(dataset(
+        c(Tensor::from_vec(xs, (n, 2), &s.device))?,
+        c(Tensor::from_vec(ys, n, &s.device))?,
+    ))
 }
 
 /// Gaussian blobs around `classes` centres in `dims` dimensions.
 fn blobs(s: &Session, n: INT, classes: INT, dims: INT, seed: INT) -> RResult<Map> {
-    let (n, k, d) = (usize_of(n)?, usize_of(classes)?.max(1), usize_of(dims)?.max(1));
+    let (n, k, d) = (
+        usize_of(n)?,
+        usize_of(classes)?.max(1),
+        usize_of(dims)?.max(1),
+    );
     let mut rng = StdRng::seed_from_u64(seed as u64);
-    let centres: Vec<Vec<f64>> = (0..k).map(|_| (0..d).map(|_| rng.random_range(-5.0..5.0)).collect()).collect();
+    let centres: Vec<Vec<f64>> = (0..k)
+        .map(|_| (0..d).map(|_| rng.random_range(-5.0..5.0)).collect())
+        .collect();
     let dist = normal(1.0)?;
     let mut xs = Vec::with_capacity(n * d);
     let mut ys = Vec::with_capacity(n);
     for i in 0..n {
         let label = i % k;
-        xs.extend(centres[label].iter().map(|c| (c + dist.sample(&mut rng)) as f32));
+        xs.extend(
+            centres[label]
+                .iter()
+                .map(|c| (c + dist.sample(&mut rng)) as f32),
+        );
         ys.push(label as u32);
     }
-    Ok(dataset(c(Tensor::from_vec(xs, (n, d), &s.device))?, c(Tensor::from_vec(ys, n, &s.device))?))
+    Ok(dataset(
+        c(Tensor::from_vec(xs, (n, d), &s.device))?,
+        c(Tensor::from_vec(ys, n, &s.device))?,
+    ))
 }
 
 /// Reads a numeric CSV. A first row that does not parse as numbers is the header.
@@ -124,7 +152,11 @@ fn read_csv(s: &Session, path: &str) -> RResult<Map> {
                 if width == 0 {
                     width = row.len();
                 } else if row.len() != width {
-                    return err(format!("{path}: line {} has {} fields, expected {width}", i + 1, row.len()));
+                    return err(format!(
+                        "{path}: line {} has {} fields, expected {width}",
+                        i + 1,
+                        row.len()
+                    ));
                 }
                 values.extend(row);
                 rows += 1;
@@ -140,8 +172,18 @@ fn read_csv(s: &Session, path: &str) -> RResult<Map> {
         columns = (0..width).map(|i| format!("c{i}")).collect();
     }
     let mut m = Map::new();
-    m.insert("columns".into(), Dynamic::from(columns.into_iter().map(Dynamic::from).collect::<Array>()));
-    m.insert("data".into(), Dynamic::from(ScriptTensor::new(c(Tensor::from_vec(values, (rows, width), &s.device))?)));
+    m.insert(
+        "columns".into(),
+        Dynamic::from(columns.into_iter().map(Dynamic::from).collect::<Array>()),
+    );
+    m.insert(
+        "data".into(),
+        Dynamic::from(ScriptTensor::new(c(Tensor::from_vec(
+            values,
+            (rows, width),
+            &s.device,
+        ))?)),
+    );
     Ok(m)
 }
 
@@ -179,7 +221,10 @@ fn batches(x: ScriptTensor, y: ScriptTensor, size: INT) -> RResult<Array> {
     let mut start = 0;
     while start < n {
         let len = size.min(n - start);
-        out.push(Dynamic::from(dataset(c(x.t.narrow(0, start, len))?, c(y.t.narrow(0, start, len))?)));
+        out.push(Dynamic::from(dataset(
+            c(x.t.narrow(0, start, len))?,
+            c(y.t.narrow(0, start, len))?,
+        )));
         start += len;
     }
     Ok(out)
@@ -187,20 +232,38 @@ fn batches(x: ScriptTensor, y: ScriptTensor, size: INT) -> RResult<Array> {
 
 pub fn register(engine: &mut Engine, session: &Rc<Session>) {
     let s = session.clone();
-    engine.register_fn("make_regression", move |n: INT, w: Array, b: f64, noise: f64, seed: INT| regression(&s, n, w, b, noise, seed));
+    engine.register_fn(
+        "make_regression",
+        move |n: INT, w: Array, b: f64, noise: f64, seed: INT| regression(&s, n, w, b, noise, seed),
+    );
     let s = session.clone();
-    engine.register_fn("make_regression", move |n: INT, w: Array, b: f64, noise: f64| regression(&s, n, w, b, noise, 0));
+    engine.register_fn(
+        "make_regression",
+        move |n: INT, w: Array, b: f64, noise: f64| regression(&s, n, w, b, noise, 0),
+    );
     let s = session.clone();
-    engine.register_fn("make_moons", move |n: INT, noise: f64, seed: INT| moons(&s, n, noise, seed));
+    engine.register_fn("make_moons", move |n: INT, noise: f64, seed: INT| {
+        moons(&s, n, noise, seed)
+    });
     let s = session.clone();
-    engine.register_fn("make_moons", move |n: INT, noise: f64| moons(&s, n, noise, 0));
+    engine.register_fn("make_moons", move |n: INT, noise: f64| {
+        moons(&s, n, noise, 0)
+    });
     let s = session.clone();
-    engine.register_fn("make_spirals", move |n: INT, k: INT, noise: f64, seed: INT| spirals(&s, n, k, noise, seed));
+    engine.register_fn(
+        "make_spirals",
+        move |n: INT, k: INT, noise: f64, seed: INT| spirals(&s, n, k, noise, seed),
+    );
     let s = session.clone();
-    engine.register_fn("make_blobs", move |n: INT, k: INT, d: INT, seed: INT| blobs(&s, n, k, d, seed));
+    engine.register_fn("make_blobs", move |n: INT, k: INT, d: INT, seed: INT| {
+        blobs(&s, n, k, d, seed)
+    });
     let s = session.clone();
     engine.register_fn("read_csv", move |path: &str| read_csv(&s, path));
     engine.register_fn("train_test_split", split);
-    engine.register_fn("train_test_split", |x: ScriptTensor, y: ScriptTensor, f: f64| split(x, y, f, 0));
+    engine.register_fn(
+        "train_test_split",
+        |x: ScriptTensor, y: ScriptTensor, f: f64| split(x, y, f, 0),
+    );
     engine.register_fn("batches", batches);
 }

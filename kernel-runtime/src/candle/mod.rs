@@ -59,7 +59,8 @@ impl Session {
 
     /// Sleeps in short slices so an interrupt is seen within 10 ms.
     pub(crate) fn sleep(&self, seconds: f64) -> Result<(), Box<EvalAltResult>> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds.max(0.0));
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds.max(0.0));
         while std::time::Instant::now() < deadline {
             if self.interrupted.load(Ordering::Relaxed) {
                 return Err(EvalAltResult::ErrorTerminated(Dynamic::UNIT, Position::NONE).into());
@@ -325,7 +326,7 @@ impl Engine for CandleEngine {
         let sigs: Vec<String> = self
             .rhai
             .gen_fn_signatures(false)
-        .into_iter()
+            .into_iter()
             .filter(|s| s.split('(').next() == Some(name))
             .collect();
         if sigs.is_empty() {

@@ -36,13 +36,18 @@ fn vars_of(source: &Dynamic) -> RResult<Vec<candle_core::Var>> {
     if let Some(a) = source.read_lock::<Array>() {
         return a
             .iter()
-            .map(|d| match d.read_lock::<ScriptTensor>().and_then(|t| t.var.clone()) {
-                Some(v) => Ok(v),
-                None => err("an optimiser takes tensors made with param(...)"),
-            })
+            .map(
+                |d| match d.read_lock::<ScriptTensor>().and_then(|t| t.var.clone()) {
+                    Some(v) => Ok(v),
+                    None => err("an optimiser takes tensors made with param(...)"),
+                },
+            )
             .collect();
     }
-    err(format!("an optimiser takes a varmap() or an array of var tensors, not {}", source.type_name()))
+    err(format!(
+        "an optimiser takes a varmap() or an array of var tensors, not {}",
+        source.type_name()
+    ))
 }
 
 fn float_in(m: &Map, key: &str, default: f64) -> RResult<f64> {
@@ -57,7 +62,11 @@ fn float_in(m: &Map, key: &str, default: f64) -> RResult<f64> {
 
 fn same_shape(a: &Tensor, b: &Tensor, what: &str) -> RResult<()> {
     if a.dims() != b.dims() {
-        return err(format!("{what}: prediction shape {:?} differs from target shape {:?}", a.dims(), b.dims()));
+        return err(format!(
+            "{what}: prediction shape {:?} differs from target shape {:?}",
+            a.dims(),
+            b.dims()
+        ));
     }
     Ok(())
 }
@@ -77,72 +86,133 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
 
     engine.register_fn("varmap", || Params(VarMap::new()));
     engine.register_fn("params", |p: &mut Params| -> Array {
-        p.0.all_vars().into_iter().map(|v| Dynamic::from(ScriptTensor::from_var(v))).collect()
+        p.0.all_vars()
+            .into_iter()
+            .map(|v| Dynamic::from(ScriptTensor::from_var(v)))
+            .collect()
     });
     engine.register_fn("num_params", |p: &mut Params| -> INT {
         p.0.all_vars().iter().map(|v| v.elem_count() as INT).sum()
     });
-    engine.register_fn("save", |p: &mut Params, path: &str| -> RResult<()> { c(p.0.save(path)) });
-    engine.register_fn("load", |p: &mut Params, path: &str| -> RResult<()> { c(p.0.load(path)) });
+    engine.register_fn("save", |p: &mut Params, path: &str| -> RResult<()> {
+        c(p.0.save(path))
+    });
+    engine.register_fn("load", |p: &mut Params, path: &str| -> RResult<()> {
+        c(p.0.load(path))
+    });
 
     {
         let s = session.clone();
         let make = move |p: &Params, i: INT, o: INT, name: String| -> RResult<Linear> {
             let vb = VarBuilder::from_varmap(&p.0, DType::F32, &s.device);
-            Ok(Linear(c(candle_nn::linear(usize_of(i)?, usize_of(o)?, vb.pp(name)))?))
+            Ok(Linear(c(candle_nn::linear(
+                usize_of(i)?,
+                usize_of(o)?,
+                vb.pp(name),
+            ))?))
         };
         let s2 = session.clone();
         let m2 = make.clone();
-        engine.register_fn("linear", move |p: Params, i: INT, o: INT| m2(&p, i, o, s2.next_id("linear")));
-        engine.register_fn("linear", move |p: Params, i: INT, o: INT, name: &str| make(&p, i, o, name.to_owned()));
+        engine.register_fn("linear", move |p: Params, i: INT, o: INT| {
+            m2(&p, i, o, s2.next_id("linear"))
+        });
+        engine.register_fn("linear", move |p: Params, i: INT, o: INT, name: &str| {
+            make(&p, i, o, name.to_owned())
+        });
     }
-    engine.register_fn("forward", |l: &mut Linear, x: ScriptTensor| -> RResult<ScriptTensor> {
-        let x = if x.t.dtype() == DType::F32 { x.t } else { c(x.t.to_dtype(DType::F32))? };
-        Ok(ScriptTensor::new(c(l.0.forward(&x))?))
+    engine.register_fn(
+        "forward",
+        |l: &mut Linear, x: ScriptTensor| -> RResult<ScriptTensor> {
+            let x = if x.t.dtype() == DType::F32 {
+                x.t
+            } else {
+                c(x.t.to_dtype(DType::F32))?
+            };
+            Ok(ScriptTensor::new(c(l.0.forward(&x))?))
+        },
+    );
+    engine.register_get("weight", |l: &mut Linear| {
+        ScriptTensor::new(l.0.weight().clone())
     });
-    engine.register_get("weight", |l: &mut Linear| ScriptTensor::new(l.0.weight().clone()));
     engine.register_get("bias", |l: &mut Linear| -> Dynamic {
-        l.0.bias().map_or(Dynamic::UNIT, |b| Dynamic::from(ScriptTensor::new(b.clone())))
+        l.0.bias().map_or(Dynamic::UNIT, |b| {
+            Dynamic::from(ScriptTensor::new(b.clone()))
+        })
     });
 
     // ---- losses ----
-    engine.register_fn("mse", |p: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
-        same_shape(&p.t, &t.t, "mse")?;
-        Ok(ScriptTensor::new(c(candle_nn::loss::mse(&p.t, &t.t))?))
-    });
-    engine.register_fn("l1", |p: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
-        same_shape(&p.t, &t.t, "l1")?;
-        Ok(ScriptTensor::new(c(c(c(p.t.sub(&t.t))?.abs())?.mean_all())?))
-    });
+    engine.register_fn(
+        "mse",
+        |p: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
+            same_shape(&p.t, &t.t, "mse")?;
+            Ok(ScriptTensor::new(c(candle_nn::loss::mse(&p.t, &t.t))?))
+        },
+    );
+    engine.register_fn(
+        "l1",
+        |p: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
+            same_shape(&p.t, &t.t, "l1")?;
+            Ok(ScriptTensor::new(
+                c(c(c(p.t.sub(&t.t))?.abs())?.mean_all())?,
+            ))
+        },
+    );
     engine.register_fn("cross_entropy", |logits: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
         if logits.t.rank() != 2 || t.t.rank() != 1 {
             return err(format!("cross_entropy takes logits [batch, classes] and class ids [batch], got {:?} and {:?}", logits.t.dims(), t.t.dims()));
         }
         Ok(ScriptTensor::new(c(candle_nn::loss::cross_entropy(&logits.t, &class_targets(&t.t)?))?))
     });
-    engine.register_fn("nll", |logp: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
-        Ok(ScriptTensor::new(c(candle_nn::loss::nll(&logp.t, &class_targets(&t.t)?))?))
-    });
-    engine.register_fn("bce_with_logits", |logits: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
-        same_shape(&logits.t, &t.t, "bce_with_logits")?;
-        let t = c(t.t.to_dtype(logits.t.dtype()))?;
-        Ok(ScriptTensor::new(c(candle_nn::loss::binary_cross_entropy_with_logit(&logits.t, &t))?))
-    });
-    engine.register_fn("accuracy", |logits: ScriptTensor, t: ScriptTensor| -> RResult<f64> {
-        let pred = c(logits.t.argmax(candle_core::D::Minus1))?;
-        let t = class_targets(&t.t)?;
-        let hits = c(c(c(pred.eq(&t))?.to_dtype(DType::F32))?.mean_all())?;
-        super::tensor::item(&hits)
-    });
+    engine.register_fn(
+        "nll",
+        |logp: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
+            Ok(ScriptTensor::new(c(candle_nn::loss::nll(
+                &logp.t,
+                &class_targets(&t.t)?,
+            ))?))
+        },
+    );
+    engine.register_fn(
+        "bce_with_logits",
+        |logits: ScriptTensor, t: ScriptTensor| -> RResult<ScriptTensor> {
+            same_shape(&logits.t, &t.t, "bce_with_logits")?;
+            let t = c(t.t.to_dtype(logits.t.dtype()))?;
+            Ok(ScriptTensor::new(c(
+                candle_nn::loss::binary_cross_entropy_with_logit(&logits.t, &t),
+            )?))
+        },
+    );
+    engine.register_fn(
+        "accuracy",
+        |logits: ScriptTensor, t: ScriptTensor| -> RResult<f64> {
+            let pred = c(logits.t.argmax(candle_core::D::Minus1))?;
+            let t = class_targets(&t.t)?;
+            let hits = c(c(c(pred.eq(&t))?.to_dtype(DType::F32))?.mean_all())?;
+            super::tensor::item(&hits)
+        },
+    );
 
     // ---- optimisers ----
     engine.register_fn("sgd", |src: Dynamic, lr: f64| -> RResult<Optimizer> {
-        Ok(Optimizer(Rc::new(RefCell::new(Opt::Sgd(c(SGD::new(vars_of(&src)?, lr))?)))))
+        Ok(Optimizer(Rc::new(RefCell::new(Opt::Sgd(c(SGD::new(
+            vars_of(&src)?,
+            lr,
+        ))?)))))
     });
     let adamw = |src: Dynamic, params: ParamsAdamW| -> RResult<Optimizer> {
-        Ok(Optimizer(Rc::new(RefCell::new(Opt::AdamW(c(AdamW::new(vars_of(&src)?, params))?)))))
+        Ok(Optimizer(Rc::new(RefCell::new(Opt::AdamW(c(
+            AdamW::new(vars_of(&src)?, params),
+        )?)))))
     };
-    engine.register_fn("adamw", move |src: Dynamic, lr: f64| adamw(src, ParamsAdamW { lr, ..Default::default() }));
+    engine.register_fn("adamw", move |src: Dynamic, lr: f64| {
+        adamw(
+            src,
+            ParamsAdamW {
+                lr,
+                ..Default::default()
+            },
+        )
+    });
     engine.register_fn("adamw", move |src: Dynamic, o: Map| {
         let d = ParamsAdamW::default();
         adamw(
@@ -156,18 +226,23 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
             },
         )
     });
-    engine.register_fn("step", |o: &mut Optimizer, loss: ScriptTensor| -> RResult<()> {
-        match &mut *o.0.borrow_mut() {
-            Opt::Sgd(s) => c(s.backward_step(&loss.t)),
-            Opt::AdamW(a) => c(a.backward_step(&loss.t)),
-        }
-    });
+    engine.register_fn(
+        "step",
+        |o: &mut Optimizer, loss: ScriptTensor| -> RResult<()> {
+            match &mut *o.0.borrow_mut() {
+                Opt::Sgd(s) => c(s.backward_step(&loss.t)),
+                Opt::AdamW(a) => c(a.backward_step(&loss.t)),
+            }
+        },
+    );
     engine.register_get("lr", |o: &mut Optimizer| match &*o.0.borrow() {
         Opt::Sgd(s) => s.learning_rate(),
         Opt::AdamW(a) => a.learning_rate(),
     });
-    engine.register_set("lr", |o: &mut Optimizer, lr: f64| match &mut *o.0.borrow_mut() {
-        Opt::Sgd(s) => s.set_learning_rate(lr),
-        Opt::AdamW(a) => a.set_learning_rate(lr),
+    engine.register_set("lr", |o: &mut Optimizer, lr: f64| {
+        match &mut *o.0.borrow_mut() {
+            Opt::Sgd(s) => s.set_learning_rate(lr),
+            Opt::AdamW(a) => a.set_learning_rate(lr),
+        }
     });
 }

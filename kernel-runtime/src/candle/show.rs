@@ -40,10 +40,16 @@ pub fn describe(v: &Dynamic) -> String {
         return v.to_string();
     }
     if let Some(a) = v.read_lock::<Array>() {
-        return format!("[{}]", a.iter().map(describe_inner).collect::<Vec<_>>().join(", "));
+        return format!(
+            "[{}]",
+            a.iter().map(describe_inner).collect::<Vec<_>>().join(", ")
+        );
     }
     if let Some(m) = v.read_lock::<Map>() {
-        let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {}", describe_inner(v))).collect();
+        let parts: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", describe_inner(v)))
+            .collect();
         return format!("#{{{}}}", parts.join(", "));
     }
     if v.is_float() {
@@ -54,7 +60,11 @@ pub fn describe(v: &Dynamic) -> String {
         return format!("Linear(weight {:?})", l.0.weight().dims());
     }
     let s = v.to_string();
-    if s.is_empty() || s.starts_with('<') { v.type_name().to_owned() } else { s }
+    if s.is_empty() || s.starts_with('<') {
+        v.type_name().to_owned()
+    } else {
+        s
+    }
 }
 
 fn describe_inner(v: &Dynamic) -> String {
@@ -70,16 +80,24 @@ fn describe_inner(v: &Dynamic) -> String {
 /// Numbers from an array or a 1-D tensor.
 fn numbers(v: &Dynamic) -> RResult<Vec<f64>> {
     if let Some(t) = v.read_lock::<ScriptTensor>() {
-        let flat = c(c(c(t.t.flatten_all())?.to_dtype(DType::F64))?.to_device(&candle_core::Device::Cpu))?;
+        let flat =
+            c(c(c(t.t.flatten_all())?.to_dtype(DType::F64))?.to_device(&candle_core::Device::Cpu))?;
         return c(flat.to_vec1::<f64>());
     }
     if let Some(a) = v.read_lock::<Array>() {
         return a
             .iter()
-            .map(|x| x.as_float().or_else(|_| x.as_int().map(|i| i as f64)).map_err(|t| format!("plot takes numbers, found {t}").into()))
+            .map(|x| {
+                x.as_float()
+                    .or_else(|_| x.as_int().map(|i| i as f64))
+                    .map_err(|t| format!("plot takes numbers, found {t}").into())
+            })
             .collect();
     }
-    err(format!("plot takes an array or a tensor of numbers, not {}", v.type_name()))
+    err(format!(
+        "plot takes an array or a tensor of numbers, not {}",
+        v.type_name()
+    ))
 }
 
 fn series_of(v: &Dynamic) -> RResult<Vec<Series>> {
@@ -87,12 +105,20 @@ fn series_of(v: &Dynamic) -> RResult<Vec<Series>> {
         let mut out = Vec::new();
         for (name, data) in m.iter() {
             let ys = numbers(data)?;
-            out.push(Series { name: name.to_string(), xs: (0..ys.len()).map(|i| i as f64).collect(), ys });
+            out.push(Series {
+                name: name.to_string(),
+                xs: (0..ys.len()).map(|i| i as f64).collect(),
+                ys,
+            });
         }
         return Ok(out);
     }
     let ys = numbers(v)?;
-    Ok(vec![Series { name: "y".into(), xs: (0..ys.len()).map(|i| i as f64).collect(), ys }])
+    Ok(vec![Series {
+        name: "y".into(),
+        xs: (0..ys.len()).map(|i| i as f64).collect(),
+        ys,
+    }])
 }
 
 /// An image from a tensor: [h, w] grey, or [h, w, 3|4] colour. Floats are
@@ -102,7 +128,11 @@ fn image_png(t: &ScriptTensor) -> RResult<String> {
     let (h, w, ch) = match dims.as_slice() {
         [h, w] => (*h, *w, 1),
         [h, w, c @ (1 | 3 | 4)] => (*h, *w, *c),
-        _ => return err(format!("image() takes [h, w] or [h, w, 3] tensors, not {dims:?}")),
+        _ => {
+            return err(format!(
+                "image() takes [h, w] or [h, w, 3] tensors, not {dims:?}"
+            ));
+        }
     };
     let v = c(c(c(t.t.flatten_all())?.to_dtype(DType::F64))?.to_device(&candle_core::Device::Cpu))?;
     let v = c(v.to_vec1::<f64>())?;
@@ -112,7 +142,9 @@ fn image_png(t: &ScriptTensor) -> RResult<String> {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let span = if hi > lo { hi - lo } else { 1.0 };
-        v.iter().map(|&x| (((x - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+        v.iter()
+            .map(|&x| (((x - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect()
     };
     png_base64(w as u32, h as u32, ch as u8, &bytes).map_err(Into::into)
 }
@@ -134,9 +166,17 @@ pub struct ProgressState {
 
 impl ProgressState {
     fn media(&self) -> Vec<MediaType> {
-        let frac = if self.total > 0 { (self.done as f64 / self.total as f64).clamp(0.0, 1.0) } else { 0.0 };
+        let frac = if self.total > 0 {
+            (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = if frac > 0.0 && frac < 1.0 { format!(", eta {:.1}s", elapsed * (1.0 - frac) / frac) } else { String::new() };
+        let eta = if frac > 0.0 && frac < 1.0 {
+            format!(", eta {:.1}s", elapsed * (1.0 - frac) / frac)
+        } else {
+            String::new()
+        };
         let bar_len = 30;
         let filled = (frac * bar_len as f64).round() as usize;
         let text = format!(
@@ -149,18 +189,34 @@ impl ProgressState {
             frac * 100.0,
             elapsed,
             eta,
-            if self.info.is_empty() { String::new() } else { format!("  {}", self.info) }
+            if self.info.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", self.info)
+            }
         );
         let html = format!(
             "<div class=\"academy-progress\" style=\"font-family:monospace\">{} <progress value=\"{}\" max=\"{}\" style=\"width:200px\"></progress> {}/{} ({:.0}%) {:.1}s{} <span>{}</span></div>",
-            html_escape(&self.label), self.done, self.total.max(1), self.done, self.total, frac * 100.0, elapsed, eta, html_escape(&self.info)
+            html_escape(&self.label),
+            self.done,
+            self.total.max(1),
+            self.done,
+            self.total,
+            frac * 100.0,
+            elapsed,
+            eta,
+            html_escape(&self.info)
         );
         vec![MediaType::Plain(text), MediaType::Html(html)]
     }
 
     fn send(&mut self, force: bool) {
         let now = Instant::now();
-        if !force && self.last_sent.is_some_and(|t| now - t < Duration::from_millis(100)) {
+        if !force
+            && self
+                .last_sent
+                .is_some_and(|t| now - t < Duration::from_millis(100))
+        {
             return;
         }
         let first = self.last_sent.is_none();
@@ -199,15 +255,25 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
         s.with_output(|o| o.display(media, None));
     });
     let s = session.clone();
-    engine.register_fn("html", move |h: &str| s.with_output(|o| o.display(vec![MediaType::Html(h.to_owned())], None)));
+    engine.register_fn("html", move |h: &str| {
+        s.with_output(|o| o.display(vec![MediaType::Html(h.to_owned())], None))
+    });
     let s = session.clone();
-    engine.register_fn("svg", move |h: &str| s.with_output(|o| o.display(vec![MediaType::Svg(h.to_owned())], None)));
+    engine.register_fn("svg", move |h: &str| {
+        s.with_output(|o| o.display(vec![MediaType::Svg(h.to_owned())], None))
+    });
     let s = session.clone();
-    engine.register_fn("markdown", move |h: &str| s.with_output(|o| o.display(vec![MediaType::Markdown(h.to_owned())], None)));
+    engine.register_fn("markdown", move |h: &str| {
+        s.with_output(|o| o.display(vec![MediaType::Markdown(h.to_owned())], None))
+    });
     let s = session.clone();
-    engine.register_fn("eprint", move |text: Dynamic| s.with_output(|o| o.stderr(&format!("{}\n", describe(&text)))));
+    engine.register_fn("eprint", move |text: Dynamic| {
+        s.with_output(|o| o.stderr(&format!("{}\n", describe(&text))))
+    });
     let s = session.clone();
-    engine.register_fn("clear_output", move || s.with_output(|o| o.clear_output(true)));
+    engine.register_fn("clear_output", move || {
+        s.with_output(|o| o.clear_output(true))
+    });
     let s = session.clone();
     engine.register_fn("sleep", move |secs: f64| s.sleep(secs));
     let s = session.clone();
@@ -220,9 +286,24 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
             let svg = line_chart_svg(title, &series, 640, 360)?;
             let summary: Vec<String> = series
                 .iter()
-                .map(|s| format!("{}: {} points, last {:.4}", s.name, s.ys.len(), s.ys.last().copied().unwrap_or(f64::NAN)))
+                .map(|s| {
+                    format!(
+                        "{}: {} points, last {:.4}",
+                        s.name,
+                        s.ys.len(),
+                        s.ys.last().copied().unwrap_or(f64::NAN)
+                    )
+                })
                 .collect();
-            s.with_output(|o| o.display(vec![MediaType::Svg(svg), MediaType::Plain(format!("<plot {title:?}: {}>", summary.join("; ")))], None));
+            s.with_output(|o| {
+                o.display(
+                    vec![
+                        MediaType::Svg(svg),
+                        MediaType::Plain(format!("<plot {title:?}: {}>", summary.join("; "))),
+                    ],
+                    None,
+                )
+            });
             Ok(())
         }
     };
@@ -233,7 +314,15 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
     engine.register_fn("image", move |t: ScriptTensor| -> RResult<()> {
         let png = image_png(&t)?;
         let dims = t.t.dims().to_vec();
-        s.with_output(|o| o.display(vec![MediaType::Png(png), MediaType::Plain(format!("<image {dims:?}>"))], None));
+        s.with_output(|o| {
+            o.display(
+                vec![
+                    MediaType::Png(png),
+                    MediaType::Plain(format!("<image {dims:?}>")),
+                ],
+                None,
+            )
+        });
         Ok(())
     });
 

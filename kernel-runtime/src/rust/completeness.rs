@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn unterminated_string_is_incomplete_and_mismatch_is_invalid() {
-        assert!(matches!(check("let s = \"abc"), Completeness::Incomplete { .. }));
+        assert!(matches!(
+            check("let s = \"abc"),
+            Completeness::Incomplete { .. }
+        ));
         assert_eq!(check("let x = (1];"), Completeness::Invalid);
         assert_eq!(check("}"), Completeness::Invalid);
     }

@@ -58,7 +58,10 @@ pub fn language_spec() -> LanguageSpec {
         ),
         help_links: vec![
             ("The Rust book", "https://doc.rust-lang.org/book/"),
-            ("evcxr commands", "https://github.com/evcxr/evcxr/blob/main/COMMON.md"),
+            (
+                "evcxr commands",
+                "https://github.com/evcxr/evcxr/blob/main/COMMON.md",
+            ),
         ],
     }
 }
@@ -251,7 +254,10 @@ impl RustEngine {
                 } else {
                     format!(
                         "these variables were lost: {}",
-                        lost.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        lost.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 };
                 if self.interrupted.load(Ordering::SeqCst) {
@@ -261,13 +267,19 @@ impl RustEngine {
                 } else {
                     CellError::new(
                         "ProcessTerminated",
-                        format!("{}; the Rust process was restarted and {lost_text}", msg.trim()),
+                        format!(
+                            "{}; the Rust process was restarted and {lost_text}",
+                            msg.trim()
+                        ),
                     )
                 }
             }
             evcxr::Error::TypeRedefinedVariablesLost(vars) => CellError::new(
                 "VariablesLost",
-                format!("a type was redefined; these variables were lost: {}", vars.join(", ")),
+                format!(
+                    "a type was redefined; these variables were lost: {}",
+                    vars.join(", ")
+                ),
             ),
             evcxr::Error::Message(msg) => CellError::new("Error", msg),
         }
@@ -276,14 +288,21 @@ impl RustEngine {
 
 fn render_compile_error(e: &evcxr::CompilationError, code: &str) -> Vec<String> {
     if e.is_from_user_code()
-        && let Some(report) = e.build_report("cell".to_owned(), code.to_owned(), evcxr::Theme::Light)
+        && let Some(report) =
+            e.build_report("cell".to_owned(), code.to_owned(), evcxr::Theme::Light)
     {
         let mut buf = Vec::new();
         if report
-            .write(ariadne::sources([("cell".to_owned(), code.to_owned())]), &mut buf)
+            .write(
+                ariadne::sources([("cell".to_owned(), code.to_owned())]),
+                &mut buf,
+            )
             .is_ok()
         {
-            return String::from_utf8_lossy(&buf).lines().map(str::to_owned).collect();
+            return String::from_utf8_lossy(&buf)
+                .lines()
+                .map(str::to_owned)
+                .collect();
         }
     }
     let mut lines = vec![e.message()];
@@ -300,7 +319,11 @@ fn render_compile_error(e: &evcxr::CompilationError, code: &str) -> Vec<String> 
 impl Engine for RustEngine {
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
         self.interrupted.store(false, Ordering::SeqCst);
-        *self.forwarder.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(out.clone());
+        *self
+            .forwarder
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(out.clone());
         if !self.prelude_loaded {
             match self.ctx.execute(PRELUDE) {
                 Ok(_) => self.prelude_loaded = true,
@@ -364,7 +387,10 @@ impl Engine for RustEngine {
         let pos = char_to_byte_offset(code, cursor_pos);
         match self.ctx.hover_at(code, pos) {
             Ok((plain, _)) if plain == "No documentation found" => None,
-            Ok((plain, html)) => Some(Media::new(vec![MediaType::Plain(plain), MediaType::Html(html)])),
+            Ok((plain, html)) => Some(Media::new(vec![
+                MediaType::Plain(plain),
+                MediaType::Html(html),
+            ])),
             Err(_) => None,
         }
     }

@@ -1,0 +1,215 @@
+//! The academy-candle kernel binary driven over real ZeroMQ sockets by the
+//! Rust client of jupyter-zmq-client: execute, streaming, interrupt and
+//! forged signatures. (The Python suite drives the same binary with
+//! jupyter_client.)
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jupyter_protocol::{
+    ConnectionInfo, ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent,
+    KernelInfoRequest, MediaType, ReplyStatus, Transport,
+};
+use jupyter_zmq_client as zmq;
+
+struct Kernel {
+    child: Child,
+    info: ConnectionInfo,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_candle_kernel() -> Kernel {
+    let ports = zmq::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+        .await
+        .unwrap();
+    let info = ConnectionInfo {
+        ip: "127.0.0.1".into(),
+        transport: Transport::TCP,
+        shell_port: ports[0],
+        iopub_port: ports[1],
+        stdin_port: ports[2],
+        control_port: ports[3],
+        hb_port: ports[4],
+        key: uuid::Uuid::new_v4().to_string(),
+        signature_scheme: "hmac-sha256".into(),
+        kernel_name: Some("academy-candle".into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kernel.json");
+    std::fs::write(&file, serde_json::to_string(&info).unwrap()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_academy-kernel"))
+        .args(["candle", "-f"])
+        .arg(&file)
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Kernel {
+        child,
+        info,
+        _dir: dir,
+    }
+}
+
+/// Asks for kernel_info until the kernel answers (it may still be binding).
+async fn wait_ready(shell: &mut zmq::ClientShellConnection) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        shell
+            .send(JupyterMessage::new(KernelInfoRequest {}, None))
+            .await
+            .unwrap();
+        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), shell.read()).await
+        {
+            assert_eq!(reply.message_type(), "kernel_info_reply");
+            return;
+        }
+        assert!(Instant::now() < deadline, "kernel never answered");
+    }
+}
+
+/// Collects iopub messages of `parent` until its idle status.
+async fn outputs_of(iopub: &mut zmq::ClientIoPubConnection, parent: &str) -> Vec<JupyterMessage> {
+    let mut out = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), iopub.read())
+            .await
+            .expect("iopub timed out")
+            .unwrap();
+        if msg.parent_header.as_ref().map(|h| h.msg_id.as_str()) != Some(parent) {
+            continue;
+        }
+        match &msg.content {
+            JupyterMessageContent::Status(s)
+                if matches!(s.execution_state, jupyter_protocol::ExecutionState::Idle) =>
+            {
+                return out;
+            }
+            JupyterMessageContent::Status(_) => {}
+            _ => out.push(msg),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn candle_cell_streams_output_and_returns_its_value() {
+    let k = start_candle_kernel().await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
+        .await
+        .unwrap();
+    let mut iopub = zmq::create_client_iopub_connection(&k.info, "", &session)
+        .await
+        .unwrap();
+    wait_ready(&mut shell).await;
+
+    let req: JupyterMessage =
+        ExecuteRequest::new("print(\"hi\"); tensor([1.0, 2.0]).sum().item() + 1.0".into()).into();
+    let id = req.header.msg_id.clone();
+    shell.send(req).await.unwrap();
+    let reply = shell.read().await.unwrap();
+    let JupyterMessageContent::ExecuteReply(reply) = reply.content else {
+        panic!("not an execute_reply")
+    };
+    assert!(matches!(reply.status, ReplyStatus::Ok));
+    let outputs = outputs_of(&mut iopub, &id).await;
+    let kinds: Vec<&str> = outputs.iter().map(|m| m.message_type()).collect();
+    assert_eq!(kinds, ["execute_input", "stream", "execute_result"]);
+    let JupyterMessageContent::ExecuteResult(result) = &outputs[2].content else {
+        unreachable!()
+    };
+    assert!(
+        result
+            .data
+            .content
+            .iter()
+            .any(|m| matches!(m, MediaType::Plain(s) if s == "4"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupt_over_control_stops_a_loop_and_keeps_variables() {
+    let k = start_candle_kernel().await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
+        .await
+        .unwrap();
+    let mut control = zmq::create_client_control_connection(&k.info, &session)
+        .await
+        .unwrap();
+    wait_ready(&mut shell).await;
+
+    shell
+        .send(ExecuteRequest::new("let kept = 5;".into()).into())
+        .await
+        .unwrap();
+    shell.read().await.unwrap();
+    shell
+        .send(ExecuteRequest::new("loop { kept += 0; }".into()).into())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    control.send(InterruptRequest {}.into()).await.unwrap();
+    let reply = shell.read().await.unwrap();
+    let elapsed = started.elapsed();
+    let JupyterMessageContent::ExecuteReply(reply) = reply.content else {
+        panic!("not an execute_reply")
+    };
+    assert!(matches!(reply.status, ReplyStatus::Error));
+    assert_eq!(reply.error.unwrap().ename, "KeyboardInterrupt");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert_eq!(
+        control.read().await.unwrap().message_type(),
+        "interrupt_reply"
+    );
+
+    shell
+        .send(ExecuteRequest::new("kept".into()).into())
+        .await
+        .unwrap();
+    let JupyterMessageContent::ExecuteReply(reply) = shell.read().await.unwrap().content else {
+        panic!()
+    };
+    assert!(matches!(reply.status, ReplyStatus::Ok));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_signed_with_the_wrong_key_is_never_executed() {
+    let k = start_candle_kernel().await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
+        .await
+        .unwrap();
+    wait_ready(&mut shell).await;
+
+    let mut wrong = k.info.clone();
+    wrong.key = "forged".into();
+    let mut forger = zmq::create_client_shell_connection(&wrong, &session)
+        .await
+        .unwrap();
+    forger
+        .send(ExecuteRequest::new("let forged = 1;".into()).into())
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(1), forger.read()).await;
+    assert!(answer.is_err(), "the forged request was answered");
+
+    shell
+        .send(ExecuteRequest::new("is_def_var(\"forged\")".into()).into())
+        .await
+        .unwrap();
+    let JupyterMessageContent::ExecuteReply(reply) = shell.read().await.unwrap().content else {
+        panic!()
+    };
+    assert!(matches!(reply.status, ReplyStatus::Ok));
+}
