@@ -35,6 +35,12 @@ enum Command {
         #[arg(short = 'f', long = "connection-file")]
         connection_file: PathBuf,
     },
+    /// Run a notebook's code cells through a kernel (this binary) over ZeroMQ,
+    /// printing their output; for hosts without Python's Jupyter clients.
+    Execute {
+        /// The .ipynb file.
+        notebook: PathBuf,
+    },
     /// Install the academy-rust and academy-candle kernelspecs.
     Install {
         /// Into the user's Jupyter data dir (the default).
@@ -58,6 +64,16 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Rust { connection_file } => run_kernel(Language::Rust, connection_file),
         Command::Candle { connection_file } => run_kernel(Language::Candle, connection_file),
+        Command::Execute { notebook } => {
+            let binary = std::env::current_exe().context("cannot find this executable's path")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(kernel_runtime::notebook::execute(&notebook, &binary))?;
+            Ok(())
+        }
         Command::Install {
             user: _,
             sys_prefix,

@@ -104,9 +104,13 @@ async fn outputs_of(iopub: &mut zmq::ClientIoPubConnection, parent: &str) -> Vec
 async fn candle_cell_streams_output_and_returns_its_value() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
-        .await
-        .unwrap();
+    let mut shell = zmq::create_client_shell_connection_with_identity(
+        &k.info,
+        &session,
+        zmq::peer_identity_for_session(&session).expect("identity"),
+    )
+    .await
+    .unwrap();
     let mut iopub = zmq::create_client_iopub_connection(&k.info, "", &session)
         .await
         .unwrap();
@@ -140,9 +144,13 @@ async fn candle_cell_streams_output_and_returns_its_value() {
 async fn interrupt_over_control_stops_a_loop_and_keeps_variables() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
-        .await
-        .unwrap();
+    let mut shell = zmq::create_client_shell_connection_with_identity(
+        &k.info,
+        &session,
+        zmq::peer_identity_for_session(&session).expect("identity"),
+    )
+    .await
+    .unwrap();
     let mut control = zmq::create_client_control_connection(&k.info, &session)
         .await
         .unwrap();
@@ -183,20 +191,68 @@ async fn interrupt_over_control_stops_a_loop_and_keeps_variables() {
     assert!(matches!(reply.status, ReplyStatus::Ok));
 }
 
+#[test]
+fn execute_subcommand_runs_a_notebook_through_the_kernel() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_academy-kernel"))
+        .arg("execute")
+        .arg(root.join("examples/06-gpu-matmul-throughput.ipynb"))
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Device: CPU (no GPU admitted)"), "{stdout}");
+    assert!(
+        stdout.contains("No GPU admitted: running a small CPU matmul instead."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TFLOP/s"), "{stdout}");
+}
+
+#[test]
+fn execute_subcommand_fails_on_a_failing_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let nb = dir.path().join("bad.ipynb");
+    std::fs::write(
+        &nb,
+        r#"{"nbformat":4,"nbformat_minor":5,"metadata":{"kernelspec":{"name":"academy-candle"}},
+           "cells":[{"cell_type":"code","source":"throw \"broken\"","metadata":{},"outputs":[],"execution_count":null}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_academy-kernel"))
+        .arg("execute")
+        .arg(&nb)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_signed_with_the_wrong_key_is_never_executed() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection(&k.info, &session)
-        .await
-        .unwrap();
+    let mut shell = zmq::create_client_shell_connection_with_identity(
+        &k.info,
+        &session,
+        zmq::peer_identity_for_session(&session).expect("identity"),
+    )
+    .await
+    .unwrap();
     wait_ready(&mut shell).await;
 
     let mut wrong = k.info.clone();
     wrong.key = "forged".into();
-    let mut forger = zmq::create_client_shell_connection(&wrong, &session)
-        .await
-        .unwrap();
+    let forger_session = uuid::Uuid::new_v4().to_string();
+    let mut forger = zmq::create_client_shell_connection_with_identity(
+        &wrong,
+        &forger_session,
+        zmq::peer_identity_for_session(&forger_session).expect("identity"),
+    )
+    .await
+    .unwrap();
     forger
         .send(ExecuteRequest::new("let forged = 1;".into()).into())
         .await

@@ -1,0 +1,253 @@
+//! Kernel benchmark, side by side with evcxr_jupyter, in one run.
+//!
+//! Launches each kernel from its installed kernelspec, exactly as Jupyter
+//! would, and drives it over ZeroMQ with the same Rust client:
+//! - start to ready: process spawn until the first `kernel_info_reply`;
+//! - a trivial cell round trip: `execute_request` until the reply and the
+//!   idle status of that request have both arrived;
+//! - a warm Rust cell: the same, after the session has compiled once.
+//!
+//! Run it with `scripts/bench-kernels`, which installs evcxr_jupyter 0.22 and
+//! our kernelspecs first. `BENCH_QUICK=1` takes fewer samples.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use jupyter_protocol::{
+    ConnectionInfo, ExecuteRequest, JupyterMessage, JupyterMessageContent, KernelInfoRequest,
+    ReplyStatus, Transport,
+};
+use jupyter_zmq_client as zmq;
+
+struct Running {
+    child: tokio::process::Child,
+    shell: zmq::ClientShellConnection,
+    iopub: zmq::ClientIoPubConnection,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn connection_info() -> ConnectionInfo {
+    let ports = zmq::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+        .await
+        .expect("free ports");
+    ConnectionInfo {
+        ip: "127.0.0.1".into(),
+        transport: Transport::TCP,
+        shell_port: ports[0],
+        iopub_port: ports[1],
+        stdin_port: ports[2],
+        control_port: ports[3],
+        hb_port: ports[4],
+        key: uuid::Uuid::new_v4().to_string(),
+        signature_scheme: "hmac-sha256".into(),
+        kernel_name: None,
+    }
+}
+
+/// Starts a kernel and returns it with the time until it answered kernel_info.
+async fn start(name: &str) -> (Running, Duration) {
+    let spec = zmq::find_kernelspec(name)
+        .await
+        .unwrap_or_else(|e| panic!("kernelspec {name}: {e}"));
+    let info = connection_info().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kernel.json");
+    std::fs::write(&file, serde_json::to_string(&info).expect("json")).expect("write");
+    let started = Instant::now();
+    let mut cmd = spec.command(Path::new(&file), None, None).expect("command");
+    let child = cmd.kill_on_drop(true).spawn().expect("spawn kernel");
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut shell = zmq::create_client_shell_connection_with_identity(
+        &info,
+        &session,
+        zmq::peer_identity_for_session(&session).expect("identity"),
+    )
+    .await
+    .expect("shell");
+    let iopub = zmq::create_client_iopub_connection(&info, "", &session)
+        .await
+        .expect("iopub");
+    loop {
+        shell
+            .send(JupyterMessage::new(KernelInfoRequest {}, None))
+            .await
+            .expect("send");
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(20), shell.read()).await
+            && m.message_type() == "kernel_info_reply"
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{name} never became ready"
+        );
+    }
+    let ready = started.elapsed();
+    let mut running = Running {
+        child,
+        shell,
+        iopub,
+        _dir: dir,
+    };
+    // Drain replies to the extra kernel_info requests sent while starting.
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), running.shell.read()).await
+    {}
+    (running, ready)
+}
+
+/// One cell, until its execute_reply and its idle status; returns the time.
+async fn run_cell(k: &mut Running, code: &str) -> Duration {
+    let req: JupyterMessage = ExecuteRequest::new(code.to_owned()).into();
+    let id = req.header.msg_id.clone();
+    let t = Instant::now();
+    k.shell.send(req).await.expect("send");
+    let mut replied = false;
+    let mut idle = false;
+    while !(replied && idle) {
+        tokio::select! {
+            m = k.shell.read() => {
+                let m = m.expect("shell");
+                if m.parent_header.as_ref().is_some_and(|h| h.msg_id == id) {
+                    if let JupyterMessageContent::ExecuteReply(r) = &m.content {
+                        assert!(matches!(r.status, ReplyStatus::Ok), "cell failed: {code}");
+                    }
+                    replied = true;
+                }
+            }
+            m = k.iopub.read() => {
+                let m = m.expect("iopub");
+                if m.parent_header.as_ref().is_some_and(|h| h.msg_id == id)
+                    && let JupyterMessageContent::Status(s) = &m.content
+                    && matches!(s.execution_state, jupyter_protocol::ExecutionState::Idle)
+                {
+                    idle = true;
+                }
+            }
+        }
+    }
+    t.elapsed()
+}
+
+struct Stats {
+    median: f64,
+    p99: f64,
+    n: usize,
+}
+
+fn stats(mut xs: Vec<Duration>) -> Stats {
+    xs.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let n = xs.len();
+    Stats {
+        median: ms(xs[n / 2]),
+        p99: ms(xs[((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1]),
+        n,
+    }
+}
+
+fn row(what: &str, ours: &Stats, theirs: Option<&Stats>) {
+    match theirs {
+        Some(t) => println!(
+            "| {what} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1}× | {}/{} |",
+            ours.median,
+            ours.p99,
+            t.median,
+            t.p99,
+            t.median / ours.median,
+            ours.n,
+            t.n
+        ),
+        None => println!(
+            "| {what} | {:.3} | {:.3} | – | – | – | {} |",
+            ours.median, ours.p99, ours.n
+        ),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let (starts, trivial, warm) = if quick { (2, 50, 3) } else { (5, 500, 10) };
+    let evcxr = std::env::var("BENCH_EVCXR_KERNEL").unwrap_or_else(|_| "rust".into());
+
+    let mut start_candle = Vec::new();
+    let mut start_rust = Vec::new();
+    let mut start_evcxr = Vec::new();
+    for _ in 0..starts {
+        let (k, t) = start("academy-candle").await;
+        start_candle.push(t);
+        k.stop().await;
+        let (k, t) = start("academy-rust").await;
+        start_rust.push(t);
+        k.stop().await;
+        let (k, t) = start(&evcxr).await;
+        start_evcxr.push(t);
+        k.stop().await;
+    }
+
+    // Trivial cell: academy-candle vs evcxr_jupyter (both warm).
+    let (mut candle, _) = start("academy-candle").await;
+    for _ in 0..20 {
+        run_cell(&mut candle, "1").await;
+    }
+    let mut candle_cells = Vec::new();
+    for _ in 0..trivial {
+        candle_cells.push(run_cell(&mut candle, "1").await);
+    }
+    candle.stop().await;
+
+    let warm_code = "let bench_x = 40 + 2; bench_x";
+    let (mut ours, _) = start("academy-rust").await;
+    let (mut theirs, _) = start(&evcxr).await;
+    for _ in 0..2 {
+        run_cell(&mut ours, warm_code).await;
+        run_cell(&mut theirs, warm_code).await;
+    }
+    let mut ours_warm = Vec::new();
+    let mut theirs_warm = Vec::new();
+    let mut theirs_trivial = Vec::new();
+    for _ in 0..warm {
+        ours_warm.push(run_cell(&mut ours, warm_code).await);
+        theirs_warm.push(run_cell(&mut theirs, warm_code).await);
+        theirs_trivial.push(run_cell(&mut theirs, "1").await);
+    }
+    ours.stop().await;
+    theirs.stop().await;
+
+    println!(
+        "| measurement | ours median ms | ours p99 ms | evcxr_jupyter median ms | evcxr p99 ms | evcxr/ours | samples |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let evcxr_start = stats(start_evcxr);
+    row(
+        "start to ready: academy-candle vs evcxr_jupyter",
+        &stats(start_candle),
+        Some(&evcxr_start),
+    );
+    row(
+        "start to ready: academy-rust vs evcxr_jupyter",
+        &stats(start_rust),
+        Some(&evcxr_start),
+    );
+    row(
+        "trivial cell `1`: academy-candle vs evcxr_jupyter",
+        &stats(candle_cells),
+        Some(&stats(theirs_trivial)),
+    );
+    row(
+        "warm Rust cell: academy-rust vs evcxr_jupyter",
+        &stats(ours_warm),
+        Some(&stats(theirs_warm)),
+    );
+}
