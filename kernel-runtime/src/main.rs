@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ACADEMY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("warn,academy_kernel=info,kernel_runtime=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -206,6 +206,72 @@ impl CandleEngine {
             .map_err(|e| self.runtime_error(code, *e))
     }
 
+    /// Kernel commands, as evcxr has: `:vars` and `:help`.
+    fn command(&self, command: &str) -> Result<Vec<MediaType>, CellError> {
+        match command {
+            "vars" => {
+                let mut text = String::new();
+                let mut html = String::from("<table><tr><th>name</th><th>type</th><th>value</th></tr>");
+                for (name, _, value) in self.scope.iter_raw() {
+                    let summary = match value.read_lock::<ScriptTensor>() {
+                        Some(t) => crate::display::tensor_summary(&t.t),
+                        None => {
+                            let d = show::describe(value);
+                            if d.len() > 60 { format!("{}…", &d[..d.floor_char_boundary(60)]) } else { d }
+                        }
+                    };
+                    text.push_str(&format!("{name}: {} = {summary}\n", value.type_name()));
+                    html.push_str(&format!(
+                        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        crate::display::html_escape(name),
+                        crate::display::html_escape(value.type_name()),
+                        crate::display::html_escape(&summary)
+                    ));
+                }
+                html.push_str("</table>");
+                Ok(vec![MediaType::Plain(text.trim_end().to_owned()), MediaType::Html(html)])
+            }
+            "help" => Ok(vec![MediaType::Plain(
+                ":vars   list the session's variables\n:help   this help\nFunctions: see the README's table, or press Tab to complete and Shift-Tab to inspect.".to_owned(),
+            )]),
+            other => Err(CellError::new("UnknownCommand", format!(":{other} is not a command; try :help"))),
+        }
+    }
+
+    /// Drops shadowed variables. Re-running `let big = randn(...)` would
+    /// otherwise keep every earlier tensor alive, on the GPU too.
+    fn compact_scope(&mut self) {
+        let entries: Vec<(String, bool, Dynamic)> = self
+            .scope
+            .iter_raw()
+            .map(|(name, constant, value)| (name.to_owned(), constant, value.clone()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let keep: Vec<bool> = entries
+            .iter()
+            .rev()
+            .map(|(name, _, _)| seen.insert(name.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        self.scope.clear();
+        for ((name, constant, value), keep) in entries.into_iter().zip(keep) {
+            match (keep, constant) {
+                (false, _) => {}
+                (true, true) => {
+                    self.scope.push_constant_dynamic(name, value);
+                }
+                (true, false) => {
+                    self.scope.push_dynamic(name, value);
+                }
+            }
+        }
+    }
+
     fn runtime_error(&self, code: &str, e: EvalAltResult) -> CellError {
         if let EvalAltResult::ErrorTerminated(..) = e {
             return CellError::interrupted(
@@ -268,9 +334,13 @@ fn with_source_pointer(code: &str, pos: Position, message: &str) -> Vec<String> 
 impl Engine for CandleEngine {
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
         self.session.interrupted.store(false, Ordering::SeqCst);
+        if let Some(command) = code.trim().strip_prefix(':') {
+            return self.command(command.trim()).map(|m| Some(Media::new(m)));
+        }
         *self.session.output.borrow_mut() = Some(out.clone());
         let result = self.run(code);
         *self.session.output.borrow_mut() = None;
+        self.compact_scope();
         let value = result?;
         Ok(show::result_media(&value).map(Media::new))
     }

@@ -1,0 +1,177 @@
+//! The REST routes, shaped as Jupyter Server and Kernel Gateway answer them.
+
+use axum::Json;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::kernels::StartRequest;
+
+pub async fn api_root() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn status(State(s): State<AppState>, AuthUser(_): AuthUser) -> Json<Value> {
+    let kernels = s.kernels.all();
+    let last = kernels
+        .iter()
+        .map(|k| {
+            k.model()["last_activity"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .max()
+        .unwrap_or_else(|| s.started.clone());
+    Json(json!({
+        "started": s.started,
+        "last_activity": last,
+        "kernels": kernels.len(),
+        "connections": kernels.iter().map(|k| k.model()["connections"].as_u64().unwrap_or(0)).sum::<u64>(),
+    }))
+}
+
+pub async fn me(AuthUser(user): AuthUser) -> Json<Value> {
+    Json(json!({
+        "identity": {"username": user.name, "name": user.name, "display_name": user.name,
+                     "role": user.role, "group": user.group},
+        "permissions": {}
+    }))
+}
+
+pub async fn kernelspecs(State(s): State<AppState>, AuthUser(_): AuthUser) -> Json<Value> {
+    Json(s.kernels.specs().model())
+}
+
+pub async fn kernelspec(
+    State(s): State<AppState>,
+    AuthUser(_): AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.kernels
+        .specs()
+        .get(&name)
+        .map(|spec| Json(spec.model()))
+        .ok_or_else(|| ApiError::NotFound(format!("Kernel spec {name} not found")))
+}
+
+pub async fn kernelspec_resource(
+    State(s): State<AppState>,
+    AuthUser(_): AuthUser,
+    Path((name, resource)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("No resource {resource} in kernel spec {name}"));
+    let spec = s.kernels.specs().get(&name).ok_or_else(not_found)?;
+    let path = spec.resource_path(&resource).ok_or_else(not_found)?;
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let mime = if resource.ends_with(".svg") {
+        "image/svg+xml"
+    } else if resource.ends_with(".png") {
+        "image/png"
+    } else if resource.ends_with(".js") {
+        "text/javascript"
+    } else {
+        "application/octet-stream"
+    };
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+pub async fn list_kernels(State(s): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
+    Json(Value::Array(
+        s.kernels
+            .list_for(&user)
+            .iter()
+            .map(|k| k.model())
+            .collect(),
+    ))
+}
+
+pub async fn start_kernel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // Parsed by hand: clients differ on Content-Type, and a bad body must get
+    // a JSON reason, not axum's plain-text rejection.
+    let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRequest::default()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Null) => StartRequest::default(),
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| ApiError::BadRequest(format!("invalid kernel request: {e}")))?,
+            Err(e) => return Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
+        }
+    };
+    let kernel = s.kernels.start(&user, req).await?;
+    let location = format!("/api/kernels/{}", kernel.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(kernel.model()),
+    )
+        .into_response())
+}
+
+pub async fn get_kernel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(s.kernels.get_for(&user, &id)?.model()))
+}
+
+pub async fn delete_kernel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let k = s.kernels.get_for(&user, &id)?;
+    s.kernels.shutdown(&k).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn interrupt_kernel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let k = s.kernels.get_for(&user, &id)?;
+    s.kernels.interrupt(&k).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn restart_kernel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let k = s.kernels.get_for(&user, &id)?;
+    s.kernels.restart(&k).await?;
+    Ok(Json(k.model()))
+}
+
+pub async fn channels(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let kernel = s.kernels.get_for(&user, &id)?;
+    Ok(ws
+        .max_message_size(crate::ws::MAX_FRAME)
+        .max_frame_size(crate::ws::MAX_FRAME)
+        .on_upgrade(move |socket| crate::ws::serve(socket, kernel)))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}

@@ -1,0 +1,113 @@
+//! Configuration: flags, then `LAB_*` environment variables, then a TOML file.
+//!
+//! clap reads flags and the environment; the file (`--config`, or
+//! `<data-dir>/lab.toml` when present) fills what neither set.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `lab serve` settings, as flags and `LAB_*` variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LAB_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "LAB_PORT")]
+    pub port: Option<u16>,
+    /// Where the database, notebooks and runtime files live.
+    #[arg(long, env = "LAB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML config file.
+    #[arg(long, env = "LAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serve without authentication (loopback only).
+    #[arg(long, env = "LAB_NO_AUTH")]
+    pub no_auth: bool,
+    /// Extra Jupyter data dirs to search for kernelspecs.
+    #[arg(
+        long = "kernelspec-dir",
+        env = "LAB_KERNELSPEC_DIRS",
+        value_delimiter = ':'
+    )]
+    pub kernelspec_dirs: Vec<PathBuf>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub kernelspec_dirs: Vec<PathBuf>,
+}
+
+/// Settings after merging.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub no_auth: bool,
+    pub kernelspec_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0} is invalid: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error(
+        "--no-auth is refused on {0}: without authentication the server is open to anyone who can reach it; bind to 127.0.0.1"
+    )]
+    OpenServer(IpAddr),
+}
+
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".local/share/academy-lab"))
+        .unwrap_or_else(|| PathBuf::from(".academy-lab"))
+}
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let data_dir_hint = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        let file_path = args.config.clone().or_else(|| {
+            let p = data_dir_hint.join("lab.toml");
+            p.exists().then_some(p)
+        });
+        let file = match &file_path {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.clone(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(p.clone(), e))?
+            }
+        };
+        let host = args
+            .host
+            .or(file.host)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        if args.no_auth && !host.is_loopback() {
+            return Err(ConfigError::OpenServer(host));
+        }
+        let mut kernelspec_dirs = args.kernelspec_dirs.clone();
+        kernelspec_dirs.extend(file.kernelspec_dirs);
+        Ok(Config {
+            host,
+            port: args.port.or(file.port).unwrap_or(8888),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(data_dir_hint),
+            no_auth: args.no_auth,
+            kernelspec_dirs,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! HTTP errors as Jupyter Server answers them: a status and `{"reason", "message"}`.
+//!
+//! Client errors carry their reason. Internal errors are logged here and
+//! answered with a generic 500, so no internal detail leaks to a client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn kernel_not_found(id: &str) -> Self {
+        ApiError::NotFound(format!("Kernel does not exist: {id}"))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, reason) = match &self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not Found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        };
+        let message = match &self {
+            ApiError::Internal(_) => "internal error; see the gateway's log".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({"reason": reason, "message": message}))).into_response()
+    }
+}

@@ -1,0 +1,617 @@
+//! Running kernels: start, list, interrupt, restart, shut down, watch.
+//!
+//! Each kernel has one iopub subscriber in the gateway, whose messages fan out
+//! to every websocket of that kernel through a broadcast channel, and a
+//! monitor that notices a dead process within 250 ms and tells the clients.
+//! Kernels belong to a user; callers check ownership before acting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use jupyter_protocol::ConnectionInfo;
+use scheduler::launcher::KernelSignal;
+use scheduler::{KernelLocator, LaunchSpec, Launcher};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use zeromq::{Socket, SocketRecv, SocketSend};
+
+use crate::error::ApiError;
+use crate::kernelspecs::Specs;
+use crate::store::{KernelRow, Store, User};
+use crate::wire::{Channel, RawMessage, Signer};
+
+/// iopub messages a slow websocket may fall behind before it is told some were dropped.
+const FANOUT: usize = 4096;
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Where a kernel is now; replaced on restart.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub connection: ConnectionInfo,
+    pub locator: KernelLocator,
+    /// Bumped on every restart, so websockets reconnect their sockets.
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+struct Activity {
+    execution_state: String,
+    last_activity: DateTime<Utc>,
+    connections: usize,
+}
+
+pub struct Kernel {
+    pub id: uuid::Uuid,
+    pub owner: String,
+    pub spec: String,
+    pub created: DateTime<Utc>,
+    interrupt_by_message: bool,
+    endpoint: watch::Sender<Endpoint>,
+    activity: Mutex<Activity>,
+    iopub: broadcast::Sender<Arc<RawMessage>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Kernel {
+    pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
+        self.endpoint.subscribe()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RawMessage>> {
+        self.iopub.subscribe()
+    }
+
+    pub fn model(&self) -> Value {
+        let a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        json!({
+            "id": self.id.to_string(),
+            "name": self.spec,
+            "last_activity": timestamp(a.last_activity),
+            "execution_state": a.execution_state,
+            "connections": a.connections,
+        })
+    }
+
+    pub fn execution_state(&self) -> String {
+        self.activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .execution_state
+            .clone()
+    }
+
+    fn set_state(&self, state: &str) {
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.execution_state = state.to_owned();
+        a.last_activity = Utc::now();
+    }
+
+    pub fn touch(&self) {
+        self.activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_activity = Utc::now();
+    }
+
+    pub fn connection_opened(&self) {
+        self.activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connections += 1;
+    }
+
+    pub fn connection_closed(&self) {
+        let mut a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        a.connections = a.connections.saturating_sub(1);
+    }
+
+    fn stop_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Tells every client the kernel's state, as a kernel's own status message would.
+    fn announce(&self, state: &str) {
+        let mut msg = RawMessage::request("status", json!({"execution_state": state}));
+        msg.header = Bytes::from(
+            json!({
+                "msg_id": uuid::Uuid::new_v4().to_string(),
+                "msg_type": "status",
+                "username": "lab-gateway",
+                "session": self.id.to_string(),
+                "date": timestamp(Utc::now()),
+                "version": "5.3",
+            })
+            .to_string(),
+        );
+        let _ = self.iopub.send(Arc::new(msg));
+    }
+}
+
+/// A DEALER socket to one of a kernel's request channels, with its own identity.
+pub async fn dealer(
+    conn: &ConnectionInfo,
+    channel: Channel,
+    identity: &[u8],
+) -> Result<zeromq::DealerSocket, zeromq::ZmqError> {
+    let url = match channel {
+        Channel::Shell => conn.shell_url(),
+        Channel::Control => conn.control_url(),
+        Channel::Stdin => conn.stdin_url(),
+        Channel::Iopub => conn.iopub_url(),
+    };
+    let mut options = zeromq::SocketOptions::default();
+    if let Ok(id) = zeromq::util::PeerIdentity::try_from(identity.to_vec()) {
+        options.peer_identity(id);
+    }
+    let mut socket = zeromq::DealerSocket::with_options(options);
+    socket.connect(&url).await?;
+    Ok(socket)
+}
+
+/// Sends one request on a fresh DEALER and waits for its reply.
+async fn request(
+    conn: &ConnectionInfo,
+    channel: Channel,
+    msg: RawMessage,
+    timeout: Duration,
+) -> Option<RawMessage> {
+    let signer = Signer::new(&conn.key);
+    let (msg_id, _) = msg.ids();
+    let identity = format!("lab-gateway-{}", uuid::Uuid::new_v4());
+    let mut socket = tokio::time::timeout(timeout, dealer(conn, channel, identity.as_bytes()))
+        .await
+        .ok()?
+        .ok()?;
+    let frames = zeromq::ZmqMessage::try_from(msg.to_frames(&signer)).ok()?;
+    socket.send(frames).await.ok()?;
+    tokio::time::timeout(timeout, async {
+        loop {
+            let reply = socket.recv().await.ok()?;
+            if let Ok(m) = RawMessage::from_frames(reply.into_vec(), &signer)
+                && m.parent_msg_id().as_deref() == Some(msg_id.as_str())
+            {
+                return Some(m);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+pub struct KernelManager {
+    kernels: RwLock<HashMap<uuid::Uuid, Arc<Kernel>>>,
+    launcher: Arc<dyn Launcher>,
+    specs: Specs,
+    store: Store,
+    users_root: PathBuf,
+}
+
+/// What a start request asks for (`POST /api/kernels`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct StartRequest {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl KernelManager {
+    pub fn new(
+        launcher: Arc<dyn Launcher>,
+        specs: Specs,
+        store: Store,
+        users_root: PathBuf,
+    ) -> Self {
+        KernelManager {
+            kernels: RwLock::new(HashMap::new()),
+            launcher,
+            specs,
+            store,
+            users_root,
+        }
+    }
+
+    pub fn specs(&self) -> &Specs {
+        &self.specs
+    }
+
+    /// The kernel, if it exists and `user` may see it; else 404.
+    pub fn get_for(&self, user: &User, id: &str) -> Result<Arc<Kernel>, ApiError> {
+        let parsed: uuid::Uuid = id.parse().map_err(|_| ApiError::kernel_not_found(id))?;
+        let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
+        match kernels.get(&parsed) {
+            Some(k) if k.owner == user.name || user.is_admin() => Ok(k.clone()),
+            _ => Err(ApiError::kernel_not_found(id)),
+        }
+    }
+
+    pub fn list_for(&self, user: &User) -> Vec<Arc<Kernel>> {
+        let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = kernels
+            .values()
+            .filter(|k| k.owner == user.name || user.is_admin())
+            .cloned()
+            .collect();
+        v.sort_by_key(|k| k.created);
+        v
+    }
+
+    pub fn all(&self) -> Vec<Arc<Kernel>> {
+        self.kernels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn launch_spec(
+        &self,
+        id: uuid::Uuid,
+        user: &str,
+        spec_name: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<LaunchSpec, ApiError> {
+        let spec = self
+            .specs
+            .get(spec_name)
+            .ok_or_else(|| ApiError::NotFound(format!("No such kernel spec: {spec_name}")))?;
+        let mut env = spec.env();
+        // Like Kernel Gateway, a client may pass KERNEL_* variables only.
+        env.extend(
+            extra
+                .iter()
+                .filter(|(k, _)| k.starts_with("KERNEL_"))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        env.insert("KERNEL_USERNAME".into(), user.to_owned());
+        env.insert("KERNEL_ID".into(), id.to_string());
+        Ok(LaunchSpec {
+            kernel_id: id,
+            argv: spec.argv(),
+            env,
+            cwd: self.users_root.join(user),
+            gpus: Vec::new(),
+        })
+    }
+
+    pub async fn start(&self, user: &User, req: StartRequest) -> Result<Arc<Kernel>, ApiError> {
+        let spec_name = req
+            .name
+            .or_else(|| self.specs.default_name().map(str::to_owned))
+            .ok_or_else(|| ApiError::NotFound("no kernelspecs are installed".into()))?;
+        let id = uuid::Uuid::new_v4();
+        let launch = self.launch_spec(id, &user.name, &spec_name, &req.env)?;
+        let interrupt_by_message = self
+            .specs
+            .get(&spec_name)
+            .is_some_and(|s| s.interrupt_by_message());
+        let started = std::time::Instant::now();
+        let launched = self.launcher.launch(launch).await.map_err(|e| {
+            ApiError::Unavailable(format!("kernel {spec_name} failed to start: {e}"))
+        })?;
+        let (iopub, _) = broadcast::channel(FANOUT);
+        let kernel = Arc::new(Kernel {
+            id,
+            owner: user.name.clone(),
+            spec: spec_name.clone(),
+            created: Utc::now(),
+            interrupt_by_message,
+            endpoint: watch::Sender::new(Endpoint {
+                connection: launched.connection.clone(),
+                locator: launched.locator.clone(),
+                generation: 0,
+            }),
+            activity: Mutex::new(Activity {
+                execution_state: "starting".into(),
+                last_activity: Utc::now(),
+                connections: 0,
+            }),
+            iopub,
+            tasks: Mutex::new(Vec::new()),
+        });
+        self.attach(&kernel);
+        if !self.wait_ready(&kernel).await {
+            self.kill(&kernel).await;
+            return Err(ApiError::Unavailable(format!(
+                "kernel {spec_name} did not answer within {}s",
+                READY_TIMEOUT.as_secs()
+            )));
+        }
+        tracing::info!(kernel_id = %id, spec = %spec_name, user = %user.name, ms = started.elapsed().as_millis() as u64, "kernel ready");
+        self.store.save_kernel(&KernelRow {
+            id,
+            owner: user.name.clone(),
+            spec: spec_name,
+            connection: serde_json::to_string(&launched.connection).unwrap_or_default(),
+            locator: serde_json::to_string(&launched.locator).unwrap_or_default(),
+            created: timestamp(kernel.created),
+        })?;
+        self.kernels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Re-attaches to kernels recorded by an earlier gateway process.
+    pub async fn reattach(&self) {
+        let rows = match self.store.kernels() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read kernels to re-attach");
+                return;
+            }
+        };
+        for row in rows {
+            let (Ok(connection), Ok(locator)) = (
+                serde_json::from_str::<ConnectionInfo>(&row.connection),
+                serde_json::from_str::<KernelLocator>(&row.locator),
+            ) else {
+                let _ = self.store.delete_kernel(row.id);
+                continue;
+            };
+            if !self.launcher.is_alive(&locator).await {
+                tracing::info!(kernel_id = %row.id, "recorded kernel is gone");
+                self.launcher.cleanup(row.id, &locator).await;
+                let _ = self.store.delete_kernel(row.id);
+                continue;
+            }
+            let (iopub, _) = broadcast::channel(FANOUT);
+            let kernel = Arc::new(Kernel {
+                id: row.id,
+                owner: row.owner,
+                interrupt_by_message: self
+                    .specs
+                    .get(&row.spec)
+                    .is_some_and(|s| s.interrupt_by_message()),
+                spec: row.spec,
+                created: DateTime::parse_from_rfc3339(&row.created)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_else(|_| Utc::now()),
+                endpoint: watch::Sender::new(Endpoint {
+                    connection,
+                    locator,
+                    generation: 0,
+                }),
+                activity: Mutex::new(Activity {
+                    execution_state: "idle".into(),
+                    last_activity: Utc::now(),
+                    connections: 0,
+                }),
+                iopub,
+                tasks: Mutex::new(Vec::new()),
+            });
+            self.attach(&kernel);
+            tracing::info!(kernel_id = %kernel.id, "re-attached to a running kernel");
+            self.kernels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(kernel.id, kernel);
+        }
+    }
+
+    /// Starts the iopub subscriber and the liveness monitor of a kernel.
+    fn attach(&self, kernel: &Arc<Kernel>) {
+        let endpoint = kernel.endpoint.borrow().clone();
+        let k = kernel.clone();
+        let iopub_task = tokio::spawn(async move {
+            let signer = Signer::new(&endpoint.connection.key);
+            let mut sub = zeromq::SubSocket::new();
+            if let Err(e) = sub.connect(&endpoint.connection.iopub_url()).await {
+                tracing::warn!(kernel_id = %k.id, error = %e, "cannot subscribe to iopub");
+                return;
+            }
+            let _ = sub.subscribe("").await;
+            loop {
+                let Ok(frames) = sub.recv().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(kernel_id = %k.id, error = %e, "dropped an iopub message");
+                        continue;
+                    }
+                };
+                let (_, msg_type) = msg.ids();
+                if msg_type == "status" {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&msg.content)
+                        && let Some(state) = v["execution_state"].as_str()
+                    {
+                        k.set_state(state);
+                    }
+                } else {
+                    k.touch();
+                }
+                let _ = k.iopub.send(Arc::new(msg));
+            }
+        });
+        let k = kernel.clone();
+        let launcher = self.launcher.clone();
+        let monitor = tokio::spawn(async move {
+            let mut rx = k.endpoint();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let locator = rx.borrow_and_update().locator.clone();
+                if !launcher.is_alive(&locator).await && k.execution_state() != "dead" {
+                    // Unless a restart replaced the process meanwhile.
+                    if rx.has_changed().unwrap_or(false) {
+                        continue;
+                    }
+                    tracing::warn!(kernel_id = %k.id, "kernel process died");
+                    k.set_state("dead");
+                    k.announce("dead");
+                }
+            }
+        });
+        let mut tasks = kernel.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(iopub_task.abort_handle());
+        tasks.push(monitor.abort_handle());
+    }
+
+    async fn wait_ready(&self, kernel: &Kernel) -> bool {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let endpoint = kernel.endpoint.borrow().clone();
+            if !self.launcher.is_alive(&endpoint.locator).await {
+                return false;
+            }
+            let req = RawMessage::request("kernel_info_request", json!({}));
+            if request(
+                &endpoint.connection,
+                Channel::Shell,
+                req,
+                Duration::from_millis(500),
+            )
+            .await
+            .is_some()
+            {
+                if kernel.execution_state() == "starting" {
+                    kernel.set_state("idle");
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    pub async fn interrupt(&self, kernel: &Kernel) -> Result<(), ApiError> {
+        let endpoint = kernel.endpoint.borrow().clone();
+        if kernel.interrupt_by_message {
+            let req = RawMessage::request("interrupt_request", json!({}));
+            if request(
+                &endpoint.connection,
+                Channel::Control,
+                req,
+                Duration::from_secs(5),
+            )
+            .await
+            .is_none()
+            {
+                return Err(ApiError::Unavailable(
+                    "the kernel did not answer the interrupt".into(),
+                ));
+            }
+        } else {
+            self.launcher
+                .signal(&endpoint.locator, KernelSignal::Interrupt)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to shut down, then kills its process group after a grace period.
+    async fn stop_process(&self, endpoint: &Endpoint, restart: bool) {
+        let req = RawMessage::request("shutdown_request", json!({"restart": restart}));
+        let _ = request(
+            &endpoint.connection,
+            Channel::Control,
+            req,
+            Duration::from_secs(2),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while tokio::time::Instant::now() < deadline
+            && self.launcher.is_alive(&endpoint.locator).await
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self
+            .launcher
+            .signal(&endpoint.locator, KernelSignal::Kill)
+            .await;
+        for _ in 0..50 {
+            if !self.launcher.is_alive(&endpoint.locator).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn kill(&self, kernel: &Kernel) {
+        kernel.stop_tasks();
+        let endpoint = kernel.endpoint.borrow().clone();
+        let _ = self
+            .launcher
+            .signal(&endpoint.locator, KernelSignal::Kill)
+            .await;
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+    }
+
+    pub async fn shutdown(&self, kernel: &Arc<Kernel>) -> Result<(), ApiError> {
+        self.kernels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kernel.id);
+        let endpoint = kernel.endpoint.borrow().clone();
+        self.stop_process(&endpoint, false).await;
+        kernel.stop_tasks();
+        kernel.set_state("dead");
+        kernel.announce("dead");
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+        self.store.delete_kernel(kernel.id)?;
+        Ok(())
+    }
+
+    pub async fn restart(&self, kernel: &Arc<Kernel>) -> Result<(), ApiError> {
+        let old = kernel.endpoint.borrow().clone();
+        kernel.set_state("restarting");
+        kernel.announce("restarting");
+        self.stop_process(&old, true).await;
+        kernel.stop_tasks();
+        self.launcher.cleanup(kernel.id, &old.locator).await;
+        let launch = self.launch_spec(kernel.id, &kernel.owner, &kernel.spec, &BTreeMap::new())?;
+        let launched = self
+            .launcher
+            .launch(launch)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("restart failed: {e}")))?;
+        kernel.endpoint.send_replace(Endpoint {
+            connection: launched.connection.clone(),
+            locator: launched.locator.clone(),
+            generation: old.generation + 1,
+        });
+        kernel.set_state("starting");
+        self.attach(kernel);
+        if !self.wait_ready(kernel).await {
+            return Err(ApiError::Unavailable(
+                "the restarted kernel did not answer".into(),
+            ));
+        }
+        self.store.save_kernel(&KernelRow {
+            id: kernel.id,
+            owner: kernel.owner.clone(),
+            spec: kernel.spec.clone(),
+            connection: serde_json::to_string(&launched.connection).unwrap_or_default(),
+            locator: serde_json::to_string(&launched.locator).unwrap_or_default(),
+            created: timestamp(kernel.created),
+        })?;
+        Ok(())
+    }
+
+    /// Stops every kernel (gateway shutdown with `--shutdown-kernels`).
+    pub async fn shutdown_all(&self) {
+        for k in self.all() {
+            let _ = self.shutdown(&k).await;
+        }
+    }
+}

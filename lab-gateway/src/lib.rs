@@ -1,0 +1,77 @@
+//! The lab gateway: Academy Lab's front door.
+//!
+//! It authenticates users, serves the Jupyter Kernel Gateway REST API, and
+//! bridges websockets to kernels over ZeroMQ. Kernels are started through a
+//! [`scheduler::Launcher`]; the gateway never spawns a process itself.
+//!
+//! Layers: [`api`] (HTTP handlers) → [`kernels`] (running kernels) →
+//! [`ws`] and [`wire`] (the protocol bridge); [`store`] holds users, tokens
+//! and kernels in SQLite; [`auth`] finds the caller.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod kernels;
+pub mod kernelspecs;
+pub mod store;
+pub mod wire;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::kernels::KernelManager;
+use crate::store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub kernels: Arc<KernelManager>,
+    pub no_auth: bool,
+    pub started: String,
+}
+
+/// The HTTP routes, without a listener (tests call it directly too).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api", get(api::api_root))
+        .route("/api/", get(api::api_root))
+        .route("/api/status", get(api::status))
+        .route("/api/me", get(api::me))
+        .route("/api/kernelspecs", get(api::kernelspecs))
+        .route("/api/kernelspecs/{name}", get(api::kernelspec))
+        .route(
+            "/kernelspecs/{name}/{resource}",
+            get(api::kernelspec_resource),
+        )
+        .route(
+            "/api/kernels",
+            get(api::list_kernels).post(api::start_kernel),
+        )
+        .route(
+            "/api/kernels/{id}",
+            get(api::get_kernel).delete(api::delete_kernel),
+        )
+        .route("/api/kernels/{id}/interrupt", post(api::interrupt_kernel))
+        .route("/api/kernels/{id}/restart", post(api::restart_kernel))
+        .route("/api/kernels/{id}/channels", get(api::channels))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::healthz))
+        .fallback(api::not_found)
+        .with_state(state)
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

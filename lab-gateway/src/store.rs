@@ -1,0 +1,302 @@
+//! The gateway's SQLite database: users, API tokens, and kernels.
+//!
+//! Tokens are stored as SHA-256 hashes: a token is 32 random bytes, so a fast
+//! hash is as safe as a slow one and lookups stay O(1). The plain token is
+//! shown once, when it is created, and never written anywhere.
+//! Kernels are recorded so that a restarted gateway re-attaches to them.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Engineer,
+    Trainer,
+    Ops,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Engineer => "engineer",
+            Role::Trainer => "trainer",
+            Role::Ops => "ops",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        match s {
+            "admin" => Role::Admin,
+            "ops" => Role::Ops,
+            "trainer" => Role::Trainer,
+            _ => Role::Engineer,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    pub group: Option<String>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A kernel as persisted, for re-attaching after a gateway restart.
+#[derive(Debug, Clone)]
+pub struct KernelRow {
+    pub id: uuid::Uuid,
+    pub owner: String,
+    pub spec: String,
+    pub connection: String,
+    pub locator: String,
+    pub created: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("no user {0:?}")]
+    NoUser(String),
+    #[error("the database lock was poisoned")]
+    Poisoned,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    grp TEXT,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    created TEXT NOT NULL,
+    revoked TEXT
+);
+CREATE TABLE IF NOT EXISTS kernels (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+";
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        f(&conn)
+    }
+
+    pub fn user_count(&self) -> Result<i64, StoreError> {
+        self.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
+    }
+
+    pub fn add_user(&self, name: &str, role: Role, group: Option<&str>) -> Result<(), StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO users (name, role, grp, created) VALUES (?1, ?2, ?3, ?4)",
+                params![name, role.as_str(), group, now()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::UserExists(name.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates a token for `user`; returns (token id, plain token).
+    pub fn create_token(&self, user: &str, label: &str) -> Result<(String, String), StoreError> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = hex::encode(bytes);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        self.with(|c| {
+            let exists: Option<String> = c
+                .query_row("SELECT name FROM users WHERE name = ?1", [user], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NoUser(user.to_owned()));
+            }
+            c.execute(
+                "INSERT INTO tokens (id, user_name, sha256, label, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, user, hash_token(&token), label, now()],
+            )?;
+            Ok(())
+        })?;
+        Ok((id, token))
+    }
+
+    /// Revokes a token by its id, or by the token itself. Returns whether one was revoked.
+    pub fn revoke_token(&self, id_or_token: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE tokens SET revoked = ?1 WHERE (id = ?2 OR sha256 = ?3) AND revoked IS NULL",
+                params![now(), id_or_token, hash_token(id_or_token)],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// The user a live token belongs to.
+    pub fn user_for_token(&self, token: &str) -> Result<Option<User>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT u.name, u.role, u.grp FROM tokens t JOIN users u ON u.name = t.user_name
+                 WHERE t.sha256 = ?1 AND t.revoked IS NULL",
+                [hash_token(token)],
+                |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        role: Role::parse(&r.get::<_, String>(1)?),
+                        group: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn save_kernel(&self, k: &KernelRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO kernels (id, owner, spec, connection, locator, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    k.id.to_string(),
+                    k.owner,
+                    k.spec,
+                    k.connection,
+                    k.locator,
+                    k.created
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_kernel(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM kernels WHERE id = ?1", [id.to_string()])?;
+            Ok(())
+        })
+    }
+
+    pub fn kernels(&self) -> Result<Vec<KernelRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, owner, spec, connection, locator, created FROM kernels")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, owner, spec, connection, locator, created)| {
+                    Some(KernelRow {
+                        id: id.parse().ok()?,
+                        owner,
+                        spec,
+                        connection,
+                        locator,
+                        created,
+                    })
+                })
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_revocable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        store
+            .add_user("alice", Role::Engineer, Some("cohort-1"))
+            .unwrap();
+        let (id, token) = store.create_token("alice", "cli").unwrap();
+        assert_eq!(store.user_for_token(&token).unwrap().unwrap().name, "alice");
+        let raw = std::fs::read(dir.path().join("lab.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("lab.db-wal")).unwrap_or_default();
+        let needle = token.as_bytes();
+        assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+        assert!(store.revoke_token(&id).unwrap());
+        assert!(store.user_for_token(&token).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_user_cannot_be_added_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        store.add_user("bob", Role::Ops, None).unwrap();
+        assert!(matches!(
+            store.add_user("bob", Role::Ops, None),
+            Err(StoreError::UserExists(_))
+        ));
+    }
+}

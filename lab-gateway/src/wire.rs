@@ -1,0 +1,298 @@
+//! Jupyter messages as the gateway relays them: raw, signed, unparsed.
+//!
+//! The gateway never needs a message's content, so it keeps the four JSON
+//! parts as bytes and only reads the header (msg_id, msg_type). This is the
+//! one place that knows the ZeroMQ framing and the HMAC; it is also what
+//! converts between ZeroMQ frames and the websocket's legacy JSON.
+
+use bytes::Bytes;
+use ring::hmac;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+const DELIMITER: &[u8] = b"<IDS|MSG>";
+
+/// Why a frame could not become a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("no <IDS|MSG> delimiter")]
+    NoDelimiter,
+    #[error("too few parts: {0}")]
+    TooFewParts(usize),
+    #[error("the HMAC signature does not verify")]
+    BadSignature,
+    #[error("not a JSON message: {0}")]
+    Json(String),
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+}
+
+/// HMAC-SHA256 over header, parent header, metadata and content.
+#[derive(Clone)]
+pub struct Signer(Option<hmac::Key>);
+
+impl Signer {
+    pub fn new(key: &str) -> Self {
+        Signer((!key.is_empty()).then(|| hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes())))
+    }
+
+    fn sign(&self, parts: [&[u8]; 4]) -> String {
+        match &self.0 {
+            None => String::new(),
+            Some(key) => {
+                let mut ctx = hmac::Context::with_key(key);
+                for p in parts {
+                    ctx.update(p);
+                }
+                hex::encode(ctx.sign().as_ref())
+            }
+        }
+    }
+
+    fn verify(&self, signature: &[u8], parts: [&[u8]; 4]) -> bool {
+        match &self.0 {
+            None => true,
+            Some(key) => {
+                let Ok(sig) = hex::decode(signature) else {
+                    return false;
+                };
+                let msg: Vec<u8> = parts.concat();
+                hmac::verify(key, &msg, &sig).is_ok()
+            }
+        }
+    }
+}
+
+/// The channel a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Shell,
+    Control,
+    Stdin,
+    Iopub,
+}
+
+impl Channel {
+    pub fn parse(s: &str) -> Result<Channel, WireError> {
+        Ok(match s {
+            "shell" => Channel::Shell,
+            "control" => Channel::Control,
+            "stdin" => Channel::Stdin,
+            "iopub" => Channel::Iopub,
+            other => return Err(WireError::UnknownChannel(other.to_owned())),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Shell => "shell",
+            Channel::Control => "control",
+            Channel::Stdin => "stdin",
+            Channel::Iopub => "iopub",
+        }
+    }
+}
+
+/// One message, its JSON parts kept as bytes.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub header: Bytes,
+    pub parent_header: Bytes,
+    pub metadata: Bytes,
+    pub content: Bytes,
+    pub buffers: Vec<Bytes>,
+}
+
+#[derive(Deserialize)]
+struct HeaderIds<'a> {
+    #[serde(borrow, default)]
+    msg_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    msg_type: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl RawMessage {
+    /// The header's msg_id and msg_type (empty when absent).
+    pub fn ids(&self) -> (String, String) {
+        match serde_json::from_slice::<HeaderIds>(&self.header) {
+            Ok(h) => (
+                h.msg_id.map(|c| c.into_owned()).unwrap_or_default(),
+                h.msg_type.map(|c| c.into_owned()).unwrap_or_default(),
+            ),
+            Err(_) => (String::new(), String::new()),
+        }
+    }
+
+    /// Parses ZeroMQ frames (identities, delimiter, signature, parts).
+    pub fn from_frames(frames: Vec<Bytes>, signer: &Signer) -> Result<RawMessage, WireError> {
+        let at = frames
+            .iter()
+            .position(|f| f.as_ref() == DELIMITER)
+            .ok_or(WireError::NoDelimiter)?;
+        let rest = &frames[at + 1..];
+        if rest.len() < 5 {
+            return Err(WireError::TooFewParts(rest.len()));
+        }
+        let parts = [
+            rest[1].as_ref(),
+            rest[2].as_ref(),
+            rest[3].as_ref(),
+            rest[4].as_ref(),
+        ];
+        if !signer.verify(&rest[0], parts) {
+            return Err(WireError::BadSignature);
+        }
+        Ok(RawMessage {
+            header: rest[1].clone(),
+            parent_header: rest[2].clone(),
+            metadata: rest[3].clone(),
+            content: rest[4].clone(),
+            buffers: rest[5..].to_vec(),
+        })
+    }
+
+    /// Signed frames for a DEALER socket (no identities).
+    pub fn to_frames(&self, signer: &Signer) -> Vec<Bytes> {
+        let sig = signer.sign([
+            &self.header,
+            &self.parent_header,
+            &self.metadata,
+            &self.content,
+        ]);
+        let mut frames = Vec::with_capacity(6 + self.buffers.len());
+        frames.push(Bytes::from_static(DELIMITER));
+        frames.push(Bytes::from(sig));
+        frames.extend([
+            self.header.clone(),
+            self.parent_header.clone(),
+            self.metadata.clone(),
+            self.content.clone(),
+        ]);
+        frames.extend(self.buffers.iter().cloned());
+        frames
+    }
+
+    /// Parses one legacy-protocol websocket text frame.
+    pub fn from_legacy_json(text: &str) -> Result<(Channel, RawMessage), WireError> {
+        #[derive(Deserialize)]
+        struct Legacy<'a> {
+            #[serde(borrow)]
+            header: &'a RawValue,
+            #[serde(borrow, default)]
+            parent_header: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            metadata: Option<&'a RawValue>,
+            #[serde(borrow)]
+            content: &'a RawValue,
+            #[serde(default)]
+            channel: Option<String>,
+        }
+        let m: Legacy = serde_json::from_str(text).map_err(|e| WireError::Json(e.to_string()))?;
+        let channel = Channel::parse(m.channel.as_deref().unwrap_or("shell"))?;
+        if !m.header.get().trim_start().starts_with('{') {
+            return Err(WireError::Json("header is not an object".into()));
+        }
+        let part = |v: Option<&RawValue>| Bytes::from(v.map_or("{}", |v| v.get()).to_owned());
+        Ok((
+            channel,
+            RawMessage {
+                header: Bytes::from(m.header.get().to_owned()),
+                parent_header: part(m.parent_header),
+                metadata: part(m.metadata),
+                content: Bytes::from(m.content.get().to_owned()),
+                buffers: Vec::new(),
+            },
+        ))
+    }
+
+    /// The legacy-protocol JSON text of this message on `channel`.
+    pub fn to_legacy_json(&self, channel: Channel) -> String {
+        let (msg_id, msg_type) = self.ids();
+        let s = |b: &Bytes| {
+            std::str::from_utf8(b)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("{}")
+                .to_owned()
+        };
+        format!(
+            "{{\"header\":{},\"msg_id\":{},\"msg_type\":{},\"parent_header\":{},\"metadata\":{},\"content\":{},\"buffers\":[],\"channel\":\"{}\"}}",
+            s(&self.header),
+            serde_json::Value::String(msg_id),
+            serde_json::Value::String(msg_type),
+            s(&self.parent_header),
+            s(&self.metadata),
+            s(&self.content),
+            channel.as_str()
+        )
+    }
+
+    /// A new message from the gateway itself (kernel_info, shutdown, interrupt).
+    pub fn request(msg_type: &str, content: serde_json::Value) -> RawMessage {
+        let header = serde_json::json!({
+            "msg_id": uuid::Uuid::new_v4().to_string(),
+            "msg_type": msg_type,
+            "username": "lab-gateway",
+            "session": "lab-gateway",
+            "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "version": "5.3",
+        });
+        RawMessage {
+            header: Bytes::from(header.to_string()),
+            parent_header: Bytes::from_static(b"{}"),
+            metadata: Bytes::from_static(b"{}"),
+            content: Bytes::from(content.to_string()),
+            buffers: Vec::new(),
+        }
+    }
+
+    /// The `parent_header.msg_id`, to match replies to requests.
+    pub fn parent_msg_id(&self) -> Option<String> {
+        serde_json::from_slice::<HeaderIds>(&self.parent_header)
+            .ok()
+            .and_then(|h| h.msg_id.map(|c| c.into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_wrong_key_fails() {
+        let m = RawMessage::request("kernel_info_request", serde_json::json!({}));
+        let frames = m.to_frames(&Signer::new("k"));
+        let back = RawMessage::from_frames(frames.clone(), &Signer::new("k")).unwrap();
+        assert_eq!(back.ids().1, "kernel_info_request");
+        assert_eq!(
+            RawMessage::from_frames(frames, &Signer::new("other")).unwrap_err(),
+            WireError::BadSignature
+        );
+    }
+
+    #[test]
+    fn legacy_json_keeps_parts_verbatim() {
+        let text = r#"{"header":{"msg_id":"a","msg_type":"execute_request"},"parent_header":{},"metadata":{},"content":{"code":"1", "extra": [1,2]},"channel":"shell"}"#;
+        let (ch, m) = RawMessage::from_legacy_json(text).unwrap();
+        assert_eq!(ch, Channel::Shell);
+        assert_eq!(&m.content[..], br#"{"code":"1", "extra": [1,2]}"#);
+        let out: serde_json::Value =
+            serde_json::from_str(&m.to_legacy_json(Channel::Iopub)).unwrap();
+        assert_eq!(out["msg_type"], "execute_request");
+        assert_eq!(out["channel"], "iopub");
+        assert_eq!(out["content"]["extra"][1], 2);
+    }
+
+    #[test]
+    fn bad_legacy_frames_are_named() {
+        assert!(matches!(
+            RawMessage::from_legacy_json("{nope"),
+            Err(WireError::Json(_))
+        ));
+        let text = r#"{"header":{},"content":{},"channel":"sideways"}"#;
+        assert_eq!(
+            RawMessage::from_legacy_json(text).unwrap_err(),
+            WireError::UnknownChannel("sideways".into())
+        );
+    }
+}

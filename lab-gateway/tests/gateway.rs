@@ -1,0 +1,414 @@
+//! The gateway in-process on port 0, driven by real HTTP and websocket
+//! clients, launching the real academy-candle kernel binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use lab_gateway::kernels::KernelManager;
+use lab_gateway::kernelspecs::Specs;
+use lab_gateway::store::{Role, Store};
+use lab_gateway::{AppState, run};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Gateway {
+    base: String,
+    ws_base: String,
+    store: Store,
+    data: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+fn academy_kernel() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/academy-kernel");
+    assert!(
+        p.is_file(),
+        "build the workspace first: {} is missing",
+        p.display()
+    );
+    p
+}
+
+async fn start_gateway() -> Gateway {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("lab.db")).unwrap();
+    let specs = Specs::discover(&[], Some(&academy_kernel()));
+    let launcher = Arc::new(scheduler::local::LocalLauncher::new(
+        data.path().join("runtime"),
+    ));
+    let kernels = Arc::new(KernelManager::new(
+        launcher,
+        specs,
+        store.clone(),
+        data.path().join("users"),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState {
+        store: store.clone(),
+        kernels,
+        no_auth: false,
+        started: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    tokio::spawn(run(listener, state, std::future::pending()));
+    Gateway {
+        base: format!("http://{addr}"),
+        ws_base: format!("ws://{addr}"),
+        store,
+        data,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Gateway {
+    fn user(&self, name: &str) -> String {
+        self.store.add_user(name, Role::Engineer, None).unwrap();
+        self.store.create_token(name, "test").unwrap().1
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(g: &Gateway, id: &str, token: &str) -> Ws {
+    let url = format!(
+        "{}/api/kernels/{id}/channels?session_id=s1&token={token}",
+        g.ws_base
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+fn execute_request(code: &str) -> (String, String) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let msg = json!({
+        "header": {"msg_id": id, "msg_type": "execute_request", "username": "t", "session": "s1",
+                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {},
+        "content": {"code": code, "silent": false, "store_history": true, "user_expressions": {},
+                    "allow_stdin": false, "stop_on_error": true},
+        "channel": "shell"
+    });
+    (id, msg.to_string())
+}
+
+/// Runs a cell over the websocket; returns (reply content, stream text, result text).
+async fn run_cell(ws: &mut Ws, code: &str) -> (Value, String, String) {
+    let (id, text) = execute_request(code);
+    ws.send(Message::Text(text.into())).await.unwrap();
+    let mut reply = None;
+    let mut idle = false;
+    let mut stream = String::new();
+    let mut result = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reply.is_none() || !idle {
+        assert!(Instant::now() < deadline, "cell timed out");
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("websocket closed")
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        if m["parent_header"]["msg_id"] != id.as_str() {
+            continue;
+        }
+        match m["msg_type"].as_str().unwrap() {
+            "execute_reply" => reply = Some(m["content"].clone()),
+            "stream" => stream.push_str(m["content"]["text"].as_str().unwrap()),
+            "execute_result" => {
+                result = m["content"]["data"]["text/plain"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+            "status" if m["content"]["execution_state"] == "idle" => idle = true,
+            _ => {}
+        }
+        assert_eq!(
+            m["channel"],
+            if m["msg_type"] == "execute_reply" {
+                "shell"
+            } else {
+                "iopub"
+            }
+        );
+    }
+    (reply.unwrap(), stream, result)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_a_valid_token_get_401_with_a_json_reason() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let r = g
+        .http
+        .get(format!("{}/api/kernelspecs", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "Unauthorized");
+    for req in [
+        g.http
+            .get(format!("{}/api/kernelspecs", g.base))
+            .header("Authorization", format!("token {token}")),
+        g.http
+            .get(format!("{}/api/kernelspecs", g.base))
+            .header("Authorization", format!("Bearer {token}")),
+        g.http
+            .get(format!("{}/api/kernelspecs?token={token}", g.base)),
+        g.http
+            .get(format!("{}/api/kernelspecs", g.base))
+            .header("Cookie", format!("lab_token={token}")),
+    ] {
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 200);
+    }
+    assert!(g.store.revoke_token(&token).unwrap());
+    assert_eq!(g.get("/api/kernelspecs", &token).await.0, 401);
+    // The database holds no plain-text token.
+    let raw = std::fs::read(g.data.path().join("lab.db")).unwrap();
+    let wal = std::fs::read(g.data.path().join("lab.db-wal")).unwrap_or_default();
+    for bytes in [raw, wal] {
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kernelspecs_list_the_academy_kernels_and_unknown_ones_are_404() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (status, specs) = g.get("/api/kernelspecs", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(specs["default"], "academy-candle");
+    assert_eq!(
+        specs["kernelspecs"]["academy-rust"]["spec"]["interrupt_mode"],
+        "message"
+    );
+    let (status, body) = g.get("/api/kernelspecs/nope", &token).await;
+    assert_eq!((status, body["reason"].as_str()), (404, Some("Not Found")));
+    let (status, body) = g
+        .post("/api/kernels", &token, json!({"name": "nope"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("nope"));
+    let (status, _) = g
+        .get("/api/kernels/00000000-0000-0000-0000-000000000000", &token)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = g.get("/api/no-such-route", &token).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kernel_starts_executes_over_the_websocket_interrupts_restarts_and_stops() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (status, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    assert_eq!(status, 201, "{model}");
+    let id = model["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    assert!(model["connections"].is_u64());
+    let ts = model["last_activity"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok(),
+        "{ts}"
+    );
+
+    let (_, list) = g.get("/api/kernels", &token).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let mut ws = connect(&g, &id, &token).await;
+    let (reply, stream, result) = run_cell(&mut ws, "let x = 5; print(\"hello\"); x * 2").await;
+    assert_eq!(reply["status"], "ok");
+    assert_eq!(stream, "hello\n");
+    assert_eq!(result, "10");
+    let (_, model) = g.get(&format!("/api/kernels/{id}"), &token).await;
+    assert_eq!(model["connections"], 1);
+
+    // Interrupt a looping cell through REST; variables survive.
+    let (msg_id, text) = execute_request("loop { x += 0; }");
+    ws.send(Message::Text(text.into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = g
+        .http
+        .post(format!("{}/api/kernels/{id}/interrupt", g.base))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    loop {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!()
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        if m["msg_type"] == "execute_reply" && m["parent_header"]["msg_id"] == msg_id.as_str() {
+            assert_eq!(m["content"]["ename"], "KeyboardInterrupt");
+            break;
+        }
+    }
+    let (_, _, result) = run_cell(&mut ws, "x").await;
+    assert_eq!(result, "5");
+
+    // Restart: a fresh session on the same id; the open websocket follows.
+    let (status, _) = g
+        .post(&format!("/api/kernels/{id}/restart"), &token, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, result) = run_cell(&mut ws, "is_def_var(\"x\")").await;
+    assert_eq!(result, "false");
+
+    assert_eq!(g.delete(&format!("/api/kernels/{id}"), &token).await, 204);
+    assert_eq!(g.get(&format!("/api/kernels/{id}"), &token).await.0, 404);
+    assert_eq!(g.delete(&format!("/api/kernels/{id}"), &token).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_user_never_learns_the_kernel_exists() {
+    let g = start_gateway().await;
+    let alice = g.user("alice");
+    let bob = g.user("bob");
+    let (_, model) = g
+        .post("/api/kernels", &alice, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    assert_eq!(g.get(&format!("/api/kernels/{id}"), &bob).await.0, 404);
+    assert_eq!(g.delete(&format!("/api/kernels/{id}"), &bob).await, 404);
+    assert_eq!(
+        g.post(&format!("/api/kernels/{id}/interrupt"), &bob, json!({}))
+            .await
+            .0,
+        404
+    );
+    let (_, list) = g.get("/api/kernels", &bob).await;
+    assert!(list.as_array().unwrap().is_empty());
+    let url = format!("{}/api/kernels/{id}/channels?token={bob}", g.ws_base);
+    let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    assert_eq!(g.delete(&format!("/api/kernels/{id}"), &alice).await, 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_frames_get_close_codes_and_other_clients_carry_on() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut good = connect(&g, &id, &token).await;
+    for (frame, code) in [
+        ("{not json".to_owned(), 1007u16),
+        (
+            r#"{"header":{},"content":{},"channel":"sideways"}"#.to_owned(),
+            1008,
+        ),
+    ] {
+        let mut bad = connect(&g, &id, &token).await;
+        bad.send(Message::Text(frame.into())).await.unwrap();
+        loop {
+            match bad.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!(u16::from(f.code), code);
+                    break;
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+    let (reply, _, result) = run_cell(&mut good, "1 + 1").await;
+    assert_eq!(
+        (reply["status"].as_str(), result.as_str()),
+        (Some("ok"), "2")
+    );
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_kernel_is_dead_within_a_second_and_clients_are_told() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut ws = connect(&g, &id, &token).await;
+    run_cell(&mut ws, "1").await;
+    // Find the kernel's process by its connection file, and kill -9 it.
+    let needle = format!("kernel-{id}.json");
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .contains(&needle)
+                .then(|| e.file_name().to_string_lossy().parse::<i32>().ok())?
+        })
+        .expect("kernel process");
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    loop {
+        let Some(Ok(Message::Text(t))) = tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        if m["msg_type"] == "status" && m["content"]["execution_state"] == "dead" {
+            break;
+        }
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        killed.elapsed()
+    );
+    let (_, model) = g.get(&format!("/api/kernels/{id}"), &token).await;
+    assert_eq!(model["execution_state"], "dead");
+}

@@ -1,0 +1,89 @@
+//! The launch backend interface.
+//!
+//! A backend starts a kernel from a kernelspec's argv and says how to reach
+//! it (a Jupyter connection file), then signals and stops it by a locator it
+//! chose. The gateway stores the locator so a restarted gateway can find its
+//! kernels again. Backends do not decide anything: admission happens before.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use jupyter_protocol::ConnectionInfo;
+use serde::{Deserialize, Serialize};
+
+/// Everything a backend needs to start one kernel.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub kernel_id: uuid::Uuid,
+    /// The kernelspec's argv; `{connection_file}` is replaced by the backend.
+    pub argv: Vec<String>,
+    /// The kernelspec's env plus the user's (KERNEL_USERNAME, …).
+    pub env: BTreeMap<String, String>,
+    /// The user's own working directory.
+    pub cwd: PathBuf,
+    /// GPUs admitted for this kernel (`CUDA_VISIBLE_DEVICES`), empty for none.
+    pub gpus: Vec<String>,
+}
+
+/// How to find a running kernel again, persisted by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum KernelLocator {
+    /// A local process group, led by `pid`.
+    Local { pid: i32 },
+}
+
+/// A started kernel.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    pub connection: ConnectionInfo,
+    pub locator: KernelLocator,
+}
+
+/// Why a launch or a signal failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    #[error("the kernelspec has an empty argv")]
+    EmptyArgv,
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the kernel's files in {path}: {source}")]
+    Files {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no free ports for the kernel: {0}")]
+    Ports(String),
+    #[error("cannot signal kernel process {pid}: {errno}")]
+    Signal { pid: i32, errno: nix::errno::Errno },
+}
+
+/// Signals a backend can deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelSignal {
+    /// SIGINT, for kernels whose interrupt_mode is "signal".
+    Interrupt,
+    /// SIGKILL to the whole process group.
+    Kill,
+}
+
+#[async_trait::async_trait]
+pub trait Launcher: Send + Sync + 'static {
+    /// Starts a kernel; returns once its process exists (not once it answers).
+    async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError>;
+    async fn signal(
+        &self,
+        locator: &KernelLocator,
+        signal: KernelSignal,
+    ) -> Result<(), LaunchError>;
+    /// Whether the kernel's process still runs.
+    async fn is_alive(&self, locator: &KernelLocator) -> bool;
+    /// Frees what the backend holds for a kernel that is gone (files, pods).
+    async fn cleanup(&self, kernel_id: uuid::Uuid, locator: &KernelLocator);
+}

@@ -1,0 +1,240 @@
+//! The local backend: each kernel is a process group on this machine.
+//!
+//! The kernel gets a fresh connection file (mode 0600) with a random key,
+//! its user's working directory, and an environment built from scratch, so
+//! none of the gateway's secrets reach it. It leads its own process group,
+//! so a kill reaches everything it started (evcxr's child, a shell).
+//!
+//! Processes are reaped by a background task, so a kernel that dies is seen
+//! as dead at once and never lingers as a zombie.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+
+use jupyter_protocol::{ConnectionInfo, Transport};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
+
+/// Variables of the gateway's own environment a kernel may inherit.
+const INHERITED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "RUSTUP_HOME",
+    "CARGO_HOME",
+    "TMPDIR",
+];
+
+pub struct LocalLauncher {
+    /// Where connection files live (the gateway's runtime dir).
+    runtime_dir: PathBuf,
+}
+
+impl LocalLauncher {
+    pub fn new(runtime_dir: impl Into<PathBuf>) -> Self {
+        LocalLauncher {
+            runtime_dir: runtime_dir.into(),
+        }
+    }
+
+    fn connection_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.json"))
+    }
+}
+
+/// The environment a kernel starts with: a few inherited variables, then
+/// the spec's and the user's.
+pub fn kernel_env(spec_env: &BTreeMap<String, String>, home: &Path) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = INHERITED
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    // Cargo and rustup find their toolchains under the real HOME; a kernel
+    // whose HOME is its notebook root would lose them.
+    if let Ok(real_home) = std::env::var("HOME") {
+        env.entry("CARGO_HOME".into())
+            .or_insert_with(|| format!("{real_home}/.cargo"));
+        env.entry("RUSTUP_HOME".into())
+            .or_insert_with(|| format!("{real_home}/.rustup"));
+    }
+    env.insert("HOME".into(), home.display().to_string());
+    env.extend(spec_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+#[async_trait::async_trait]
+impl Launcher for LocalLauncher {
+    async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
+        let (program, args) = spec.argv.split_first().ok_or(LaunchError::EmptyArgv)?;
+        let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+            .await
+            .map_err(|e| LaunchError::Ports(e.to_string()))?;
+        let connection = ConnectionInfo {
+            ip: "127.0.0.1".into(),
+            transport: Transport::TCP,
+            shell_port: ports[0],
+            iopub_port: ports[1],
+            stdin_port: ports[2],
+            control_port: ports[3],
+            hb_port: ports[4],
+            key: uuid::Uuid::new_v4().simple().to_string()
+                + &uuid::Uuid::new_v4().simple().to_string(),
+            signature_scheme: "hmac-sha256".into(),
+            kernel_name: None,
+        };
+        let files = |source| LaunchError::Files {
+            path: self.runtime_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.runtime_dir).map_err(files)?;
+        std::fs::create_dir_all(&spec.cwd).map_err(files)?;
+        let file = self.connection_file(spec.kernel_id);
+        let json = serde_json::to_vec(&connection).map_err(|e| files(std::io::Error::other(e)))?;
+        std::fs::write(&file, json).map_err(files)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(files)?;
+
+        let mut env = kernel_env(&spec.env, &spec.cwd);
+        if spec.gpus.is_empty() {
+            env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
+        } else {
+            env.insert("CUDA_VISIBLE_DEVICES".into(), spec.gpus.join(","));
+        }
+        let file_arg = file.display().to_string();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(
+            args.iter()
+                .map(|a| a.replace("{connection_file}", &file_arg)),
+        )
+        .env_clear()
+        .envs(&env)
+        .current_dir(&spec.cwd)
+        .stdin(std::process::Stdio::null())
+        .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id() as i32;
+        tracing::info!(kernel_id = %spec.kernel_id, pid, "kernel process started");
+        // Reap it when it exits, so it never stays a zombie.
+        std::thread::spawn(move || {
+            let status = child.wait();
+            tracing::info!(pid, ?status, "kernel process exited");
+        });
+        Ok(Launched {
+            connection,
+            locator: KernelLocator::Local { pid },
+        })
+    }
+
+    async fn signal(
+        &self,
+        locator: &KernelLocator,
+        signal: KernelSignal,
+    ) -> Result<(), LaunchError> {
+        let KernelLocator::Local { pid } = locator;
+        let sig = match signal {
+            KernelSignal::Interrupt => Signal::SIGINT,
+            KernelSignal::Kill => Signal::SIGKILL,
+        };
+        match killpg(Pid::from_raw(*pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(errno) => Err(LaunchError::Signal { pid: *pid, errno }),
+        }
+    }
+
+    async fn is_alive(&self, locator: &KernelLocator) -> bool {
+        let KernelLocator::Local { pid } = locator;
+        is_process_running(*pid)
+    }
+
+    async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
+        let _ = std::fs::remove_file(self.connection_file(kernel_id));
+    }
+}
+
+/// Whether `pid` is a live process (not a zombie). Reads /proc, where a
+/// reaped or zombie process shows as gone or as state `Z`.
+pub fn is_process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_env_keeps_no_gateway_secret() {
+        // SAFETY: tests in this module do not read LAB_SECRET concurrently.
+        unsafe { std::env::set_var("LAB_SECRET", "s3cret") };
+        let env = kernel_env(
+            &BTreeMap::from([("A".into(), "1".into())]),
+            Path::new("/home/u"),
+        );
+        assert!(!env.contains_key("LAB_SECRET"));
+        assert_eq!(env["HOME"], "/home/u");
+        assert_eq!(env["A"], "1");
+    }
+
+    #[tokio::test]
+    async fn launches_a_process_group_with_a_private_connection_file_and_kills_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = LocalLauncher::new(dir.path().join("runtime"));
+        let id = uuid::Uuid::new_v4();
+        let out = dir.path().join("env.txt");
+        let spec = LaunchSpec {
+            kernel_id: id,
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "env > {}; cat {{connection_file}} >> {}; sleep 30",
+                    out.display(),
+                    out.display()
+                ),
+            ],
+            env: BTreeMap::from([("KERNEL_USERNAME".into(), "alice".into())]),
+            cwd: dir.path().join("alice"),
+            gpus: vec!["1".into()],
+        };
+        let launched = launcher.launch(spec).await.unwrap();
+        let file = dir.path().join(format!("runtime/kernel-{id}.json"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for _ in 0..100 {
+            if std::fs::read_to_string(&out).is_ok_and(|s| s.contains("hmac-sha256")) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert!(seen.contains("KERNEL_USERNAME=alice"), "{seen}");
+        assert!(seen.contains("CUDA_VISIBLE_DEVICES=1"), "{seen}");
+        assert!(launcher.is_alive(&launched.locator).await);
+        launcher
+            .signal(&launched.locator, KernelSignal::Kill)
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if !launcher.is_alive(&launched.locator).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!launcher.is_alive(&launched.locator).await);
+        launcher.cleanup(id, &launched.locator).await;
+        assert!(!file.exists());
+    }
+}

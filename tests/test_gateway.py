@@ -1,0 +1,152 @@
+"""The lab gateway with real Jupyter clients: jupyter_server --gateway-url and a websocket client."""
+
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+import websocket
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LAB = ROOT / "target" / "debug" / "lab"
+VENV_DATA = pathlib.Path(sys.prefix) / "share" / "jupyter"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    data = tmp_path_factory.mktemp("lab-data")
+    port = free_port()
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
+    proc = subprocess.Popen(
+        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    token = None
+    deadline = time.monotonic() + 30
+    while token is None and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r"\?token=([0-9a-f]+)", line)
+        if m:
+            token = m.group(1)
+    assert token, "lab serve printed no login URL"
+    yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}", "token": token,
+           "data": data, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def api(base, path, token, method="GET", body=None):
+    req = urllib.request.Request(
+        base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=90) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+def execute_over_ws(ws_url, code, timeout=60):
+    """Legacy JSON protocol, as JupyterLab behind a gateway speaks it."""
+    ws = websocket.create_connection(ws_url, timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                   "session": uuid.uuid4().hex, "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    result, reply, idle = None, None, False
+    while reply is None or not idle:
+        m = json.loads(ws.recv())
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "execute_result":
+            result = m["content"]["data"]["text/plain"]
+        elif m["msg_type"] == "execute_reply":
+            reply = m["content"]
+        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            idle = True
+    ws.close()
+    return reply, result
+
+
+def test_python_websocket_client_drives_the_legacy_protocol_on_both_kernels(lab):
+    for name, code, expected in [("academy-candle", "6 * 7", "42"), ("python3", "6 * 7", "42")]:
+        status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": name})
+        assert status == 201, model
+        url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=x&token={lab['token']}"
+        reply, result = execute_over_ws(url, code)
+        assert reply["status"] == "ok" and result == expected
+        assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def test_stock_jupyter_server_uses_us_as_its_gateway(lab, tmp_path):
+    port = free_port()
+    jupyter = pathlib.Path(sys.executable).parent / "jupyter"
+    proc = subprocess.Popen(
+        [str(jupyter), "server", f"--gateway-url={lab['url']}",
+         f"--GatewayClient.auth_token={lab['token']}", "--IdentityProvider.token=js-token",
+         f"--port={port}", "--no-browser", "--allow-root", f"--ServerApp.root_dir={tmp_path}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt")),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, specs = api(base, "/api/kernelspecs", "js-token")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "jupyter server did not start"
+                time.sleep(0.3)
+        assert status == 200
+        assert "academy-candle" in specs["kernelspecs"] and "academy-rust" in specs["kernelspecs"]
+
+        status, model = api(base, "/api/kernels", "js-token", "POST", {"name": "academy-candle"})
+        assert status == 201, model
+        # The kernel exists on our gateway, with the same id.
+        status, ours = api(lab["url"], f"/api/kernels/{model['id']}", lab["token"])
+        assert status == 200 and ours["name"] == "academy-candle"
+
+        url = f"ws://127.0.0.1:{port}/api/kernels/{model['id']}/channels?token=js-token"
+        reply, result = execute_over_ws(url, 'let s = "gate" + "way"; s')
+        assert reply["status"] == "ok" and result == "gateway"
+
+        assert api(base, f"/api/kernels/{model['id']}", "js-token", "DELETE")[0] == 204
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_another_user_gets_404_on_a_kernel(lab):
+    other = subprocess.run(
+        [str(LAB), "user", "add", "bob", "--role", "engineer", "--data-dir", str(lab["data"])],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "academy-candle"})
+    assert status == 201
+    assert api(lab["url"], f"/api/kernels/{model['id']}", other)[0] == 404
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(f"{lab['ws']}/api/kernels/{model['id']}/channels?token={other}")
+    assert e.value.status_code == 404
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
