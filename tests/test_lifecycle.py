@@ -1,5 +1,6 @@
 """Streaming while a cell runs, restart, and evcxr's commands."""
 
+import re
 import time
 
 from conftest import run_cell, text_of
@@ -68,7 +69,10 @@ def test_rust_compile_error_is_readable(rust_kernel):
     assert reply["content"]["status"] == "error"
     err = [m for m in outputs if m["msg_type"] == "error"][0]["content"]
     assert "mismatched types" in err["evalue"]
-    assert any("seven" in line for line in err["traceback"])
+    # The traceback is ariadne's report with ANSI colours, as Jupyter renders it.
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in err["traceback"]]
+    assert any('let n: i32 = "seven";' in line for line in plain), plain
+    assert any("expected `i32`, found `&str`" in line for line in plain), plain
 
 
 def test_rerunning_a_let_cell_does_not_keep_the_old_values(candle_kernel):
