@@ -150,3 +150,77 @@ def test_another_user_gets_404_on_a_kernel(lab):
         websocket.create_connection(f"{lab['ws']}/api/kernels/{model['id']}/channels?token={other}")
     assert e.value.status_code == 404
     assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def test_python_websocket_client_drives_the_v1_binary_protocol(lab):
+    # jupyter_server's own (de)serialisers for v1.kernel.websocket.jupyter.org.
+    from jupyter_server.services.kernels.connection.base import (
+        deserialize_msg_from_ws_v1,
+        serialize_msg_to_ws_v1,
+    )
+
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "academy-candle"})
+    assert status == 201
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=v1&token={lab['token']}"
+    ws = websocket.create_connection(url, subprotocols=["v1.kernel.websocket.jupyter.org"], timeout=60)
+    assert ws.getsubprotocol() == "v1.kernel.websocket.jupyter.org"
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "t", "session": "v1",
+              "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
+    content = {"code": "[1, 2, 3].len() * 10", "silent": False, "store_history": True,
+               "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+    parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+    ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
+    result = reply = None
+    while reply is None or result is None:
+        frame = ws.recv()
+        assert isinstance(frame, bytes)
+        channel, parts = deserialize_msg_from_ws_v1(frame)
+        hdr, parent, _, body = (json.loads(p) for p in parts[:4])
+        if parent.get("msg_id") != msg_id:
+            continue
+        if hdr["msg_type"] == "execute_result":
+            assert channel == "iopub"
+            result = body["data"]["text/plain"]
+        elif hdr["msg_type"] == "execute_reply":
+            assert channel == "shell"
+            reply = body
+    ws.close()
+    assert reply["status"] == "ok" and result == "30"
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
+    data = tmp_path / "data"
+    port = free_port()
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
+
+    def start():
+        proc = subprocess.Popen([str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        for line in proc.stdout:
+            m = re.search(r"\?token=([0-9a-f]+)", line)
+            if m:
+                return proc, m.group(1)
+        raise AssertionError("no login URL")
+
+    proc, token = start()
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    status, model = api(base, "/api/kernels", token, "POST", {"name": "academy-candle"})
+    assert status == 201
+    kid = model["id"]
+    reply, _ = execute_over_ws(f"{ws_base}/api/kernels/{kid}/channels?token={token}", "let kept = 7;")
+    assert reply["status"] == "ok"
+    proc.kill()  # kill -9: no shutdown, kernels keep running
+    proc.wait()
+
+    proc, token = start()
+    try:
+        status, kernels = api(base, "/api/kernels", token)
+        assert status == 200 and [k["id"] for k in kernels] == [kid]
+        reply, result = execute_over_ws(f"{ws_base}/api/kernels/{kid}/channels?token={token}", "kept * 6")
+        assert reply["status"] == "ok" and result == "42"
+        assert api(base, f"/api/kernels/{kid}", token, "DELETE")[0] == 204
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -162,10 +162,12 @@ pub async fn channels(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let kernel = s.kernels.get_for(&user, &id)?;
-    Ok(ws
+    let ws = ws
+        .protocols([crate::ws::V1])
         .max_message_size(crate::ws::MAX_FRAME)
-        .max_frame_size(crate::ws::MAX_FRAME)
-        .on_upgrade(move |socket| crate::ws::serve(socket, kernel)))
+        .max_frame_size(crate::ws::MAX_FRAME);
+    let v1 = ws.selected_protocol().is_some();
+    Ok(ws.on_upgrade(move |socket| crate::ws::serve(socket, kernel, v1)))
 }
 
 pub async fn healthz() -> &'static str {

@@ -328,11 +328,20 @@ impl KernelManager {
         });
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
+            let alive = self.launcher.is_alive(&launched.locator).await;
+            let log = self.launcher.log_tail(id, 2000).await;
             self.kill(&kernel).await;
-            return Err(ApiError::Unavailable(format!(
-                "kernel {spec_name} did not answer within {}s",
-                READY_TIMEOUT.as_secs()
-            )));
+            let why = if alive {
+                format!("did not answer within {}s", READY_TIMEOUT.as_secs())
+            } else {
+                "exited while starting".to_owned()
+            };
+            let log = log.trim();
+            return Err(ApiError::Unavailable(if log.is_empty() {
+                format!("kernel {spec_name} {why}")
+            } else {
+                format!("kernel {spec_name} {why}; its last output:\n{log}")
+            }));
         }
         tracing::info!(kernel_id = %id, spec = %spec_name, user = %user.name, ms = started.elapsed().as_millis() as u64, "kernel ready");
         self.store.save_kernel(&KernelRow {

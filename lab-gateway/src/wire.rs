@@ -227,6 +227,75 @@ impl RawMessage {
         )
     }
 
+    /// Parses one `v1.kernel.websocket.jupyter.org` binary frame: a count of
+    /// little-endian u64 offsets, the offsets, then the channel name and the
+    /// parts (header, parent header, metadata, content, buffers...).
+    pub fn from_v1(frame: &[u8]) -> Result<(Channel, RawMessage), WireError> {
+        let bad = |why: &str| WireError::Json(format!("bad v1 frame: {why}"));
+        let word = |i: usize| -> Result<usize, WireError> {
+            let b = frame
+                .get(i * 8..i * 8 + 8)
+                .ok_or_else(|| bad("truncated offsets"))?;
+            let v = u64::from_le_bytes(b.try_into().map_err(|_| bad("offset"))?);
+            usize::try_from(v).map_err(|_| bad("offset too large"))
+        };
+        let n = word(0)?;
+        if !(6..=1024).contains(&n) {
+            return Err(bad("expected at least channel and four parts"));
+        }
+        let offsets = (1..=n).map(word).collect::<Result<Vec<_>, _>>()?;
+        if offsets.windows(2).any(|w| w[0] > w[1]) || offsets[n - 1] > frame.len() {
+            return Err(bad("offsets out of order or past the end"));
+        }
+        let part = |i: usize| Bytes::copy_from_slice(&frame[offsets[i]..offsets[i + 1]]);
+        let channel = std::str::from_utf8(&frame[offsets[0]..offsets[1]])
+            .map_err(|_| bad("channel is not UTF-8"))?;
+        let channel = Channel::parse(channel)?;
+        let header = part(1);
+        if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&header).is_err() {
+            return Err(WireError::Json("header is not a JSON object".into()));
+        }
+        Ok((
+            channel,
+            RawMessage {
+                header,
+                parent_header: part(2),
+                metadata: part(3),
+                content: part(4),
+                buffers: (5..n - 1).map(part).collect(),
+            },
+        ))
+    }
+
+    /// This message as a v1 binary frame on `channel`.
+    pub fn to_v1(&self, channel: Channel) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = vec![
+            channel.as_str().as_bytes(),
+            &self.header,
+            &self.parent_header,
+            &self.metadata,
+            &self.content,
+        ];
+        parts.extend(self.buffers.iter().map(|b| b.as_ref()));
+        let n = parts.len() + 1;
+        let mut offsets = Vec::with_capacity(n);
+        let mut at = 8 * (1 + n);
+        offsets.push(at);
+        for p in &parts {
+            at += p.len();
+            offsets.push(at);
+        }
+        let mut out = Vec::with_capacity(at);
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        for o in offsets {
+            out.extend_from_slice(&(o as u64).to_le_bytes());
+        }
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
     /// A new message from the gateway itself (kernel_info, shutdown, interrupt).
     pub fn request(msg_type: &str, content: serde_json::Value) -> RawMessage {
         let header = serde_json::json!({
@@ -281,6 +350,20 @@ mod tests {
         assert_eq!(out["msg_type"], "execute_request");
         assert_eq!(out["channel"], "iopub");
         assert_eq!(out["content"]["extra"][1], 2);
+    }
+
+    #[test]
+    fn v1_frames_match_the_reference_transcript_and_round_trip() {
+        // The first frame jupyter_server's client sent in the reference capture.
+        use base64::Engine as _;
+        let frame = base64::engine::general_purpose::STANDARD.decode(
+            "BgAAAAAAAAA4AAAAAAAAAD0AAAAAAAAADgEAAAAAAAAQAQAAAAAAABIBAAAAAAAAFAEAAAAAAABzaGVsbHsibXNnX2lkIjogIjc2MzdkN2Q2NGM5ODRkNGViZjMzMTcyNGI4NTk0ZTNmIiwgIm1zZ190eXBlIjogImtlcm5lbF9pbmZvX3JlcXVlc3QiLCAidXNlcm5hbWUiOiAiZ3dfc21va2UiLCAic2Vzc2lvbiI6ICIzYjJiY2MyZDA4YzI0YjE3OTg2MzFkYTcwNWY3YzMyZCIsICJkYXRlIjogIjIwMjYtMTEtMjhUMDQ6NDE6MjQuODIzMTM0WiIsICJ2ZXJzaW9uIjogIjUuMyJ9e317fXt9",
+        ).unwrap();
+        let (channel, msg) = RawMessage::from_v1(&frame).unwrap();
+        assert_eq!(channel, Channel::Shell);
+        assert_eq!(msg.ids().1, "kernel_info_request");
+        assert_eq!(msg.to_v1(Channel::Shell), frame);
+        assert!(RawMessage::from_v1(&frame[..40]).is_err());
     }
 
     #[test]

@@ -97,7 +97,21 @@ async fn open_dealers(
 }
 
 /// Serves one websocket until either side closes.
-pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>) {
+/// The subprotocol of jupyter_server's binary framing.
+pub const V1: &str = "v1.kernel.websocket.jupyter.org";
+
+/// Encodes an outgoing message in the socket's protocol.
+fn encode(msg: &RawMessage, channel: Channel, v1: bool) -> Message {
+    if v1 {
+        Message::Binary(msg.to_v1(channel).into())
+    } else {
+        Message::Text(msg.to_legacy_json(channel).into())
+    }
+}
+
+/// Serves one websocket until either side closes. `v1` when the client
+/// chose the binary subprotocol.
+pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
     kernel.connection_opened();
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (reply_tx, mut reply_rx) = mpsc::channel::<(Channel, RawMessage)>(256);
@@ -118,18 +132,26 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>) {
     let closing: Option<Message> = loop {
         tokio::select! {
             incoming = ws_rx.next() => {
-                let text = match incoming {
+                let parsed = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Text(t))) => {
+                        if t.len() > MAX_FRAME {
+                            break Some(close_frame(close::TOO_BIG, "frame too large"));
+                        }
+                        RawMessage::from_legacy_json(t.as_str())
+                    }
+                    Some(Ok(Message::Binary(b))) if v1 => {
+                        if b.len() > MAX_FRAME {
+                            break Some(close_frame(close::TOO_BIG, "frame too large"));
+                        }
+                        RawMessage::from_v1(&b)
+                    }
                     Some(Ok(Message::Binary(_))) => {
-                        break Some(close_frame(close::UNSUPPORTED, "binary frames need the v1 subprotocol, which this gateway does not offer yet"));
+                        break Some(close_frame(close::UNSUPPORTED, "binary frames need the v1.kernel.websocket.jupyter.org subprotocol"));
                     }
                     Some(Ok(_)) => continue,
                 };
-                if text.len() > MAX_FRAME {
-                    break Some(close_frame(close::TOO_BIG, "frame too large"));
-                }
-                let (channel, msg) = match RawMessage::from_legacy_json(text.as_str()) {
+                let (channel, msg) = match parsed {
                     Ok(x) => x,
                     Err(WireError::UnknownChannel(c)) => {
                         break Some(close_frame(close::POLICY, &format!("unknown channel {c:?}")));
@@ -152,14 +174,14 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>) {
                 }
             }
             Some((channel, msg)) = reply_rx.recv() => {
-                if ws_tx.send(Message::Text(msg.to_legacy_json(channel).into())).await.is_err() {
+                if ws_tx.send(encode(&msg, channel, v1)).await.is_err() {
                     break None;
                 }
             }
             event = iopub.recv() => {
                 match event {
                     Ok(msg) => {
-                        if ws_tx.send(Message::Text(msg.to_legacy_json(Channel::Iopub).into())).await.is_err() {
+                        if ws_tx.send(encode(&msg, Channel::Iopub, v1)).await.is_err() {
                             break None;
                         }
                     }

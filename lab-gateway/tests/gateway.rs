@@ -140,7 +140,10 @@ async fn run_cell(ws: &mut Ws, code: &str) -> (Value, String, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while reply.is_none() || !idle {
         assert!(Instant::now() < deadline, "cell timed out");
-        let Some(Ok(Message::Text(t))) = ws.next().await else {
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("no message for 30 s");
+        let Some(Ok(Message::Text(t))) = next else {
             panic!("websocket closed")
         };
         let m: Value = serde_json::from_str(&t).unwrap();
@@ -411,4 +414,40 @@ async fn a_killed_kernel_is_dead_within_a_second_and_clients_are_told() {
     );
     let (_, model) = g.get(&format!("/api/kernels/{id}"), &token).await;
     assert_eq!(model["execution_state"], "dead");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kernel_that_dies_while_starting_is_a_503_with_its_last_output() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    // A kernelspec whose process exits at once, saying why.
+    let dir = g.data.path().join("specs/kernels/broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("kernel.json"),
+        r#"{"argv": ["/bin/sh", "-c", "echo 'No module named ipykernel' >&2; exit 3", "{connection_file}"], "display_name": "broken", "language": "sh"}"#,
+    )
+    .unwrap();
+    let store = g.store.clone();
+    let specs = Specs::discover(&[g.data.path().join("specs")], None);
+    let launcher = Arc::new(scheduler::local::LocalLauncher::new(
+        g.data.path().join("rt2"),
+    ));
+    let kernels = KernelManager::new(launcher, specs, store.clone(), g.data.path().join("users"));
+    let user = store.user_for_token(&token).unwrap().unwrap();
+    let started = Instant::now();
+    let err = kernels
+        .start(
+            &user,
+            serde_json::from_value(json!({"name": "broken"})).unwrap(),
+        )
+        .await
+        .err()
+        .expect("the start must fail");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = err.to_string();
+    assert!(
+        text.contains("exited while starting") && text.contains("No module named ipykernel"),
+        "{text}"
+    );
 }

@@ -86,4 +86,6 @@ pub trait Launcher: Send + Sync + 'static {
     async fn is_alive(&self, locator: &KernelLocator) -> bool;
     /// Frees what the backend holds for a kernel that is gone (files, pods).
     async fn cleanup(&self, kernel_id: uuid::Uuid, locator: &KernelLocator);
+    /// The end of what the kernel wrote to stdout and stderr, to explain a failed start.
+    async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String;
 }

@@ -34,17 +34,44 @@ const INHERITED: &[&str] = &[
 pub struct LocalLauncher {
     /// Where connection files live (the gateway's runtime dir).
     runtime_dir: PathBuf,
+    /// Ports handed to live kernels: concurrent starts must never share one.
+    reserved: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<u16>>>,
 }
 
 impl LocalLauncher {
     pub fn new(runtime_dir: impl Into<PathBuf>) -> Self {
         LocalLauncher {
             runtime_dir: runtime_dir.into(),
+            reserved: Default::default(),
         }
     }
 
     fn connection_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
         self.runtime_dir.join(format!("kernel-{kernel_id}.json"))
+    }
+
+    /// Five free ports that no other live kernel of this gateway holds.
+    async fn reserve_ports(&self, kernel_id: uuid::Uuid) -> Result<Vec<u16>, LaunchError> {
+        for _ in 0..20 {
+            let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+                .await
+                .map_err(|e| LaunchError::Ports(e.to_string()))?;
+            let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+            let taken = reserved.values().flatten().any(|p| ports.contains(p));
+            let distinct =
+                ports.iter().collect::<std::collections::HashSet<_>>().len() == ports.len();
+            if !taken && distinct {
+                reserved.insert(kernel_id, ports.clone());
+                return Ok(ports);
+            }
+        }
+        Err(LaunchError::Ports(
+            "no five distinct free ports after 20 tries".into(),
+        ))
+    }
+
+    fn log_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.log"))
     }
 }
 
@@ -72,9 +99,7 @@ pub fn kernel_env(spec_env: &BTreeMap<String, String>, home: &Path) -> BTreeMap<
 impl Launcher for LocalLauncher {
     async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
         let (program, args) = spec.argv.split_first().ok_or(LaunchError::EmptyArgv)?;
-        let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
-            .await
-            .map_err(|e| LaunchError::Ports(e.to_string()))?;
+        let ports = self.reserve_ports(spec.kernel_id).await?;
         let connection = ConnectionInfo {
             ip: "127.0.0.1".into(),
             transport: Transport::TCP,
@@ -105,6 +130,14 @@ impl Launcher for LocalLauncher {
         } else {
             env.insert("CUDA_VISIBLE_DEVICES".into(), spec.gpus.join(","));
         }
+        // The kernel's output goes to its own log, never to the gateway's
+        // stdout: a gateway restart must not leave it writing to a dead pipe.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(spec.kernel_id))
+            .map_err(files)?;
+        let log2 = log.try_clone().map_err(files)?;
         let file_arg = file.display().to_string();
         let mut cmd = std::process::Command::new(program);
         cmd.args(
@@ -115,6 +148,8 @@ impl Launcher for LocalLauncher {
         .envs(&env)
         .current_dir(&spec.cwd)
         .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
         .process_group(0);
         let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
             program: program.clone(),
@@ -156,6 +191,17 @@ impl Launcher for LocalLauncher {
 
     async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
         let _ = std::fs::remove_file(self.connection_file(kernel_id));
+        let _ = std::fs::remove_file(self.log_file(kernel_id));
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kernel_id);
+    }
+
+    async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String {
+        let text = std::fs::read(self.log_file(kernel_id)).unwrap_or_default();
+        let start = text.len().saturating_sub(max_bytes);
+        String::from_utf8_lossy(&text[start..]).into_owned()
     }
 }
 
