@@ -224,3 +224,56 @@ def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# nbclient through jupyter_server's GatewayKernelManager. Used on its own (outside a
+# jupyter server), jupyter_server 2.21 ignores the kernel name and sends no token on the
+# websocket; these two small subclasses set both.
+from jupyter_server.gateway.managers import GatewayKernelClient, GatewayKernelManager  # noqa: E402
+
+
+class TokenGatewayKernelClient(GatewayKernelClient):
+    async def start_channels(self, shell=True, iopub=True, stdin=True, hb=True, control=True):
+        from jupyter_server.gateway.gateway_client import GatewayClient
+        from jupyter_client.asynchronous.client import AsyncKernelClient
+        from threading import Thread
+
+        gw = GatewayClient.instance()
+        url = f"{gw.ws_url}{gw.kernels_endpoint}/{self.kernel_id}/channels?token={gw.auth_token}"
+        self.channel_socket = websocket.create_connection(url, timeout=60, enable_multithread=True)
+        started = AsyncKernelClient.start_channels(self, shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control)
+        if started is not None:
+            await started
+        self.response_router = Thread(target=self._route_responses)
+        self.response_router.start()
+
+
+class NamedGatewayKernelManager(GatewayKernelManager):
+    async def start_kernel(self, **kwargs):
+        kwargs.setdefault("kernel_name", self.kernel_name)
+        return await super().start_kernel(**kwargs)
+
+
+def test_nbclient_runs_an_example_notebook_through_the_gateway(lab):
+    import nbclient
+    import nbformat
+    from jupyter_server.gateway.gateway_client import GatewayClient
+
+    gw = GatewayClient.instance()
+    gw.url = lab["url"]
+    gw.ws_url = lab["ws"]
+    gw.auth_token = lab["token"]
+    nb = nbformat.read(ROOT / "examples" / "04-linear-regression.ipynb", as_version=4)
+    km = NamedGatewayKernelManager(
+        kernel_name="academy-candle",
+        client_class="test_gateway.TokenGatewayKernelClient",
+    )
+    nbclient.NotebookClient(nb, km=km, timeout=300).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    loss = float(re.search(r"final loss: ([0-9.eE+-]+)", text).group(1))
+    assert loss < 0.01
+    # The kernel ran on our gateway; stop what the client left behind.
+    status, kernels = api(lab["url"], "/api/kernels", lab["token"])
+    assert [k["name"] for k in kernels] == ["academy-candle"]
+    for k in kernels:
+        assert api(lab["url"], f"/api/kernels/{k['id']}", lab["token"], "DELETE")[0] == 204

@@ -422,12 +422,23 @@ impl KernelManager {
         let k = kernel.clone();
         let iopub_task = tokio::spawn(async move {
             let signer = Signer::new(&endpoint.connection.key);
-            let mut sub = zeromq::SubSocket::new();
-            if let Err(e) = sub.connect(&endpoint.connection.iopub_url()).await {
+            // The kernel may not have bound yet: retry until the SUB connects.
+            let mut sub = loop {
+                let mut sub = zeromq::SubSocket::new();
+                let connected = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sub.connect(&endpoint.connection.iopub_url()),
+                )
+                .await;
+                if matches!(connected, Ok(Ok(()))) {
+                    break sub;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            if let Err(e) = sub.subscribe("").await {
                 tracing::warn!(kernel_id = %k.id, error = %e, "cannot subscribe to iopub");
                 return;
             }
-            let _ = sub.subscribe("").await;
             loop {
                 let Ok(frames) = sub.recv().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -496,6 +507,31 @@ impl KernelManager {
                 if kernel.execution_state() == "starting" {
                     kernel.set_state("idle");
                 }
+                return self.wait_iopub(kernel, &endpoint).await;
+            }
+        }
+        false
+    }
+
+    /// Waits until our iopub subscription is live: a kernel drops what it
+    /// publishes before a subscriber has joined, so we nudge it with
+    /// kernel_info requests until their status messages reach us, as
+    /// jupyter_client does.
+    async fn wait_iopub(&self, kernel: &Kernel, endpoint: &Endpoint) -> bool {
+        let mut rx = kernel.subscribe();
+        for _ in 0..50 {
+            let req = RawMessage::request("kernel_info_request", json!({}));
+            let _ = request(
+                &endpoint.connection,
+                Channel::Shell,
+                req,
+                Duration::from_millis(500),
+            )
+            .await;
+            if tokio::time::timeout(Duration::from_millis(200), rx.recv())
+                .await
+                .is_ok()
+            {
                 return true;
             }
         }
