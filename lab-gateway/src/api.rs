@@ -167,7 +167,8 @@ pub async fn channels(
         .max_message_size(crate::ws::MAX_FRAME)
         .max_frame_size(crate::ws::MAX_FRAME);
     let v1 = ws.selected_protocol().is_some();
-    Ok(ws.on_upgrade(move |socket| crate::ws::serve(socket, kernel, v1)))
+    let metrics = s.kernels.metrics().clone();
+    Ok(ws.on_upgrade(move |socket| crate::ws::serve(socket, kernel, v1, metrics)))
 }
 
 pub async fn healthz() -> &'static str {
@@ -176,4 +177,75 @@ pub async fn healthz() -> &'static str {
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+pub async fn list_sessions(State(s): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
+    Json(Value::Array(s.sessions.list(&user, &s.kernels)))
+}
+
+pub async fn create_session(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let model = s
+        .sessions
+        .create(&user, &s.kernels, parse_body(&body)?)
+        .await?;
+    let location = format!("/api/sessions/{}", model["id"].as_str().unwrap_or_default());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(model),
+    )
+        .into_response())
+}
+
+pub async fn get_session(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(s.sessions.get(&user, &id)?))
+}
+
+pub async fn patch_session(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        s.sessions
+            .update(&user, &s.kernels, &id, parse_body(&body)?)
+            .await?,
+    ))
+}
+
+pub async fn delete_session(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.sessions.delete(&user, &s.kernels, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.kernels.metrics().render(&s.kernels),
+    )
+        .into_response()
 }

@@ -197,6 +197,7 @@ async fn request(
 
 pub struct KernelManager {
     kernels: RwLock<HashMap<uuid::Uuid, Arc<Kernel>>>,
+    metrics: Arc<crate::metrics::Metrics>,
     launcher: Arc<dyn Launcher>,
     specs: Specs,
     store: Store,
@@ -220,11 +221,16 @@ impl KernelManager {
     ) -> Self {
         KernelManager {
             kernels: RwLock::new(HashMap::new()),
+            metrics: Default::default(),
             launcher,
             specs,
             store,
             users_root,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn specs(&self) -> &Specs {
@@ -328,6 +334,7 @@ impl KernelManager {
         });
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
+            self.metrics.launch_failures.inc();
             let alive = self.launcher.is_alive(&launched.locator).await;
             let log = self.launcher.log_tail(id, 2000).await;
             self.kill(&kernel).await;
@@ -343,6 +350,9 @@ impl KernelManager {
                 format!("kernel {spec_name} {why}; its last output:\n{log}")
             }));
         }
+        self.metrics
+            .launch_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(kernel_id = %id, spec = %spec_name, user = %user.name, ms = started.elapsed().as_millis() as u64, "kernel ready");
         self.store.save_kernel(&KernelRow {
             id,

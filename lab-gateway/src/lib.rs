@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 pub mod kernels;
 pub mod kernelspecs;
+pub mod metrics;
+pub mod sessions;
 pub mod store;
 pub mod wire;
 pub mod ws;
@@ -31,6 +33,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub kernels: Arc<KernelManager>,
+    pub sessions: Arc<sessions::Sessions>,
     pub no_auth: bool,
     pub started: String,
 }
@@ -59,6 +62,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/kernels/{id}/interrupt", post(api::interrupt_kernel))
         .route("/api/kernels/{id}/restart", post(api::restart_kernel))
         .route("/api/kernels/{id}/channels", get(api::channels))
+        .route(
+            "/api/sessions",
+            get(api::list_sessions).post(api::create_session),
+        )
+        .route(
+            "/api/sessions/{id}",
+            get(api::get_session)
+                .patch(api::patch_session)
+                .delete(api::delete_session),
+        )
+        .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::healthz))
         .fallback(api::not_found)

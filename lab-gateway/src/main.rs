@@ -180,6 +180,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store,
         kernels: kernels.clone(),
+        sessions: Default::default(),
         no_auth: config.no_auth,
         started: chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")

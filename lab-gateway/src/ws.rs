@@ -15,7 +15,11 @@ use tokio::sync::{broadcast, mpsc};
 use zeromq::{SocketRecv, SocketSend};
 
 use crate::kernels::{Kernel, dealer};
+use crate::metrics::{Metrics, TO_CLIENT, TO_KERNEL};
 use crate::wire::{Channel, RawMessage, Signer, WireError};
+
+/// How often the gateway pings an idle client; three missed periods close it.
+pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest frame a client may send (messages carry code, not data).
 pub const MAX_FRAME: usize = 16 << 20;
@@ -111,7 +115,7 @@ fn encode(msg: &RawMessage, channel: Channel, v1: bool) -> Message {
 
 /// Serves one websocket until either side closes. `v1` when the client
 /// chose the binary subprotocol.
-pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
+pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool, metrics: Arc<Metrics>) {
     kernel.connection_opened();
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (reply_tx, mut reply_rx) = mpsc::channel::<(Channel, RawMessage)>(256);
@@ -129,9 +133,21 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
             return;
         }
     };
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     let closing: Option<Message> = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() > PING_EVERY * 3 {
+                    break Some(close_frame(close::POLICY, "no pong: connection presumed dead"));
+                }
+                if ws_tx.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
             incoming = ws_rx.next() => {
+                heard = tokio::time::Instant::now();
                 let parsed = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(Message::Text(t))) => {
@@ -159,6 +175,7 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
                     Err(e) => break Some(close_frame(close::INVALID_PAYLOAD, &format!("malformed message: {e}"))),
                 };
                 kernel.touch();
+                metrics.relayed(&TO_KERNEL, msg.header.len() + msg.content.len());
                 let frames = match zeromq::ZmqMessage::try_from(msg.to_frames(&dealers.signer)) {
                     Ok(f) => f,
                     Err(_) => continue,
@@ -174,6 +191,7 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
                 }
             }
             Some((channel, msg)) = reply_rx.recv() => {
+                metrics.relayed(&TO_CLIENT, msg.header.len() + msg.content.len());
                 if ws_tx.send(encode(&msg, channel, v1)).await.is_err() {
                     break None;
                 }
@@ -181,6 +199,7 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool) {
             event = iopub.recv() => {
                 match event {
                     Ok(msg) => {
+                        metrics.relayed(&TO_CLIENT, msg.header.len() + msg.content.len());
                         if ws_tx.send(encode(&msg, Channel::Iopub, v1)).await.is_err() {
                             break None;
                         }

@@ -49,6 +49,7 @@ async fn start_gateway() -> Gateway {
     let state = AppState {
         store: store.clone(),
         kernels,
+        sessions: Default::default(),
         no_auth: false,
         started: "2026-01-01T00:00:00.000000Z".into(),
     };
@@ -450,4 +451,96 @@ async fn a_kernel_that_dies_while_starting_is_a_503_with_its_last_output() {
         text.contains("exited while starting") && text.contains("No module named ipykernel"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_bind_a_path_to_a_kernel_and_stay_private() {
+    let g = start_gateway().await;
+    let alice = g.user("alice");
+    let bob = g.user("bob");
+    let (status, s) = g
+        .post(
+            "/api/sessions",
+            &alice,
+            json!({"path": "work/lab1.ipynb", "type": "notebook", "kernel": {"name": "academy-candle"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let sid = s["id"].as_str().unwrap().to_owned();
+    assert_eq!(s["name"], "lab1.ipynb");
+    assert_eq!(s["kernel"]["name"], "academy-candle");
+    let kid = s["kernel"]["id"].as_str().unwrap().to_owned();
+    // The same path gives the same session.
+    let (_, again) = g
+        .post("/api/sessions", &alice, json!({"path": "work/lab1.ipynb"}))
+        .await;
+    assert_eq!(again["id"], sid.as_str());
+    let (_, list) = g.get("/api/sessions", &alice).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // Bob sees nothing of it.
+    assert_eq!(g.get(&format!("/api/sessions/{sid}"), &bob).await.0, 404);
+    assert_eq!(g.delete(&format!("/api/sessions/{sid}"), &bob).await, 404);
+    let (_, list) = g.get("/api/sessions", &bob).await;
+    assert!(list.as_array().unwrap().is_empty());
+    // Rename with PATCH.
+    let r = g
+        .http
+        .patch(format!("{}/api/sessions/{sid}", g.base))
+        .header("Authorization", format!("token {alice}"))
+        .json(&json!({"path": "work/renamed.ipynb"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["path"],
+        "work/renamed.ipynb"
+    );
+    // Deleting the session shuts its kernel down.
+    assert_eq!(g.delete(&format!("/api/sessions/{sid}"), &alice).await, 204);
+    assert_eq!(g.get(&format!("/api/kernels/{kid}"), &alice).await.0, 404);
+    assert_eq!(g.get(&format!("/api/sessions/{sid}"), &alice).await.0, 404);
+    // A body that is not JSON is a 400 with a reason.
+    let r = g
+        .http
+        .post(format!("{}/api/sessions", g.base))
+        .header("Authorization", format!("token {alice}"))
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "Bad Request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_kernels_websockets_messages_and_launches() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut ws = connect(&g, &id, &token).await;
+    run_cell(&mut ws, "print(\"x\")").await;
+    let text = g
+        .http
+        .get(format!("{}/metrics", g.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"lab_kernels{state="idle",spec="academy-candle"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("lab_websocket_clients 1"), "{text}");
+    assert!(
+        text.contains(r#"lab_messages_relayed_total{direction="to_kernel"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("lab_kernel_launch_seconds_count 1"), "{text}");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
 }

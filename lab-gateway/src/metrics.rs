@@ -1,0 +1,128 @@
+//! `/metrics` in Prometheus text format.
+//!
+//! Counters are bumped on the relay path (one atomic add per message); the
+//! per-kernel gauges are computed when Prometheus scrapes, from the kernel
+//! table, so they can never drift from it.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::kernels::KernelManager;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KernelLabels {
+    pub state: String,
+    pub spec: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `to_kernel` or `to_client`.
+    pub direction: &'static str,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    kernels: Family<KernelLabels, Gauge>,
+    websockets: Gauge,
+    pub messages: Family<DirectionLabels, Counter>,
+    pub bytes: Family<DirectionLabels, Counter>,
+    pub launch_seconds: Histogram,
+    pub launch_failures: Counter,
+}
+
+pub const TO_KERNEL: DirectionLabels = DirectionLabels {
+    direction: "to_kernel",
+};
+pub const TO_CLIENT: DirectionLabels = DirectionLabels {
+    direction: "to_client",
+};
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lab");
+        let kernels = Family::<KernelLabels, Gauge>::default();
+        let websockets = Gauge::default();
+        let messages = Family::<DirectionLabels, Counter>::default();
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let launch_seconds =
+            Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
+        let launch_failures = Counter::default();
+        registry.register(
+            "kernels",
+            "Kernels by execution state and kernelspec",
+            kernels.clone(),
+        );
+        registry.register(
+            "websocket_clients",
+            "Open kernel websockets",
+            websockets.clone(),
+        );
+        registry.register(
+            "messages_relayed",
+            "Jupyter messages relayed",
+            messages.clone(),
+        );
+        registry.register(
+            "bytes_relayed",
+            "Bytes of Jupyter messages relayed",
+            bytes.clone(),
+        );
+        registry.register(
+            "kernel_launch_seconds",
+            "Kernel start to ready",
+            launch_seconds.clone(),
+        );
+        registry.register(
+            "kernel_launch_failures",
+            "Kernel starts that failed",
+            launch_failures.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            kernels,
+            websockets,
+            messages,
+            bytes,
+            launch_seconds,
+            launch_failures,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn relayed(&self, labels: &DirectionLabels, bytes: usize) {
+        self.messages.get_or_create(labels).inc();
+        self.bytes.get_or_create(labels).inc_by(bytes as u64);
+    }
+
+    /// The text exposition, with the kernel gauges taken now.
+    pub fn render(&self, kernels: &KernelManager) -> String {
+        self.kernels.clear();
+        let mut clients = 0i64;
+        for k in kernels.all() {
+            let model = k.model();
+            clients += model["connections"].as_i64().unwrap_or(0);
+            self.kernels
+                .get_or_create(&KernelLabels {
+                    state: k.execution_state(),
+                    spec: k.spec.clone(),
+                })
+                .inc();
+        }
+        self.websockets.set(clients);
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
