@@ -249,3 +249,116 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// Query of `GET /api/contents/...`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ContentsQuery {
+    pub content: Option<String>,
+    pub format: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+fn root_of(s: &AppState, user: &crate::store::User) -> Result<crate::contents::Root, ApiError> {
+    crate::contents::Root::new(s.users_root.join(&user.name))
+}
+
+/// Splits `a/b.ipynb/checkpoints[/id]` into the file and the checkpoint part.
+fn checkpoint_route(path: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(file) = path.strip_suffix("/checkpoints") {
+        return Some((file, None));
+    }
+    let (file, id) = path.rsplit_once("/checkpoints/")?;
+    (!id.contains('/')).then_some((file, Some(id)))
+}
+
+pub async fn contents_get(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Option<Path<String>>,
+    axum::extract::Query(q): axum::extract::Query<ContentsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let root = root_of(&s, &user)?;
+    if let Some((file, None)) = checkpoint_route(&path) {
+        return Ok(Json(root.list_checkpoints(file)?));
+    }
+    let full = root.resolve(&path)?;
+    let content = q.content.as_deref() != Some("0");
+    let model = root.model(&full, content, q.format.as_deref())?;
+    if let Some(kind) = q.kind.as_deref()
+        && model["type"] != kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "{path:?} is a {}, not a {kind}",
+            model["type"]
+        )));
+    }
+    Ok(Json(model))
+}
+
+pub async fn contents_put(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(path): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let root = root_of(&s, &user)?;
+    let (created, model) = root.save(&path, parse_body(&body)?)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(model)).into_response())
+}
+
+pub async fn contents_post(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Option<Path<String>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let root = root_of(&s, &user)?;
+    match checkpoint_route(&path) {
+        Some((file, None)) => {
+            Ok((StatusCode::CREATED, Json(root.create_checkpoint(file)?)).into_response())
+        }
+        Some((file, Some(id))) => {
+            root.restore_checkpoint(file, id)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Ok((
+            StatusCode::CREATED,
+            Json(root.create(&path, parse_body(&body)?)?),
+        )
+            .into_response()),
+    }
+}
+
+pub async fn contents_patch(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(path): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: crate::contents::ContentsRequest = parse_body(&body)?;
+    let to = req
+        .path
+        .ok_or_else(|| ApiError::BadRequest("PATCH needs the new path".into()))?;
+    Ok(Json(root_of(&s, &user)?.rename(&path, &to)?))
+}
+
+pub async fn contents_delete(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let root = root_of(&s, &user)?;
+    match checkpoint_route(&path) {
+        Some((file, Some(id))) => root.delete_checkpoint(file, id)?,
+        _ => root.delete(&path)?,
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod contents;
 pub mod error;
 pub mod kernels;
 pub mod kernelspecs;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub store: Store,
     pub kernels: Arc<KernelManager>,
     pub sessions: Arc<sessions::Sessions>,
+    /// Each user's notebook root is `users_root/<name>`.
+    pub users_root: std::path::PathBuf,
     pub no_auth: bool,
     pub started: String,
 }
@@ -71,6 +74,18 @@ pub fn app(state: AppState) -> Router {
             get(api::get_session)
                 .patch(api::patch_session)
                 .delete(api::delete_session),
+        )
+        .route(
+            "/api/contents",
+            get(api::contents_get).post(api::contents_post),
+        )
+        .route(
+            "/api/contents/{*path}",
+            get(api::contents_get)
+                .put(api::contents_put)
+                .post(api::contents_post)
+                .patch(api::contents_patch)
+                .delete(api::contents_delete),
         )
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))

@@ -181,6 +181,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         store,
         kernels: kernels.clone(),
         sessions: Default::default(),
+        users_root: data.join("users"),
         no_auth: config.no_auth,
         started: chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")

@@ -50,6 +50,7 @@ async fn start_gateway() -> Gateway {
         store: store.clone(),
         kernels,
         sessions: Default::default(),
+        users_root: data.path().join("users"),
         no_auth: false,
         started: "2026-01-01T00:00:00.000000Z".into(),
     };
@@ -543,4 +544,242 @@ async fn metrics_count_kernels_websockets_messages_and_launches() {
     );
     assert!(text.contains("lab_kernel_launch_seconds_count 1"), "{text}");
     g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
+
+async fn send(
+    g: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = g
+        .http
+        .request(method, format!("{}{path}", g.base))
+        .header("Authorization", format!("token {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contents_create_save_rename_checkpoint_and_delete_in_the_users_own_folder() {
+    use reqwest::Method;
+    let g = start_gateway().await;
+    let alice = g.user("alice");
+    let bob = g.user("bob");
+    let nb = json!({"cells": [{"cell_type": "code", "source": "1 + 1", "metadata": {}, "outputs": [], "execution_count": null, "id": "c1"}],
+                    "metadata": {"kernelspec": {"name": "academy-candle"}}, "nbformat": 4, "nbformat_minor": 5});
+    let (status, m) = send(
+        &g,
+        Method::PUT,
+        "/api/contents/work/lab1.ipynb",
+        &alice,
+        Some(json!({"type": "directory"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+    let (status, m) = send(
+        &g,
+        Method::PUT,
+        "/api/contents/work/a.ipynb",
+        &alice,
+        Some(json!({"type": "notebook", "content": nb})),
+    )
+    .await;
+    assert_eq!((status, m["type"].as_str()), (201, Some("notebook")), "{m}");
+    let (status, _) = send(
+        &g,
+        Method::PUT,
+        "/api/contents/work/a.ipynb",
+        &alice,
+        Some(json!({"type": "notebook", "content": nb})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The file is on disk, under alice's root, whole.
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(g.data.path().join("users/alice/work/a.ipynb")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["cells"][0]["source"], "1 + 1");
+    let (_, m) = send(&g, Method::GET, "/api/contents/work/a.ipynb", &alice, None).await;
+    assert_eq!(m["content"]["cells"][0]["source"], "1 + 1");
+    let (_, dir) = send(&g, Method::GET, "/api/contents/work", &alice, None).await;
+    let names: Vec<&str> = dir["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.ipynb", "lab1.ipynb"]);
+    // New untitled notebook, copy, text file.
+    let (status, m) = send(
+        &g,
+        Method::POST,
+        "/api/contents/work",
+        &alice,
+        Some(json!({"type": "notebook"})),
+    )
+    .await;
+    assert_eq!((status, m["name"].as_str()), (201, Some("Untitled.ipynb")));
+    let (_, m) = send(
+        &g,
+        Method::POST,
+        "/api/contents/work",
+        &alice,
+        Some(json!({"copy_from": "work/a.ipynb"})),
+    )
+    .await;
+    assert_eq!(m["name"], "a-Copy.ipynb");
+    let (status, _) = send(
+        &g,
+        Method::PUT,
+        "/api/contents/notes.txt",
+        &alice,
+        Some(json!({"type": "file", "format": "text", "content": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Rename, conflict, checkpoints.
+    let (status, m) = send(
+        &g,
+        Method::PATCH,
+        "/api/contents/work/a.ipynb",
+        &alice,
+        Some(json!({"path": "work/b.ipynb"})),
+    )
+    .await;
+    assert_eq!((status, m["path"].as_str()), (200, Some("work/b.ipynb")));
+    let (status, _) = send(
+        &g,
+        Method::PATCH,
+        "/api/contents/work/b.ipynb",
+        &alice,
+        Some(json!({"path": "work/a-Copy.ipynb"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, cp) = send(
+        &g,
+        Method::POST,
+        "/api/contents/work/b.ipynb/checkpoints",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(cp["id"], "checkpoint");
+    let mut changed = nb.clone();
+    changed["cells"][0]["source"] = json!("2 + 2");
+    send(
+        &g,
+        Method::PUT,
+        "/api/contents/work/b.ipynb",
+        &alice,
+        Some(json!({"type": "notebook", "content": changed})),
+    )
+    .await;
+    let (status, _) = send(
+        &g,
+        Method::POST,
+        "/api/contents/work/b.ipynb/checkpoints/checkpoint",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, m) = send(&g, Method::GET, "/api/contents/work/b.ipynb", &alice, None).await;
+    assert_eq!(
+        m["content"]["cells"][0]["source"], "1 + 1",
+        "restored from the checkpoint"
+    );
+    // Bob's root is his own: alice's file is not there.
+    assert_eq!(
+        send(&g, Method::GET, "/api/contents/work/b.ipynb", &bob, None)
+            .await
+            .0,
+        404
+    );
+    // Bad input.
+    let (status, body) = send(
+        &g,
+        Method::PUT,
+        "/api/contents/bad.ipynb",
+        &alice,
+        Some(json!({"type": "notebook", "content": {"x": 1}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        send(
+            &g,
+            Method::DELETE,
+            "/api/contents/work/b.ipynb",
+            &alice,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        send(&g, Method::GET, "/api/contents/work/b.ipynb", &alice, None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contents_refuse_paths_that_leave_the_users_folder() {
+    use reqwest::Method;
+    let g = start_gateway().await;
+    let alice = g.user("alice");
+    let bob = g.user("bob");
+    send(
+        &g,
+        Method::PUT,
+        "/api/contents/secret.txt",
+        &bob,
+        Some(json!({"type": "file", "content": "bob's"})),
+    )
+    .await;
+    std::fs::create_dir_all(g.data.path().join("users/alice")).unwrap();
+    std::os::unix::fs::symlink(
+        g.data.path().join("users/bob"),
+        g.data.path().join("users/alice/bob"),
+    )
+    .unwrap();
+    for path in [
+        "/api/contents/..%2Fbob%2Fsecret.txt",
+        "/api/contents/x/..%2F..%2Fbob%2Fsecret.txt",
+        "/api/contents/%2Fetc%2Fpasswd",
+        "/api/contents/bob/secret.txt",
+    ] {
+        let (status, body) = send(&g, Method::GET, path, &alice, None).await;
+        assert!(status == 403 || status == 404, "{path}: {status} {body}");
+        assert_ne!(body["content"], "bob's", "{path}");
+        let (status, _) = send(
+            &g,
+            Method::PUT,
+            path,
+            &alice,
+            Some(json!({"type": "file", "content": "pwned"})),
+        )
+        .await;
+        assert!(status == 403 || status == 404, "{path}: {status}");
+    }
+    let (_, listing) = send(&g, Method::GET, "/api/contents", &alice, None).await;
+    assert!(
+        listing["content"].as_array().unwrap().is_empty(),
+        "the escaping symlink is not listed: {listing}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(g.data.path().join("users/bob/secret.txt")).unwrap(),
+        "bob's"
+    );
 }
