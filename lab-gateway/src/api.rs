@@ -155,12 +155,25 @@ pub async fn restart_kernel(
     Ok(Json(k.model()))
 }
 
+/// Query of the channels websocket.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ChannelsQuery {
+    pub session_id: Option<String>,
+    pub resume_after: Option<String>,
+}
+
 pub async fn channels(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ChannelsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // Without a session_id each websocket is its own session.
+    let session_id = q
+        .session_id
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let kernel = s.kernels.get_for(&user, &id)?;
     let ws = ws
         .protocols([crate::ws::V1])
@@ -168,7 +181,9 @@ pub async fn channels(
         .max_frame_size(crate::ws::MAX_FRAME);
     let v1 = ws.selected_protocol().is_some();
     let metrics = s.kernels.metrics().clone();
-    Ok(ws.on_upgrade(move |socket| crate::ws::serve(socket, kernel, v1, metrics)))
+    Ok(ws.on_upgrade(move |socket| {
+        crate::ws::serve(socket, kernel, session_id, q.resume_after, v1, metrics)
+    }))
 }
 
 pub async fn healthz() -> &'static str {

@@ -59,6 +59,8 @@ pub struct Kernel {
     activity: Mutex<Activity>,
     iopub: broadcast::Sender<Arc<RawMessage>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
+    pub channel_sessions: Mutex<HashMap<String, Arc<crate::ws::ChannelSession>>>,
 }
 
 impl Kernel {
@@ -331,6 +333,7 @@ impl KernelManager {
             }),
             iopub,
             tasks: Mutex::new(Vec::new()),
+            channel_sessions: Mutex::new(HashMap::new()),
         });
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
@@ -416,6 +419,7 @@ impl KernelManager {
                 }),
                 iopub,
                 tasks: Mutex::new(Vec::new()),
+                channel_sessions: Mutex::new(HashMap::new()),
             });
             self.attach(&kernel);
             tracing::info!(kernel_id = %kernel.id, "re-attached to a running kernel");
@@ -613,6 +617,11 @@ impl KernelManager {
     }
 
     pub async fn shutdown(&self, kernel: &Arc<Kernel>) -> Result<(), ApiError> {
+        kernel
+            .channel_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.kernels
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,17 +1,26 @@
-//! The websocket bridge: `/api/kernels/{id}/channels`.
+//! The websocket bridge: `/api/kernels/{id}/channels?session_id=…`.
 //!
-//! Each websocket gets its own DEALER sockets (shell, control, stdin) with a
-//! fresh ZeroMQ identity, so replies always go to the socket that asked, and
-//! iopub arrives through the kernel's shared subscriber. Frames use the legacy
-//! JSON protocol, the one `jupyter server --gateway-url` and JupyterLab behind
-//! a gateway speak. A bad frame closes the socket with a code that says why;
-//! other clients of the kernel are unaffected.
+//! A websocket attaches to a *channel session*, keyed by its `session_id`,
+//! which outlives it: the session owns DEALER sockets (shell, control,
+//! stdin) with their own ZeroMQ identity, and a pump that keeps buffering
+//! replies and iopub messages, numbered, in a bounded buffer, whether or not
+//! a websocket is attached. A reconnect with the same session_id replaces the
+//! stale websocket and resumes from what was last sent, or, exactly, from
+//! after the message named by `resume_after=<msg_id>`. A session nobody
+//! attaches to for two minutes is dropped.
+//!
+//! Frames use the legacy JSON protocol, or `v1.kernel.websocket.jupyter.org`
+//! when the client offers it. A bad frame closes the socket with a code that
+//! says why; other clients of the kernel are unaffected.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast};
 use zeromq::{SocketRecv, SocketSend};
 
 use crate::kernels::{Kernel, dealer};
@@ -19,18 +28,27 @@ use crate::metrics::{Metrics, TO_CLIENT, TO_KERNEL};
 use crate::wire::{Channel, RawMessage, Signer, WireError};
 
 /// How often the gateway pings an idle client; three missed periods close it.
-pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
+pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// Largest frame a client may send (messages carry code, not data).
 pub const MAX_FRAME: usize = 16 << 20;
+/// The subprotocol of jupyter_server's binary framing.
+pub const V1: &str = "v1.kernel.websocket.jupyter.org";
+/// Messages kept per session for a client that is away.
+const BUFFER_MESSAGES: usize = 20_000;
+/// Bytes kept per session for a client that is away.
+const BUFFER_BYTES: usize = 64 << 20;
+/// Already-sent messages kept so `resume_after` can look back.
+const RESUME_WINDOW: usize = 2_000;
+/// A session with no websocket for this long is dropped.
+const SESSION_GRACE: Duration = Duration::from_secs(120);
 
 /// Close codes (RFC 6455 and the private range).
 pub mod close {
+    pub const UNSUPPORTED: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const RESTART: u16 = 1012;
-    pub const UNSUPPORTED: u16 = 1003;
+    pub const REPLACED: u16 = 4001;
     pub const KERNEL_GONE: u16 = 4004;
 }
 
@@ -41,69 +59,6 @@ fn close_frame(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// One open DEALER per request channel, their receive halves feeding `replies`.
-struct Dealers {
-    shell: zeromq::DealerSendHalf,
-    control: zeromq::DealerSendHalf,
-    stdin: zeromq::DealerSendHalf,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    signer: Signer,
-}
-
-impl Drop for Dealers {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn open_dealers(
-    kernel: &Kernel,
-    replies: &mpsc::Sender<(Channel, RawMessage)>,
-) -> Result<Dealers, zeromq::ZmqError> {
-    let endpoint = kernel.endpoint().borrow().clone();
-    let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
-    let signer = Signer::new(&endpoint.connection.key);
-    let mut halves = Vec::new();
-    let mut tasks = Vec::new();
-    for channel in [Channel::Shell, Channel::Control, Channel::Stdin] {
-        let socket = dealer(&endpoint.connection, channel, &identity).await?;
-        let (send, mut recv) = socket.split();
-        let tx = replies.clone();
-        let signer = signer.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Ok(frames) = recv.recv().await {
-                match RawMessage::from_frames(frames.into_vec(), &signer) {
-                    Ok(m) => {
-                        if tx.send((channel, m)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = channel.as_str(), error = %e, "dropped a reply")
-                    }
-                }
-            }
-        }));
-        halves.push(send);
-    }
-    let stdin = halves.pop().expect("three halves");
-    let control = halves.pop().expect("three halves");
-    let shell = halves.pop().expect("three halves");
-    Ok(Dealers {
-        shell,
-        control,
-        stdin,
-        tasks,
-        signer,
-    })
-}
-
-/// Serves one websocket until either side closes.
-/// The subprotocol of jupyter_server's binary framing.
-pub const V1: &str = "v1.kernel.websocket.jupyter.org";
-
 /// Encodes an outgoing message in the socket's protocol.
 fn encode(msg: &RawMessage, channel: Channel, v1: bool) -> Message {
     if v1 {
@@ -113,31 +68,293 @@ fn encode(msg: &RawMessage, channel: Channel, v1: bool) -> Message {
     }
 }
 
-/// Serves one websocket until either side closes. `v1` when the client
-/// chose the binary subprotocol.
-pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool, metrics: Arc<Metrics>) {
-    kernel.connection_opened();
-    let (mut ws_tx, mut ws_rx) = socket.split();
-    let (reply_tx, mut reply_rx) = mpsc::channel::<(Channel, RawMessage)>(256);
-    let mut iopub = kernel.subscribe();
-    let mut endpoint = kernel.endpoint();
-    endpoint.borrow_and_update();
-    let mut dealers = match open_dealers(&kernel, &reply_tx).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot reach the kernel");
-            let _ = ws_tx
-                .send(close_frame(close::KERNEL_GONE, "kernel unreachable"))
-                .await;
-            kernel.connection_closed();
-            return;
+fn size_of(m: &RawMessage) -> usize {
+    m.header.len()
+        + m.parent_header.len()
+        + m.metadata.len()
+        + m.content.len()
+        + m.buffers.iter().map(|b| b.len()).sum::<usize>()
+}
+
+#[derive(Default)]
+struct Buffer {
+    items: VecDeque<(u64, Channel, Arc<RawMessage>)>,
+    bytes: usize,
+    next_seq: u64,
+    /// Everything below this was sent to some websocket.
+    delivered: u64,
+    /// Messages dropped because the buffer was full, not yet reported.
+    dropped: u64,
+}
+
+impl Buffer {
+    fn push(&mut self, channel: Channel, msg: Arc<RawMessage>) {
+        self.bytes += size_of(&msg);
+        self.items.push_back((self.next_seq, channel, msg));
+        self.next_seq += 1;
+        // Forget what was sent long ago, then, if still too big, drop the oldest unsent.
+        while self.items.len() > RESUME_WINDOW
+            && self
+                .items
+                .front()
+                .is_some_and(|(s, _, _)| *s + (RESUME_WINDOW as u64) < self.delivered)
+        {
+            self.pop_front();
         }
+        while self.items.len() > BUFFER_MESSAGES || self.bytes > BUFFER_BYTES {
+            if let Some((seq, _, _)) = self.pop_front()
+                && seq >= self.delivered
+            {
+                self.dropped += 1;
+                self.delivered = seq + 1;
+            }
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<(u64, Channel, Arc<RawMessage>)> {
+        let item = self.items.pop_front()?;
+        self.bytes -= size_of(&item.2);
+        Some(item)
+    }
+
+    fn seq_after(&self, msg_id: &str) -> Option<u64> {
+        self.items
+            .iter()
+            .find(|(_, _, m)| m.ids().0 == msg_id)
+            .map(|(s, _, _)| s + 1)
+    }
+}
+
+/// The sockets and buffer of one session_id on one kernel.
+pub struct ChannelSession {
+    dealers: tokio::sync::Mutex<Option<Dealers>>,
+    buffer: std::sync::Mutex<Buffer>,
+    notify: Notify,
+    /// Incremented by each websocket that attaches; the others see they were replaced.
+    attachments: AtomicU64,
+    attached: AtomicU64,
+    pump: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for ChannelSession {
+    fn drop(&mut self) {
+        if let Some(p) = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.abort();
+        }
+    }
+}
+
+struct Dealers {
+    shell: zeromq::DealerSendHalf,
+    control: zeromq::DealerSendHalf,
+    stdin: zeromq::DealerSendHalf,
+    signer: Signer,
+}
+
+impl ChannelSession {
+    fn push(&self, channel: Channel, msg: Arc<RawMessage>) {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(channel, msg);
+        self.notify.notify_waiters();
+    }
+
+    /// Opens the DEALERs for the kernel's current endpoint and pumps their
+    /// replies, the iopub fan-out and restarts into the buffer.
+    fn start(self: &Arc<Self>, kernel: Arc<Kernel>) {
+        let session = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut iopub = kernel.subscribe();
+            let mut endpoint = kernel.endpoint();
+            loop {
+                let ep = endpoint.borrow_and_update().clone();
+                let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
+                let signer = Signer::new(&ep.connection.key);
+                let mut recvs = Vec::new();
+                let mut sends = Vec::new();
+                for ch in [Channel::Shell, Channel::Control, Channel::Stdin] {
+                    match dealer(&ep.connection, ch, &identity).await {
+                        Ok(s) => {
+                            let (tx, rx) = s.split();
+                            sends.push(tx);
+                            recvs.push((ch, rx));
+                        }
+                        Err(e) => {
+                            tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot reach the kernel")
+                        }
+                    }
+                }
+                if sends.len() == 3 {
+                    let stdin = sends.pop();
+                    let control = sends.pop();
+                    let shell = sends.pop();
+                    if let (Some(shell), Some(control), Some(stdin), Some(s)) =
+                        (shell, control, stdin, session.upgrade())
+                    {
+                        *s.dealers.lock().await = Some(Dealers {
+                            shell,
+                            control,
+                            stdin,
+                            signer: signer.clone(),
+                        });
+                    }
+                }
+                let (reply_tx, mut reply_rx) =
+                    tokio::sync::mpsc::channel::<(Channel, RawMessage)>(256);
+                let readers: Vec<_> = recvs
+                    .into_iter()
+                    .map(|(ch, mut rx)| {
+                        let tx = reply_tx.clone();
+                        let signer = signer.clone();
+                        tokio::spawn(async move {
+                            while let Ok(frames) = rx.recv().await {
+                                match RawMessage::from_frames(frames.into_vec(), &signer) {
+                                    Ok(m) => {
+                                        if tx.send((ch, m)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Err(e) => tracing::warn!(channel = ch.as_str(), error = %e, "dropped a reply"),
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let restarted = loop {
+                    tokio::select! {
+                        Some((ch, m)) = reply_rx.recv() => {
+                            let Some(s) = session.upgrade() else { return };
+                            s.push(ch, Arc::new(m));
+                        }
+                        event = iopub.recv() => {
+                            let Some(s) = session.upgrade() else { return };
+                            match event {
+                                Ok(m) => s.push(Channel::Iopub, m),
+                                Err(broadcast::error::RecvError::Lagged(n)) => {
+                                    s.buffer.lock().unwrap_or_else(|e| e.into_inner()).dropped += n;
+                                    s.notify.notify_waiters();
+                                }
+                                Err(broadcast::error::RecvError::Closed) => return,
+                            }
+                        }
+                        changed = endpoint.changed() => break changed.is_ok(),
+                    }
+                };
+                for r in readers {
+                    r.abort();
+                }
+                if !restarted {
+                    return;
+                }
+            }
+        });
+        *self.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+    }
+}
+
+/// Finds or creates the channel session for `session_id` on `kernel`.
+pub fn session_for(kernel: &Arc<Kernel>, session_id: &str) -> Arc<ChannelSession> {
+    let mut sessions = kernel
+        .channel_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = sessions.get(session_id) {
+        return s.clone();
+    }
+    let s = Arc::new(ChannelSession {
+        dealers: tokio::sync::Mutex::new(None),
+        buffer: Default::default(),
+        notify: Notify::new(),
+        attachments: AtomicU64::new(0),
+        attached: AtomicU64::new(0),
+        pump: Default::default(),
+    });
+    s.start(kernel.clone());
+    sessions.insert(session_id.to_owned(), s.clone());
+    s
+}
+
+/// Serves one websocket until either side closes.
+pub async fn serve(
+    socket: WebSocket,
+    kernel: Arc<Kernel>,
+    session_id: String,
+    resume_after: Option<String>,
+    v1: bool,
+    metrics: Arc<Metrics>,
+) {
+    kernel.connection_opened();
+    let session = session_for(&kernel, &session_id);
+    let me = session.attachments.fetch_add(1, Ordering::SeqCst) + 1;
+    session.attached.fetch_add(1, Ordering::SeqCst);
+    session.notify.notify_waiters(); // tells a stale websocket it was replaced
+    let mut cursor = {
+        let b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        resume_after
+            .as_deref()
+            .and_then(|id| b.seq_after(id))
+            .unwrap_or(b.delivered)
     };
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    // The session's sockets connect in its pump; wait for them briefly.
+    for _ in 0..500 {
+        if session.dealers.lock().await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
-    let closing: Option<Message> = loop {
+    let closing: Option<Message> = 'outer: loop {
+        // Send everything buffered past our cursor.
+        loop {
+            if session.attachments.load(Ordering::SeqCst) != me {
+                break 'outer Some(close_frame(
+                    close::REPLACED,
+                    "replaced by a newer connection with the same session_id",
+                ));
+            }
+            let (next, dropped) = {
+                let mut b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                let dropped = std::mem::take(&mut b.dropped);
+                if let Some((first, _, _)) = b.items.front()
+                    && cursor < *first
+                {
+                    cursor = *first;
+                }
+                let next = b.items.iter().find(|(s, _, _)| *s >= cursor).cloned();
+                (next, dropped)
+            };
+            if dropped > 0 {
+                tracing::warn!(kernel_id = %kernel.id, dropped, "a client missed messages");
+                let notice = RawMessage::request(
+                    "stream",
+                    serde_json::json!({"name": "stderr", "text": format!("[lab gateway] {dropped} output messages were dropped: the client could not keep up\n")}),
+                );
+                if ws_tx
+                    .send(encode(&notice, Channel::Iopub, v1))
+                    .await
+                    .is_err()
+                {
+                    break 'outer None;
+                }
+            }
+            let Some((seq, channel, msg)) = next else {
+                break;
+            };
+            metrics.relayed(&TO_CLIENT, size_of(&msg));
+            if ws_tx.send(encode(&msg, channel, v1)).await.is_err() {
+                break 'outer None;
+            }
+            cursor = seq + 1;
+            let mut b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            b.delivered = b.delivered.max(cursor);
+        }
+        let notified = session.notify.notified();
         tokio::select! {
+            _ = notified => {}
             _ = ping.tick() => {
                 if heard.elapsed() > PING_EVERY * 3 {
                     break Some(close_frame(close::POLICY, "no pong: connection presumed dead"));
@@ -175,51 +392,21 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool, metrics: Ar
                     Err(e) => break Some(close_frame(close::INVALID_PAYLOAD, &format!("malformed message: {e}"))),
                 };
                 kernel.touch();
-                metrics.relayed(&TO_KERNEL, msg.header.len() + msg.content.len());
-                let frames = match zeromq::ZmqMessage::try_from(msg.to_frames(&dealers.signer)) {
-                    Ok(f) => f,
-                    Err(_) => continue,
+                metrics.relayed(&TO_KERNEL, size_of(&msg));
+                let mut guard = session.dealers.lock().await;
+                let Some(d) = guard.as_mut() else {
+                    break Some(close_frame(close::KERNEL_GONE, "kernel unreachable"));
                 };
+                let Ok(frames) = zeromq::ZmqMessage::try_from(msg.to_frames(&d.signer)) else { continue };
                 let sent = match channel {
-                    Channel::Shell => dealers.shell.send(frames).await,
-                    Channel::Control => dealers.control.send(frames).await,
-                    Channel::Stdin => dealers.stdin.send(frames).await,
+                    Channel::Shell => d.shell.send(frames).await,
+                    Channel::Control => d.control.send(frames).await,
+                    Channel::Stdin => d.stdin.send(frames).await,
                     Channel::Iopub => break Some(close_frame(close::POLICY, "clients cannot send on iopub")),
                 };
                 if let Err(e) = sent {
                     tracing::warn!(kernel_id = %kernel.id, error = %e, "send to kernel failed");
                 }
-            }
-            Some((channel, msg)) = reply_rx.recv() => {
-                metrics.relayed(&TO_CLIENT, msg.header.len() + msg.content.len());
-                if ws_tx.send(encode(&msg, channel, v1)).await.is_err() {
-                    break None;
-                }
-            }
-            event = iopub.recv() => {
-                match event {
-                    Ok(msg) => {
-                        metrics.relayed(&TO_CLIENT, msg.header.len() + msg.content.len());
-                        if ws_tx.send(encode(&msg, Channel::Iopub, v1)).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(kernel_id = %kernel.id, dropped = n, "a slow client missed iopub messages");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break Some(close_frame(close::KERNEL_GONE, "kernel shut down")),
-                }
-            }
-            changed = endpoint.changed() => {
-                if changed.is_err() {
-                    break Some(close_frame(close::KERNEL_GONE, "kernel shut down"));
-                }
-                // The kernel restarted on new ports: reconnect our sockets.
-                drop(dealers);
-                dealers = match open_dealers(&kernel, &reply_tx).await {
-                    Ok(d) => d,
-                    Err(_) => break Some(close_frame(close::RESTART, "kernel restarted; reconnect")),
-                };
             }
         }
     };
@@ -227,4 +414,20 @@ pub async fn serve(socket: WebSocket, kernel: Arc<Kernel>, v1: bool, metrics: Ar
         let _ = ws_tx.send(frame).await;
     }
     kernel.connection_closed();
+    if session.attached.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Nobody attached: keep buffering for a while, then let go.
+        let kernel = kernel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SESSION_GRACE).await;
+            let mut sessions = kernel
+                .channel_sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = sessions.get(&session_id)
+                && s.attached.load(Ordering::SeqCst) == 0
+            {
+                sessions.remove(&session_id);
+            }
+        });
+    }
 }

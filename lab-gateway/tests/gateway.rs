@@ -111,10 +111,23 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(g: &Gateway, id: &str, token: &str) -> Ws {
-    let url = format!(
-        "{}/api/kernels/{id}/channels?session_id=s1&token={token}",
+    connect_session(g, id, token, &uuid::Uuid::new_v4().to_string(), None).await
+}
+
+async fn connect_session(
+    g: &Gateway,
+    id: &str,
+    token: &str,
+    session: &str,
+    resume_after: Option<&str>,
+) -> Ws {
+    let mut url = format!(
+        "{}/api/kernels/{id}/channels?session_id={session}&token={token}",
         g.ws_base
     );
+    if let Some(m) = resume_after {
+        url.push_str(&format!("&resume_after={m}"));
+    }
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
@@ -145,8 +158,9 @@ async fn run_cell(ws: &mut Ws, code: &str) -> (Value, String, String) {
         let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
             .expect("no message for 30 s");
-        let Some(Ok(Message::Text(t))) = next else {
-            panic!("websocket closed")
+        let t = match next {
+            Some(Ok(Message::Text(t))) => t,
+            other => panic!("websocket closed: {other:?}"),
         };
         let m: Value = serde_json::from_str(&t).unwrap();
         if m["parent_header"]["msg_id"] != id.as_str() {
@@ -782,4 +796,62 @@ async fn contents_refuse_paths_that_leave_the_users_folder() {
         std::fs::read_to_string(g.data.path().join("users/bob/secret.txt")).unwrap(),
         "bob's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnect_with_the_same_session_gets_every_line_exactly_once() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let session = "reconnecting-client";
+    let mut ws = connect_session(&g, &id, &token, session, None).await;
+    let (msg_id, text) =
+        execute_request("for i in 1..=1000 { print(i); if i % 100 == 0 { sleep(0.05); } }");
+    ws.send(Message::Text(text.into())).await.unwrap();
+    let mut lines: Vec<u32> = Vec::new();
+    let mut last_seen = String::new();
+    let read = |m: &Value, lines: &mut Vec<u32>| -> bool {
+        let mine = m["parent_header"]["msg_id"] == msg_id.as_str();
+        if m["msg_type"] == "stream" && mine {
+            lines.extend(
+                m["content"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .map(|l| l.parse::<u32>().unwrap()),
+            );
+        }
+        mine && m["msg_type"] == "status" && m["content"]["execution_state"] == "idle"
+    };
+    // Read about a fifth of the output, then drop the socket without a goodbye.
+    while lines.len() < 200 {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("closed early")
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        last_seen = m["header"]["msg_id"].as_str().unwrap().to_owned();
+        read(&m, &mut lines);
+    }
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ws = connect_session(&g, &id, &token, session, Some(&last_seen)).await;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("stalled");
+        let t = match next {
+            Some(Ok(Message::Text(t))) => t,
+            other => panic!("{other:?}"),
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        if read(&m, &mut lines) {
+            break;
+        }
+    }
+    let expected: Vec<u32> = (1..=1000).collect();
+    assert_eq!(lines, expected, "every line exactly once, in order");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
 }
