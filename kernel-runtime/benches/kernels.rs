@@ -10,13 +10,12 @@
 //! Run it with `scripts/bench-kernels`, which installs evcxr_jupyter 0.22 and
 //! our kernelspecs first. `BENCH_QUICK=1` takes fewer samples.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jupyter_protocol::{
     ConnectionInfo, ExecuteRequest, JupyterMessage, JupyterMessageContent, KernelInfoRequest,
-    ReplyStatus, Transport,
+    ReplyStatus,
 };
 use jupyter_zmq_client as zmq;
 
@@ -34,21 +33,9 @@ impl Running {
 }
 
 async fn connection_info() -> ConnectionInfo {
-    let ports = zmq::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+    kernel_runtime::connection::fresh_loopback(None)
         .await
-        .expect("free ports");
-    ConnectionInfo {
-        ip: "127.0.0.1".into(),
-        transport: Transport::TCP,
-        shell_port: ports[0],
-        iopub_port: ports[1],
-        stdin_port: ports[2],
-        control_port: ports[3],
-        hb_port: ports[4],
-        key: uuid::Uuid::new_v4().to_string(),
-        signature_scheme: "hmac-sha256".into(),
-        kernel_name: None,
-    }
+        .expect("free ports")
 }
 
 /// Starts a kernel and returns it with the time until it answered kernel_info.

@@ -10,6 +10,27 @@ use jupyter_protocol::ConnectionInfo;
 
 use crate::KernelError;
 
+/// A fresh loopback connection (five free ports, a random key), for
+/// launching a kernel of our own: `academy-kernel execute`, tests, benches.
+pub async fn fresh_loopback(kernel_name: Option<&str>) -> std::io::Result<ConnectionInfo> {
+    let ports =
+        jupyter_zmq_client::peek_ports(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5)
+            .await
+            .map_err(std::io::Error::other)?;
+    Ok(ConnectionInfo {
+        ip: "127.0.0.1".into(),
+        transport: jupyter_protocol::Transport::TCP,
+        shell_port: ports[0],
+        iopub_port: ports[1],
+        stdin_port: ports[2],
+        control_port: ports[3],
+        hb_port: ports[4],
+        key: uuid::Uuid::new_v4().to_string(),
+        signature_scheme: "hmac-sha256".into(),
+        kernel_name: kernel_name.map(str::to_owned),
+    })
+}
+
 /// Reads and validates a connection file.
 pub fn read_connection_file(path: &Path) -> Result<ConnectionInfo, KernelError> {
     let text = std::fs::read_to_string(path).map_err(|source| KernelError::ConnectionFile {

@@ -5,13 +5,12 @@
 //! hosts, where the binary travels alone: the kernel is this same binary,
 //! launched as Jupyter would launch it, and driven through the wire protocol.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
 use jupyter_protocol::{
     ConnectionInfo, ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent,
-    KernelInfoRequest, MediaType, ReplyStatus, Transport,
+    KernelInfoRequest, MediaType, ReplyStatus,
 };
 use jupyter_zmq_client as zmq;
 
@@ -60,21 +59,9 @@ pub fn read_notebook(path: &Path) -> Result<(Language, Vec<String>), RunError> {
 pub async fn execute(path: &Path, binary: &Path) -> Result<(), RunError> {
     let kernel = |e: String| RunError::Kernel(e);
     let (language, cells) = read_notebook(path)?;
-    let ports = zmq::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+    let info = crate::connection::fresh_loopback(Some(language.kernelspec_name()))
         .await
         .map_err(|e| kernel(e.to_string()))?;
-    let info = ConnectionInfo {
-        ip: "127.0.0.1".into(),
-        transport: Transport::TCP,
-        shell_port: ports[0],
-        iopub_port: ports[1],
-        stdin_port: ports[2],
-        control_port: ports[3],
-        hb_port: ports[4],
-        key: uuid::Uuid::new_v4().to_string(),
-        signature_scheme: "hmac-sha256".into(),
-        kernel_name: Some(language.kernelspec_name().into()),
-    };
     let dir = std::env::temp_dir().join(format!("academy-execute-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| kernel(e.to_string()))?;
     let file = dir.join("kernel.json");

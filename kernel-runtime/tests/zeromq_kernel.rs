@@ -3,13 +3,12 @@
 //! forged signatures. (The Python suite drives the same binary with
 //! jupyter_client.)
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jupyter_protocol::{
     ConnectionInfo, ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent,
-    KernelInfoRequest, MediaType, ReplyStatus, Transport,
+    KernelInfoRequest, MediaType, ReplyStatus,
 };
 use jupyter_zmq_client as zmq;
 
@@ -27,21 +26,9 @@ impl Drop for Kernel {
 }
 
 async fn start_candle_kernel() -> Kernel {
-    let ports = zmq::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
+    let info = kernel_runtime::connection::fresh_loopback(Some("academy-candle"))
         .await
         .unwrap();
-    let info = ConnectionInfo {
-        ip: "127.0.0.1".into(),
-        transport: Transport::TCP,
-        shell_port: ports[0],
-        iopub_port: ports[1],
-        stdin_port: ports[2],
-        control_port: ports[3],
-        hb_port: ports[4],
-        key: uuid::Uuid::new_v4().to_string(),
-        signature_scheme: "hmac-sha256".into(),
-        kernel_name: Some("academy-candle".into()),
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kernel.json");
     std::fs::write(&file, serde_json::to_string(&info).unwrap()).unwrap();

@@ -64,6 +64,35 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: uuid::Uuid,
+        owner: String,
+        spec: String,
+        created: DateTime<Utc>,
+        interrupt_by_message: bool,
+        endpoint: Endpoint,
+        state: &str,
+    ) -> Arc<Kernel> {
+        let (iopub, _) = broadcast::channel(FANOUT);
+        Arc::new(Kernel {
+            id,
+            owner,
+            spec,
+            created,
+            interrupt_by_message,
+            endpoint: watch::Sender::new(endpoint),
+            activity: Mutex::new(Activity {
+                execution_state: state.to_owned(),
+                last_activity: Utc::now(),
+                connections: 0,
+            }),
+            iopub,
+            tasks: Mutex::new(Vec::new()),
+            channel_sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
     pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
         self.endpoint.subscribe()
     }
@@ -314,27 +343,19 @@ impl KernelManager {
         let launched = self.launcher.launch(launch).await.map_err(|e| {
             ApiError::Unavailable(format!("kernel {spec_name} failed to start: {e}"))
         })?;
-        let (iopub, _) = broadcast::channel(FANOUT);
-        let kernel = Arc::new(Kernel {
+        let kernel = Kernel::new(
             id,
-            owner: user.name.clone(),
-            spec: spec_name.clone(),
-            created: Utc::now(),
+            user.name.clone(),
+            spec_name.clone(),
+            Utc::now(),
             interrupt_by_message,
-            endpoint: watch::Sender::new(Endpoint {
+            Endpoint {
                 connection: launched.connection.clone(),
                 locator: launched.locator.clone(),
                 generation: 0,
-            }),
-            activity: Mutex::new(Activity {
-                execution_state: "starting".into(),
-                last_activity: Utc::now(),
-                connections: 0,
-            }),
-            iopub,
-            tasks: Mutex::new(Vec::new()),
-            channel_sessions: Mutex::new(HashMap::new()),
-        });
+            },
+            "starting",
+        );
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
             self.metrics.launch_failures.inc();
@@ -395,32 +416,26 @@ impl KernelManager {
                 let _ = self.store.delete_kernel(row.id);
                 continue;
             }
-            let (iopub, _) = broadcast::channel(FANOUT);
-            let kernel = Arc::new(Kernel {
-                id: row.id,
-                owner: row.owner,
-                interrupt_by_message: self
-                    .specs
-                    .get(&row.spec)
-                    .is_some_and(|s| s.interrupt_by_message()),
-                spec: row.spec,
-                created: DateTime::parse_from_rfc3339(&row.created)
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or_else(|_| Utc::now()),
-                endpoint: watch::Sender::new(Endpoint {
+            let interrupt_by_message = self
+                .specs
+                .get(&row.spec)
+                .is_some_and(|s| s.interrupt_by_message());
+            let created = DateTime::parse_from_rfc3339(&row.created)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|_| Utc::now());
+            let kernel = Kernel::new(
+                row.id,
+                row.owner,
+                row.spec,
+                created,
+                interrupt_by_message,
+                Endpoint {
                     connection,
                     locator,
                     generation: 0,
-                }),
-                activity: Mutex::new(Activity {
-                    execution_state: "idle".into(),
-                    last_activity: Utc::now(),
-                    connections: 0,
-                }),
-                iopub,
-                tasks: Mutex::new(Vec::new()),
-                channel_sessions: Mutex::new(HashMap::new()),
-            });
+                },
+                "idle",
+            );
             self.attach(&kernel);
             tracing::info!(kernel_id = %kernel.id, "re-attached to a running kernel");
             self.kernels
