@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// Serve without authentication (loopback only).
     #[arg(long, env = "LAB_NO_AUTH")]
     pub no_auth: bool,
+    /// Output messages per second a client may receive before output is dropped.
+    #[arg(long, env = "LAB_IOPUB_MSG_RATE_LIMIT")]
+    pub iopub_msg_rate_limit: Option<f64>,
+    /// Output bytes per second a client may receive before output is dropped.
+    #[arg(long, env = "LAB_IOPUB_DATA_RATE_LIMIT")]
+    pub iopub_data_rate_limit: Option<f64>,
     /// Extra Jupyter data dirs to search for kernelspecs.
     #[arg(
         long = "kernelspec-dir",
@@ -44,6 +50,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub kernelspec_dirs: Vec<PathBuf>,
+    pub iopub_msg_rate_limit: Option<f64>,
+    pub iopub_data_rate_limit: Option<f64>,
 }
 
 /// Settings after merging.
@@ -54,6 +62,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub no_auth: bool,
     pub kernelspec_dirs: Vec<PathBuf>,
+    pub limits: crate::ws::RateLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +117,20 @@ impl Config {
                 .unwrap_or(data_dir_hint),
             no_auth: args.no_auth,
             kernelspec_dirs,
+            limits: {
+                let d = crate::ws::RateLimits::default();
+                crate::ws::RateLimits {
+                    messages_per_second: args
+                        .iopub_msg_rate_limit
+                        .or(file.iopub_msg_rate_limit)
+                        .unwrap_or(d.messages_per_second),
+                    bytes_per_second: args
+                        .iopub_data_rate_limit
+                        .or(file.iopub_data_rate_limit)
+                        .unwrap_or(d.bytes_per_second),
+                    window: d.window,
+                }
+            },
         })
     }
 }

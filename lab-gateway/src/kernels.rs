@@ -59,6 +59,7 @@ pub struct Kernel {
     activity: Mutex<Activity>,
     iopub: broadcast::Sender<Arc<RawMessage>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    limits: crate::ws::RateLimits,
     /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
     pub channel_sessions: Mutex<HashMap<String, Arc<crate::ws::ChannelSession>>>,
 }
@@ -73,6 +74,7 @@ impl Kernel {
         interrupt_by_message: bool,
         endpoint: Endpoint,
         state: &str,
+        limits: crate::ws::RateLimits,
     ) -> Arc<Kernel> {
         let (iopub, _) = broadcast::channel(FANOUT);
         Arc::new(Kernel {
@@ -90,7 +92,12 @@ impl Kernel {
             iopub,
             tasks: Mutex::new(Vec::new()),
             channel_sessions: Mutex::new(HashMap::new()),
+            limits,
         })
+    }
+
+    pub fn limits(&self) -> crate::ws::RateLimits {
+        self.limits
     }
 
     pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
@@ -228,6 +235,7 @@ async fn request(
 
 pub struct KernelManager {
     kernels: RwLock<HashMap<uuid::Uuid, Arc<Kernel>>>,
+    limits: crate::ws::RateLimits,
     metrics: Arc<crate::metrics::Metrics>,
     launcher: Arc<dyn Launcher>,
     specs: Specs,
@@ -252,12 +260,19 @@ impl KernelManager {
     ) -> Self {
         KernelManager {
             kernels: RwLock::new(HashMap::new()),
+            limits: Default::default(),
             metrics: Default::default(),
             launcher,
             specs,
             store,
             users_root,
         }
+    }
+
+    /// Sets the iopub output limits of kernels started from now on.
+    pub fn with_limits(mut self, limits: crate::ws::RateLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
@@ -355,6 +370,7 @@ impl KernelManager {
                 generation: 0,
             },
             "starting",
+            self.limits,
         );
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
@@ -435,6 +451,7 @@ impl KernelManager {
                     generation: 0,
                 },
                 "idle",
+                self.limits,
             );
             self.attach(&kernel);
             tracing::info!(kernel_id = %kernel.id, "re-attached to a running kernel");

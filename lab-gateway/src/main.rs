@@ -165,12 +165,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         .filter(|p| p.is_file());
     let specs = Specs::discover(&config.kernelspec_dirs, academy_kernel.as_deref());
     let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")));
-    let kernels = Arc::new(KernelManager::new(
-        launcher,
-        specs,
-        store.clone(),
-        data.join("users"),
-    ));
+    let kernels = Arc::new(
+        KernelManager::new(launcher, specs, store.clone(), data.join("users"))
+            .with_limits(config.limits),
+    );
     kernels.reattach().await;
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))

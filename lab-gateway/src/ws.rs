@@ -85,6 +85,8 @@ struct Buffer {
     delivered: u64,
     /// Messages dropped because the buffer was full, not yet reported.
     dropped: u64,
+    /// The parent header of the last dropped message, so the notice lands in that cell.
+    dropped_parent: Option<bytes::Bytes>,
 }
 
 impl Buffer {
@@ -164,6 +166,7 @@ impl ChannelSession {
     /// replies, the iopub fan-out and restarts into the buffer.
     fn start(self: &Arc<Self>, kernel: Arc<Kernel>) {
         let session = Arc::downgrade(self);
+        let mut limiter = RateLimiter::new(kernel.limits());
         let task = tokio::spawn(async move {
             let mut iopub = kernel.subscribe();
             let mut endpoint = kernel.endpoint();
@@ -230,7 +233,17 @@ impl ChannelSession {
                         event = iopub.recv() => {
                             let Some(s) = session.upgrade() else { return };
                             match event {
-                                Ok(m) => s.push(Channel::Iopub, m),
+                                Ok(m) => {
+                                    if limiter.admit(&m) {
+                                        s.push(Channel::Iopub, m);
+                                    } else {
+                                        let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                                        b.dropped += 1;
+                                        b.dropped_parent = Some(m.parent_header.clone());
+                                        drop(b);
+                                        s.notify.notify_waiters();
+                                    }
+                                }
                                 Err(broadcast::error::RecvError::Lagged(n)) => {
                                     s.buffer.lock().unwrap_or_else(|e| e.into_inner()).dropped += n;
                                     s.notify.notify_waiters();
@@ -250,6 +263,72 @@ impl ChannelSession {
             }
         });
         *self.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+    }
+}
+
+/// iopub output limits per websocket session, like jupyter_server's
+/// `iopub_msg_rate_limit` and `iopub_data_rate_limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub messages_per_second: f64,
+    pub bytes_per_second: f64,
+    /// The window the rates are averaged over.
+    pub window: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            messages_per_second: 10_000.0,
+            bytes_per_second: 50e6,
+            window: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Counts output messages in a sliding window and refuses those over the rates.
+/// Status messages and replies always pass: only output is ever dropped.
+struct RateLimiter {
+    limits: RateLimits,
+    window_start: tokio::time::Instant,
+    messages: f64,
+    bytes: f64,
+}
+
+impl RateLimiter {
+    fn new(limits: RateLimits) -> Self {
+        RateLimiter {
+            limits,
+            window_start: tokio::time::Instant::now(),
+            messages: 0.0,
+            bytes: 0.0,
+        }
+    }
+
+    fn admit(&mut self, m: &RawMessage) -> bool {
+        let (_, msg_type) = m.ids();
+        if !matches!(
+            msg_type.as_str(),
+            "stream" | "display_data" | "update_display_data" | "execute_result" | "error"
+        ) {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) > self.limits.window {
+            self.window_start = now;
+            self.messages = 0.0;
+            self.bytes = 0.0;
+        }
+        let secs = self.limits.window.as_secs_f64();
+        let size = size_of(m) as f64;
+        if self.messages + 1.0 > self.limits.messages_per_second * secs
+            || self.bytes + size > self.limits.bytes_per_second * secs
+        {
+            return false;
+        }
+        self.messages += 1.0;
+        self.bytes += size;
+        true
     }
 }
 
@@ -319,20 +398,26 @@ pub async fn serve(
             let (next, dropped) = {
                 let mut b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
                 let dropped = std::mem::take(&mut b.dropped);
+                let dropped_parent = b.dropped_parent.take();
                 if let Some((first, _, _)) = b.items.front()
                     && cursor < *first
                 {
                     cursor = *first;
                 }
                 let next = b.items.iter().find(|(s, _, _)| *s >= cursor).cloned();
-                (next, dropped)
+                (next, (dropped, dropped_parent))
             };
+            let (dropped, dropped_parent) = dropped;
             if dropped > 0 {
                 tracing::warn!(kernel_id = %kernel.id, dropped, "a client missed messages");
                 let notice = RawMessage::request(
                     "stream",
-                    serde_json::json!({"name": "stderr", "text": format!("[lab gateway] {dropped} output messages were dropped: the client could not keep up\n")}),
+                    serde_json::json!({"name": "stderr", "text": format!("[lab gateway] IOPub output rate exceeded: {dropped} output messages were dropped (limits: messages/s and bytes/s per client)\n")}),
                 );
+                let mut notice = notice;
+                if let Some(parent) = dropped_parent {
+                    notice.parent_header = parent;
+                }
                 if ws_tx
                     .send(encode(&notice, Channel::Iopub, v1))
                     .await

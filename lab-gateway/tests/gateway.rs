@@ -32,18 +32,20 @@ fn academy_kernel() -> PathBuf {
 }
 
 async fn start_gateway() -> Gateway {
+    start_gateway_with(lab_gateway::ws::RateLimits::default()).await
+}
+
+async fn start_gateway_with(limits: lab_gateway::ws::RateLimits) -> Gateway {
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(&data.path().join("lab.db")).unwrap();
     let specs = Specs::discover(&[], Some(&academy_kernel()));
     let launcher = Arc::new(scheduler::local::LocalLauncher::new(
         data.path().join("runtime"),
     ));
-    let kernels = Arc::new(KernelManager::new(
-        launcher,
-        specs,
-        store.clone(),
-        data.path().join("users"),
-    ));
+    let kernels = Arc::new(
+        KernelManager::new(launcher, specs, store.clone(), data.path().join("users"))
+            .with_limits(limits),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState {
@@ -853,5 +855,34 @@ async fn a_reconnect_with_the_same_session_gets_every_line_exactly_once() {
     }
     let expected: Vec<u32> = (1..=1000).collect();
     assert_eq!(lines, expected, "every line exactly once, in order");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_output_flood_is_cut_with_a_notice_and_the_cell_still_finishes() {
+    let g = start_gateway_with(lab_gateway::ws::RateLimits {
+        messages_per_second: 50.0,
+        bytes_per_second: 1e6,
+        window: Duration::from_secs(3),
+    })
+    .await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut ws = connect(&g, &id, &token).await;
+    let (reply, stream, _) = run_cell(&mut ws, "for i in 0..5000 { print(i); }").await;
+    assert_eq!(reply["status"], "ok");
+    let lines = stream.lines().filter(|l| l.parse::<u32>().is_ok()).count();
+    assert!(
+        lines <= 150,
+        "{lines} lines passed a limit of 50/s over 3 s"
+    );
+    assert!(
+        stream.contains("IOPub output rate exceeded"),
+        "the client is told: {}",
+        &stream[stream.len().saturating_sub(300)..]
+    );
     g.delete(&format!("/api/kernels/{id}"), &token).await;
 }
