@@ -404,7 +404,12 @@ pub async fn serve(
                 {
                     cursor = *first;
                 }
-                let next = b.items.iter().find(|(s, _, _)| *s >= cursor).cloned();
+                // Sequence numbers are contiguous, so the cursor indexes the buffer.
+                let next = b
+                    .items
+                    .front()
+                    .and_then(|(first, _, _)| b.items.get(cursor.saturating_sub(*first) as usize))
+                    .cloned();
                 (next, (dropped, dropped_parent))
             };
             let (dropped, dropped_parent) = dropped;
