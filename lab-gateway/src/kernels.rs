@@ -1,7 +1,7 @@
 //! Running kernels: start, list, interrupt, restart, shut down, watch.
 //!
 //! Each kernel has one iopub subscriber in the gateway, whose messages fan out
-//! to every websocket of that kernel through a broadcast channel, and a
+//! to every websocket session of that kernel through its own bounded queue, and a
 //! monitor that notices a dead process within 250 ms and tells the clients.
 //! Kernels belong to a user; callers check ownership before acting.
 
@@ -16,7 +16,9 @@ use jupyter_protocol::ConnectionInfo;
 use scheduler::launcher::KernelSignal;
 use scheduler::{KernelLocator, LaunchSpec, Launcher};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
 use zeromq::{Socket, SocketRecv, SocketSend};
 
 use crate::error::ApiError;
@@ -24,7 +26,9 @@ use crate::kernelspecs::Specs;
 use crate::store::{KernelRow, Store, User};
 use crate::wire::{Channel, RawMessage, Signer};
 
-/// iopub messages a slow websocket may fall behind before it is told some were dropped.
+/// iopub messages a subscriber may fall behind before it is told some were dropped.
+/// Each subscriber has its own queue, freed as it reads: no ring of old messages
+/// stays alive, however large they were.
 const FANOUT: usize = 4096;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -49,6 +53,17 @@ struct Activity {
     connections: usize,
 }
 
+struct Subscriber {
+    tx: mpsc::Sender<Arc<RawMessage>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// One subscriber's iopub queue, and how many messages it lost to a full queue.
+pub struct Subscription {
+    pub rx: mpsc::Receiver<Arc<RawMessage>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
 pub struct Kernel {
     pub id: uuid::Uuid,
     pub owner: String,
@@ -57,7 +72,7 @@ pub struct Kernel {
     interrupt_by_message: bool,
     endpoint: watch::Sender<Endpoint>,
     activity: Mutex<Activity>,
-    iopub: broadcast::Sender<Arc<RawMessage>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     limits: crate::ws::RateLimits,
     /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
@@ -76,7 +91,6 @@ impl Kernel {
         state: &str,
         limits: crate::ws::RateLimits,
     ) -> Arc<Kernel> {
-        let (iopub, _) = broadcast::channel(FANOUT);
         Arc::new(Kernel {
             id,
             owner,
@@ -89,7 +103,7 @@ impl Kernel {
                 last_activity: Utc::now(),
                 connections: 0,
             }),
-            iopub,
+            subscribers: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             channel_sessions: Mutex::new(HashMap::new()),
             limits,
@@ -104,8 +118,47 @@ impl Kernel {
         self.endpoint.subscribe()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RawMessage>> {
-        self.iopub.subscribe()
+    /// A new subscription to this kernel's iopub messages.
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, rx) = mpsc::channel(FANOUT);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Subscriber {
+                tx,
+                dropped: dropped.clone(),
+            });
+        Subscription { rx, dropped }
+    }
+
+    /// Hands a message to every subscriber. Subscribers are session pumps that
+    /// never wait on a client, so this waits for room rather than drop a status
+    /// message; one stuck for a second loses the message and is told later.
+    async fn publish(&self, msg: Arc<RawMessage>) {
+        let subs: Vec<(mpsc::Sender<Arc<RawMessage>>, Arc<AtomicU64>)> = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| (s.tx.clone(), s.dropped.clone()))
+            .collect();
+        let mut closed = false;
+        for (tx, dropped) in subs {
+            match tx.send_timeout(msg.clone(), Duration::from_secs(1)).await {
+                Ok(()) => {}
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => closed = true,
+            }
+        }
+        if closed {
+            self.subscribers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|s| !s.tx.is_closed());
+        }
     }
 
     pub fn model(&self) -> Value {
@@ -177,7 +230,20 @@ impl Kernel {
             })
             .to_string(),
         );
-        let _ = self.iopub.send(Arc::new(msg));
+        let msg = Arc::new(msg);
+        // Called from sync code paths; the status must still reach everyone.
+        let subs: Vec<mpsc::Sender<Arc<RawMessage>>> = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.tx.clone())
+            .collect();
+        tokio::spawn(async move {
+            for tx in subs {
+                let _ = tx.send_timeout(msg.clone(), Duration::from_secs(1)).await;
+            }
+        });
     }
 }
 
@@ -507,7 +573,7 @@ impl KernelManager {
                 } else {
                     k.touch();
                 }
-                let _ = k.iopub.send(Arc::new(msg));
+                k.publish(Arc::new(msg)).await;
             }
         });
         let k = kernel.clone();
@@ -574,7 +640,7 @@ impl KernelManager {
                 Duration::from_millis(500),
             )
             .await;
-            if tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            if tokio::time::timeout(Duration::from_millis(200), rx.rx.recv())
                 .await
                 .is_ok()
             {

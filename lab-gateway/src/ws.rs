@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use zeromq::{SocketRecv, SocketSend};
 
 use crate::kernels::{Kernel, dealer};
@@ -230,25 +230,20 @@ impl ChannelSession {
                             let Some(s) = session.upgrade() else { return };
                             s.push(ch, Arc::new(m));
                         }
-                        event = iopub.recv() => {
+                        event = iopub.rx.recv() => {
                             let Some(s) = session.upgrade() else { return };
-                            match event {
-                                Ok(m) => {
-                                    if limiter.admit(&m) {
-                                        s.push(Channel::Iopub, m);
-                                    } else {
-                                        let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
-                                        b.dropped += 1;
-                                        b.dropped_parent = Some(m.parent_header.clone());
-                                        drop(b);
-                                        s.notify.notify_waiters();
-                                    }
-                                }
-                                Err(broadcast::error::RecvError::Lagged(n)) => {
-                                    s.buffer.lock().unwrap_or_else(|e| e.into_inner()).dropped += n;
-                                    s.notify.notify_waiters();
-                                }
-                                Err(broadcast::error::RecvError::Closed) => return,
+                            let Some(m) = event else { return };
+                            let lost = iopub.dropped.swap(0, Ordering::Relaxed);
+                            let admitted = limiter.admit(&m);
+                            if lost > 0 || !admitted {
+                                let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                                b.dropped += lost + u64::from(!admitted);
+                                b.dropped_parent = Some(m.parent_header.clone());
+                            }
+                            if admitted {
+                                s.push(Channel::Iopub, m);
+                            } else {
+                                s.notify.notify_waiters();
                             }
                         }
                         changed = endpoint.changed() => break changed.is_ok(),
