@@ -29,10 +29,12 @@ def free_port():
 def lab(tmp_path_factory):
     data = tmp_path_factory.mktemp("lab-data")
     port = free_port()
-    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
+    # 10 MB/s of output per client: the flood test must exceed it even on a slow machine.
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn",
+               LAB_IOPUB_DATA_RATE_LIMIT="10000000")
     proc = subprocess.Popen(
         [str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "w"), text=True, env=env,
     )
     token = None
     deadline = time.monotonic() + 30
@@ -277,3 +279,47 @@ def test_nbclient_runs_an_example_notebook_through_the_gateway(lab):
     assert [k["name"] for k in kernels] == ["academy-candle"]
     for k in kernels:
         assert api(lab["url"], f"/api/kernels/{k['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def _peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_one_gigabyte_flood_keeps_the_gateway_small_and_tells_the_client(lab):
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "academy-candle"})
+    assert status == 201
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=flood&token={lab['token']}"
+    ws = websocket.create_connection(url, timeout=300)
+    msg_id = uuid.uuid4().hex
+    # 1024 prints of a 1 MiB line: 1 GiB of output.
+    code = 'let s = "x"; for i in 0..20 { s += s; } for i in 0..1024 { print(s); }'
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t", "session": "flood",
+                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    received = 0
+    notice = False
+    idle = False
+    while not idle:
+        m = json.loads(ws.recv())
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream":
+            text = m["content"]["text"]
+            received += len(text)
+            notice = notice or "IOPub output rate exceeded" in text
+        idle = m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+    ws.close()
+    peak = _peak_rss_mb(lab["proc"].pid)
+    print(f"flood: client received {received / 1e6:.0f} MB of 1074 MB; gateway peak RSS {peak:.0f} MB")
+    assert notice, "the client was told output was dropped"
+    assert received < 1 << 30, "not everything was relayed"
+    assert peak < 200, f"gateway peak RSS {peak:.0f} MB"
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
