@@ -156,7 +156,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     if first_start {
         store.add_user("admin", Role::Admin, None)?;
     }
-    // A fresh login token at every start, as Jupyter prints one.
+    // A fresh login token at every start, as Jupyter prints one; the last one stops working.
+    store.revoke_label("admin", "login")?;
     let (_, token) = store.create_token("admin", "login")?;
 
     let academy_kernel = std::env::current_exe()

@@ -190,6 +190,16 @@ impl Store {
         })
     }
 
+    /// Revokes every live token of `user` with this label (the previous start's login token).
+    pub fn revoke_label(&self, user: &str, label: &str) -> Result<usize, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE tokens SET revoked = ?1 WHERE user_name = ?2 AND label = ?3 AND revoked IS NULL",
+                params![now(), user, label],
+            )?)
+        })
+    }
+
     /// The user a live token belongs to.
     pub fn user_for_token(&self, token: &str) -> Result<Option<User>, StoreError> {
         self.with(|c| {
@@ -287,6 +297,20 @@ mod tests {
         assert!(!wal.windows(needle.len()).any(|w| w == needle));
         assert!(store.revoke_token(&id).unwrap());
         assert!(store.user_for_token(&token).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_new_login_token_retires_the_previous_one_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        store.add_user("admin", Role::Admin, None).unwrap();
+        let (_, api) = store.create_token("admin", "cli").unwrap();
+        let (_, first) = store.create_token("admin", "login").unwrap();
+        assert_eq!(store.revoke_label("admin", "login").unwrap(), 1);
+        let (_, second) = store.create_token("admin", "login").unwrap();
+        assert!(store.user_for_token(&first).unwrap().is_none());
+        assert!(store.user_for_token(&second).unwrap().is_some());
+        assert!(store.user_for_token(&api).unwrap().is_some());
     }
 
     #[test]
