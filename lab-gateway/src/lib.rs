@@ -44,6 +44,7 @@ pub struct AppState {
 /// The HTTP routes, without a listener (tests call it directly too).
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", get(api::landing))
         .route("/api", get(api::api_root))
         .route("/api/", get(api::api_root))
         .route("/api/status", get(api::status))

@@ -254,6 +254,9 @@ async fn kernelspecs_list_the_academy_kernels_and_unknown_ones_are_404() {
     assert_eq!(status, 404);
     let (status, _) = g.get("/api/no-such-route", &token).await;
     assert_eq!(status, 404);
+    let landing = g.http.get(format!("{}/", g.base)).send().await.unwrap();
+    assert_eq!(landing.status().as_u16(), 200);
+    assert!(landing.text().await.unwrap().contains("--gateway-url"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
