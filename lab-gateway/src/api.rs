@@ -31,6 +31,7 @@ pub async fn status(State(s): State<AppState>, AuthUser(_): AuthUser) -> Json<Va
         "started": s.started,
         "last_activity": last,
         "kernels": kernels.len(),
+        "warm_pool": s.kernels.pool_counts(),
         "connections": kernels.iter().map(|k| k.model()["connections"].as_u64().unwrap_or(0)).sum::<u64>(),
     }))
 }

@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Output bytes per second a client may receive before output is dropped.
     #[arg(long, env = "LAB_IOPUB_DATA_RATE_LIMIT")]
     pub iopub_data_rate_limit: Option<f64>,
+    /// Ready kernels to keep per kernelspec, e.g. `academy-candle=2` (repeatable).
+    #[arg(long = "warm-pool", env = "LAB_WARM_POOL", value_delimiter = ',', value_parser = parse_pool)]
+    pub warm_pool: Vec<(String, usize)>,
     /// Extra Jupyter data dirs to search for kernelspecs.
     #[arg(
         long = "kernelspec-dir",
@@ -39,6 +42,17 @@ pub struct ServeArgs {
         value_delimiter = ':'
     )]
     pub kernelspec_dirs: Vec<PathBuf>,
+}
+
+fn parse_pool(s: &str) -> Result<(String, usize), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected SPEC=N, got {s:?}"))?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a count in {s:?}"))?;
+    Ok((name.trim().to_owned(), n))
 }
 
 /// The TOML file's shape.
@@ -52,6 +66,8 @@ pub struct FileConfig {
     pub kernelspec_dirs: Vec<PathBuf>,
     pub iopub_msg_rate_limit: Option<f64>,
     pub iopub_data_rate_limit: Option<f64>,
+    #[serde(default)]
+    pub warm_pool: std::collections::BTreeMap<String, usize>,
 }
 
 /// Settings after merging.
@@ -63,6 +79,7 @@ pub struct Config {
     pub no_auth: bool,
     pub kernelspec_dirs: Vec<PathBuf>,
     pub limits: crate::ws::RateLimits,
+    pub warm_pool: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +134,11 @@ impl Config {
                 .unwrap_or(data_dir_hint),
             no_auth: args.no_auth,
             kernelspec_dirs,
+            warm_pool: {
+                let mut pool = file.warm_pool;
+                pool.extend(args.warm_pool.iter().cloned());
+                pool
+            },
             limits: {
                 let d = crate::ws::RateLimits::default();
                 crate::ws::RateLimits {

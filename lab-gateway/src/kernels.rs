@@ -66,7 +66,8 @@ pub struct Subscription {
 
 pub struct Kernel {
     pub id: uuid::Uuid,
-    pub owner: String,
+    /// Empty while the kernel waits in the warm pool.
+    owner: Mutex<String>,
     pub spec: String,
     pub created: DateTime<Utc>,
     interrupt_by_message: bool,
@@ -93,7 +94,7 @@ impl Kernel {
     ) -> Arc<Kernel> {
         Arc::new(Kernel {
             id,
-            owner,
+            owner: Mutex::new(owner),
             spec,
             created,
             interrupt_by_message,
@@ -112,6 +113,14 @@ impl Kernel {
 
     pub fn limits(&self) -> crate::ws::RateLimits {
         self.limits
+    }
+
+    pub fn owner(&self) -> String {
+        self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn visible_to(&self, user: &User) -> bool {
+        user.is_admin() || *self.owner.lock().unwrap_or_else(|e| e.into_inner()) == user.name
     }
 
     pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
@@ -301,6 +310,9 @@ async fn request(
 
 pub struct KernelManager {
     kernels: RwLock<HashMap<uuid::Uuid, Arc<Kernel>>>,
+    /// Prespawned, ready kernels by kernelspec, owned by nobody yet.
+    pool: Mutex<HashMap<String, Vec<Arc<Kernel>>>>,
+    pool_sizes: BTreeMap<String, usize>,
     limits: crate::ws::RateLimits,
     metrics: Arc<crate::metrics::Metrics>,
     launcher: Arc<dyn Launcher>,
@@ -326,6 +338,8 @@ impl KernelManager {
     ) -> Self {
         KernelManager {
             kernels: RwLock::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            pool_sizes: BTreeMap::new(),
             limits: Default::default(),
             metrics: Default::default(),
             launcher,
@@ -333,6 +347,129 @@ impl KernelManager {
             store,
             users_root,
         }
+    }
+
+    /// Keeps `n` ready kernels of each spec, so a start answers at once. Only
+    /// kernels that can take on their user's folder after starting qualify:
+    /// academy-candle (`:cd`). Others are refused with a warning.
+    pub fn with_warm_pool(mut self, sizes: BTreeMap<String, usize>) -> Self {
+        for (spec, n) in sizes {
+            match self.specs.get(&spec) {
+                Some(s) if s.json["language"] == "rhai" => {
+                    self.pool_sizes.insert(spec, n);
+                }
+                _ => {
+                    tracing::warn!(%spec, "warm pool: only academy-candle kernels can be prespawned")
+                }
+            }
+        }
+        self
+    }
+
+    /// How many ready kernels wait in the pool, by spec.
+    pub fn pool_counts(&self) -> BTreeMap<String, usize> {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        self.pool_sizes
+            .keys()
+            .map(|k| (k.clone(), pool.get(k).map_or(0, Vec::len)))
+            .collect()
+    }
+
+    /// Starts kernels until every pool is full. Call it in a spawned task.
+    pub async fn fill_pool(self: &Arc<Self>) {
+        for (spec, want) in &self.pool_sizes {
+            loop {
+                let have = self
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(spec)
+                    .map_or(0, Vec::len);
+                if have >= *want {
+                    break;
+                }
+                let pool_user = User {
+                    name: String::new(),
+                    role: crate::store::Role::Engineer,
+                    group: None,
+                };
+                match self
+                    .launch(
+                        &pool_user,
+                        spec,
+                        &BTreeMap::new(),
+                        self.users_root.join(".pool"),
+                    )
+                    .await
+                {
+                    Ok(k) => self
+                        .pool
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(spec.clone())
+                        .or_default()
+                        .push(k),
+                    Err(e) => {
+                        tracing::warn!(%spec, error = %e, "warm pool: a prespawn failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the pooled kernels (they are not recorded, so a restarted
+    /// gateway could not re-attach them).
+    pub async fn shutdown_pool(&self) {
+        let pooled: Vec<Arc<Kernel>> = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .flat_map(|(_, v)| v)
+            .collect();
+        for k in pooled {
+            let endpoint = k.endpoint.borrow().clone();
+            self.stop_process(&endpoint, false).await;
+            k.stop_tasks();
+            self.launcher.cleanup(k.id, &endpoint.locator).await;
+        }
+    }
+
+    /// Hands a pooled kernel of `spec` to `user`, if one is ready.
+    async fn adopt(self: &Arc<Self>, user: &User, spec: &str) -> Option<Arc<Kernel>> {
+        let kernel = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(spec)?
+            .pop()?;
+        let cwd = self.users_root.join(&user.name);
+        if std::fs::create_dir_all(&cwd).is_err() {
+            return None;
+        }
+        let endpoint = kernel.endpoint.borrow().clone();
+        let cd = RawMessage::request(
+            "execute_request",
+            json!({"code": format!(":cd {}", cwd.display()), "silent": true, "store_history": false,
+                   "user_expressions": {}, "allow_stdin": false, "stop_on_error": false}),
+        );
+        let reply = request(
+            &endpoint.connection,
+            Channel::Shell,
+            cd,
+            Duration::from_secs(5),
+        )
+        .await?;
+        let ok = serde_json::from_slice::<Value>(&reply.content).is_ok_and(|c| c["status"] == "ok");
+        if !ok {
+            self.kill(&kernel).await;
+            return None;
+        }
+        *kernel.owner.lock().unwrap_or_else(|e| e.into_inner()) = user.name.clone();
+        let me = self.clone();
+        tokio::spawn(async move { me.fill_pool().await });
+        Some(kernel)
     }
 
     /// Sets the iopub output limits of kernels started from now on.
@@ -354,7 +491,7 @@ impl KernelManager {
         let parsed: uuid::Uuid = id.parse().map_err(|_| ApiError::kernel_not_found(id))?;
         let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
         match kernels.get(&parsed) {
-            Some(k) if k.owner == user.name || user.is_admin() => Ok(k.clone()),
+            Some(k) if k.visible_to(user) => Ok(k.clone()),
             _ => Err(ApiError::kernel_not_found(id)),
         }
     }
@@ -363,7 +500,7 @@ impl KernelManager {
         let kernels = self.kernels.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = kernels
             .values()
-            .filter(|k| k.owner == user.name || user.is_admin())
+            .filter(|k| k.visible_to(user))
             .cloned()
             .collect();
         v.sort_by_key(|k| k.created);
@@ -409,13 +546,60 @@ impl KernelManager {
         })
     }
 
-    pub async fn start(&self, user: &User, req: StartRequest) -> Result<Arc<Kernel>, ApiError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        user: &User,
+        req: StartRequest,
+    ) -> Result<Arc<Kernel>, ApiError> {
         let spec_name = req
             .name
             .or_else(|| self.specs.default_name().map(str::to_owned))
             .ok_or_else(|| ApiError::NotFound("no kernelspecs are installed".into()))?;
+        if self.specs.get(&spec_name).is_none() {
+            return Err(ApiError::NotFound(format!(
+                "No such kernel spec: {spec_name}"
+            )));
+        }
+        let pooled = if req.env.is_empty() {
+            self.adopt(user, &spec_name).await
+        } else {
+            None
+        };
+        let kernel = match pooled {
+            Some(k) => k,
+            None => {
+                self.launch(user, &spec_name, &req.env, self.users_root.join(&user.name))
+                    .await?
+            }
+        };
+        let endpoint = kernel.endpoint.borrow().clone();
+        self.store.save_kernel(&KernelRow {
+            id: kernel.id,
+            owner: user.name.clone(),
+            spec: spec_name,
+            connection: serde_json::to_string(&endpoint.connection).unwrap_or_default(),
+            locator: serde_json::to_string(&endpoint.locator).unwrap_or_default(),
+            created: timestamp(kernel.created),
+        })?;
+        self.kernels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kernel.id, kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Launches a kernel and waits until it answers; not yet recorded or listed.
+    async fn launch(
+        &self,
+        user: &User,
+        spec_name: &str,
+        env: &BTreeMap<String, String>,
+        cwd: PathBuf,
+    ) -> Result<Arc<Kernel>, ApiError> {
+        let spec_name = spec_name.to_owned();
         let id = uuid::Uuid::new_v4();
-        let launch = self.launch_spec(id, &user.name, &spec_name, &req.env)?;
+        let mut launch = self.launch_spec(id, &user.name, &spec_name, env)?;
+        launch.cwd = cwd;
         let interrupt_by_message = self
             .specs
             .get(&spec_name)
@@ -460,18 +644,6 @@ impl KernelManager {
             .launch_seconds
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(kernel_id = %id, spec = %spec_name, user = %user.name, ms = started.elapsed().as_millis() as u64, "kernel ready");
-        self.store.save_kernel(&KernelRow {
-            id,
-            owner: user.name.clone(),
-            spec: spec_name,
-            connection: serde_json::to_string(&launched.connection).unwrap_or_default(),
-            locator: serde_json::to_string(&launched.locator).unwrap_or_default(),
-            created: timestamp(kernel.created),
-        })?;
-        self.kernels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, kernel.clone());
         Ok(kernel)
     }
 
@@ -741,7 +913,8 @@ impl KernelManager {
         self.stop_process(&old, true).await;
         kernel.stop_tasks();
         self.launcher.cleanup(kernel.id, &old.locator).await;
-        let launch = self.launch_spec(kernel.id, &kernel.owner, &kernel.spec, &BTreeMap::new())?;
+        let launch =
+            self.launch_spec(kernel.id, &kernel.owner(), &kernel.spec, &BTreeMap::new())?;
         let launched = self
             .launcher
             .launch(launch)
@@ -761,7 +934,7 @@ impl KernelManager {
         }
         self.store.save_kernel(&KernelRow {
             id: kernel.id,
-            owner: kernel.owner.clone(),
+            owner: kernel.owner(),
             spec: kernel.spec.clone(),
             connection: serde_json::to_string(&launched.connection).unwrap_or_default(),
             locator: serde_json::to_string(&launched.locator).unwrap_or_default(),

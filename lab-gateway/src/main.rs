@@ -168,9 +168,14 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")));
     let kernels = Arc::new(
         KernelManager::new(launcher, specs, store.clone(), data.join("users"))
-            .with_limits(config.limits),
+            .with_limits(config.limits)
+            .with_warm_pool(config.warm_pool.clone()),
     );
     kernels.reattach().await;
+    {
+        let kernels = kernels.clone();
+        tokio::spawn(async move { kernels.fill_pool().await });
+    }
 
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
@@ -206,6 +211,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         std::fs::set_permissions(&info_path, std::fs::Permissions::from_mode(0o600))?;
     }
     run(listener, state, shutdown_signal()).await?;
+    kernels.shutdown_pool().await;
     tracing::info!("stopped; kernels keep running and are re-attached at the next start");
     Ok(())
 }

@@ -77,7 +77,7 @@ impl Sessions {
     }
 
     /// Sessions whose kernel still exists, for `user`.
-    pub fn list(&self, user: &User, kernels: &KernelManager) -> Vec<Value> {
+    pub fn list(&self, user: &User, kernels: &Arc<KernelManager>) -> Vec<Value> {
         let live: std::collections::HashSet<uuid::Uuid> =
             kernels.all().iter().map(|k| k.id).collect();
         let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +95,7 @@ impl Sessions {
     pub async fn create(
         &self,
         user: &User,
-        kernels: &KernelManager,
+        kernels: &Arc<KernelManager>,
         req: SessionRequest,
     ) -> Result<Value, ApiError> {
         let path = req
@@ -148,7 +148,7 @@ impl Sessions {
     pub async fn update(
         &self,
         user: &User,
-        kernels: &KernelManager,
+        kernels: &Arc<KernelManager>,
         id: &str,
         req: SessionRequest,
     ) -> Result<Value, ApiError> {
@@ -193,7 +193,7 @@ impl Sessions {
     pub async fn delete(
         &self,
         user: &User,
-        kernels: &KernelManager,
+        kernels: &Arc<KernelManager>,
         id: &str,
     ) -> Result<(), ApiError> {
         let s = self.visible(user, id)?;

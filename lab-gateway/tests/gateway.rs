@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Gateway {
+    kernels: Arc<KernelManager>,
     base: String,
     ws_base: String,
     store: Store,
@@ -36,6 +37,13 @@ async fn start_gateway() -> Gateway {
 }
 
 async fn start_gateway_with(limits: lab_gateway::ws::RateLimits) -> Gateway {
+    start_gateway_full(limits, Default::default()).await
+}
+
+async fn start_gateway_full(
+    limits: lab_gateway::ws::RateLimits,
+    pool: std::collections::BTreeMap<String, usize>,
+) -> Gateway {
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(&data.path().join("lab.db")).unwrap();
     let specs = Specs::discover(&[], Some(&academy_kernel()));
@@ -44,10 +52,17 @@ async fn start_gateway_with(limits: lab_gateway::ws::RateLimits) -> Gateway {
     ));
     let kernels = Arc::new(
         KernelManager::new(launcher, specs, store.clone(), data.path().join("users"))
-            .with_limits(limits),
+            .with_limits(limits)
+            .with_warm_pool(pool),
     );
+    {
+        let kernels = kernels.clone();
+        tokio::spawn(async move { kernels.fill_pool().await });
+    }
+    let kernels = kernels;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let state_kernels = kernels.clone();
     let state = AppState {
         store: store.clone(),
         kernels,
@@ -58,6 +73,7 @@ async fn start_gateway_with(limits: lab_gateway::ws::RateLimits) -> Gateway {
     };
     tokio::spawn(run(listener, state, std::future::pending()));
     Gateway {
+        kernels: state_kernels,
         base: format!("http://{addr}"),
         ws_base: format!("ws://{addr}"),
         store,
@@ -454,7 +470,12 @@ async fn a_kernel_that_dies_while_starting_is_a_503_with_its_last_output() {
     let launcher = Arc::new(scheduler::local::LocalLauncher::new(
         g.data.path().join("rt2"),
     ));
-    let kernels = KernelManager::new(launcher, specs, store.clone(), g.data.path().join("users"));
+    let kernels = Arc::new(KernelManager::new(
+        launcher,
+        specs,
+        store.clone(),
+        g.data.path().join("users"),
+    ));
     let user = store.user_for_token(&token).unwrap().unwrap();
     let started = Instant::now();
     let err = kernels
@@ -888,4 +909,59 @@ async fn an_output_flood_is_cut_with_a_notice_and_the_cell_still_finishes() {
         &stream[stream.len().saturating_sub(300)..]
     );
     g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_pool_kernel_is_handed_over_in_its_users_folder_and_the_pool_refills() {
+    let g = start_gateway_full(
+        lab_gateway::ws::RateLimits::default(),
+        [("academy-candle".to_owned(), 1)].into(),
+    )
+    .await;
+    let token = g.user("alice");
+    let ready = |g: &Gateway, token: String| {
+        let http = g.http.clone();
+        let url = format!("{}/api/status", g.base);
+        async move {
+            for _ in 0..200 {
+                let v: Value = http
+                    .get(&url)
+                    .header("Authorization", format!("token {token}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if v["warm_pool"]["academy-candle"] == 1 {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(ready(&g, token.clone()).await, "the pool filled");
+    // A file in alice's folder, read by a relative path: the kernel runs there.
+    std::fs::create_dir_all(g.data.path().join("users/alice")).unwrap();
+    std::fs::write(
+        g.data.path().join("users/alice/data.csv"),
+        "a,b\n1,2\n3,4\n",
+    )
+    .unwrap();
+    let (status, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    assert_eq!(status, 201, "{model}");
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut ws = connect(&g, &id, &token).await;
+    let (reply, _, result) = run_cell(&mut ws, "read_csv(\"data.csv\").data.shape").await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(result, "[2, 2]");
+    // The handed-over kernel is alice's, and the pool starts another.
+    let (_, list) = g.get("/api/kernels", &token).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(ready(&g, token.clone()).await, "the pool refilled");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
+    g.kernels.shutdown_pool().await;
 }

@@ -231,8 +231,20 @@ impl CandleEngine {
                 html.push_str("</table>");
                 Ok(vec![MediaType::Plain(text.trim_end().to_owned()), MediaType::Html(html)])
             }
+            "pwd" => Ok(vec![MediaType::Plain(
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            )]),
+            cd if cd.starts_with("cd ") => {
+                // The gateway's warm pool hands a prespawned kernel to its user this way.
+                let dir = cd[3..].trim();
+                std::env::set_current_dir(dir)
+                    .map_err(|e| CellError::new("OSError", format!("cannot enter {dir}: {e}")))?;
+                Ok(vec![MediaType::Plain(dir.to_owned())])
+            }
             "help" => Ok(vec![MediaType::Plain(
-                ":vars   list the session's variables\n:help   this help\nFunctions: see the README's table, or press Tab to complete and Shift-Tab to inspect.".to_owned(),
+                ":vars   list the session's variables\n:cd DIR change the working directory\n:pwd    show it\n:help   this help\nFunctions: see the README's table, or press Tab to complete and Shift-Tab to inspect.".to_owned(),
             )]),
             other => Err(CellError::new("UnknownCommand", format!(":{other} is not a command; try :help"))),
         }
