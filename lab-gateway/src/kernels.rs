@@ -313,6 +313,8 @@ pub struct KernelManager {
     /// Prespawned, ready kernels by kernelspec, owned by nobody yet.
     pool: Mutex<HashMap<String, Vec<Arc<Kernel>>>>,
     pool_sizes: BTreeMap<String, usize>,
+    /// One fill at a time; none after `shutdown_pool`.
+    pool_filling: tokio::sync::Mutex<bool>,
     limits: crate::ws::RateLimits,
     metrics: Arc<crate::metrics::Metrics>,
     launcher: Arc<dyn Launcher>,
@@ -340,6 +342,7 @@ impl KernelManager {
             kernels: RwLock::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pool_sizes: BTreeMap::new(),
+            pool_filling: tokio::sync::Mutex::new(false),
             limits: Default::default(),
             metrics: Default::default(),
             launcher,
@@ -377,6 +380,10 @@ impl KernelManager {
 
     /// Starts kernels until every pool is full. Call it in a spawned task.
     pub async fn fill_pool(self: &Arc<Self>) {
+        let closed = self.pool_filling.lock().await;
+        if *closed {
+            return;
+        }
         for (spec, want) in &self.pool_sizes {
             loop {
                 let have = self
@@ -421,6 +428,8 @@ impl KernelManager {
     /// Stops the pooled kernels (they are not recorded, so a restarted
     /// gateway could not re-attach them).
     pub async fn shutdown_pool(&self) {
+        // Waits for a fill in progress, and stops later ones.
+        *self.pool_filling.lock().await = true;
         let pooled: Vec<Arc<Kernel>> = self
             .pool
             .lock()
