@@ -323,3 +323,23 @@ def test_a_one_gigabyte_flood_keeps_the_gateway_small_and_tells_the_client(lab):
     assert received < 1 << 30, "not everything was relayed"
     assert peak < 200, f"gateway peak RSS {peak:.0f} MB"
     assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def test_token_cli_creates_and_revokes_tokens(lab):
+    def lab_cli(*args):
+        return subprocess.run([str(LAB), *args, "--data-dir", str(lab["data"])],
+                              capture_output=True, text=True)
+
+    added = lab_cli("user", "add", "carol", "--role", "trainer", "--group", "cohort-7")
+    assert added.returncode == 0, added.stderr
+    again = lab_cli("user", "add", "carol")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    token = lab_cli("token", "create", "carol").stdout.strip()
+    status, me = api(lab["url"], "/api/me", token)
+    assert status == 200 and me["identity"]["role"] == "trainer" and me["identity"]["group"] == "cohort-7"
+    assert lab_cli("token", "revoke", token).returncode == 0
+    assert api(lab["url"], "/api/me", token)[0] == 401
+    missing = lab_cli("token", "revoke", token)
+    assert missing.returncode != 0 and "no live token" in missing.stderr
+    nobody = lab_cli("token", "create", "nobody")
+    assert nobody.returncode != 0 and "no user" in nobody.stderr

@@ -176,10 +176,12 @@ pub async fn channels(
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let kernel = s.kernels.get_for(&user, &id)?;
+    // The transport takes frames up to 4× our limit, so that a frame just over
+    // it gets our close code 1009 with a reason rather than a reset connection.
     let ws = ws
         .protocols([crate::ws::V1])
-        .max_message_size(crate::ws::MAX_FRAME)
-        .max_frame_size(crate::ws::MAX_FRAME);
+        .max_message_size(crate::ws::MAX_FRAME * 4)
+        .max_frame_size(crate::ws::MAX_FRAME * 4);
     let v1 = ws.selected_protocol().is_some();
     let metrics = s.kernels.metrics().clone();
     Ok(ws.on_upgrade(move |socket| {

@@ -156,3 +156,44 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn no_auth_is_refused_off_loopback_and_flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lab.toml");
+        std::fs::write(
+            &file,
+            "port = 9000\nhost = \"127.0.0.1\"\nwarm_pool = { academy-candle = 1 }\n",
+        )
+        .unwrap();
+        let args =
+            Cli::parse_from(["lab", "--config", file.to_str().unwrap(), "--port", "9100"]).serve;
+        let config = Config::load(&args).unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.warm_pool["academy-candle"], 1);
+        let args = Cli::parse_from(["lab", "--host", "0.0.0.0", "--no-auth"]).serve;
+        let err = Config::load(&args).unwrap_err();
+        assert!(err.to_string().contains("open to anyone"), "{err}");
+        let args = Cli::parse_from(["lab", "--host", "127.0.0.1", "--no-auth"]).serve;
+        assert!(Config::load(&args).unwrap().no_auth);
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let args = Cli::parse_from(["lab", "--config", file.to_str().unwrap()]).serve;
+        assert!(
+            Config::load(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("invalid")
+        );
+    }
+}

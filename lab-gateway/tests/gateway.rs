@@ -965,3 +965,140 @@ async fn a_warm_pool_kernel_is_handed_over_in_its_users_folder_and_the_pool_refi
     g.delete(&format!("/api/kernels/{id}"), &token).await;
     g.kernels.shutdown_pool().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_routes_answer_with_jupyter_shapes() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (status, api) = g.get("/api", &token).await;
+    assert_eq!(status, 200);
+    assert!(api["version"].is_string());
+    let (_, me) = g.get("/api/me", &token).await;
+    assert_eq!(me["identity"]["username"], "alice");
+    assert_eq!(me["identity"]["role"], "engineer");
+    let (_, st) = g.get("/api/status", &token).await;
+    assert_eq!(st["kernels"], 0);
+    assert!(st["started"].is_string());
+    for path in ["/healthz", "/readyz"] {
+        let r = g
+            .http
+            .get(format!("{}{path}", g.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    // A body that is not JSON is a 400 with a reason, not axum's plain text.
+    let r = g
+        .http
+        .post(format!("{}/api/kernels", g.base))
+        .header("Authorization", format!("token {token}"))
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "Bad Request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kernelspec_resources_are_served_and_unknown_ones_are_404() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("share/kernels/logoed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("kernel.json"),
+        r#"{"argv": ["true"], "display_name": "L", "language": "x"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("logo-svg.svg"), "<svg/>").unwrap();
+    let specs = Specs::discover(&[data.path().join("share")], None);
+    let spec = specs.get("logoed").unwrap();
+    assert_eq!(
+        spec.resources()["logo-svg"],
+        "/kernelspecs/logoed/logo-svg.svg"
+    );
+    assert!(spec.resource_path("logo-svg.svg").is_some());
+    assert!(spec.resource_path("../kernel.json").is_none());
+    assert!(spec.resource_path("missing.png").is_none());
+    // And through HTTP, on a gateway whose specs include it.
+    let store = Store::open(&data.path().join("lab.db")).unwrap();
+    store.add_user("u", Role::Engineer, None).unwrap();
+    let token = store.create_token("u", "t").unwrap().1;
+    let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.path().join("rt")));
+    let kernels = Arc::new(KernelManager::new(
+        launcher,
+        specs,
+        store.clone(),
+        data.path().join("users"),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState {
+        store,
+        kernels,
+        sessions: Default::default(),
+        users_root: data.path().join("users"),
+        no_auth: false,
+        started: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    tokio::spawn(run(listener, state, std::future::pending()));
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("http://{addr}{path}"))
+            .header("Authorization", format!("token {token}"))
+            .send()
+    };
+    let r = get("/kernelspecs/logoed/logo-svg.svg").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    assert_eq!(
+        get("/kernelspecs/logoed/nope.png")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        get("/kernelspecs/nope/logo-svg.svg")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_binary_and_iopub_frames_are_refused_with_close_codes() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let close_code = |mut ws: Ws, frame: Message| async move {
+        ws.send(frame).await.unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    };
+    let big = "x".repeat(lab_gateway::ws::MAX_FRAME + 1);
+    let code = close_code(connect(&g, &id, &token).await, Message::Text(big.into())).await;
+    assert_eq!(code, Some(1009), "oversized frame");
+    let code = close_code(
+        connect(&g, &id, &token).await,
+        Message::Binary(vec![1, 2, 3].into()),
+    )
+    .await;
+    assert_eq!(code, Some(1003), "binary without the v1 subprotocol");
+    let iopub = r#"{"header":{"msg_id":"a","msg_type":"stream"},"content":{},"channel":"iopub"}"#;
+    let code = close_code(connect(&g, &id, &token).await, Message::Text(iopub.into())).await;
+    assert_eq!(code, Some(1008), "clients cannot send on iopub");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
