@@ -34,15 +34,18 @@ const INHERITED: &[&str] = &[
 pub struct LocalLauncher {
     /// Where connection files live (the gateway's runtime dir).
     runtime_dir: PathBuf,
-    /// Ports handed to live kernels: concurrent starts must never share one.
-    reserved: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<u16>>>,
 }
+
+/// Ports handed to live kernels, process-wide: concurrent starts, even by two
+/// launchers in one process, must never share one.
+static RESERVED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<u16>>>,
+> = std::sync::LazyLock::new(Default::default);
 
 impl LocalLauncher {
     pub fn new(runtime_dir: impl Into<PathBuf>) -> Self {
         LocalLauncher {
             runtime_dir: runtime_dir.into(),
-            reserved: Default::default(),
         }
     }
 
@@ -56,7 +59,7 @@ impl LocalLauncher {
             let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
                 .await
                 .map_err(|e| LaunchError::Ports(e.to_string()))?;
-            let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
             let taken = reserved.values().flatten().any(|p| ports.contains(p));
             let distinct =
                 ports.iter().collect::<std::collections::HashSet<_>>().len() == ports.len();
@@ -192,7 +195,7 @@ impl Launcher for LocalLauncher {
     async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
         let _ = std::fs::remove_file(self.connection_file(kernel_id));
         let _ = std::fs::remove_file(self.log_file(kernel_id));
-        self.reserved
+        RESERVED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&kernel_id);
