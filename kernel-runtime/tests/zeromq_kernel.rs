@@ -47,6 +47,14 @@ async fn start_candle_kernel() -> Kernel {
     }
 }
 
+/// A shell connection with its own ZeroMQ identity for `session`.
+async fn shell_for(info: &ConnectionInfo, session: &str) -> zmq::ClientShellConnection {
+    let identity = zmq::peer_identity_for_session(session).expect("identity");
+    zmq::create_client_shell_connection_with_identity(info, session, identity)
+        .await
+        .unwrap()
+}
+
 /// Asks for kernel_info until the kernel answers (it may still be binding).
 async fn wait_ready(shell: &mut zmq::ClientShellConnection) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,13 +99,7 @@ async fn outputs_of(iopub: &mut zmq::ClientIoPubConnection, parent: &str) -> Vec
 async fn candle_cell_streams_output_and_returns_its_value() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection_with_identity(
-        &k.info,
-        &session,
-        zmq::peer_identity_for_session(&session).expect("identity"),
-    )
-    .await
-    .unwrap();
+    let mut shell = shell_for(&k.info, &session).await;
     let mut iopub = zmq::create_client_iopub_connection(&k.info, "", &session)
         .await
         .unwrap();
@@ -131,13 +133,7 @@ async fn candle_cell_streams_output_and_returns_its_value() {
 async fn interrupt_over_control_stops_a_loop_and_keeps_variables() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection_with_identity(
-        &k.info,
-        &session,
-        zmq::peer_identity_for_session(&session).expect("identity"),
-    )
-    .await
-    .unwrap();
+    let mut shell = shell_for(&k.info, &session).await;
     let mut control = zmq::create_client_control_connection(&k.info, &session)
         .await
         .unwrap();
@@ -221,25 +217,13 @@ fn execute_subcommand_fails_on_a_failing_cell() {
 async fn a_message_signed_with_the_wrong_key_is_never_executed() {
     let k = start_candle_kernel().await;
     let session = uuid::Uuid::new_v4().to_string();
-    let mut shell = zmq::create_client_shell_connection_with_identity(
-        &k.info,
-        &session,
-        zmq::peer_identity_for_session(&session).expect("identity"),
-    )
-    .await
-    .unwrap();
+    let mut shell = shell_for(&k.info, &session).await;
     wait_ready(&mut shell).await;
 
     let mut wrong = k.info.clone();
     wrong.key = "forged".into();
     let forger_session = uuid::Uuid::new_v4().to_string();
-    let mut forger = zmq::create_client_shell_connection_with_identity(
-        &wrong,
-        &forger_session,
-        zmq::peer_identity_for_session(&forger_session).expect("identity"),
-    )
-    .await
-    .unwrap();
+    let mut forger = shell_for(&wrong, &forger_session).await;
     forger
         .send(ExecuteRequest::new("let forged = 1;".into()).into())
         .await

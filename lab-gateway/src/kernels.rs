@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use jupyter_protocol::ConnectionInfo;
 use scheduler::launcher::KernelSignal;
@@ -226,33 +225,13 @@ impl Kernel {
     }
 
     /// Tells every client the kernel's state, as a kernel's own status message would.
-    fn announce(&self, state: &str) {
-        let mut msg = RawMessage::request("status", json!({"execution_state": state}));
-        msg.header = Bytes::from(
-            json!({
-                "msg_id": uuid::Uuid::new_v4().to_string(),
-                "msg_type": "status",
-                "username": "lab-gateway",
-                "session": self.id.to_string(),
-                "date": timestamp(Utc::now()),
-                "version": "5.3",
-            })
-            .to_string(),
+    async fn announce(&self, state: &str) {
+        let msg = RawMessage::new_in_session(
+            "status",
+            &self.id.to_string(),
+            json!({"execution_state": state}),
         );
-        let msg = Arc::new(msg);
-        // Called from sync code paths; the status must still reach everyone.
-        let subs: Vec<mpsc::Sender<Arc<RawMessage>>> = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| s.tx.clone())
-            .collect();
-        tokio::spawn(async move {
-            for tx in subs {
-                let _ = tx.send_timeout(msg.clone(), Duration::from_secs(1)).await;
-            }
-        });
+        self.publish(Arc::new(msg)).await;
     }
 }
 
@@ -285,7 +264,7 @@ async fn request(
     timeout: Duration,
 ) -> Option<RawMessage> {
     let signer = Signer::new(&conn.key);
-    let (msg_id, _) = msg.ids();
+    let msg_id = msg.ids().0.to_owned();
     let identity = format!("lab-gateway-{}", uuid::Uuid::new_v4());
     let mut socket = tokio::time::timeout(timeout, dealer(conn, channel, identity.as_bytes()))
         .await
@@ -771,7 +750,7 @@ impl KernelManager {
                     }
                     tracing::warn!(kernel_id = %k.id, "kernel process died");
                     k.set_state("dead");
-                    k.announce("dead");
+                    k.announce("dead").await;
                 }
             }
         });
@@ -909,7 +888,7 @@ impl KernelManager {
         self.stop_process(&endpoint, false).await;
         kernel.stop_tasks();
         kernel.set_state("dead");
-        kernel.announce("dead");
+        kernel.announce("dead").await;
         self.launcher.cleanup(kernel.id, &endpoint.locator).await;
         self.store.delete_kernel(kernel.id)?;
         Ok(())
@@ -918,7 +897,7 @@ impl KernelManager {
     pub async fn restart(&self, kernel: &Arc<Kernel>) -> Result<(), ApiError> {
         let old = kernel.endpoint.borrow().clone();
         kernel.set_state("restarting");
-        kernel.announce("restarting");
+        kernel.announce("restarting").await;
         self.stop_process(&old, true).await;
         kernel.stop_tasks();
         self.launcher.cleanup(kernel.id, &old.locator).await;

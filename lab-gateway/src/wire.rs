@@ -94,6 +94,11 @@ impl Channel {
 }
 
 /// One message, its JSON parts kept as bytes.
+///
+/// The header is read at most once (`ids`): the relay needs msg_id and
+/// msg_type for status tracking, rate limits and legacy framing, and each of
+/// those would otherwise parse it again. Headers are never changed after a
+/// message is made.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
     pub header: Bytes,
@@ -101,6 +106,7 @@ pub struct RawMessage {
     pub metadata: Bytes,
     pub content: Bytes,
     pub buffers: Vec<Bytes>,
+    ids: std::sync::OnceLock<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -112,15 +118,18 @@ struct HeaderIds<'a> {
 }
 
 impl RawMessage {
-    /// The header's msg_id and msg_type (empty when absent).
-    pub fn ids(&self) -> (String, String) {
-        match serde_json::from_slice::<HeaderIds>(&self.header) {
-            Ok(h) => (
-                h.msg_id.map(|c| c.into_owned()).unwrap_or_default(),
-                h.msg_type.map(|c| c.into_owned()).unwrap_or_default(),
-            ),
-            Err(_) => (String::new(), String::new()),
-        }
+    /// The header's msg_id and msg_type (empty when absent), parsed once.
+    pub fn ids(&self) -> (&str, &str) {
+        let (id, ty) =
+            self.ids
+                .get_or_init(|| match serde_json::from_slice::<HeaderIds>(&self.header) {
+                    Ok(h) => (
+                        h.msg_id.map(|c| c.into_owned()).unwrap_or_default(),
+                        h.msg_type.map(|c| c.into_owned()).unwrap_or_default(),
+                    ),
+                    Err(_) => (String::new(), String::new()),
+                });
+        (id, ty)
     }
 
     /// Parses ZeroMQ frames (identities, delimiter, signature, parts).
@@ -148,6 +157,7 @@ impl RawMessage {
             metadata: rest[3].clone(),
             content: rest[4].clone(),
             buffers: rest[5..].to_vec(),
+            ids: Default::default(),
         })
     }
 
@@ -201,6 +211,7 @@ impl RawMessage {
                 metadata: part(m.metadata),
                 content: Bytes::from(m.content.get().to_owned()),
                 buffers: Vec::new(),
+                ids: Default::default(),
             },
         ))
     }
@@ -218,8 +229,8 @@ impl RawMessage {
         format!(
             "{{\"header\":{},\"msg_id\":{},\"msg_type\":{},\"parent_header\":{},\"metadata\":{},\"content\":{},\"buffers\":[],\"channel\":\"{}\"}}",
             s(&self.header),
-            serde_json::Value::String(msg_id),
-            serde_json::Value::String(msg_type),
+            serde_json::Value::from(msg_id),
+            serde_json::Value::from(msg_type),
             s(&self.parent_header),
             s(&self.metadata),
             s(&self.content),
@@ -263,6 +274,7 @@ impl RawMessage {
                 metadata: part(3),
                 content: part(4),
                 buffers: (5..n - 1).map(part).collect(),
+                ids: Default::default(),
             },
         ))
     }
@@ -298,11 +310,17 @@ impl RawMessage {
 
     /// A new message from the gateway itself (kernel_info, shutdown, interrupt).
     pub fn request(msg_type: &str, content: serde_json::Value) -> RawMessage {
+        RawMessage::new_in_session(msg_type, "lab-gateway", content)
+    }
+
+    /// A new message from the gateway in a given session (a kernel's status).
+    pub fn new_in_session(msg_type: &str, session: &str, content: serde_json::Value) -> RawMessage {
+        let msg_id = uuid::Uuid::new_v4().to_string();
         let header = serde_json::json!({
-            "msg_id": uuid::Uuid::new_v4().to_string(),
+            "msg_id": msg_id,
             "msg_type": msg_type,
             "username": "lab-gateway",
-            "session": "lab-gateway",
+            "session": session,
             "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             "version": "5.3",
         });
@@ -312,6 +330,7 @@ impl RawMessage {
             metadata: Bytes::from_static(b"{}"),
             content: Bytes::from(content.to_string()),
             buffers: Vec::new(),
+            ids: std::sync::OnceLock::from((msg_id, msg_type.to_owned())),
         }
     }
 

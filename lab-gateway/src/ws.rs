@@ -303,7 +303,7 @@ impl RateLimiter {
     fn admit(&mut self, m: &RawMessage) -> bool {
         let (_, msg_type) = m.ids();
         if !matches!(
-            msg_type.as_str(),
+            msg_type,
             "stream" | "display_data" | "update_display_data" | "execute_result" | "error"
         ) {
             return true;
