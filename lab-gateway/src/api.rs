@@ -82,13 +82,14 @@ pub async fn kernelspec_resource(
 }
 
 pub async fn list_kernels(State(s): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
-    Json(Value::Array(
-        s.kernels
-            .list_for(&user)
-            .iter()
-            .map(|k| k.model())
-            .collect(),
-    ))
+    let mut all: Vec<Value> = s
+        .kernels
+        .list_for(&user)
+        .iter()
+        .map(|k| k.model())
+        .collect();
+    all.extend(s.kernels.queued_models_for(&user));
+    Json(Value::Array(all))
 }
 
 pub async fn start_kernel(
@@ -108,14 +109,17 @@ pub async fn start_kernel(
             Err(e) => return Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
         }
     };
-    let kernel = s.kernels.start(&user, req).await?;
-    let location = format!("/api/kernels/{}", kernel.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(kernel.model()),
-    )
-        .into_response())
+    // A kernel that must wait for a GPU is answered 202 with its queue position.
+    let (status, id, model) = match s.kernels.start(&user, req).await? {
+        crate::kernels::Started::Running(k) => (StatusCode::CREATED, k.id, k.model()),
+        crate::kernels::Started::Queued(q) => (
+            StatusCode::ACCEPTED,
+            q.id,
+            s.kernels.model_for(&user, &q.id.to_string())?,
+        ),
+    };
+    let location = format!("/api/kernels/{id}");
+    Ok((status, [(header::LOCATION, location)], Json(model)).into_response())
 }
 
 pub async fn get_kernel(
@@ -123,7 +127,7 @@ pub async fn get_kernel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(s.kernels.get_for(&user, &id)?.model()))
+    Ok(Json(s.kernels.model_for(&user, &id)?))
 }
 
 pub async fn delete_kernel(
@@ -131,6 +135,10 @@ pub async fn delete_kernel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(q) = s.kernels.queued_for(&user, &id) {
+        s.kernels.cancel(&q);
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let k = s.kernels.get_for(&user, &id)?;
     s.kernels.shutdown(&k).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -141,6 +149,11 @@ pub async fn interrupt_kernel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if s.kernels.queued_for(&user, &id).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "kernel {id} is queued and not running yet"
+        )));
+    }
     let k = s.kernels.get_for(&user, &id)?;
     s.kernels.interrupt(&k).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -151,6 +164,11 @@ pub async fn restart_kernel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if s.kernels.queued_for(&user, &id).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "kernel {id} is queued and not running yet"
+        )));
+    }
     let k = s.kernels.get_for(&user, &id)?;
     s.kernels.restart(&k).await?;
     Ok(Json(k.model()))
@@ -175,7 +193,8 @@ pub async fn channels(
         .session_id
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let kernel = s.kernels.get_for(&user, &id)?;
+    // On a queued kernel, the websocket connects once the kernel runs.
+    let kernel = s.kernels.get_or_wait_for(&user, &id).await?;
     // The transport takes frames up to 4× our limit, so that a frame just over
     // it gets our close code 1009 with a reason rather than a reset connection.
     let ws = ws

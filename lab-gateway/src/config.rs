@@ -6,6 +6,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// `lab serve` settings, as flags and `LAB_*` variables.
@@ -42,6 +44,55 @@ pub struct ServeArgs {
         value_delimiter = ':'
     )]
     pub kernelspec_dirs: Vec<PathBuf>,
+    /// GPUs to hand out: `auto` (found through the CUDA driver), `none`, or a
+    /// modelled cluster such as `16x8 H100-80GB; 2x7 1g.10gb`.
+    #[arg(long, env = "LAB_GPUS")]
+    pub gpus: Option<String>,
+    /// Seconds a start that must queue for a GPU waits before answering 202.
+    #[arg(long, env = "LAB_QUEUE_WAIT")]
+    pub queue_wait: Option<f64>,
+    /// Idle time after which a GPU kernel is culled (`30m`, `off`).
+    #[arg(long, env = "LAB_CULL_IDLE_GPU", value_parser = parse_duration)]
+    pub cull_idle_gpu: Option<Option<Duration>>,
+    /// Idle time after which a CPU kernel is culled (`2h`, `off`).
+    #[arg(long, env = "LAB_CULL_IDLE_CPU", value_parser = parse_duration)]
+    pub cull_idle_cpu: Option<Option<Duration>>,
+    /// Runtime after which any kernel, even a busy one, is stopped (`off`).
+    #[arg(long, env = "LAB_CULL_MAX_RUNTIME", value_parser = parse_duration)]
+    pub cull_max_runtime: Option<Option<Duration>>,
+    /// How long clients are warned before a cull (`60s`).
+    #[arg(long, env = "LAB_CULL_WARNING", value_parser = parse_duration)]
+    pub cull_warning: Option<Option<Duration>>,
+    /// Warning time of a kernel whose borrowed GPU is reclaimed (`120s`).
+    #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_duration)]
+    pub reclaim_grace: Option<Option<Duration>>,
+}
+
+/// `90`, `90s`, `30m`, `2h`, `1d`; `off` or `0` for none.
+pub fn parse_duration(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t == "off" || t == "0" || t == "none" {
+        return Ok(None);
+    }
+    let (num, unit) = t
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration such as 90s, 30m or 2h, got {s:?}"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (ms, s, m, h, d)")),
+    };
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("a duration cannot be negative: {s:?}"));
+    }
+    Ok(Some(Duration::from_secs_f64(n * scale)))
 }
 
 fn parse_pool(s: &str) -> Result<(String, usize), String> {
@@ -68,6 +119,18 @@ pub struct FileConfig {
     pub iopub_data_rate_limit: Option<f64>,
     #[serde(default)]
     pub warm_pool: std::collections::BTreeMap<String, usize>,
+    pub gpus: Option<String>,
+    pub queue_wait: Option<f64>,
+    pub cull_idle_gpu: Option<String>,
+    pub cull_idle_cpu: Option<String>,
+    pub cull_max_runtime: Option<String>,
+    pub cull_warning: Option<String>,
+    pub cull_connected: Option<bool>,
+    pub reclaim_grace: Option<String>,
+    pub starvation_limit: Option<String>,
+    /// The most GPUs one kernel may ask for, per role.
+    #[serde(default)]
+    pub role_max_gpus: std::collections::BTreeMap<String, scheduler::Amount>,
 }
 
 /// Settings after merging.
@@ -80,6 +143,19 @@ pub struct Config {
     pub kernelspec_dirs: Vec<PathBuf>,
     pub limits: crate::ws::RateLimits,
     pub warm_pool: std::collections::BTreeMap<String, usize>,
+    pub gpus: GpuSource,
+    pub queue_wait: Duration,
+    pub cull: crate::kernels::CullPolicy,
+    pub tuning: scheduler::Tuning,
+    pub roles: crate::scheduling::RoleLimits,
+}
+
+/// Where the GPU inventory comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuSource {
+    Detect,
+    None,
+    Modelled(scheduler::Cluster),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +164,8 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("config file {0} is invalid: {1}")]
     Parse(PathBuf, toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
     #[error(
         "--no-auth is refused on {0}: without authentication the server is open to anyone who can reach it; bind to 127.0.0.1"
     )]
@@ -122,6 +200,81 @@ impl Config {
         if args.no_auth && !host.is_loopback() {
             return Err(ConfigError::OpenServer(host));
         }
+        let gpus = match args
+            .gpus
+            .clone()
+            .or(file.gpus.clone())
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("auto") | Some("") => GpuSource::Detect,
+            Some("none") | Some("0") => GpuSource::None,
+            Some(spec) => GpuSource::Modelled(
+                scheduler::Cluster::parse(spec).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            ),
+        };
+        let file_duration =
+            |v: &Option<String>, what: &str| -> Result<Option<Option<Duration>>, ConfigError> {
+                v.as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
+            };
+        let d = crate::kernels::CullPolicy::default();
+        let cull = crate::kernels::CullPolicy {
+            idle_gpu: args
+                .cull_idle_gpu
+                .or(file_duration(&file.cull_idle_gpu, "cull_idle_gpu")?)
+                .unwrap_or(d.idle_gpu),
+            idle_cpu: args
+                .cull_idle_cpu
+                .or(file_duration(&file.cull_idle_cpu, "cull_idle_cpu")?)
+                .unwrap_or(d.idle_cpu),
+            max_runtime: args
+                .cull_max_runtime
+                .or(file_duration(&file.cull_max_runtime, "cull_max_runtime")?)
+                .unwrap_or(d.max_runtime),
+            warning: args
+                .cull_warning
+                .or(file_duration(&file.cull_warning, "cull_warning")?)
+                .map(|w| w.unwrap_or_default())
+                .unwrap_or(d.warning),
+            connected: file.cull_connected.unwrap_or(d.connected),
+        };
+        let t = scheduler::Tuning::default();
+        let tuning = scheduler::Tuning {
+            reclaim_grace_ms: args
+                .reclaim_grace
+                .or(file_duration(&file.reclaim_grace, "reclaim_grace")?)
+                .map_or(t.reclaim_grace_ms, |g| {
+                    g.unwrap_or_default().as_millis() as u64
+                }),
+            starvation_ms: file_duration(&file.starvation_limit, "starvation_limit")?
+                .map_or(t.starvation_ms, |g| {
+                    g.map_or(u64::MAX, |d| d.as_millis() as u64)
+                }),
+            ..t
+        };
+        let mut roles = crate::scheduling::RoleLimits::default();
+        for (role, max) in &file.role_max_gpus {
+            match role.as_str() {
+                "engineer" => roles.engineer = *max,
+                "trainer" => roles.trainer = *max,
+                "ops" => roles.ops = *max,
+                "admin" => roles.admin = *max,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "role_max_gpus: unknown role {other:?} (engineer, trainer, ops, admin)"
+                    )));
+                }
+            }
+        }
+        let queue_wait = args.queue_wait.or(file.queue_wait).unwrap_or(2.0);
+        if !(queue_wait.is_finite() && (0.0..=3600.0).contains(&queue_wait)) {
+            return Err(ConfigError::Invalid(format!(
+                "queue_wait must be between 0 and 3600 seconds, not {queue_wait}"
+            )));
+        }
         let mut kernelspec_dirs = args.kernelspec_dirs.clone();
         kernelspec_dirs.extend(file.kernelspec_dirs);
         Ok(Config {
@@ -134,6 +287,11 @@ impl Config {
                 .unwrap_or(data_dir_hint),
             no_auth: args.no_auth,
             kernelspec_dirs,
+            gpus,
+            queue_wait: Duration::from_secs_f64(queue_wait),
+            cull,
+            tuning,
+            roles,
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

@@ -24,6 +24,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Admission refused a start; the body says which limit and the usage.
+    #[error("{}", .0.message)]
+    Refused(scheduler::Refusal),
 }
 
 impl ApiError {
@@ -40,6 +43,27 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Refused(r) = &self {
+            use scheduler::admission::Limit;
+            let (status, reason) = match r.limit {
+                Limit::RoleGpus | Limit::GroupCeiling => (StatusCode::FORBIDDEN, "Forbidden"),
+                Limit::UserKernels | Limit::UserGpus | Limit::GpuBudget => {
+                    (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+                }
+                Limit::Capacity => (StatusCode::BAD_REQUEST, "Bad Request"),
+            };
+            let mut body = json!({
+                "reason": reason,
+                "message": r.message,
+                "limit": r.limit,
+                "current": r.current,
+                "maximum": r.maximum,
+            });
+            if let Some(at) = r.resets_at {
+                body["resets_at"] = json!(scheduler::admission::fmt_ms(at));
+            }
+            return (status, Json(body)).into_response();
+        }
         let (status, reason) = match &self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not Found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
@@ -47,6 +71,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            ApiError::Refused(_) => unreachable!("answered above"),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

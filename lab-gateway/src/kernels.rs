@@ -4,6 +4,12 @@
 //! to every websocket session of that kernel through its own bounded queue, and a
 //! monitor that notices a dead process within 250 ms and tells the clients.
 //! Kernels belong to a user; callers check ownership before acting.
+//!
+//! A start is first decided by admission ([`crate::scheduling`]): a kernel
+//! that must wait for a GPU is a [`Queued`] entry, listed with its position,
+//! until admission hands it its GPUs and it is launched under the same id.
+//! A background task applies admission's events (launch the admitted, warn
+//! and stop reclaimed kernels) and culls idle kernels.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -22,8 +28,10 @@ use zeromq::{Socket, SocketRecv, SocketSend};
 
 use crate::error::ApiError;
 use crate::kernelspecs::Specs;
+use crate::scheduling::{Scheduling, now_ms};
 use crate::store::{KernelRow, Store, User};
 use crate::wire::{Channel, RawMessage, Signer};
+use scheduler::admission::{Decision, Event, Grant, Request, Ticket};
 
 /// iopub messages a subscriber may fall behind before it is told some were dropped.
 /// Each subscriber has its own queue, freed as it reads: no ring of old messages
@@ -77,6 +85,10 @@ pub struct Kernel {
     limits: crate::ws::RateLimits,
     /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
     pub channel_sessions: Mutex<HashMap<String, Arc<crate::ws::ChannelSession>>>,
+    /// The GPUs admission gave it (none for a CPU kernel).
+    grant: Mutex<Option<Grant>>,
+    /// When its clients were warned that it will be culled or reclaimed.
+    warned: Mutex<Option<std::time::Instant>>,
 }
 
 impl Kernel {
@@ -107,7 +119,22 @@ impl Kernel {
             tasks: Mutex::new(Vec::new()),
             channel_sessions: Mutex::new(HashMap::new()),
             limits,
+            grant: Mutex::new(None),
+            warned: Mutex::new(None),
         })
+    }
+
+    pub fn grant(&self) -> Option<Grant> {
+        self.grant.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_grant(&self, grant: Option<Grant>) {
+        *self.grant.lock().unwrap_or_else(|e| e.into_inner()) = grant;
+    }
+
+    /// Whether the kernel holds GPUs.
+    pub fn has_gpus(&self) -> bool {
+        self.grant().is_some_and(|g| !g.devices.is_empty())
     }
 
     pub fn limits(&self) -> crate::ws::RateLimits {
@@ -170,6 +197,7 @@ impl Kernel {
     }
 
     pub fn model(&self) -> Value {
+        let grant = self.grant();
         let a = self.activity.lock().unwrap_or_else(|e| e.into_inner());
         json!({
             "id": self.id.to_string(),
@@ -177,7 +205,27 @@ impl Kernel {
             "last_activity": timestamp(a.last_activity),
             "execution_state": a.execution_state,
             "connections": a.connections,
+            "resources": resources_model(grant.as_ref()),
         })
+    }
+
+    /// Tells every client something that is not the kernel's own output
+    /// (a coming cull or reclaim), as an iopub display_data with plain text
+    /// for any client and `application/vnd.academy.notice+json` for ours.
+    pub async fn notify(&self, kind: &str, text: &str, seconds_left: u64) {
+        let msg = RawMessage::new_in_session(
+            "display_data",
+            &self.id.to_string(),
+            json!({
+                "data": {
+                    "text/plain": text,
+                    "application/vnd.academy.notice+json": {"kind": kind, "message": text, "seconds_left": seconds_left},
+                },
+                "metadata": {},
+                "transient": {},
+            }),
+        );
+        self.publish(Arc::new(msg)).await;
     }
 
     pub fn execution_state(&self) -> String {
@@ -232,6 +280,122 @@ impl Kernel {
             json!({"execution_state": state}),
         );
         self.publish(Arc::new(msg)).await;
+    }
+}
+
+/// The `resources` field of a kernel model.
+fn resources_model(grant: Option<&Grant>) -> Value {
+    match grant {
+        Some(g) if !g.devices.is_empty() => json!({
+            "gpus": g.devices.len(),
+            "gpu_model": g.model,
+            "devices": g.devices,
+            "node": g.node,
+            "real": g.real,
+            "borrowed": g.borrowed,
+        }),
+        _ => json!({"gpus": 0}),
+    }
+}
+
+/// Where a queued start stands.
+#[derive(Clone)]
+pub enum QueueState {
+    Waiting,
+    Started(Arc<Kernel>),
+    /// Refused after queueing, or failed to launch once admitted.
+    Failed(String),
+    Cancelled,
+}
+
+/// A start waiting for GPUs.
+pub struct Queued {
+    pub id: uuid::Uuid,
+    pub user: User,
+    pub spec: String,
+    pub created: DateTime<Utc>,
+    env: BTreeMap<String, String>,
+    state: watch::Sender<QueueState>,
+}
+
+impl Queued {
+    pub fn state(&self) -> QueueState {
+        self.state.borrow().clone()
+    }
+
+    /// The kernel model of a queued start: `execution_state` "queued" and
+    /// its place in the queue.
+    pub fn model(&self, ticket: Option<&Ticket>) -> Value {
+        let (state, reason) = match self.state() {
+            QueueState::Failed(why) => ("dead", Some(why)),
+            QueueState::Cancelled => ("dead", Some("cancelled".to_owned())),
+            _ => ("queued", None),
+        };
+        json!({
+            "id": self.id.to_string(),
+            "name": self.spec,
+            "last_activity": timestamp(self.created),
+            "execution_state": state,
+            "connections": 0,
+            "resources": {"gpus": 0},
+            "queue": ticket.map(|t| json!({
+                "position": t.position,
+                "eta_seconds": t.eta_seconds,
+                "gpu_model": t.model,
+                "waiting_for": t.waiting_for,
+            })),
+            "reason": reason,
+        })
+    }
+
+    /// Waits until the start leaves the queue, or `timeout` passes.
+    pub async fn wait(&self, timeout: Duration) -> QueueState {
+        let mut rx = self.state.subscribe();
+        let _ =
+            tokio::time::timeout(timeout, rx.wait_for(|s| !matches!(s, QueueState::Waiting))).await;
+        self.state()
+    }
+}
+
+/// What a start request led to.
+pub enum Started {
+    Running(Arc<Kernel>),
+    Queued(Arc<Queued>),
+}
+
+/// GPUs and CPUs a kernel asks for.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRequest {
+    pub gpus: Option<u32>,
+    pub gpu_model: Option<String>,
+    pub cpus: Option<f64>,
+    /// Memory, as Kubernetes spells it (`8Gi`); used by pod backends.
+    pub memory: Option<String>,
+}
+
+/// Idle culling settings; `None` turns a timeout off.
+#[derive(Debug, Clone, Copy)]
+pub struct CullPolicy {
+    pub idle_gpu: Option<Duration>,
+    pub idle_cpu: Option<Duration>,
+    /// Ends even a busy kernel after this long.
+    pub max_runtime: Option<Duration>,
+    /// How long clients are warned before the kernel is stopped.
+    pub warning: Duration,
+    /// Whether kernels with a connected client are culled too.
+    pub connected: bool,
+}
+
+impl Default for CullPolicy {
+    fn default() -> Self {
+        CullPolicy {
+            idle_gpu: Some(Duration::from_secs(30 * 60)),
+            idle_cpu: Some(Duration::from_secs(2 * 3600)),
+            max_runtime: None,
+            warning: Duration::from_secs(60),
+            connected: true,
+        }
     }
 }
 
@@ -300,6 +464,13 @@ pub struct KernelManager {
     specs: Specs,
     store: Store,
     users_root: PathBuf,
+    scheduling: Arc<Scheduling>,
+    queued: Mutex<HashMap<uuid::Uuid, Arc<Queued>>>,
+    events: mpsc::UnboundedSender<Event>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    /// How long a start waits in the queue before answering 202.
+    queue_wait: Duration,
+    cull: CullPolicy,
 }
 
 /// What a start request asks for (`POST /api/kernels`).
@@ -308,6 +479,9 @@ pub struct StartRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// GPUs and CPUs, beyond the kernelspec's defaults.
+    #[serde(default)]
+    pub resources: Option<ResourceRequest>,
 }
 
 impl KernelManager {
@@ -317,7 +491,26 @@ impl KernelManager {
         store: Store,
         users_root: PathBuf,
     ) -> Self {
+        let scheduling = Arc::new(
+            Scheduling::new(
+                scheduler::Cluster::default(),
+                store.clone(),
+                Default::default(),
+                Default::default(),
+            )
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "ignoring unreadable stored quotas");
+                Scheduling::fresh(scheduler::Cluster::default(), store.clone())
+            }),
+        );
+        let (events, events_rx) = mpsc::unbounded_channel();
         KernelManager {
+            scheduling,
+            queued: Mutex::new(HashMap::new()),
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
+            queue_wait: Duration::from_secs(2),
+            cull: CullPolicy::default(),
             kernels: RwLock::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pool_sizes: BTreeMap::new(),
@@ -381,10 +574,12 @@ impl KernelManager {
                 };
                 match self
                     .launch(
+                        uuid::Uuid::new_v4(),
                         &pool_user,
                         spec,
                         &BTreeMap::new(),
                         self.users_root.join(".pool"),
+                        None,
                     )
                     .await
                 {
@@ -460,6 +655,28 @@ impl KernelManager {
         Some(kernel)
     }
 
+    /// Decides starts with `scheduling` (the GPU inventory and quotas).
+    pub fn with_scheduling(mut self, scheduling: Arc<Scheduling>) -> Self {
+        self.scheduling = scheduling;
+        self
+    }
+
+    /// How long a start that must queue waits for a GPU before answering
+    /// 202 with its queue position.
+    pub fn with_queue_wait(mut self, wait: Duration) -> Self {
+        self.queue_wait = wait;
+        self
+    }
+
+    pub fn with_cull(mut self, cull: CullPolicy) -> Self {
+        self.cull = cull;
+        self
+    }
+
+    pub fn scheduling(&self) -> &Arc<Scheduling> {
+        &self.scheduling
+    }
+
     /// Sets the iopub output limits of kernels started from now on.
     pub fn with_limits(mut self, limits: crate::ws::RateLimits) -> Self {
         self.limits = limits;
@@ -482,6 +699,66 @@ impl KernelManager {
             Some(k) if k.visible_to(user) => Ok(k.clone()),
             _ => Err(ApiError::kernel_not_found(id)),
         }
+    }
+
+    /// A queued start, if it exists and `user` may see it.
+    pub fn queued_for(&self, user: &User, id: &str) -> Option<Arc<Queued>> {
+        let parsed: uuid::Uuid = id.parse().ok()?;
+        let queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        queued
+            .get(&parsed)
+            .filter(|q| user.is_admin() || q.user.name == user.name)
+            .cloned()
+    }
+
+    /// The models of `user`'s queued starts, with their positions.
+    pub fn queued_models_for(&self, user: &User) -> Vec<Value> {
+        let mut queued: Vec<Arc<Queued>> = self
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|q| user.is_admin() || q.user.name == user.name)
+            .cloned()
+            .collect();
+        queued.sort_by_key(|q| q.created);
+        let now = now_ms();
+        queued
+            .iter()
+            .map(|q| q.model(self.scheduling.ticket(q.id, now).as_ref()))
+            .collect()
+    }
+
+    /// The model of a running or queued kernel.
+    pub fn model_for(&self, user: &User, id: &str) -> Result<Value, ApiError> {
+        if let Some(q) = self.queued_for(user, id) {
+            return Ok(q.model(self.scheduling.ticket(q.id, now_ms()).as_ref()));
+        }
+        Ok(self.get_for(user, id)?.model())
+    }
+
+    /// The kernel, waiting while it is queued (a websocket opened on a
+    /// queued kernel connects once it runs).
+    pub async fn get_or_wait_for(&self, user: &User, id: &str) -> Result<Arc<Kernel>, ApiError> {
+        if let Some(q) = self.queued_for(user, id) {
+            return match q.wait(Duration::from_secs(24 * 3600)).await {
+                QueueState::Started(k) => Ok(k),
+                QueueState::Failed(why) => Err(ApiError::Conflict(why)),
+                QueueState::Cancelled | QueueState::Waiting => Err(ApiError::kernel_not_found(id)),
+            };
+        }
+        self.get_for(user, id)
+    }
+
+    /// Cancels a queued start.
+    pub fn cancel(self: &Arc<Self>, queued: &Queued) {
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&queued.id);
+        queued.state.send_replace(QueueState::Cancelled);
+        let events = self.scheduling.release(queued.id, now_ms());
+        self.handle(events);
     }
 
     pub fn list_for(&self, user: &User) -> Vec<Arc<Kernel>> {
@@ -510,6 +787,7 @@ impl KernelManager {
         user: &str,
         spec_name: &str,
         extra: &BTreeMap<String, String>,
+        grant: Option<&Grant>,
     ) -> Result<LaunchSpec, ApiError> {
         let spec = self
             .specs
@@ -525,22 +803,79 @@ impl KernelManager {
         );
         env.insert("KERNEL_USERNAME".into(), user.to_owned());
         env.insert("KERNEL_ID".into(), id.to_string());
+        let mut gpus = Vec::new();
+        if let Some(g) = grant.filter(|g| !g.devices.is_empty()) {
+            gpus = g.devices.clone();
+            if let Some(m) = &g.model {
+                env.insert("ACADEMY_GPU_MODEL".into(), m.clone());
+            }
+            if !g.real {
+                // Modelled GPUs: accounted like real ones, but the kernel runs on CPU.
+                env.insert("ACADEMY_VIRTUAL_GPU".into(), "1".into());
+            }
+        }
         Ok(LaunchSpec {
             kernel_id: id,
             argv: spec.argv(),
             env,
             cwd: self.users_root.join(user),
-            gpus: Vec::new(),
+            gpus,
         })
     }
 
+    /// What a start asks for: the request's resources, else `KERNEL_GPUS`
+    /// and `KERNEL_GPU_MODEL` (as Enterprise Gateway reads them), else the
+    /// kernelspec's `metadata.resources`.
+    fn resources(&self, spec_name: &str, req: &StartRequest) -> Result<ResourceRequest, ApiError> {
+        let spec = self.specs.get(spec_name);
+        let declared = spec
+            .map(|s| s.json["metadata"]["resources"].clone())
+            .filter(|v| !v.is_null())
+            .map(serde_json::from_value::<ResourceRequest>)
+            .transpose()
+            .map_err(|e| {
+                ApiError::Internal(format!(
+                    "kernelspec {spec_name} declares invalid resources: {e}"
+                ))
+            })?
+            .unwrap_or_default();
+        let env_gpus = req
+            .env
+            .get("KERNEL_GPUS")
+            .map(|v| {
+                v.trim().parse::<u32>().map_err(|_| {
+                    ApiError::BadRequest(format!("KERNEL_GPUS must be a GPU count, not {v:?}"))
+                })
+            })
+            .transpose()?;
+        let body = req.resources.clone().unwrap_or_default();
+        if body.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return Err(ApiError::BadRequest(
+                "resources.cpus must be positive".into(),
+            ));
+        }
+        Ok(ResourceRequest {
+            gpus: body.gpus.or(env_gpus).or(declared.gpus),
+            gpu_model: body
+                .gpu_model
+                .or_else(|| req.env.get("KERNEL_GPU_MODEL").cloned())
+                .or(declared.gpu_model)
+                .filter(|m| !m.is_empty()),
+            cpus: body.cpus.or(declared.cpus),
+            memory: body.memory.or(declared.memory),
+        })
+    }
+
+    /// Starts a kernel: admitted at once and launched, or queued for a GPU
+    /// (answered after `queue_wait` with its position), or refused.
     pub async fn start(
         self: &Arc<Self>,
         user: &User,
         req: StartRequest,
-    ) -> Result<Arc<Kernel>, ApiError> {
+    ) -> Result<Started, ApiError> {
         let spec_name = req
             .name
+            .clone()
             .or_else(|| self.specs.default_name().map(str::to_owned))
             .ok_or_else(|| ApiError::NotFound("no kernelspecs are installed".into()))?;
         if self.specs.get(&spec_name).is_none() {
@@ -548,26 +883,142 @@ impl KernelManager {
                 "No such kernel spec: {spec_name}"
             )));
         }
-        let pooled = if req.env.is_empty() {
-            self.adopt(user, &spec_name).await
+        let resources = self.resources(&spec_name, &req)?;
+        let id = uuid::Uuid::new_v4();
+        let request = Request {
+            kernel: id,
+            user: user.name.clone(),
+            group: user.group.clone(),
+            gpus: resources.gpus.unwrap_or(0),
+            model: resources.gpu_model.clone(),
+            role_max_gpus: self.scheduling.roles.for_role(user.role),
+        };
+        let (decision, events) =
+            self.scheduling
+                .request(request, &spec_name, resources.cpus.unwrap_or(1.0), now_ms());
+        self.handle(events);
+        match decision {
+            Decision::Refused(refusal) => Err(ApiError::Refused(refusal)),
+            Decision::Admitted(grant) => {
+                match self
+                    .start_admitted(id, user, &spec_name, &req.env, grant)
+                    .await
+                {
+                    Ok(k) => Ok(Started::Running(k)),
+                    Err(e) => {
+                        let events = self.scheduling.release(id, now_ms());
+                        self.handle(events);
+                        Err(e)
+                    }
+                }
+            }
+            Decision::Queued(ticket) => {
+                tracing::info!(kernel_id = %id, user = %user.name, position = ticket.position,
+                    waiting_for = %ticket.waiting_for, "kernel queued");
+                let queued = Arc::new(Queued {
+                    id,
+                    user: user.clone(),
+                    spec: spec_name,
+                    created: Utc::now(),
+                    env: req.env,
+                    state: watch::Sender::new(QueueState::Waiting),
+                });
+                self.queued
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, queued.clone());
+                // It may have been admitted (and even launched) meanwhile.
+                match queued.wait(self.queue_wait).await {
+                    QueueState::Started(k) => Ok(Started::Running(k)),
+                    _ => Ok(Started::Queued(queued)),
+                }
+            }
+        }
+    }
+
+    /// Starts a kernel and waits for it through the queue (sessions, which
+    /// must answer with a running kernel).
+    pub async fn start_running(
+        self: &Arc<Self>,
+        user: &User,
+        req: StartRequest,
+    ) -> Result<Arc<Kernel>, ApiError> {
+        match self.start(user, req).await? {
+            Started::Running(k) => Ok(k),
+            Started::Queued(q) => match q.wait(READY_TIMEOUT).await {
+                QueueState::Started(k) => Ok(k),
+                QueueState::Failed(why) => Err(ApiError::Unavailable(why)),
+                _ => {
+                    let position = self
+                        .scheduling
+                        .ticket(q.id, now_ms())
+                        .map_or(0, |t| t.position);
+                    Err(ApiError::Unavailable(format!(
+                        "kernel {} is queued for a GPU at position {position}; GET /api/kernels/{} shows when it starts",
+                        q.id, q.id
+                    )))
+                }
+            },
+        }
+    }
+
+    /// Launches an admitted kernel (from the warm pool when it needs no GPU)
+    /// and records it.
+    async fn start_admitted(
+        self: &Arc<Self>,
+        id: uuid::Uuid,
+        user: &User,
+        spec_name: &str,
+        env: &BTreeMap<String, String>,
+        grant: Grant,
+    ) -> Result<Arc<Kernel>, ApiError> {
+        let pooled = if env.is_empty() && grant.devices.is_empty() {
+            self.adopt(user, spec_name).await
         } else {
             None
         };
         let kernel = match pooled {
-            Some(k) => k,
+            Some(k) => {
+                // The pooled kernel has its own id; admission knows this start's id.
+                let events = self.scheduling.release(id, now_ms());
+                self.handle(events);
+                let request = Request {
+                    kernel: k.id,
+                    user: user.name.clone(),
+                    group: user.group.clone(),
+                    gpus: 0,
+                    model: None,
+                    role_max_gpus: scheduler::Amount::Unlimited,
+                };
+                let (_, events) = self.scheduling.request(request, spec_name, 1.0, now_ms());
+                self.handle(events);
+                k
+            }
             None => {
-                self.launch(user, &spec_name, &req.env, self.users_root.join(&user.name))
-                    .await?
+                self.launch(
+                    id,
+                    user,
+                    spec_name,
+                    env,
+                    self.users_root.join(&user.name),
+                    Some(&grant),
+                )
+                .await?
             }
         };
+        kernel.set_grant(Some(grant));
         let endpoint = kernel.endpoint.borrow().clone();
         self.store.save_kernel(&KernelRow {
             id: kernel.id,
             owner: user.name.clone(),
-            spec: spec_name,
+            spec: spec_name.to_owned(),
             connection: serde_json::to_string(&endpoint.connection).unwrap_or_default(),
             locator: serde_json::to_string(&endpoint.locator).unwrap_or_default(),
             created: timestamp(kernel.created),
+            resources: kernel
+                .grant()
+                .and_then(|g| serde_json::to_string(&g).ok())
+                .unwrap_or_default(),
         })?;
         self.kernels
             .write()
@@ -576,17 +1027,206 @@ impl KernelManager {
         Ok(kernel)
     }
 
+    /// Acts on admission's events. Never blocks: launches and stops run in
+    /// their own tasks.
+    pub fn handle(self: &Arc<Self>, events: Vec<Event>) {
+        for event in events {
+            let me = self.clone();
+            match event {
+                Event::Admitted { kernel, grant } => {
+                    let queued = self
+                        .queued
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&kernel)
+                        .cloned();
+                    let Some(q) = queued else {
+                        // Admitted before its entry was made: `start` is still
+                        // inserting it; retry shortly.
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            me.handle(vec![Event::Admitted { kernel, grant }]);
+                        });
+                        continue;
+                    };
+                    tokio::spawn(async move { me.launch_queued(q, grant).await });
+                }
+                Event::Reclaim {
+                    kernel,
+                    for_group,
+                    deadline,
+                } => {
+                    tokio::spawn(async move { me.reclaim(kernel, &for_group, deadline).await });
+                }
+                Event::Refused { kernel, refusal } => {
+                    if let Some(q) = self
+                        .queued
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&kernel)
+                    {
+                        q.state.send_replace(QueueState::Failed(refusal.message));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn launch_queued(self: Arc<Self>, q: Arc<Queued>, grant: Grant) {
+        tracing::info!(kernel_id = %q.id, devices = ?grant.devices, "queued kernel admitted");
+        let result = self
+            .start_admitted(q.id, &q.user, &q.spec, &q.env, grant)
+            .await;
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&q.id);
+        match result {
+            Ok(k) => {
+                q.state.send_replace(QueueState::Started(k));
+            }
+            Err(e) => {
+                tracing::warn!(kernel_id = %q.id, error = %e, "an admitted kernel failed to start");
+                let events = self.scheduling.release(q.id, now_ms());
+                self.handle(events);
+                q.state.send_replace(QueueState::Failed(e.to_string()));
+            }
+        }
+    }
+
+    /// Warns a kernel on a borrowed GPU, then stops it at `deadline`.
+    async fn reclaim(self: Arc<Self>, id: uuid::Uuid, for_group: &str, deadline: u64) {
+        let Some(kernel) = self
+            .kernels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+        else {
+            // Not launched yet, or gone: free its GPUs now.
+            let events = self.scheduling.release(id, now_ms());
+            self.handle(events);
+            return;
+        };
+        let left = deadline.saturating_sub(now_ms());
+        let text = format!(
+            "Academy Lab: this kernel runs on a GPU borrowed from group {for_group}, which needs it back. \
+             Save your work: the kernel stops in {} s.",
+            left / 1000
+        );
+        tracing::info!(kernel_id = %id, %for_group, seconds = left / 1000, "reclaiming a borrowed GPU");
+        kernel.notify("reclaim", &text, left / 1000).await;
+        tokio::time::sleep(Duration::from_millis(left)).await;
+        if let Err(e) = self.shutdown(&kernel).await {
+            tracing::warn!(kernel_id = %id, error = %e, "reclaim: shutdown failed");
+        }
+    }
+
+    /// Runs admission's clock, quota reloads and the idle culler, once a second.
+    pub fn start_background(self: &Arc<Self>) {
+        if let Some(mut rx) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let me = self.clone();
+            tokio::spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    me.handle(vec![e]);
+                }
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                let mut events = me.scheduling.reload(now);
+                events.extend(me.scheduling.dispatch(now));
+                me.handle(events);
+                me.cull().await;
+            }
+        });
+    }
+
+    /// Warns, then stops, kernels idle (or running) longer than the policy allows.
+    async fn cull(self: &Arc<Self>) {
+        let policy = self.cull;
+        for kernel in self.all() {
+            let (state, idle_for, connections) = {
+                let a = kernel.activity.lock().unwrap_or_else(|e| e.into_inner());
+                (
+                    a.execution_state.clone(),
+                    (Utc::now() - a.last_activity).to_std().unwrap_or_default(),
+                    a.connections,
+                )
+            };
+            let age = (Utc::now() - kernel.created).to_std().unwrap_or_default();
+            let timeout = if kernel.has_gpus() {
+                policy.idle_gpu
+            } else {
+                policy.idle_cpu
+            };
+            let idle = state == "idle"
+                && (policy.connected || connections == 0)
+                && timeout.is_some_and(|t| idle_for >= t);
+            let too_old = policy.max_runtime.is_some_and(|m| age >= m) && state != "dead";
+            let mut warned = *kernel.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if !(idle || too_old) {
+                // Activity after a warning cancels it.
+                if warned.is_some() && !too_old {
+                    *kernel.warned.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                continue;
+            }
+            match warned {
+                None => {
+                    let why = if too_old {
+                        "it reached the maximum runtime"
+                    } else {
+                        "it has been idle"
+                    };
+                    let text = format!(
+                        "Academy Lab: this kernel will be shut down in {} s because {why}{}. Save your work.",
+                        policy.warning.as_secs(),
+                        if kernel.has_gpus() {
+                            ", to free its GPU"
+                        } else {
+                            ""
+                        }
+                    );
+                    tracing::info!(kernel_id = %kernel.id, %why, "culling: warning the clients");
+                    warned = Some(std::time::Instant::now());
+                    *kernel.warned.lock().unwrap_or_else(|e| e.into_inner()) = warned;
+                    kernel.notify("cull", &text, policy.warning.as_secs()).await;
+                }
+                Some(at) if at.elapsed() >= policy.warning => {
+                    tracing::info!(kernel_id = %kernel.id, idle_s = idle_for.as_secs(), "culling a kernel");
+                    self.metrics.culled.inc();
+                    if let Err(e) = self.shutdown(&kernel).await {
+                        tracing::warn!(kernel_id = %kernel.id, error = %e, "cull: shutdown failed");
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Launches a kernel and waits until it answers; not yet recorded or listed.
     async fn launch(
         &self,
+        id: uuid::Uuid,
         user: &User,
         spec_name: &str,
         env: &BTreeMap<String, String>,
         cwd: PathBuf,
+        grant: Option<&Grant>,
     ) -> Result<Arc<Kernel>, ApiError> {
         let spec_name = spec_name.to_owned();
-        let id = uuid::Uuid::new_v4();
-        let mut launch = self.launch_spec(id, &user.name, &spec_name, env)?;
+        let mut launch = self.launch_spec(id, &user.name, &spec_name, env, grant)?;
         launch.cwd = cwd;
         let interrupt_by_message = self
             .specs
@@ -679,6 +1319,28 @@ impl KernelManager {
                 "idle",
                 self.limits,
             );
+            let grant: Option<Grant> = serde_json::from_str(&row.resources).ok();
+            let owner_group = self
+                .store
+                .user(&kernel.owner())
+                .ok()
+                .flatten()
+                .and_then(|u| u.group);
+            let since = kernel.created.timestamp_millis().max(0) as u64;
+            self.scheduling.restore(
+                kernel.id,
+                &kernel.owner(),
+                owner_group.as_deref(),
+                grant.as_ref().unwrap_or(&Grant {
+                    model: None,
+                    node: None,
+                    devices: Vec::new(),
+                    real: false,
+                    borrowed: 0,
+                }),
+                since,
+            );
+            kernel.set_grant(grant);
             self.attach(&kernel);
             tracing::info!(kernel_id = %kernel.id, "re-attached to a running kernel");
             self.kernels
@@ -738,6 +1400,8 @@ impl KernelManager {
         });
         let k = kernel.clone();
         let launcher = self.launcher.clone();
+        let scheduling = self.scheduling.clone();
+        let events = self.events.clone();
         let monitor = tokio::spawn(async move {
             let mut rx = k.endpoint();
             loop {
@@ -749,6 +1413,10 @@ impl KernelManager {
                         continue;
                     }
                     tracing::warn!(kernel_id = %k.id, "kernel process died");
+                    // Its GPUs are free at once.
+                    for e in scheduling.release(k.id, now_ms()) {
+                        let _ = events.send(e);
+                    }
                     k.set_state("dead");
                     k.announce("dead").await;
                 }
@@ -886,12 +1554,22 @@ impl KernelManager {
             .remove(&kernel.id);
         let endpoint = kernel.endpoint.borrow().clone();
         self.stop_process(&endpoint, false).await;
+        // The process is gone: its GPUs go to the next in the queue now.
+        let events = self.scheduling.release(kernel.id, now_ms());
+        self.events_to_handle(events);
         kernel.stop_tasks();
         kernel.set_state("dead");
         kernel.announce("dead").await;
         self.launcher.cleanup(kernel.id, &endpoint.locator).await;
         self.store.delete_kernel(kernel.id)?;
         Ok(())
+    }
+
+    /// Hands events to the background task (for callers without an `Arc`).
+    fn events_to_handle(&self, events: Vec<Event>) {
+        for e in events {
+            let _ = self.events.send(e);
+        }
     }
 
     pub async fn restart(&self, kernel: &Arc<Kernel>) -> Result<(), ApiError> {
@@ -901,8 +1579,13 @@ impl KernelManager {
         self.stop_process(&old, true).await;
         kernel.stop_tasks();
         self.launcher.cleanup(kernel.id, &old.locator).await;
-        let launch =
-            self.launch_spec(kernel.id, &kernel.owner(), &kernel.spec, &BTreeMap::new())?;
+        let launch = self.launch_spec(
+            kernel.id,
+            &kernel.owner(),
+            &kernel.spec,
+            &BTreeMap::new(),
+            kernel.grant().as_ref(),
+        )?;
         let launched = self
             .launcher
             .launch(launch)
@@ -927,6 +1610,10 @@ impl KernelManager {
             connection: serde_json::to_string(&launched.connection).unwrap_or_default(),
             locator: serde_json::to_string(&launched.locator).unwrap_or_default(),
             created: timestamp(kernel.created),
+            resources: kernel
+                .grant()
+                .and_then(|g| serde_json::to_string(&g).ok())
+                .unwrap_or_default(),
         })?;
         Ok(())
     }

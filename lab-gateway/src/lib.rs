@@ -8,14 +8,19 @@
 //! [`ws`] and [`wire`] (the protocol bridge); [`store`] holds users, tokens
 //! and kernels in SQLite; [`auth`] finds the caller.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod contents;
 pub mod error;
 pub mod kernels;
 pub mod kernelspecs;
+pub mod ledger;
 pub mod metrics;
+pub mod quota_cli;
+pub mod scheduling;
 pub mod sessions;
 pub mod store;
 pub mod wire;
@@ -24,7 +29,7 @@ pub mod ws;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 
 use crate::kernels::KernelManager;
 use crate::store::Store;
@@ -88,6 +93,22 @@ pub fn app(state: AppState) -> Router {
                 .patch(api::contents_patch)
                 .delete(api::contents_delete),
         )
+        .route("/api/admin/cluster", get(admin::cluster))
+        .route("/api/admin/queue", get(admin::queue))
+        .route(
+            "/api/admin/quotas",
+            get(admin::get_quotas).put(admin::put_quotas),
+        )
+        .route("/api/admin/groups", get(admin::list_groups))
+        .route(
+            "/api/admin/groups/{name}",
+            get(admin::get_group)
+                .put(admin::put_group)
+                .delete(admin::delete_group),
+        )
+        .route("/api/admin/users", get(admin::list_users))
+        .route("/api/admin/users/{name}", patch(admin::patch_user))
+        .route("/api/admin/usage", get(admin::usage))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::healthz))

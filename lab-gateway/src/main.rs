@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use lab_gateway::config::{Config, ServeArgs, default_data_dir};
+use lab_gateway::config::{Config, GpuSource, ServeArgs, default_data_dir};
 use lab_gateway::kernels::KernelManager;
 use lab_gateway::kernelspecs::Specs;
+use lab_gateway::scheduling::Scheduling;
 use lab_gateway::store::{Role, Store};
 use lab_gateway::{AppState, run};
 
@@ -35,6 +36,98 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage groups (cohorts, teams) and their GPU quotas.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+        #[arg(long, env = "LAB_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run a notebook through a gateway (like papermill), writing its outputs.
+    Execute {
+        notebook: PathBuf,
+        /// The gateway, e.g. http://127.0.0.1:8888.
+        #[arg(long, env = "LAB_URL", default_value = "http://127.0.0.1:8888")]
+        url: String,
+        #[arg(long, env = "LAB_TOKEN")]
+        token: String,
+        /// The kernelspec (default: the notebook's).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// GPUs to ask for.
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// Where to write the executed notebook (default: in place).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Seconds a cell may run.
+        #[arg(long, default_value_t = 600)]
+        cell_timeout: u64,
+        /// Run every cell even after one fails.
+        #[arg(long)]
+        allow_errors: bool,
+    },
+    /// Replay an academy term through admission, to size quotas and the cluster.
+    Simulate {
+        /// The cluster, e.g. "16x8 H100-80GB; 2x7 1g.10gb", or a file holding that.
+        #[arg(long)]
+        cluster: String,
+        /// The term, a TOML file (see examples/capacity/academy-term.toml).
+        #[arg(long)]
+        workload: PathBuf,
+        /// Also write the hourly chart (SVG) here.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, import and export every quota; set a user's own caps.
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
+        #[arg(long, env = "LAB_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group, e.g. `lab group add cohort-a --guaranteed H100-80GB=16 --borrow '*=8' --max-gpus 1`.
+    Add {
+        name: String,
+        #[command(flatten)]
+        flags: lab_gateway::quota_cli::GroupFlags,
+    },
+    /// Change a group's quota (only the flags given).
+    Set {
+        name: String,
+        #[command(flatten)]
+        flags: lab_gateway::quota_cli::GroupFlags,
+    },
+    /// List the groups and their members.
+    List,
+    /// Delete a group (its members fall back to the default group).
+    Remove { name: String },
+    /// Put a user in a group (or, without GROUP, in none).
+    Member { user: String, group: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Print every quota (TOML, YAML or JSON).
+    Export {
+        #[arg(long, default_value = "toml")]
+        format: String,
+    },
+    /// Replace every quota with a TOML or YAML file (by extension).
+    Import { file: PathBuf },
+    /// Set a user's own caps, over their group's.
+    User {
+        name: String,
+        #[command(flatten)]
+        flags: lab_gateway::quota_cli::UserFlags,
     },
 }
 
@@ -109,6 +202,148 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Group { command, data_dir } => {
+            use lab_gateway::quota_cli as q;
+            let store = open_store(data_dir)?;
+            match command {
+                GroupCommand::Add { name, flags } => {
+                    let g = q::put_group(&store, &name, &flags, true)?;
+                    println!("{}", serde_json::to_string_pretty(&g)?);
+                }
+                GroupCommand::Set { name, flags } => {
+                    let g = q::put_group(&store, &name, &flags, false)?;
+                    println!("{}", serde_json::to_string_pretty(&g)?);
+                }
+                GroupCommand::List => {
+                    let quotas = q::load(&store)?;
+                    let users = store.users()?;
+                    for g in &quotas.groups {
+                        let members: Vec<&str> = users
+                            .iter()
+                            .filter(|u| u.group.as_deref() == Some(&g.name))
+                            .map(|u| u.name.as_str())
+                            .collect();
+                        println!(
+                            "{}\tweight {}\tguaranteed {:?}\tborrow {:?}\tmembers: {}",
+                            g.name,
+                            g.weight,
+                            g.guaranteed,
+                            g.borrow_limit
+                                .iter()
+                                .map(|(m, a)| format!("{m}={a}"))
+                                .collect::<Vec<_>>(),
+                            members.join(", ")
+                        );
+                    }
+                }
+                GroupCommand::Remove { name } => q::remove_group(&store, &name)?,
+                GroupCommand::Member { user, group } => {
+                    if let Some(g) = &group {
+                        scheduler::quota::validate_name(g)?;
+                    }
+                    store.set_user_group(&user, group.as_deref())?
+                }
+            }
+            Ok(())
+        }
+        Command::Execute {
+            notebook,
+            url,
+            token,
+            kernel,
+            gpus,
+            output,
+            cell_timeout,
+            allow_errors,
+        } => {
+            let text = std::fs::read_to_string(&notebook)
+                .with_context(|| format!("cannot read {}", notebook.display()))?;
+            let mut nb: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", notebook.display()))?;
+            let opts = lab_gateway::client::RunOptions {
+                url,
+                token,
+                kernel,
+                gpus,
+                cell_timeout: std::time::Duration::from_secs(cell_timeout),
+                allow_errors,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let summary =
+                runtime.block_on(lab_gateway::client::run_notebook(&opts, &mut nb, |line| {
+                    eprintln!("{line}")
+                }))?;
+            let out = output.unwrap_or(notebook);
+            std::fs::write(&out, serde_json::to_string_pretty(&nb)? + "\n")
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!(
+                "ran {} cells in {:.1} s; wrote {}",
+                summary.cells_run,
+                summary.seconds,
+                out.display()
+            );
+            if let Some((cell, why)) = summary.failed {
+                anyhow::bail!("cell {cell} failed: {why}");
+            }
+            Ok(())
+        }
+        Command::Simulate {
+            cluster,
+            workload,
+            chart,
+            json,
+        } => {
+            let spec = match std::fs::read_to_string(&cluster) {
+                Ok(text) => text,
+                Err(_) => cluster,
+            };
+            let cluster = scheduler::Cluster::parse(&spec)?;
+            let text = std::fs::read_to_string(&workload)
+                .with_context(|| format!("cannot read {}", workload.display()))?;
+            let workload = scheduler::simulate::Workload::from_toml(&text)?;
+            let started = std::time::Instant::now();
+            eprintln!(
+                "simulating {} weeks for {} users on {} GPUs…",
+                workload.weeks,
+                workload.users(),
+                cluster.gpus()
+            );
+            let report = scheduler::simulate::simulate(cluster, &workload);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+                println!("simulated in {:.2} s", started.elapsed().as_secs_f64());
+            }
+            if let Some(path) = chart {
+                std::fs::write(&path, report.svg())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Quota { command, data_dir } => {
+            use lab_gateway::quota_cli as q;
+            let store = open_store(data_dir)?;
+            match command {
+                QuotaCommand::Export { format } => print!("{}", q::export(&store, &format)?),
+                QuotaCommand::Import { file } => {
+                    let quotas = q::import(&store, &file)?;
+                    println!(
+                        "imported {} groups and {} users",
+                        quotas.groups.len(),
+                        quotas.users.len()
+                    );
+                }
+                QuotaCommand::User { name, flags } => {
+                    let u = q::set_user(&store, &name, &flags)?;
+                    println!("{}", serde_json::to_string_pretty(&u)?);
+                }
+            }
+            Ok(())
+        }
         Command::Token {
             command: TokenCommand::Revoke { token, data_dir },
         } => {
@@ -165,13 +400,54 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         .and_then(|p| p.parent().map(|d| d.join("academy-kernel")))
         .filter(|p| p.is_file());
     let specs = Specs::discover(&config.kernelspec_dirs, academy_kernel.as_deref());
+    let cluster = match &config.gpus {
+        GpuSource::Detect => scheduler::Cluster::detect(
+            &std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        ),
+        GpuSource::None => scheduler::Cluster::default(),
+        GpuSource::Modelled(c) => c.clone(),
+    };
+    for pool in &cluster.pools {
+        println!(
+            "GPUs: {} × {}{}",
+            pool.gpus(),
+            pool.model,
+            if pool.real {
+                ""
+            } else {
+                " (modelled: kernels run on CPU)"
+            }
+        );
+    }
+    if cluster.pools.is_empty() {
+        println!("GPUs: none (kernels run on CPU)");
+    }
+    let scheduling = Arc::new(Scheduling::new(
+        cluster,
+        store.clone(),
+        config.tuning,
+        config.roles,
+    )?);
     let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")));
     let kernels = Arc::new(
         KernelManager::new(launcher, specs, store.clone(), data.join("users"))
+            .with_scheduling(scheduling.clone())
             .with_limits(config.limits)
+            .with_queue_wait(config.queue_wait)
+            .with_cull(config.cull)
             .with_warm_pool(config.warm_pool.clone()),
     );
+    scheduling.seed_budgets(&store.users()?, lab_gateway::scheduling::now_ms());
     kernels.reattach().await;
+    let running: Vec<uuid::Uuid> = kernels.all().iter().map(|k| k.id).collect();
+    let closed = store.ledger_close_except(&running, lab_gateway::scheduling::now_ms())?;
+    if closed > 0 {
+        tracing::info!(
+            closed,
+            "closed the usage of kernels that ended while the gateway was down"
+        );
+    }
+    kernels.start_background();
     {
         let kernels = kernels.clone();
         tokio::spawn(async move { kernels.fill_pool().await });

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub bytes: Family<DirectionLabels, Counter>,
     pub launch_seconds: Histogram,
     pub launch_failures: Counter,
+    pub culled: Counter,
 }
 
 pub const TO_KERNEL: DirectionLabels = DirectionLabels {
@@ -55,6 +56,12 @@ impl Default for Metrics {
         let launch_seconds =
             Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
         let launch_failures = Counter::default();
+        let culled = Counter::default();
+        registry.register(
+            "kernels_culled",
+            "Kernels culled for idling or running too long",
+            culled.clone(),
+        );
         registry.register(
             "kernels",
             "Kernels by execution state and kernelspec",
@@ -93,6 +100,7 @@ impl Default for Metrics {
             bytes,
             launch_seconds,
             launch_failures,
+            culled,
         }
     }
 }

@@ -117,11 +117,11 @@ impl Sessions {
             Some(id) => kernels.get_for(user, &id)?,
             None => {
                 kernels
-                    .start(
+                    .start_running(
                         user,
                         StartRequest {
                             name: kernel_ref.name,
-                            env: Default::default(),
+                            ..Default::default()
                         },
                     )
                     .await?
@@ -168,11 +168,11 @@ impl Sessions {
                 (None, Some(name)) if name != s.kernel.spec => {
                     let old = s.kernel.clone();
                     let new = kernels
-                        .start(
+                        .start_running(
                             user,
                             StartRequest {
                                 name: Some(name),
-                                env: Default::default(),
+                                ..Default::default()
                             },
                         )
                         .await?;

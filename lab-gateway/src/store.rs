@@ -64,6 +64,8 @@ pub struct KernelRow {
     pub connection: String,
     pub locator: String,
     pub created: String,
+    /// The admission grant, as JSON (empty for none).
+    pub resources: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,39 @@ CREATE TABLE IF NOT EXISTS kernels (
     locator TEXT NOT NULL,
     created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    kernel_id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    model TEXT,
+    gpus INTEGER NOT NULL,
+    cpus REAL NOT NULL,
+    started INTEGER NOT NULL,
+    ended INTEGER
+);
+CREATE INDEX IF NOT EXISTS usage_started ON usage(started);
 ";
+
+/// One kernel's stretch of resource use, in the ledger.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UsageRow {
+    pub kernel_id: uuid::Uuid,
+    pub user: String,
+    pub group: String,
+    pub spec: String,
+    pub model: Option<String>,
+    pub gpus: u32,
+    pub cpus: f64,
+    /// Unix milliseconds.
+    pub started: u64,
+    pub ended: Option<u64>,
+}
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(ring::digest::digest(
@@ -126,7 +160,19 @@ fn now() -> String {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Added after the first release: the admitted GPUs of a kernel.
+        let has_resources: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('kernels') WHERE name = 'resources'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_resources == 0 {
+            conn.execute_batch(
+                "ALTER TABLE kernels ADD COLUMN resources TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -222,15 +268,16 @@ impl Store {
     pub fn save_kernel(&self, k: &KernelRow) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO kernels (id, owner, spec, connection, locator, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO kernels (id, owner, spec, connection, locator, created, resources)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     k.id.to_string(),
                     k.owner,
                     k.spec,
                     k.connection,
                     k.locator,
-                    k.created
+                    k.created,
+                    k.resources
                 ],
             )?;
             Ok(())
@@ -246,8 +293,9 @@ impl Store {
 
     pub fn kernels(&self) -> Result<Vec<KernelRow>, StoreError> {
         self.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT id, owner, spec, connection, locator, created FROM kernels")?;
+            let mut stmt = c.prepare(
+                "SELECT id, owner, spec, connection, locator, created, resources FROM kernels",
+            )?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((
@@ -257,23 +305,179 @@ impl Store {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(id, owner, spec, connection, locator, created)| {
-                    Some(KernelRow {
-                        id: id.parse().ok()?,
-                        owner,
-                        spec,
-                        connection,
-                        locator,
-                        created,
+                .filter_map(
+                    |(id, owner, spec, connection, locator, created, resources)| {
+                        Some(KernelRow {
+                            id: id.parse().ok()?,
+                            owner,
+                            spec,
+                            connection,
+                            locator,
+                            created,
+                            resources,
+                        })
+                    },
+                )
+                .collect())
+        })
+    }
+}
+
+impl Store {
+    /// A setting and its version (bumped on every write), if set.
+    pub fn setting(&self, key: &str) -> Result<Option<(String, i64)>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT value, version FROM settings WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<i64, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "INSERT INTO settings (key, value, version) VALUES (?1, ?2, 1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = version + 1
+                 RETURNING version",
+                params![key, value],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT name, role, grp FROM users ORDER BY name")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        role: Role::parse(&r.get::<_, String>(1)?),
+                        group: r.get(2)?,
                     })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.users()?.into_iter().find(|u| u.name == name))
+    }
+
+    /// Moves a user into a group (`None`: into none).
+    pub fn set_user_group(&self, name: &str, group: Option<&str>) -> Result<(), StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE users SET grp = ?1 WHERE name = ?2",
+                params![group, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoUser(name.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Records that a kernel started holding resources.
+    pub fn ledger_start(&self, row: &UsageRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO usage (kernel_id, user_name, grp, spec, model, gpus, cpus, started, ended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+                params![
+                    row.kernel_id.to_string(),
+                    row.user,
+                    row.group,
+                    row.spec,
+                    row.model,
+                    row.gpus,
+                    row.cpus,
+                    row.started as i64
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records that a kernel stopped holding resources (once).
+    pub fn ledger_end(&self, kernel: uuid::Uuid, ended: u64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE usage SET ended = ?1 WHERE kernel_id = ?2 AND ended IS NULL",
+                params![ended as i64, kernel.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ledger rows that overlap `[from, to)` (open rows count as running).
+    pub fn usage_between(&self, from: u64, to: u64) -> Result<Vec<UsageRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT kernel_id, user_name, grp, spec, model, gpus, cpus, started, ended FROM usage
+                 WHERE started < ?2 AND (ended IS NULL OR ended > ?1) ORDER BY started",
+            )?;
+            let rows = stmt
+                .query_map(params![from as i64, to as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        UsageRow {
+                            kernel_id: uuid::Uuid::nil(),
+                            user: r.get(1)?,
+                            group: r.get(2)?,
+                            spec: r.get(3)?,
+                            model: r.get(4)?,
+                            gpus: r.get(5)?,
+                            cpus: r.get(6)?,
+                            started: r.get::<_, i64>(7)? as u64,
+                            ended: r.get::<_, Option<i64>>(8)?.map(|e| e as u64),
+                        },
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, mut row)| {
+                    row.kernel_id = id.parse().ok()?;
+                    Some(row)
                 })
                 .collect())
         })
+    }
+
+    /// Closes the open rows of kernels that are not running any more.
+    pub fn ledger_close_except(
+        &self,
+        running: &[uuid::Uuid],
+        ended: u64,
+    ) -> Result<usize, StoreError> {
+        let open: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare("SELECT kernel_id FROM usage WHERE ended IS NULL")?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        let mut closed = 0;
+        for id in open {
+            if let Ok(k) = id.parse::<uuid::Uuid>()
+                && !running.contains(&k)
+            {
+                self.ledger_end(k, ended)?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
     }
 }
 

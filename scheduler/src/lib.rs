@@ -1,11 +1,18 @@
-//! Where kernels run, and (issue 4) who may have which GPU.
+//! Where kernels run, and who may have which GPU.
 //!
-//! Today this crate holds the launch side: the [`launcher::Launcher`] trait
-//! the gateway calls, and the [`local::LocalLauncher`] backend that runs a
-//! kernelspec's argv as a local process group. Admission and quotas will sit
-//! in front of it; backends only execute, they never decide.
+//! Two halves that never mix: deciding and executing. [`admission`] decides
+//! (GPU inventory from [`inventory`], quotas from [`quota`]); launchers
+//! ([`launcher::Launcher`], with [`local::LocalLauncher`]) only execute what
+//! was admitted.
 
+pub mod admission;
+pub mod inventory;
 pub mod launcher;
 pub mod local;
+pub mod quota;
+pub mod simulate;
 
+pub use admission::{Decision, Event, Grant, Millis, Refusal, Request, Scheduler, Ticket, Tuning};
+pub use inventory::Cluster;
 pub use launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
+pub use quota::{Amount, GroupQuota, QuotaConfig, UserLimits};

@@ -29,6 +29,8 @@ const INHERITED: &[&str] = &[
     "RUSTUP_HOME",
     "CARGO_HOME",
     "TMPDIR",
+    // Where the CUDA libraries are, for GPU kernels.
+    "LD_LIBRARY_PATH",
 ];
 
 pub struct LocalLauncher {

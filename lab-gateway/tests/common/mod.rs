@@ -1,0 +1,241 @@
+//! The gateway in-process on port 0, and real HTTP and websocket clients
+//! for it, shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use lab_gateway::kernels::KernelManager;
+use lab_gateway::kernelspecs::Specs;
+use lab_gateway::store::{Role, Store};
+use lab_gateway::{AppState, run};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub struct Gateway {
+    pub kernels: Arc<KernelManager>,
+    pub base: String,
+    pub ws_base: String,
+    pub store: Store,
+    pub data: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub fn academy_kernel() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/academy-kernel");
+    assert!(
+        p.is_file(),
+        "build the workspace first: {} is missing",
+        p.display()
+    );
+    p
+}
+
+pub async fn start_gateway() -> Gateway {
+    start_gateway_with(lab_gateway::ws::RateLimits::default()).await
+}
+
+pub async fn start_gateway_with(limits: lab_gateway::ws::RateLimits) -> Gateway {
+    start_gateway_full(limits, Default::default()).await
+}
+
+pub async fn start_gateway_full(
+    limits: lab_gateway::ws::RateLimits,
+    pool: std::collections::BTreeMap<String, usize>,
+) -> Gateway {
+    start_gateway_configured(move |k, _| k.with_limits(limits).with_warm_pool(pool)).await
+}
+
+/// A gateway whose kernel manager `configure` sets up (it gets the store too).
+pub async fn start_gateway_configured(
+    configure: impl FnOnce(KernelManager, &Store) -> KernelManager,
+) -> Gateway {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("lab.db")).unwrap();
+    let specs = Specs::discover(&[], Some(&academy_kernel()));
+    let launcher = Arc::new(scheduler::local::LocalLauncher::new(
+        data.path().join("runtime"),
+    ));
+    let kernels = Arc::new(configure(
+        KernelManager::new(launcher, specs, store.clone(), data.path().join("users")),
+        &store,
+    ));
+    kernels.start_background();
+    {
+        let kernels = kernels.clone();
+        tokio::spawn(async move { kernels.fill_pool().await });
+    }
+    let kernels = kernels;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state_kernels = kernels.clone();
+    let state = AppState {
+        store: store.clone(),
+        kernels,
+        sessions: Default::default(),
+        users_root: data.path().join("users"),
+        no_auth: false,
+        started: "2026-01-01T00:00:00.000000Z".into(),
+    };
+    tokio::spawn(run(listener, state, std::future::pending()));
+    Gateway {
+        kernels: state_kernels,
+        base: format!("http://{addr}"),
+        ws_base: format!("ws://{addr}"),
+        store,
+        data,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Gateway {
+    pub fn user(&self, name: &str) -> String {
+        self.user_in(name, Role::Engineer, None)
+    }
+
+    /// A user with a role and group; returns their token.
+    pub fn user_in(&self, name: &str, role: Role, group: Option<&str>) -> String {
+        self.store.add_user(name, role, group).unwrap();
+        self.store.create_token(name, "test").unwrap().1
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(g: &Gateway, id: &str, token: &str) -> Ws {
+    connect_session(g, id, token, &uuid::Uuid::new_v4().to_string(), None).await
+}
+
+pub async fn connect_session(
+    g: &Gateway,
+    id: &str,
+    token: &str,
+    session: &str,
+    resume_after: Option<&str>,
+) -> Ws {
+    let mut url = format!(
+        "{}/api/kernels/{id}/channels?session_id={session}&token={token}",
+        g.ws_base
+    );
+    if let Some(m) = resume_after {
+        url.push_str(&format!("&resume_after={m}"));
+    }
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+pub fn execute_request(code: &str) -> (String, String) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let msg = json!({
+        "header": {"msg_id": id, "msg_type": "execute_request", "username": "t", "session": "s1",
+                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {},
+        "content": {"code": code, "silent": false, "store_history": true, "user_expressions": {},
+                    "allow_stdin": false, "stop_on_error": true},
+        "channel": "shell"
+    });
+    (id, msg.to_string())
+}
+
+/// Runs a cell over the websocket; returns (reply content, stream text, result text).
+pub async fn run_cell(ws: &mut Ws, code: &str) -> (Value, String, String) {
+    let (id, text) = execute_request(code);
+    ws.send(Message::Text(text.into())).await.unwrap();
+    let mut reply = None;
+    let mut idle = false;
+    let mut stream = String::new();
+    let mut result = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reply.is_none() || !idle {
+        assert!(Instant::now() < deadline, "cell timed out");
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("no message for 30 s");
+        let t = match next {
+            Some(Ok(Message::Text(t))) => t,
+            other => panic!("websocket closed: {other:?}"),
+        };
+        let m: Value = serde_json::from_str(&t).unwrap();
+        if m["parent_header"]["msg_id"] != id.as_str() {
+            continue;
+        }
+        match m["msg_type"].as_str().unwrap() {
+            "execute_reply" => reply = Some(m["content"].clone()),
+            "stream" => stream.push_str(m["content"]["text"].as_str().unwrap()),
+            "execute_result" => {
+                result = m["content"]["data"]["text/plain"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+            "status" if m["content"]["execution_state"] == "idle" => idle = true,
+            _ => {}
+        }
+        assert_eq!(
+            m["channel"],
+            if m["msg_type"] == "execute_reply" {
+                "shell"
+            } else {
+                "iopub"
+            }
+        );
+    }
+    (reply.unwrap(), stream, result)
+}
+
+pub async fn send(
+    g: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = g
+        .http
+        .request(method, format!("{}{path}", g.base))
+        .header("Authorization", format!("token {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
