@@ -1040,16 +1040,18 @@ impl KernelManager {
                         .unwrap_or_else(|e| e.into_inner())
                         .get(&kernel)
                         .cloned();
-                    let Some(q) = queued else {
-                        // Admitted before its entry was made: `start` is still
-                        // inserting it; retry shortly.
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            me.handle(vec![Event::Admitted { kernel, grant }]);
-                        });
-                        continue;
-                    };
-                    tokio::spawn(async move { me.launch_queued(q, grant).await });
+                    match queued {
+                        Some(q) => {
+                            tokio::spawn(async move { me.launch_queued(q, grant).await });
+                        }
+                        // Admitted before `start` made its entry (it is about to), or
+                        // just cancelled: wait briefly, else give the GPUs back.
+                        None => {
+                            tokio::spawn(
+                                async move { me.admitted_without_entry(kernel, grant).await },
+                            );
+                        }
+                    }
                 }
                 Event::Reclaim {
                     kernel,
@@ -1070,6 +1072,24 @@ impl KernelManager {
                 }
             }
         }
+    }
+
+    async fn admitted_without_entry(self: Arc<Self>, kernel: uuid::Uuid, grant: Grant) {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let queued = self
+                .queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&kernel)
+                .cloned();
+            if let Some(q) = queued {
+                return self.launch_queued(q, grant).await;
+            }
+        }
+        tracing::info!(kernel_id = %kernel, "admitted after it was cancelled; releasing its GPUs");
+        let events = self.scheduling.release(kernel, now_ms());
+        self.handle(events);
     }
 
     async fn launch_queued(self: Arc<Self>, q: Arc<Queued>, grant: Grant) {

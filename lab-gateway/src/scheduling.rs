@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use scheduler::Scheduler;
 use scheduler::admission::{Decision, Event, Grant, Millis, Request, Snapshot, Ticket, Tuning};
 use scheduler::inventory::Cluster;
-use scheduler::quota::{Amount, DEFAULT_GROUP, Period, QuotaConfig};
+use scheduler::quota::{Amount, DEFAULT_GROUP, QuotaConfig};
 
 use crate::error::ApiError;
 use crate::store::{Role, Store, UsageRow};
@@ -312,7 +312,7 @@ impl Scheduling {
                 .user_limits(&u.name, &group)
                 .period
                 .unwrap_or_default();
-            let (start, _) = bounds(period, now);
+            let (start, _) = scheduler::admission::period_bounds(period, now);
             let used: f64 = rows
                 .iter()
                 .filter(|r| r.user == u.name)
@@ -326,13 +326,4 @@ impl Scheduling {
             }
         }
     }
-}
-
-fn bounds(period: Period, now: Millis) -> (Millis, Millis) {
-    let t = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
-    let (s, e) = period.bounds(t);
-    (
-        s.timestamp_millis() as Millis,
-        e.timestamp_millis() as Millis,
-    )
 }

@@ -1257,7 +1257,8 @@ fn decay(g: &mut GroupState, now: Millis, half_life: Millis) {
     g.recent_at = now;
 }
 
-fn period_bounds(period: Period, now: Millis) -> (Millis, Millis) {
+/// The start of the budget period holding `now`, and of the next one (ms).
+pub fn period_bounds(period: Period, now: Millis) -> (Millis, Millis) {
     let t = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
     let (s, e) = period.bounds(t);
     (
