@@ -671,47 +671,57 @@ impl Scheduler {
             }
             None => (None, None, Vec::new()),
         };
-        let grant = Grant {
-            model: model.clone(),
-            node: place.map(|(p, n)| self.cluster.pools[p].nodes[n].name.clone()),
-            devices: place.map_or_else(Vec::new, |(p, n)| {
+        let a = Allocation {
+            user: user.to_owned(),
+            group: group.to_owned(),
+            place,
+            model,
+            devices,
+            borrowed,
+            since: now,
+            reclaiming: false,
+        };
+        let grant = self.grant_from(&a);
+        self.install(kernel, a);
+        grant
+    }
+
+    /// What a kernel holds, as the gateway shows it.
+    fn grant_from(&self, a: &Allocation) -> Grant {
+        Grant {
+            model: a.model.clone(),
+            node: a
+                .place
+                .map(|(p, n)| self.cluster.pools[p].nodes[n].name.clone()),
+            devices: a.place.map_or_else(Vec::new, |(p, n)| {
                 let node = &self.cluster.pools[p].nodes[n];
-                devices
+                a.devices
                     .iter()
                     .map(|&d| node.devices[d as usize].id.clone())
                     .collect()
             }),
-            real: place.is_some_and(|(p, _)| self.cluster.pools[p].real),
-            borrowed,
-        };
-        if let Some(m) = &model {
+            real: a.place.is_some_and(|(p, _)| self.cluster.pools[p].real),
+            borrowed: a.borrowed,
+        }
+    }
+
+    /// Records an allocation whose devices were already taken from `free`.
+    fn install(&mut self, kernel: KernelId, a: Allocation) {
+        if let Some(m) = &a.model {
             *self
                 .groups
-                .entry(group.to_owned())
+                .entry(a.group.clone())
                 .or_default()
                 .used
                 .entry(m.clone())
-                .or_default() += devices.len() as u32;
+                .or_default() += a.devices.len() as u32;
         }
         self.users
-            .entry(user.to_owned())
+            .entry(a.user.clone())
             .or_default()
             .running
             .push(kernel);
-        self.running.insert(
-            kernel,
-            Allocation {
-                user: user.to_owned(),
-                group: group.to_owned(),
-                place,
-                model,
-                devices,
-                borrowed,
-                since: now,
-                reclaiming: false,
-            },
-        );
-        grant
+        self.running.insert(kernel, a);
     }
 
     /// Re-installs a kernel a restarted gateway found running, on the devices
@@ -757,22 +767,9 @@ impl Scheduler {
             return grant.devices.is_empty();
         };
         self.free[p][n].retain(|d| !idx.contains(d));
-        let count = idx.len() as u32;
-        self.users.entry(user.to_owned()).or_default().gpus += count;
+        self.users.entry(user.to_owned()).or_default().gpus += idx.len() as u32;
         let model = self.cluster.pools[p].model.clone();
-        *self
-            .groups
-            .entry(group.clone())
-            .or_default()
-            .used
-            .entry(model.clone())
-            .or_default() += count;
-        self.users
-            .entry(user.to_owned())
-            .or_default()
-            .running
-            .push(kernel);
-        self.running.insert(
+        self.install(
             kernel,
             Allocation {
                 user: user.to_owned(),
@@ -1228,22 +1225,7 @@ impl Scheduler {
 
     /// The devices a running kernel holds.
     pub fn grant_of(&self, kernel: KernelId) -> Option<Grant> {
-        let a = self.running.get(&kernel)?;
-        Some(Grant {
-            model: a.model.clone(),
-            node: a
-                .place
-                .map(|(p, n)| self.cluster.pools[p].nodes[n].name.clone()),
-            devices: a.place.map_or_else(Vec::new, |(p, n)| {
-                let node = &self.cluster.pools[p].nodes[n];
-                a.devices
-                    .iter()
-                    .map(|&d| node.devices[d as usize].id.clone())
-                    .collect()
-            }),
-            real: a.place.is_some_and(|(p, _)| self.cluster.pools[p].real),
-            borrowed: a.borrowed,
-        })
+        self.running.get(&kernel).map(|a| self.grant_from(a))
     }
 
     pub fn running(&self) -> usize {
