@@ -221,16 +221,19 @@ pub async fn list_users(
         .store
         .users()?
         .iter()
-        .map(|u| {
-            json!({
-                "name": u.name,
-                "role": u.role.as_str(),
-                "group": u.group,
-                "limits": quotas.user(&u.name).map(|q| &q.limits),
-            })
-        })
+        .map(|u| user_model(u, &quotas))
         .collect();
     Ok(Json(json!(users)))
+}
+
+/// A user as the admin API shows them: role, group and own caps.
+fn user_model(u: &User, quotas: &QuotaConfig) -> Value {
+    json!({
+        "name": u.name,
+        "role": u.role.as_str(),
+        "group": u.group,
+        "limits": quotas.user(&u.name).map(|q| &q.limits),
+    })
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -289,13 +292,7 @@ pub async fn patch_user(
         .store
         .user(&name)?
         .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
-    let quotas = s.kernels.scheduling().quotas();
-    Ok(Json(json!({
-        "name": u.name,
-        "role": u.role.as_str(),
-        "group": u.group,
-        "limits": quotas.user(&u.name).map(|q| &q.limits),
-    })))
+    Ok(Json(user_model(&u, &s.kernels.scheduling().quotas())))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
