@@ -704,11 +704,8 @@ impl KernelManager {
     /// A queued start, if it exists and `user` may see it.
     pub fn queued_for(&self, user: &User, id: &str) -> Option<Arc<Queued>> {
         let parsed: uuid::Uuid = id.parse().ok()?;
-        let queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        queued
-            .get(&parsed)
+        self.queued_entry(parsed)
             .filter(|q| user.is_admin() || q.user.name == user.name)
-            .cloned()
     }
 
     /// The models of `user`'s queued starts, with their positions.
@@ -1034,13 +1031,7 @@ impl KernelManager {
             let me = self.clone();
             match event {
                 Event::Admitted { kernel, grant } => {
-                    let queued = self
-                        .queued
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&kernel)
-                        .cloned();
-                    match queued {
+                    match self.queued_entry(kernel) {
                         Some(q) => {
                             tokio::spawn(async move { me.launch_queued(q, grant).await });
                         }
@@ -1061,12 +1052,7 @@ impl KernelManager {
                     tokio::spawn(async move { me.reclaim(kernel, &for_group, deadline).await });
                 }
                 Event::Refused { kernel, refusal } => {
-                    if let Some(q) = self
-                        .queued
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&kernel)
-                    {
+                    if let Some(q) = self.queued_entry(kernel) {
                         q.state.send_replace(QueueState::Failed(refusal.message));
                     }
                 }
@@ -1074,16 +1060,18 @@ impl KernelManager {
         }
     }
 
+    fn queued_entry(&self, kernel: uuid::Uuid) -> Option<Arc<Queued>> {
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&kernel)
+            .cloned()
+    }
+
     async fn admitted_without_entry(self: Arc<Self>, kernel: uuid::Uuid, grant: Grant) {
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let queued = self
-                .queued
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&kernel)
-                .cloned();
-            if let Some(q) = queued {
+            if let Some(q) = self.queued_entry(kernel) {
                 return self.launch_queued(q, grant).await;
             }
         }

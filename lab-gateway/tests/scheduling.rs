@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use lab_gateway::kernels::CullPolicy;
 use lab_gateway::scheduling::Scheduling;
 use lab_gateway::store::{Role, Store};
+use reqwest::Method;
 use scheduler::quota::{Amount, GroupQuota, QuotaConfig};
 use scheduler::{Cluster, Tuning};
 use serde_json::{Value, json};
@@ -447,40 +448,30 @@ async fn ops_edit_quotas_through_the_api_and_read_the_ledger() {
         (Some(1.0), Some(1.0))
     );
     // Export as TOML, edit, import as YAML.
-    let toml = g
-        .http
-        .get(format!("{}/api/admin/quotas?format=toml", g.base))
-        .header("Authorization", format!("token {ops}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let toml = g.text("/api/admin/quotas?format=toml", &ops).await;
     assert!(toml.contains("name = \"cohort-a\""), "{toml}");
     let yaml =
         "group:\n- name: cohort-a\n  guaranteed: {H100-80GB: 1}\n  user_limits: {max_kernels: 3}\n";
     let r = g
-        .http
-        .put(format!("{}/api/admin/quotas", g.base))
-        .header("Authorization", format!("token {ops}"))
-        .header("Content-Type", "application/yaml")
-        .body(yaml)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::PUT,
+            "/api/admin/quotas",
+            &ops,
+            Some(("application/yaml", yaml)),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let (_, q) = g.get("/api/admin/groups/cohort-a", &ops).await;
     assert_eq!(q["user_limits"]["max_kernels"], 3);
+    let bad = "[[group]]\nname = \"x\"\nweight = 0\n";
     let r = g
-        .http
-        .put(format!("{}/api/admin/quotas", g.base))
-        .header("Authorization", format!("token {ops}"))
-        .header("Content-Type", "application/toml")
-        .body("[[group]]\nname = \"x\"\nweight = 0\n")
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::PUT,
+            "/api/admin/quotas",
+            &ops,
+            Some(("application/toml", bad)),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -501,28 +492,15 @@ async fn ops_edit_quotas_through_the_api_and_read_the_ledger() {
         .unwrap_or_else(|| panic!("no cohort-a row: {rows}"));
     assert!(row["gpu_seconds"].as_f64().unwrap() >= 0.3, "{row}");
     assert_eq!(row["kernels"], 1);
-    let csv = g
-        .http
-        .get(format!("{}/api/admin/usage?format=csv&by=user", g.base))
-        .header("Authorization", format!("token {ops}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = g.text("/api/admin/usage?format=csv&by=user", &ops).await;
     assert!(
         csv.starts_with("period,user,gpu_hours,cpu_hours,kernels\n"),
         "{csv}"
     );
     assert!(csv.contains(",ada,"), "{csv}");
     let svg = g
-        .http
-        .get(format!("{}/api/admin/usage?format=svg", g.base))
-        .header("Authorization", format!("token {ops}"))
-        .send()
-        .await
-        .unwrap();
+        .raw(Method::GET, "/api/admin/usage?format=svg", &ops, None)
+        .await;
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().contains("<rect"));
     let (status, _) = g.get("/api/admin/usage?from=yesterday", &ops).await;

@@ -319,6 +319,54 @@ enum Ev {
     Arrive(u32),
 }
 
+fn kernel_id(i: u32) -> uuid::Uuid {
+    uuid::Uuid::from_u128(u128::from(i) + 1)
+}
+
+fn session_index(k: uuid::Uuid) -> u32 {
+    (k.as_u128() - 1) as u32
+}
+
+/// The moving parts of a replay that admissions and admission's events change.
+struct Replay<'a> {
+    term: &'a Term,
+    heap: BinaryHeap<Reverse<(Millis, Ev)>>,
+    /// Session → when it started waiting.
+    waiting: HashMap<u32, Millis>,
+    waits: Vec<Millis>,
+    in_use: u64,
+    admitted: usize,
+}
+
+impl Replay<'_> {
+    /// Session `i` got its GPUs at `now`; it ends after its length.
+    fn admit(&mut self, i: u32, grant: &crate::admission::Grant, now: Millis) {
+        let since = self.waiting.remove(&i).unwrap_or(now);
+        self.waits.push(now - since);
+        self.admitted += 1;
+        self.in_use += grant.devices.len() as u64;
+        let end = now + self.term.sessions[i as usize].length;
+        self.heap.push(Reverse((end, Ev::End(i))));
+    }
+
+    fn apply(&mut self, events: Vec<Event>, now: Millis) {
+        for e in events {
+            match e {
+                Event::Admitted { kernel, grant } => self.admit(session_index(kernel), &grant, now),
+                // A reclaimed kernel ends at its deadline.
+                Event::Reclaim {
+                    kernel, deadline, ..
+                } => self
+                    .heap
+                    .push(Reverse((deadline, Ev::End(session_index(kernel))))),
+                Event::Refused { kernel, .. } => {
+                    self.waiting.remove(&session_index(kernel));
+                }
+            }
+        }
+    }
+}
+
 /// Replays `term` on `cluster` with `quotas` through admission.
 pub fn run(
     cluster: Cluster,
@@ -338,70 +386,38 @@ pub fn run(
             .map_or(0, |m| m + 1);
         (0..max).map(|u| format!("u{u}")).collect()
     };
-    let mut heap: BinaryHeap<Reverse<(Millis, Ev)>> = BinaryHeap::new();
+    let mut r = Replay {
+        term,
+        heap: BinaryHeap::new(),
+        waiting: HashMap::new(),
+        waits: Vec::new(),
+        in_use: 0,
+        admitted: 0,
+    };
     for (i, s) in term.sessions.iter().enumerate() {
-        heap.push(Reverse((s.at, Ev::Arrive(i as u32))));
+        r.heap.push(Reverse((s.at, Ev::Arrive(i as u32))));
     }
-    let id = |i: u32| uuid::Uuid::from_u128(u128::from(i) + 1);
-    let index = |k: uuid::Uuid| (k.as_u128() - 1) as u32;
-    let mut waiting: HashMap<u32, Millis> = HashMap::new();
-    let mut waits: Vec<Millis> = Vec::new();
     let mut refused: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut abandoned: BTreeMap<String, u64> = BTreeMap::new();
-    let mut in_use: u64 = 0;
     let mut busy: u128 = 0;
     let mut last = TERM_START;
     let mut peak_queue = 0;
     let mut hourly = Vec::new();
     let mut next_sample = TERM_START;
     let end_of_term = term.sessions.last().map_or(TERM_START, |s| s.at);
-    let mut admitted = 0usize;
-    let on_events = |events: Vec<Event>,
-                     now: Millis,
-                     heap: &mut BinaryHeap<Reverse<(Millis, Ev)>>,
-                     waiting: &mut HashMap<u32, Millis>,
-                     in_use: &mut u64,
-                     waits: &mut Vec<Millis>,
-                     admitted: &mut usize| {
-        for e in events {
-            match e {
-                Event::Admitted { kernel, grant } => {
-                    let i = index(kernel);
-                    if let Some(since) = waiting.remove(&i) {
-                        waits.push(now - since);
-                    }
-                    *admitted += 1;
-                    *in_use += grant.devices.len() as u64;
-                    heap.push(Reverse((
-                        now + term.sessions[i as usize].length,
-                        Ev::End(i),
-                    )));
-                }
-                Event::Reclaim {
-                    kernel, deadline, ..
-                } => {
-                    // The reclaimed kernel ends at its deadline.
-                    heap.push(Reverse((deadline, Ev::End(index(kernel)))));
-                }
-                Event::Refused { kernel, .. } => {
-                    waiting.remove(&index(kernel));
-                }
-            }
-        }
-    };
     let mut ended = std::collections::HashSet::new();
-    while let Some(Reverse((now, ev))) = heap.pop() {
-        busy += u128::from(in_use) * u128::from(now.saturating_sub(last));
+    while let Some(Reverse((now, ev))) = r.heap.pop() {
+        busy += u128::from(r.in_use) * u128::from(now.saturating_sub(last));
         last = now;
         while next_sample <= now && next_sample <= end_of_term {
-            hourly.push((in_use as u32, waiting.len() as u32));
+            hourly.push((r.in_use as u32, r.waiting.len() as u32));
             next_sample += HOUR;
         }
-        match ev {
+        let events = match ev {
             Ev::Arrive(i) => {
                 let s = term.sessions[i as usize];
                 let req = Request {
-                    kernel: id(i),
+                    kernel: kernel_id(i),
                     user: users[s.user as usize].clone(),
                     group: Some(term.groups[s.group as usize].clone()),
                     gpus: s.gpus,
@@ -410,14 +426,9 @@ pub fn run(
                 };
                 let (decision, events) = sched.decide(req, now);
                 match decision {
-                    Some(Decision::Admitted(grant)) => {
-                        admitted += 1;
-                        waits.push(0);
-                        in_use += grant.devices.len() as u64;
-                        heap.push(Reverse((now + s.length, Ev::End(i))));
-                    }
-                    Some(Decision::Refused(r)) => {
-                        let limit = serde_json::to_value(r.limit)
+                    Some(Decision::Admitted(grant)) => r.admit(i, &grant, now),
+                    Some(Decision::Refused(refusal)) => {
+                        let limit = serde_json::to_value(refusal.limit)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_default();
@@ -428,58 +439,41 @@ pub fn run(
                             .or_default() += 1;
                     }
                     Some(Decision::Queued(_)) | None => {
-                        waiting.insert(i, now);
-                        peak_queue = peak_queue.max(waiting.len());
-                        heap.push(Reverse((now + patience, Ev::GiveUp(i))));
+                        r.waiting.insert(i, now);
+                        peak_queue = peak_queue.max(r.waiting.len());
+                        r.heap.push(Reverse((now + patience, Ev::GiveUp(i))));
                     }
                 }
-                on_events(
-                    events,
-                    now,
-                    &mut heap,
-                    &mut waiting,
-                    &mut in_use,
-                    &mut waits,
-                    &mut admitted,
-                );
+                events
             }
             Ev::End(i) => {
                 if !ended.insert(i) {
                     continue;
                 }
-                let gpus = sched.grant_of(id(i)).map_or(0, |g| g.devices.len() as u64);
-                in_use -= gpus;
-                let events = sched.release(id(i), now);
-                on_events(
-                    events,
-                    now,
-                    &mut heap,
-                    &mut waiting,
-                    &mut in_use,
-                    &mut waits,
-                    &mut admitted,
-                );
+                let gpus = sched
+                    .grant_of(kernel_id(i))
+                    .map_or(0, |g| g.devices.len() as u64);
+                r.in_use -= gpus;
+                sched.release(kernel_id(i), now)
             }
             Ev::GiveUp(i) => {
-                if waiting.remove(&i).is_some() {
-                    let s = term.sessions[i as usize];
-                    *abandoned
-                        .entry(term.groups[s.group as usize].clone())
-                        .or_default() += 1;
-                    let events = sched.release(id(i), now);
-                    on_events(
-                        events,
-                        now,
-                        &mut heap,
-                        &mut waiting,
-                        &mut in_use,
-                        &mut waits,
-                        &mut admitted,
-                    );
+                if r.waiting.remove(&i).is_none() {
+                    continue;
                 }
+                let s = term.sessions[i as usize];
+                *abandoned
+                    .entry(term.groups[s.group as usize].clone())
+                    .or_default() += 1;
+                sched.release(kernel_id(i), now)
             }
-        }
+        };
+        r.apply(events, now);
     }
+    let Replay {
+        mut waits,
+        admitted,
+        ..
+    } = r;
     waits.sort_unstable();
     let pct = |p: f64| -> f64 {
         if waits.is_empty() {

@@ -126,6 +126,35 @@ impl Gateway {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request with a raw body and content type; the response as it came.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("token {token}"));
+        if let Some((content_type, text)) = body {
+            req = req
+                .header("Content-Type", content_type)
+                .body(text.to_owned());
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The body of a GET as text.
+    pub async fn text(&self, path: &str, token: &str) -> String {
+        self.raw(reqwest::Method::GET, path, token, None)
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> u16 {
         self.http
             .delete(format!("{}{path}", self.base))
