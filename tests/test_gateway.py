@@ -343,3 +343,99 @@ def test_token_cli_creates_and_revokes_tokens(lab):
     assert missing.returncode != 0 and "no live token" in missing.stderr
     nobody = lab_cli("token", "create", "nobody")
     assert nobody.returncode != 0 and "no user" in nobody.stderr
+
+
+def test_users_added_before_the_first_start_and_culling_flags(tmp_path):
+    """`lab user add` may come before the first `lab serve`, which still creates the admin;
+    the culling flags take durations and `off` on the command line."""
+    data = tmp_path / "data"
+    added = subprocess.run([str(LAB), "user", "add", "early", "--role", "engineer", "--data-dir", str(data)],
+                           capture_output=True, text=True, check=True)
+    early_token = added.stdout.strip()
+    port = free_port()
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
+    proc = subprocess.Popen(
+        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data), "--cull-idle-cpu", "off",
+         "--cull-idle-gpu", "30m", "--cull-warning", "60s", "--reclaim-grace", "2m"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        token = None
+        for line in proc.stdout:
+            m = re.search(r"\?token=([0-9a-f]+)", line)
+            if m:
+                token = m.group(1)
+                break
+        assert token, f"no login URL: {proc.stderr.read() if proc.poll() is not None else ''}"
+        base = f"http://127.0.0.1:{port}"
+        status, me = api(base, "/api/me", token)
+        assert status == 200 and me["identity"]["username"] == "admin"
+        status, me = api(base, "/api/me", early_token)
+        assert status == 200 and me["identity"]["username"] == "early"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _request(ws, channel, msg_type, content, session):
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": msg_type, "username": "t", "session": session,
+                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": channel, "content": content,
+    }))
+    return msg_id
+
+
+def test_each_client_of_a_kernel_gets_its_own_replies_and_input_requests(lab):
+    """Two websockets on one python3 kernel share the gateway's connection to it: every
+    reply and every input_request still reaches only the client that asked."""
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})
+    assert status == 201, model
+    base = f"{lab['ws']}/api/kernels/{model['id']}/channels?token={lab['token']}"
+    a = websocket.create_connection(base + "&session_id=alpha", timeout=60)
+    b = websocket.create_connection(base + "&session_id=beta", timeout=60)
+    try:
+        asked_a = _request(a, "shell", "kernel_info_request", {}, "alpha")
+        asked_b = _request(b, "shell", "kernel_info_request", {}, "beta")
+        for ws, mine, theirs in [(a, asked_a, asked_b), (b, asked_b, asked_a)]:
+            while True:
+                m = json.loads(ws.recv())
+                if m["channel"] == "shell":
+                    assert m["parent_header"]["msg_id"] == mine, "a reply went to the wrong client"
+                    assert m["msg_type"] == "kernel_info_reply"
+                    break
+        # A asks for input; only A sees the prompt, and A's answer completes the cell.
+        run = _request(a, "shell", "execute_request",
+                       {"code": "name = input('who? ')\nprint('hello', name)", "silent": False,
+                        "store_history": True, "user_expressions": {}, "allow_stdin": True,
+                        "stop_on_error": True}, "alpha")
+        prompt = None
+        while prompt is None:
+            m = json.loads(a.recv())
+            if m["channel"] == "stdin" and m["msg_type"] == "input_request":
+                assert m["parent_header"]["msg_id"] == run
+                prompt = m["content"]["prompt"]
+        assert prompt == "who? "
+        _request(a, "stdin", "input_reply", {"value": "academy"}, "alpha")
+        printed, replied = "", False
+        while not replied:
+            m = json.loads(a.recv())
+            if m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == run:
+                printed += m["content"]["text"]
+            if m["msg_type"] == "execute_reply" and m["parent_header"]["msg_id"] == run:
+                replied = m["content"]["status"] == "ok"
+        assert printed == "hello academy\n"
+        # B saw the cell's iopub output (broadcast, as in Jupyter) but no stdin or shell message.
+        b.settimeout(2)
+        seen_by_b = []
+        try:
+            while True:
+                seen_by_b.append(json.loads(b.recv()))
+        except websocket.WebSocketTimeoutException:
+            pass
+        assert not [m for m in seen_by_b if m["channel"] in ("stdin", "shell")], seen_by_b
+        assert any(m["msg_type"] == "stream" for m in seen_by_b)
+    finally:
+        a.close()
+        b.close()
+        api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")

@@ -200,7 +200,10 @@ pub async fn channels(
     let ws = ws
         .protocols([crate::ws::V1])
         .max_message_size(crate::ws::MAX_FRAME * 4)
-        .max_frame_size(crate::ws::MAX_FRAME * 4);
+        .max_frame_size(crate::ws::MAX_FRAME * 4)
+        // tungstenite zero-fills its whole read buffer (128 KiB by default) per
+        // connection; clients send small requests, and larger frames still grow it.
+        .read_buffer_size(crate::ws::READ_BUFFER);
     let v1 = ws.selected_protocol().is_some();
     let metrics = s.kernels.metrics().clone();
     Ok(ws.on_upgrade(move |socket| {

@@ -217,7 +217,7 @@ async fn run_cells(
         "{ws_base}/api/kernels/{id}/channels?session_id={session}&token={}",
         gw.token
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
         .await
         .map_err(|e| ClientError::Websocket(e.to_string()))?;
     let cells = notebook["cells"].as_array_mut().expect("checked above");

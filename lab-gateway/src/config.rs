@@ -52,20 +52,29 @@ pub struct ServeArgs {
     #[arg(long, env = "LAB_QUEUE_WAIT")]
     pub queue_wait: Option<f64>,
     /// Idle time after which a GPU kernel is culled (`30m`, `off`).
-    #[arg(long, env = "LAB_CULL_IDLE_GPU", value_parser = parse_duration)]
-    pub cull_idle_gpu: Option<Option<Duration>>,
+    #[arg(long, env = "LAB_CULL_IDLE_GPU", value_parser = parse_limit)]
+    pub cull_idle_gpu: Option<Limit>,
     /// Idle time after which a CPU kernel is culled (`2h`, `off`).
-    #[arg(long, env = "LAB_CULL_IDLE_CPU", value_parser = parse_duration)]
-    pub cull_idle_cpu: Option<Option<Duration>>,
+    #[arg(long, env = "LAB_CULL_IDLE_CPU", value_parser = parse_limit)]
+    pub cull_idle_cpu: Option<Limit>,
     /// Runtime after which any kernel, even a busy one, is stopped (`off`).
-    #[arg(long, env = "LAB_CULL_MAX_RUNTIME", value_parser = parse_duration)]
-    pub cull_max_runtime: Option<Option<Duration>>,
+    #[arg(long, env = "LAB_CULL_MAX_RUNTIME", value_parser = parse_limit)]
+    pub cull_max_runtime: Option<Limit>,
     /// How long clients are warned before a cull (`60s`).
-    #[arg(long, env = "LAB_CULL_WARNING", value_parser = parse_duration)]
-    pub cull_warning: Option<Option<Duration>>,
+    #[arg(long, env = "LAB_CULL_WARNING", value_parser = parse_limit)]
+    pub cull_warning: Option<Limit>,
     /// Warning time of a kernel whose borrowed GPU is reclaimed (`120s`).
-    #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_duration)]
-    pub reclaim_grace: Option<Option<Duration>>,
+    #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_limit)]
+    pub reclaim_grace: Option<Limit>,
+}
+
+/// A duration flag that may also be `off`. A newtype, because clap reads
+/// `Option<Option<T>>` as a flag whose value is optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<Duration>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    parse_duration(s).map(Limit)
 }
 
 /// `90`, `90s`, `30m`, `2h`, `1d`; `off` or `0` for none.
@@ -224,18 +233,22 @@ impl Config {
         let cull = crate::kernels::CullPolicy {
             idle_gpu: args
                 .cull_idle_gpu
+                .map(|l| l.0)
                 .or(file_duration(&file.cull_idle_gpu, "cull_idle_gpu")?)
                 .unwrap_or(d.idle_gpu),
             idle_cpu: args
                 .cull_idle_cpu
+                .map(|l| l.0)
                 .or(file_duration(&file.cull_idle_cpu, "cull_idle_cpu")?)
                 .unwrap_or(d.idle_cpu),
             max_runtime: args
                 .cull_max_runtime
+                .map(|l| l.0)
                 .or(file_duration(&file.cull_max_runtime, "cull_max_runtime")?)
                 .unwrap_or(d.max_runtime),
             warning: args
                 .cull_warning
+                .map(|l| l.0)
                 .or(file_duration(&file.cull_warning, "cull_warning")?)
                 .map(|w| w.unwrap_or_default())
                 .unwrap_or(d.warning),
@@ -245,6 +258,7 @@ impl Config {
         let tuning = scheduler::Tuning {
             reclaim_grace_ms: args
                 .reclaim_grace
+                .map(|l| l.0)
                 .or(file_duration(&file.reclaim_grace, "reclaim_grace")?)
                 .map_or(t.reclaim_grace_ms, |g| {
                     g.unwrap_or_default().as_millis() as u64
@@ -353,5 +367,31 @@ mod tests {
                 .to_string()
                 .contains("invalid")
         );
+    }
+    #[test]
+    fn culling_flags_parse_durations_and_off() {
+        let args = Cli::try_parse_from([
+            "lab",
+            "--cull-idle-cpu",
+            "off",
+            "--cull-idle-gpu",
+            "30m",
+            "--cull-max-runtime",
+            "8h",
+            "--cull-warning",
+            "90s",
+            "--reclaim-grace",
+            "2m",
+        ])
+        .unwrap()
+        .serve;
+        let config = Config::load(&args).unwrap();
+        assert_eq!(config.cull.idle_cpu, None);
+        assert_eq!(config.cull.idle_gpu, Some(Duration::from_secs(1800)));
+        assert_eq!(config.cull.max_runtime, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(config.cull.warning, Duration::from_secs(90));
+        assert_eq!(config.tuning.reclaim_grace_ms, 120_000);
+        let bad = Cli::try_parse_from(["lab", "--cull-idle-cpu", "soon"]);
+        assert!(bad.is_err());
     }
 }

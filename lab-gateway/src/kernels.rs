@@ -85,6 +85,8 @@ pub struct Kernel {
     limits: crate::ws::RateLimits,
     /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
     pub channel_sessions: Mutex<HashMap<String, Arc<crate::ws::ChannelSession>>>,
+    /// The shared DEALERs every session's requests go through (see `ws::Mux`).
+    pub mux: tokio::sync::Mutex<Option<Arc<crate::ws::Mux>>>,
     /// The GPUs admission gave it (none for a CPU kernel).
     grant: Mutex<Option<Grant>>,
     /// When its clients were warned that it will be culled or reclaimed.
@@ -118,6 +120,7 @@ impl Kernel {
             subscribers: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             channel_sessions: Mutex::new(HashMap::new()),
+            mux: tokio::sync::Mutex::new(None),
             limits,
             grant: Mutex::new(None),
             warned: Mutex::new(None),
@@ -1457,6 +1460,9 @@ impl KernelManager {
                 }
                 return self.wait_iopub(kernel, &endpoint).await;
             }
+            // Not listening yet: a refused connect returns at once, and a tight
+            // retry loop would take the CPU the starting kernel needs.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
     }
@@ -1467,7 +1473,7 @@ impl KernelManager {
     /// jupyter_client does.
     async fn wait_iopub(&self, kernel: &Kernel, endpoint: &Endpoint) -> bool {
         let mut rx = kernel.subscribe();
-        for _ in 0..50 {
+        for attempt in 0..50u32 {
             let req = RawMessage::request("kernel_info_request", json!({}));
             let _ = request(
                 &endpoint.connection,
@@ -1476,10 +1482,11 @@ impl KernelManager {
                 Duration::from_millis(500),
             )
             .await;
-            if tokio::time::timeout(Duration::from_millis(200), rx.rx.recv())
-                .await
-                .is_ok()
-            {
+            // The status of a nudge that got through follows its reply within
+            // milliseconds; one that was lost is retried soon, so a start does not
+            // wait out a long timeout for a subscription that joined meanwhile.
+            let wait = Duration::from_millis((10u64 << attempt.min(5)).min(200));
+            if tokio::time::timeout(wait, rx.rx.recv()).await.is_ok() {
                 return true;
             }
         }

@@ -388,7 +388,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     }
     let store = Store::open(&data.join("lab.db"))?;
     let first_start = store.user_count()? == 0;
-    if first_start {
+    // The first start creates the admin, also when `lab user add` ran before it.
+    if store.user("admin")?.is_none() {
         store.add_user("admin", Role::Admin, None)?;
     }
     // A fresh login token at every start, as Jupyter prints one; the last one stops working.

@@ -1,10 +1,16 @@
 //! The websocket bridge: `/api/kernels/{id}/channels?session_id=…`.
 //!
 //! A websocket attaches to a *channel session*, keyed by its `session_id`,
-//! which outlives it: the session owns DEALER sockets (shell, control,
-//! stdin) with their own ZeroMQ identity, and a pump that keeps buffering
-//! replies and iopub messages, numbered, in a bounded buffer, whether or not
-//! a websocket is attached. A reconnect with the same session_id replaces the
+//! which outlives it: the session keeps buffering its replies and the
+//! kernel's iopub messages, numbered, in a bounded buffer, whether or not a
+//! websocket is attached.
+//!
+//! Requests reach the kernel through its [`Mux`]: one set of DEALERs (shell,
+//! control, stdin) per kernel, with one ZeroMQ identity that no other
+//! connection shares, so the kernel's ROUTER can never pick a stale socket.
+//! Each reply, and each `input_request` of an execute, goes back to the
+//! session that sent the request, by parent msg_id. A websocket therefore
+//! costs one file descriptor, not four. A reconnect with the same session_id replaces the
 //! stale websocket and resumes from what was last sent, or, exactly, from
 //! after the message named by `resume_after=<msg_id>`. A session nobody
 //! attaches to for two minutes is dropped.
@@ -13,10 +19,10 @@
 //! when the client offers it. A bad frame closes the socket with a code that
 //! says why; other clients of the kernel are unaffected.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -31,6 +37,8 @@ use crate::wire::{Channel, RawMessage, Signer, WireError};
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// Largest frame a client may send (messages carry code, not data).
 pub const MAX_FRAME: usize = 16 << 20;
+/// Each websocket's read buffer: what an idle connection costs in memory.
+pub const READ_BUFFER: usize = 8 << 10;
 /// The subprotocol of jupyter_server's binary framing.
 pub const V1: &str = "v1.kernel.websocket.jupyter.org";
 /// Messages kept per session for a client that is away.
@@ -127,9 +135,8 @@ impl Buffer {
     }
 }
 
-/// The sockets and buffer of one session_id on one kernel.
+/// The buffer of one session_id on one kernel.
 pub struct ChannelSession {
-    dealers: tokio::sync::Mutex<Option<Dealers>>,
     buffer: std::sync::Mutex<Buffer>,
     notify: Notify,
     /// Incremented by each websocket that attaches; the others see they were replaced.
@@ -146,11 +153,152 @@ impl Drop for ChannelSession {
     }
 }
 
-struct Dealers {
-    shell: zeromq::DealerSendHalf,
-    control: zeromq::DealerSendHalf,
-    stdin: zeromq::DealerSendHalf,
+/// Where replies go: the session that sent each request still in flight.
+#[derive(Default)]
+struct Routes {
+    by_request: HashMap<String, (Weak<ChannelSession>, Instant)>,
+    /// Prune when the table grows past this.
+    prune_at: usize,
+}
+
+/// Requests outlive their sessions' websockets, not a day.
+const ROUTE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl Routes {
+    fn insert(&mut self, msg_id: String, session: Weak<ChannelSession>) {
+        self.by_request.insert(msg_id, (session, Instant::now()));
+        if self.by_request.len() > self.prune_at.max(4096) {
+            // Requests of sessions that are gone, or so old no reply will come.
+            self.by_request
+                .retain(|_, (s, at)| s.strong_count() > 0 && at.elapsed() < ROUTE_MAX_AGE);
+            self.prune_at = self.by_request.len() * 2;
+        }
+    }
+
+    /// The session a kernel message answers: a `*_reply` ends its request's
+    /// route; anything else (an `input_request`) leaves it for more.
+    fn route(&mut self, msg: &RawMessage) -> Option<Arc<ChannelSession>> {
+        let parent = msg.parent_msg_id()?;
+        let (_, msg_type) = msg.ids();
+        let session = if msg_type.ends_with("_reply") {
+            self.by_request.remove(&parent)?.0
+        } else {
+            self.by_request.get(&parent)?.0.clone()
+        };
+        session.upgrade()
+    }
+}
+
+/// A kernel's shared DEALERs for one generation of its process.
+pub struct Mux {
+    generation: u64,
+    shell: tokio::sync::Mutex<zeromq::DealerSendHalf>,
+    control: tokio::sync::Mutex<zeromq::DealerSendHalf>,
+    stdin: tokio::sync::Mutex<zeromq::DealerSendHalf>,
     signer: Signer,
+    routes: Arc<std::sync::Mutex<Routes>>,
+    readers: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+impl Mux {
+    /// Connects the three DEALERs with a fresh identity and starts routing replies.
+    async fn connect(kernel: &Kernel) -> Result<Mux, zeromq::ZmqError> {
+        let ep = kernel.endpoint().borrow().clone();
+        let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
+        let signer = Signer::new(&ep.connection.key);
+        let routes = Arc::new(std::sync::Mutex::new(Routes::default()));
+        let mut sends = Vec::with_capacity(3);
+        let mut readers = Vec::with_capacity(3);
+        for ch in [Channel::Shell, Channel::Control, Channel::Stdin] {
+            let (tx, mut rx) = dealer(&ep.connection, ch, &identity).await?.split();
+            sends.push(tokio::sync::Mutex::new(tx));
+            let routes = routes.clone();
+            let signer = signer.clone();
+            let kernel_id = kernel.id;
+            let reader = tokio::spawn(async move {
+                while let Ok(frames) = rx.recv().await {
+                    let msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(%kernel_id, channel = ch.as_str(), error = %e, "dropped a reply");
+                            continue;
+                        }
+                    };
+                    let to = routes.lock().unwrap_or_else(|e| e.into_inner()).route(&msg);
+                    match to {
+                        Some(session) => session.push(ch, Arc::new(msg)),
+                        None => {
+                            tracing::debug!(%kernel_id, channel = ch.as_str(), "a reply nobody waits for")
+                        }
+                    }
+                }
+            });
+            readers.push(reader.abort_handle());
+        }
+        let stdin = sends.pop();
+        let control = sends.pop();
+        let shell = sends.pop();
+        let (Some(shell), Some(control), Some(stdin)) = (shell, control, stdin) else {
+            unreachable!("three DEALERs were connected");
+        };
+        Ok(Mux {
+            generation: ep.generation,
+            shell,
+            control,
+            stdin,
+            signer,
+            routes,
+            readers,
+        })
+    }
+
+    /// Sends a client's message, remembering whom the answer is for.
+    async fn send(
+        &self,
+        channel: Channel,
+        msg: &RawMessage,
+        from: &Arc<ChannelSession>,
+    ) -> Result<(), zeromq::ZmqError> {
+        let (msg_id, msg_type) = msg.ids();
+        if msg_type.ends_with("_request") {
+            self.routes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(msg_id.to_owned(), Arc::downgrade(from));
+        }
+        let Ok(frames) = zeromq::ZmqMessage::try_from(msg.to_frames(&self.signer)) else {
+            return Ok(());
+        };
+        let socket = match channel {
+            Channel::Shell => &self.shell,
+            Channel::Control => &self.control,
+            Channel::Stdin | Channel::Iopub => &self.stdin,
+        };
+        socket.lock().await.send(frames).await
+    }
+}
+
+/// The kernel's mux for its current process, connected on first use and
+/// again after a restart.
+async fn mux_for(kernel: &Kernel) -> Result<Arc<Mux>, zeromq::ZmqError> {
+    let generation = kernel.endpoint().borrow().generation;
+    let mut slot = kernel.mux.lock().await;
+    if let Some(m) = slot.as_ref()
+        && m.generation == generation
+    {
+        return Ok(m.clone());
+    }
+    let m = Arc::new(Mux::connect(kernel).await?);
+    *slot = Some(m.clone());
+    Ok(m)
 }
 
 impl ChannelSession {
@@ -162,98 +310,26 @@ impl ChannelSession {
         self.notify.notify_waiters();
     }
 
-    /// Opens the DEALERs for the kernel's current endpoint and pumps their
-    /// replies, the iopub fan-out and restarts into the buffer.
+    /// Pumps the kernel's iopub fan-out into the buffer, within the rate limits.
     fn start(self: &Arc<Self>, kernel: Arc<Kernel>) {
         let session = Arc::downgrade(self);
         let mut limiter = RateLimiter::new(kernel.limits());
+        let mut iopub = kernel.subscribe();
+        drop(kernel);
         let task = tokio::spawn(async move {
-            let mut iopub = kernel.subscribe();
-            let mut endpoint = kernel.endpoint();
-            loop {
-                let ep = endpoint.borrow_and_update().clone();
-                let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
-                let signer = Signer::new(&ep.connection.key);
-                let mut recvs = Vec::new();
-                let mut sends = Vec::new();
-                for ch in [Channel::Shell, Channel::Control, Channel::Stdin] {
-                    match dealer(&ep.connection, ch, &identity).await {
-                        Ok(s) => {
-                            let (tx, rx) = s.split();
-                            sends.push(tx);
-                            recvs.push((ch, rx));
-                        }
-                        Err(e) => {
-                            tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot reach the kernel")
-                        }
-                    }
+            while let Some(m) = iopub.rx.recv().await {
+                let Some(s) = session.upgrade() else { return };
+                let lost = iopub.dropped.swap(0, Ordering::Relaxed);
+                let admitted = limiter.admit(&m);
+                if lost > 0 || !admitted {
+                    let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                    b.dropped += lost + u64::from(!admitted);
+                    b.dropped_parent = Some(m.parent_header.clone());
                 }
-                if sends.len() == 3 {
-                    let stdin = sends.pop();
-                    let control = sends.pop();
-                    let shell = sends.pop();
-                    if let (Some(shell), Some(control), Some(stdin), Some(s)) =
-                        (shell, control, stdin, session.upgrade())
-                    {
-                        *s.dealers.lock().await = Some(Dealers {
-                            shell,
-                            control,
-                            stdin,
-                            signer: signer.clone(),
-                        });
-                    }
-                }
-                let (reply_tx, mut reply_rx) =
-                    tokio::sync::mpsc::channel::<(Channel, RawMessage)>(256);
-                let readers: Vec<_> = recvs
-                    .into_iter()
-                    .map(|(ch, mut rx)| {
-                        let tx = reply_tx.clone();
-                        let signer = signer.clone();
-                        tokio::spawn(async move {
-                            while let Ok(frames) = rx.recv().await {
-                                match RawMessage::from_frames(frames.into_vec(), &signer) {
-                                    Ok(m) => {
-                                        if tx.send((ch, m)).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                    Err(e) => tracing::warn!(channel = ch.as_str(), error = %e, "dropped a reply"),
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                let restarted = loop {
-                    tokio::select! {
-                        Some((ch, m)) = reply_rx.recv() => {
-                            let Some(s) = session.upgrade() else { return };
-                            s.push(ch, Arc::new(m));
-                        }
-                        event = iopub.rx.recv() => {
-                            let Some(s) = session.upgrade() else { return };
-                            let Some(m) = event else { return };
-                            let lost = iopub.dropped.swap(0, Ordering::Relaxed);
-                            let admitted = limiter.admit(&m);
-                            if lost > 0 || !admitted {
-                                let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
-                                b.dropped += lost + u64::from(!admitted);
-                                b.dropped_parent = Some(m.parent_header.clone());
-                            }
-                            if admitted {
-                                s.push(Channel::Iopub, m);
-                            } else {
-                                s.notify.notify_waiters();
-                            }
-                        }
-                        changed = endpoint.changed() => break changed.is_ok(),
-                    }
-                };
-                for r in readers {
-                    r.abort();
-                }
-                if !restarted {
-                    return;
+                if admitted {
+                    s.push(Channel::Iopub, m);
+                } else {
+                    s.notify.notify_waiters();
                 }
             }
         });
@@ -337,7 +413,6 @@ pub fn session_for(kernel: &Arc<Kernel>, session_id: &str) -> Arc<ChannelSession
         return s.clone();
     }
     let s = Arc::new(ChannelSession {
-        dealers: tokio::sync::Mutex::new(None),
         buffer: Default::default(),
         notify: Notify::new(),
         attachments: AtomicU64::new(0),
@@ -371,13 +446,6 @@ pub async fn serve(
             .unwrap_or(b.delivered)
     };
     let (mut ws_tx, mut ws_rx) = socket.split();
-    // The session's sockets connect in its pump; wait for them briefly.
-    for _ in 0..500 {
-        if session.dealers.lock().await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
@@ -478,18 +546,17 @@ pub async fn serve(
                 };
                 kernel.touch();
                 metrics.relayed(&TO_KERNEL, size_of(&msg));
-                let mut guard = session.dealers.lock().await;
-                let Some(d) = guard.as_mut() else {
-                    break Some(close_frame(close::KERNEL_GONE, "kernel unreachable"));
+                if channel == Channel::Iopub {
+                    break Some(close_frame(close::POLICY, "clients cannot send on iopub"));
+                }
+                let mux = match mux_for(&kernel).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot reach the kernel");
+                        break Some(close_frame(close::KERNEL_GONE, "kernel unreachable"));
+                    }
                 };
-                let Ok(frames) = zeromq::ZmqMessage::try_from(msg.to_frames(&d.signer)) else { continue };
-                let sent = match channel {
-                    Channel::Shell => d.shell.send(frames).await,
-                    Channel::Control => d.control.send(frames).await,
-                    Channel::Stdin => d.stdin.send(frames).await,
-                    Channel::Iopub => break Some(close_frame(close::POLICY, "clients cannot send on iopub")),
-                };
-                if let Err(e) = sent {
+                if let Err(e) = mux.send(channel, &msg, &session).await {
                     tracing::warn!(kernel_id = %kernel.id, error = %e, "send to kernel failed");
                 }
             }

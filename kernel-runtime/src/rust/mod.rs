@@ -13,7 +13,6 @@ mod completeness;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use evcxr::CommandContext;
 use jupyter_protocol::{Media, MediaType};
@@ -76,73 +75,113 @@ fn rustc_version() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Where the child's output goes while a cell runs.
-struct Forwarder {
-    current: Mutex<Option<Output>>,
-    stdout: crossbeam_channel::Receiver<String>,
-    stderr: crossbeam_channel::Receiver<String>,
-    /// A display being collected between markers: (mime, lines).
-    pending: Mutex<Option<(String, Vec<String>)>>,
+/// What the executor tells the output pump.
+enum Control {
+    /// A cell starts: its output goes to this sink.
+    Begin(Box<Output>),
+    /// The cell's evaluation returned: forward what is left, detach, then acknowledge.
+    End(crossbeam_channel::Sender<()>),
 }
 
-impl Forwarder {
+/// The one thread that owns the child's output while cells come and go.
+///
+/// It alone receives from evcxr's stdout/stderr channels and holds the
+/// current cell's sink as plain state, so no lock is shared with the
+/// executor (an earlier mutex held across the wait could starve the executor
+/// for minutes on a busy 2-core machine).
+struct Pump {
+    control: crossbeam_channel::Receiver<Control>,
+    stdout: crossbeam_channel::Receiver<String>,
+    stderr: crossbeam_channel::Receiver<String>,
+    current: Option<Output>,
+    /// A display being collected between markers: (mime, lines).
+    pending: Option<(String, Vec<String>)>,
+}
+
+impl Pump {
     /// Sends one line to the running cell's output; lines outside a cell are logged.
-    fn line(&self, out: Option<&Output>, line: String, is_stderr: bool) {
+    fn line(&mut self, line: String, is_stderr: bool) {
         if !is_stderr {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(rest) = line.strip_prefix("ACADEMY_BEGIN_DISPLAY ") {
-                *pending = Some((rest.trim().to_owned(), Vec::new()));
+                self.pending = Some((rest.trim().to_owned(), Vec::new()));
                 return;
             }
             if line == "ACADEMY_END_DISPLAY" {
-                if let Some((mime, lines)) = pending.take()
-                    && let Some(out) = out
+                if let Some((mime, lines)) = self.pending.take()
+                    && let Some(out) = &self.current
                 {
                     out.display(display_media(&mime, lines.join("\n")), None);
                 }
                 return;
             }
-            if let Some((_, lines)) = pending.as_mut() {
+            if let Some((_, lines)) = self.pending.as_mut() {
                 lines.push(line);
                 return;
             }
         }
-        match out {
+        match &self.current {
             Some(o) if is_stderr => o.stderr(&format!("{line}\n")),
             Some(o) => o.stdout(&format!("{line}\n")),
             None => tracing::debug!(line, "output outside a cell"),
         }
     }
 
-    /// Runs until the channels close, forwarding as lines arrive.
-    fn pump(self: Arc<Self>) {
+    /// Runs until the executor or evcxr goes away, forwarding lines as they arrive.
+    fn run(mut self) {
         loop {
-            let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
-            let got = crossbeam_channel::select! {
-                recv(self.stdout) -> l => l.map(|l| (l, false)),
-                recv(self.stderr) -> l => l.map(|l| (l, true)),
-                default(Duration::from_millis(20)) => { drop(guard); continue; }
-            };
-            match got {
-                Ok((line, is_stderr)) => self.line(guard.as_ref(), line, is_stderr),
-                Err(_) => return,
+            crossbeam_channel::select! {
+                recv(self.control) -> c => match c {
+                    Ok(Control::Begin(out)) => self.current = Some(*out),
+                    Ok(Control::End(ack)) => {
+                        // evcxr queues a cell's lines before its evaluation returns,
+                        // so what is in the channels now belongs to this cell.
+                        while let Ok(line) = self.stdout.try_recv() {
+                            self.line(line, false);
+                        }
+                        while let Ok(line) = self.stderr.try_recv() {
+                            self.line(line, true);
+                        }
+                        self.current = None;
+                        let _ = ack.send(());
+                    }
+                    Err(_) => return,
+                },
+                recv(self.stdout) -> l => match l {
+                    Ok(line) => self.line(line, false),
+                    Err(_) => return,
+                },
+                recv(self.stderr) -> l => match l {
+                    Ok(line) => self.line(line, true),
+                    Err(_) => return,
+                },
             }
         }
     }
+}
 
-    /// Forwards what is left in the channels, then detaches the cell.
-    fn finish_cell(&self) {
-        let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Ok(line) = self.stdout.try_recv() {
-                self.line(guard.as_ref(), line, false);
-            } else if let Ok(line) = self.stderr.try_recv() {
-                self.line(guard.as_ref(), line, true);
-            } else {
-                break;
-            }
+/// The executor's end of the pump.
+struct Forwarder {
+    control: crossbeam_channel::Sender<Control>,
+}
+
+impl Forwarder {
+    fn begin_cell(&self, out: &Output) {
+        if self
+            .control
+            .send(Control::Begin(Box::new(out.clone())))
+            .is_err()
+        {
+            tracing::warn!("the evcxr output pump has stopped; output is lost");
         }
-        *guard = None;
+    }
+
+    /// Returns once every line the cell printed has been forwarded.
+    fn finish_cell(&self) {
+        let (ack, done) = crossbeam_channel::bounded(1);
+        if self.control.send(Control::End(ack)).is_ok() {
+            // Err: the pump exited and dropped the request; nothing is left to wait for.
+            let _ = done.recv();
+        }
     }
 }
 
@@ -176,7 +215,7 @@ impl Interrupter for Kill {
 
 pub struct RustEngine {
     ctx: CommandContext,
-    forwarder: Arc<Forwarder>,
+    forwarder: Forwarder,
     interrupted: Arc<AtomicBool>,
     prelude_loaded: bool,
 }
@@ -197,19 +236,19 @@ pub fn build() -> Result<Built, String> {
         tracing::warn!(error = %e, "evcxr compile cache not enabled");
     }
     let interrupted = Arc::new(AtomicBool::new(false));
-    let forwarder = Arc::new(Forwarder {
-        current: Mutex::new(None),
+    let (control, control_rx) = crossbeam_channel::unbounded();
+    let pump = Pump {
+        control: control_rx,
         stdout: outputs.stdout,
         stderr: outputs.stderr,
-        pending: Mutex::new(None),
-    });
-    {
-        let f = forwarder.clone();
-        std::thread::Builder::new()
-            .name("evcxr-output".into())
-            .spawn(move || f.pump())
-            .map_err(|e| e.to_string())?;
-    }
+        current: None,
+        pending: None,
+    };
+    std::thread::Builder::new()
+        .name("evcxr-output".into())
+        .spawn(move || pump.run())
+        .map_err(|e| e.to_string())?;
+    let forwarder = Forwarder { control };
     let killer = Arc::new(Kill {
         child: ctx.process_handle(),
         interrupted: interrupted.clone(),
@@ -319,11 +358,7 @@ fn render_compile_error(e: &evcxr::CompilationError, code: &str) -> Vec<String> 
 impl Engine for RustEngine {
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
         self.interrupted.store(false, Ordering::SeqCst);
-        *self
-            .forwarder
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(out.clone());
+        self.forwarder.begin_cell(out);
         if !self.prelude_loaded {
             match self.ctx.execute(PRELUDE) {
                 Ok(_) => self.prelude_loaded = true,

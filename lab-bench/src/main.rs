@@ -1,0 +1,275 @@
+//! `lab-bench`: Academy Lab's gateway side by side with Jupyter Kernel
+//! Gateway, in one run, on one machine, with the same kernels and the same
+//! client, and a direct ZeroMQ baseline for what the gateways add.
+//!
+//! Run it through `scripts/bench`, which installs the reference in a venv,
+//! builds release binaries and regenerates `BENCHMARKS.md`.
+
+mod client;
+mod direct;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::client::Api;
+use crate::report::{KindResults, Results};
+use crate::scenarios::attempt;
+use crate::servers::{Kind, Server, Setup};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark Academy Lab's gateway against Jupyter Kernel Gateway")]
+struct Args {
+    /// The `lab` binary to measure (a release build).
+    #[arg(long, default_value = "target/release/lab")]
+    lab: PathBuf,
+    /// A venv with jupyter_kernel_gateway, ipykernel and our kernelspecs.
+    #[arg(long, default_value = ".bench-venv")]
+    venv: PathBuf,
+    /// A few seconds per scenario, to keep the harness working (CI).
+    #[arg(long)]
+    quick: bool,
+    /// Where the markdown report goes (default BENCHMARKS.md, or none for `--only`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the raw results go, as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    json: PathBuf,
+    /// Kernels to measure P1–P3 with.
+    #[arg(long, value_delimiter = ',', default_value = "python3,academy-candle")]
+    kernels: Vec<String>,
+    /// Concurrent clients for P1 under load, each on its own kernel.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Idle websockets to hold for P5 (repeatable list).
+    #[arg(long, value_delimiter = ',')]
+    held: Option<Vec<usize>>,
+    /// Concurrent academy-candle kernels to start for P5.
+    #[arg(long)]
+    running_kernels: Option<usize>,
+    /// Only these scenarios (p1, p2, p3, p5); a partial run writes no BENCHMARKS.md
+    /// unless `--out` is given.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+}
+
+impl Args {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
+    }
+}
+
+/// How much of each scenario to run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub warmup: usize,
+    pub round_trips: usize,
+    pub clients: usize,
+    pub load_seconds: u64,
+    pub lines: u32,
+    pub starts: usize,
+    pub held: Vec<usize>,
+    pub held_on_kernels: usize,
+    pub running_kernels: usize,
+    pub quick: bool,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Plan {
+        let mut p = if args.quick {
+            Plan {
+                warmup: 5,
+                round_trips: 30,
+                clients: 4,
+                load_seconds: 1,
+                lines: 1000,
+                starts: 1,
+                held: vec![50],
+                held_on_kernels: 2,
+                running_kernels: 4,
+                quick: true,
+            }
+        } else {
+            Plan {
+                warmup: 50,
+                round_trips: 1000,
+                clients: 100,
+                load_seconds: 10,
+                lines: 50_000,
+                starts: 5,
+                held: vec![1000, 10_000],
+                held_on_kernels: 100,
+                running_kernels: 200,
+                quick: false,
+            }
+        };
+        if let Some(c) = args.clients {
+            p.clients = c;
+        }
+        if let Some(h) = &args.held {
+            p.held = h.clone();
+        }
+        if let Some(k) = args.running_kernels {
+            p.running_kernels = k;
+        }
+        p
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = Plan::new(&args);
+    let venv = std::path::absolute(&args.venv)?;
+    let setup = Setup {
+        lab: std::path::absolute(&args.lab)?,
+        venv: venv.clone(),
+        warm_pool: 0,
+    };
+    // The direct baseline finds kernelspecs the way the servers do.
+    // SAFETY: set before any other thread of ours reads the environment.
+    unsafe {
+        std::env::set_var("JUPYTER_PATH", venv.join("share/jupyter"));
+        std::env::set_var(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    let mut results = Results::new(&plan, &setup).await;
+
+    eprintln!("direct ZeroMQ baseline");
+    for k in args
+        .kernels
+        .iter()
+        .filter(|_| args.runs("p1") || args.runs("p2"))
+    {
+        let rt = attempt(
+            &format!("{k}: round trips"),
+            scenarios::direct_round_trips(k, plan.warmup, plan.round_trips),
+        )
+        .await;
+        let st = attempt(
+            &format!("{k}: streaming"),
+            scenarios::direct_streaming(k, plan.lines),
+        )
+        .await;
+        results.direct.insert(k.clone(), (rt, st));
+    }
+
+    for kind in [Kind::Lab, Kind::KernelGateway] {
+        eprintln!("{}", kind.label());
+        let server = Server::start(kind, &setup)
+            .await
+            .with_context(|| format!("starting {}", kind.label()))?;
+        let r = measure(&server, &args, &plan).await;
+        server.stop().await;
+        results.servers.push((kind, r));
+    }
+
+    if args.runs("p3") {
+        eprintln!("Academy Lab with a warm pool");
+        let pooled = Setup {
+            warm_pool: 2,
+            ..setup.clone()
+        };
+        let server = Server::start(Kind::Lab, &pooled).await?;
+        let api = Api::new(&server);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        results.warm_start = attempt(
+            "academy-candle: start from the warm pool",
+            scenarios::start_to_idle(&api, "academy-candle", plan.starts, Duration::from_secs(1)),
+        )
+        .await;
+        server.stop().await;
+    }
+
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
+    let md = report::markdown(&results);
+    println!("{md}");
+    let out = match (&args.out, &args.only) {
+        (Some(out), _) => Some(out.clone()),
+        (None, None) => Some(PathBuf::from("BENCHMARKS.md")),
+        (None, Some(_)) => None,
+    };
+    if let Some(out) = out {
+        std::fs::write(&out, &md)?;
+        eprintln!("wrote {}", out.display());
+    }
+    eprintln!("wrote {}", args.json.display());
+    Ok(())
+}
+
+async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
+    let api = Api::new(server);
+    let mut r = KindResults::default();
+    for k in &args.kernels {
+        let mut entry = report::PerKernel::default();
+        if args.runs("p1") {
+            entry.one = attempt(
+                &format!("{k}: round trips, 1 client"),
+                scenarios::round_trips(&api, k, plan.warmup, plan.round_trips),
+            )
+            .await;
+            entry.many = attempt(
+                &format!("{k}: round trips, {} clients", plan.clients),
+                scenarios::concurrent_round_trips(
+                    &api,
+                    k,
+                    plan.clients,
+                    Duration::from_secs(plan.load_seconds),
+                ),
+            )
+            .await;
+        }
+        if args.runs("p2") {
+            entry.stream = attempt(
+                &format!("{k}: streaming {} lines", plan.lines),
+                scenarios::streaming(&api, k, plan.lines),
+            )
+            .await;
+        }
+        if args.runs("p3") {
+            entry.cold = attempt(
+                &format!("{k}: cold start to idle"),
+                scenarios::start_to_idle(&api, k, plan.starts, Duration::ZERO),
+            )
+            .await;
+        }
+        r.per_kernel.insert(k.clone(), entry);
+    }
+    if !args.runs("p5") {
+        return r;
+    }
+    // Kernels first, so the RSS it reports is not what the websockets left behind.
+    r.kernels = attempt(
+        &format!("{} running kernels", plan.running_kernels),
+        scenarios::running_kernels(server, &api, plan.running_kernels),
+    )
+    .await;
+    for &n in &plan.held {
+        if let Some(h) = attempt(
+            &format!("{n} idle websockets"),
+            scenarios::idle_connections(server, &api, plan.held_on_kernels, n),
+        )
+        .await
+        {
+            r.held.push(h);
+        }
+    }
+    r
+}
