@@ -38,8 +38,8 @@ struct Args {
     /// Where the markdown report goes (default BENCHMARKS.md, or none for `--only`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Where the raw results go, as JSON.
-    #[arg(long, default_value = "target/bench/results.json")]
+    /// Where the raw results go, as JSON (`--render` reads it back).
+    #[arg(long, default_value = "BENCHMARKS.json")]
     json: PathBuf,
     /// Kernels to measure P1–P3 with.
     #[arg(long, value_delimiter = ',', default_value = "python3,academy-candle")]
@@ -53,6 +53,13 @@ struct Args {
     /// Concurrent academy-candle kernels to start for P5.
     #[arg(long)]
     running_kernels: Option<usize>,
+    /// Measure nothing: render the markdown again from a results JSON of an
+    /// earlier run (after a change to the report's layout).
+    #[arg(long)]
+    render: Option<PathBuf>,
+    /// Fail (exit 1) if any scenario failed, instead of reporting it (CI).
+    #[arg(long)]
+    strict: bool,
     /// Only these scenarios (p1, p2, p3, p5); a partial run writes no BENCHMARKS.md
     /// unless `--out` is given.
     #[arg(long, value_delimiter = ',')]
@@ -68,7 +75,7 @@ impl Args {
 }
 
 /// How much of each scenario to run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub warmup: usize,
     pub round_trips: usize,
@@ -127,6 +134,19 @@ impl Plan {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(json) = &args.render {
+        let text =
+            std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+        let results: Results = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a lab-bench result", json.display()))?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md"));
+        std::fs::write(&out, report::markdown(&results))?;
+        eprintln!("rendered {} from {}", out.display(), json.display());
+        return Ok(());
+    }
     let plan = Plan::new(&args);
     let venv = std::path::absolute(&args.venv)?;
     let setup = Setup {
@@ -156,12 +176,12 @@ async fn main() -> Result<()> {
         .filter(|_| args.runs("p1") || args.runs("p2"))
     {
         let rt = attempt(
-            &format!("{k}: round trips"),
+            &format!("direct, {k}: round trips"),
             scenarios::direct_round_trips(k, plan.warmup, plan.round_trips),
         )
         .await;
         let st = attempt(
-            &format!("{k}: streaming"),
+            &format!("direct, {k}: streaming"),
             scenarios::direct_streaming(k, plan.lines),
         )
         .await;
@@ -188,13 +208,15 @@ async fn main() -> Result<()> {
         let api = Api::new(&server);
         tokio::time::sleep(Duration::from_secs(2)).await;
         results.warm_start = attempt(
-            "academy-candle: start from the warm pool",
+            "Academy Lab, academy-candle: start from the warm pool",
             scenarios::start_to_idle(&api, "academy-candle", plan.starts, Duration::from_secs(1)),
         )
         .await;
         server.stop().await;
     }
 
+    results.failures =
+        std::mem::take(&mut *scenarios::FAILED.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -211,22 +233,27 @@ async fn main() -> Result<()> {
         eprintln!("wrote {}", out.display());
     }
     eprintln!("wrote {}", args.json.display());
+    let failed = results.failures.len();
+    if args.strict && failed > 0 {
+        anyhow::bail!("{failed} scenarios failed (see above)");
+    }
     Ok(())
 }
 
 async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
     let api = Api::new(server);
+    let on = server.kind.label();
     let mut r = KindResults::default();
     for k in &args.kernels {
         let mut entry = report::PerKernel::default();
         if args.runs("p1") {
             entry.one = attempt(
-                &format!("{k}: round trips, 1 client"),
+                &format!("{on}, {k}: round trips, 1 client"),
                 scenarios::round_trips(&api, k, plan.warmup, plan.round_trips),
             )
             .await;
             entry.many = attempt(
-                &format!("{k}: round trips, {} clients", plan.clients),
+                &format!("{on}, {k}: round trips, {} clients", plan.clients),
                 scenarios::concurrent_round_trips(
                     &api,
                     k,
@@ -238,14 +265,14 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
         }
         if args.runs("p2") {
             entry.stream = attempt(
-                &format!("{k}: streaming {} lines", plan.lines),
+                &format!("{on}, {k}: streaming {} lines", plan.lines),
                 scenarios::streaming(&api, k, plan.lines),
             )
             .await;
         }
         if args.runs("p3") {
             entry.cold = attempt(
-                &format!("{k}: cold start to idle"),
+                &format!("{on}, {k}: cold start to idle"),
                 scenarios::start_to_idle(&api, k, plan.starts, Duration::ZERO),
             )
             .await;
@@ -257,13 +284,13 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
     }
     // Kernels first, so the RSS it reports is not what the websockets left behind.
     r.kernels = attempt(
-        &format!("{} running kernels", plan.running_kernels),
+        &format!("{on}: {} running kernels", plan.running_kernels),
         scenarios::running_kernels(server, &api, plan.running_kernels),
     )
     .await;
     for &n in &plan.held {
         if let Some(h) = attempt(
-            &format!("{n} idle websockets"),
+            &format!("{on}: {n} idle websockets"),
             scenarios::idle_connections(server, &api, plan.held_on_kernels, n),
         )
         .await

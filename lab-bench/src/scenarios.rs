@@ -188,7 +188,7 @@ pub async fn start_to_idle(api: &Api, kernel: &str, n: usize, pause: Duration) -
 
 /// P5: websockets held open on `kernels` kernels, each having done what
 /// JupyterLab does on connect (a kernel_info round trip), then left idle.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Held {
     pub wanted: usize,
     pub reached: usize,
@@ -290,7 +290,7 @@ pub async fn idle_connections(
 }
 
 /// P5: concurrent running kernels started through the gateway.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kernels {
     pub wanted: usize,
     pub reached: usize,
@@ -318,6 +318,10 @@ pub async fn running_kernels(server: &Server, api: &Api, wanted: usize) -> Resul
     })
 }
 
+/// The scenarios that failed in this run and why: the report shows them, and
+/// `--strict` turns any into an error.
+pub static FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
 /// Runs `f`, turning an error into a note instead of ending the benchmark.
 pub async fn attempt<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Option<T> {
     eprintln!("  {what} …");
@@ -329,6 +333,10 @@ pub async fn attempt<T>(what: &str, f: impl std::future::Future<Output = Result<
         }
         Err(e) => {
             eprintln!("  {what} failed: {e:#}");
+            FAILED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((what.to_owned(), format!("{e:#}")));
             None
         }
     }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 /// Which gateway a measurement ran against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Academy Lab's `lab serve`.
     Lab,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::client::Seen;
 
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub median_ms: f64,
     pub p99_ms: f64,
@@ -26,7 +26,7 @@ impl Stats {
     }
 }
 
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Throughput {
     pub messages: u64,
     pub msgs_per_s: f64,
