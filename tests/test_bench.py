@@ -27,6 +27,8 @@ def test_quick_benchmark_runs_every_scenario_against_both_gateways(tmp_path):
             k = res["per_kernel"][kernel]
             assert k["one"]["n"] == r["plan"]["round_trips"], (kind, kernel)
             assert k["many"][1] > 0 and k["stream"]["messages"] > r["plan"]["lines"], (kind, kernel)
+            if kind == "Lab":  # we never drop output with rate limits off
+                assert k["stream"]["lines"] == r["plan"]["lines"], (kernel, k["stream"])
             assert k["cold"]["n"] == r["plan"]["starts"], (kind, kernel)
         assert res["kernels"]["reached"] == r["plan"]["running_kernels"], kind
     lab_held = servers["Lab"]["held"]

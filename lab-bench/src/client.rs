@@ -22,6 +22,8 @@ type Ws =
 
 /// How long any one step may take before the benchmark gives up on it.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a request's idle status may lag its reply before it counts as lost.
+const IDLE_AFTER_REPLY: Duration = Duration::from_secs(10);
 
 pub struct Api {
     http: reqwest::Client,
@@ -124,6 +126,8 @@ struct Content<'a> {
     execution_state: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
 }
 
 /// What one request produced, as the client saw it.
@@ -133,6 +137,8 @@ pub struct Seen {
     pub messages: u64,
     /// `stream` messages among them.
     pub streams: u64,
+    /// Lines of output they carried (a kernel may split or join lines).
+    pub lines: u64,
     /// Bytes of all websocket frames received meanwhile.
     pub bytes: u64,
     /// From sending the request to its reply and idle status.
@@ -179,10 +185,19 @@ impl Conn {
         let mut first_stream = None;
         let mut last_stream = started;
         let reply_type = msg_type.replace("_request", "_reply");
+        // A deadline pings cannot push back: a server's keepalive frames must not
+        // hide a request whose last messages were dropped.
+        let mut deadline = tokio::time::Instant::now() + STEP_TIMEOUT * 3;
         while !(replied && idle) {
-            let frame = tokio::time::timeout(STEP_TIMEOUT, self.ws.next())
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .with_context(|| format!("no {reply_type} within {STEP_TIMEOUT:?}"))?
+                .map_err(|_| {
+                    if replied {
+                        anyhow!("{reply_type} arrived, its idle status never did: the gateway dropped messages")
+                    } else {
+                        anyhow!("no {reply_type} within {:?}", STEP_TIMEOUT * 3)
+                    }
+                })?
                 .ok_or_else(|| anyhow!("the websocket closed"))??;
             let data = match &frame {
                 Message::Text(t) => t.as_bytes(),
@@ -199,6 +214,11 @@ impl Conn {
             match m.header.msg_type.as_ref() {
                 "stream" => {
                     seen.streams += 1;
+                    seen.lines +=
+                        m.content
+                            .text
+                            .as_deref()
+                            .map_or(0, |t| t.matches('\n').count()) as u64;
                     let now = Instant::now();
                     first_stream.get_or_insert(now);
                     last_stream = now;
@@ -209,6 +229,7 @@ impl Conn {
                         bail!("{msg_type} failed");
                     }
                     replied = true;
+                    deadline = deadline.min(tokio::time::Instant::now() + IDLE_AFTER_REPLY);
                 }
                 _ => {}
             }

@@ -121,6 +121,7 @@ impl DirectKernel {
             match &m.content {
                 JupyterMessageContent::StreamContent(s) => {
                     seen.streams += 1;
+                    seen.lines += s.text.matches('\n').count() as u64;
                     seen.bytes += s.text.len() as u64;
                     let now = Instant::now();
                     first_stream.get_or_insert(now);

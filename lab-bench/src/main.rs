@@ -97,7 +97,7 @@ impl Plan {
                 round_trips: 30,
                 clients: 4,
                 load_seconds: 1,
-                lines: 1000,
+                lines: 300,
                 starts: 1,
                 held: vec![50],
                 held_on_kernels: 2,

@@ -345,9 +345,15 @@ pub fn markdown(r: &Results) -> String {
     for (name, (_, direct)) in &r.direct {
         let l = r.kernel(lab, name).and_then(|k| k.stream.as_ref());
         let t = r.kernel(kg, name).and_then(|k| k.stream.as_ref());
+        let lines = u64::from(r.plan.lines);
         let tp = |t: Option<&Throughput>| {
             t.map_or(NA.into(), |t| {
-                format!("{:.0} msg/s, {:.1} MB/s", t.msgs_per_s, t.mb_per_s)
+                let lost = if t.lines > 0 && t.lines < lines {
+                    format!(" (**{} of {lines} lines arrived**)", t.lines)
+                } else {
+                    String::new()
+                };
+                format!("{:.0} msg/s, {:.1} MB/s{lost}", t.msgs_per_s, t.mb_per_s)
             })
         };
         let direct_tp = direct

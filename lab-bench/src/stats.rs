@@ -29,6 +29,9 @@ impl Stats {
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Throughput {
     pub messages: u64,
+    /// Lines of output received: a gateway that drops output shows here.
+    #[serde(default)]
+    pub lines: u64,
     pub msgs_per_s: f64,
     pub mb_per_s: f64,
     pub seconds: f64,
@@ -39,6 +42,7 @@ impl Throughput {
         let secs = seen.elapsed.as_secs_f64();
         Throughput {
             messages: seen.messages,
+            lines: seen.lines,
             msgs_per_s: seen.messages as f64 / secs,
             mb_per_s: seen.bytes as f64 / secs / 1e6,
             seconds: secs,
