@@ -145,6 +145,8 @@ pub struct Seen {
     pub elapsed: Duration,
     /// From the first stream message to the last one.
     pub streaming: Duration,
+    /// Whether the request's idle status arrived (false: the gateway dropped messages).
+    pub complete: bool,
 }
 
 /// One websocket to one kernel.
@@ -176,7 +178,15 @@ impl Conn {
     }
 
     /// Sends a request and reads until its reply and its idle status arrived.
-    async fn round_trip(&mut self, channel: &str, msg_type: &str, content: Value) -> Result<Seen> {
+    /// With `tolerate_loss`, an idle status that never follows the reply ends
+    /// the request as incomplete instead of failing it: what arrived is measured.
+    async fn round_trip(
+        &mut self,
+        channel: &str,
+        msg_type: &str,
+        content: Value,
+        tolerate_loss: bool,
+    ) -> Result<Seen> {
         let (id, text) = self.message(channel, msg_type, content);
         let started = Instant::now();
         self.ws.send(Message::text(text)).await?;
@@ -188,9 +198,18 @@ impl Conn {
         // A deadline pings cannot push back: a server's keepalive frames must not
         // hide a request whose last messages were dropped.
         let mut deadline = tokio::time::Instant::now() + STEP_TIMEOUT * 3;
+        let mut last_message = started;
         while !(replied && idle) {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
+            if next.is_err() && replied && tolerate_loss {
+                seen.complete = false;
+                seen.elapsed = last_message.duration_since(started);
+                if let Some(first) = first_stream {
+                    seen.streaming = last_stream.duration_since(first);
+                }
+                return Ok(seen);
+            }
+            let frame = next
                 .map_err(|_| {
                     if replied {
                         anyhow!("{reply_type} arrived, its idle status never did: the gateway dropped messages")
@@ -211,6 +230,7 @@ impl Conn {
                 continue;
             }
             seen.messages += 1;
+            last_message = Instant::now();
             match m.header.msg_type.as_ref() {
                 "stream" => {
                     seen.streams += 1;
@@ -235,6 +255,7 @@ impl Conn {
             }
             let _ = m.channel;
         }
+        seen.complete = true;
         seen.elapsed = started.elapsed();
         if let Some(first) = first_stream {
             seen.streaming = last_stream.duration_since(first);
@@ -243,6 +264,15 @@ impl Conn {
     }
 
     pub async fn execute(&mut self, code: &str) -> Result<Seen> {
+        self.execute_with(code, false).await
+    }
+
+    /// A cell whose output may be dropped by the gateway: measures what arrives.
+    pub async fn execute_lossy(&mut self, code: &str) -> Result<Seen> {
+        self.execute_with(code, true).await
+    }
+
+    async fn execute_with(&mut self, code: &str, tolerate_loss: bool) -> Result<Seen> {
         self.round_trip(
             "shell",
             "execute_request",
@@ -254,12 +284,13 @@ impl Conn {
                 "allow_stdin": false,
                 "stop_on_error": true,
             }),
+            tolerate_loss,
         )
         .await
     }
 
     pub async fn kernel_info(&mut self) -> Result<Seen> {
-        self.round_trip("shell", "kernel_info_request", json!({}))
+        self.round_trip("shell", "kernel_info_request", json!({}), false)
             .await
     }
 

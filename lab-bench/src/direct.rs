@@ -136,6 +136,7 @@ impl DirectKernel {
                 _ => {}
             }
         }
+        seen.complete = true;
         seen.elapsed = started.elapsed();
         if let Some(first) = first_stream {
             seen.streaming = last_stream.duration_since(first);

@@ -334,7 +334,9 @@ pub fn markdown(r: &Results) -> String {
          (ipykernel: `print(..., flush=True)`). Rates over the whole cell, as the client \
          receives them. ipykernel makes only a few thousand messages a second (see *Direct*), \
          so with python3 both gateways forward all of it and the ratio is noise; \
-         academy-candle makes them faster than either forwards them, which is what P2 measures.\n",
+         academy-candle makes them faster than either forwards them, which is what P2 measures. \
+         Where a gateway drops output, its rate counts what arrived until its last message, and \
+         the lines that arrived are shown.\n",
         r.plan.lines
     );
     let _ = writeln!(
@@ -348,11 +350,17 @@ pub fn markdown(r: &Results) -> String {
         let lines = u64::from(r.plan.lines);
         let tp = |t: Option<&Throughput>| {
             t.map_or(NA.into(), |t| {
-                let lost = if t.lines > 0 && t.lines < lines {
-                    format!(" (**{} of {lines} lines arrived**)", t.lines)
-                } else {
-                    String::new()
-                };
+                let mut lost = String::new();
+                if t.lines > 0 && t.lines < lines {
+                    lost = format!(" (**{} of {lines} lines arrived**", t.lines);
+                    lost.push_str(if t.complete {
+                        ")"
+                    } else {
+                        ", and no idle status)"
+                    });
+                } else if !t.complete {
+                    lost = " (**no idle status arrived**)".into();
+                }
                 format!("{:.0} msg/s, {:.1} MB/s{lost}", t.msgs_per_s, t.mb_per_s)
             })
         };

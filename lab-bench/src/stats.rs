@@ -32,6 +32,10 @@ pub struct Throughput {
     /// Lines of output received: a gateway that drops output shows here.
     #[serde(default)]
     pub lines: u64,
+    /// Whether the cell's idle status arrived; rates then cover what arrived
+    /// until the last message.
+    #[serde(default = "yes")]
+    pub complete: bool,
     pub msgs_per_s: f64,
     pub mb_per_s: f64,
     pub seconds: f64,
@@ -43,11 +47,16 @@ impl Throughput {
         Throughput {
             messages: seen.messages,
             lines: seen.lines,
+            complete: seen.complete,
             msgs_per_s: seen.messages as f64 / secs,
             mb_per_s: seen.bytes as f64 / secs / 1e6,
             seconds: secs,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]
