@@ -98,17 +98,29 @@ impl Server {
     }
 
     pub async fn start(kind: Kind, setup: &Setup) -> Result<Server> {
-        match kind {
-            Kind::Lab => Self::lab(setup).await,
-            Kind::KernelGateway => Self::kernel_gateway(setup).await,
-        }
+        let data = tempfile::tempdir()?;
+        let port = free_port()?;
+        let (cmd, token) = match kind {
+            Kind::Lab => Self::lab(setup, data.path(), port).await?,
+            Kind::KernelGateway => Self::kernel_gateway(setup, data.path(), port),
+        };
+        let child = spawn(cmd, setup, data.path(), kind.label())?;
+        let mut server = Server {
+            kind,
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+            child,
+            _data: data,
+        };
+        server.wait_ready().await?;
+        Ok(server)
     }
 
-    async fn lab(setup: &Setup) -> Result<Server> {
-        let data = tempfile::tempdir()?;
+    /// `lab serve`'s command line, and the token of an admin added before it starts.
+    async fn lab(setup: &Setup, data: &Path, port: u16) -> Result<(Command, String)> {
         let out = Command::new(&setup.lab)
             .args(["user", "add", "bench", "--role", "admin", "--data-dir"])
-            .arg(data.path())
+            .arg(data)
             .output()
             .await
             .with_context(|| format!("running {}", setup.lab.display()))?;
@@ -116,11 +128,10 @@ impl Server {
             bail!("lab user add: {}", String::from_utf8_lossy(&out.stderr));
         }
         let token = String::from_utf8(out.stdout)?.trim().to_owned();
-        let port = free_port()?;
         let mut cmd = Command::new(&setup.lab);
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .args(["--port", &port.to_string()])
             .args(["--iopub-msg-rate-limit", "1e12"])
             .args(["--iopub-data-rate-limit", "1e15"])
@@ -131,21 +142,11 @@ impl Server {
                 &format!("academy-candle={}", setup.warm_pool),
             ]);
         }
-        let child = spawn(cmd, setup, data.path(), "lab serve")?;
-        let mut server = Server {
-            kind: Kind::Lab,
-            base: format!("http://127.0.0.1:{port}"),
-            token,
-            child,
-            _data: data,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+        Ok((cmd, token))
     }
 
-    async fn kernel_gateway(setup: &Setup) -> Result<Server> {
-        let data = tempfile::tempdir()?;
-        let port = free_port()?;
+    /// `jupyter kernelgateway`'s command line, with a fresh token.
+    fn kernel_gateway(setup: &Setup, data: &Path, port: u16) -> (Command, String) {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut cmd = Command::new(setup.venv.join("bin/jupyter"));
         cmd.arg("kernelgateway")
@@ -154,17 +155,8 @@ impl Server {
             .arg(format!("--KernelGatewayApp.auth_token={token}"))
             .arg("--JupyterWebsocketPersonality.list_kernels=True")
             .arg("--ZMQChannelsWebsocketConnection.limit_rate=False")
-            .current_dir(data.path());
-        let child = spawn(cmd, setup, data.path(), "jupyter kernelgateway")?;
-        let mut server = Server {
-            kind: Kind::KernelGateway,
-            base: format!("http://127.0.0.1:{port}"),
-            token,
-            child,
-            _data: data,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+            .current_dir(data);
+        (cmd, token)
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
