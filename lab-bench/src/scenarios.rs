@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use crate::client::{Api, Conn};
+use crate::client::Api;
 use crate::direct::DirectKernel;
 use crate::servers::Server;
 use crate::stats::{Stats, Throughput};
@@ -67,29 +67,43 @@ pub async fn direct_round_trips(kernel: &str, warmup: usize, n: usize) -> Result
     Ok(Stats::of(times))
 }
 
-/// Starts `n` kernels, `SETUP_PARALLELISM` at a time.
-async fn start_many(api: &Api, kernel: &str, n: usize) -> (Vec<String>, Option<String>) {
-    let mut ids = Vec::with_capacity(n);
+/// Runs `make(0)`, `make(1)`, … `make(n - 1)`, `parallelism` at a time, until
+/// all are done or one fails. Returns what succeeded (those already in flight
+/// at a failure included) and the first error.
+async fn in_parallel<T, Fut>(
+    n: usize,
+    parallelism: usize,
+    make: impl Fn(usize) -> Fut,
+) -> (Vec<T>, Option<String>)
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut done = Vec::with_capacity(n);
     let mut error = None;
     let mut pending = FuturesUnordered::new();
     let mut asked = 0;
-    while ids.len() < n && error.is_none() {
-        while asked < n && pending.len() < SETUP_PARALLELISM {
-            pending.push(api.start_kernel(kernel));
+    while done.len() < n && error.is_none() {
+        while asked < n && pending.len() < parallelism {
+            pending.push(make(asked));
             asked += 1;
         }
         match pending.next().await {
-            Some(Ok(id)) => ids.push(id),
+            Some(Ok(t)) => done.push(t),
             Some(Err(e)) => error = Some(format!("{e:#}")),
             None => break,
         }
     }
     while let Some(r) = pending.next().await {
-        if let Ok(id) = r {
-            ids.push(id);
+        if let Ok(t) = r {
+            done.push(t);
         }
     }
-    (ids, error)
+    (done, error)
+}
+
+/// Starts `n` kernels, `SETUP_PARALLELISM` at a time.
+async fn start_many(api: &Api, kernel: &str, n: usize) -> (Vec<String>, Option<String>) {
+    in_parallel(n, SETUP_PARALLELISM, |_| api.start_kernel(kernel)).await
 }
 
 async fn delete_all(api: &Api, ids: &[String]) {
@@ -216,10 +230,6 @@ pub async fn idle_connections(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before_mib = server.rss_mib();
     let started = Instant::now();
-    let mut conns: Vec<Conn> = Vec::with_capacity(wanted);
-    let mut error = None;
-    let mut pending = FuturesUnordered::new();
-    let mut asked = 0;
     // A refused or reset connection is retried twice after a pause, so a
     // server that is only slow to accept a burst is not counted as full.
     let open = |i: usize| {
@@ -243,22 +253,7 @@ pub async fn idle_connections(
             }
         }
     };
-    while conns.len() < wanted && error.is_none() {
-        while asked < wanted && pending.len() < SETUP_PARALLELISM * 4 {
-            pending.push(open(asked));
-            asked += 1;
-        }
-        match pending.next().await {
-            Some(Ok(c)) => conns.push(c),
-            Some(Err(e)) => error = Some(format!("{e:#}")),
-            None => break,
-        }
-    }
-    while let Some(r) = pending.next().await {
-        if let Ok(c) = r {
-            conns.push(c);
-        }
-    }
+    let (mut conns, error) = in_parallel(wanted, SETUP_PARALLELISM * 4, open).await;
     let seconds_to_connect = started.elapsed().as_secs_f64();
     // Every client's kernel_info made its kernel publish two status messages
     // to all of that kernel's clients (iopub is a broadcast): let that drain.
