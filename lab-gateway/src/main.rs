@@ -387,9 +387,9 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", data.join(sub).display()))?;
     }
     let store = Store::open(&data.join("lab.db"))?;
-    let first_start = store.user_count()? == 0;
     // The first start creates the admin, also when `lab user add` ran before it.
-    if store.user("admin")?.is_none() {
+    let created_admin = store.user("admin")?.is_none();
+    if created_admin {
         store.add_user("admin", Role::Admin, None)?;
     }
     // A fresh login token at every start, as Jupyter prints one; the last one stops working.
@@ -471,11 +471,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");
     }
-    if first_start {
-        println!(
-            "Created the data dir {} and the admin user.",
-            data.display()
-        );
+    if created_admin {
+        println!("Created the admin user in {}.", data.display());
     }
     println!("Academy Lab is running at http://{addr}/");
     println!("Log in with: http://{addr}/?token={token}");

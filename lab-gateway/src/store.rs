@@ -186,10 +186,6 @@ impl Store {
         f(&conn)
     }
 
-    pub fn user_count(&self) -> Result<i64, StoreError> {
-        self.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?))
-    }
-
     pub fn add_user(&self, name: &str, role: Role, group: Option<&str>) -> Result<(), StoreError> {
         self.with(|c| {
             let n = c.execute(

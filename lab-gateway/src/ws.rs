@@ -213,13 +213,15 @@ impl Mux {
     async fn connect(kernel: &Kernel) -> Result<Mux, zeromq::ZmqError> {
         let ep = kernel.endpoint().borrow().clone();
         let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
+        // All three connect before any reader starts, so a failure leaves nothing behind.
+        let shell = dealer(&ep.connection, Channel::Shell, &identity).await?;
+        let control = dealer(&ep.connection, Channel::Control, &identity).await?;
+        let stdin = dealer(&ep.connection, Channel::Stdin, &identity).await?;
         let signer = Signer::new(&ep.connection.key);
         let routes = Arc::new(std::sync::Mutex::new(Routes::default()));
-        let mut sends = Vec::with_capacity(3);
         let mut readers = Vec::with_capacity(3);
-        for ch in [Channel::Shell, Channel::Control, Channel::Stdin] {
-            let (tx, mut rx) = dealer(&ep.connection, ch, &identity).await?.split();
-            sends.push(tokio::sync::Mutex::new(tx));
+        let mut route_replies = |ch: Channel, socket: zeromq::DealerSocket| {
+            let (tx, mut rx) = socket.split();
             let routes = routes.clone();
             let signer = signer.clone();
             let kernel_id = kernel.id;
@@ -242,13 +244,11 @@ impl Mux {
                 }
             });
             readers.push(reader.abort_handle());
-        }
-        let stdin = sends.pop();
-        let control = sends.pop();
-        let shell = sends.pop();
-        let (Some(shell), Some(control), Some(stdin)) = (shell, control, stdin) else {
-            unreachable!("three DEALERs were connected");
+            tokio::sync::Mutex::new(tx)
         };
+        let shell = route_replies(Channel::Shell, shell);
+        let control = route_replies(Channel::Control, control);
+        let stdin = route_replies(Channel::Stdin, stdin);
         Ok(Mux {
             generation: ep.generation,
             shell,
