@@ -439,3 +439,90 @@ def test_each_client_of_a_kernel_gets_its_own_replies_and_input_requests(lab):
         a.close()
         b.close()
         api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")
+
+
+def test_kernels_are_confined_to_their_users_files(lab):
+    """A kernel runs as the gateway's Unix user, but Landlock keeps it from the
+    gateway's database, from other users' notebooks and from the gateway's process."""
+    subprocess.run([str(LAB), "user", "add", "erin", "--role", "engineer",
+                    "--data-dir", str(lab["data"])], capture_output=True, text=True, check=True)
+    erin = subprocess.run([str(LAB), "token", "create", "erin", "--data-dir", str(lab["data"])],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    secret = {"type": "file", "format": "text", "content": "erin's secret answer"}
+    assert api(lab["url"], "/api/contents/secret.txt", erin, "PUT", secret)[0] in (200, 201)
+    erins_file = lab["data"] / "users" / "erin" / "secret.txt"
+    assert erins_file.read_text() == "erin's secret answer"
+    db = lab["data"] / "lab.db"
+    gateway_environ = f"/proc/{lab['proc'].pid}/environ"
+
+    probe = f"""
+import os
+for path in [{str(db)!r}, {str(erins_file)!r}, {gateway_environ!r}]:
+    try:
+        open(path, 'rb').read()
+        print('READ', path)
+    except PermissionError:
+        print('DENIED', path)
+try:
+    os.kill({lab['proc'].pid}, 0)
+    print('SIGNALLED')
+except PermissionError:
+    print('DENIED signal')
+open('made-by-kernel.txt', 'w').write('mine')
+print('WROTE', os.getcwd())
+"""
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})
+    assert status == 201, model
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=x&token={lab['token']}"
+    out = stream_of_cell(url, probe)
+    for path in (db, erins_file, gateway_environ):
+        assert f"DENIED {path}" in out, out
+    assert "DENIED signal" in out and "WROTE" in out, out
+    # What the kernel wrote is the admin's own notebook file.
+    status, f = api(lab["url"], "/api/contents/made-by-kernel.txt?content=1", lab["token"])
+    assert status == 200 and f["content"] == "mine", f
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+    # academy-rust compiles with cargo inside the same confinement.
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "academy-rust"})
+    assert status == 201, model
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=x&token={lab['token']}"
+    out = stream_of_cell(url, f"""
+match std::fs::read({json.dumps(str(db))}) {{
+    Ok(_) => println!("READ db"),
+    Err(e) => println!("DENIED db: {{:?}}", e.kind()),
+}}
+std::fs::write("made-by-rust.txt", "rust").unwrap();
+println!("WROTE");
+""", timeout=300)
+    assert "DENIED db: PermissionDenied" in out and "WROTE" in out, out
+    assert (lab["data"] / "users" / "admin" / "made-by-rust.txt").read_text() == "rust"
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
+def stream_of_cell(ws_url, code, timeout=120):
+    """Everything a cell printed, over the legacy protocol."""
+    ws = websocket.create_connection(ws_url, timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                   "session": uuid.uuid4().hex, "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    text, reply, idle = "", None, False
+    while reply is None or not idle:
+        m = json.loads(ws.recv())
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream":
+            text += m["content"]["text"]
+        elif m["msg_type"] == "error":
+            text += "\n".join(m["content"]["traceback"])
+        elif m["msg_type"] == "execute_reply":
+            reply = m["content"]
+        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            idle = True
+    ws.close()
+    return text

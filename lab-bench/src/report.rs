@@ -403,7 +403,7 @@ pub fn markdown(r: &Results) -> String {
     let cold_kg = r.kernel(kg, "academy-candle").and_then(|k| k.cold.as_ref());
     let _ = writeln!(
         s,
-        "| academy-candle | warm pool | {} | no pool (prespawn does not serve `POST /api/kernels`) | {} |",
+        "| academy-candle | warm pool (`--sandbox off`) | {} | no pool (prespawn does not serve `POST /api/kernels`) | {} |",
         stats(r.warm_start.as_ref()),
         ratio(
             r.warm_start.as_ref().map(|x| x.median_ms),

@@ -137,9 +137,13 @@ impl Server {
             .args(["--iopub-data-rate-limit", "1e15"])
             .args(["--cull-idle-cpu", "off", "--gpus", "none"]);
         if setup.warm_pool > 0 {
+            // A prespawned kernel cannot be confined to a user it does not
+            // know yet, so the pool runs with the sandbox off.
             cmd.args([
                 "--warm-pool",
                 &format!("academy-candle={}", setup.warm_pool),
+                "--sandbox",
+                "off",
             ]);
         }
         Ok((cmd, token))

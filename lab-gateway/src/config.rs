@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// How long clients are warned before a cull (`60s`).
     #[arg(long, env = "LAB_CULL_WARNING", value_parser = parse_limit)]
     pub cull_warning: Option<Limit>,
+    /// How local kernels are confined: `auto` (Landlock where Linux has
+    /// it), `require` (refuse to start kernels without it), `off`.
+    #[arg(long, env = "LAB_SANDBOX")]
+    pub sandbox: Option<scheduler::sandbox::SandboxMode>,
     /// Warning time of a kernel whose borrowed GPU is reclaimed (`120s`).
     #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_limit)]
     pub reclaim_grace: Option<Limit>,
@@ -136,6 +140,7 @@ pub struct FileConfig {
     pub cull_warning: Option<String>,
     pub cull_connected: Option<bool>,
     pub reclaim_grace: Option<String>,
+    pub sandbox: Option<scheduler::sandbox::SandboxMode>,
     pub starvation_limit: Option<String>,
     /// The most GPUs one kernel may ask for, per role.
     #[serde(default)]
@@ -157,6 +162,7 @@ pub struct Config {
     pub cull: crate::kernels::CullPolicy,
     pub tuning: scheduler::Tuning,
     pub roles: crate::scheduling::RoleLimits,
+    pub sandbox: scheduler::sandbox::SandboxMode,
 }
 
 /// Where the GPU inventory comes from.
@@ -306,6 +312,7 @@ impl Config {
             cull,
             tuning,
             roles,
+            sandbox: args.sandbox.or(file.sandbox).unwrap_or_default(),
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

@@ -11,6 +11,7 @@ use lab_gateway::kernelspecs::Specs;
 use lab_gateway::scheduling::Scheduling;
 use lab_gateway::store::{Role, Store};
 use lab_gateway::{AppState, run};
+use scheduler::sandbox::{Sandbox, SandboxMode};
 
 #[derive(Parser)]
 #[command(
@@ -429,14 +430,40 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         config.tuning,
         config.roles,
     )?);
-    let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")));
+    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data);
+    let mut warm_pool = config.warm_pool.clone();
+    match config.sandbox {
+        SandboxMode::Off => println!("Kernels: unconfined (--sandbox off)"),
+        _ if Sandbox::supported() => {
+            println!("Kernels: confined by Landlock to their user's files");
+            if !warm_pool.is_empty() {
+                println!(
+                    "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
+                );
+                warm_pool.clear();
+            }
+        }
+        SandboxMode::Require => anyhow::bail!(
+            "--sandbox require: this Linux lacks Landlock ABI 6, so kernels cannot be confined"
+        ),
+        SandboxMode::Auto => match Sandbox::abi() {
+            Some(abi) => println!(
+                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped)"
+            ),
+            None => println!(
+                "Kernels: NOT confined, this Linux lacks Landlock (each kernel can read the data dir)"
+            ),
+        },
+    }
+    let launcher =
+        Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox));
     let kernels = Arc::new(
         KernelManager::new(launcher, specs, store.clone(), data.join("users"))
             .with_scheduling(scheduling.clone())
             .with_limits(config.limits)
             .with_queue_wait(config.queue_wait)
             .with_cull(config.cull)
-            .with_warm_pool(config.warm_pool.clone()),
+            .with_warm_pool(warm_pool),
     );
     scheduling.seed_budgets(&store.users()?, lab_gateway::scheduling::now_ms());
     kernels.reattach().await;

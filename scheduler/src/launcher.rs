@@ -58,6 +58,8 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("no free ports for the kernel: {0}")]
     Ports(String),
     #[error("cannot signal kernel process {pid}: {errno}")]

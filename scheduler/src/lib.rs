@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod launcher;
 pub mod local;
 pub mod quota;
+pub mod sandbox;
 pub mod simulate;
 
 pub use admission::{Decision, Event, Grant, Millis, Refusal, Request, Scheduler, Ticket, Tuning};

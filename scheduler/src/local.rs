@@ -19,6 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
+use crate::sandbox::{Grants, Sandbox};
 
 /// Variables of the gateway's own environment a kernel may inherit.
 const INHERITED: &[&str] = &[
@@ -28,7 +29,6 @@ const INHERITED: &[&str] = &[
     "TZ",
     "RUSTUP_HOME",
     "CARGO_HOME",
-    "TMPDIR",
     // Where the CUDA libraries are, for GPU kernels.
     "LD_LIBRARY_PATH",
 ];
@@ -36,6 +36,9 @@ const INHERITED: &[&str] = &[
 pub struct LocalLauncher {
     /// Where connection files live (the gateway's runtime dir).
     runtime_dir: PathBuf,
+    /// What keeps kernels away from the gateway's data; `None` runs them
+    /// as plain processes.
+    sandbox: Option<Sandbox>,
 }
 
 /// Ports handed to live kernels, process-wide: concurrent starts, even by two
@@ -48,7 +51,20 @@ impl LocalLauncher {
     pub fn new(runtime_dir: impl Into<PathBuf>) -> Self {
         LocalLauncher {
             runtime_dir: runtime_dir.into(),
+            sandbox: None,
         }
+    }
+
+    /// Confines every kernel started from now on (see [`crate::sandbox`]).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// A kernel's private temp dir: other kernels' temp files are out of
+    /// its reach, and it is removed with the kernel.
+    fn temp_dir(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.tmp"))
     }
 
     fn connection_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
@@ -129,7 +145,21 @@ impl Launcher for LocalLauncher {
         std::fs::write(&file, json).map_err(files)?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(files)?;
 
+        let tmp = self.temp_dir(spec.kernel_id);
+        std::fs::create_dir_all(&tmp).map_err(files)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(files)?;
+        let confinement = match &self.sandbox {
+            None => None,
+            Some(sandbox) => sandbox
+                .prepare(&Grants {
+                    read_write: vec![spec.cwd.clone(), tmp.clone()],
+                    read: vec![file.clone()],
+                })
+                .map_err(LaunchError::Sandbox)?,
+        };
+
         let mut env = kernel_env(&spec.env, &spec.cwd);
+        env.insert("TMPDIR".into(), tmp.display().to_string());
         if spec.gpus.is_empty() {
             env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
         } else {
@@ -156,6 +186,13 @@ impl Launcher for LocalLauncher {
         .stdout(log)
         .stderr(log2)
         .process_group(0);
+        if let Some(confinement) = confinement {
+            // SAFETY: `apply` only makes system calls (no allocation, no
+            // locks), which is what may run between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || confinement.apply());
+            }
+        }
         let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
             program: program.clone(),
             source,
@@ -197,6 +234,7 @@ impl Launcher for LocalLauncher {
     async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
         let _ = std::fs::remove_file(self.connection_file(kernel_id));
         let _ = std::fs::remove_file(self.log_file(kernel_id));
+        let _ = std::fs::remove_dir_all(self.temp_dir(kernel_id));
         RESERVED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -287,5 +325,91 @@ mod tests {
         assert!(!launcher.is_alive(&launched.locator).await);
         launcher.cleanup(id, &launched.locator).await;
         assert!(!file.exists());
+    }
+
+    /// Runs `script` as a kernel confined to `alice`'s root in a data dir
+    /// that also holds a database and `bob`'s notebook; returns its output.
+    async fn confined_run(script: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("run-7/data");
+        std::fs::create_dir_all(data.join("users/bob")).unwrap();
+        std::fs::write(data.join("lab.db"), "token hashes").unwrap();
+        std::fs::write(data.join("users/bob/secret.ipynb"), "bob's").unwrap();
+        // As pytest's `pytest-current`: a link beside an ancestor, to it.
+        std::os::unix::fs::symlink(dir.path().join("run-7"), dir.path().join("run-current"))
+            .unwrap();
+        let launcher = LocalLauncher::new(data.join("runtime"))
+            .with_sandbox(Sandbox::new(crate::sandbox::SandboxMode::Auto, &data));
+        let id = uuid::Uuid::new_v4();
+        let script = script
+            .replace("$DATA", &data.display().to_string())
+            .replace("$GATEWAY", &std::process::id().to_string());
+        let spec = LaunchSpec {
+            kernel_id: id,
+            argv: vec!["/bin/sh".into(), "-c".into(), script + "; echo END"],
+            env: BTreeMap::new(),
+            cwd: data.join("users/alice"),
+            gpus: vec![],
+        };
+        let launched = launcher.launch(spec).await.unwrap();
+        for _ in 0..300 {
+            if launcher.log_tail(id, 4096).await.contains("END") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let out = launcher.log_tail(id, 4096).await;
+        launcher.cleanup(id, &launched.locator).await;
+        assert!(!data.join(format!("runtime/kernel-{id}.tmp")).exists());
+        out
+    }
+
+    #[tokio::test]
+    async fn a_confined_kernel_reaches_its_own_files_but_not_the_gateways_or_other_users() {
+        if !Sandbox::supported() {
+            eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+            return;
+        }
+        let out = confined_run(
+            "cat $DATA/lab.db || echo NO-DB; \
+             cat $DATA/users/bob/secret.ipynb || echo NO-BOB; \
+             ls $DATA/users || echo NO-LIST; \
+             echo mine > own.txt && cat own.txt; \
+             echo t > $TMPDIR/t && echo TMP-OK; \
+             grep -q hmac {connection_file} && echo CONN-OK; \
+             kill -0 $GATEWAY || echo NO-SIGNAL; \
+             cat /proc/$GATEWAY/environ || echo NO-ENVIRON; \
+             test -x /bin/ls && echo EXEC-OK; \
+             touch /usr/lab-escape || echo NO-WRITE-USR; \
+             grep CapEff /proc/self/status",
+        )
+        .await;
+        for want in [
+            "NO-DB",
+            "NO-BOB",
+            "NO-LIST",
+            "mine",
+            "TMP-OK",
+            "CONN-OK",
+            "NO-SIGNAL",
+            "NO-ENVIRON",
+            "EXEC-OK",
+            "NO-WRITE-USR",
+            "CapEff:\t0000000000000000",
+        ] {
+            assert!(out.contains(want), "{want} missing from:\n{out}");
+        }
+        assert!(
+            !out.contains("token hashes") && !out.contains("bob's"),
+            "{out}"
+        );
+        assert!(!std::path::Path::new("/usr/lab-escape").exists());
+    }
+
+    #[tokio::test]
+    async fn sandbox_off_is_a_plain_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(crate::sandbox::SandboxMode::Off, dir.path());
+        assert!(sandbox.prepare(&Default::default()).unwrap().is_none());
     }
 }

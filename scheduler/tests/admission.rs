@@ -386,6 +386,10 @@ struct Model {
     /// kernel → (group, model) of GPU kernels, to check ceilings at admission.
     placed: HashMap<Uuid, (String, Option<String>)>,
     requested: HashMap<Uuid, Request>,
+    /// The group whose queue a request joined: its own if it existed at
+    /// request time, else the default group (a later edit creating the
+    /// group does not move it).
+    queued_in: HashMap<Uuid, String>,
 }
 
 impl Model {
@@ -409,7 +413,7 @@ impl Model {
                     self.running.push(kernel);
                     let r = &self.requested[&kernel];
                     assert_eq!(grant.devices.len() as u32, r.gpus);
-                    let g = self.group_of(r);
+                    let g = self.queued_in[&kernel].clone();
                     touched.insert((g.clone(), grant.model.clone()));
                     self.placed.insert(kernel, (g, grant.model));
                 }
@@ -466,6 +470,7 @@ proptest! {
             s: Scheduler::new(cluster, quotas, tuning),
             now: 1_700_000_000_000,
             running: vec![], queued: vec![], placed: HashMap::new(), requested: HashMap::new(),
+            queued_in: HashMap::new(),
         };
         for op in ops {
             match op {
@@ -480,6 +485,8 @@ proptest! {
                     };
                     let id = r.kernel;
                     m.requested.insert(id, r.clone());
+                    let joined = m.group_of(&r);
+                    m.queued_in.insert(id, joined);
                     m.queued.push(id);
                     let (d, events) = m.s.request(r.clone(), m.now);
                     match d {
