@@ -814,12 +814,19 @@ impl KernelManager {
                 env.insert("ACADEMY_VIRTUAL_GPU".into(), "1".into());
             }
         }
+        let group = self.store.user(user).ok().flatten().and_then(|u| u.group);
         Ok(LaunchSpec {
             kernel_id: id,
             argv: spec.argv(),
             env,
             cwd: self.users_root.join(user),
             gpus,
+            user: user.to_owned(),
+            group,
+            gpu_model: grant.and_then(|g| g.model.clone()),
+            cpu: None,
+            memory: None,
+            progress: None,
         })
     }
 

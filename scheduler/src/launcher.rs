@@ -23,6 +23,16 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     /// GPUs admitted for this kernel (`CUDA_VISIBLE_DEVICES`), empty for none.
     pub gpus: Vec<String>,
+    /// Who the kernel is for, and their group (pod labels, Kueue queue).
+    pub user: String,
+    pub group: Option<String>,
+    /// The admitted GPU model or MIG profile, for pod backends.
+    pub gpu_model: Option<String>,
+    /// CPU and memory as Kubernetes spells them (`2`, `8Gi`), for pod backends.
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    /// Where a slow start reports what it is doing (pulling an image, …).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// How to find a running kernel again, persisted by the gateway.
@@ -31,6 +41,8 @@ pub struct LaunchSpec {
 pub enum KernelLocator {
     /// A local process group, led by `pid`.
     Local { pid: i32 },
+    /// A Kubernetes pod.
+    Pod { namespace: String, name: String },
 }
 
 /// A started kernel.
@@ -60,6 +72,12 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeFailure),
+    #[error("this backend did not start that kernel ({0:?})")]
+    Foreign(KernelLocator),
+    #[error("cannot signal the kernel: {0}")]
+    NoSignals(String),
     #[error("no free ports for the kernel: {0}")]
     Ports(String),
     #[error("cannot signal kernel process {pid}: {errno}")]
@@ -90,4 +108,13 @@ pub trait Launcher: Send + Sync + 'static {
     async fn cleanup(&self, kernel_id: uuid::Uuid, locator: &KernelLocator);
     /// The end of what the kernel wrote to stdout and stderr, to explain a failed start.
     async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String;
+    /// At gateway start: keeps the running kernels in `known` and stops any
+    /// other this backend owns (orphans of a gateway that died); returns the
+    /// ids of the stopped ones.
+    async fn adopt(
+        &self,
+        _known: &std::collections::HashSet<uuid::Uuid>,
+    ) -> Result<Vec<uuid::Uuid>, LaunchError> {
+        Ok(Vec::new())
+    }
 }

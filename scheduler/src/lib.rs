@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod inventory;
+pub mod kube;
 pub mod launcher;
 pub mod local;
 pub mod quota;

@@ -215,7 +215,9 @@ impl Launcher for LocalLauncher {
         locator: &KernelLocator,
         signal: KernelSignal,
     ) -> Result<(), LaunchError> {
-        let KernelLocator::Local { pid } = locator;
+        let KernelLocator::Local { pid } = locator else {
+            return Err(LaunchError::Foreign(locator.clone()));
+        };
         let sig = match signal {
             KernelSignal::Interrupt => Signal::SIGINT,
             KernelSignal::Kill => Signal::SIGKILL,
@@ -227,7 +229,9 @@ impl Launcher for LocalLauncher {
     }
 
     async fn is_alive(&self, locator: &KernelLocator) -> bool {
-        let KernelLocator::Local { pid } = locator;
+        let KernelLocator::Local { pid } = locator else {
+            return false;
+        };
         is_process_running(*pid)
     }
 
@@ -264,6 +268,22 @@ pub fn is_process_running(pid: i32) -> bool {
 mod tests {
     use super::*;
 
+    fn spec_for(user: &str) -> LaunchSpec {
+        LaunchSpec {
+            kernel_id: uuid::Uuid::new_v4(),
+            argv: vec![],
+            env: BTreeMap::new(),
+            cwd: PathBuf::new(),
+            gpus: vec![],
+            user: user.into(),
+            group: None,
+            gpu_model: None,
+            cpu: None,
+            memory: None,
+            progress: None,
+        }
+    }
+
     #[test]
     fn kernel_env_keeps_no_gateway_secret() {
         // SAFETY: tests in this module do not read LAB_SECRET concurrently.
@@ -297,6 +317,7 @@ mod tests {
             env: BTreeMap::from([("KERNEL_USERNAME".into(), "alice".into())]),
             cwd: dir.path().join("alice"),
             gpus: vec!["1".into()],
+            ..spec_for("alice")
         };
         let launched = launcher.launch(spec).await.unwrap();
         let file = dir.path().join(format!("runtime/kernel-{id}.json"));
@@ -350,6 +371,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: data.join("users/alice"),
             gpus: vec![],
+            ..spec_for("alice")
         };
         let launched = launcher.launch(spec).await.unwrap();
         for _ in 0..300 {

@@ -1,0 +1,417 @@
+//! What a kernel pod looks like: pure functions from a launch to the objects
+//! the API server receives, so every field can be tested without a cluster.
+//!
+//! The pod meets the restricted Pod Security Standard, gets no service
+//! account token, holds its GPUs as limits only, and reads its connection
+//! file (with the HMAC key) from a Secret the pod owns, never from its spec.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, Namespace,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
+    TCPSocketAction, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::KubeConfig;
+use crate::inventory::is_mig_profile;
+
+/// The ports a kernel listens on inside its pod: shell, iopub, stdin,
+/// control, heartbeat. Fixed, because the pod has its own network.
+pub const KERNEL_PORTS: [u16; 5] = [9000, 9001, 9002, 9003, 9004];
+/// Where the connection file is mounted.
+pub const CONNECTION_DIR: &str = "/var/run/academy-lab";
+pub const CONNECTION_FILE: &str = "/var/run/academy-lab/connection.json";
+/// The kernel's working directory (its notebooks, when a PVC is mounted).
+pub const WORK_DIR: &str = "/home/academy/work";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_KERNEL_ID: &str = "academy-lab.io/kernel-id";
+pub const LABEL_USER: &str = "academy-lab.io/user";
+pub const LABEL_GROUP: &str = "academy-lab.io/group";
+pub const LABEL_KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
+/// The value of `app.kubernetes.io/managed-by` on everything we create.
+pub const MANAGER: &str = "academy-lab-gateway";
+/// The label selector of every kernel pod this gateway owns.
+pub const OWNED_SELECTOR: &str = "app.kubernetes.io/managed-by=academy-lab-gateway";
+
+/// One kernel to place, as the backend sees it.
+#[derive(Debug, Clone)]
+pub struct KernelPod {
+    pub kernel_id: uuid::Uuid,
+    pub user: String,
+    pub group: Option<String>,
+    /// The command, with `{connection_file}` already replaced.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub gpus: u32,
+    /// The admitted GPU model, or a MIG profile such as `1g.10gb`.
+    pub gpu_model: Option<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+}
+
+/// A DNS-1123 label (at most 63 characters of `[a-z0-9-]`, starting and
+/// ending alphanumeric) made from `s`; never empty.
+pub fn dns_label(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.trim_matches('-').chars().take(max).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() { "x".into() } else { out }
+}
+
+/// `<user>-<kernel-id>`: unique by the id, readable by the user.
+pub fn pod_name(user: &str, kernel_id: uuid::Uuid) -> String {
+    // 36 for the id and one dash leave 26 for the user.
+    format!("{}-{kernel_id}", dns_label(user, 26))
+}
+
+/// The connection Secret's name.
+pub fn secret_name(pod: &str) -> String {
+    format!("{pod}-connection")
+}
+
+/// The namespace a user's kernels run in.
+pub fn namespace_for(config: &KubeConfig, user: &str) -> String {
+    match &config.namespace_per_user {
+        Some(template) => template.replace("{user}", &dns_label(user, 50)),
+        None => config.namespace.clone(),
+    }
+}
+
+/// A label value (at most 63 characters of `[A-Za-z0-9-_.]`, alphanumeric at
+/// both ends).
+fn label_value(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+/// The extended resource that holds `model` GPUs: `nvidia.com/gpu`, or a MIG
+/// device such as `nvidia.com/mig-1g.10gb`.
+pub fn gpu_resource(config: &KubeConfig, model: Option<&str>) -> String {
+    match model {
+        Some(m) if is_mig_profile(m) => format!("nvidia.com/mig-{m}"),
+        _ => config.gpu_resource.clone(),
+    }
+}
+
+fn labels(config: &KubeConfig, k: &KernelPod) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (LABEL_NAME.to_owned(), "academy-lab".to_owned()),
+        (LABEL_COMPONENT.to_owned(), "kernel".to_owned()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+        (LABEL_PART_OF.to_owned(), "academy-lab".to_owned()),
+        (LABEL_KERNEL_ID.to_owned(), k.kernel_id.to_string()),
+        (LABEL_USER.to_owned(), label_value(&k.user)),
+    ]);
+    if let Some(g) = &k.group {
+        l.insert(LABEL_GROUP.to_owned(), label_value(g));
+        if config.kueue {
+            l.insert(LABEL_KUEUE_QUEUE.to_owned(), dns_label(g, 63));
+        }
+    }
+    l
+}
+
+/// The kernel's pod. It waits in ContainerCreating until its Secret exists.
+pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
+    let name = pod_name(&k.user, k.kernel_id);
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    let cpu = k.cpu.clone().unwrap_or_else(|| config.cpu.clone());
+    let memory = k.memory.clone().unwrap_or_else(|| config.memory.clone());
+    requests.insert("cpu".to_owned(), Quantity(cpu.clone()));
+    limits.insert("cpu".to_owned(), Quantity(cpu));
+    requests.insert("memory".to_owned(), Quantity(memory.clone()));
+    limits.insert("memory".to_owned(), Quantity(memory));
+    let mut tolerations = None;
+    let mut node_selector = None;
+    if k.gpus > 0 {
+        // Extended resources go in limits only: Kubernetes copies them to
+        // requests, which must then be equal.
+        limits.insert(
+            gpu_resource(config, k.gpu_model.as_deref()),
+            Quantity(k.gpus.to_string()),
+        );
+        tolerations = Some(vec![Toleration {
+            key: Some(config.gpu_resource.clone()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        }]);
+        if let Some(model) = k.gpu_model.as_deref().filter(|m| !is_mig_profile(m)) {
+            let product = config
+                .gpu_products
+                .get(model)
+                .cloned()
+                .unwrap_or_else(|| model.to_owned());
+            node_selector = Some(BTreeMap::from([(
+                config.gpu_product_label.clone(),
+                product,
+            )]));
+        }
+    }
+    let mut env: Vec<EnvVar> = k
+        .env
+        .iter()
+        // The device plugin decides which devices the container sees.
+        .filter(|(key, _)| key.as_str() != "CUDA_VISIBLE_DEVICES")
+        .map(|(key, value)| EnvVar {
+            name: key.clone(),
+            value: Some(value.clone()),
+            ..Default::default()
+        })
+        .collect();
+    env.push(EnvVar {
+        name: "HOME".into(),
+        value: Some(WORK_DIR.into()),
+        ..Default::default()
+    });
+    let mut volumes = vec![
+        Volume {
+            name: "connection".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name(&name)),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "dshm".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: config.shm.clone().map(Quantity),
+            }),
+            ..Default::default()
+        },
+    ];
+    volumes.push(match &config.notebooks_pvc {
+        Some(template) => Volume {
+            name: "work".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: template.replace("{user}", &dns_label(&k.user, 50)),
+                read_only: None,
+            }),
+            ..Default::default()
+        },
+        None => Volume {
+            name: "work".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    });
+    let container = Container {
+        name: "kernel".into(),
+        image: Some(config.kernel_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        command: Some(k.argv.clone()),
+        working_dir: Some(WORK_DIR.into()),
+        env: Some(env),
+        ports: Some(
+            ["shell", "iopub", "stdin", "control", "hb"]
+                .iter()
+                .zip(KERNEL_PORTS)
+                .map(|(n, p)| ContainerPort {
+                    name: Some((*n).into()),
+                    container_port: i32::from(p),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        // Ready once the shell socket is bound: the gateway can connect.
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(i32::from(KERNEL_PORTS[0])),
+                host: None,
+            }),
+            period_seconds: Some(1),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(requests),
+            limits: Some(limits),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "connection".into(),
+                mount_path: CONNECTION_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "dshm".into(),
+                mount_path: "/dev/shm".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "work".into(),
+                mount_path: WORK_DIR.into(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace_for(config, &k.user)),
+            labels: Some(labels(config, k)),
+            annotations: Some(BTreeMap::from([(
+                "cluster-autoscaler.kubernetes.io/safe-to-evict".to_owned(),
+                "false".to_owned(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            runtime_class_name: config.runtime_class.clone(),
+            node_selector,
+            tolerations,
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(10001),
+                run_as_group: Some(10001),
+                fs_group: Some(10001),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Secret with the connection file, owned by the pod so that deleting
+/// the pod deletes it.
+pub fn build_secret(pod: &Pod, connection_json: String) -> Secret {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(&name)),
+            namespace: pod.metadata.namespace.clone(),
+            labels: pod.metadata.labels.clone(),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name,
+                uid: pod.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            "connection.json".to_owned(),
+            connection_json,
+        )])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// A user's namespace, when kernels get one each.
+pub fn build_namespace(name: &str, user: &str) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+                (LABEL_PART_OF.to_owned(), "academy-lab".to_owned()),
+                (LABEL_USER.to_owned(), label_value(user)),
+                (
+                    "pod-security.kubernetes.io/enforce".to_owned(),
+                    "restricted".to_owned(),
+                ),
+            ])),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The API server's rules for extended resources (such as GPUs), as it
+/// applies them at pod creation: a limit is required, the quantity is a
+/// whole number, and a request, if present, equals the limit.
+pub fn check_extended_resources(pod: &Pod) -> Result<(), String> {
+    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    for c in containers {
+        let res = c.resources.clone().unwrap_or_default();
+        let limits = res.limits.unwrap_or_default();
+        let requests = res.requests.unwrap_or_default();
+        let extended = |name: &str| name.contains('/') && !name.starts_with("kubernetes.io/");
+        for (name, q) in requests.iter().filter(|(n, _)| extended(n)) {
+            match limits.get(name) {
+                None => {
+                    return Err(format!(
+                        "container {}: {name} is requested but has no limit",
+                        c.name
+                    ));
+                }
+                Some(l) if l != q => {
+                    return Err(format!(
+                        "container {}: {name} request {} must equal its limit {}",
+                        c.name, q.0, l.0
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (name, q) in limits.iter().filter(|(n, _)| extended(n)) {
+            if q.0.parse::<u64>().is_err() {
+                return Err(format!(
+                    "container {}: {name} must be a whole number, not {}",
+                    c.name, q.0
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1121 @@
+//! The kubernetes backend against a fake API server, through kube's own
+//! client over tower-test's mock service (the pattern kube-rs tests with).
+//!
+//! The fake answers as a real API server does, with real-shaped objects,
+//! lists, newline-delimited watch events and Status bodies, and records
+//! every request, so the tests assert the exact verbs, paths, query strings
+//! and bodies the backend sends. No cluster is needed; the real-cluster
+//! test is `kube_cluster.rs`, behind KUBECONFIG.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::StreamBody;
+use kube::client::Body;
+use scheduler::kube::{KubeConfig, KubeFailure, KubeLauncher, Timeout, pod};
+use scheduler::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launcher};
+use serde_json::{Value, json};
+
+type Chunks = mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>;
+type Reply = Response<StreamBody<Chunks>>;
+
+/// One request the backend sent.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    /// Path and query, exactly as sent.
+    uri: String,
+    body: Value,
+}
+
+/// A canned answer to the next request matching `method` and a path prefix.
+struct Override {
+    method: &'static str,
+    path_prefix: String,
+    status: u16,
+    body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    seen: Vec<Seen>,
+    pods: BTreeMap<(String, String), Value>,
+    rv: u64,
+    watch: Option<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
+    overrides: Vec<Override>,
+    lists: usize,
+}
+
+#[derive(Clone, Default)]
+struct ApiServer(Arc<Mutex<State>>);
+
+fn reply(status: u16, body: &Value) -> Reply {
+    let (tx, rx) = mpsc::unbounded();
+    let bytes = if body.is_string() {
+        Bytes::from(body.as_str().unwrap_or_default().to_owned())
+    } else {
+        Bytes::from(serde_json::to_vec(body).unwrap())
+    };
+    tx.unbounded_send(Ok(Frame::data(bytes))).unwrap();
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json")
+        .body(StreamBody::new(rx))
+        .unwrap()
+}
+
+/// A Status body as the API server sends it.
+fn status(code: u16, reason: &str, message: &str, details: Value) -> Value {
+    let mut s = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    if !details.is_null() {
+        s["details"] = details;
+    }
+    s
+}
+
+impl ApiServer {
+    /// A client whose every request this fake answers.
+    fn start() -> (ApiServer, kube::Client) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Reply>();
+        let server = ApiServer::default();
+        let me = server.clone();
+        tokio::spawn(async move {
+            let mut handle = std::pin::pin!(handle);
+            while let Some((req, send)) = handle.next_request().await {
+                let me = me.clone();
+                // Each request on its own task: a watch stays open.
+                tokio::spawn(async move {
+                    let method = req.method().to_string();
+                    let uri = req.uri().to_string();
+                    let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+                    let body = if bytes.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+                    };
+                    let response = me.answer(&method, &uri, &body);
+                    send.send_response(response);
+                });
+            }
+        });
+        let client = kube::Client::new(svc, "default");
+        (server, client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    /// The requests other than the watcher's LIST and WATCH.
+    fn calls(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| !(s.method == "GET" && s.uri.contains("labelSelector=")))
+            .collect()
+    }
+
+    fn override_next(&self, method: &'static str, path_prefix: &str, status: u16, body: Value) {
+        self.lock().overrides.push(Override {
+            method,
+            path_prefix: path_prefix.to_owned(),
+            status,
+            body,
+        });
+    }
+
+    fn next_rv(state: &mut State) -> String {
+        state.rv += 1;
+        state.rv.to_string()
+    }
+
+    fn push_event(state: &mut State, kind: &str, object: &Value) {
+        if let Some(tx) = &state.watch {
+            let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+            line.push(b'\n');
+            let _ = tx.unbounded_send(Ok(Frame::data(Bytes::from(line))));
+        }
+    }
+
+    fn answer(&self, method: &str, uri: &str, body: &Value) -> Reply {
+        let mut st = self.lock();
+        st.seen.push(Seen {
+            method: method.to_owned(),
+            uri: uri.to_owned(),
+            body: body.clone(),
+        });
+        let path = uri.split('?').next().unwrap_or_default().to_owned();
+        if let Some(i) = st
+            .overrides
+            .iter()
+            .position(|o| o.method == method && path.starts_with(&o.path_prefix))
+        {
+            let o = st.overrides.remove(i);
+            return reply(o.status, &o.body);
+        }
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, parts.as_slice()) {
+            ("GET", ["api", "v1", "namespaces", _, "pods"] | ["api", "v1", "pods"])
+                if uri.contains("watch=true") =>
+            {
+                let (tx, rx) = mpsc::unbounded();
+                st.watch = Some(tx);
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(StreamBody::new(rx))
+                    .unwrap()
+            }
+            ("GET", ["api", "v1", "namespaces", _, "pods"] | ["api", "v1", "pods"]) => {
+                st.lists += 1;
+                let items: Vec<Value> = st.pods.values().cloned().collect();
+                let rv = Self::next_rv(&mut st);
+                reply(
+                    200,
+                    &json!({"kind": "PodList", "apiVersion": "v1",
+                            "metadata": {"resourceVersion": rv}, "items": items}),
+                )
+            }
+            ("POST", ["api", "v1", "namespaces", ns, "pods"]) => {
+                let mut pod = body.clone();
+                let name = pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if st.pods.contains_key(&((*ns).to_owned(), name.clone())) {
+                    return reply(
+                        409,
+                        &status(
+                            409,
+                            "AlreadyExists",
+                            &format!("pods \"{name}\" already exists"),
+                            json!({"name": name, "kind": "pods"}),
+                        ),
+                    );
+                }
+                pod["apiVersion"] = json!("v1");
+                pod["kind"] = json!("Pod");
+                pod["metadata"]["uid"] = json!(format!("uid-{name}"));
+                pod["metadata"]["resourceVersion"] = json!(Self::next_rv(&mut st));
+                pod["status"] = json!({"phase": "Pending"});
+                st.pods.insert(((*ns).to_owned(), name), pod.clone());
+                Self::push_event(&mut st, "ADDED", &pod);
+                reply(201, &pod)
+            }
+            ("POST", ["api", "v1", "namespaces", _, "secrets"]) => {
+                let mut secret = body.clone();
+                secret["metadata"]["uid"] = json!("uid-secret");
+                reply(201, &secret)
+            }
+            ("POST", ["api", "v1", "namespaces"]) => reply(201, body),
+            ("GET", ["api", "v1", "namespaces", _, "pods", _, "log"]) => {
+                reply(200, &json!("kernel started\nlistening on 9000\n"))
+            }
+            ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
+                match st.pods.get(&((*ns).to_owned(), (*name).to_owned())) {
+                    Some(p) => reply(200, &p.clone()),
+                    None => reply(
+                        404,
+                        &status(
+                            404,
+                            "NotFound",
+                            &format!("pods \"{name}\" not found"),
+                            Value::Null,
+                        ),
+                    ),
+                }
+            }
+            ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
+                match st.pods.remove(&((*ns).to_owned(), (*name).to_owned())) {
+                    Some(mut p) => {
+                        p["metadata"]["resourceVersion"] = json!(Self::next_rv(&mut st));
+                        Self::push_event(&mut st, "DELETED", &p);
+                        reply(200, &p)
+                    }
+                    None => reply(
+                        404,
+                        &status(
+                            404,
+                            "NotFound",
+                            &format!("pods \"{name}\" not found"),
+                            Value::Null,
+                        ),
+                    ),
+                }
+            }
+            _ => reply(
+                404,
+                &status(
+                    404,
+                    "NotFound",
+                    &format!("the server could not find {uri}"),
+                    Value::Null,
+                ),
+            ),
+        }
+    }
+
+    /// Sets a pod's status, as the kubelet would, and tells the watch.
+    fn set_status(&self, ns: &str, name: &str, status: Value, node: Option<&str>) {
+        let mut st = self.lock();
+        let rv = Self::next_rv(&mut st);
+        let pod = st
+            .pods
+            .get_mut(&(ns.to_owned(), name.to_owned()))
+            .expect("pod exists");
+        pod["status"] = status;
+        pod["metadata"]["resourceVersion"] = json!(rv);
+        if let Some(n) = node {
+            pod["spec"]["nodeName"] = json!(n);
+        }
+        let pod = pod.clone();
+        Self::push_event(&mut st, "MODIFIED", &pod);
+    }
+
+    /// Sends a raw watch event line.
+    fn push_raw(&self, kind: &str, object: Value) {
+        let mut st = self.lock();
+        Self::push_event(&mut st, kind, &object);
+    }
+
+    /// Puts a pod in the cluster directly (one a previous gateway made).
+    fn insert_pod(&self, ns: &str, pod: Value) {
+        let mut st = self.lock();
+        let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+        st.pods.insert((ns.to_owned(), name), pod);
+    }
+
+    async fn until<T>(&self, what: &str, mut f: impl FnMut(&State) -> Option<T>) -> T {
+        for _ in 0..500 {
+            if let Some(t) = f(&self.lock()) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}; seen: {:#?}", self.seen());
+    }
+
+    async fn watching(&self) {
+        self.until("the watch", |s| s.watch.as_ref().map(|_| ()))
+            .await;
+    }
+
+    async fn pod_created(&self, ns: &str, name: &str) {
+        let key = (ns.to_owned(), name.to_owned());
+        self.until("the pod", |s| s.pods.contains_key(&key).then_some(()))
+            .await;
+    }
+}
+
+const NS: &str = "academy-lab";
+const SELECTOR: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dacademy-lab-gateway";
+
+fn config() -> KubeConfig {
+    KubeConfig {
+        kernel_image: "registry.academy.example/academy-lab/kernel:0.1.0".into(),
+        runtime_class: Some("nvidia".into()),
+        gpu_products: BTreeMap::from([("H100-80GB".into(), "NVIDIA-H100-80GB-HBM3".into())]),
+        kueue: true,
+        launch_timeout: Timeout(Duration::from_secs(5)),
+        ..KubeConfig::default()
+    }
+}
+
+fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
+    LaunchSpec {
+        kernel_id: uuid::Uuid::parse_str("4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a09").unwrap(),
+        argv: vec![
+            "/usr/local/bin/academy-kernel".into(),
+            "candle".into(),
+            "-f".into(),
+            "{connection_file}".into(),
+        ],
+        env: BTreeMap::from([
+            ("KERNEL_USERNAME".into(), user.into()),
+            ("CUDA_VISIBLE_DEVICES".into(), "0".into()),
+            ("ACADEMY_VIRTUAL_GPU".into(), "1".into()),
+        ]),
+        cwd: "/unused".into(),
+        gpus: (0..gpus).map(|i| i.to_string()).collect(),
+        user: user.into(),
+        group: Some("Cohort 7".into()),
+        gpu_model: model.map(str::to_owned),
+        cpu: None,
+        memory: None,
+        progress: None,
+    }
+}
+
+const POD: &str = "alice-4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a09";
+
+fn running_ready(ip: &str) -> Value {
+    json!({
+        "phase": "Running", "podIP": ip,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Ready", "status": "True"},
+        ],
+        "containerStatuses": [{"name": "kernel", "ready": true, "restartCount": 0,
+            "image": "registry.academy.example/academy-lab/kernel:0.1.0", "imageID": "",
+            "state": {"running": {"startedAt": "2026-11-28T10:00:00Z"}}}],
+    })
+}
+
+async fn launcher_with(config: KubeConfig) -> (ApiServer, Arc<KubeLauncher>) {
+    let (server, client) = ApiServer::start();
+    let launcher = Arc::new(KubeLauncher::new(client, config));
+    server.watching().await;
+    (server, launcher)
+}
+
+fn launch(
+    l: &Arc<KubeLauncher>,
+    s: LaunchSpec,
+) -> tokio::task::JoinHandle<Result<scheduler::Launched, LaunchError>> {
+    let l = l.clone();
+    tokio::spawn(async move { l.launch(s).await })
+}
+
+fn kube_failure(r: Result<scheduler::Launched, LaunchError>) -> KubeFailure {
+    match r {
+        Err(LaunchError::Kube(f)) => f,
+        other => panic!("expected a Kubernetes failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_lists_then_watches_the_owned_pods() {
+    let (server, _launcher) = launcher_with(config()).await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(
+        seen[0].uri,
+        format!("/api/v1/namespaces/{NS}/pods?&{SELECTOR}&limit=500")
+    );
+    assert_eq!(
+        seen[1].uri,
+        format!(
+            "/api/v1/namespaces/{NS}/pods?&watch=true&timeoutSeconds=290&{SELECTOR}&allowWatchBookmarks=true&resourceVersion=1"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_ready() {
+    let (server, launcher) = launcher_with(config()).await;
+    let (progress, mut said) = tokio::sync::mpsc::unbounded_channel();
+    let mut s = spec("alice", 1, Some("H100-80GB"));
+    s.progress = Some(progress);
+    let started = launch(&launcher, s.clone());
+    server.pod_created(NS, POD).await;
+    server.set_status(
+        NS,
+        POD,
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+               "containerStatuses": [{"name": "kernel", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                   "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        Some("gpu-node-3"),
+    );
+    let mut messages = Vec::new();
+    while !messages
+        .iter()
+        .any(|m: &String| m.contains("pulling image"))
+    {
+        let m = tokio::time::timeout(Duration::from_secs(5), said.recv())
+            .await
+            .expect("progress within 5 s")
+            .expect("progress channel open");
+        messages.push(m);
+    }
+    server.set_status(NS, POD, running_ready("10.42.0.17"), Some("gpu-node-3"));
+    let launched = started.await.unwrap().expect("launched");
+    assert_eq!(launched.connection.ip, "10.42.0.17");
+    assert_eq!(
+        (launched.connection.shell_port, launched.connection.hb_port),
+        (9000, 9004)
+    );
+    assert_eq!(
+        launched.locator,
+        KernelLocator::Pod {
+            namespace: NS.into(),
+            name: POD.into()
+        }
+    );
+
+    let calls = server.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    // 1. The pod, exactly as the builder makes it.
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        ("POST", "/api/v1/namespaces/academy-lab/pods?")
+    );
+    let body = &calls[0].body;
+    let kernel = pod::KernelPod {
+        kernel_id: s.kernel_id,
+        user: "alice".into(),
+        group: Some("Cohort 7".into()),
+        argv: vec![
+            "/usr/local/bin/academy-kernel".into(),
+            "candle".into(),
+            "-f".into(),
+            pod::CONNECTION_FILE.into(),
+        ],
+        env: BTreeMap::from([
+            ("KERNEL_USERNAME".into(), "alice".into()),
+            ("CUDA_VISIBLE_DEVICES".into(), "0".into()),
+        ]),
+        gpus: 1,
+        gpu_model: Some("H100-80GB".into()),
+        cpu: None,
+        memory: None,
+    };
+    assert_eq!(
+        body,
+        &serde_json::to_value(pod::build_pod(&config(), &kernel)).unwrap()
+    );
+    let c = &body["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert!(c["resources"]["requests"].get("nvidia.com/gpu").is_none());
+    assert_eq!(
+        body["spec"]["nodeSelector"]["nvidia.com/gpu.product"],
+        "NVIDIA-H100-80GB-HBM3"
+    );
+    assert_eq!(
+        body["spec"]["tolerations"],
+        json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    );
+    assert_eq!(body["spec"]["restartPolicy"], "Never");
+    assert_eq!(body["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(body["spec"]["runtimeClassName"], "nvidia");
+    assert_eq!(body["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        body["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        body["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+        "false"
+    );
+    let labels = &body["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/name"], "academy-lab");
+    assert_eq!(labels["app.kubernetes.io/component"], "kernel");
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "academy-lab-gateway"
+    );
+    assert_eq!(labels["app.kubernetes.io/part-of"], "academy-lab");
+    assert_eq!(labels["academy-lab.io/kernel-id"], s.kernel_id.to_string());
+    assert_eq!(labels["academy-lab.io/user"], "alice");
+    assert_eq!(labels["academy-lab.io/group"], "Cohort_7");
+    assert_eq!(labels["kueue.x-k8s.io/queue-name"], "cohort-7");
+    let shm = body["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "dshm")
+        .unwrap();
+    assert_eq!(shm["emptyDir"]["medium"], "Memory");
+    let env = c["env"].as_array().unwrap();
+    assert!(
+        !env.iter()
+            .any(|e| e["name"] == "CUDA_VISIBLE_DEVICES" || e["name"] == "ACADEMY_VIRTUAL_GPU")
+    );
+    // The key is never in the pod spec.
+    assert!(!body.to_string().contains(&launched.connection.key));
+
+    // 2. The Secret, owned by the pod the server created.
+    assert_eq!(
+        (calls[1].method.as_str(), calls[1].uri.as_str()),
+        ("POST", "/api/v1/namespaces/academy-lab/secrets?")
+    );
+    let secret = &calls[1].body;
+    assert_eq!(secret["metadata"]["name"], format!("{POD}-connection"));
+    assert_eq!(
+        secret["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": POD, "uid": format!("uid-{POD}"),
+                "controller": true, "blockOwnerDeletion": true}])
+    );
+    let file: Value =
+        serde_json::from_str(secret["stringData"]["connection.json"].as_str().unwrap()).unwrap();
+    assert_eq!(file["key"], launched.connection.key.as_str());
+    assert_eq!(file["ip"], "0.0.0.0");
+    assert_eq!(file["shell_port"], 9000);
+
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("pulling image") && m.contains("gpu-node-3")),
+        "{messages:?}"
+    );
+
+    // Liveness comes from the watch cache: no request.
+    let before = server.seen().len();
+    assert!(launcher.is_alive(&launched.locator).await);
+    assert_eq!(server.seen().len(), before);
+}
+
+#[tokio::test]
+async fn an_exceeded_resource_quota_is_refused_with_the_quota_named() {
+    let (server, launcher) = launcher_with(config()).await;
+    let message = "pods \"alice-4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a09\" is forbidden: exceeded quota: gpu-quota, requested: requests.nvidia.com/gpu=1, used: requests.nvidia.com/gpu=8, limited: requests.nvidia.com/gpu=8";
+    server.override_next(
+        "POST",
+        "/api/v1/namespaces/academy-lab/pods",
+        403,
+        status(
+            403,
+            "Forbidden",
+            message,
+            json!({"name": POD, "kind": "pods"}),
+        ),
+    );
+    let failure = kube_failure(launcher.launch(spec("alice", 1, Some("H100-80GB"))).await);
+    assert_eq!(failure, KubeFailure::QuotaExceeded(message.into()));
+    assert!(failure.to_string().contains("exceeded quota: gpu-quota"));
+    // Nothing else was attempted: no secret, no delete.
+    assert_eq!(server.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn already_exists_invalid_and_not_found_map_to_their_reasons() {
+    let (server, launcher) = launcher_with(config()).await;
+    server.override_next(
+        "POST",
+        "/api/v1/namespaces/academy-lab/pods",
+        409,
+        status(
+            409,
+            "AlreadyExists",
+            &format!("pods \"{POD}\" already exists"),
+            json!({"name": POD, "kind": "pods"}),
+        ),
+    );
+    let f = kube_failure(launcher.launch(spec("alice", 0, None)).await);
+    assert_eq!(
+        f,
+        KubeFailure::AlreadyExists(format!("pods \"{POD}\" already exists"))
+    );
+
+    server.override_next(
+        "POST",
+        "/api/v1/namespaces/academy-lab/pods",
+        422,
+        status(
+            422,
+            "Invalid",
+            &format!("Pod \"{POD}\" is invalid: spec.containers[0].image: Required value"),
+            json!({"name": POD, "kind": "Pod", "causes": [
+                {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers[0].image"}]}),
+        ),
+    );
+    let f = kube_failure(launcher.launch(spec("alice", 0, None)).await);
+    assert_eq!(
+        f,
+        KubeFailure::Invalid("spec.containers[0].image: Required value".into())
+    );
+
+    server.override_next(
+        "POST",
+        "/api/v1/namespaces/academy-lab/pods",
+        404,
+        status(
+            404,
+            "NotFound",
+            "namespaces \"academy-lab\" not found",
+            json!({"name": "academy-lab", "kind": "namespaces"}),
+        ),
+    );
+    let f = kube_failure(launcher.launch(spec("alice", 0, None)).await);
+    assert_eq!(
+        f,
+        KubeFailure::NotFound("namespaces \"academy-lab\" not found".into())
+    );
+}
+
+#[tokio::test]
+async fn an_unschedulable_pod_fails_at_once_with_the_schedulers_words_and_is_deleted() {
+    let (server, launcher) = launcher_with(config()).await;
+    let started = launch(&launcher, spec("alice", 2, Some("H100-80GB")));
+    server.pod_created(NS, POD).await;
+    let why = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+    server.set_status(
+        NS,
+        POD,
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+               "reason": "Unschedulable", "message": why}]}),
+        None,
+    );
+    let f = kube_failure(started.await.unwrap());
+    assert_eq!(
+        f,
+        KubeFailure::Unschedulable {
+            message: why.into()
+        }
+    );
+    assert!(f.to_string().contains("Insufficient nvidia.com/gpu"));
+    let calls = server.calls();
+    let delete = calls.last().unwrap();
+    assert_eq!(
+        (delete.method.as_str(), delete.uri.as_str()),
+        (
+            "DELETE",
+            format!("/api/v1/namespaces/{NS}/pods/{POD}?").as_str()
+        )
+    );
+    assert_eq!(
+        delete.body,
+        json!({"gracePeriodSeconds": 0, "propagationPolicy": "Background"})
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_is_named() {
+    let (server, launcher) = launcher_with(config()).await;
+    let started = launch(&launcher, spec("alice", 0, None));
+    server.pod_created(NS, POD).await;
+    let message = "Back-off pulling image \"registry.academy.example/academy-lab/kernel:0.1.0\"";
+    server.set_status(
+        NS,
+        POD,
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+               "containerStatuses": [{"name": "kernel", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                   "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}}]}),
+        Some("gpu-node-1"),
+    );
+    let f = kube_failure(started.await.unwrap());
+    assert_eq!(
+        f,
+        KubeFailure::ImagePull {
+            image: "registry.academy.example/academy-lab/kernel:0.1.0".into(),
+            reason: "ImagePullBackOff".into(),
+            message: message.into(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_410_gone_on_the_watch_relists_and_the_launch_still_completes() {
+    let (server, launcher) = launcher_with(config()).await;
+    let started = launch(&launcher, spec("alice", 0, None));
+    server.pod_created(NS, POD).await;
+    // The server compacted its history: the watch's resourceVersion is gone.
+    server.push_raw(
+        "ERROR",
+        status(
+            410,
+            "Expired",
+            "too old resource version: 2 (41)",
+            Value::Null,
+        ),
+    );
+    // Meanwhile the pod became ready; only a fresh list can tell.
+    {
+        let mut st = server.lock();
+        st.watch = None;
+        let pod = st.pods.get_mut(&(NS.to_owned(), POD.to_owned())).unwrap();
+        pod["status"] = running_ready("10.42.0.9");
+        pod["metadata"]["resourceVersion"] = json!("41");
+    }
+    let launched = tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("the launch ended")
+        .unwrap()
+        .expect("launched");
+    assert_eq!(launched.connection.ip, "10.42.0.9");
+    assert_eq!(
+        server.lock().lists,
+        2,
+        "one list at start, one after the 410"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_that_never_gets_ready_times_out_saying_what_it_was_doing() {
+    let mut c = config();
+    c.launch_timeout = Timeout(Duration::from_secs(1));
+    let (server, launcher) = launcher_with(c).await;
+    let started = launch(&launcher, spec("alice", 0, None));
+    server.pod_created(NS, POD).await;
+    server.set_status(
+        NS,
+        POD,
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}),
+        Some("node-7"),
+    );
+    let f = kube_failure(started.await.unwrap());
+    match &f {
+        KubeFailure::Timeout { waited, doing } => {
+            assert_eq!(*waited, Duration::from_secs(1));
+            assert!(
+                doing.contains("node-7") && doing.contains("pulling image"),
+                "{doing}"
+            );
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(server.calls().last().unwrap().method, "DELETE");
+}
+
+#[tokio::test]
+async fn kill_deletes_the_pod_and_a_pod_already_gone_is_fine() {
+    let (server, launcher) = launcher_with(config()).await;
+    let started = launch(&launcher, spec("alice", 0, None));
+    server.pod_created(NS, POD).await;
+    server.set_status(NS, POD, running_ready("10.42.0.3"), Some("n1"));
+    let launched = started.await.unwrap().unwrap();
+    launcher
+        .signal(&launched.locator, KernelSignal::Kill)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !launcher.is_alive(&launched.locator).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!launcher.is_alive(&launched.locator).await);
+    // Deleting again (cleanup after kill) meets a 404, which is success.
+    launcher.cleanup(uuid::Uuid::nil(), &launched.locator).await;
+    let deletes: Vec<Seen> = server
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 2);
+    assert!(matches!(
+        launcher
+            .signal(&launched.locator, KernelSignal::Interrupt)
+            .await,
+        Err(LaunchError::NoSignals(_))
+    ));
+}
+
+#[tokio::test]
+async fn adopt_keeps_known_kernels_and_deletes_orphans() {
+    let (server, client) = ApiServer::start();
+    let known = uuid::Uuid::new_v4();
+    let orphan = uuid::Uuid::new_v4();
+    for (id, name) in [(known, "bob-known"), (orphan, "bob-orphan")] {
+        server.insert_pod(
+            NS,
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": NS, "resourceVersion": "5", "uid": name,
+                                "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                                           "academy-lab.io/kernel-id": id.to_string()}},
+                   "spec": {"containers": [{"name": "kernel", "image": "k"}]},
+                   "status": running_ready("10.0.0.1")}),
+        );
+    }
+    let launcher = KubeLauncher::new(client, config());
+    let stopped = launcher.adopt(&HashSet::from([known])).await.unwrap();
+    assert_eq!(stopped, vec![orphan]);
+    let calls = server.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        ("DELETE", "/api/v1/namespaces/academy-lab/pods/bob-orphan?")
+    );
+    assert!(
+        launcher
+            .is_alive(&KernelLocator::Pod {
+                namespace: NS.into(),
+                name: "bob-known".into()
+            })
+            .await
+    );
+}
+
+#[tokio::test]
+async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
+    let mut c = config();
+    c.namespace_per_user = Some("lab-{user}".into());
+    let (server, launcher) = launcher_with(c).await;
+    assert_eq!(
+        server.seen()[0].uri,
+        format!("/api/v1/pods?&{SELECTOR}&limit=500")
+    );
+    server.override_next(
+        "POST",
+        "/api/v1/namespaces",
+        409,
+        status(
+            409,
+            "AlreadyExists",
+            "namespaces \"lab-alice\" already exists",
+            Value::Null,
+        ),
+    );
+    let started = launch(&launcher, spec("Alice.Smith@academy", 0, None));
+    let name = "alice-smith-academy-4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a09";
+    server.pod_created("lab-alice-smith-academy", name).await;
+    server.set_status(
+        "lab-alice-smith-academy",
+        name,
+        running_ready("10.1.2.3"),
+        Some("n"),
+    );
+    started.await.unwrap().unwrap();
+    let calls = server.calls();
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        ("POST", "/api/v1/namespaces?")
+    );
+    assert_eq!(calls[0].body["metadata"]["name"], "lab-alice-smith-academy");
+    assert_eq!(
+        calls[0].body["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    assert_eq!(
+        calls[1].uri,
+        "/api/v1/namespaces/lab-alice-smith-academy/pods?"
+    );
+}
+
+#[tokio::test]
+async fn the_log_tail_asks_for_the_last_lines_within_a_byte_limit() {
+    let (server, launcher) = launcher_with(config()).await;
+    let s = spec("alice", 0, None);
+    let id = s.kernel_id;
+    let started = launch(&launcher, s);
+    server.pod_created(NS, POD).await;
+    server.set_status(NS, POD, running_ready("10.42.0.3"), Some("n1"));
+    started.await.unwrap().unwrap();
+    let text = launcher.log_tail(id, 2000).await;
+    assert_eq!(text, "kernel started\nlistening on 9000\n");
+    let last = server.calls().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.uri.as_str()),
+        (
+            "GET",
+            format!("/api/v1/namespaces/{NS}/pods/{POD}/log?&limitBytes=2000&tailLines=50")
+                .as_str()
+        )
+    );
+}
+
+/// Maps a recorded request to the RBAC (resource, verb) it needs.
+fn rbac_of(s: &Seen) -> (String, String) {
+    let path = s.uri.split('?').next().unwrap();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]] or /api/v1/RESOURCE
+    let (resource, named) = match parts.as_slice() {
+        ["api", "v1", "namespaces"] => ("namespaces".to_owned(), false),
+        ["api", "v1", "namespaces", _, r] => ((*r).to_owned(), false),
+        ["api", "v1", "namespaces", _, r, _] => ((*r).to_owned(), true),
+        ["api", "v1", "namespaces", _, r, _, sub] => (format!("{r}/{sub}"), true),
+        ["api", "v1", r] => ((*r).to_owned(), false),
+        other => panic!("unexpected path {other:?}"),
+    };
+    let verb = match (s.method.as_str(), named) {
+        ("GET", false) if s.uri.contains("watch=true") => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        (m, _) => panic!("unexpected method {m}"),
+    };
+    (resource, verb.to_owned())
+}
+
+#[tokio::test]
+async fn the_role_in_k8s_base_grants_exactly_the_verbs_the_backend_calls() {
+    // Every call the backend makes in the shared-namespace mode.
+    let (server, client) = ApiServer::start();
+    // A pod a previous gateway left, to be adopted away.
+    server.insert_pod(
+        NS,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "old", "namespace": NS, "resourceVersion": "3", "uid": "old",
+                            "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                                       "academy-lab.io/kernel-id": uuid::Uuid::new_v4().to_string()}},
+               "spec": {"containers": [{"name": "kernel", "image": "k"}]}}),
+    );
+    let launcher = Arc::new(KubeLauncher::new(client, config()));
+    // Before the watch has listed, liveness asks the server directly.
+    let _ = launcher
+        .is_alive(&KernelLocator::Pod {
+            namespace: NS.into(),
+            name: "old".into(),
+        })
+        .await;
+    launcher.adopt(&HashSet::new()).await.unwrap();
+    let s = spec("alice", 1, Some("H100-80GB"));
+    let id = s.kernel_id;
+    let started = launch(&launcher, s);
+    server.pod_created(NS, POD).await;
+    server.set_status(NS, POD, running_ready("10.42.0.3"), Some("n1"));
+    let launched = started.await.unwrap().unwrap();
+    launcher.log_tail(id, 100).await;
+    launcher
+        .signal(&launched.locator, KernelSignal::Kill)
+        .await
+        .unwrap();
+
+    let used: BTreeSet<(String, String)> = server.seen().iter().map(rbac_of).collect();
+    let role_yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/rbac.yaml"),
+    )
+    .unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&role_yaml) {
+        let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "Role" {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            assert_eq!(rule["apiGroups"], json!([""]), "core API only");
+            for r in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted.insert((
+                        r.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        granted, used,
+        "k8s/base/rbac.yaml must grant exactly what the backend calls"
+    );
+}
+
+#[test]
+fn the_pod_builder_follows_the_api_servers_rules_for_extended_resources() {
+    let c = config();
+    for (gpus, model) in [
+        (0, None),
+        (1, Some("H100-80GB")),
+        (4, Some("H100-80GB")),
+        (1, Some("1g.10gb")),
+    ] {
+        let mut k = pod::KernelPod {
+            kernel_id: uuid::Uuid::new_v4(),
+            user: "u".into(),
+            group: None,
+            argv: vec!["k".into()],
+            env: BTreeMap::new(),
+            gpus,
+            gpu_model: model.map(str::to_owned),
+            cpu: Some("2".into()),
+            memory: Some("8Gi".into()),
+        };
+        let p = pod::build_pod(&c, &k);
+        pod::check_extended_resources(&p).unwrap();
+        let limits = p.spec.as_ref().unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap();
+        let requests = p.spec.as_ref().unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .requests
+            .unwrap();
+        let resource = match model {
+            Some("1g.10gb") => "nvidia.com/mig-1g.10gb",
+            _ => "nvidia.com/gpu",
+        };
+        if gpus > 0 {
+            assert_eq!(limits[resource].0, gpus.to_string());
+        } else {
+            assert!(!limits.keys().any(|k| k.starts_with("nvidia.com/")));
+        }
+        assert!(
+            !requests.keys().any(|k| k.starts_with("nvidia.com/")),
+            "GPUs in limits only"
+        );
+        // MIG devices select no product: the resource name says it all.
+        let selector = p.spec.as_ref().unwrap().node_selector.clone();
+        assert_eq!(selector.is_some(), model == Some("H100-80GB"));
+        k.gpus = 0;
+    }
+    // And the checker rejects what the API server rejects.
+    let mut p = pod::build_pod(
+        &c,
+        &pod::KernelPod {
+            kernel_id: uuid::Uuid::new_v4(),
+            user: "u".into(),
+            group: None,
+            argv: vec!["k".into()],
+            env: BTreeMap::new(),
+            gpus: 1,
+            gpu_model: None,
+            cpu: None,
+            memory: None,
+        },
+    );
+    let res = p.spec.as_mut().unwrap().containers[0]
+        .resources
+        .as_mut()
+        .unwrap();
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    res.limits
+        .as_mut()
+        .unwrap()
+        .insert("nvidia.com/gpu".into(), Quantity("0.5".into()));
+    assert!(
+        pod::check_extended_resources(&p)
+            .unwrap_err()
+            .contains("whole number")
+    );
+    let res = p.spec.as_mut().unwrap().containers[0]
+        .resources
+        .as_mut()
+        .unwrap();
+    res.limits
+        .as_mut()
+        .unwrap()
+        .insert("nvidia.com/gpu".into(), Quantity("1".into()));
+    res.requests
+        .as_mut()
+        .unwrap()
+        .insert("nvidia.com/gpu".into(), Quantity("2".into()));
+    assert!(
+        pod::check_extended_resources(&p)
+            .unwrap_err()
+            .contains("must equal its limit")
+    );
+    let res = p.spec.as_mut().unwrap().containers[0]
+        .resources
+        .as_mut()
+        .unwrap();
+    res.limits.as_mut().unwrap().remove("nvidia.com/gpu");
+    assert!(
+        pod::check_extended_resources(&p)
+            .unwrap_err()
+            .contains("no limit")
+    );
+}
+
+#[test]
+fn pod_names_are_dns_labels() {
+    let id = uuid::Uuid::nil();
+    assert_eq!(
+        pod::pod_name("Alice_Smith", id),
+        format!("alice-smith-{id}")
+    );
+    let long = pod::pod_name(&"x".repeat(100), id);
+    assert!(long.len() <= 63, "{long}");
+    assert_eq!(pod::pod_name("---", id), format!("x-{id}"));
+}
