@@ -88,6 +88,7 @@ pub async fn list_kernels(State(s): State<AppState>, AuthUser(user): AuthUser) -
         .iter()
         .map(|k| k.model())
         .collect();
+    all.extend(s.kernels.launching_models_for(&user));
     all.extend(s.kernels.queued_models_for(&user));
     Json(Value::Array(all))
 }

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// How long clients are warned before a cull (`60s`).
     #[arg(long, env = "LAB_CULL_WARNING", value_parser = parse_limit)]
     pub cull_warning: Option<Limit>,
+    /// Where kernels run: `local` (processes here) or `kubernetes` (one pod
+    /// each; settings in lab.toml's `[kubernetes]`).
+    #[arg(long, env = "LAB_BACKEND")]
+    pub backend: Option<String>,
     /// How local kernels are confined: `auto` (Landlock where Linux has
     /// it), `require` (refuse to start kernels without it), `off`.
     #[arg(long, env = "LAB_SANDBOX")]
@@ -141,6 +145,8 @@ pub struct FileConfig {
     pub cull_connected: Option<bool>,
     pub reclaim_grace: Option<String>,
     pub sandbox: Option<scheduler::sandbox::SandboxMode>,
+    pub backend: Option<String>,
+    pub kubernetes: Option<scheduler::kube::KubeConfig>,
     pub starvation_limit: Option<String>,
     /// The most GPUs one kernel may ask for, per role.
     #[serde(default)]
@@ -163,6 +169,14 @@ pub struct Config {
     pub tuning: scheduler::Tuning,
     pub roles: crate::scheduling::RoleLimits,
     pub sandbox: scheduler::sandbox::SandboxMode,
+    pub backend: Backend,
+}
+
+/// Where kernels run.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Local,
+    Kubernetes(scheduler::kube::KubeConfig),
 }
 
 /// Where the GPU inventory comes from.
@@ -289,6 +303,22 @@ impl Config {
                 }
             }
         }
+        let backend = match args
+            .backend
+            .as_deref()
+            .or(file.backend.as_deref())
+            .unwrap_or("local")
+        {
+            "local" => Backend::Local,
+            "kubernetes" | "k8s" => {
+                Backend::Kubernetes(file.kubernetes.clone().unwrap_or_default())
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown backend {other:?} (local, kubernetes)"
+                )));
+            }
+        };
         let queue_wait = args.queue_wait.or(file.queue_wait).unwrap_or(2.0);
         if !(queue_wait.is_finite() && (0.0..=3600.0).contains(&queue_wait)) {
             return Err(ConfigError::Invalid(format!(
@@ -313,6 +343,7 @@ impl Config {
             tuning,
             roles,
             sandbox: args.sandbox.or(file.sandbox).unwrap_or_default(),
+            backend,
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

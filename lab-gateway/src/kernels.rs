@@ -311,6 +311,30 @@ pub enum QueueState {
     Cancelled,
 }
 
+/// A kernel its backend is starting.
+#[derive(Debug, Clone)]
+struct Launching {
+    user: String,
+    spec: String,
+    created: DateTime<Utc>,
+    /// The backend's latest word on it.
+    progress: String,
+}
+
+impl Launching {
+    fn model(&self, id: uuid::Uuid) -> Value {
+        json!({
+            "id": id.to_string(),
+            "name": self.spec,
+            "last_activity": timestamp(self.created),
+            "execution_state": "starting",
+            "connections": 0,
+            "resources": {"gpus": 0},
+            "launch": {"progress": self.progress},
+        })
+    }
+}
+
 /// A start waiting for GPUs.
 pub struct Queued {
     pub id: uuid::Uuid,
@@ -469,6 +493,9 @@ pub struct KernelManager {
     users_root: PathBuf,
     scheduling: Arc<Scheduling>,
     queued: Mutex<HashMap<uuid::Uuid, Arc<Queued>>>,
+    /// Kernels whose backend is still starting them, with what it is doing
+    /// (a pod waiting for a node, pulling its image): shown as "starting".
+    launching: Arc<Mutex<HashMap<uuid::Uuid, Launching>>>,
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     /// How long a start waits in the queue before answering 202.
@@ -510,6 +537,7 @@ impl KernelManager {
         KernelManager {
             scheduling,
             queued: Mutex::new(HashMap::new()),
+            launching: Default::default(),
             events,
             events_rx: Mutex::new(Some(events_rx)),
             queue_wait: Duration::from_secs(2),
@@ -729,10 +757,31 @@ impl KernelManager {
             .collect()
     }
 
-    /// The model of a running or queued kernel.
+    /// The models of `user`'s kernels that their backend is still starting.
+    pub fn launching_models_for(&self, user: &User) -> Vec<Value> {
+        let launching = self.launching.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mine: Vec<(&uuid::Uuid, &Launching)> = launching
+            .iter()
+            .filter(|(_, l)| user.is_admin() || l.user == user.name)
+            .collect();
+        mine.sort_by_key(|(_, l)| l.created);
+        mine.into_iter().map(|(id, l)| l.model(*id)).collect()
+    }
+
+    /// The model of a running, starting or queued kernel.
     pub fn model_for(&self, user: &User, id: &str) -> Result<Value, ApiError> {
         if let Some(q) = self.queued_for(user, id) {
             return Ok(q.model(self.scheduling.ticket(q.id, now_ms()).as_ref()));
+        }
+        if let Ok(parsed) = id.parse::<uuid::Uuid>()
+            && let Some(l) = self
+                .launching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&parsed)
+                .filter(|l| user.is_admin() || l.user == user.name)
+        {
+            return Ok(l.model(parsed));
         }
         Ok(self.get_for(user, id)?.model())
     }
@@ -1251,7 +1300,39 @@ impl KernelManager {
             .get(&spec_name)
             .is_some_and(|s| s.interrupt_by_message());
         let started = std::time::Instant::now();
-        let launched = self.launcher.launch(launch).await.map_err(|e| {
+        let (progress, mut said) = mpsc::unbounded_channel::<String>();
+        launch.progress = Some(progress);
+        self.launching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Launching {
+                    user: user.name.clone(),
+                    spec: spec_name.clone(),
+                    created: Utc::now(),
+                    progress: "starting the kernel".into(),
+                },
+            );
+        let launching = self.launching.clone();
+        // Ends when the launch drops its sender.
+        tokio::spawn(async move {
+            while let Some(p) = said.recv().await {
+                if let Some(l) = launching
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&id)
+                {
+                    l.progress = p;
+                }
+            }
+        });
+        let launched = self.launcher.launch(launch).await;
+        self.launching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let launched = launched.map_err(|e| {
             ApiError::Unavailable(format!("kernel {spec_name} failed to start: {e}"))
         })?;
         let kernel = Kernel::new(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use lab_gateway::config::{Config, GpuSource, ServeArgs, default_data_dir};
+use lab_gateway::config::{Backend, Config, GpuSource, ServeArgs, default_data_dir};
 use lab_gateway::kernels::KernelManager;
 use lab_gateway::kernelspecs::Specs;
 use lab_gateway::scheduling::Scheduling;
@@ -84,6 +84,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Kubernetes helpers.
+    K8s {
+        #[command(subcommand)]
+        command: K8sCommand,
+    },
     /// Show, import and export every quota; set a user's own caps.
     Quota {
         #[command(subcommand)]
@@ -113,6 +118,23 @@ enum GroupCommand {
     Remove { name: String },
     /// Put a user in a group (or, without GROUP, in none).
     Member { user: String, group: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum K8sCommand {
+    /// Print Kueue ResourceFlavors, ClusterQueues and LocalQueues matching
+    /// the quota config (the `gpus` cluster and every group's quota), for
+    /// `kubectl apply -f -`.
+    RenderQuotas {
+        /// CPU each group's ClusterQueue covers.
+        #[arg(long, default_value = "1000")]
+        cpu: String,
+        /// Memory each group's ClusterQueue covers.
+        #[arg(long, default_value = "4Ti")]
+        memory: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +313,31 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::K8s {
+            command: K8sCommand::RenderQuotas { cpu, memory, serve },
+        } => {
+            let config = Config::load(&serve)?;
+            let kube = match &config.backend {
+                Backend::Kubernetes(k) => k.clone(),
+                Backend::Local => scheduler::kube::KubeConfig::default(),
+            };
+            let cluster = match &config.gpus {
+                GpuSource::Modelled(c) => c.clone(),
+                _ => anyhow::bail!(
+                    "render-quotas needs the cluster's GPUs in `gpus` (e.g. \"16x8 H100-80GB; 2x7 1g.10gb\"), not auto-detection"
+                ),
+            };
+            let store = open_store(Some(config.data_dir.clone()))?;
+            let quotas = lab_gateway::quota_cli::load(&store)?;
+            let objects = scheduler::kube::kueue::render(
+                &kube,
+                &cluster,
+                &quotas,
+                &scheduler::kube::kueue::CpuMemory { cpu, memory },
+            );
+            print!("{}", scheduler::kube::kueue::to_yaml(&objects)?);
+            Ok(())
+        }
         Command::Simulate {
             cluster,
             workload,
@@ -397,10 +444,14 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     store.revoke_label("admin", "login")?;
     let (_, token) = store.create_token("admin", "login")?;
 
-    let academy_kernel = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("academy-kernel")))
-        .filter(|p| p.is_file());
+    let academy_kernel = match &config.backend {
+        // Kernel pods run the kernel image's binary.
+        Backend::Kubernetes(_) => Some(PathBuf::from(scheduler::kube::pod::KERNEL_BINARY)),
+        Backend::Local => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("academy-kernel")))
+            .filter(|p| p.is_file()),
+    };
     let specs = Specs::discover(&config.kernelspec_dirs, academy_kernel.as_deref());
     let cluster = match &config.gpus {
         GpuSource::Detect => scheduler::Cluster::detect(
@@ -414,7 +465,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             "GPUs: {} × {}{}",
             pool.gpus(),
             pool.model,
-            if pool.real {
+            if pool.real || matches!(config.backend, Backend::Kubernetes(_)) {
                 ""
             } else {
                 " (modelled: kernels run on CPU)"
@@ -430,35 +481,28 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         config.tuning,
         config.roles,
     )?);
-    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data);
     let mut warm_pool = config.warm_pool.clone();
-    match config.sandbox {
-        SandboxMode::Off => println!("Kernels: unconfined (--sandbox off)"),
-        _ if Sandbox::supported() => {
-            println!("Kernels: confined by Landlock to their user's files");
+    let launcher: Arc<dyn scheduler::Launcher> = match &config.backend {
+        Backend::Local => local_launcher(&config, data, &mut warm_pool)?,
+        Backend::Kubernetes(k) => {
+            println!(
+                "Kernels: Kubernetes pods of {} in {}",
+                k.kernel_image,
+                k.namespace_per_user.as_deref().unwrap_or(&k.namespace)
+            );
             if !warm_pool.is_empty() {
-                println!(
-                    "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
-                );
+                println!("Warm pool: off with the kubernetes backend");
                 warm_pool.clear();
             }
+            Arc::new(
+                scheduler::kube::KubeLauncher::from_env(k.clone())
+                    .await
+                    .context("cannot reach the Kubernetes API")?,
+            )
         }
-        SandboxMode::Require => anyhow::bail!(
-            "--sandbox require: this Linux lacks Landlock ABI 6, so kernels cannot be confined"
-        ),
-        SandboxMode::Auto => match Sandbox::abi() {
-            Some(abi) => println!(
-                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped)"
-            ),
-            None => println!(
-                "Kernels: NOT confined, this Linux lacks Landlock (each kernel can read the data dir)"
-            ),
-        },
-    }
-    let launcher =
-        Arc::new(scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox));
+    };
     let kernels = Arc::new(
-        KernelManager::new(launcher, specs, store.clone(), data.join("users"))
+        KernelManager::new(launcher.clone(), specs, store.clone(), data.join("users"))
             .with_scheduling(scheduling.clone())
             .with_limits(config.limits)
             .with_queue_wait(config.queue_wait)
@@ -467,6 +511,17 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     );
     scheduling.seed_budgets(&store.users()?, lab_gateway::scheduling::now_ms());
     kernels.reattach().await;
+    let known: std::collections::HashSet<uuid::Uuid> = kernels.all().iter().map(|k| k.id).collect();
+    match launcher.adopt(&known).await {
+        Ok(stopped) if !stopped.is_empty() => {
+            println!(
+                "Kernels: stopped {} orphaned kernel(s) of an earlier gateway",
+                stopped.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot look for orphaned kernels"),
+    }
     let running: Vec<uuid::Uuid> = kernels.all().iter().map(|k| k.id).collect();
     let closed = store.ledger_close_except(&running, lab_gateway::scheduling::now_ms())?;
     if closed > 0 {
@@ -532,4 +587,40 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The local backend, confined as `--sandbox` says; clears the warm pool
+/// when kernels are confined (a prespawned kernel has no user yet).
+fn local_launcher(
+    config: &Config,
+    data: &std::path::Path,
+    warm_pool: &mut std::collections::BTreeMap<String, usize>,
+) -> anyhow::Result<Arc<dyn scheduler::Launcher>> {
+    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data);
+    match config.sandbox {
+        SandboxMode::Off => println!("Kernels: unconfined (--sandbox off)"),
+        _ if Sandbox::supported() => {
+            println!("Kernels: confined by Landlock to their user's files");
+            if !warm_pool.is_empty() {
+                println!(
+                    "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
+                );
+                warm_pool.clear();
+            }
+        }
+        SandboxMode::Require => anyhow::bail!(
+            "--sandbox require: this Linux lacks Landlock ABI 6, so kernels cannot be confined"
+        ),
+        SandboxMode::Auto => match Sandbox::abi() {
+            Some(abi) => println!(
+                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped)"
+            ),
+            None => println!(
+                "Kernels: NOT confined, this Linux lacks Landlock (each kernel can read the data dir)"
+            ),
+        },
+    }
+    Ok(Arc::new(
+        scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
+    ))
 }

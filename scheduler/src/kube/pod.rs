@@ -23,6 +23,8 @@ use crate::inventory::is_mig_profile;
 /// The ports a kernel listens on inside its pod: shell, iopub, stdin,
 /// control, heartbeat. Fixed, because the pod has its own network.
 pub const KERNEL_PORTS: [u16; 5] = [9000, 9001, 9002, 9003, 9004];
+/// Where the kernel image has academy-kernel (gpu-images/kernel.Dockerfile).
+pub const KERNEL_BINARY: &str = "/usr/local/bin/academy-kernel";
 /// Where the connection file is mounted.
 pub const CONNECTION_DIR: &str = "/var/run/academy-lab";
 pub const CONNECTION_FILE: &str = "/var/run/academy-lab/connection.json";

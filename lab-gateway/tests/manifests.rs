@@ -1,0 +1,234 @@
+//! The kustomize manifests in `k8s/`, rendered by `kubectl kustomize` as a
+//! user would, read back into k8s-openapi types with unknown fields denied,
+//! and checked against the code that depends on them: the gateway reads the
+//! ConfigMap's lab.toml, the NetworkPolicy selects the labels the backend
+//! puts on kernel pods, the Deployment runs as the restricted standard asks.
+//! (The outside schema check is tests/test_k8s.py, with kubernetes-validate.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The rendered overlay, one JSON value per object; `None` without kubectl.
+fn render(overlay: &str) -> Option<Vec<Value>> {
+    let out = match Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("k8s/overlays").join(overlay))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: kubectl is not installed, so the overlays cannot be rendered");
+            return None;
+        }
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize k8s/overlays/{overlay} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+            .collect(),
+    )
+}
+
+/// Parses `v` as `T`, failing on any field k8s-openapi does not know.
+fn strict<T: DeserializeOwned>(v: &Value) -> T {
+    let mut unknown = Vec::new();
+    let parsed: T = serde_ignored::deserialize(v.clone(), |path| unknown.push(path.to_string()))
+        .unwrap_or_else(|e| panic!("{} {}: {e}", v["kind"], v["metadata"]["name"]));
+    assert!(
+        unknown.is_empty(),
+        "{} {} has fields Kubernetes does not know: {unknown:?}",
+        v["kind"],
+        v["metadata"]["name"]
+    );
+    parsed
+}
+
+fn check_overlay(overlay: &str) {
+    let Some(objects) = render(overlay) else {
+        return;
+    };
+    let mut kinds = Vec::new();
+    let mut config = None;
+    let mut deployment = None;
+    let mut policies = Vec::new();
+    for v in &objects {
+        let kind = v["kind"].as_str().unwrap().to_owned();
+        match kind.as_str() {
+            "Namespace" => {
+                strict::<Namespace>(v);
+            }
+            "ServiceAccount" => {
+                strict::<ServiceAccount>(v);
+            }
+            "Role" => {
+                strict::<Role>(v);
+            }
+            "RoleBinding" => {
+                strict::<RoleBinding>(v);
+            }
+            "ConfigMap" => config = Some(strict::<ConfigMap>(v)),
+            "PersistentVolumeClaim" => {
+                strict::<PersistentVolumeClaim>(v);
+            }
+            "Deployment" => deployment = Some(strict::<Deployment>(v)),
+            "Service" => {
+                strict::<Service>(v);
+            }
+            "NetworkPolicy" => policies.push(strict::<NetworkPolicy>(v)),
+            other => panic!("{overlay}: unexpected kind {other}"),
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "Namespace",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "PersistentVolumeClaim",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ],
+        "{overlay}"
+    );
+
+    // The gateway reads the ConfigMap's lab.toml: every key is one it knows.
+    let config = config.unwrap();
+    let toml = &config.data.as_ref().unwrap()["lab.toml"];
+    let file: lab_gateway::config::FileConfig =
+        toml::from_str(toml).unwrap_or_else(|e| panic!("{overlay}: lab.toml: {e}"));
+    assert_eq!(file.backend.as_deref(), Some("kubernetes"));
+    let kube = file.kubernetes.expect("a [kubernetes] table");
+    let gpus = file.gpus.expect("the GPUs the cluster holds");
+    scheduler::Cluster::parse(&gpus).unwrap_or_else(|e| panic!("{overlay}: gpus: {e}"));
+
+    // The gateway runs restricted, with probes on routes that exist.
+    let d = deployment.unwrap();
+    let gateway_labels = d.spec_template_labels();
+    let spec = d.spec.unwrap().template.spec.unwrap();
+    let pod_sc = spec.security_context.unwrap();
+    assert_eq!(pod_sc.run_as_non_root, Some(true));
+    assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let c = &spec.containers[0];
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+    let ready = c.readiness_probe.clone().unwrap().http_get.unwrap().path;
+    let live = c.liveness_probe.clone().unwrap().http_get.unwrap().path;
+    assert_eq!(
+        (ready.as_deref(), live.as_deref()),
+        (Some("/readyz"), Some("/healthz"))
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("academy-lab-gateway")
+    );
+
+    // The kernel policy selects the pods the backend makes, and lets in
+    // only the gateway, on the kernel's ports.
+    let kernel_policy = policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("academy-lab-kernels"))
+        .expect("a NetworkPolicy for kernel pods");
+    let ps = kernel_policy.spec.as_ref().unwrap();
+    let selects = ps
+        .pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap();
+    let kernel_pod = scheduler::kube::pod::build_pod(
+        &kube,
+        &scheduler::kube::pod::KernelPod {
+            kernel_id: uuid::Uuid::new_v4(),
+            user: "alice".into(),
+            group: None,
+            argv: vec!["k".into()],
+            env: Default::default(),
+            gpus: 0,
+            gpu_model: None,
+            cpu: None,
+            memory: None,
+        },
+    );
+    let kernel_labels = kernel_pod.metadata.labels.unwrap();
+    for (k, v) in &selects {
+        assert_eq!(
+            kernel_labels.get(k),
+            Some(v),
+            "{overlay}: kernel pods lack {k}={v}"
+        );
+    }
+    let ingress = &ps.ingress.as_ref().unwrap()[0];
+    let from = ingress.from.as_ref().unwrap()[0]
+        .pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap();
+    for (k, v) in &from {
+        assert_eq!(
+            gateway_labels.get(k),
+            Some(v),
+            "{overlay}: the gateway lacks {k}={v}"
+        );
+    }
+    let port = &ingress.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.port.clone(), port.end_port),
+        (
+            Some(
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(
+                    scheduler::kube::pod::KERNEL_PORTS[0]
+                ))
+            ),
+            Some(i32::from(scheduler::kube::pod::KERNEL_PORTS[4]))
+        )
+    );
+}
+
+trait TemplateLabels {
+    fn spec_template_labels(&self) -> std::collections::BTreeMap<String, String>;
+}
+
+impl TemplateLabels for Deployment {
+    fn spec_template_labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_dev_overlay_renders_to_valid_objects_the_code_agrees_with() {
+    check_overlay("dev");
+}
+
+#[test]
+fn the_production_overlay_renders_to_valid_objects_the_code_agrees_with() {
+    check_overlay("production");
+}
