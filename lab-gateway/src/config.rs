@@ -176,7 +176,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum Backend {
     Local,
-    Kubernetes(scheduler::kube::KubeConfig),
+    Kubernetes(Box<scheduler::kube::KubeConfig>),
 }
 
 /// Where the GPU inventory comes from.
@@ -311,7 +311,7 @@ impl Config {
         {
             "local" => Backend::Local,
             "kubernetes" | "k8s" => {
-                Backend::Kubernetes(file.kubernetes.clone().unwrap_or_default())
+                Backend::Kubernetes(Box::new(file.kubernetes.clone().unwrap_or_default()))
             }
             other => {
                 return Err(ConfigError::Invalid(format!(

@@ -318,7 +318,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let config = Config::load(&serve)?;
             let kube = match &config.backend {
-                Backend::Kubernetes(k) => k.clone(),
+                Backend::Kubernetes(k) => (**k).clone(),
                 Backend::Local => scheduler::kube::KubeConfig::default(),
             };
             let cluster = match &config.gpus {
@@ -495,7 +495,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 warm_pool.clear();
             }
             Arc::new(
-                scheduler::kube::KubeLauncher::from_env(k.clone())
+                scheduler::kube::KubeLauncher::from_env((**k).clone())
                     .await
                     .context("cannot reach the Kubernetes API")?,
             )
