@@ -32,6 +32,14 @@ def test_every_rendered_object_passes_the_schema_of_the_oldest_supported_kuberne
         kubernetes_validate.validate(doc, OLDEST, strict=True)
 
 
+def test_the_per_user_namespaces_component_passes_the_schema():
+    path = ROOT / "k8s" / "components" / "per-user-namespaces" / "clusterrole.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert [d["kind"] for d in docs] == ["ClusterRole", "ClusterRoleBinding"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, OLDEST, strict=True)
+
+
 @needs_kubectl
 def test_the_validator_rejects_what_kubernetes_would():
     out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s" / "overlays" / "dev")],

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -231,4 +231,19 @@ fn the_dev_overlay_renders_to_valid_objects_the_code_agrees_with() {
 #[test]
 fn the_production_overlay_renders_to_valid_objects_the_code_agrees_with() {
     check_overlay("production");
+}
+
+#[test]
+fn the_per_user_namespaces_component_holds_valid_cluster_rbac() {
+    let text =
+        std::fs::read_to_string(repo().join("k8s/components/per-user-namespaces/clusterrole.yaml"))
+            .unwrap();
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let role: ClusterRole = strict(&docs[0]);
+    let binding: ClusterRoleBinding = strict(&docs[1]);
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+    assert_eq!(binding.subjects.unwrap()[0].name, "academy-lab-gateway");
 }

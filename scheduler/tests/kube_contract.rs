@@ -935,49 +935,14 @@ fn rbac_of(s: &Seen) -> (String, String) {
     (resource, verb.to_owned())
 }
 
-#[tokio::test]
-async fn the_role_in_k8s_base_grants_exactly_the_verbs_the_backend_calls() {
-    // Every call the backend makes in the shared-namespace mode.
-    let (server, client) = ApiServer::start();
-    // A pod a previous gateway left, to be adopted away.
-    server.insert_pod(
-        NS,
-        json!({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "old", "namespace": NS, "resourceVersion": "3", "uid": "old",
-                            "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
-                                       "academy-lab.io/kernel-id": uuid::Uuid::new_v4().to_string()}},
-               "spec": {"containers": [{"name": "kernel", "image": "k"}]}}),
-    );
-    let launcher = Arc::new(KubeLauncher::new(client, config()));
-    // Before the watch has listed, liveness asks the server directly.
-    let _ = launcher
-        .is_alive(&KernelLocator::Pod {
-            namespace: NS.into(),
-            name: "old".into(),
-        })
-        .await;
-    launcher.adopt(&HashSet::new()).await.unwrap();
-    let s = spec("alice", 1, Some("H100-80GB"));
-    let id = s.kernel_id;
-    let started = launch(&launcher, s);
-    server.pod_created(NS, POD).await;
-    server.set_status(NS, POD, running_ready("10.42.0.3"), Some("n1"));
-    let launched = started.await.unwrap().unwrap();
-    launcher.log_tail(id, 100).await;
-    launcher
-        .signal(&launched.locator, KernelSignal::Kill)
-        .await
+/// The (resource, verb) pairs the rules of `kind` objects in `file` grant.
+fn granted(file: &str, kind: &str) -> BTreeSet<(String, String)> {
+    let yaml = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
         .unwrap();
-
-    let used: BTreeSet<(String, String)> = server.seen().iter().map(rbac_of).collect();
-    let role_yaml = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/rbac.yaml"),
-    )
-    .unwrap();
     let mut granted = BTreeSet::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&role_yaml) {
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let v: Value = serde::Deserialize::deserialize(doc).unwrap();
-        if v["kind"] != "Role" {
+        if v["kind"] != kind {
             continue;
         }
         for rule in v["rules"].as_array().unwrap() {
@@ -992,8 +957,68 @@ async fn the_role_in_k8s_base_grants_exactly_the_verbs_the_backend_calls() {
             }
         }
     }
+    granted
+}
+
+/// Every call the backend makes in a mode: adopt (with the watch not yet
+/// synced, so liveness asks the server), launch, log, kill.
+async fn every_call(
+    config: KubeConfig,
+    ns: &str,
+    user: &str,
+    pod_name: &str,
+) -> BTreeSet<(String, String)> {
+    let (server, client) = ApiServer::start();
+    server.insert_pod(
+        ns,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "old", "namespace": ns, "resourceVersion": "3", "uid": "old",
+                            "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                                       "academy-lab.io/kernel-id": uuid::Uuid::new_v4().to_string()}},
+               "spec": {"containers": [{"name": "kernel", "image": "k"}]}}),
+    );
+    let launcher = Arc::new(KubeLauncher::new(client, config));
+    let _ = launcher
+        .is_alive(&KernelLocator::Pod {
+            namespace: ns.into(),
+            name: "old".into(),
+        })
+        .await;
+    launcher.adopt(&HashSet::new()).await.unwrap();
+    let s = spec(user, 1, Some("H100-80GB"));
+    let id = s.kernel_id;
+    let started = launch(&launcher, s);
+    server.pod_created(ns, pod_name).await;
+    server.set_status(ns, pod_name, running_ready("10.42.0.3"), Some("n1"));
+    let launched = started.await.unwrap().unwrap();
+    launcher.log_tail(id, 100).await;
+    launcher
+        .signal(&launched.locator, KernelSignal::Kill)
+        .await
+        .unwrap();
+    server.seen().iter().map(rbac_of).collect()
+}
+
+#[tokio::test]
+async fn the_cluster_role_for_per_user_namespaces_grants_exactly_what_that_mode_calls() {
+    let mut c = config();
+    c.namespace_per_user = Some("lab-{user}".into());
+    let used = every_call(c, "lab-alice", "alice", POD).await;
     assert_eq!(
-        granted, used,
+        granted(
+            "../k8s/components/per-user-namespaces/clusterrole.yaml",
+            "ClusterRole"
+        ),
+        used
+    );
+}
+
+#[tokio::test]
+async fn the_role_in_k8s_base_grants_exactly_the_verbs_the_backend_calls() {
+    let used = every_call(config(), NS, "alice", POD).await;
+    assert_eq!(
+        granted("../k8s/base/rbac.yaml", "Role"),
+        used,
         "k8s/base/rbac.yaml must grant exactly what the backend calls"
     );
 }
