@@ -403,22 +403,3 @@ pub async fn contents_delete(
     }
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// `/`: until the web UI lands (issue 6), a page that says how to connect.
-pub async fn landing() -> axum::response::Html<&'static str> {
-    axum::response::Html(LANDING)
-}
-
-const LANDING: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Academy Lab</title>
-<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
-code,pre{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}pre{padding:.6rem}</style></head>
-<body><h1>Academy Lab</h1>
-<p>This gateway speaks the Jupyter Kernel Gateway API. Its own notebook UI is on the way;
-until then, connect JupyterLab to it with the token <code>lab serve</code> printed:</p>
-<pre>jupyter lab --gateway-url=http://HOST:PORT --GatewayClient.auth_token=TOKEN</pre>
-<p>Or use the API directly: <code>GET /api/kernelspecs</code>, <code>POST /api/kernels</code>,
-the websocket <code>/api/kernels/ID/channels</code>, with <code>Authorization: token TOKEN</code>.</p>
-<p>Health: <a href="/healthz">/healthz</a> · Metrics: <a href="/metrics">/metrics</a></p>
-</body></html>
-"#;

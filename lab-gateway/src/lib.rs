@@ -23,6 +23,7 @@ pub mod quota_cli;
 pub mod scheduling;
 pub mod sessions;
 pub mod store;
+pub mod ui;
 pub mod wire;
 pub mod ws;
 
@@ -49,7 +50,10 @@ pub struct AppState {
 /// The HTTP routes, without a listener (tests call it directly too).
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(api::landing))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/api/login", get(ui::whoami).post(ui::login))
+        .route("/api/logout", axum::routing::post(ui::logout))
         .route("/api", get(api::api_root))
         .route("/api/", get(api::api_root))
         .route("/api/status", get(api::status))

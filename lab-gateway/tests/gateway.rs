@@ -79,7 +79,7 @@ async fn kernelspecs_list_the_academy_kernels_and_unknown_ones_are_404() {
     assert_eq!(status, 404);
     let landing = g.http.get(format!("{}/", g.base)).send().await.unwrap();
     assert_eq!(landing.status().as_u16(), 200);
-    assert!(landing.text().await.unwrap().contains("--gateway-url"));
+    assert!(landing.text().await.unwrap().contains("/ui/app.js"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -889,4 +889,139 @@ async fn oversized_binary_and_iopub_frames_are_refused_with_close_codes() {
     let code = close_code(connect(&g, &id, &token).await, Message::Text(iopub.into())).await;
     assert_eq!(code, Some(1008), "clients cannot send on iopub");
     g.delete(&format!("/api/kernels/{id}"), &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_logs_in_with_an_httponly_cookie_and_serves_its_assets_gzipped() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Nobody yet: a 200 with no identity, so the app's first look logs no error.
+    let r = client
+        .get(format!("{}/api/login", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["identity"], Value::Null);
+    // A wrong token is a 401 and sets nothing.
+    let r = client
+        .post(format!("{}/api/login", g.base))
+        .json(&json!({"token": "0123abcd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = client
+        .post(format!("{}/api/login", g.base))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // The right one sets an HttpOnly, SameSite=Strict cookie that authenticates.
+    let r = client
+        .post(format!("{}/api/login", g.base))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with(&format!("lab_token={token};")),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let jar = format!("lab_token={token}");
+    let r = client
+        .get(format!("{}/api/login", g.base))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["identity"]["username"],
+        "alice"
+    );
+    let r = client
+        .get(format!("{}/api/contents", g.base))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The login URL sets the cookie and sends the browser to a URL without the token.
+    let r = client
+        .get(format!("{}/?token={token}", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+    let r = client
+        .get(format!("{}/?token=wrong", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // Logout clears it.
+    let r = client
+        .post(format!("{}/api/logout", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // Assets: gzip when accepted, plain otherwise, unknown files 404.
+    let r = client
+        .get(format!("{}/ui/app.js", g.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let gz = r.bytes().await.unwrap().len();
+    let r = client
+        .get(format!("{}/ui/app.js", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert!(r.bytes().await.unwrap().len() > gz);
+    let r = client
+        .get(format!("{}/ui/../lab.db", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = client
+        .get(format!("{}/ui/nope.js", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
 }

@@ -1,0 +1,81 @@
+// The single-page app: a hash router over the login, files, notebook and
+// ops pages, and the header with the user menu.
+
+import { api, me, type Identity } from "./api";
+import { clear, h, toast } from "./dom";
+import { filesPage } from "./files";
+import { loginPage } from "./login";
+import { NotebookView } from "./notebook";
+import { opsPage } from "./ops";
+
+const app = document.getElementById("app") as HTMLElement;
+let current: NotebookView | null = null;
+let user: Identity | null = null;
+
+function header(u: Identity): HTMLElement {
+  const menu = h(
+    "details",
+    { class: "user-menu" },
+    h("summary", {}, u.name),
+    h(
+      "div",
+      { class: "menu" },
+      h("p", {}, `Role: ${u.role}`),
+      h("p", {}, `Group: ${u.group ?? "none"}`),
+      h(
+        "button",
+        {
+          onclick: async () => {
+            await api("/api/logout", { method: "POST" });
+            user = null;
+            location.hash = "#/";
+            void route();
+          },
+        },
+        "Log out",
+      ),
+    ),
+  );
+  const ops = u.role === "ops" || u.role === "admin";
+  return h(
+    "header",
+    { class: "top" },
+    h("a", { href: "#/files/", class: "brand" }, "Academy Lab"),
+    h("nav", {}, h("a", { href: "#/files/" }, "Files"), ops && h("a", { href: "#/ops" }, "Ops")),
+    menu,
+  );
+}
+
+async function route(): Promise<void> {
+  current?.dispose();
+  current = null;
+  if (!user) user = await me();
+  clear(app);
+  if (!user) {
+    app.append(loginPage(() => void route()));
+    return;
+  }
+  app.append(header(user));
+  const main = h("main", {});
+  app.append(main);
+  const hash = decodeURIComponent(location.hash.slice(1)) || "/files/";
+  try {
+    if (hash.startsWith("/nb/")) {
+      const nb = new NotebookView(hash.slice(4));
+      current = nb;
+      (window as any).academyNotebook = nb;
+      main.append(nb.el);
+      await nb.load();
+    } else if (hash === "/ops") {
+      main.append(await opsPage());
+    } else {
+      main.append(await filesPage(hash.replace(/^\/files\/?/, "")));
+    }
+  } catch (e) {
+    toast((e as Error).message, "error");
+    main.append(h("p", { class: "error" }, (e as Error).message));
+  }
+}
+
+window.addEventListener("hashchange", () => void route());
+void route();

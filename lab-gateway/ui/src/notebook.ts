@@ -1,0 +1,430 @@
+// The notebook page: cells with editors, a kernel bound through a session,
+// outputs streamed as they arrive, and saving in nbformat 4 (as JupyterLab
+// writes it, so either can open the other's notebooks).
+
+import type { EditorView } from "@codemirror/view";
+import { marked } from "marked";
+import DOMPurify from "dompurify";
+import { api, ApiError, contentsUrl } from "./api";
+import { h, toast } from "./dom";
+import { makeEditor } from "./editor";
+import { KernelConnection, type Connection, type Msg } from "./kernel";
+import { OutputArea, type Output } from "./outputs";
+
+interface NbCell {
+  id?: string;
+  cell_type: "code" | "markdown" | "raw";
+  source: string | string[];
+  metadata: Record<string, unknown>;
+  outputs?: Output[];
+  execution_count?: number | null;
+}
+
+interface Notebook {
+  cells: NbCell[];
+  metadata: Record<string, any>;
+  nbformat: number;
+  nbformat_minor: number;
+}
+
+interface KernelModel {
+  id: string;
+  name: string;
+  execution_state: string;
+  resources?: { gpus: number; gpu_model?: string | null; real?: boolean };
+  queue?: { position: number; eta_seconds: number | null; waiting_for?: string } | null;
+  reason?: string | null;
+}
+
+function source(s: string | string[]): string {
+  return Array.isArray(s) ? s.join("") : s;
+}
+
+function cellId(): string {
+  return crypto.randomUUID().replace(/-/g, "").slice(0, 12);
+}
+
+class Cell {
+  readonly el: HTMLElement;
+  readonly editor: EditorView;
+  readonly outputs: OutputArea;
+  private readonly prompt: HTMLElement;
+  private readonly rendered: HTMLElement | null = null;
+  count: number | null;
+  running = false;
+
+  constructor(
+    nb: NotebookView,
+    public readonly type: "code" | "markdown" | "raw",
+    text: string,
+    public readonly id: string,
+    outputs: Output[],
+    count: number | null,
+    public metadata: Record<string, unknown>,
+  ) {
+    this.count = count;
+    this.prompt = h("div", { class: "prompt" });
+    this.outputs = new OutputArea(outputs);
+    const editorHost = h("div", { class: "editor" });
+    this.el = h("section", { class: `cell ${type}`, "data-cell-id": id }, this.prompt, editorHost);
+    this.editor = makeEditor(editorHost, text, type === "code" ? "code" : "markdown", {
+      runAndAdvance: () => void nb.runAndAdvance(this),
+      run: () => void nb.run(this),
+      save: () => void nb.save(),
+      changed: () => nb.markDirty(),
+    });
+    if (type === "markdown") {
+      this.rendered = h("div", { class: "markdown-rendered", tabindex: "0" });
+      this.rendered.addEventListener("dblclick", () => this.edit());
+      this.el.append(this.rendered);
+      if (text.trim()) this.render();
+    } else {
+      this.el.append(this.outputs.el);
+    }
+    this.el.addEventListener("focusin", () => nb.select(this));
+    this.showCount();
+  }
+
+  get text(): string {
+    return this.editor.state.doc.toString();
+  }
+
+  showCount(): void {
+    if (this.type !== "code") return;
+    this.prompt.textContent = this.running ? "[*]:" : `[${this.count ?? " "}]:`;
+  }
+
+  render(): void {
+    if (!this.rendered) return;
+    this.rendered.innerHTML = DOMPurify.sanitize(marked.parse(this.text, { async: false }) as string);
+    this.el.classList.add("is-rendered");
+  }
+
+  edit(): void {
+    this.el.classList.remove("is-rendered");
+    this.editor.focus();
+  }
+
+  toJSON(): NbCell {
+    const base = { id: this.id, cell_type: this.type, source: this.text, metadata: this.metadata };
+    if (this.type !== "code") return base;
+    return { ...base, outputs: this.outputs.toJSON() as Output[], execution_count: this.count };
+  }
+}
+
+export class NotebookView {
+  readonly el: HTMLElement;
+  private cells: Cell[] = [];
+  private selected: Cell | null = null;
+  private kernel: KernelConnection | null = null;
+  private kernelModel: KernelModel | null = null;
+  private dirty = false;
+  private metadata: Record<string, any> = {};
+  private readonly cellsEl = h("div", { class: "cells" });
+  private readonly statusEl = h("span", { class: "kernel-status", "data-state": "none" }, "no kernel");
+  private readonly deviceEl = h("span", { class: "kernel-device" });
+  private readonly connEl = h("span", { class: "connection", "data-state": "none" });
+  private readonly queueEl = h("span", { class: "queue" });
+  private readonly savedEl = h("span", { class: "saved" });
+  private readonly picker = h("select", { "aria-label": "kernel" }) as HTMLSelectElement;
+  private autosave: number | undefined;
+  private runQueue: Promise<void> = Promise.resolve();
+
+  constructor(public readonly path: string) {
+    const bar = h(
+      "div",
+      { class: "toolbar", role: "toolbar" },
+      h("a", { href: "#/files/" + path.split("/").slice(0, -1).join("/"), class: "back" }, "← Files"),
+      h("strong", { class: "nb-name" }, path.split("/").pop() ?? path),
+      h("button", { onclick: () => void this.save(), title: "Save (Ctrl-S)" }, "Save"),
+      h("button", { onclick: () => this.addCell("code"), title: "Add a code cell" }, "+ Code"),
+      h("button", { onclick: () => this.addCell("markdown"), title: "Add a markdown cell" }, "+ Text"),
+      h("button", { onclick: () => void this.runAll(), class: "run-all" }, "Run all"),
+      h("button", { onclick: () => void this.interrupt(), class: "interrupt" }, "Interrupt"),
+      h("button", { onclick: () => void this.restart(), class: "restart" }, "Restart"),
+      this.picker,
+      this.statusEl,
+      this.deviceEl,
+      this.queueEl,
+      this.connEl,
+      this.savedEl,
+    );
+    this.picker.addEventListener("change", () => void this.switchKernel(this.picker.value));
+    this.el = h("div", { class: "notebook" }, bar, this.cellsEl);
+    this.el.addEventListener("keydown", (e) => {
+      if ((e.ctrlKey || e.metaKey) && e.key === "s") {
+        e.preventDefault();
+        void this.save();
+      }
+    });
+  }
+
+  async load(): Promise<void> {
+    const model = await api<{ content: Notebook }>(contentsUrl(this.path) + "?type=notebook&content=1");
+    const nb = model.content;
+    this.metadata = nb.metadata ?? {};
+    for (const c of nb.cells) {
+      this.appendCell(
+        new Cell(
+          this,
+          c.cell_type,
+          source(c.source),
+          c.id ?? cellId(),
+          c.outputs ?? [],
+          c.execution_count ?? null,
+          c.metadata ?? {},
+        ),
+      );
+    }
+    if (!this.cells.length) this.addCell("code");
+    this.dirty = false;
+    await this.fillPicker();
+    await this.connect();
+    this.autosave = window.setInterval(() => {
+      if (this.dirty) void this.save(true);
+    }, 30_000);
+  }
+
+  dispose(): void {
+    window.clearInterval(this.autosave);
+    this.kernel?.close();
+  }
+
+  private async fillPicker(): Promise<void> {
+    const specs = await api<{ default: string; kernelspecs: Record<string, { name: string; spec: { display_name: string; language: string } }> }>(
+      "/api/kernelspecs",
+    );
+    const wanted = this.metadata.kernelspec?.name ?? specs.default;
+    this.picker.replaceChildren(
+      ...Object.values(specs.kernelspecs).map((s) =>
+        h("option", { value: s.name, selected: s.name === wanted }, s.spec.display_name),
+      ),
+    );
+    this.picker.value = specs.kernelspecs[wanted] ? wanted : specs.default;
+  }
+
+  private setStatus(state: string): void {
+    this.statusEl.dataset.state = state;
+    this.statusEl.textContent = state;
+  }
+
+  private setConnection(c: Connection): void {
+    this.connEl.dataset.state = c;
+    this.connEl.textContent = c === "connected" ? "" : c;
+  }
+
+  private showKernel(m: KernelModel): void {
+    this.kernelModel = m;
+    const r = m.resources;
+    this.deviceEl.textContent =
+      r && r.gpus > 0 ? `${r.gpus} × ${r.gpu_model ?? "GPU"}${r.real === false ? " (modelled)" : ""}` : "CPU";
+    if (m.execution_state === "queued" && m.queue) {
+      const eta = m.queue.eta_seconds == null ? "" : `, about ${Math.ceil(m.queue.eta_seconds / 60)} min`;
+      this.queueEl.textContent = `queued: position ${m.queue.position}${eta}`;
+    } else {
+      this.queueEl.textContent = "";
+    }
+  }
+
+  /// Finds this notebook's session, or starts a kernel for it (waiting in
+  /// the queue if GPUs are short) and makes one.
+  private async connect(): Promise<void> {
+    this.setStatus("starting");
+    const sessions = await api<{ path: string; kernel: KernelModel }[]>("/api/sessions");
+    let kernel = sessions.find((s) => s.path === this.path)?.kernel;
+    if (!kernel) {
+      try {
+        kernel = await api<KernelModel>("/api/kernels", { method: "POST", body: { name: this.picker.value } });
+      } catch (e) {
+        this.setStatus("dead");
+        toast(`The kernel did not start: ${(e as Error).message}`, "error");
+        return;
+      }
+      this.showKernel(kernel);
+      while (kernel.execution_state === "queued") {
+        await new Promise((r) => setTimeout(r, 1000));
+        kernel = await api<KernelModel>(`/api/kernels/${kernel.id}`);
+        this.showKernel(kernel);
+      }
+      if (kernel.execution_state === "dead") {
+        this.setStatus("dead");
+        toast(`The kernel did not start: ${kernel.reason ?? "refused"}`, "error");
+        return;
+      }
+      await api("/api/sessions", {
+        method: "POST",
+        body: { path: this.path, type: "notebook", name: this.path, kernel: { id: kernel.id } },
+      });
+    }
+    this.showKernel(kernel);
+    this.kernel = new KernelConnection(kernel.id);
+    this.kernel.onStatus = (s) => this.setStatus(s);
+    this.kernel.onConnection = (c) => this.setConnection(c);
+    this.setStatus("idle");
+    this.metadata.kernelspec = { name: kernel.name, display_name: this.picker.selectedOptions[0]?.textContent ?? kernel.name };
+  }
+
+  private async switchKernel(name: string): Promise<void> {
+    const sessions = await api<{ id: string; path: string }[]>("/api/sessions");
+    const mine = sessions.find((s) => s.path === this.path);
+    this.kernel?.close();
+    this.kernel = null;
+    if (mine) await api(`/api/sessions/${mine.id}`, { method: "DELETE" });
+    this.picker.value = name;
+    this.markDirty();
+    await this.connect();
+  }
+
+  select(cell: Cell): void {
+    this.selected?.el.classList.remove("selected");
+    this.selected = cell;
+    cell.el.classList.add("selected");
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+    this.savedEl.textContent = "unsaved";
+  }
+
+  private appendCell(cell: Cell, after?: Cell): void {
+    const i = after ? this.cells.indexOf(after) + 1 : this.cells.length;
+    this.cells.splice(i, 0, cell);
+    const next = this.cells[i + 1];
+    if (next) this.cellsEl.insertBefore(cell.el, next.el);
+    else this.cellsEl.append(cell.el);
+  }
+
+  addCell(type: "code" | "markdown", after: Cell | null = this.selected): Cell {
+    const cell = new Cell(this, type, "", cellId(), [], null, {});
+    this.appendCell(cell, after ?? undefined);
+    this.markDirty();
+    cell.editor.focus();
+    return cell;
+  }
+
+  async runAndAdvance(cell: Cell): Promise<void> {
+    const i = this.cells.indexOf(cell);
+    const next = this.cells[i + 1] ?? this.addCell("code", cell);
+    next.editor.focus();
+    if (next.type === "markdown") next.edit();
+    await this.run(cell);
+  }
+
+  /// Runs cells one after another, as the kernel would.
+  run(cell: Cell): Promise<void> {
+    if (cell.type === "markdown") {
+      cell.render();
+      return Promise.resolve();
+    }
+    if (cell.type !== "code") return Promise.resolve();
+    cell.running = true;
+    cell.showCount();
+    const p = this.runQueue.then(() => this.execute(cell));
+    this.runQueue = p.catch(() => {});
+    return p;
+  }
+
+  private execute(cell: Cell): Promise<void> {
+    const kernel = this.kernel;
+    if (!kernel) {
+      cell.running = false;
+      cell.showCount();
+      toast("No kernel: pick one above", "error");
+      return Promise.resolve();
+    }
+    cell.outputs.clear();
+    this.markDirty();
+    return new Promise<void>((resolve) => {
+      let replied = false;
+      let idle = false;
+      const finish = () => {
+        if (!replied || !idle) return;
+        kernel.done(id);
+        cell.running = false;
+        cell.showCount();
+        resolve();
+      };
+      const id = kernel.request(
+        "shell",
+        "execute_request",
+        { code: cell.text, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true },
+        (m: Msg) => {
+          if (m.channel === "shell" && m.header.msg_type === "execute_reply") {
+            replied = true;
+            if (m.content.execution_count != null) cell.count = m.content.execution_count;
+            finish();
+            return;
+          }
+          if (m.header.msg_type === "status") {
+            if (m.content.execution_state === "idle") {
+              idle = true;
+              finish();
+            }
+            return;
+          }
+          const n = cell.outputs.handle(m);
+          if (n != null) {
+            cell.count = n;
+          }
+        },
+      );
+    });
+  }
+
+  async runAll(): Promise<void> {
+    this.runQueue = Promise.resolve();
+    for (const c of this.cells) {
+      await this.run(c);
+      // Like Jupyter's run all: stop at the first cell that failed.
+      if (c.type === "code" && c.outputs.outputs.some((o) => o.output_type === "error")) break;
+    }
+  }
+
+  async interrupt(): Promise<void> {
+    if (!this.kernelModel) return;
+    await api(`/api/kernels/${this.kernelModel.id}/interrupt`, { method: "POST" });
+  }
+
+  async restart(): Promise<void> {
+    if (!this.kernelModel) return;
+    this.setStatus("restarting");
+    await api(`/api/kernels/${this.kernelModel.id}/restart`, { method: "POST" });
+    this.runQueue = Promise.resolve();
+    for (const c of this.cells) {
+      if (c.running) {
+        c.running = false;
+        c.showCount();
+      }
+    }
+  }
+
+  toJSON(): Notebook {
+    return {
+      cells: this.cells.map((c) => c.toJSON()),
+      metadata: {
+        ...this.metadata,
+        language_info: this.metadata.language_info ?? { name: "rust" },
+      },
+      nbformat: 4,
+      nbformat_minor: 5,
+    };
+  }
+
+  async save(auto = false): Promise<void> {
+    try {
+      await api(contentsUrl(this.path), {
+        method: "PUT",
+        body: { type: "notebook", format: "json", content: this.toJSON() },
+      });
+      this.dirty = false;
+      this.savedEl.textContent = auto ? "autosaved" : "saved";
+    } catch (e) {
+      toast(`Not saved: ${e instanceof ApiError ? e.message : String(e)}`, "error");
+    }
+  }
+
+  /// For tests: drop the websocket as a network blip would.
+  dropConnection(): void {
+    this.kernel?.drop();
+  }
+}

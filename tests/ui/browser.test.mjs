@@ -1,0 +1,206 @@
+// The web UI in a real browser: Debian's Chromium, driven by playwright-core,
+// against a real `lab serve` with real kernels. Screenshots of every step go
+// to tests/artifacts/ui/. Any console error or page error fails the run.
+//
+//   node --test tests/ui/     (scripts/test runs it after building the UI)
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const require = createRequire(join(ROOT, "lab-gateway", "ui", "package.json"));
+const { chromium } = require("playwright-core");
+const LAB = join(ROOT, "target", "debug", "lab");
+const SHOTS = join(ROOT, "tests", "artifacts", "ui");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+let server, base, adminToken, data, browser;
+const problems = [];
+
+function lab(...args) {
+  return execFileSync(LAB, [...args, "--data-dir", data], { encoding: "utf8" }).trim();
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  data = mkdtempSync(join(tmpdir(), "lab-ui-"));
+  server = spawn(LAB, ["serve", "--port", "0", "--data-dir", data, "--gpus", "1x2 H100-80GB"], {
+    env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: join(ROOT, ".venv", "share", "jupyter") },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    server.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/(http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]+)/);
+      if (m) resolve(m);
+    });
+    server.on("exit", (code) => reject(new Error(`lab serve exited with ${code}: ${out}`)));
+  });
+  base = url[1];
+  adminToken = url[2];
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+});
+
+async function newPage(name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`${name}: console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on("dialog", (d) => d.accept(page.nextPrompt ?? undefined));
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/// The cell's editor text is set as a user would type it.
+async function typeInto(page, cell, text) {
+  await cell.locator(".cm-content").click();
+  await page.keyboard.press("Control+a");
+  await page.keyboard.press("Delete");
+  await page.keyboard.insertText(text);
+}
+
+async function loginWith(page, token) {
+  await page.goto(base + "/");
+  await page.getByLabel("token").fill(token);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator("header.top").waitFor();
+}
+
+test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, async () => {
+  const bob = lab("user", "add", "bob", "--role", "engineer");
+  lab("group", "add", "cohort-a", "--guaranteed", "H100-80GB=1", "--weight", "1");
+
+  // 1. Log in (the token form), and see who we are in the user menu.
+  const page = await newPage("admin");
+  await loginWith(page, adminToken);
+  await page.locator(".user-menu summary").click();
+  await assert.doesNotReject(page.getByText("Role: admin").waitFor());
+  await shot(page, "01-logged-in");
+  await page.locator(".user-menu summary").click();
+
+  // 2. Create a notebook from the files page.
+  page.nextPrompt = "lesson.ipynb";
+  await page.getByRole("button", { name: "New notebook" }).click();
+  await page.waitForURL(/#\/nb\/lesson\.ipynb$/);
+  await page.getByLabel("kernel").selectOption("academy-candle");
+  await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+  await shot(page, "02-new-notebook");
+
+  // 3. A cell printing a line every 200 ms shows output while it runs.
+  const cell = page.locator("section.cell.code").first();
+  await typeInto(page, cell, 'for i in 0..50 {\n    print("line " + i);\n    sleep(0.2);\n}');
+  await cell.locator(".cm-content").click();
+  await page.keyboard.press("Shift+Enter");
+  await cell.locator(".outputs", { hasText: "line 2" }).waitFor({ timeout: 30_000 });
+  assert.equal(await cell.locator(".prompt").textContent(), "[*]:", "output arrived before the cell finished");
+  await shot(page, "03-streaming");
+
+  // 4. Interrupt it: the cell stops long before line 49.
+  await page.getByRole("button", { name: "Interrupt" }).click();
+  await cell.locator(".prompt", { hasText: /^\[\d+\]:$/ }).waitFor({ timeout: 30_000 });
+  const out = await cell.locator(".outputs").textContent();
+  assert.ok(!out.includes("line 49"), out);
+  await shot(page, "04-interrupted");
+
+  // 5. Save with Ctrl-S, reload, and find the cell and its output.
+  await cell.locator(".cm-content").click();
+  await page.keyboard.press("Control+s");
+  await page.locator(".saved", { hasText: "saved" }).waitFor();
+  await page.reload();
+  await page.locator("section.cell.code").first().waitFor();
+  const reloaded = page.locator("section.cell.code").first();
+  assert.match(await reloaded.locator(".cm-content").textContent(), /print\("line " \+ i\)/);
+  assert.match(await reloaded.locator(".outputs").textContent(), /line 2/);
+  await shot(page, "05-reloaded");
+
+  // 6. Open an example notebook and run all.
+  const example = JSON.parse(readFileSync(join(ROOT, "examples", "03-candle-tensors.ipynb"), "utf8"));
+  const put = await page.request.put(`${base}/api/contents/03-candle-tensors.ipynb`, {
+    headers: { Authorization: `token ${adminToken}` },
+    data: { type: "notebook", format: "json", content: example },
+  });
+  assert.ok(put.ok(), await put.text());
+  await page.goto(`${base}/#/files/`);
+  await page.getByRole("link", { name: "03-candle-tensors.ipynb" }).click();
+  await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+  await page.getByRole("button", { name: "Run all" }).click();
+  const codeCells = page.locator("section.cell.code");
+  const n = await codeCells.count();
+  await codeCells.nth(n - 1).locator(".prompt", { hasText: /^\[\d+\]:$/ }).waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator(".out-error").count(), 0, "no cell failed");
+  for (let i = 0; i < n; i++) {
+    assert.match(await codeCells.nth(i).locator(".prompt").textContent(), /^\[\d+\]:$/, `cell ${i} ran`);
+  }
+  await shot(page, "06-example-run-all");
+
+  // 7. Edit a quota on the ops page; the API sees the change.
+  await page.goto(`${base}/#/ops`);
+  await page.getByLabel("cohort-a weight").fill("3");
+  await page.getByLabel("cohort-a guaranteed").fill("H100-80GB=2");
+  await page.locator('tr[data-group="cohort-a"] button.save-group').click();
+  await page.getByText("Saved cohort-a").waitFor();
+  const group = await (await page.request.get(`${base}/api/admin/groups/cohort-a`, {
+    headers: { Authorization: `token ${adminToken}` },
+  })).json();
+  assert.equal(group.weight, 3);
+  assert.deepEqual(group.guaranteed, { "H100-80GB": 2 });
+  await shot(page, "07-ops-quota");
+
+  // Log out: the app shows the login form again.
+  await page.locator(".user-menu summary").click();
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("token").waitFor();
+
+  // 8. Another user, through the login URL, does not see the first user's notebook.
+  const other = await newPage("bob");
+  await other.goto(`${base}/?token=${bob}`);
+  await other.locator("header.top").waitFor();
+  assert.equal(new URL(other.url()).search, "", "the token left the URL");
+  await other.locator(".files").waitFor();
+  assert.equal(await other.getByText("lesson.ipynb").count(), 0);
+  const peek = await other.request.get(`${base}/api/contents/lesson.ipynb`);
+  assert.equal(peek.status(), 404);
+  await shot(other, "08-second-user");
+
+  // A narrow screen still works.
+  await other.setViewportSize({ width: 390, height: 800 });
+  await shot(other, "09-narrow");
+
+  assert.deepEqual(problems, [], "the console stayed clean");
+});
+
+test("the first page is small", async () => {
+  const sizes = {};
+  for (const path of ["/", "/ui/app.js", "/ui/app.css"]) {
+    const r = await fetch(base + path, { headers: { "Accept-Encoding": "gzip" } });
+    assert.equal(r.status, 200, path);
+    assert.equal(r.headers.get("content-encoding"), "gzip");
+    // fetch decompresses; what crossed the wire is the Content-Length.
+    sizes[path] = Number(r.headers.get("content-length"));
+    await r.arrayBuffer();
+  }
+  const total = Object.values(sizes).reduce((a, b) => a + b, 0);
+  console.log(`initial page weight: ${total} bytes transferred`, sizes);
+  assert.ok(total < 1_000_000, `${total} bytes`);
+});
