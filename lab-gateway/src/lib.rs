@@ -14,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod contents;
+pub mod courses;
 pub mod error;
 pub mod kernels;
 pub mod kernelspecs;
@@ -96,6 +97,15 @@ pub fn app(state: AppState) -> Router {
                 .post(api::contents_post)
                 .patch(api::contents_patch)
                 .delete(api::contents_delete),
+        )
+        .route("/api/courses", get(courses::list))
+        .route(
+            "/api/courses/{course}/{notebook}",
+            axum::routing::put(courses::publish).delete(courses::unpublish),
+        )
+        .route(
+            "/api/courses/{course}/{notebook}/copy",
+            axum::routing::post(courses::copy),
         )
         .route("/api/admin/cluster", get(admin::cluster))
         .route("/api/admin/queue", get(admin::queue))

@@ -1025,3 +1025,128 @@ async fn the_web_ui_logs_in_with_an_httponly_cookie_and_serves_its_assets_gzippe
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trainers_publish_to_a_course_and_engineers_take_their_own_copy() {
+    let g = start_gateway().await;
+    let trainer = g.user_in("tess", Role::Trainer, None);
+    let engineer = g.user("eve");
+    let nb = json!({"cells": [{"cell_type": "markdown", "id": "a1", "metadata": {}, "source": "# Lesson 1"}],
+                    "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
+    let put = |token: &str, path: &str, body: Value| {
+        let req = g
+            .http
+            .put(format!("{}{path}", g.base))
+            .header("Authorization", format!("token {token}"))
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, _) = put(
+        &trainer,
+        "/api/contents/lesson-1.ipynb",
+        json!({"type": "notebook", "content": nb}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // An engineer cannot publish; a trainer can.
+    let (status, body) = put(
+        &engineer,
+        "/api/courses/intro/lesson-1.ipynb",
+        json!({"from": "lesson-1.ipynb"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = put(
+        &trainer,
+        "/api/courses/intro/lesson-1.ipynb",
+        json!({"from": "lesson-1.ipynb"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Bad names and paths out of the trainer's root are refused.
+    for (path, want) in [
+        ("/api/courses/.hidden/x.ipynb", 400),
+        ("/api/courses/intro/notes.txt", 400),
+    ] {
+        assert_eq!(
+            put(&trainer, path, json!({"from": "lesson-1.ipynb"}))
+                .await
+                .0,
+            want,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        put(
+            &trainer,
+            "/api/courses/intro/x.ipynb",
+            json!({"from": "../eve/x.ipynb"})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        put(
+            &trainer,
+            "/api/courses/intro/x.ipynb",
+            json!({"from": "missing.ipynb"})
+        )
+        .await
+        .0,
+        404
+    );
+    // Everyone sees the course.
+    let (status, courses) = g.get("/api/courses", &engineer).await;
+    assert_eq!(status, 200);
+    assert_eq!(courses[0]["name"], "intro");
+    assert_eq!(courses[0]["notebooks"][0]["name"], "lesson-1.ipynb");
+    // The engineer's copy lands in their own root; a second copy gets a new name.
+    let (status, copy) = g
+        .post(
+            "/api/courses/intro/lesson-1.ipynb/copy",
+            &engineer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, copy["path"].as_str()),
+        (201, Some("intro/lesson-1.ipynb"))
+    );
+    let (status, mine) = g
+        .get("/api/contents/intro/lesson-1.ipynb?content=1", &engineer)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["content"]["cells"][0]["source"], "# Lesson 1");
+    let (_, copy) = g
+        .post(
+            "/api/courses/intro/lesson-1.ipynb/copy",
+            &engineer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(copy["path"], "intro/lesson-1-1.ipynb");
+    // Editing the copy leaves the course alone; the course is not in anyone's contents.
+    let (status, _) = g.get("/api/contents/courses", &trainer).await;
+    assert_eq!(status, 404);
+    let (status, _) = g
+        .post("/api/courses/intro/nope.ipynb/copy", &engineer, json!({}))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        g.delete("/api/courses/intro/lesson-1.ipynb", &engineer)
+            .await,
+        403
+    );
+    assert_eq!(
+        g.delete("/api/courses/intro/lesson-1.ipynb", &trainer)
+            .await,
+        204
+    );
+    let (_, courses) = g.get("/api/courses", &engineer).await;
+    assert_eq!(courses[0]["notebooks"], json!([]));
+}

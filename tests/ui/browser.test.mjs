@@ -123,6 +123,19 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   assert.ok(!out.includes("line 49"), out);
   await shot(page, "04-interrupted");
 
+  // The connection drops mid-cell: the notebook reconnects and every line
+  // arrives exactly once.
+  const second = page.locator("section.cell.code").nth(1);
+  await typeInto(page, second, 'for i in 0..40 {\n    print("tick " + i);\n    sleep(0.05);\n}');
+  await second.locator(".cm-content").click();
+  await page.keyboard.press("Control+Enter");
+  await second.locator(".outputs", { hasText: "tick 5" }).waitFor({ timeout: 30_000 });
+  await page.evaluate(() => window.academyNotebook.dropConnection());
+  await second.locator(".prompt", { hasText: /^\[\d+\]:$/ }).waitFor({ timeout: 60_000 });
+  const ticks = (await second.locator(".outputs").textContent()).match(/tick \d+/g);
+  assert.deepEqual(ticks, Array.from({ length: 40 }, (_, i) => `tick ${i}`));
+  await shot(page, "04b-reconnected");
+
   // 5. Save with Ctrl-S, reload, and find the cell and its output.
   await cell.locator(".cm-content").click();
   await page.keyboard.press("Control+s");
@@ -133,6 +146,11 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   assert.match(await reloaded.locator(".cm-content").textContent(), /print\("line " \+ i\)/);
   assert.match(await reloaded.locator(".outputs").textContent(), /line 2/);
   await shot(page, "05-reloaded");
+
+  // A trainer (admin may too) publishes it to a course.
+  page.nextPrompt = "intro";
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published to intro").waitFor();
 
   // 6. Open an example notebook and run all.
   const example = JSON.parse(readFileSync(join(ROOT, "examples", "03-candle-tensors.ipynb"), "utf8"));
@@ -182,6 +200,15 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   const peek = await other.request.get(`${base}/api/contents/lesson.ipynb`);
   assert.equal(peek.status(), 404);
   await shot(other, "08-second-user");
+
+  // The published copy is theirs to take, from the courses page.
+  await other.getByRole("link", { name: "Courses" }).click();
+  await other.locator('section.course[data-course="intro"]').waitFor();
+  await other.getByRole("button", { name: "Open my copy" }).click();
+  await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
+  await other.locator("section.cell.code").first().waitFor();
+  assert.match(await other.locator("section.cell.code").first().locator(".cm-content").textContent(), /line/);
+  await shot(other, "08b-course-copy");
 
   // A narrow screen still works.
   await other.setViewportSize({ width: 390, height: 800 });

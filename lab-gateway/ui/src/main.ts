@@ -3,6 +3,7 @@
 
 import { api, me, type Identity } from "./api";
 import { clear, h, toast } from "./dom";
+import { coursesPage } from "./courses";
 import { filesPage } from "./files";
 import { loginPage } from "./login";
 import { NotebookView } from "./notebook";
@@ -41,7 +42,13 @@ function header(u: Identity): HTMLElement {
     "header",
     { class: "top" },
     h("a", { href: "#/files/", class: "brand" }, "Academy Lab"),
-    h("nav", {}, h("a", { href: "#/files/" }, "Files"), ops && h("a", { href: "#/ops" }, "Ops")),
+    h(
+      "nav",
+      {},
+      h("a", { href: "#/files/" }, "Files"),
+      h("a", { href: "#/courses" }, "Courses"),
+      ops && h("a", { href: "#/ops" }, "Ops"),
+    ),
     menu,
   );
 }
@@ -61,11 +68,13 @@ async function route(): Promise<void> {
   const hash = decodeURIComponent(location.hash.slice(1)) || "/files/";
   try {
     if (hash.startsWith("/nb/")) {
-      const nb = new NotebookView(hash.slice(4));
+      const nb = new NotebookView(hash.slice(4), user.role === "trainer" || user.role === "admin");
       current = nb;
       (window as any).academyNotebook = nb;
       main.append(nb.el);
       await nb.load();
+    } else if (hash === "/courses") {
+      main.append(await coursesPage());
     } else if (hash === "/ops") {
       main.append(await opsPage());
     } else {

@@ -130,7 +130,10 @@ export class NotebookView {
   private autosave: number | undefined;
   private runQueue: Promise<void> = Promise.resolve();
 
-  constructor(public readonly path: string) {
+  constructor(
+    public readonly path: string,
+    canPublish = false,
+  ) {
     const bar = h(
       "div",
       { class: "toolbar", role: "toolbar" },
@@ -142,6 +145,7 @@ export class NotebookView {
       h("button", { onclick: () => void this.runAll(), class: "run-all" }, "Run all"),
       h("button", { onclick: () => void this.interrupt(), class: "interrupt" }, "Interrupt"),
       h("button", { onclick: () => void this.restart(), class: "restart" }, "Restart"),
+      canPublish && h("button", { onclick: () => void this.publish(), class: "publish", title: "Publish to a course" }, "Publish"),
       this.picker,
       this.statusEl,
       this.deviceEl,
@@ -420,6 +424,24 @@ export class NotebookView {
       this.savedEl.textContent = auto ? "autosaved" : "saved";
     } catch (e) {
       toast(`Not saved: ${e instanceof ApiError ? e.message : String(e)}`, "error");
+    }
+  }
+
+  /// Saves, then copies the notebook into a course everyone can take it from.
+  async publish(): Promise<void> {
+    const course = prompt("Publish to which course?", (this.metadata.academy_course as string) ?? "");
+    if (!course) return;
+    this.metadata.academy_course = course;
+    await this.save();
+    const name = this.path.split("/").pop() ?? this.path;
+    try {
+      await api(`/api/courses/${encodeURIComponent(course)}/${encodeURIComponent(name)}`, {
+        method: "PUT",
+        body: { from: this.path },
+      });
+      toast(`Published to ${course}`);
+    } catch (e) {
+      toast((e as Error).message, "error");
     }
   }
 

@@ -67,16 +67,30 @@ export async function opsPage(): Promise<HTMLElement> {
       h("td", {}, h("button", { onclick: save, class: "save-group" }, "Save")),
     );
   });
-  const pools = cluster.pools.map((p) =>
-    h(
-      "tr",
-      {},
-      h("td", {}, p.name),
-      h("td", {}, p.model + (p.real ? "" : " (modelled)")),
-      h("td", {}, `${p.gpus - p.free} of ${p.gpus} in use`),
-      h("td", {}, h("meter", { min: "0", max: String(p.gpus), value: String(p.gpus - p.free) })),
-    ),
-  );
+  const poolsBody = h("tbody", {});
+  const queueBody = h("tbody", {});
+  const queueCount = h("p", { class: "queue-length" });
+  const showCluster = (c: typeof cluster) => {
+    poolsBody.replaceChildren(
+      ...c.pools.map((p) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, p.name),
+          h("td", {}, p.model + (p.real ? "" : " (modelled)")),
+          h("td", {}, `${p.gpus - p.free} of ${p.gpus} in use`),
+          h("td", {}, h("meter", { min: "0", max: String(p.gpus), value: String(p.gpus - p.free) })),
+        ),
+      ),
+    );
+    queueCount.textContent = `${c.queue.length} kernel(s) queued`;
+    queueBody.replaceChildren(
+      ...c.queue.map((q: any) =>
+        h("tr", {}, ...[q.position, q.user, q.group, `${q.gpus} × ${q.model}`, `waiting ${q.waited_seconds} s`].map((v) => h("td", {}, String(v ?? "")))),
+      ),
+    );
+  };
+  showCluster(cluster);
   const chart = h("div", { class: "usage-chart" });
   api<string>("/api/admin/usage?format=svg", { raw: true })
     .then((svg) => {
@@ -85,7 +99,7 @@ export async function opsPage(): Promise<HTMLElement> {
     .catch((e) => {
       chart.textContent = `No usage chart: ${(e as Error).message}`;
     });
-  return h(
+  const page = h(
     "div",
     { class: "ops" },
     h("h2", {}, "Groups and quotas"),
@@ -96,9 +110,20 @@ export async function opsPage(): Promise<HTMLElement> {
       h("tbody", {}, ...rows),
     ),
     h("h2", {}, "GPUs"),
-    h("table", { class: "pools" }, h("tbody", {}, ...pools)),
-    h("p", { class: "queue-length" }, `${cluster.queue.length} kernel(s) queued`),
+    h("table", { class: "pools" }, poolsBody),
+    queueCount,
+    h("table", { class: "queue" }, queueBody),
     h("h2", {}, "Usage per group (GPU hours per day)"),
     chart,
   );
+  // Live: the allocation and the queue refresh while the page is open.
+  const timer = window.setInterval(async () => {
+    if (!page.isConnected) return window.clearInterval(timer);
+    try {
+      showCluster(await api("/api/admin/cluster"));
+    } catch {
+      // the next tick tries again
+    }
+  }, 5000);
+  return page;
 }

@@ -1,0 +1,194 @@
+//! Courses: notebooks trainers publish for a cohort, read-only to everyone
+//! else, who take their own copy to work in.
+//!
+//! A course is a folder `DATA/courses/<course>`, beside the users' roots and
+//! outside every one of them, so the contents API (and a kernel's sandbox)
+//! never reaches it; only these routes read it, and only trainers and
+//! admins write it. Publishing copies a notebook out of the trainer's own
+//! root; taking a copy writes into the engineer's own root.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::contents::{Root, atomic_write};
+use crate::error::ApiError;
+use crate::store::{Role, User};
+
+fn courses_root(s: &AppState) -> PathBuf {
+    s.users_root.with_file_name("courses")
+}
+
+fn may_publish(user: &User) -> Result<(), ApiError> {
+    match user.role {
+        Role::Trainer | Role::Admin => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "only trainers publish notebooks to a course".into(),
+        )),
+    }
+}
+
+/// A course or notebook name: one path segment, no dot files.
+fn segment<'a>(name: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0']);
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what} {name:?} must be one name: no slashes, not starting with a dot"
+        )))
+    }
+}
+
+fn notebook_name(name: &str) -> Result<&str, ApiError> {
+    let name = segment(name, "notebook")?;
+    if name.ends_with(".ipynb") {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name:?} is not a notebook (.ipynb)"
+        )))
+    }
+}
+
+fn modified(path: &FsPath) -> String {
+    let t: DateTime<Utc> = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(Into::into)
+        .unwrap_or_else(|_| Utc::now());
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn read_notebook(path: &FsPath) -> Result<Vec<u8>, ApiError> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ApiError::NotFound("no such notebook".into()),
+        _ => ApiError::Internal(e.to_string()),
+    })?;
+    let nb: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))?;
+    if nb["nbformat"].as_u64() != Some(4) {
+        return Err(ApiError::BadRequest(
+            "only nbformat 4 notebooks are published".into(),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `GET /api/courses`: every course and its notebooks.
+pub async fn list(
+    State(s): State<AppState>,
+    AuthUser(_): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let root = courses_root(&s);
+    let mut courses = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(Json(json!([])));
+    };
+    for course in entries.flatten().filter(|e| e.path().is_dir()) {
+        let name = course.file_name().to_string_lossy().into_owned();
+        let mut notebooks: Vec<Value> = std::fs::read_dir(course.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ipynb"))
+            .map(|e| {
+                json!({
+                    "name": e.file_name().to_string_lossy(),
+                    "last_modified": modified(&e.path()),
+                })
+            })
+            .collect();
+        notebooks.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        courses.push(json!({"name": name, "notebooks": notebooks}));
+    }
+    courses.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!(courses)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Publish {
+    /// The notebook in the trainer's own root.
+    from: String,
+}
+
+/// `PUT /api/courses/{course}/{notebook} {"from": PATH}`: publishes (or
+/// republishes) a notebook of the trainer's.
+pub async fn publish(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, notebook)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    may_publish(&user)?;
+    let course = segment(&course, "course")?;
+    let notebook = notebook_name(&notebook)?;
+    let req: Publish = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"from\": PATH}}: {e}")))?;
+    let mine = Root::new(s.users_root.join(&user.name))?;
+    let bytes = read_notebook(&mine.resolve(&req.from)?)?;
+    let dir = courses_root(&s).join(course);
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let target = dir.join(notebook);
+    atomic_write(&target, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(trainer = %user.name, %course, %notebook, "published");
+    Ok(Json(
+        json!({"course": course, "name": notebook, "last_modified": modified(&target)}),
+    ))
+}
+
+/// `DELETE /api/courses/{course}/{notebook}`: unpublishes.
+pub async fn unpublish(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, notebook)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    may_publish(&user)?;
+    let path = courses_root(&s)
+        .join(segment(&course, "course")?)
+        .join(notebook_name(&notebook)?);
+    std::fs::remove_file(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ApiError::NotFound("no such notebook".into()),
+        _ => ApiError::Internal(e.to_string()),
+    })?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/courses/{course}/{notebook}/copy`: the caller's own copy, at
+/// `<course>/<notebook>` in their root (or `<name>-1.ipynb`, … if taken).
+pub async fn copy(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, notebook)): Path<(String, String)>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let course = segment(&course, "course")?;
+    let notebook = notebook_name(&notebook)?;
+    let bytes = read_notebook(&courses_root(&s).join(course).join(notebook))?;
+    let mine = Root::new(s.users_root.join(&user.name))?;
+    let stem = notebook.trim_end_matches(".ipynb");
+    let mut api_path = format!("{course}/{notebook}");
+    let mut n = 0;
+    let full = loop {
+        let full = mine.resolve(&api_path)?;
+        if !full.exists() {
+            break full;
+        }
+        n += 1;
+        api_path = format!("{course}/{stem}-{n}.ipynb");
+    };
+    if let Some(dir) = full.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    atomic_write(&full, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({"path": api_path, "type": "notebook"})),
+    ))
+}
