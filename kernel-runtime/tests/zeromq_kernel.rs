@@ -72,6 +72,40 @@ async fn wait_ready(shell: &mut zmq::ClientShellConnection) {
     }
 }
 
+/// Waits until the kernel answers and `iopub` receives what it publishes: a
+/// SUB socket's subscription reaches the PUB side some time after connect,
+/// and messages published before that are lost (ZeroMQ's slow joiner), so
+/// a kernel_info's status on iopub is the proof, as jupyter_client waits.
+async fn wait_subscribed(
+    shell: &mut zmq::ClientShellConnection,
+    iopub: &mut zmq::ClientIoPubConnection,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let req = JupyterMessage::new(KernelInfoRequest {}, None);
+        let id = req.header.msg_id.clone();
+        shell.send(req).await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(500), shell.read())
+            .await
+            .is_ok()
+        {
+            let seen = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    let m = iopub.read().await.unwrap();
+                    if m.parent_header.as_ref().map(|h| h.msg_id.as_str()) == Some(id.as_str()) {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if seen.is_ok() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "kernel never answered on iopub");
+    }
+}
+
 /// Collects iopub messages of `parent` until its idle status.
 async fn outputs_of(iopub: &mut zmq::ClientIoPubConnection, parent: &str) -> Vec<JupyterMessage> {
     let mut out = Vec::new();
@@ -103,7 +137,7 @@ async fn candle_cell_streams_output_and_returns_its_value() {
     let mut iopub = zmq::create_client_iopub_connection(&k.info, "", &session)
         .await
         .unwrap();
-    wait_ready(&mut shell).await;
+    wait_subscribed(&mut shell, &mut iopub).await;
 
     let req: JupyterMessage =
         ExecuteRequest::new("print(\"hi\"); tensor([1.0, 2.0]).sum().item() + 1.0".into()).into();

@@ -172,6 +172,26 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   }
   await shot(page, "06-example-run-all");
 
+  // Files: upload a notebook, rename it, download it, delete it.
+  await page.goto(`${base}/#/files/`);
+  await page.locator(".files").waitFor();
+  await page.locator("input.upload-input").setInputFiles(join(ROOT, "examples", "01-rust-basics.ipynb"));
+  await page.locator('tr[data-name="01-rust-basics.ipynb"]').waitFor();
+  page.nextPrompt = "renamed.ipynb";
+  await page.locator('tr[data-name="01-rust-basics.ipynb"]').getByRole("button", { name: "Rename" }).click();
+  await page.locator('tr[data-name="renamed.ipynb"]').waitFor();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.locator('tr[data-name="renamed.ipynb"]').getByRole("button", { name: "Download" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), "renamed.ipynb");
+  const downloaded = JSON.parse(readFileSync(await download.path(), "utf8"));
+  assert.equal(downloaded.nbformat, 4);
+  assert.equal(downloaded.cells.length, JSON.parse(readFileSync(join(ROOT, "examples", "01-rust-basics.ipynb"), "utf8")).cells.length);
+  await shot(page, "06b-files");
+  await page.locator('tr[data-name="renamed.ipynb"]').getByRole("button", { name: "Delete" }).click();
+  await page.locator('tr[data-name="renamed.ipynb"]').waitFor({ state: "detached" });
+
   // 7. Edit a quota on the ops page; the API sees the change.
   await page.goto(`${base}/#/ops`);
   await page.getByLabel("cohort-a weight").fill("3");
