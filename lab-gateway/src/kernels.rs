@@ -396,6 +396,8 @@ pub enum Started {
 pub struct ResourceRequest {
     pub gpus: Option<u32>,
     pub gpu_model: Option<String>,
+    /// `cpu` as kernelspecs and Kubernetes spell it.
+    #[serde(alias = "cpu")]
     pub cpus: Option<f64>,
     /// Memory, as Kubernetes spells it (`8Gi`); used by pod backends.
     pub memory: Option<String>,
@@ -881,11 +883,20 @@ impl KernelManager {
 
     /// What a start asks for: the request's resources, else `KERNEL_GPUS`
     /// and `KERNEL_GPU_MODEL` (as Enterprise Gateway reads them), else the
-    /// kernelspec's `metadata.resources`.
+    /// kernelspec's `metadata.academy.resources` (or `metadata.resources`).
+    /// A kernelspec's GPUs are a default, not a demand: in a lab without
+    /// GPUs its kernels run on CPU.
     fn resources(&self, spec_name: &str, req: &StartRequest) -> Result<ResourceRequest, ApiError> {
         let spec = self.specs.get(spec_name);
         let declared = spec
-            .map(|s| s.json["metadata"]["resources"].clone())
+            .map(|s| {
+                let m = &s.json["metadata"];
+                if m["academy"]["resources"].is_null() {
+                    m["resources"].clone()
+                } else {
+                    m["academy"]["resources"].clone()
+                }
+            })
             .filter(|v| !v.is_null())
             .map(serde_json::from_value::<ResourceRequest>)
             .transpose()
@@ -910,8 +921,12 @@ impl KernelManager {
                 "resources.cpus must be positive".into(),
             ));
         }
+        let lab_has_gpus = !self.scheduling.cluster().pools.is_empty();
         Ok(ResourceRequest {
-            gpus: body.gpus.or(env_gpus).or(declared.gpus),
+            gpus: body
+                .gpus
+                .or(env_gpus)
+                .or(declared.gpus.filter(|_| lab_has_gpus)),
             gpu_model: body
                 .gpu_model
                 .or_else(|| req.env.get("KERNEL_GPU_MODEL").cloned())

@@ -506,3 +506,49 @@ async fn ops_edit_quotas_through_the_api_and_read_the_ledger() {
     let (status, _) = g.get("/api/admin/usage?from=yesterday", &ops).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kernelspecs_declared_gpu_is_its_default_and_a_lab_without_gpus_runs_it_on_cpu() {
+    // academy-candle declares `metadata.academy.resources.gpus = 1`.
+    let g = gateway("1x1 H100-80GB", vec![], Tuning::default(), no_cull()).await;
+    let token = g.user("ana");
+    let (status, first) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["resources"]["gpus"], 1, "{first}");
+    assert_eq!(first["resources"]["gpu_model"], H100);
+    // The only GPU is taken: the next default start waits in the queue.
+    let (status, second) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    assert_eq!(status, 202, "{second}");
+    assert_eq!(second["queue"]["position"], 1);
+    // An explicit request overrides the default.
+    let (status, cpu) = g
+        .post(
+            "/api/kernels",
+            &token,
+            json!({"name": "academy-candle", "resources": {"gpus": 0}}),
+        )
+        .await;
+    assert_eq!((status, &cpu["resources"]["gpus"]), (201, &json!(0)));
+
+    // Without GPUs the same spec starts on CPU instead of being refused.
+    let g = start_gateway().await;
+    let token = g.user("ana");
+    let (status, k) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    assert_eq!((status, &k["resources"]["gpus"]), (201, &json!(0)), "{k}");
+    // But an explicit GPU request there is refused with a reason.
+    let (status, body) = g
+        .post(
+            "/api/kernels",
+            &token,
+            json!({"name": "academy-candle", "resources": {"gpus": 1}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no GPUs"));
+}

@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +28,7 @@ function lab(...args) {
 }
 
 before(async () => {
+  rmSync(SHOTS, { recursive: true, force: true });
   mkdirSync(SHOTS, { recursive: true });
   data = mkdtempSync(join(tmpdir(), "lab-ui-"));
   server = spawn(LAB, ["serve", "--port", "0", "--data-dir", data, "--gpus", "1x2 H100-80GB"], {
@@ -60,6 +61,7 @@ after(async () => {
 async function newPage(name) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
+  pages.push(page);
   page.on("console", (m) => {
     if (m.type() === "error") problems.push(`${name}: console: ${m.text()}`);
   });
@@ -87,7 +89,18 @@ async function loginWith(page, token) {
   await page.locator("header.top").waitFor();
 }
 
-test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, async () => {
+/// Runs `body` with `page`; on failure, saves what every open page showed.
+const pages = [];
+async function withFailureShots(body) {
+  try {
+    await body();
+  } catch (e) {
+    for (const [i, p] of pages.entries()) await shot(p, `failure-${i}`).catch(() => {});
+    throw e;
+  }
+}
+
+test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, () => withFailureShots(async () => {
   const bob = lab("user", "add", "bob", "--role", "engineer");
   lab("group", "add", "cohort-a", "--guaranteed", "H100-80GB=1", "--weight", "1");
 
@@ -227,6 +240,21 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   await other.getByRole("button", { name: "Open my copy" }).click();
   await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
   await other.locator("section.cell.code").first().waitFor();
+  // Both modelled GPUs are the admin's: bob's kernel waits in the queue and says where.
+  await other.locator(".queue", { hasText: "queued: position 1" }).waitFor({ timeout: 30_000 });
+  assert.equal(await other.locator(".kernel-device").textContent(), "waiting for H100-80GB");
+  await shot(other, "08a-queued");
+  const kernels = await (await page.request.get(`${base}/api/kernels`, {
+    headers: { Authorization: `token ${adminToken}` },
+  })).json();
+  const admins = kernels.filter((k) => k.execution_state !== "queued");
+  assert.equal(admins.length, 2, JSON.stringify(kernels));
+  assert.equal((await page.request.delete(`${base}/api/kernels/${admins[0].id}`, {
+    headers: { Authorization: `token ${adminToken}` },
+  })).status(), 204);
+  await other.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+  assert.equal(await other.locator(".kernel-device").textContent(), "1 × H100-80GB (modelled)");
+  assert.equal(await other.locator(".queue").textContent(), "");
   assert.match(await other.locator("section.cell.code").first().locator(".cm-content").textContent(), /line/);
   await shot(other, "08b-course-copy");
 
@@ -235,7 +263,7 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, a
   await shot(other, "09-narrow");
 
   assert.deepEqual(problems, [], "the console stayed clean");
-});
+}));
 
 test("the first page is small", async () => {
   const sizes = {};

@@ -33,7 +33,12 @@ export function clear(el: Element): void {
 
 /// A short-lived message at the bottom of the page.
 export function toast(message: string, kind: "info" | "error" = "info"): void {
+  let stack = document.querySelector(".toasts");
+  if (!stack) {
+    stack = h("div", { class: "toasts" });
+    document.body.append(stack);
+  }
   const t = h("div", { class: `toast ${kind}`, role: "status" }, message);
-  document.body.append(t);
+  stack.append(t);
   setTimeout(() => t.remove(), kind === "error" ? 8000 : 3000);
 }

@@ -32,7 +32,7 @@ interface KernelModel {
   name: string;
   execution_state: string;
   resources?: { gpus: number; gpu_model?: string | null; real?: boolean };
-  queue?: { position: number; eta_seconds: number | null; waiting_for?: string } | null;
+  queue?: { position: number; eta_seconds: number | null; gpu_model?: string; waiting_for?: string } | null;
   reason?: string | null;
 }
 
@@ -128,6 +128,8 @@ export class NotebookView {
   private readonly savedEl = h("span", { class: "saved" });
   private readonly picker = h("select", { "aria-label": "kernel" }) as HTMLSelectElement;
   private autosave: number | undefined;
+  /// The connect in flight: a kernel switch waits for it, so no start is lost.
+  private connecting: Promise<void> = Promise.resolve();
   private runQueue: Promise<void> = Promise.resolve();
 
   constructor(
@@ -183,7 +185,8 @@ export class NotebookView {
     if (!this.cells.length) this.addCell("code");
     this.dirty = false;
     await this.fillPicker();
-    await this.connect();
+    this.connecting = this.connect();
+    await this.connecting;
     this.autosave = window.setInterval(() => {
       if (this.dirty) void this.save(true);
     }, 30_000);
@@ -221,7 +224,11 @@ export class NotebookView {
     this.kernelModel = m;
     const r = m.resources;
     this.deviceEl.textContent =
-      r && r.gpus > 0 ? `${r.gpus} × ${r.gpu_model ?? "GPU"}${r.real === false ? " (modelled)" : ""}` : "CPU";
+      m.execution_state === "queued"
+        ? `waiting for ${m.queue?.gpu_model ?? "a GPU"}`
+        : r && r.gpus > 0
+          ? `${r.gpus} × ${r.gpu_model ?? "GPU"}${r.real === false ? " (modelled)" : ""}`
+          : "CPU";
     if (m.execution_state === "queued" && m.queue) {
       const eta = m.queue.eta_seconds == null ? "" : `, about ${Math.ceil(m.queue.eta_seconds / 60)} min`;
       this.queueEl.textContent = `queued: position ${m.queue.position}${eta}`;
@@ -269,6 +276,13 @@ export class NotebookView {
   }
 
   private async switchKernel(name: string): Promise<void> {
+    await this.connecting;
+    if (this.kernelModel?.name === name && this.kernel) return;
+    this.connecting = this.replaceKernel(name);
+    await this.connecting;
+  }
+
+  private async replaceKernel(name: string): Promise<void> {
     const sessions = await api<{ id: string; path: string }[]>("/api/sessions");
     const mine = sessions.find((s) => s.path === this.path);
     this.kernel?.close();
