@@ -149,6 +149,16 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.deepEqual(ticks, Array.from({ length: 40 }, (_, i) => `tick ${i}`));
   await shot(page, "04b-reconnected");
 
+  // A progress bar updates in place: one display, ending at 30/30.
+  await page.getByRole("button", { name: "+ Code" }).click();
+  const third = page.locator("section.cell.code").nth(2);
+  await typeInto(page, third, 'let bar = progress(30, "steps");\nfor i in 0..30 { sleep(0.02); bar.update(i + 1); }');
+  await third.locator(".cm-content").click();
+  await page.keyboard.press("Control+Enter");
+  await third.locator(".prompt", { hasText: /^\[\d+\]:$/ }).waitFor({ timeout: 30_000 });
+  assert.equal(await third.locator(".outputs > *").count(), 1, "one progress display, updated in place");
+  assert.match(await third.locator(".outputs").textContent(), /30\s*\/\s*30/);
+
   // 5. Save with Ctrl-S, reload, and find the cell and its output.
   await cell.locator(".cm-content").click();
   await page.keyboard.press("Control+s");
@@ -159,6 +169,16 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.match(await reloaded.locator(".cm-content").textContent(), /print\("line " \+ i\)/);
   assert.match(await reloaded.locator(".outputs").textContent(), /line 2/);
   await shot(page, "05-reloaded");
+
+  // What the UI saved is valid nbformat 4 (as JupyterLab reads it).
+  const nbPath = join(data, "users", "admin", "lesson.ipynb");
+  execFileSync(join(ROOT, ".venv", "bin", "python"), ["-c",
+    "import sys, nbformat; nb = nbformat.read(sys.argv[1], 4); nbformat.validate(nb); " +
+    "assert nb.nbformat_minor >= 5 and all(c.get('id') for c in nb.cells)", nbPath]);
+
+  // Restart: the kernel comes back idle and forgets its variables.
+  await page.getByRole("button", { name: "Restart" }).click();
+  await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 30_000 });
 
   // A trainer (admin may too) publishes it to a course.
   page.nextPrompt = "intro";
