@@ -27,25 +27,34 @@ function lab(...args) {
   return execFileSync(LAB, [...args, "--data-dir", data], { encoding: "utf8" }).trim();
 }
 
-before(async () => {
-  rmSync(SHOTS, { recursive: true, force: true });
-  mkdirSync(SHOTS, { recursive: true });
-  data = mkdtempSync(join(tmpdir(), "lab-ui-"));
-  server = spawn(LAB, ["serve", "--port", "0", "--data-dir", data, "--gpus", "1x2 H100-80GB"], {
+/// A `lab serve` on a fresh data dir; resolves once it printed its login URL.
+async function startLab(args, prepare = () => {}) {
+  const dir = mkdtempSync(join(tmpdir(), "lab-ui-"));
+  prepare((...a) => execFileSync(LAB, [...a, "--data-dir", dir], { encoding: "utf8" }).trim());
+  const proc = spawn(LAB, ["serve", "--port", "0", "--data-dir", dir, ...args], {
     env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: join(ROOT, ".venv", "share", "jupyter") },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise((resolve, reject) => {
     let out = "";
-    server.stdout.on("data", (d) => {
+    proc.stdout.on("data", (d) => {
       out += d;
       const m = out.match(/(http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]+)/);
       if (m) resolve(m);
     });
-    server.on("exit", (code) => reject(new Error(`lab serve exited with ${code}: ${out}`)));
+    proc.on("exit", (code) => reject(new Error(`lab serve exited with ${code}: ${out}`)));
   });
-  base = url[1];
-  adminToken = url[2];
+  return { proc, base: url[1], token: url[2], data: dir };
+}
+
+before(async () => {
+  rmSync(SHOTS, { recursive: true, force: true });
+  mkdirSync(SHOTS, { recursive: true });
+  const lab = await startLab(["--gpus", "1x2 H100-80GB"]);
+  server = lab.proc;
+  base = lab.base;
+  adminToken = lab.token;
+  data = lab.data;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -299,3 +308,58 @@ test("the first page is small", async () => {
   console.log(`initial page weight: ${total} bytes transferred`, sizes);
   assert.ok(total < 1_000_000, `${total} bytes`);
 });
+
+test("a reclaimed GPU warns the notebook, which saves itself", { timeout: 300_000 }, () => withFailureShots(async () => {
+  // The group exists before the server starts (a running server picks up
+  // quota changes on its next poll, which a fast test could outrun).
+  let olga;
+  const lab = await startLab(["--gpus", "1x1 H100-80GB", "--reclaim-grace", "4s"], (cli) => {
+    cli("group", "add", "owners", "--guaranteed", "H100-80GB=1");
+    olga = cli("user", "add", "olga", "--role", "engineer", "--group", "owners");
+  });
+  try {
+
+    // The admin (default group) borrows the only GPU, and edits without saving.
+    const page = await newPage("reclaim");
+    await page.goto(`${lab.base}/?token=${lab.token}`);
+    page.nextPrompt = "borrowed.ipynb";
+    await page.getByRole("button", { name: "New notebook" }).click();
+    await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+    assert.equal(await page.locator(".kernel-device").textContent(), "1 × H100-80GB (modelled)");
+    // Notices go to connected clients: wait until this one is.
+    await page.locator('.connection[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
+    await typeInto(page, page.locator("section.cell.code").first(), "let unsaved_work = 42;");
+    await page.locator(".saved", { hasText: "unsaved" }).waitFor();
+
+    // The owners' member starts a kernel: their guarantee takes the GPU back.
+    const r = await fetch(`${lab.base}/api/kernels`, {
+      method: "POST",
+      headers: { Authorization: `token ${olga}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ name: "academy-candle" }),
+    });
+    const body = await r.text();
+    assert.equal(r.status, 202, body);
+    const queued = JSON.parse(body);
+
+    await page.locator(".notice", { hasText: "borrowed from group owners" }).waitFor({ timeout: 30_000 });
+    await page.locator(".saved", { hasText: "autosaved" }).waitFor();
+    await shot(page, "10-reclaim-notice");
+    const saved = JSON.parse(readFileSync(join(lab.data, "users", "admin", "borrowed.ipynb"), "utf8"));
+    assert.equal(saved.cells[0].source, "let unsaved_work = 42;");
+
+    // After the grace period the kernel stops and olga's starts on the GPU.
+    await page.locator('.kernel-status[data-state="dead"]').waitFor({ timeout: 30_000 });
+    for (let i = 0; i < 100; i++) {
+      const k = await (await fetch(`${lab.base}/api/kernels/${queued.id}`, { headers: { Authorization: `token ${olga}` } })).json();
+      if (k.execution_state !== "queued") {
+        assert.equal(k.resources.gpus, 1, JSON.stringify(k));
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    await shot(page, "11-reclaimed");
+    assert.deepEqual(problems, [], "the console stayed clean");
+  } finally {
+    lab.proc.kill("SIGTERM");
+  }
+}));

@@ -29,6 +29,8 @@ export class KernelConnection {
   private closed = false;
   private queue: string[] = [];
   onStatus: (state: string) => void = () => {};
+  /// The gateway's own notices (a coming cull, a reclaimed GPU).
+  onNotice: (n: { kind: string; message: string; seconds_left: number }) => void = () => {};
   onConnection: (c: Connection) => void = () => {};
 
   constructor(public readonly kernelId: string) {
@@ -63,6 +65,11 @@ export class KernelConnection {
         // Status of our own requests and the kernel's (starting, dead).
         this.onStatus(m.content.execution_state);
       }
+      const notice = m.header?.msg_type === "display_data" && m.content?.data?.["application/vnd.academy.notice+json"];
+      if (notice) {
+        this.onNotice(notice);
+        return;
+      }
       const parent = m.parent_header?.msg_id;
       if (parent) this.listeners.get(parent)?.(m);
     };
@@ -78,8 +85,26 @@ export class KernelConnection {
       }
       this.onConnection("reconnecting");
       const delay = Math.min(5000, 250 * 2 ** this.retry++);
-      setTimeout(() => this.open(), delay);
+      setTimeout(() => void this.reopen(), delay);
     };
+  }
+
+  /// Reconnects, unless the kernel is gone (stopped, culled, reclaimed):
+  /// a websocket refused at the handshake cannot tell, the kernel model can.
+  private async reopen(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const r = await fetch(`/api/kernels/${this.kernelId}`, { credentials: "same-origin" });
+      if (r.status === 404) {
+        this.closed = true;
+        this.onConnection("closed");
+        this.onStatus("dead");
+        return;
+      }
+    } catch {
+      // the network is down: keep trying
+    }
+    this.open();
   }
 
   /// Sends a request; `onMsg` gets every message it causes until `done`.

@@ -126,6 +126,7 @@ export class NotebookView {
   private readonly connEl = h("span", { class: "connection", "data-state": "none" });
   private readonly queueEl = h("span", { class: "queue" });
   private readonly savedEl = h("span", { class: "saved" });
+  private readonly banner = h("div", { class: "notice", role: "alert", hidden: true });
   private readonly picker = h("select", { "aria-label": "kernel" }) as HTMLSelectElement;
   private autosave: number | undefined;
   /// The connect in flight: a kernel switch waits for it, so no start is lost.
@@ -156,7 +157,7 @@ export class NotebookView {
       this.savedEl,
     );
     this.picker.addEventListener("change", () => void this.switchKernel(this.picker.value));
-    this.el = h("div", { class: "notebook" }, bar, this.cellsEl);
+    this.el = h("div", { class: "notebook" }, bar, this.banner, this.cellsEl);
     this.el.addEventListener("keydown", (e) => {
       if ((e.ctrlKey || e.metaKey) && e.key === "s") {
         e.preventDefault();
@@ -271,6 +272,7 @@ export class NotebookView {
     this.kernel = new KernelConnection(kernel.id);
     this.kernel.onStatus = (s) => this.setStatus(s);
     this.kernel.onConnection = (c) => this.setConnection(c);
+    this.kernel.onNotice = (n) => void this.notice(n.kind, n.message);
     this.setStatus("idle");
     this.metadata.kernelspec = { name: kernel.name, display_name: this.picker.selectedOptions[0]?.textContent ?? kernel.name };
   }
@@ -439,6 +441,15 @@ export class NotebookView {
     } catch (e) {
       toast(`Not saved: ${e instanceof ApiError ? e.message : String(e)}`, "error");
     }
+  }
+
+  /// The gateway is about to stop this kernel (idle cull, or its borrowed
+  /// GPU reclaimed): say so where it cannot be missed, and save now.
+  private async notice(kind: string, message: string): Promise<void> {
+    this.banner.textContent = message;
+    this.banner.dataset.kind = kind;
+    this.banner.hidden = false;
+    await this.save(true);
   }
 
   /// Saves, then copies the notebook into a course everyone can take it from.
