@@ -317,6 +317,8 @@ struct Launching {
     user: String,
     spec: String,
     created: DateTime<Utc>,
+    /// What admission granted it.
+    resources: Value,
     /// The backend's latest word on it.
     progress: String,
 }
@@ -329,7 +331,7 @@ impl Launching {
             "last_activity": timestamp(self.created),
             "execution_state": "starting",
             "connections": 0,
-            "resources": {"gpus": 0},
+            "resources": self.resources,
             "launch": {"progress": self.progress},
         })
     }
@@ -1326,6 +1328,7 @@ impl KernelManager {
                     user: user.name.clone(),
                     spec: spec_name.clone(),
                     created: Utc::now(),
+                    resources: resources_model(grant),
                     progress: "starting the kernel".into(),
                 },
             );

@@ -106,7 +106,18 @@ pub async fn index(
         }
         return Err(ApiError::Unauthorized);
     }
-    Ok(serve(&INDEX, &headers))
+    let mut r = serve(&INDEX, &headers);
+    // Kernel output is sanitised before it is shown; this is the second
+    // line: only our own script runs, and nothing is sent elsewhere.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; \
+             base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    Ok(r)
 }
 
 /// `/ui/{file}`: the app's script and stylesheet.

@@ -899,6 +899,13 @@ async fn the_web_ui_logs_in_with_an_httponly_cookie_and_serves_its_assets_gzippe
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // The page only runs our own script.
+    let r = client.get(format!("{}/", g.base)).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("object-src 'none'"),
+        "{csp}"
+    );
     // Nobody yet: a 200 with no identity, so the app's first look logs no error.
     let r = client
         .get(format!("{}/api/login", g.base))
