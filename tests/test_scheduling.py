@@ -132,3 +132,60 @@ user_limits = { max_kernels = 1, gpu_hours = 3, period = "week" }
     bad = subprocess.run([str(LAB), "simulate", "--cluster", "lots of GPUs", "--workload", str(workload)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "expected e.g." in bad.stderr
+
+
+def _serve(data, port, env):
+    proc = subprocess.Popen(
+        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data),
+         "--gpus", "1x1 H100-80GB", "--queue-wait", "0"],
+        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "a"), text=True, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        m = re.search(r"\?token=([0-9a-f]+)", proc.stdout.readline())
+        if m:
+            return proc, m.group(1)
+    raise AssertionError("lab serve printed no login URL")
+
+
+def test_a_queued_start_survives_a_gateway_restart(tmp_path):
+    """kill -9 the gateway while a start waits for a GPU: the restarted gateway
+    has it again, under the same id and in the same place, and starts it when
+    the GPU is free."""
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    user = subprocess.run([str(LAB), "user", "add", "quinn", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, check=True, env=env).stdout.strip()
+    proc, admin = _serve(tmp_path, port, env)
+    try:
+        gpu = {"name": "academy-candle", "resources": {"gpus": 1}}
+        status, running = api(url, "/api/kernels", admin, "POST", gpu)
+        assert status == 201, running
+        status, queued = api(url, "/api/kernels", user, "POST", gpu)
+        assert status == 202 and queued["queue"]["position"] == 1, queued
+        proc.kill()
+        proc.wait()
+        proc, admin = _serve(tmp_path, port, env)
+        status, again = api(url, f"/api/kernels/{queued['id']}", user)
+        assert status == 200 and again["execution_state"] == "queued", again
+        assert again["queue"]["position"] == 1
+        # The running kernel was re-attached and still holds the GPU; when it goes, the queued one starts.
+        assert api(url, f"/api/kernels/{running['id']}", admin, "DELETE")[0] == 204
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, model = api(url, f"/api/kernels/{queued['id']}", user)
+            if model["execution_state"] not in ("queued", "starting"):
+                break
+            time.sleep(0.2)
+        assert model["execution_state"] == "idle" and model["resources"]["gpus"] == 1, model
+        assert api(url, f"/api/kernels/{queued['id']}", user, "DELETE")[0] == 204
+        # Nothing is left to restore at the next start.
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc, admin = _serve(tmp_path, port, env)
+        status, kernels = api(url, "/api/kernels", admin)
+        assert kernels == [], kernels
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -393,7 +393,7 @@ pub enum Started {
 }
 
 /// GPUs and CPUs a kernel asks for.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRequest {
     pub gpus: Option<u32>,
@@ -508,7 +508,7 @@ pub struct KernelManager {
 }
 
 /// What a start request asks for (`POST /api/kernels`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 pub struct StartRequest {
     pub name: Option<String>,
     #[serde(default)]
@@ -809,6 +809,7 @@ impl KernelManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&queued.id);
+        self.forget_queued(queued.id);
         queued.state.send_replace(QueueState::Cancelled);
         let events = self.scheduling.release(queued.id, now_ms());
         self.handle(events);
@@ -946,6 +947,46 @@ impl KernelManager {
         user: &User,
         req: StartRequest,
     ) -> Result<Started, ApiError> {
+        self.start_as(uuid::Uuid::new_v4(), user, req, self.queue_wait)
+            .await
+    }
+
+    /// Queues again the starts that waited when the gateway stopped, oldest
+    /// first and under the same ids, so their clients find them.
+    pub async fn requeue(self: &Arc<Self>) {
+        let rows = match self.store.queued() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the queued starts");
+                return;
+            }
+        };
+        for row in rows {
+            let user = self.store.user(&row.owner).ok().flatten();
+            let req = serde_json::from_str::<StartRequest>(&row.request).ok();
+            let (Some(user), Some(req)) = (user, req) else {
+                let _ = self.store.delete_queued(row.id);
+                continue;
+            };
+            match self.start_as(row.id, &user, req, Duration::ZERO).await {
+                Ok(_) => {
+                    tracing::info!(kernel_id = %row.id, user = %user.name, "queued start restored")
+                }
+                Err(e) => {
+                    tracing::warn!(kernel_id = %row.id, error = %e, "a queued start could not be restored");
+                    let _ = self.store.delete_queued(row.id);
+                }
+            }
+        }
+    }
+
+    async fn start_as(
+        self: &Arc<Self>,
+        id: uuid::Uuid,
+        user: &User,
+        req: StartRequest,
+        queue_wait: Duration,
+    ) -> Result<Started, ApiError> {
         let spec_name = req
             .name
             .clone()
@@ -957,7 +998,6 @@ impl KernelManager {
             )));
         }
         let resources = self.resources(&spec_name, &req)?;
-        let id = uuid::Uuid::new_v4();
         let request = Request {
             kernel: id,
             user: user.name.clone(),
@@ -988,6 +1028,19 @@ impl KernelManager {
             Decision::Queued(ticket) => {
                 tracing::info!(kernel_id = %id, user = %user.name, position = ticket.position,
                     waiting_for = %ticket.waiting_for, "kernel queued");
+                // Kept, so a restarted gateway queues it again.
+                let row = crate::store::QueuedRow {
+                    id,
+                    owner: user.name.clone(),
+                    request: serde_json::to_string(&StartRequest {
+                        name: Some(spec_name.clone()),
+                        ..req.clone()
+                    })
+                    .unwrap_or_default(),
+                };
+                if let Err(e) = self.store.save_queued(&row) {
+                    tracing::warn!(kernel_id = %id, error = %e, "cannot record a queued start");
+                }
                 let queued = Arc::new(Queued {
                     id,
                     user: user.clone(),
@@ -1001,7 +1054,7 @@ impl KernelManager {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(id, queued.clone());
                 // It may have been admitted (and even launched) meanwhile.
-                match queued.wait(self.queue_wait).await {
+                match queued.wait(queue_wait).await {
                     QueueState::Started(k) => Ok(Started::Running(k)),
                     _ => Ok(Started::Queued(queued)),
                 }
@@ -1128,11 +1181,19 @@ impl KernelManager {
                     tokio::spawn(async move { me.reclaim(kernel, &for_group, deadline).await });
                 }
                 Event::Refused { kernel, refusal } => {
+                    self.forget_queued(kernel);
                     if let Some(q) = self.queued_entry(kernel) {
                         q.state.send_replace(QueueState::Failed(refusal.message));
                     }
                 }
             }
+        }
+    }
+
+    /// Drops a start's record once it left the queue.
+    fn forget_queued(&self, kernel: uuid::Uuid) {
+        if let Err(e) = self.store.delete_queued(kernel) {
+            tracing::warn!(kernel_id = %kernel, error = %e, "cannot forget a queued start");
         }
     }
 
@@ -1165,6 +1226,7 @@ impl KernelManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&q.id);
+        self.forget_queued(q.id);
         match result {
             Ok(k) => {
                 q.state.send_replace(QueueState::Started(k));

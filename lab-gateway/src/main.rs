@@ -531,6 +531,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         );
     }
     kernels.start_background();
+    kernels.requeue().await;
     {
         let kernels = kernels.clone();
         tokio::spawn(async move { kernels.fill_pool().await });

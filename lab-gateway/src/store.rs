@@ -127,6 +127,12 @@ CREATE TABLE IF NOT EXISTS usage (
     ended INTEGER
 );
 CREATE INDEX IF NOT EXISTS usage_started ON usage(started);
+CREATE TABLE IF NOT EXISTS queued (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    request TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
 ";
 
 /// One kernel's stretch of resource use, in the ledger.
@@ -320,6 +326,55 @@ impl Store {
                         })
                     },
                 )
+                .collect())
+        })
+    }
+}
+
+/// A start waiting for GPUs, kept so a restarted gateway queues it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedRow {
+    pub id: uuid::Uuid,
+    pub owner: String,
+    /// The start request, as JSON.
+    pub request: String,
+}
+
+impl Store {
+    pub fn save_queued(&self, q: &QueuedRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO queued (id, owner, request, seq)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM queued))",
+                params![q.id.to_string(), q.owner, q.request],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_queued(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM queued WHERE id = ?1", [id.to_string()])?;
+            Ok(())
+        })
+    }
+
+    /// Queued starts, oldest first.
+    pub fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id, owner, request FROM queued ORDER BY seq")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<(String, String, String)>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, owner, request)| {
+                    Some(QueuedRow {
+                        id: id.parse().ok()?,
+                        owner,
+                        request,
+                    })
+                })
                 .collect())
         })
     }
