@@ -25,6 +25,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_lab(data, port, env, *args):
+    """`lab serve` on `data`; returns the process, the admin's login token and what it
+    printed up to the login URL. Its log goes to `data/lab.log`."""
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data), *args],
+        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "a"), text=True, env=env,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        m = re.search(r"\?token=([0-9a-f]+)", line)
+        if m:
+            return proc, m.group(1), "".join(lines)
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError("lab serve printed no login URL:\n" + "".join(lines) + (data / "lab.log").read_text())
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     data = tmp_path_factory.mktemp("lab-data")
@@ -32,18 +53,7 @@ def lab(tmp_path_factory):
     # 10 MB/s of output per client: the flood test must exceed it even on a slow machine.
     env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn",
                LAB_IOPUB_DATA_RATE_LIMIT="10000000")
-    proc = subprocess.Popen(
-        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "w"), text=True, env=env,
-    )
-    token = None
-    deadline = time.monotonic() + 30
-    while token is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.search(r"\?token=([0-9a-f]+)", line)
-        if m:
-            token = m.group(1)
-    assert token, "lab serve printed no login URL"
+    proc, token, _ = start_lab(data, port, env)
     yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}", "token": token,
            "data": data, "proc": proc}
     proc.terminate()
@@ -198,13 +208,8 @@ def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
     env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
 
     def start():
-        proc = subprocess.Popen([str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        for line in proc.stdout:
-            m = re.search(r"\?token=([0-9a-f]+)", line)
-            if m:
-                return proc, m.group(1)
-        raise AssertionError("no login URL")
+        proc, token, _ = start_lab(data, port, env)
+        return proc, token
 
     proc, token = start()
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
@@ -354,18 +359,9 @@ def test_users_added_before_the_first_start_and_culling_flags(tmp_path):
     early_token = added.stdout.strip()
     port = free_port()
     env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
-    proc = subprocess.Popen(
-        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data), "--cull-idle-cpu", "off",
-         "--cull-idle-gpu", "30m", "--cull-warning", "60s", "--reclaim-grace", "2m"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc, token, _ = start_lab(data, port, env, "--cull-idle-cpu", "off", "--cull-idle-gpu", "30m",
+                               "--cull-warning", "60s", "--reclaim-grace", "2m")
     try:
-        token = None
-        for line in proc.stdout:
-            m = re.search(r"\?token=([0-9a-f]+)", line)
-            if m:
-                token = m.group(1)
-                break
-        assert token, f"no login URL: {proc.stderr.read() if proc.poll() is not None else ''}"
         base = f"http://127.0.0.1:{port}"
         status, me = api(base, "/api/me", token)
         assert status == 200 and me["identity"]["username"] == "admin"

@@ -12,7 +12,6 @@ gateway re-adopts its kernel and deletes orphans.
 import json
 import os
 import pathlib
-import re
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from urllib.parse import urlparse, parse_qs
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from test_gateway import LAB, api, free_port, stream_of_cell  # noqa: E402
+from test_gateway import api, free_port, start_lab, stream_of_cell  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 KERNEL = ROOT / "target" / "debug" / "academy-kernel"
@@ -253,18 +252,8 @@ def serve(cluster, data):
         'launch_timeout = "60s"\n')
     port = free_port()
     env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), LAB_LOG="info")
-    proc = subprocess.Popen([str(LAB), "serve", "--port", str(port), "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=open(data / "lab.log", "a"), text=True, env=env)
-    token, lines = None, []
-    deadline = time.monotonic() + 30
-    while token is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        m = re.search(r"\?token=([0-9a-f]+)", line)
-        if m:
-            token = m.group(1)
-    assert token, "".join(lines) + (data / "lab.log").read_text()
-    return proc, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", token, "".join(lines)
+    proc, token, banner = start_lab(data, port, env)
+    return proc, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", token, banner
 
 
 def test_a_kernel_runs_in_a_pod_shows_its_progress_and_goes_with_it(cluster, tmp_path):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_gateway import LAB, VENV_DATA, api, execute_over_ws, free_port
+from test_gateway import LAB, VENV_DATA, api, execute_over_ws, free_port, start_lab
 
 
 @pytest.fixture(scope="module")
@@ -17,21 +17,8 @@ def gpu_lab(tmp_path_factory):
     data = tmp_path_factory.mktemp("gpu-lab")
     port = free_port()
     env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="warn")
-    proc = subprocess.Popen(
-        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data),
-         "--gpus", "2x4 H100-80GB", "--queue-wait", "0"],
-        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "w"), text=True, env=env,
-    )
-    token, gpus_line = None, None
-    deadline = time.monotonic() + 30
-    while token is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("GPUs:"):
-            gpus_line = line
-        m = re.search(r"\?token=([0-9a-f]+)", line)
-        if m:
-            token = m.group(1)
-    assert token, "lab serve printed no login URL"
+    proc, token, printed = start_lab(data, port, env, "--gpus", "2x4 H100-80GB", "--queue-wait", "0")
+    gpus_line = next((line for line in printed.splitlines() if line.startswith("GPUs:")), None)
     assert gpus_line and "8 × H100-80GB (modelled" in gpus_line, gpus_line
 
     def cli(*args):
@@ -135,17 +122,8 @@ user_limits = { max_kernels = 1, gpu_hours = 3, period = "week" }
 
 
 def _serve(data, port, env):
-    proc = subprocess.Popen(
-        [str(LAB), "serve", "--port", str(port), "--data-dir", str(data),
-         "--gpus", "1x1 H100-80GB", "--queue-wait", "0"],
-        stdout=subprocess.PIPE, stderr=open(data / "lab.log", "a"), text=True, env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        m = re.search(r"\?token=([0-9a-f]+)", proc.stdout.readline())
-        if m:
-            return proc, m.group(1)
-    raise AssertionError("lab serve printed no login URL")
+    proc, token, _ = start_lab(data, port, env, "--gpus", "1x1 H100-80GB", "--queue-wait", "0")
+    return proc, token
 
 
 def test_a_queued_start_survives_a_gateway_restart(tmp_path):
