@@ -43,6 +43,7 @@ class FakeCluster:
         self.watchers = []    # lists that watch handlers drain
         self.requests = []    # (method, path) seen
         self.workdir = workdir
+        self.ready_delay = 1.0
 
     def next_rv(self):
         self.rv += 1
@@ -90,7 +91,7 @@ class FakeCluster:
         def ready():
             port = json.loads(connection_json)["shell_port"]
             # Image pulls take time; let the gateway see the progress.
-            time.sleep(1.0)
+            time.sleep(self.ready_delay)
             for _ in range(600):
                 with socket.socket() as s:
                     if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -245,11 +246,11 @@ def cluster(tmp_path):
     c.stop()
 
 
-def serve(cluster, data):
+def serve(cluster, data, extra=""):
     (data / "lab.toml").write_text(
         'backend = "kubernetes"\ngpus = "1x2 fake-gpu"\n'
         '[kubernetes]\nnamespace = "academy-lab"\nkernel_image = "academy-lab/kernel:test"\n'
-        'launch_timeout = "60s"\n')
+        'launch_timeout = "60s"\n' + extra)
     port = free_port()
     env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), LAB_LOG="info")
     proc, token, banner = start_lab(data, port, env)
@@ -341,5 +342,34 @@ def test_an_unschedulable_pod_is_a_clear_error_for_the_client(cluster, tmp_path)
             assert not cluster.pods, "failed pods are deleted"
     finally:
         cluster.start_container = original
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_slow_pod_is_answered_202_starting_and_its_websocket_waits(cluster, tmp_path):
+    """An image pull longer than a client's launch timeout: the start is answered
+    at `answer_after` with 202 `starting` and the pod's progress; the websocket
+    opened meanwhile waits, and the cell runs once the pod is ready."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cluster.ready_delay = 4.0
+    proc, url, ws, token, _ = serve(cluster, data, 'answer_after = "1s"\n')
+    try:
+        started = time.monotonic()
+        status, model = api(url, "/api/kernels", token, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})
+        assert status == 202, model
+        assert time.monotonic() - started < 3.5, "answered before the pod was ready"
+        assert model["execution_state"] == "starting", model
+        assert "pulling image academy-lab/kernel:test" in model["launch"]["progress"], model
+        assert model["resources"]["gpus"] == 1, model
+        status, listed = api(url, "/api/kernels", token)
+        assert [k["id"] for k in listed] == [model["id"]], listed
+        out = stream_of_cell(f"{ws}/api/kernels/{model['id']}/channels?session_id=s&token={token}",
+                             'print("after the pull")')
+        assert "after the pull" in out
+        status, running = api(url, f"/api/kernels/{model['id']}", token)
+        assert status == 200 and running["execution_state"] in ("idle", "busy"), running
+        assert api(url, f"/api/kernels/{model['id']}", token, "DELETE")[0] == 204
+    finally:
         proc.terminate()
         proc.wait(timeout=10)

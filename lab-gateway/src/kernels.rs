@@ -504,6 +504,9 @@ pub struct KernelManager {
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     /// How long a start waits in the queue before answering 202.
     queue_wait: Duration,
+    /// With a backend whose starts may be slow: how long a start may take
+    /// before it is answered 202 `starting`.
+    answer_after: Duration,
     cull: CullPolicy,
 }
 
@@ -545,6 +548,7 @@ impl KernelManager {
             events,
             events_rx: Mutex::new(Some(events_rx)),
             queue_wait: Duration::from_secs(2),
+            answer_after: Duration::from_secs(20),
             cull: CullPolicy::default(),
             kernels: RwLock::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
@@ -703,6 +707,12 @@ impl KernelManager {
         self
     }
 
+    /// How long a slow backend's start may take before it is answered 202.
+    pub fn with_answer_after(mut self, after: Duration) -> Self {
+        self.answer_after = after;
+        self
+    }
+
     pub fn with_cull(mut self, cull: CullPolicy) -> Self {
         self.cull = cull;
         self
@@ -754,18 +764,38 @@ impl KernelManager {
             .cloned()
             .collect();
         queued.sort_by_key(|q| q.created);
-        let now = now_ms();
-        queued
-            .iter()
-            .map(|q| q.model(self.scheduling.ticket(q.id, now).as_ref()))
-            .collect()
+        queued.iter().map(|q| self.queued_model(q)).collect()
+    }
+
+    /// A queued start's model, or, once admitted and launching, the
+    /// launch's (`starting`, with its progress).
+    fn queued_model(&self, q: &Queued) -> Value {
+        match self.scheduling.ticket(q.id, now_ms()) {
+            None if matches!(q.state(), QueueState::Waiting) => {
+                let launching = self.launching.lock().unwrap_or_else(|e| e.into_inner());
+                match launching.get(&q.id) {
+                    Some(l) => l.model(q.id),
+                    None => q.model(None),
+                }
+            }
+            ticket => q.model(ticket.as_ref()),
+        }
     }
 
     /// The models of `user`'s kernels that their backend is still starting.
     pub fn launching_models_for(&self, user: &User) -> Vec<Value> {
+        // A start tracked as queued is listed with the queued ones.
+        let queued: std::collections::HashSet<uuid::Uuid> = self
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
         let launching = self.launching.lock().unwrap_or_else(|e| e.into_inner());
         let mut mine: Vec<(&uuid::Uuid, &Launching)> = launching
             .iter()
+            .filter(|(id, _)| !queued.contains(id))
             .filter(|(_, l)| user.is_admin() || l.user == user.name)
             .collect();
         mine.sort_by_key(|(_, l)| l.created);
@@ -775,7 +805,7 @@ impl KernelManager {
     /// The model of a running, starting or queued kernel.
     pub fn model_for(&self, user: &User, id: &str) -> Result<Value, ApiError> {
         if let Some(q) = self.queued_for(user, id) {
-            return Ok(q.model(self.scheduling.ticket(q.id, now_ms()).as_ref()));
+            return Ok(self.queued_model(&q));
         }
         if let Ok(parsed) = id.parse::<uuid::Uuid>()
             && let Some(l) = self
@@ -1012,6 +1042,31 @@ impl KernelManager {
         self.handle(events);
         match decision {
             Decision::Refused(refusal) => Err(ApiError::Refused(refusal)),
+            Decision::Admitted(grant) if self.launcher.slow_starts() => {
+                // A pod may wait for a node or an image for minutes: the
+                // launch goes on in the background, tracked like a queued
+                // start, and the client is answered within `answer_after`.
+                let starting = Arc::new(Queued {
+                    id,
+                    user: user.clone(),
+                    spec: spec_name,
+                    created: Utc::now(),
+                    env: req.env,
+                    state: watch::Sender::new(QueueState::Waiting),
+                });
+                self.queued
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, starting.clone());
+                let me = self.clone();
+                let q = starting.clone();
+                tokio::spawn(async move { me.launch_queued(q, grant).await });
+                match starting.wait(self.answer_after).await {
+                    QueueState::Started(k) => Ok(Started::Running(k)),
+                    QueueState::Failed(why) => Err(ApiError::Unavailable(why)),
+                    _ => Ok(Started::Queued(starting)),
+                }
+            }
             Decision::Admitted(grant) => {
                 match self
                     .start_admitted(id, user, &spec_name, &req.env, grant)
@@ -1228,6 +1283,12 @@ impl KernelManager {
             .remove(&q.id);
         self.forget_queued(q.id);
         match result {
+            Ok(k) if matches!(q.state(), QueueState::Cancelled) => {
+                tracing::info!(kernel_id = %q.id, "deleted while it started; stopping it");
+                if let Err(e) = self.shutdown(&k).await {
+                    tracing::warn!(kernel_id = %q.id, error = %e, "cannot stop a cancelled start");
+                }
+            }
             Ok(k) => {
                 q.state.send_replace(QueueState::Started(k));
             }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -507,7 +508,11 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             .with_limits(config.limits)
             .with_queue_wait(config.queue_wait)
             .with_cull(config.cull)
-            .with_warm_pool(warm_pool),
+            .with_warm_pool(warm_pool)
+            .with_answer_after(match &config.backend {
+                Backend::Kubernetes(k) => k.answer_after.0,
+                Backend::Local => Duration::from_secs(20),
+            }),
     );
     scheduling.seed_budgets(&store.users()?, lab_gateway::scheduling::now_ms());
     kernels.reattach().await;

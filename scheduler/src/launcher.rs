@@ -108,6 +108,11 @@ pub trait Launcher: Send + Sync + 'static {
     async fn cleanup(&self, kernel_id: uuid::Uuid, locator: &KernelLocator);
     /// The end of what the kernel wrote to stdout and stderr, to explain a failed start.
     async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String;
+    /// Whether a start may take long (a pod waiting for a node or pulling its
+    /// image): the gateway then answers the client before the kernel runs.
+    fn slow_starts(&self) -> bool {
+        false
+    }
     /// At gateway start: keeps the running kernels in `known` and stops any
     /// other this backend owns (orphans of a gateway that died); returns the
     /// ids of the stopped ones.

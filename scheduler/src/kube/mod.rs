@@ -62,6 +62,10 @@ pub struct KubeConfig {
     pub launch_timeout: Timeout,
     /// Label pods with the user's group as their Kueue LocalQueue.
     pub kueue: bool,
+    /// How long a start may take before the gateway answers 202 `starting`
+    /// (the pod keeps starting; its progress is on the kernel model), well
+    /// within a client's launch timeout (jupyter_server's is 40 s).
+    pub answer_after: Timeout,
 }
 
 impl Default for KubeConfig {
@@ -81,6 +85,7 @@ impl Default for KubeConfig {
             notebooks_pvc: None,
             launch_timeout: Timeout(Duration::from_secs(300)),
             kueue: false,
+            answer_after: Timeout(Duration::from_secs(20)),
         }
     }
 }
@@ -527,6 +532,10 @@ impl Launcher for KubeLauncher {
             .logs(&name, &params)
             .await
             .unwrap_or_default()
+    }
+
+    fn slow_starts(&self) -> bool {
+        true
     }
 
     async fn adopt(&self, known: &HashSet<uuid::Uuid>) -> Result<Vec<uuid::Uuid>, LaunchError> {
