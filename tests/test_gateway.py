@@ -75,8 +75,9 @@ def api(base, path, token, method="GET", body=None):
         return e.code, json.loads(raw) if raw else None
 
 
-def execute_over_ws(ws_url, code, timeout=60):
-    """Legacy JSON protocol, as JupyterLab behind a gateway speaks it."""
+def send_execute(ws_url, code, timeout):
+    """Opens a websocket and sends an execute_request (legacy JSON protocol);
+    returns the socket and the request's msg_id."""
     ws = websocket.create_connection(ws_url, timeout=timeout)
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
@@ -86,6 +87,12 @@ def execute_over_ws(ws_url, code, timeout=60):
         "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                     "allow_stdin": False, "stop_on_error": True},
     }))
+    return ws, msg_id
+
+
+def execute_over_ws(ws_url, code, timeout=60):
+    """Legacy JSON protocol, as JupyterLab behind a gateway speaks it."""
+    ws, msg_id = send_execute(ws_url, code, timeout)
     result, reply, idle = None, None, False
     while reply is None or not idle:
         m = json.loads(ws.recv())
@@ -498,15 +505,7 @@ println!("WROTE");
 
 def stream_of_cell(ws_url, code, timeout=120):
     """Everything a cell printed, over the legacy protocol."""
-    ws = websocket.create_connection(ws_url, timeout=timeout)
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
-                   "session": uuid.uuid4().hex, "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    }))
+    ws, msg_id = send_execute(ws_url, code, timeout)
     text, reply, idle = "", None, False
     while reply is None or not idle:
         m = json.loads(ws.recv())

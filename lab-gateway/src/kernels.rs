@@ -1046,18 +1046,7 @@ impl KernelManager {
                 // A pod may wait for a node or an image for minutes: the
                 // launch goes on in the background, tracked like a queued
                 // start, and the client is answered within `answer_after`.
-                let starting = Arc::new(Queued {
-                    id,
-                    user: user.clone(),
-                    spec: spec_name,
-                    created: Utc::now(),
-                    env: req.env,
-                    state: watch::Sender::new(QueueState::Waiting),
-                });
-                self.queued
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, starting.clone());
+                let starting = self.track(id, user, spec_name, req.env);
                 let me = self.clone();
                 let q = starting.clone();
                 tokio::spawn(async move { me.launch_queued(q, grant).await });
@@ -1096,18 +1085,7 @@ impl KernelManager {
                 if let Err(e) = self.store.save_queued(&row) {
                     tracing::warn!(kernel_id = %id, error = %e, "cannot record a queued start");
                 }
-                let queued = Arc::new(Queued {
-                    id,
-                    user: user.clone(),
-                    spec: spec_name,
-                    created: Utc::now(),
-                    env: req.env,
-                    state: watch::Sender::new(QueueState::Waiting),
-                });
-                self.queued
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, queued.clone());
+                let queued = self.track(id, user, spec_name, req.env);
                 // It may have been admitted (and even launched) meanwhile.
                 match queued.wait(queue_wait).await {
                     QueueState::Started(k) => Ok(Started::Running(k)),
@@ -1243,6 +1221,30 @@ impl KernelManager {
                 }
             }
         }
+    }
+
+    /// A start the client is answered before it runs (queued for a GPU, or
+    /// a slow launch): GET shows it, a websocket waits for it, DELETE cancels it.
+    fn track(
+        &self,
+        id: uuid::Uuid,
+        user: &User,
+        spec: String,
+        env: BTreeMap<String, String>,
+    ) -> Arc<Queued> {
+        let q = Arc::new(Queued {
+            id,
+            user: user.clone(),
+            spec,
+            created: Utc::now(),
+            env,
+            state: watch::Sender::new(QueueState::Waiting),
+        });
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, q.clone());
+        q
     }
 
     /// Drops a start's record once it left the queue.
