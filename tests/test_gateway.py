@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +210,89 @@ def test_python_websocket_client_drives_the_v1_binary_protocol(lab):
     assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
 
 
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone too.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_a_python3_kernel_gets_its_users_environment_a_signal_interrupt_and_a_kill_when_stuck(lab):
+    """ipykernel's kernelspec has no interrupt_mode, so it is interrupted by SIGINT;
+    it runs in its owner's folder with KERNEL_USERNAME and none of the gateway's
+    variables; a DELETE asks it to shut down, and kills it when it does not answer."""
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})
+    assert status == 201, model
+    kid = model["id"]
+    url = f"{lab['ws']}/api/kernels/{kid}/channels?session_id=env&token={lab['token']}"
+    out = stream_of_cell(url, "import os, json; print(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd(), "
+                              "'pid': os.getpid(), 'pgid': os.getpgid(0)}))")
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["env"]["KERNEL_USERNAME"] == "admin" and seen["env"]["KERNEL_ID"] == kid, seen["env"]
+    assert seen["cwd"] == str(lab["data"] / "users" / "admin")
+    # The gateway runs with LAB_LOG and LAB_IOPUB_DATA_RATE_LIMIT set: none reaches the kernel.
+    assert not [k for k in seen["env"] if k.startswith("LAB_")], seen["env"]
+    pid = seen["pid"]
+    assert seen["pgid"] == pid, "the kernel leads its own process group"
+
+    # Interrupt by signal: a sleeping cell ends with KeyboardInterrupt.
+    ws, msg_id = send_execute(url, "import time; time.sleep(60)", 60)
+    while True:
+        m = json.loads(ws.recv())
+        if m["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id \
+                and m["content"]["execution_state"] == "busy":
+            break
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert api(lab["url"], f"/api/kernels/{kid}/interrupt", lab["token"], "POST")[0] == 204
+    error = None
+    while error is None:
+        m = json.loads(ws.recv())
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "error":
+            error = m["content"]["ename"]
+    ws.close()
+    assert error == "KeyboardInterrupt" and time.monotonic() - t0 < 10
+
+    # A kernel that cannot answer (stopped) is killed after the grace period.
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    assert api(lab["url"], f"/api/kernels/{kid}", lab["token"], "DELETE")[0] == 204
+    assert not pid_alive(pid), "the stuck kernel was killed"
+    assert time.monotonic() - t0 >= 2, "it was asked to shut down first"
+
+
+def test_a_deleted_kernel_shuts_down_cleanly(lab):
+    """An answering kernel exits on shutdown_request, before any SIGKILL."""
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})
+    assert status == 201, model
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=s&token={lab['token']}"
+    pid = int(stream_of_cell(url, "import os, atexit\n"
+                                  "atexit.register(lambda: open('clean-exit.txt', 'w').write('bye'))\n"
+                                  "print(os.getpid())").strip())
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+    assert not pid_alive(pid)
+    # atexit handlers ran: the process exited on its own, not by SIGKILL.
+    marker = lab["data"] / "users" / "admin" / "clean-exit.txt"
+    assert marker.read_text() == "bye"
+    marker.unlink()
+
+
+def test_logs_can_be_json_for_a_log_pipeline(tmp_path):
+    data = tmp_path / "data"
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="info", LAB_LOG_FORMAT="json")
+    proc, token, _ = start_lab(data, free_port(), env)
+    proc.terminate()
+    proc.wait(timeout=10)
+    lines = [l for l in (data / "lab.log").read_text().splitlines() if l.strip()]
+    assert lines, "nothing was logged"
+    records = [json.loads(l) for l in lines]  # every line is one JSON object
+    assert all({"timestamp", "level", "fields"} <= r.keys() for r in records), records[:3]
+    assert any(r["level"] == "INFO" for r in records)
+
+
 def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
     data = tmp_path / "data"
     port = free_port()
@@ -225,6 +309,9 @@ def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
     kid = model["id"]
     reply, _ = execute_over_ws(f"{ws_base}/api/kernels/{kid}/channels?token={token}", "let kept = 7;")
     assert reply["status"] == "ok"
+    status, session = api(base, "/api/sessions", token, "POST",
+                          {"path": "work/lesson.ipynb", "type": "notebook", "kernel": {"id": kid}})
+    assert status == 201, session
     proc.kill()  # kill -9: no shutdown, kernels keep running
     proc.wait()
 
@@ -232,6 +319,10 @@ def test_gateway_killed_and_restarted_reattaches_to_its_kernel(tmp_path):
     try:
         status, kernels = api(base, "/api/kernels", token)
         assert status == 200 and [k["id"] for k in kernels] == [kid]
+        # The notebook's session is back too, so reopening it finds its kernel.
+        status, sessions = api(base, "/api/sessions", token)
+        assert status == 200 and [(s["id"], s["path"], s["kernel"]["id"]) for s in sessions] == \
+            [(session["id"], "work/lesson.ipynb", kid)], sessions
         reply, result = execute_over_ws(f"{ws_base}/api/kernels/{kid}/channels?token={token}", "kept * 6")
         assert reply["status"] == "ok" and result == "42"
         assert api(base, f"/api/kernels/{kid}", token, "DELETE")[0] == 204
@@ -457,6 +548,11 @@ def test_kernels_are_confined_to_their_users_files(lab):
     assert erins_file.read_text() == "erin's secret answer"
     db = lab["data"] / "lab.db"
     gateway_environ = f"/proc/{lab['proc'].pid}/environ"
+    # Erin's kernel: its ports are on loopback, its messages signed, not encrypted.
+    status, erins_kernel = api(lab["url"], "/api/kernels", erin, "POST", {"name": "academy-candle"})
+    assert status == 201, erins_kernel
+    erins_conn = json.loads((lab["data"] / "runtime" / f"kernel-{erins_kernel['id']}.json").read_text())
+    gateway_port = int(lab["url"].rsplit(":", 1)[1])
 
     probe = f"""
 import os
@@ -471,6 +567,24 @@ try:
     print('SIGNALLED')
 except PermissionError:
     print('DENIED signal')
+import socket
+def connect(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=5).close()
+        return 'CONNECTED'
+    except PermissionError:
+        return 'DENIED'
+    except ConnectionRefusedError:
+        return 'REFUSED'
+print('iopub', connect({erins_conn['iopub_port']}))
+print('shell', connect({erins_conn['shell_port']}))
+print('gateway', connect({gateway_port}))
+print('https', connect(443))
+try:
+    socket.socket().bind(('127.0.0.1', {erins_conn['hb_port'] + 1}))
+    print('BOUND')
+except PermissionError:
+    print('DENIED bind')
 open('made-by-kernel.txt', 'w').write('mine')
 print('WROTE', os.getcwd())
 """
@@ -481,6 +595,11 @@ print('WROTE', os.getcwd())
     for path in (db, erins_file, gateway_environ):
         assert f"DENIED {path}" in out, out
     assert "DENIED signal" in out and "WROTE" in out, out
+    # No TCP to another kernel or to the gateway; outbound HTTPS is allowed
+    # (refused here only because nothing listens on loopback's 443).
+    for line in ("iopub DENIED", "shell DENIED", "gateway DENIED", "https REFUSED", "DENIED bind"):
+        assert line in out, out
+    assert api(lab["url"], f"/api/kernels/{erins_kernel['id']}", erin, "DELETE")[0] == 204
     # What the kernel wrote is the admin's own notebook file.
     status, f = api(lab["url"], "/api/contents/made-by-kernel.txt?content=1", lab["token"])
     assert status == 200 and f["content"] == "mine", f

@@ -196,12 +196,14 @@ pub async fn channels(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // On a queued kernel, the websocket connects once the kernel runs.
     let kernel = s.kernels.get_or_wait_for(&user, &id).await?;
-    // The transport takes frames up to 4× our limit, so that a frame just over
-    // it gets our close code 1009 with a reason rather than a reset connection.
+    // A frame a little over our limit is read and answered with close code
+    // 1009 and a reason; a larger one is refused from its header (1009 if
+    // the connection still takes it), so no client makes the gateway hold
+    // much more than MAX_FRAME.
     let ws = ws
         .protocols([crate::ws::V1])
-        .max_message_size(crate::ws::MAX_FRAME * 4)
-        .max_frame_size(crate::ws::MAX_FRAME * 4)
+        .max_message_size(crate::ws::MAX_FRAME + crate::ws::FRAME_SLACK)
+        .max_frame_size(crate::ws::MAX_FRAME + crate::ws::FRAME_SLACK)
         // tungstenite zero-fills its whole read buffer (128 KiB by default) per
         // connection; clients send small requests, and larger frames still grow it.
         .read_buffer_size(crate::ws::READ_BUFFER);
@@ -212,8 +214,24 @@ pub async fn channels(
     }))
 }
 
+/// Liveness: the process answers.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: the database answers and the backend can start kernels (for
+/// Kubernetes, its pod watch has listed the pods); 503 with the reason if not.
+pub async fn readyz(State(s): State<AppState>) -> Result<&'static str, ApiError> {
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || store.ping())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
+    s.kernels
+        .launcher_ready()
+        .await
+        .map_err(ApiError::Unavailable)?;
+    Ok("ready")
 }
 
 pub async fn not_found() -> ApiError {
@@ -324,9 +342,9 @@ pub async fn contents_get(
     if let Some((file, None)) = checkpoint_route(&path) {
         return Ok(Json(root.list_checkpoints(file)?));
     }
-    let full = root.resolve(&path)?;
+    let inside = root.resolve(&path)?;
     let content = q.content.as_deref() != Some("0");
-    let model = root.model(&full, content, q.format.as_deref())?;
+    let model = root.model(&inside, content, q.format.as_deref())?;
     if let Some(kind) = q.kind.as_deref()
         && model["type"] != kind
     {

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// it), `require` (refuse to start kernels without it), `off`.
     #[arg(long, env = "LAB_SANDBOX")]
     pub sandbox: Option<scheduler::sandbox::SandboxMode>,
+    /// TCP ports confined kernels may connect to, comma-separated (default
+    /// `80,443`); all others, other kernels' among them, are closed to them.
+    #[arg(long, env = "LAB_SANDBOX_CONNECT_PORTS", value_delimiter = ',')]
+    pub sandbox_connect_ports: Option<Vec<u16>>,
     /// Warning time of a kernel whose borrowed GPU is reclaimed (`120s`).
     #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_limit)]
     pub reclaim_grace: Option<Limit>,
@@ -145,6 +149,7 @@ pub struct FileConfig {
     pub cull_connected: Option<bool>,
     pub reclaim_grace: Option<String>,
     pub sandbox: Option<scheduler::sandbox::SandboxMode>,
+    pub sandbox_connect_ports: Option<Vec<u16>>,
     pub backend: Option<String>,
     pub kubernetes: Option<scheduler::kube::KubeConfig>,
     pub starvation_limit: Option<String>,
@@ -169,6 +174,8 @@ pub struct Config {
     pub tuning: scheduler::Tuning,
     pub roles: crate::scheduling::RoleLimits,
     pub sandbox: scheduler::sandbox::SandboxMode,
+    /// TCP ports confined kernels may connect to.
+    pub sandbox_connect_ports: Vec<u16>,
     pub backend: Backend,
 }
 
@@ -343,6 +350,11 @@ impl Config {
             tuning,
             roles,
             sandbox: args.sandbox.or(file.sandbox).unwrap_or_default(),
+            sandbox_connect_ports: args
+                .sandbox_connect_ports
+                .clone()
+                .or(file.sandbox_connect_ports)
+                .unwrap_or_else(|| scheduler::sandbox::DEFAULT_CONNECT_PORTS.to_vec()),
             backend,
             warm_pool: {
                 let mut pool = file.warm_pool;

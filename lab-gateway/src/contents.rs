@@ -1,14 +1,23 @@
 //! The contents API over each user's own notebook root.
 //!
 //! Paths are API paths (`a/b.ipynb`, `/`-separated, relative to the user's
-//! root). Every path is resolved here and nowhere else: `..`, absolute paths
-//! and symlinks that lead out of the root are refused. Writes are atomic
-//! (temp file, fsync, rename, fsync of the folder), so a crash never leaves a
-//! half-written notebook. Checkpoints are copies kept in `.ipynb_checkpoints`.
+//! root). Every path is checked here and nowhere else: `..` and absolute
+//! paths are refused outright, and every file operation goes through the
+//! root's directory handle (cap-std), so a symlink that leads out of the
+//! root is refused *at the moment of the operation*. A check done first and
+//! an operation done later on a plain path could be raced: the user's own
+//! kernel writes in this folder and could swap a folder for a symlink in
+//! between, and the gateway (which is not sandboxed) would follow it.
+//!
+//! Writes are atomic (temp file, fsync, rename, fsync of the folder), so a
+//! crash never leaves a half-written notebook. Checkpoints are copies kept
+//! in `.ipynb_checkpoints`.
 
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,9 +26,68 @@ use crate::error::ApiError;
 
 const CHECKPOINTS: &str = ".ipynb_checkpoints";
 
-/// A user's notebook root.
+/// A user's notebook root: an open directory every operation is relative to.
 pub struct Root {
-    dir: PathBuf,
+    dir: Dir,
+}
+
+/// A path inside a [`Root`], checked by [`Root::resolve`]: relative, made
+/// only of plain names. `.` is the root itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inside(PathBuf);
+
+impl Inside {
+    fn is_root(&self) -> bool {
+        self.0 == Path::new(".")
+    }
+
+    /// The API path (`a/b.ipynb`; empty for the root).
+    pub fn api_path(&self) -> String {
+        if self.is_root() {
+            String::new()
+        } else {
+            self.0.to_string_lossy().replace('\\', "/")
+        }
+    }
+
+    fn name(&self) -> String {
+        if self.is_root() {
+            return String::new();
+        }
+        self.0
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn parent(&self) -> Inside {
+        match self.0.parent() {
+            Some(p) if !p.as_os_str().is_empty() => Inside(p.to_path_buf()),
+            _ => Inside(PathBuf::from(".")),
+        }
+    }
+
+    fn join(&self, name: &str) -> Inside {
+        if self.is_root() {
+            Inside(PathBuf::from(name))
+        } else {
+            Inside(self.0.join(name))
+        }
+    }
+
+    fn stem_and_ext(&self) -> (String, String) {
+        let stem = self
+            .0
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = self
+            .0
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        (stem, ext)
+    }
 }
 
 /// The body of PUT, POST and PATCH.
@@ -34,8 +102,10 @@ pub struct ContentsRequest {
     pub copy_from: Option<String>,
 }
 
-fn ts(t: std::io::Result<std::time::SystemTime>) -> String {
-    let t: DateTime<Utc> = t.map(Into::into).unwrap_or_else(|_| Utc::now());
+fn ts(t: std::io::Result<cap_std::time::SystemTime>) -> String {
+    let t: DateTime<Utc> = t
+        .map(|t| t.into_std().into())
+        .unwrap_or_else(|_| Utc::now());
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
@@ -43,98 +113,136 @@ fn io(e: std::io::Error) -> ApiError {
     match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound("no such file or directory".into()),
         std::io::ErrorKind::AlreadyExists => ApiError::Conflict("it already exists".into()),
+        // cap-std's answer to a path that would leave the root.
+        std::io::ErrorKind::PermissionDenied => {
+            ApiError::Forbidden("that path is outside your notebook folder".into())
+        }
         _ => ApiError::Internal(e.to_string()),
     }
 }
 
-/// Writes bytes atomically: temp file in the same folder, fsync, rename, fsync the folder.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes bytes atomically beneath `dir`: a temp file in the same folder,
+/// fsync, rename, fsync of the folder.
+pub fn atomic_write(dir: &Dir, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent folder"))?;
-    let tmp = dir.join(format!(".~{}.tmp", uuid::Uuid::new_v4().simple()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => dir.open_dir(p)?,
+        _ => dir.try_clone()?,
+    };
+    let tmp = format!(".~{}.tmp", uuid::Uuid::new_v4().simple());
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = folder.create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        folder.rename(&tmp, &folder, name)?;
+        // The rename is durable once the folder is: fsync it through a
+        // descriptor that can be synced (a Dir's is O_PATH).
+        let mut read = cap_std::fs::OpenOptions::new();
+        read.read(true);
+        folder.open_with(".", &read)?.sync_all()
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = folder.remove_file(&tmp);
     }
     result
 }
 
 impl Root {
+    /// Opens (creating it if needed) the folder at `dir`. This is the one
+    /// place a root is reached by its path; nothing beneath it ever is.
     pub fn new(dir: PathBuf) -> Result<Root, ApiError> {
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let dir = dir.canonicalize().map_err(io)?;
+        let dir = Dir::open_ambient_dir(&dir, ambient_authority()).map_err(io)?;
         Ok(Root { dir })
     }
 
-    /// The file for an API path. Refuses `..`, absolute paths, and anything
-    /// whose real location (after symlinks) is outside the root.
-    pub fn resolve(&self, api_path: &str) -> Result<PathBuf, ApiError> {
+    /// Checks an API path. Refuses `..`, absolute paths, and a path whose
+    /// deepest existing part lies outside the root through a symlink (the
+    /// operation itself would refuse it too; this gives the clear error
+    /// before anything is done).
+    pub fn resolve(&self, api_path: &str) -> Result<Inside, ApiError> {
         let refused =
             || ApiError::Forbidden(format!("path {api_path:?} is outside your notebook folder"));
         // API paths are relative to the root; an absolute one is refused.
-        if api_path.starts_with('/') || api_path.starts_with('\\') {
+        if api_path.starts_with('/') || api_path.starts_with('\\') || api_path.contains('\0') {
             return Err(refused());
         }
-        let trimmed = api_path.trim_end_matches('/');
-        let rel = Path::new(trimmed);
-        if rel.is_absolute() {
-            return Err(refused());
-        }
-        for c in rel.components() {
+        let mut rel = PathBuf::new();
+        for c in Path::new(api_path.trim_end_matches('/')).components() {
             match c {
-                Component::Normal(_) | Component::CurDir => {}
+                Component::Normal(name) => rel.push(name),
+                Component::CurDir => {}
                 _ => return Err(refused()),
             }
         }
-        let full = self.dir.join(rel);
-        // The deepest existing ancestor must really be inside the root.
-        let mut probe = full.as_path();
+        let inside = if rel.as_os_str().is_empty() {
+            Inside(PathBuf::from("."))
+        } else {
+            Inside(rel)
+        };
+        let mut probe = inside.clone();
         loop {
-            if probe.exists() || probe.symlink_metadata().is_ok() {
-                let real = probe.canonicalize().map_err(|_| refused())?;
-                if !real.starts_with(&self.dir) {
+            match self.dir.metadata(&probe.0) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     return Err(refused());
                 }
-                break;
-            }
-            match probe.parent() {
-                Some(p) => probe = p,
-                None => return Err(refused()),
+                Err(_) if probe.is_root() => break,
+                // A dangling or escaping symlink is refused; a plain
+                // missing name looks at its parent.
+                Err(_) => {
+                    if self.dir.symlink_metadata(&probe.0).is_ok() {
+                        return Err(refused());
+                    }
+                    probe = probe.parent();
+                }
             }
         }
-        Ok(full)
+        Ok(inside)
     }
 
-    fn api_path(&self, full: &Path) -> String {
-        full.strip_prefix(&self.dir)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default()
+    pub fn exists(&self, p: &Inside) -> bool {
+        self.dir.exists(&p.0)
+    }
+
+    pub fn read(&self, p: &Inside) -> Result<Vec<u8>, ApiError> {
+        self.dir.read(&p.0).map_err(io)
+    }
+
+    /// Writes a whole file atomically, creating its folders.
+    pub fn write(&self, p: &Inside, bytes: &[u8]) -> Result<(), ApiError> {
+        let parent = p.parent();
+        match self.dir.metadata(&parent.0) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{:?} is not a folder",
+                    parent.api_path()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.dir.create_dir_all(&parent.0).map_err(io)?
+            }
+            // Out of the root (a symlink planted since the check), or worse.
+            Err(e) => return Err(io(e)),
+        }
+        atomic_write(&self.dir, &p.0, bytes).map_err(io)
     }
 
     /// The model of a file or folder; with `content`, its content too.
     pub fn model(
         &self,
-        full: &Path,
+        p: &Inside,
         content: bool,
         format: Option<&str>,
     ) -> Result<Value, ApiError> {
-        let meta = std::fs::metadata(full).map_err(io)?;
-        let path = self.api_path(full);
-        let name = full
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = if path.is_empty() { String::new() } else { name };
+        let meta = self.dir.metadata(&p.0).map_err(io)?;
+        let path = p.api_path();
         let mut m = json!({
-            "name": name,
+            "name": p.name(),
             "path": path,
             "created": ts(meta.created()),
             "last_modified": ts(meta.modified()),
@@ -148,16 +256,13 @@ impl Root {
             m["type"] = json!("directory");
             if content {
                 let mut items = Vec::new();
-                for e in std::fs::read_dir(full).map_err(io)?.flatten() {
+                for e in self.dir.read_dir(&p.0).map_err(io)?.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
                     if n.starts_with('.') {
                         continue;
                     }
-                    // Symlinks out of the root are not listed.
-                    if self.resolve(&self.api_path(&e.path())).is_err() {
-                        continue;
-                    }
-                    if let Ok(item) = self.model(&e.path(), false, None) {
+                    // Symlinks out of the root fail here and are not listed.
+                    if let Ok(item) = self.model(&p.join(&n), false, None) {
                         items.push(item);
                     }
                 }
@@ -168,7 +273,7 @@ impl Root {
         } else if path.ends_with(".ipynb") && format != Some("text") && format != Some("base64") {
             m["type"] = json!("notebook");
             if content {
-                let text = std::fs::read_to_string(full).map_err(io)?;
+                let text = self.dir.read_to_string(&p.0).map_err(io)?;
                 let nb: Value = serde_json::from_str(&text).map_err(|e| {
                     ApiError::BadRequest(format!("{path} is not valid notebook JSON: {e}"))
                 })?;
@@ -178,7 +283,7 @@ impl Root {
         } else {
             m["type"] = json!("file");
             if content {
-                let bytes = std::fs::read(full).map_err(io)?;
+                let bytes = self.read(p)?;
                 match (format, String::from_utf8(bytes)) {
                     (Some("base64"), Ok(s)) => {
                         m["content"] =
@@ -208,13 +313,13 @@ impl Root {
 
     /// PUT: saves a whole model. Returns (created?, model).
     pub fn save(&self, api_path: &str, req: ContentsRequest) -> Result<(bool, Value), ApiError> {
-        let full = self.resolve(api_path)?;
-        if full == self.dir {
+        let p = self.resolve(api_path)?;
+        if p.is_root() {
             return Err(ApiError::BadRequest(
                 "cannot overwrite the root folder".into(),
             ));
         }
-        let created = !full.exists();
+        let created = !self.exists(&p);
         let kind = req
             .kind
             .as_deref()
@@ -224,7 +329,7 @@ impl Root {
                 "file"
             });
         match kind {
-            "directory" => std::fs::create_dir_all(&full).map_err(io)?,
+            "directory" => self.dir.create_dir_all(&p.0).map_err(io)?,
             "notebook" => {
                 let nb = req
                     .content
@@ -236,7 +341,7 @@ impl Root {
                 }
                 let text = serde_json::to_string_pretty(&nb)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
-                atomic_write(&full, format!("{text}\n").as_bytes()).map_err(io)?;
+                atomic_write(&self.dir, &p.0, format!("{text}\n").as_bytes()).map_err(io)?;
             }
             "file" => {
                 let content = req.content.unwrap_or(Value::String(String::new()));
@@ -249,7 +354,7 @@ impl Root {
                         .map_err(|e| ApiError::BadRequest(format!("invalid base64: {e}")))?,
                     _ => text.as_bytes().to_vec(),
                 };
-                atomic_write(&full, &bytes).map_err(io)?;
+                atomic_write(&self.dir, &p.0, &bytes).map_err(io)?;
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -257,7 +362,7 @@ impl Root {
                 )));
             }
         }
-        Ok((created, self.model(&full, false, None)?))
+        Ok((created, self.model(&p, false, None)?))
     }
 
     /// POST into a folder: a new untitled item, or a copy.
@@ -265,147 +370,142 @@ impl Root {
         let dir = self.resolve(dir_path)?;
         if let Some(from) = req.copy_from.as_deref() {
             let src = self.resolve(from)?;
-            let stem = src
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let ext = src
-                .extension()
-                .map(|e| format!(".{}", e.to_string_lossy()))
-                .unwrap_or_default();
+            let (stem, ext) = src.stem_and_ext();
             let target = self.untitled(&dir, &format!("{stem}-Copy"), &ext);
-            std::fs::copy(&src, &target).map_err(io)?;
+            self.dir.copy(&src.0, &self.dir, &target.0).map_err(io)?;
             return self.model(&target, false, None);
         }
-        if !dir.is_dir() {
+        if !self.dir.is_dir(&dir.0) {
             return Err(ApiError::NotFound(format!("no folder {dir_path:?}")));
         }
         let kind = req.kind.as_deref().unwrap_or("file");
         let target = match kind {
             "directory" => {
                 let t = self.untitled(&dir, "Untitled Folder", "");
-                std::fs::create_dir(&t).map_err(io)?;
+                self.dir.create_dir(&t.0).map_err(io)?;
                 t
             }
             "notebook" => {
                 let t = self.untitled(&dir, "Untitled", ".ipynb");
                 let nb = json!({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
-                atomic_write(
-                    &t,
-                    serde_json::to_string_pretty(&nb)
-                        .unwrap_or_default()
-                        .as_bytes(),
-                )
-                .map_err(io)?;
+                let text = serde_json::to_string_pretty(&nb).unwrap_or_default();
+                atomic_write(&self.dir, &t.0, text.as_bytes()).map_err(io)?;
                 t
             }
             _ => {
                 let ext = req.ext.clone().unwrap_or_else(|| ".txt".into());
                 let t = self.untitled(&dir, "untitled", &ext);
-                atomic_write(&t, b"").map_err(io)?;
+                atomic_write(&self.dir, &t.0, b"").map_err(io)?;
                 t
             }
         };
         self.model(&target, false, None)
     }
 
-    fn untitled(&self, dir: &Path, stem: &str, ext: &str) -> PathBuf {
-        let first = dir.join(format!("{stem}{ext}"));
-        if !first.exists() {
+    fn untitled(&self, dir: &Inside, stem: &str, ext: &str) -> Inside {
+        let first = dir.join(&format!("{stem}{ext}"));
+        if !self.exists(&first) {
             return first;
         }
         (1..)
-            .map(|i| dir.join(format!("{stem}{i}{ext}")))
-            .find(|p| !p.exists())
+            .map(|i| dir.join(&format!("{stem}{i}{ext}")))
+            .find(|p| !self.exists(p))
             .unwrap_or(first)
+    }
+
+    /// A free name for a new file: `path` itself, else `stem-1.ext`, ….
+    pub fn free_name(&self, p: &Inside) -> Inside {
+        if !self.exists(p) {
+            return p.clone();
+        }
+        let (stem, ext) = p.stem_and_ext();
+        let dir = p.parent();
+        (1..)
+            .map(|i| dir.join(&format!("{stem}-{i}{ext}")))
+            .find(|p| !self.exists(p))
+            .unwrap_or_else(|| p.clone())
     }
 
     /// PATCH: renames or moves within the root.
     pub fn rename(&self, from: &str, to: &str) -> Result<Value, ApiError> {
         let src = self.resolve(from)?;
         let dst = self.resolve(to)?;
-        if !src.exists() {
+        if src.is_root() || dst.is_root() {
+            return Err(ApiError::BadRequest("cannot move the root folder".into()));
+        }
+        if self.dir.symlink_metadata(&src.0).is_err() {
             return Err(ApiError::NotFound(format!("no file {from:?}")));
         }
-        if dst.exists() {
+        if self.dir.symlink_metadata(&dst.0).is_ok() {
             return Err(ApiError::Conflict(format!("{to:?} already exists")));
         }
-        std::fs::rename(&src, &dst).map_err(io)?;
+        self.dir.rename(&src.0, &self.dir, &dst.0).map_err(io)?;
         self.model(&dst, false, None)
     }
 
     pub fn delete(&self, api_path: &str) -> Result<(), ApiError> {
-        let full = self.resolve(api_path)?;
-        if full == self.dir {
+        let p = self.resolve(api_path)?;
+        if p.is_root() {
             return Err(ApiError::BadRequest("cannot delete the root folder".into()));
         }
-        let meta = std::fs::symlink_metadata(&full).map_err(io)?;
+        let meta = self.dir.symlink_metadata(&p.0).map_err(io)?;
         if meta.is_dir() {
-            std::fs::remove_dir_all(&full).map_err(io)
+            self.dir.remove_dir_all(&p.0).map_err(io)
         } else {
-            std::fs::remove_file(&full).map_err(io)
+            self.dir.remove_file(&p.0).map_err(io)
         }
     }
 
-    fn checkpoint_file(&self, full: &Path) -> PathBuf {
-        let dir = full.parent().unwrap_or(&self.dir).join(CHECKPOINTS);
-        let stem = full
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = full
-            .extension()
-            .map(|e| format!(".{}", e.to_string_lossy()))
-            .unwrap_or_default();
-        dir.join(format!("{stem}-checkpoint{ext}"))
+    fn checkpoint_file(p: &Inside) -> Inside {
+        let (stem, ext) = p.stem_and_ext();
+        p.parent()
+            .join(CHECKPOINTS)
+            .join(&format!("{stem}-checkpoint{ext}"))
     }
 
-    fn checkpoint_model(file: &Path) -> Value {
-        json!({"id": "checkpoint", "last_modified": ts(std::fs::metadata(file).and_then(|m| m.modified()))})
+    fn checkpoint_model(&self, cp: &Inside) -> Value {
+        let modified = self.dir.metadata(&cp.0).and_then(|m| m.modified());
+        json!({"id": "checkpoint", "last_modified": ts(modified)})
     }
 
     pub fn list_checkpoints(&self, api_path: &str) -> Result<Value, ApiError> {
-        let full = self.resolve(api_path)?;
-        let cp = self.checkpoint_file(&full);
-        Ok(if cp.exists() {
-            json!([Self::checkpoint_model(&cp)])
+        let cp = Self::checkpoint_file(&self.resolve(api_path)?);
+        Ok(if self.exists(&cp) {
+            json!([self.checkpoint_model(&cp)])
         } else {
             json!([])
         })
     }
 
     pub fn create_checkpoint(&self, api_path: &str) -> Result<Value, ApiError> {
-        let full = self.resolve(api_path)?;
-        let bytes = std::fs::read(&full).map_err(io)?;
-        let cp = self.checkpoint_file(&full);
-        if let Some(dir) = cp.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        let p = self.resolve(api_path)?;
+        let bytes = self.read(&p)?;
+        let cp = Self::checkpoint_file(&p);
+        self.write(&cp, &bytes)?;
+        Ok(self.checkpoint_model(&cp))
+    }
+
+    /// The checkpoint of `api_path` named `id`, if there is one.
+    fn checkpoint(&self, api_path: &str, id: &str) -> Result<(Inside, Inside), ApiError> {
+        let p = self.resolve(api_path)?;
+        let cp = Self::checkpoint_file(&p);
+        if id != "checkpoint" || !self.exists(&cp) {
+            return Err(ApiError::NotFound(format!(
+                "no checkpoint {id:?} for {api_path:?}"
+            )));
         }
-        atomic_write(&cp, &bytes).map_err(io)?;
-        Ok(Self::checkpoint_model(&cp))
+        Ok((p, cp))
     }
 
     pub fn restore_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ApiError> {
-        let full = self.resolve(api_path)?;
-        let cp = self.checkpoint_file(&full);
-        if id != "checkpoint" || !cp.exists() {
-            return Err(ApiError::NotFound(format!(
-                "no checkpoint {id:?} for {api_path:?}"
-            )));
-        }
-        let bytes = std::fs::read(&cp).map_err(io)?;
-        atomic_write(&full, &bytes).map_err(io)
+        let (p, cp) = self.checkpoint(api_path, id)?;
+        let bytes = self.read(&cp)?;
+        atomic_write(&self.dir, &p.0, &bytes).map_err(io)
     }
 
     pub fn delete_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ApiError> {
-        let full = self.resolve(api_path)?;
-        let cp = self.checkpoint_file(&full);
-        if id != "checkpoint" || !cp.exists() {
-            return Err(ApiError::NotFound(format!(
-                "no checkpoint {id:?} for {api_path:?}"
-            )));
-        }
-        std::fs::remove_file(cp).map_err(io)
+        let (_, cp) = self.checkpoint(api_path, id)?;
+        self.dir.remove_file(&cp.0).map_err(io)
     }
 }
 
@@ -420,6 +520,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("bob")).unwrap();
         std::fs::write(dir.path().join("bob/secret.ipynb"), "{}").unwrap();
         std::os::unix::fs::symlink(dir.path().join("bob"), dir.path().join("alice/link")).unwrap();
+        std::os::unix::fs::symlink("../bob", dir.path().join("alice/rel")).unwrap();
         for bad in [
             "../bob/secret.ipynb",
             "a/../../bob",
@@ -427,6 +528,8 @@ mod tests {
             "//etc/passwd",
             "link/secret.ipynb",
             "link",
+            "rel/secret.ipynb",
+            "link/new.ipynb",
         ] {
             assert!(
                 matches!(root.resolve(bad), Err(ApiError::Forbidden(_))),
@@ -434,16 +537,57 @@ mod tests {
             );
         }
         assert!(root.resolve("work/new.ipynb").is_ok());
-        assert!(root.resolve("").is_ok());
+        assert_eq!(root.resolve("").unwrap().api_path(), "");
+        assert_eq!(root.resolve("./a//b/").unwrap().api_path(), "a/b");
+    }
+
+    /// A check followed by an operation on a plain path could be raced; an
+    /// operation through the root's handle cannot. Here the folder is
+    /// swapped for a symlink after `resolve` accepted the path.
+    #[test]
+    fn a_folder_swapped_for_a_symlink_after_the_check_is_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path().join("alice")).unwrap();
+        std::fs::create_dir_all(dir.path().join("alice/work")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bob")).unwrap();
+        std::fs::write(dir.path().join("bob/secret.txt"), "bob's").unwrap();
+        let checked = root.resolve("work/secret.txt").unwrap();
+        let write_to = root.resolve("work/planted.txt").unwrap();
+        std::fs::remove_dir(dir.path().join("alice/work")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("bob"), dir.path().join("alice/work")).unwrap();
+        assert!(matches!(root.read(&checked), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            root.write(&write_to, b"x"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(!dir.path().join("bob/planted.txt").exists());
+        assert!(matches!(
+            root.model(&checked, true, None),
+            Err(ApiError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn symlinks_that_stay_inside_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path().join("alice")).unwrap();
+        std::fs::create_dir_all(dir.path().join("alice/real")).unwrap();
+        std::fs::write(dir.path().join("alice/real/nb.txt"), "hi").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("alice/alias")).unwrap();
+        let p = root.resolve("alias/nb.txt").unwrap();
+        assert_eq!(root.read(&p).unwrap(), b"hi");
     }
 
     #[test]
     fn atomic_write_replaces_whole_files() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("nb.ipynb");
-        atomic_write(&p, b"first").unwrap();
-        atomic_write(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        let root = Dir::open_ambient_dir(dir.path(), ambient_authority()).unwrap();
+        atomic_write(&root, Path::new("nb.ipynb"), b"first").unwrap();
+        atomic_write(&root, Path::new("nb.ipynb"), b"second").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("nb.ipynb")).unwrap(),
+            b"second"
+        );
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::contents::{Root, atomic_write};
+use crate::contents::Root;
 use crate::error::ApiError;
 use crate::store::{Role, User};
 
@@ -67,11 +67,16 @@ fn modified(path: &FsPath) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-fn read_notebook(path: &FsPath) -> Result<Vec<u8>, ApiError> {
+fn read_course_notebook(path: &FsPath) -> Result<Vec<u8>, ApiError> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound("no such notebook".into()),
         _ => ApiError::Internal(e.to_string()),
     })?;
+    check_notebook(bytes)
+}
+
+/// Only nbformat 4 notebooks are published or copied.
+fn check_notebook(bytes: Vec<u8>) -> Result<Vec<u8>, ApiError> {
     let nb: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))?;
     if nb["nbformat"].as_u64() != Some(4) {
@@ -133,11 +138,10 @@ pub async fn publish(
     let req: Publish = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"from\": PATH}}: {e}")))?;
     let mine = Root::new(s.users_root.join(&user.name))?;
-    let bytes = read_notebook(&mine.resolve(&req.from)?)?;
-    let dir = courses_root(&s).join(course);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let target = dir.join(notebook);
-    atomic_write(&target, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = check_notebook(mine.read(&mine.resolve(&req.from)?)?)?;
+    let dir = Root::new(courses_root(&s).join(course))?;
+    dir.write(&dir.resolve(notebook)?, &bytes)?;
+    let target = courses_root(&s).join(course).join(notebook);
     tracing::info!(trainer = %user.name, %course, %notebook, "published");
     Ok(Json(
         json!({"course": course, "name": notebook, "last_modified": modified(&target)}),
@@ -170,25 +174,12 @@ pub async fn copy(
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let course = segment(&course, "course")?;
     let notebook = notebook_name(&notebook)?;
-    let bytes = read_notebook(&courses_root(&s).join(course).join(notebook))?;
+    let bytes = read_course_notebook(&courses_root(&s).join(course).join(notebook))?;
     let mine = Root::new(s.users_root.join(&user.name))?;
-    let stem = notebook.trim_end_matches(".ipynb");
-    let mut api_path = format!("{course}/{notebook}");
-    let mut n = 0;
-    let full = loop {
-        let full = mine.resolve(&api_path)?;
-        if !full.exists() {
-            break full;
-        }
-        n += 1;
-        api_path = format!("{course}/{stem}-{n}.ipynb");
-    };
-    if let Some(dir) = full.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    atomic_write(&full, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let target = mine.free_name(&mine.resolve(&format!("{course}/{notebook}"))?);
+    mine.write(&target, &bytes)?;
     Ok((
         axum::http::StatusCode::CREATED,
-        Json(json!({"path": api_path, "type": "notebook"})),
+        Json(json!({"path": target.api_path(), "type": "notebook"})),
     ))
 }

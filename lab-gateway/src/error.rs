@@ -37,7 +37,13 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        use crate::store::StoreError;
+        match e {
+            StoreError::InvalidName(_) => ApiError::BadRequest(e.to_string()),
+            StoreError::UserExists(_) => ApiError::Conflict(e.to_string()),
+            StoreError::NoUser(_) => ApiError::NotFound(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
     }
 }
 

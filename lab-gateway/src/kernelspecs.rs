@@ -171,9 +171,23 @@ impl Specs {
             }
         }
         if let Some(binary) = academy_kernel {
-            for (name, lang, display, gpus) in [
-                ("academy-rust", "rust", "Rust (academy)", 0),
-                ("academy-candle", "candle", "Candle ML (academy)", 1),
+            // As `academy-kernel install` writes them (kernel-runtime's
+            // install.rs); a test compares the two.
+            for (name, lang, display, resources, description) in [
+                (
+                    "academy-rust",
+                    "rust",
+                    "Rust (academy)",
+                    json!({"gpus": 0, "cpu": 2, "memory": "4Gi"}),
+                    "Rust evaluated by evcxr; :dep, :vars and :timing work.",
+                ),
+                (
+                    "academy-candle",
+                    "candle",
+                    "Candle ML (academy)",
+                    json!({"gpus": 1, "cpu": 2, "memory": "8Gi"}),
+                    "Interactive ML with candle: instant cells, interruptible, on the admitted GPU.",
+                ),
             ] {
                 specs.entry(name.to_owned()).or_insert_with(|| Spec {
                     name: name.to_owned(),
@@ -184,7 +198,7 @@ impl Specs {
                         "language": if lang == "rust" { "rust" } else { "rhai" },
                         "interrupt_mode": "message",
                         "env": {},
-                        "metadata": {"academy": {"resources": {"gpus": gpus}}}
+                        "metadata": {"academy": {"resources": resources, "description": description}}
                     }),
                 });
             }

@@ -125,7 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/admin/usage", get(admin::usage))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
         .fallback(api::not_found)
         .with_state(state)
 }

@@ -1,9 +1,10 @@
 //! Sessions: a notebook path bound to a kernel, as Jupyter Server models them.
 //!
 //! A session belongs to the user who made it; others get 404. Deleting a
-//! session shuts its kernel down, as Jupyter Server does. Sessions live in
-//! memory: a restarted gateway re-attaches kernels, and clients recreate
-//! their sessions.
+//! session shuts its kernel down, as Jupyter Server does. Sessions are kept
+//! in SQLite beside their kernels: a restarted gateway re-attaches the
+//! kernels and gives each notebook back its session, so a reopened notebook
+//! finds its kernel (and its variables) instead of starting another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::kernels::{Kernel, KernelManager, StartRequest};
-use crate::store::User;
+use crate::store::{SessionRow, Store, User};
 
 #[derive(Clone)]
 struct Session {
@@ -26,6 +27,17 @@ struct Session {
 }
 
 impl Session {
+    fn row(&self) -> SessionRow {
+        SessionRow {
+            id: self.id,
+            owner: self.owner.clone(),
+            path: self.path.clone(),
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            kernel_id: self.kernel.id,
+        }
+    }
+
     fn model(&self) -> Value {
         json!({
             "id": self.id.to_string(),
@@ -63,9 +75,71 @@ pub struct NotebookRef {
 #[derive(Default)]
 pub struct Sessions {
     by_id: RwLock<HashMap<uuid::Uuid, Session>>,
+    /// Where sessions are kept; `None` keeps them in memory only.
+    store: Option<Store>,
 }
 
 impl Sessions {
+    /// Sessions kept in `store`.
+    pub fn persistent(store: Store) -> Sessions {
+        Sessions {
+            by_id: RwLock::default(),
+            store: Some(store),
+        }
+    }
+
+    /// At start, after the kernels were re-attached: the kept sessions
+    /// whose kernel runs come back; the others are forgotten.
+    pub fn restore(&self, kernels: &KernelManager) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let rows = match store.sessions() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the sessions");
+                return;
+            }
+        };
+        let running: HashMap<uuid::Uuid, Arc<Kernel>> =
+            kernels.all().into_iter().map(|k| (k.id, k)).collect();
+        let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            match running.get(&row.kernel_id) {
+                Some(kernel) => {
+                    map.insert(
+                        row.id,
+                        Session {
+                            id: row.id,
+                            owner: row.owner,
+                            path: row.path,
+                            name: row.name,
+                            kind: row.kind,
+                            kernel: kernel.clone(),
+                        },
+                    );
+                }
+                None => self.forget(row.id),
+            }
+        }
+    }
+
+    fn keep(&self, s: &Session) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.save_session(&s.row())
+        {
+            tracing::warn!(session = %s.id, error = %e, "cannot keep a session");
+        }
+    }
+
+    fn forget(&self, id: uuid::Uuid) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.delete_session(id)
+        {
+            tracing::warn!(session = %id, error = %e, "cannot forget a session");
+        }
+    }
+
     fn visible(&self, user: &User, id: &str) -> Result<Session, ApiError> {
         let not_found = || ApiError::NotFound(format!("Session not found: {id}"));
         let id: uuid::Uuid = id.parse().map_err(|_| not_found())?;
@@ -81,7 +155,13 @@ impl Sessions {
         let live: std::collections::HashSet<uuid::Uuid> =
             kernels.all().iter().map(|k| k.id).collect();
         let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, s| live.contains(&s.kernel.id));
+        map.retain(|id, s| {
+            let alive = live.contains(&s.kernel.id);
+            if !alive {
+                self.forget(*id);
+            }
+            alive
+        });
         map.values()
             .filter(|s| s.owner == user.name || user.is_admin())
             .map(Session::model)
@@ -138,6 +218,7 @@ impl Sessions {
             kernel,
         };
         let model = session.model();
+        self.keep(&session);
         self.by_id
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -183,6 +264,7 @@ impl Sessions {
             };
         }
         let model = s.model();
+        self.keep(&s);
         self.by_id
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -201,6 +283,7 @@ impl Sessions {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&s.id);
+        self.forget(s.id);
         if kernels.get_for(user, &s.kernel.id.to_string()).is_ok() {
             kernels.shutdown(&s.kernel).await?;
         }

@@ -76,6 +76,8 @@ pub enum StoreError {
     UserExists(String),
     #[error("no user {0:?}")]
     NoUser(String),
+    #[error("{0}")]
+    InvalidName(String),
     #[error("the database lock was poisoned")]
     Poisoned,
 }
@@ -133,7 +135,27 @@ CREATE TABLE IF NOT EXISTS queued (
     request TEXT NOT NULL,
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    kernel_id TEXT NOT NULL
+);
 ";
+
+/// A session (a notebook path bound to a kernel), kept so that a restarted
+/// gateway gives each notebook back its kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: uuid::Uuid,
+    pub owner: String,
+    pub path: String,
+    pub name: String,
+    pub kind: String,
+    pub kernel_id: uuid::Uuid,
+}
 
 /// One kernel's stretch of resource use, in the ledger.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -192,7 +214,18 @@ impl Store {
         f(&conn)
     }
 
+    /// Whether the database answers (`/readyz`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .map(drop)
+    }
+
+    /// Adds a user. The name becomes a folder (their notebook root) and part
+    /// of pod names, so it is one plain name: letters, digits, `-`, `_`, `.`,
+    /// not starting with a dot.
     pub fn add_user(&self, name: &str, role: Role, group: Option<&str>) -> Result<(), StoreError> {
+        scheduler::quota::validate_name(name)
+            .map_err(|e| StoreError::InvalidName(format!("user name: {e}")))?;
         self.with(|c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO users (name, role, grp, created) VALUES (?1, ?2, ?3, ?4)",
@@ -283,6 +316,63 @@ impl Store {
                 ],
             )?;
             Ok(())
+        })
+    }
+
+    pub fn save_session(&self, row: &SessionRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO sessions (id, owner, path, name, kind, kernel_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    row.id.to_string(),
+                    row.owner,
+                    row.path,
+                    row.name,
+                    row.kind,
+                    row.kernel_id.to_string()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_session(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE id = ?1", [id.to_string()])?;
+            Ok(())
+        })
+    }
+
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, owner, path, name, kind, kernel_id FROM sessions")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, owner, path, name, kind, kernel)| {
+                    Some(SessionRow {
+                        id: id.parse().ok()?,
+                        owner,
+                        path,
+                        name,
+                        kind,
+                        kernel_id: kernel.parse().ok()?,
+                    })
+                })
+                .collect())
         })
     }
 
@@ -573,6 +663,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("lab.db")).unwrap();
         store.add_user("bob", Role::Ops, None).unwrap();
+        for bad in ["../x", ".pool", "", "a/b", "a b"] {
+            assert!(
+                matches!(
+                    store.add_user(bad, Role::Engineer, None),
+                    Err(StoreError::InvalidName(_))
+                ),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             store.add_user("bob", Role::Ops, None),
             Err(StoreError::UserExists(_))

@@ -74,8 +74,14 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-fn cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000")
+/// The login cookie; `Secure` when a TLS proxy in front says the browser
+/// came over HTTPS (lab serve itself speaks plain HTTP).
+fn cookie(token: &str, headers: &HeaderMap) -> String {
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = if https { "; Secure" } else { "" };
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}")
 }
 
 async fn user_for(s: &AppState, token: String) -> Result<Option<User>, ApiError> {
@@ -98,7 +104,7 @@ pub async fn index(
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                HeaderValue::from_str(&cookie(&token)).map_err(|_| {
+                HeaderValue::from_str(&cookie(&token, &headers)).map_err(|_| {
                     ApiError::BadRequest("the token is not a valid cookie value".into())
                 })?,
             );
@@ -137,8 +143,16 @@ pub struct Login {
 /// `POST /api/login {"token"}`: sets the cookie; 401 for a wrong token.
 pub async fn login(
     State(s): State<AppState>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // A page elsewhere must not log the browser in (to an account of its
+    // choosing); a client without a page sends no Origin.
+    if headers.contains_key(header::ORIGIN) && !crate::auth::same_origin(&headers) {
+        return Err(ApiError::Forbidden(
+            "log in from this server's own page".into(),
+        ));
+    }
     let login: Login = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"token\": \"…\"}}: {e}")))?;
     let token = login.token.trim().to_owned();
@@ -153,7 +167,8 @@ pub async fn login(
             .into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie(&token)).map_err(|e| ApiError::Internal(e.to_string()))?,
+        HeaderValue::from_str(&cookie(&token, &headers))
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(r)
 }

@@ -73,6 +73,22 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Whether a client may send `msg_type` on this channel: requests on
+    /// shell and control (and comm messages on shell), input replies on
+    /// stdin, nothing on iopub. A reply or a broadcast type sent by a client
+    /// would reach the kernel as something it never expects.
+    pub fn accepts_from_client(self, msg_type: &str) -> bool {
+        match self {
+            Channel::Shell => {
+                msg_type.ends_with("_request")
+                    || matches!(msg_type, "comm_open" | "comm_msg" | "comm_close")
+            }
+            Channel::Control => msg_type.ends_with("_request"),
+            Channel::Stdin => msg_type == "input_reply",
+            Channel::Iopub => false,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Channel, WireError> {
         Ok(match s {
             "shell" => Channel::Shell,

@@ -37,6 +37,9 @@ use crate::wire::{Channel, RawMessage, Signer, WireError};
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// Largest frame a client may send (messages carry code, not data).
 pub const MAX_FRAME: usize = 16 << 20;
+/// How far over `MAX_FRAME` the transport still reads a frame, to answer it
+/// with a reason; beyond, it is refused from its header.
+pub const FRAME_SLACK: usize = 1 << 20;
 /// Each websocket's read buffer: what an idle connection costs in memory.
 pub const READ_BUFFER: usize = 8 << 10;
 /// The subprotocol of jupyter_server's binary framing.
@@ -60,10 +63,16 @@ pub mod close {
     pub const KERNEL_GONE: u16 = 4004;
 }
 
+/// A close frame; its reason is cut to the 123 bytes a control frame holds
+/// (it may quote what a client sent).
 fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     Message::Close(Some(CloseFrame {
         code,
-        reason: reason.to_owned().into(),
+        reason: reason[..end].to_owned().into(),
     }))
 }
 
@@ -519,6 +528,11 @@ pub async fn serve(
             incoming = ws_rx.next() => {
                 heard = tokio::time::Instant::now();
                 let parsed = match incoming {
+                    // The transport refuses a frame over MAX_FRAME +
+                    // FRAME_SLACK from its header, without holding its payload.
+                    Some(Err(e)) if is_too_big(&e) => {
+                        break Some(close_frame(close::TOO_BIG, "frame too large"));
+                    }
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(Message::Text(t))) => {
                         if t.len() > MAX_FRAME {
@@ -544,11 +558,16 @@ pub async fn serve(
                     }
                     Err(e) => break Some(close_frame(close::INVALID_PAYLOAD, &format!("malformed message: {e}"))),
                 };
-                kernel.touch();
-                metrics.relayed(&TO_KERNEL, size_of(&msg));
                 if channel == Channel::Iopub {
                     break Some(close_frame(close::POLICY, "clients cannot send on iopub"));
                 }
+                let msg_type = msg.ids().1;
+                if !channel.accepts_from_client(msg_type) {
+                    let why = format!("a client cannot send {msg_type:?} on {}", channel.as_str());
+                    break Some(close_frame(close::POLICY, &why));
+                }
+                kernel.touch();
+                metrics.relayed(&TO_KERNEL, size_of(&msg));
                 let mux = match mux_for(&kernel).await {
                     Ok(m) => m,
                     Err(e) => {
@@ -582,4 +601,12 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Whether a websocket read failed because the frame exceeds our limit.
+fn is_too_big(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<Error>())
+        .is_some_and(|e| matches!(e, Error::Capacity(_)))
 }

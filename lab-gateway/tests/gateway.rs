@@ -189,6 +189,23 @@ async fn bad_frames_get_close_codes_and_other_clients_carry_on() {
             r#"{"header":{},"content":{},"channel":"sideways"}"#.to_owned(),
             1008,
         ),
+        // A channel name longer than a close frame's reason can hold.
+        (
+            format!(
+                r#"{{"header":{{}},"content":{{}},"channel":"{}"}}"#,
+                "x".repeat(500)
+            ),
+            1008,
+        ),
+        // A reply sent by a client, and a request on stdin: wrong types.
+        (
+            r#"{"header":{"msg_id":"r1","msg_type":"execute_reply"},"parent_header":{},"metadata":{},"content":{},"channel":"shell"}"#.to_owned(),
+            1008,
+        ),
+        (
+            r#"{"header":{"msg_id":"r2","msg_type":"execute_request"},"parent_header":{},"metadata":{},"content":{"code":"1"},"channel":"stdin"}"#.to_owned(),
+            1008,
+        ),
     ] {
         let mut bad = connect(&g, &id, &token).await;
         bad.send(Message::Text(frame.into())).await.unwrap();
@@ -888,6 +905,13 @@ async fn oversized_binary_and_iopub_frames_are_refused_with_close_codes() {
     let iopub = r#"{"header":{"msg_id":"a","msg_type":"stream"},"content":{},"channel":"iopub"}"#;
     let code = close_code(connect(&g, &id, &token).await, Message::Text(iopub.into())).await;
     assert_eq!(code, Some(1008), "clients cannot send on iopub");
+    // The kernel and its other clients carry on.
+    let mut ws = connect(&g, &id, &token).await;
+    let (reply, _, result) = run_cell(&mut ws, "40 + 2").await;
+    assert_eq!(
+        (reply["status"].as_str(), result.as_str()),
+        (Some("ok"), "42")
+    );
     g.delete(&format!("/api/kernels/{id}"), &token).await;
 }
 
@@ -1033,6 +1057,101 @@ async fn the_web_ui_logs_in_with_an_httponly_cookie_and_serves_its_assets_gzippe
     assert_eq!(r.status().as_u16(), 404);
 }
 
+/// The browser adds the cookie whatever page makes the request, and
+/// SameSite does not tell ports apart: a page on another port of this host
+/// must not change anything, open a websocket, or log the browser in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cookie_request_from_another_origin_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let jar = format!("lab_token={token}");
+    let ours = g.base.clone();
+    let evil = "http://127.0.0.1:1";
+    let client = reqwest::Client::new();
+    let start = |origin: Option<&str>, auth: bool| {
+        let mut r = client
+            .post(format!("{}/api/kernels", g.base))
+            .json(&json!({"name": "academy-candle"}));
+        r = if auth {
+            r.header("authorization", format!("token {token}"))
+        } else {
+            r.header("cookie", &jar)
+        };
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    // By cookie: from elsewhere, or with no Origin (no page of ours sends none), 403.
+    for origin in [Some(evil), None] {
+        let r = start(origin, false).await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{origin:?}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("Origin"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        g.get("/api/kernels", &token).await.1,
+        json!([]),
+        "nothing started"
+    );
+    // Reading by cookie needs no Origin; a token in the header needs none either.
+    let r = client
+        .get(format!("{}/api/kernels", g.base))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = start(Some(evil), true).await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "a token is not sent by the browser on its own"
+    );
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Our own page, by cookie: fine.
+    let r = start(Some(&ours), false).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let second = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A websocket by cookie: only from our origin.
+    let url = format!("{}/api/kernels/{id}/channels?session_id=s", g.ws_base);
+    for (origin, ok) in [(evil, false), (ours.as_str(), true)] {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", jar.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let result = tokio_tungstenite::connect_async(req).await;
+        match (result, ok) {
+            (Ok(_), true) => {}
+            (Err(tokio_tungstenite::tungstenite::Error::Http(r)), false) => {
+                assert_eq!(r.status().as_u16(), 403)
+            }
+            (other, _) => panic!("{origin}: {other:?}"),
+        }
+    }
+    // Login from another page's form: refused, no cookie set.
+    let r = client
+        .post(format!("{}/api/login", g.base))
+        .header("origin", evil)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
+    g.delete(&format!("/api/kernels/{second}"), &token).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trainers_publish_to_a_course_and_engineers_take_their_own_copy() {
     let g = start_gateway().await;
@@ -1156,4 +1275,36 @@ async fn trainers_publish_to_a_course_and_engineers_take_their_own_copy() {
     );
     let (_, courses) = g.get("/api/courses", &engineer).await;
     assert_eq!(courses[0]["notebooks"], json!([]));
+}
+
+/// The academy kernels the gateway knows without a kernelspec on disk (with
+/// the kubernetes backend, say) are exactly what `academy-kernel install`
+/// writes: the same argv shape, interrupt mode and declared resources.
+#[test]
+fn the_built_in_academy_specs_are_what_academy_kernel_installs() {
+    let binary = academy_kernel();
+    let prefix = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&binary)
+        .args(["install", "--prefix"])
+        .arg(prefix.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let built_in = Specs::discover(&[], Some(&binary));
+    for name in ["academy-rust", "academy-candle"] {
+        let file = prefix
+            .path()
+            .join(format!("share/jupyter/kernels/{name}/kernel.json"));
+        let installed: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let ours = &built_in.get(name).unwrap().json;
+        for key in ["display_name", "language", "interrupt_mode", "env", "metadata"] {
+            assert_eq!(ours[key], installed[key], "{name}: {key}");
+        }
+        assert_eq!(
+            ours["argv"].as_array().unwrap()[1..],
+            installed["argv"].as_array().unwrap()[1..],
+            "{name}"
+        );
+    }
 }

@@ -40,7 +40,13 @@ pub struct LaunchSpec {
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum KernelLocator {
     /// A local process group, led by `pid`.
-    Local { pid: i32 },
+    Local {
+        pid: i32,
+        /// When that process started (`BOOT_ID/TICKS`), so a pid reused
+        /// after a reboot or a wrap is never taken for the kernel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started: Option<String>,
+    },
     /// A Kubernetes pod.
     Pod { namespace: String, name: String },
 }
@@ -112,6 +118,11 @@ pub trait Launcher: Send + Sync + 'static {
     /// image): the gateway then answers the client before the kernel runs.
     fn slow_starts(&self) -> bool {
         false
+    }
+    /// Whether the backend can start and watch kernels now (`/readyz`);
+    /// the reason when it cannot.
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
     }
     /// At gateway start: keeps the running kernels in `known` and stops any
     /// other this backend owns (orphans of a gateway that died); returns the

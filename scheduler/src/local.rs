@@ -154,6 +154,7 @@ impl Launcher for LocalLauncher {
                 .prepare(&Grants {
                     read_write: vec![spec.cwd.clone(), tmp.clone()],
                     read: vec![file.clone()],
+                    bind_ports: ports.clone(),
                 })
                 .map_err(LaunchError::Sandbox)?,
         };
@@ -198,6 +199,7 @@ impl Launcher for LocalLauncher {
             source,
         })?;
         let pid = child.id() as i32;
+        let started = process_start(pid);
         tracing::info!(kernel_id = %spec.kernel_id, pid, "kernel process started");
         // Reap it when it exits, so it never stays a zombie.
         std::thread::spawn(move || {
@@ -206,7 +208,7 @@ impl Launcher for LocalLauncher {
         });
         Ok(Launched {
             connection,
-            locator: KernelLocator::Local { pid },
+            locator: KernelLocator::Local { pid, started },
         })
     }
 
@@ -215,9 +217,13 @@ impl Launcher for LocalLauncher {
         locator: &KernelLocator,
         signal: KernelSignal,
     ) -> Result<(), LaunchError> {
-        let KernelLocator::Local { pid } = locator else {
+        let KernelLocator::Local { pid, started } = locator else {
             return Err(LaunchError::Foreign(locator.clone()));
         };
+        if !is_same_process(*pid, started.as_deref()) {
+            // The kernel is gone and its pid may belong to someone else now.
+            return Ok(());
+        }
         let sig = match signal {
             KernelSignal::Interrupt => Signal::SIGINT,
             KernelSignal::Kill => Signal::SIGKILL,
@@ -229,10 +235,10 @@ impl Launcher for LocalLauncher {
     }
 
     async fn is_alive(&self, locator: &KernelLocator) -> bool {
-        let KernelLocator::Local { pid } = locator else {
+        let KernelLocator::Local { pid, started } = locator else {
             return false;
         };
-        is_process_running(*pid)
+        is_process_running(*pid) && is_same_process(*pid, started.as_deref())
     }
 
     async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
@@ -262,6 +268,23 @@ pub fn is_process_running(pid: i32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// When `pid` started, as `BOOT_ID/TICKS` (the boot, and the start time in
+/// clock ticks since it, field 22 of `/proc/PID/stat`).
+pub fn process_start(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is 3rd,
+    // so starttime (22nd) is the 20th after it.
+    let ticks = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{}/{ticks}", boot.trim()))
+}
+
+/// Whether `pid` is still the process that started at `started` (a locator
+/// recorded before start times were kept is trusted).
+fn is_same_process(pid: i32, started: Option<&str>) -> bool {
+    started.is_none_or(|s| process_start(pid).as_deref() == Some(s))
 }
 
 #[cfg(test)]
@@ -426,6 +449,32 @@ mod tests {
             "{out}"
         );
         assert!(!std::path::Path::new("/usr/lab-escape").exists());
+    }
+
+    #[tokio::test]
+    async fn a_reused_pid_is_not_taken_for_the_kernel() {
+        let launcher = LocalLauncher::new(std::env::temp_dir());
+        let me = std::process::id() as i32;
+        let this = KernelLocator::Local {
+            pid: me,
+            started: process_start(me),
+        };
+        assert!(
+            this.clone()
+                != KernelLocator::Local {
+                    pid: me,
+                    started: None
+                }
+        );
+        assert!(launcher.is_alive(&this).await);
+        // The same pid, started at another time: a different process.
+        let other = KernelLocator::Local {
+            pid: me,
+            started: Some("another-boot/1".into()),
+        };
+        assert!(!launcher.is_alive(&other).await);
+        // Killing it would kill this test's process group; it is a no-op.
+        launcher.signal(&other, KernelSignal::Kill).await.unwrap();
     }
 
     #[tokio::test]

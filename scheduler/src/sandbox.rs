@@ -12,6 +12,12 @@
 //! - signals, ptrace and abstract Unix sockets stop at the domain's edge,
 //!   so a kernel cannot reach the gateway or another kernel (Landlock
 //!   scopes ptrace since ABI 1, signals and sockets since ABI 6);
+//! - TCP too (Landlock ABI 4): a kernel binds only its own five ports and
+//!   connects only to the configured outbound ports (HTTP and HTTPS by
+//!   default, for crates.io and PyPI). Kernels' ZeroMQ traffic is signed,
+//!   not encrypted, so without this one user's code could subscribe to
+//!   another user's iopub port on loopback and read their output, or bind
+//!   a port the gateway is about to hand to another kernel;
 //! - `no_new_privs` is set, and a gateway running as root also drops every
 //!   capability, so a kernel never holds root's privileges.
 //!
@@ -28,8 +34,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    Scope, path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope, path_beneath_rules,
 };
 
 /// The newest Landlock ABI whose rights we ask for.
@@ -80,12 +86,19 @@ pub enum SandboxError {
     Unsupported { wanted: i32, found: String },
 }
 
+/// TCP ports a confined kernel may connect to by default: HTTP and HTTPS,
+/// which is what `:dep`, `pip` and dataset downloads use.
+pub const DEFAULT_CONNECT_PORTS: &[u16] = &[80, 443];
+
 /// What the gateway keeps out of its kernels' reach.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     mode: SandboxMode,
     /// The gateway's data dir, canonical.
     protected: PathBuf,
+    /// TCP ports kernels may connect to (anywhere); every other port,
+    /// other kernels' and the gateway's among them, is closed to them.
+    connect_ports: Vec<u16>,
 }
 
 /// What one kernel may reach, beyond everything outside the data dir.
@@ -95,6 +108,8 @@ pub struct Grants {
     pub read_write: Vec<PathBuf>,
     /// Read only (the connection file).
     pub read: Vec<PathBuf>,
+    /// TCP ports the kernel may listen on: the five of its connection file.
+    pub bind_ports: Vec<u16>,
 }
 
 /// A prepared confinement, applied in the forked child.
@@ -110,7 +125,17 @@ impl Sandbox {
         let protected = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
-        Sandbox { mode, protected }
+        Sandbox {
+            mode,
+            protected,
+            connect_ports: DEFAULT_CONNECT_PORTS.to_vec(),
+        }
+    }
+
+    /// Sets the TCP ports kernels may connect to.
+    pub fn with_connect_ports(mut self, ports: Vec<u16>) -> Sandbox {
+        self.connect_ports = ports;
+        self
     }
 
     pub fn mode(&self) -> SandboxMode {
@@ -156,15 +181,24 @@ impl Sandbox {
         };
         let all = AccessFs::from_all(ABI_WANTED);
         let read = AccessFs::from_read(ABI_WANTED);
+        let ports = |ports: &[u16], access: AccessNet| {
+            ports
+                .iter()
+                .map(move |&p| Ok::<_, landlock::RulesetError>(NetPort::new(p, access)))
+                .collect::<Vec<_>>()
+        };
         let ruleset = Ruleset::default()
             .set_compatibility(level)
             .handle_access(all)?
+            .handle_access(AccessNet::from_all(ABI_WANTED))?
             .scope(Scope::Signal | Scope::AbstractUnixSocket)?
             .create()?
             .add_rules(path_beneath_rules(self.outside()?, read))?
             .add_rules(path_beneath_rules(writable_outside(), all))?
             .add_rules(path_beneath_rules(&grants.read_write, all))?
-            .add_rules(path_beneath_rules(&grants.read, read))?;
+            .add_rules(path_beneath_rules(&grants.read, read))?
+            .add_rules(ports(&grants.bind_ports, AccessNet::BindTcp))?
+            .add_rules(ports(&self.connect_ports, AccessNet::ConnectTcp))?;
         // Only the ruleset's descriptor goes to the child; it sets
         // no_new_privs itself, in `apply`.
         Ok(Some(Confinement {
