@@ -38,6 +38,28 @@ pub async fn cluster(
     let sched = s.kernels.scheduling();
     let cluster = sched.cluster();
     let snapshot = sched.snapshot(now_ms());
+    // Live use of real GPUs (NVML); absent where it cannot be read.
+    let used = sched.gpu_use();
+    let devices = |p: &scheduler::inventory::Pool| -> Value {
+        if !p.real {
+            return Value::Null;
+        }
+        json!(
+            p.nodes
+                .iter()
+                .flat_map(|n| &n.devices)
+                .map(|d| {
+                    let live = used.iter().find(|u| u.id == d.id);
+                    json!({
+                        "id": d.id,
+                        "memory_mb": d.memory_mb,
+                        "utilisation_percent": live.map(|u| u.utilisation_percent),
+                        "memory_used_mb": live.map(|u| u.memory_used_mb),
+                    })
+                })
+                .collect::<Vec<_>>()
+        )
+    };
     Ok(Json(json!({
         "pools": cluster.pools.iter().zip(&snapshot.pools).map(|(p, u)| json!({
             "name": p.name,
@@ -49,7 +71,9 @@ pub async fn cluster(
             "free": u.free,
             "compute_capability": p.compute_capability,
             "memory_mb": p.nodes.first().and_then(|n| n.devices.first()).map(|d| d.memory_mb),
+            "devices": devices(p),
         })).collect::<Vec<_>>(),
+        "utilisation_source": if used.is_empty() { Value::Null } else { json!("nvml") },
         "groups": snapshot.groups,
         "queue": snapshot.queue,
         "reclaiming": snapshot.reclaiming,

@@ -344,6 +344,8 @@ pub struct Queued {
     pub spec: String,
     pub created: DateTime<Utc>,
     env: BTreeMap<String, String>,
+    /// What it asked for, resolved (CPU and memory go to the backend).
+    resources: ResourceRequest,
     state: watch::Sender<QueueState>,
 }
 
@@ -403,6 +405,28 @@ pub struct ResourceRequest {
     pub cpus: Option<f64>,
     /// Memory, as Kubernetes spells it (`8Gi`); used by pod backends.
     pub memory: Option<String>,
+}
+
+/// A memory size as Kubernetes spells it: digits, then an optional
+/// suffix (`512Mi`, `8Gi`, `1G`, `1500000000`).
+fn is_quantity(m: &str) -> bool {
+    let digits = m.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &m[digits.len()..];
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"].contains(&suffix)
+}
+
+impl ResourceRequest {
+    /// The grant, with the CPU and memory this request asked for.
+    fn sized(&self, grant: Grant) -> Grant {
+        Grant {
+            cpu: self.cpus.map(|c| c.to_string()),
+            memory: self.memory.clone(),
+            ..grant
+        }
+    }
 }
 
 /// Idle culling settings; `None` turns a timeout off.
@@ -500,6 +524,10 @@ pub struct KernelManager {
     /// Kernels whose backend is still starting them, with what it is doing
     /// (a pod waiting for a node, pulling its image): shown as "starting".
     launching: Arc<Mutex<HashMap<uuid::Uuid, Launching>>>,
+    /// Reclaims of kernels admitted but not running yet (group, deadline):
+    /// carried out as soon as the kernel runs, so a kernel whose launch
+    /// outlasts the reclaim never keeps GPUs admission gave back.
+    pending_reclaims: Mutex<HashMap<uuid::Uuid, (String, u64)>>,
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     /// How long a start waits in the queue before answering 202.
@@ -545,6 +573,7 @@ impl KernelManager {
             scheduling,
             queued: Mutex::new(HashMap::new()),
             launching: Default::default(),
+            pending_reclaims: Default::default(),
             events,
             events_rx: Mutex::new(Some(events_rx)),
             queue_wait: Duration::from_secs(2),
@@ -732,6 +761,11 @@ impl KernelManager {
         &self.metrics
     }
 
+    /// Whether the backend can start kernels now (`/readyz`).
+    pub async fn launcher_ready(&self) -> Result<(), String> {
+        self.launcher.ready().await
+    }
+
     pub fn specs(&self) -> &Specs {
         &self.specs
     }
@@ -841,8 +875,7 @@ impl KernelManager {
             .remove(&queued.id);
         self.forget_queued(queued.id);
         queued.state.send_replace(QueueState::Cancelled);
-        let events = self.scheduling.release(queued.id, now_ms());
-        self.handle(events);
+        self.release(queued.id);
     }
 
     pub fn list_for(&self, user: &User) -> Vec<Arc<Kernel>> {
@@ -908,8 +941,8 @@ impl KernelManager {
             user: user.to_owned(),
             group,
             gpu_model: grant.and_then(|g| g.model.clone()),
-            cpu: None,
-            memory: None,
+            cpu: grant.and_then(|g| g.cpu.clone()),
+            memory: grant.and_then(|g| g.memory.clone()),
             progress: None,
         })
     }
@@ -948,11 +981,29 @@ impl KernelManager {
                 })
             })
             .transpose()?;
+        // Enterprise Gateway's names for a pod's CPU and memory.
+        let env_cpus = req
+            .env
+            .get("KERNEL_CPUS")
+            .map(|v| {
+                v.trim().parse::<f64>().map_err(|_| {
+                    ApiError::BadRequest(format!("KERNEL_CPUS must be a CPU count, not {v:?}"))
+                })
+            })
+            .transpose()?;
+        let env_memory = req.env.get("KERNEL_MEMORY").map(|m| m.trim().to_owned());
         let body = req.resources.clone().unwrap_or_default();
-        if body.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        let cpus = body.cpus.or(env_cpus).or(declared.cpus);
+        if cpus.is_some_and(|c| !(c.is_finite() && c > 0.0 && c <= 1024.0)) {
             return Err(ApiError::BadRequest(
-                "resources.cpus must be positive".into(),
+                "resources.cpus must be a positive CPU count".into(),
             ));
+        }
+        let memory = body.memory.or(env_memory).or(declared.memory);
+        if let Some(m) = memory.as_deref().filter(|m| !is_quantity(m)) {
+            return Err(ApiError::BadRequest(format!(
+                "resources.memory must be a size such as 512Mi or 8Gi, not {m:?}"
+            )));
         }
         let lab_has_gpus = !self.scheduling.cluster().pools.is_empty();
         Ok(ResourceRequest {
@@ -965,8 +1016,8 @@ impl KernelManager {
                 .or_else(|| req.env.get("KERNEL_GPU_MODEL").cloned())
                 .or(declared.gpu_model)
                 .filter(|m| !m.is_empty()),
-            cpus: body.cpus.or(declared.cpus),
-            memory: body.memory.or(declared.memory),
+            cpus,
+            memory,
         })
     }
 
@@ -1046,7 +1097,7 @@ impl KernelManager {
                 // A pod may wait for a node or an image for minutes: the
                 // launch goes on in the background, tracked like a queued
                 // start, and the client is answered within `answer_after`.
-                let starting = self.track(id, user, spec_name, req.env);
+                let starting = self.track(id, user, spec_name, req.env, resources);
                 let me = self.clone();
                 let q = starting.clone();
                 tokio::spawn(async move { me.launch_queued(q, grant).await });
@@ -1058,13 +1109,12 @@ impl KernelManager {
             }
             Decision::Admitted(grant) => {
                 match self
-                    .start_admitted(id, user, &spec_name, &req.env, grant)
+                    .start_admitted(id, user, &spec_name, &req.env, resources.sized(grant))
                     .await
                 {
                     Ok(k) => Ok(Started::Running(k)),
                     Err(e) => {
-                        let events = self.scheduling.release(id, now_ms());
-                        self.handle(events);
+                        self.release(id);
                         Err(e)
                     }
                 }
@@ -1085,7 +1135,7 @@ impl KernelManager {
                 if let Err(e) = self.store.save_queued(&row) {
                     tracing::warn!(kernel_id = %id, error = %e, "cannot record a queued start");
                 }
-                let queued = self.track(id, user, spec_name, req.env);
+                let queued = self.track(id, user, spec_name, req.env, resources);
                 // It may have been admitted (and even launched) meanwhile.
                 match queued.wait(queue_wait).await {
                     QueueState::Started(k) => Ok(Started::Running(k)),
@@ -1139,8 +1189,7 @@ impl KernelManager {
         let kernel = match pooled {
             Some(k) => {
                 // The pooled kernel has its own id; admission knows this start's id.
-                let events = self.scheduling.release(id, now_ms());
-                self.handle(events);
+                self.release(id);
                 let request = Request {
                     kernel: k.id,
                     user: user.name.clone(),
@@ -1183,6 +1232,16 @@ impl KernelManager {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(kernel.id, kernel.clone());
+        // A reclaim that came while it launched applies now (see `reclaim`).
+        let pending = self
+            .pending_reclaims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kernel.id);
+        if let Some((group, deadline)) = pending {
+            let (me, kernel_id) = (self.clone(), kernel.id);
+            tokio::spawn(async move { me.reclaim(kernel_id, &group, deadline).await });
+        }
         Ok(kernel)
     }
 
@@ -1223,6 +1282,17 @@ impl KernelManager {
         }
     }
 
+    /// Gives a kernel's GPUs back to admission (a start that failed or was
+    /// cancelled) and acts on what that lets start.
+    fn release(self: &Arc<Self>, kernel: uuid::Uuid) {
+        self.pending_reclaims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kernel);
+        let events = self.scheduling.release(kernel, now_ms());
+        self.handle(events);
+    }
+
     /// A start the client is answered before it runs (queued for a GPU, or
     /// a slow launch): GET shows it, a websocket waits for it, DELETE cancels it.
     fn track(
@@ -1231,6 +1301,7 @@ impl KernelManager {
         user: &User,
         spec: String,
         env: BTreeMap<String, String>,
+        resources: ResourceRequest,
     ) -> Arc<Queued> {
         let q = Arc::new(Queued {
             id,
@@ -1238,6 +1309,7 @@ impl KernelManager {
             spec,
             created: Utc::now(),
             env,
+            resources,
             state: watch::Sender::new(QueueState::Waiting),
         });
         self.queued
@@ -1270,14 +1342,13 @@ impl KernelManager {
             }
         }
         tracing::info!(kernel_id = %kernel, "admitted after it was cancelled; releasing its GPUs");
-        let events = self.scheduling.release(kernel, now_ms());
-        self.handle(events);
+        self.release(kernel);
     }
 
     async fn launch_queued(self: Arc<Self>, q: Arc<Queued>, grant: Grant) {
         tracing::info!(kernel_id = %q.id, devices = ?grant.devices, "queued kernel admitted");
         let result = self
-            .start_admitted(q.id, &q.user, &q.spec, &q.env, grant)
+            .start_admitted(q.id, &q.user, &q.spec, &q.env, q.resources.sized(grant))
             .await;
         self.queued
             .lock()
@@ -1296,8 +1367,7 @@ impl KernelManager {
             }
             Err(e) => {
                 tracing::warn!(kernel_id = %q.id, error = %e, "an admitted kernel failed to start");
-                let events = self.scheduling.release(q.id, now_ms());
-                self.handle(events);
+                self.release(q.id);
                 q.state.send_replace(QueueState::Failed(e.to_string()));
             }
         }
@@ -1305,17 +1375,29 @@ impl KernelManager {
 
     /// Warns a kernel on a borrowed GPU, then stops it at `deadline`.
     async fn reclaim(self: Arc<Self>, id: uuid::Uuid, for_group: &str, deadline: u64) {
-        let Some(kernel) = self
-            .kernels
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
-        else {
-            // Not launched yet, or gone: free its GPUs now.
-            let events = self.scheduling.release(id, now_ms());
-            self.handle(events);
-            return;
+        let kernel = {
+            // Held while looking, so `start_admitted` (which registers the
+            // kernel, then takes its pending reclaim) cannot slip between.
+            let mut pending = self
+                .pending_reclaims
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let running = self
+                .kernels
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
+            match running {
+                Some(k) => k,
+                None => {
+                    // Still launching: admission holds its GPUs until the
+                    // kernel runs and is reclaimed, or fails and is released.
+                    tracing::info!(kernel_id = %id, %for_group, "reclaim waits for the kernel to finish starting");
+                    pending.insert(id, (for_group.to_owned(), deadline));
+                    return;
+                }
+            }
         };
         let left = deadline.saturating_sub(now_ms());
         let text = format!(
@@ -1573,13 +1655,7 @@ impl KernelManager {
                 kernel.id,
                 &kernel.owner(),
                 owner_group.as_deref(),
-                grant.as_ref().unwrap_or(&Grant {
-                    model: None,
-                    node: None,
-                    devices: Vec::new(),
-                    real: false,
-                    borrowed: 0,
-                }),
+                grant.as_ref().unwrap_or(&Grant::default()),
                 since,
             );
             kernel.set_grant(grant);
@@ -1862,12 +1938,5 @@ impl KernelManager {
                 .unwrap_or_default(),
         })?;
         Ok(())
-    }
-
-    /// Stops every kernel (gateway shutdown with `--shutdown-kernels`).
-    pub async fn shutdown_all(&self) {
-        for k in self.all() {
-            let _ = self.shutdown(&k).await;
-        }
     }
 }

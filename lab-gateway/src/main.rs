@@ -476,12 +476,19 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     if cluster.pools.is_empty() {
         println!("GPUs: none (kernels run on CPU)");
     }
-    let scheduling = Arc::new(Scheduling::new(
-        cluster,
-        store.clone(),
-        config.tuning,
-        config.roles,
-    )?);
+    // Utilisation is read for this machine's own GPUs only.
+    let monitor = if cluster.pools.iter().any(|p| p.real) {
+        let m = scheduler::inventory::GpuMonitor::open();
+        if m.available() {
+            println!("GPU utilisation: read through NVML");
+        }
+        m
+    } else {
+        scheduler::inventory::GpuMonitor::none()
+    };
+    let scheduling = Arc::new(
+        Scheduling::new(cluster, store.clone(), config.tuning, config.roles)?.with_monitor(monitor),
+    );
     let mut warm_pool = config.warm_pool.clone();
     let launcher: Arc<dyn scheduler::Launcher> = match &config.backend {
         Backend::Local => local_launcher(&config, data, &mut warm_pool)?,
@@ -535,6 +542,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             "closed the usage of kernels that ended while the gateway was down"
         );
     }
+    let sessions = Arc::new(lab_gateway::sessions::Sessions::persistent(store.clone()));
+    sessions.restore(&kernels);
     kernels.start_background();
     kernels.requeue().await;
     {
@@ -549,7 +558,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store,
         kernels: kernels.clone(),
-        sessions: Default::default(),
+        sessions,
         users_root: data.join("users"),
         no_auth: config.no_auth,
         started: chrono::Utc::now()
@@ -596,35 +605,43 @@ async fn shutdown_signal() {
 }
 
 /// The local backend, confined as `--sandbox` says; clears the warm pool
-/// when kernels are confined (a prespawned kernel has no user yet).
+/// when kernels are confined at all (a prespawned kernel has no user yet,
+/// so it could not be confined to one).
 fn local_launcher(
     config: &Config,
     data: &std::path::Path,
     warm_pool: &mut std::collections::BTreeMap<String, usize>,
 ) -> anyhow::Result<Arc<dyn scheduler::Launcher>> {
-    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data);
+    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data)
+        .with_connect_ports(config.sandbox_connect_ports.clone());
     match config.sandbox {
         SandboxMode::Off => println!("Kernels: unconfined (--sandbox off)"),
-        _ if Sandbox::supported() => {
-            println!("Kernels: confined by Landlock to their user's files");
-            if !warm_pool.is_empty() {
-                println!(
-                    "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
-                );
-                warm_pool.clear();
-            }
-        }
+        _ if Sandbox::supported() => println!(
+            "Kernels: confined by Landlock to their user's files and their own ports (outbound TCP to ports {:?})",
+            config.sandbox_connect_ports
+        ),
         SandboxMode::Require => anyhow::bail!(
             "--sandbox require: this Linux lacks Landlock ABI 6, so kernels cannot be confined"
         ),
         SandboxMode::Auto => match Sandbox::abi() {
             Some(abi) => println!(
-                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped)"
+                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped{})",
+                if abi < 4 {
+                    ", nor TCP between kernels"
+                } else {
+                    ""
+                }
             ),
             None => println!(
                 "Kernels: NOT confined, this Linux lacks Landlock (each kernel can read the data dir)"
             ),
         },
+    }
+    if config.sandbox != SandboxMode::Off && Sandbox::abi().is_some() && !warm_pool.is_empty() {
+        println!(
+            "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
+        );
+        warm_pool.clear();
     }
     Ok(Arc::new(
         scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),

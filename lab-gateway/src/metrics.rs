@@ -23,6 +23,12 @@ pub struct KernelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabels {
+    /// `GPU-<uuid>`.
+    pub gpu: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
     /// `to_kernel` or `to_client`.
     pub direction: &'static str,
@@ -32,6 +38,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     kernels: Family<KernelLabels, Gauge>,
     websockets: Gauge,
+    gpu_utilisation: Family<GpuLabels, Gauge>,
+    gpu_memory_used: Family<GpuLabels, Gauge>,
     pub messages: Family<DirectionLabels, Counter>,
     pub bytes: Family<DirectionLabels, Counter>,
     pub launch_seconds: Histogram,
@@ -51,6 +59,18 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("lab");
         let kernels = Family::<KernelLabels, Gauge>::default();
         let websockets = Gauge::default();
+        let gpu_utilisation = Family::<GpuLabels, Gauge>::default();
+        let gpu_memory_used = Family::<GpuLabels, Gauge>::default();
+        registry.register(
+            "gpu_utilization_percent",
+            "GPU utilisation over NVML's last sample period (real GPUs, where NVML is present)",
+            gpu_utilisation.clone(),
+        );
+        registry.register(
+            "gpu_memory_used_bytes",
+            "GPU memory in use (real GPUs, where NVML is present)",
+            gpu_memory_used.clone(),
+        );
         let messages = Family::<DirectionLabels, Counter>::default();
         let bytes = Family::<DirectionLabels, Counter>::default();
         let launch_seconds =
@@ -96,6 +116,8 @@ impl Default for Metrics {
             registry: Mutex::new(registry),
             kernels,
             websockets,
+            gpu_utilisation,
+            gpu_memory_used,
             messages,
             bytes,
             launch_seconds,
@@ -126,6 +148,17 @@ impl Metrics {
                 .inc();
         }
         self.websockets.set(clients);
+        self.gpu_utilisation.clear();
+        self.gpu_memory_used.clear();
+        for g in kernels.scheduling().gpu_use() {
+            let labels = GpuLabels { gpu: g.id };
+            self.gpu_utilisation
+                .get_or_create(&labels)
+                .set(i64::from(g.utilisation_percent));
+            self.gpu_memory_used
+                .get_or_create(&labels)
+                .set((g.memory_used_mb * 1024 * 1024) as i64);
+        }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         if encode(&mut out, &registry).is_err() {

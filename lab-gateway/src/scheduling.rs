@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use scheduler::Scheduler;
 use scheduler::admission::{Decision, Event, Grant, Millis, Request, Snapshot, Ticket, Tuning};
-use scheduler::inventory::Cluster;
+use scheduler::inventory::{Cluster, GpuMonitor, GpuUse};
 use scheduler::quota::{Amount, DEFAULT_GROUP, QuotaConfig};
 
 use crate::error::ApiError;
@@ -73,6 +73,8 @@ pub struct Scheduling {
     store: Store,
     quota_version: AtomicI64,
     pub roles: RoleLimits,
+    /// Live utilisation of real GPUs (NVML), for ops and `/metrics`.
+    monitor: GpuMonitor,
 }
 
 impl Scheduling {
@@ -98,7 +100,19 @@ impl Scheduling {
             store,
             quota_version: AtomicI64::new(version),
             roles,
+            monitor: GpuMonitor::none(),
         })
+    }
+
+    /// Reads live utilisation through `monitor`.
+    pub fn with_monitor(mut self, monitor: GpuMonitor) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// How busy each real GPU is now; empty without NVML.
+    pub fn gpu_use(&self) -> Vec<GpuUse> {
+        self.monitor.read()
     }
 
     /// Admission over `cluster` with no quotas (when the stored ones are unreadable).
@@ -113,6 +127,7 @@ impl Scheduling {
             store,
             quota_version: AtomicI64::new(0),
             roles: RoleLimits::default(),
+            monitor: GpuMonitor::none(),
         }
     }
 

@@ -168,7 +168,7 @@ async fn a_hundred_concurrent_starts_never_exceed_the_group_quota_and_queue_in_o
     assert_eq!(devices.len(), 3, "three distinct GPUs");
     // The queue, as the admin API and the kernel list show it: positions 1..97.
     let (_, list) = g.get("/api/kernels", &admin).await;
-    let mut order: Vec<(u64, String)> = list
+    let mut order: Vec<(u64, String, u64)> = list
         .as_array()
         .unwrap()
         .iter()
@@ -177,6 +177,7 @@ async fn a_hundred_concurrent_starts_never_exceed_the_group_quota_and_queue_in_o
             (
                 k["queue"]["position"].as_u64().unwrap(),
                 k["id"].as_str().unwrap().to_owned(),
+                k["queue"]["eta_seconds"].as_u64().expect("an ETA"),
             )
         })
         .collect();
@@ -185,6 +186,11 @@ async fn a_hundred_concurrent_starts_never_exceed_the_group_quota_and_queue_in_o
         order.iter().map(|o| o.0).collect::<Vec<_>>(),
         (1..=97).collect::<Vec<_>>()
     );
+    // The ETA grows with the position: 3 GPUs serve the queue, each
+    // held for the assumed 30 minutes before any kernel ended.
+    let etas: Vec<u64> = order.iter().map(|o| o.2).collect();
+    assert!(etas.windows(2).all(|w| w[0] <= w[1]), "{etas:?}");
+    assert!(etas[96] > etas[0], "{etas:?}");
     let (status, cluster) = g.get("/api/admin/cluster", &admin).await;
     assert_eq!(status, 200);
     assert_eq!(cluster["groups"]["cohort"][H100], 3);
@@ -217,7 +223,7 @@ async fn a_hundred_concurrent_starts_never_exceed_the_group_quota_and_queue_in_o
         assert_eq!(after["queue"]["position"], 1, "{after}");
     }
     // Queued starts can be cancelled.
-    for (_, id) in &order[5..] {
+    for (_, id, _) in &order[5..] {
         assert_eq!(g.delete(&format!("/api/kernels/{id}"), &admin).await, 204);
         assert_eq!(g.get(&format!("/api/kernels/{id}"), &admin).await.0, 404);
     }
@@ -502,7 +508,14 @@ async fn ops_edit_quotas_through_the_api_and_read_the_ledger() {
         .raw(Method::GET, "/api/admin/usage?format=svg", &ops, None)
         .await;
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
-    assert!(svg.text().await.unwrap().contains("<rect"));
+    let svg = svg.text().await.unwrap();
+    // The group's bar is in the legend, and drawn in a colour of its own.
+    assert!(svg.lines().any(|l| l.trim() == "cohort-a"), "{svg}");
+    let bar_fill = format!("fill=\"#{}\"", palette_hex(0));
+    assert!(
+        svg.matches(&bar_fill).count() >= 2,
+        "no bar for cohort-a: {svg}"
+    );
     let (status, _) = g.get("/api/admin/usage?from=yesterday", &ops).await;
     assert_eq!(status, 400);
 }
@@ -551,4 +564,11 @@ async fn a_kernelspecs_declared_gpu_is_its_default_and_a_lab_without_gpus_runs_i
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("no GPUs"));
+}
+
+/// The colour plotters gives the first series (Palette99), as SVG writes it.
+fn palette_hex(i: usize) -> String {
+    use plotters::style::{Color, Palette, Palette99};
+    let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
+    format!("{r:02X}{g:02X}{b:02X}")
 }

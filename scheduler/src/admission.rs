@@ -67,7 +67,7 @@ pub struct Request {
 }
 
 /// Where an admitted kernel runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Grant {
     /// The model of the devices, `None` for a CPU kernel.
     pub model: Option<String>,
@@ -78,6 +78,13 @@ pub struct Grant {
     pub real: bool,
     /// How many of the devices are borrowed beyond the group's guarantee.
     pub borrowed: u32,
+    /// CPU and memory as Kubernetes spells them (`2`, `8Gi`), for backends
+    /// that enforce them (a pod's requests and limits). Admission leaves
+    /// them unset; the gateway fills them in from the start request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// Where a queued request stands.
@@ -432,16 +439,7 @@ impl Scheduler {
         user.gpus += req.gpus;
         if req.gpus == 0 {
             self.allocate(req.kernel, &req.user, &group, None, 0, now);
-            return (
-                Some(Decision::Admitted(Grant {
-                    model: None,
-                    node: None,
-                    devices: Vec::new(),
-                    real: false,
-                    borrowed: 0,
-                })),
-                Vec::new(),
-            );
+            return (Some(Decision::Admitted(Grant::default())), Vec::new());
         }
         let model = model.unwrap_or_default();
         self.seq += 1;
@@ -702,6 +700,7 @@ impl Scheduler {
             }),
             real: a.place.is_some_and(|(p, _)| self.cluster.pools[p].real),
             borrowed: a.borrowed,
+            ..Grant::default()
         }
     }
 

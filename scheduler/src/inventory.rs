@@ -311,6 +311,75 @@ impl Cluster {
     }
 }
 
+/// How busy one real GPU is now, as NVML reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuUse {
+    /// `GPU-<uuid>`, as [`Device::id`] names a real GPU.
+    pub id: String,
+    /// Percent of the last sample period a kernel ran on the GPU.
+    pub utilisation_percent: u32,
+    pub memory_used_mb: u64,
+    pub memory_total_mb: u64,
+}
+
+/// Live utilisation of this machine's GPUs, through NVML (the library
+/// behind nvidia-smi). The driver API (cudarc) says what GPUs exist; only
+/// NVML says how busy they are. A machine without `libnvidia-ml.so.1` gets
+/// a monitor that reports nothing.
+pub struct GpuMonitor {
+    nvml: Option<nvml_wrapper::Nvml>,
+}
+
+impl GpuMonitor {
+    /// Loads NVML if it is present; never fails.
+    pub fn open() -> GpuMonitor {
+        // nvml-wrapper loads the library with libloading and returns an
+        // error when it is missing; a panic in a binding is kept an error too.
+        let nvml = std::panic::catch_unwind(nvml_wrapper::Nvml::init)
+            .map_err(|_| "NVML panicked while loading".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match nvml {
+            Ok(n) => GpuMonitor { nvml: Some(n) },
+            Err(e) => {
+                tracing::info!("no GPU utilisation: NVML is not available ({e})");
+                GpuMonitor { nvml: None }
+            }
+        }
+    }
+
+    /// A monitor that reports nothing (modelled clusters, tests).
+    pub fn none() -> GpuMonitor {
+        GpuMonitor { nvml: None }
+    }
+
+    pub fn available(&self) -> bool {
+        self.nvml.is_some()
+    }
+
+    /// Each GPU NVML can read now; a GPU it cannot read is left out.
+    pub fn read(&self) -> Vec<GpuUse> {
+        let Some(nvml) = &self.nvml else {
+            return Vec::new();
+        };
+        let read = || -> Vec<GpuUse> {
+            let count = nvml.device_count().unwrap_or(0);
+            (0..count)
+                .filter_map(|i| {
+                    let d = nvml.device_by_index(i).ok()?;
+                    let memory = d.memory_info().ok()?;
+                    Some(GpuUse {
+                        id: d.uuid().ok()?,
+                        utilisation_percent: d.utilization_rates().map_or(0, |u| u.gpu),
+                        memory_used_mb: memory.used / (1024 * 1024),
+                        memory_total_mb: memory.total / (1024 * 1024),
+                    })
+                })
+                .collect()
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +422,28 @@ mod tests {
             format_uuid(&bytes),
             "GPU-12121212-1212-1212-1212-121212121212"
         );
+    }
+
+    #[test]
+    fn without_nvml_the_monitor_reports_nothing() {
+        let none = GpuMonitor::none();
+        assert!(!none.available() && none.read().is_empty());
+        // Here: NVML loads (a GPU host) and reads every GPU, or is absent.
+        let found = detect_gpus().unwrap_or_default();
+        let monitor = GpuMonitor::open();
+        if monitor.available() {
+            let read = monitor.read();
+            assert_eq!(read.len(), found.len(), "{read:?}");
+            for g in &read {
+                assert!(
+                    g.id.starts_with("GPU-") && g.utilisation_percent <= 100,
+                    "{g:?}"
+                );
+                assert!(g.memory_total_mb > 0, "{g:?}");
+            }
+        } else {
+            assert!(monitor.read().is_empty());
+        }
     }
 
     #[test]

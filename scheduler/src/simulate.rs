@@ -295,7 +295,9 @@ pub struct Report {
     pub users: u64,
     pub sessions: usize,
     pub admitted: usize,
-    /// Seconds from asking to getting a GPU, over admitted GPU sessions.
+    /// Seconds from asking to getting a GPU, over every GPU session that
+    /// was not refused: admitted ones until admitted, and those given up on
+    /// until they gave up (so the tail is never capped at the patience).
     pub wait_p50_s: f64,
     pub wait_p95_s: f64,
     pub wait_p99_s: f64,
@@ -457,9 +459,12 @@ pub fn run(
                 sched.release(kernel_id(i), now)
             }
             Ev::GiveUp(i) => {
-                if r.waiting.remove(&i).is_none() {
+                let Some(since) = r.waiting.remove(&i) else {
                     continue;
-                }
+                };
+                // A start given up on waited too: leaving it out would cap
+                // the percentiles at the patience and hide the worst waits.
+                r.waits.push(now - since);
                 let s = term.sessions[i as usize];
                 *abandoned
                     .entry(term.groups[s.group as usize].clone())
@@ -596,6 +601,36 @@ impl Report {
         for (g, n) in &self.abandoned {
             s.push_str(&format!("gave up waiting {g}: {n}\n"));
         }
+        s.push_str(&self.weekly_chart());
+        s
+    }
+
+    /// Per week, the peak of GPUs in use (as a bar against capacity) and of
+    /// starts waiting: the shape of the term at a glance in a terminal.
+    pub fn weekly_chart(&self) -> String {
+        const WIDTH: usize = 40;
+        let mut s =
+            String::from("week  peak GPUs in use (bar: share of capacity)        peak waiting\n");
+        for (w, hours) in self.hourly.chunks(24 * 7).enumerate() {
+            let used = hours.iter().map(|h| h.0).max().unwrap_or(0);
+            let waiting = hours.iter().map(|h| h.1).max().unwrap_or(0);
+            let filled = if self.capacity == 0 {
+                0
+            } else {
+                (used as usize * WIDTH)
+                    .div_ceil(self.capacity as usize)
+                    .min(WIDTH)
+            };
+            s.push_str(&format!(
+                "{:>4}  {}{} {:>5}/{:<5} {:>7}\n",
+                w + 1,
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled),
+                used,
+                self.capacity,
+                waiting
+            ));
+        }
         s
     }
 }
@@ -649,8 +684,14 @@ user_limits = { max_kernels = 1 }
         // Classes of 18 on 8 GPUs: some wait, and some give up after 30 minutes.
         assert!(r.peak_queue > 0);
         assert!(r.wait_max_s <= 30.0 * 60.0);
+        // Those who gave up waited their whole patience, and that counts.
+        assert!(!r.abandoned.is_empty(), "{:?}", r.abandoned);
+        assert_eq!(r.wait_max_s, 30.0 * 60.0);
         assert!(r.svg().contains("<svg"));
         assert!(r.text().contains("GPU utilisation"));
+        let chart = r.weekly_chart();
+        assert_eq!(chart.lines().count(), 3, "{chart}");
+        assert!(chart.lines().nth(1).unwrap().contains('#'), "{chart}");
         // Same seed, same term.
         let again = simulate(cluster, &w);
         assert_eq!(

@@ -253,6 +253,84 @@ fn fair_share_serves_the_lighter_group_first_and_the_starved_before_all() {
     s.check_invariants();
 }
 
+/// Dominant share is divided by the group's weight, and recent use counts
+/// (decaying with its half-life): two groups holding the same GPUs are
+/// served by weight, and of two equal groups the one that used less lately
+/// goes first.
+#[test]
+fn weights_and_recent_use_order_the_queue() {
+    let cluster = Cluster::parse("1x4 H100-80GB").unwrap();
+    let unlimited = |n: &str, weight: f64| {
+        let mut g = group(n, "H100-80GB", 0, Amount::Unlimited);
+        g.weight = weight;
+        g
+    };
+    let quotas = QuotaConfig {
+        groups: vec![
+            unlimited("light-weight", 1.0),
+            unlimited("heavy-weight", 3.0),
+        ],
+        users: vec![],
+    };
+    let mut s = Scheduler::new(cluster, quotas, Tuning::default());
+    // Each group holds 2 of the 4 GPUs; both queue one more.
+    let mut held = Vec::new();
+    for g in ["light-weight", "heavy-weight"] {
+        for u in ["a", "b"] {
+            let r = req(&format!("{g}-{u}"), g, 1);
+            held.push(r.kernel);
+            assert!(matches!(s.request(r, 0).0, Decision::Admitted(_)));
+        }
+    }
+    let light = req("light-weight-c", "light-weight", 1);
+    let light_id = light.kernel;
+    s.request(light, 10);
+    let heavy = req("heavy-weight-c", "heavy-weight", 1);
+    let heavy_id = heavy.kernel;
+    s.request(heavy, 20);
+    // Same use, but weight 3 divides the share by 3: heavy-weight first,
+    // although it asked later.
+    assert_eq!(s.order("H100-80GB", 30), vec![heavy_id, light_id]);
+    s.check_invariants();
+
+    // Equal weights, equal current use: the group that used more lately waits.
+    let cluster = Cluster::parse("1x2 H100-80GB").unwrap();
+    let quotas = QuotaConfig {
+        groups: vec![
+            unlimited("busy", 1.0),
+            unlimited("idle", 1.0),
+            unlimited("other", 1.0),
+        ],
+        users: vec![],
+    };
+    let tuning = Tuning::default();
+    let half_life = tuning.usage_half_life_ms;
+    let mut s = Scheduler::new(cluster, quotas, tuning);
+    // busy held both GPUs for a half-life, then let go.
+    let b1 = req("b1", "busy", 1);
+    let b2 = req("b2", "busy", 1);
+    let (b1_id, b2_id) = (b1.kernel, b2.kernel);
+    s.request(b1, 0);
+    s.request(b2, 0);
+    s.release(b1_id, half_life);
+    s.release(b2_id, half_life);
+    // Both GPUs are taken again, by nobody's group in question.
+    let o1 = req("o1", "other", 1);
+    let o2 = req("o2", "other", 1);
+    let o1_id = o1.kernel;
+    s.request(o1, half_life + 1);
+    s.request(o2, half_life + 1);
+    let busy = req("b3", "busy", 1);
+    let busy_id = busy.kernel;
+    s.request(busy, half_life + 2);
+    let idle = req("i1", "idle", 1);
+    let idle_id = idle.kernel;
+    s.request(idle, half_life + 3);
+    assert_eq!(s.order("H100-80GB", half_life + 4), vec![idle_id, busy_id]);
+    assert_eq!(admitted(&s.release(o1_id, half_life + 5)), vec![idle_id]);
+    s.check_invariants();
+}
+
 #[test]
 fn a_big_request_is_not_starved_by_small_ones() {
     let cluster = Cluster::parse("1x4 H100-80GB").unwrap();
