@@ -38,11 +38,13 @@ COPY --from=build /src/target/release/academy-kernel /usr/local/bin/academy-kern
 ENV RUSTUP_HOME=/opt/rust/rustup CARGO_HOME=/opt/rust/cargo PATH=/opt/rust/cargo/bin:$PATH \
     XDG_CACHE_HOME=/opt/academy/cache HOME=/home/academy
 # Pre-warm: compile candle once, as a first notebook would, so the evcxr
-# compile cache and cargo's registry already hold it.
+# compile cache and cargo's registry already hold it. Then all of CARGO_HOME
+# goes to uid 10001, not only registry/: cargo's lock files (.package-cache,
+# .global-cache) live beside it, and a kernel's `:dep` must take them.
 COPY examples/02-candle-in-rust.ipynb /opt/academy/warmup.ipynb
 RUN mkdir -p /opt/academy/cache \
  && academy-kernel execute /opt/academy/warmup.ipynb > /opt/academy/warmup.log 2>&1 \
- && chown -R 10001:10001 /opt/academy /opt/rust/cargo/registry
+ && chown -R 10001:10001 /opt/academy /opt/rust/cargo
 USER 10001
 WORKDIR /home/academy
 # The kernel's five ZeroMQ ports; the backend writes them into the

@@ -266,7 +266,8 @@ def test_a_kernel_runs_in_a_pod_shows_its_progress_and_goes_with_it(cluster, tmp
         # The start blocks until the pod is ready; meanwhile the list shows what it is doing.
         result = {}
         t = threading.Thread(target=lambda: result.update(
-            r=api(url, "/api/kernels", token, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})))
+            r=api(url, "/api/kernels", token, "POST",
+                  {"name": "academy-candle", "resources": {"gpus": 1, "memory": "6Gi"}})))
         t.start()
         progress = []
         while t.is_alive():
@@ -283,8 +284,12 @@ def test_a_kernel_runs_in_a_pod_shows_its_progress_and_goes_with_it(cluster, tmp
         pod_name = f"admin-{model['id']}"
         with cluster.lock:
             pod = cluster.pods[pod_name]
-        limits = pod["spec"]["containers"][0]["resources"]["limits"]
+        resources = pod["spec"]["containers"][0]["resources"]
+        limits = resources["limits"]
         assert limits["nvidia.com/gpu"] == "1"
+        # The body's memory, and the CPU academy-candle's kernelspec declares.
+        assert limits["memory"] == resources["requests"]["memory"] == "6Gi", resources
+        assert limits["cpu"] == resources["requests"]["cpu"] == "2", resources
         assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "fake-gpu"}
 
         out = stream_of_cell(f"{ws}/api/kernels/{model['id']}/channels?session_id=s&token={token}",
@@ -323,7 +328,8 @@ def test_a_kernel_runs_in_a_pod_shows_its_progress_and_goes_with_it(cluster, tmp
 def test_an_unschedulable_pod_is_a_clear_error_for_the_client(cluster, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    proc, url, ws, token, _ = serve(cluster, data)
+    # A pod may stay Unschedulable this long (a node may free up) before the start fails.
+    proc, url, ws, token, _ = serve(cluster, data, 'unschedulable_timeout = "2s"\n')
     original = cluster.start_container
 
     def unschedulable(name, _conn):
@@ -332,9 +338,11 @@ def test_an_unschedulable_pod_is_a_clear_error_for_the_client(cluster, tmp_path)
              "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]})
     cluster.start_container = unschedulable
     try:
+        t0 = time.monotonic()
         status, body = api(url, "/api/kernels", token, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})
         assert status == 503, body
         assert "Unschedulable" in body["message"] and "Insufficient nvidia.com/gpu" in body["message"], body
+        assert time.monotonic() - t0 >= 2, "it failed before its patience ran out"
         # The GPU went back: the next start is admitted (and fails the same way, not queued).
         status, body = api(url, "/api/kernels", token, "POST", {"name": "academy-candle", "resources": {"gpus": 2}})
         assert status == 503 and "Unschedulable" in body["message"], body

@@ -220,6 +220,12 @@ impl ApiServer {
                 reply(201, &secret)
             }
             ("POST", ["api", "v1", "namespaces"]) => reply(201, body),
+            // NetworkPolicies, Kueue LocalQueues, PVCs: stored as sent.
+            (
+                "POST",
+                ["apis", _, _, "namespaces", _, _]
+                | ["api", "v1", "namespaces", _, "persistentvolumeclaims"],
+            ) => reply(201, body),
             ("GET", ["api", "v1", "namespaces", _, "pods", _, "log"]) => {
                 reply(200, &json!("kernel started\nlistening on 9000\n"))
             }
@@ -413,6 +419,35 @@ async fn the_watcher_lists_then_watches_the_owned_pods() {
     );
 }
 
+/// `/readyz` asks the backend: not ready while its watch cannot list the
+/// pods (here the Role lacks `list`, once), ready once the retry lists them.
+#[tokio::test]
+async fn the_backend_is_not_ready_until_its_watch_lists_the_pods() {
+    let (server, client) = ApiServer::start();
+    server.override_next(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/pods"),
+        403,
+        status(
+            403,
+            "Forbidden",
+            "pods is forbidden: User \"system:serviceaccount:academy-lab:academy-lab-gateway\" cannot list resource \"pods\"",
+            Value::Null,
+        ),
+    );
+    let launcher = KubeLauncher::new(client, config());
+    let why = launcher.ready().await.unwrap_err();
+    assert!(why.contains("has not listed the pods"), "{why}");
+    server.watching().await;
+    for _ in 0..200 {
+        if launcher.ready().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(launcher.ready().await, Ok(()));
+}
+
 #[tokio::test]
 async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_ready() {
     let (server, launcher) = launcher_with(config()).await;
@@ -547,8 +582,10 @@ async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_re
     assert_eq!(secret["metadata"]["name"], format!("{POD}-connection"));
     assert_eq!(
         secret["metadata"]["ownerReferences"],
+        // No blockOwnerDeletion: it needs `update` on pods/finalizers where
+        // OwnerReferencesPermissionEnforcement is on, and GC needs no block.
         json!([{"apiVersion": "v1", "kind": "Pod", "name": POD, "uid": format!("uid-{POD}"),
-                "controller": true, "blockOwnerDeletion": true}])
+                "controller": true}])
     );
     let file: Value =
         serde_json::from_str(secret["stringData"]["connection.json"].as_str().unwrap()).unwrap();
@@ -648,8 +685,10 @@ async fn already_exists_invalid_and_not_found_map_to_their_reasons() {
 }
 
 #[tokio::test]
-async fn an_unschedulable_pod_fails_at_once_with_the_schedulers_words_and_is_deleted() {
-    let (server, launcher) = launcher_with(config()).await;
+async fn an_unschedulable_pod_fails_with_the_schedulers_words_and_is_deleted() {
+    let mut c = config();
+    c.unschedulable_timeout = Timeout(Duration::ZERO);
+    let (server, launcher) = launcher_with(c).await;
     let started = launch(&launcher, spec("alice", 2, Some("H100-80GB")));
     server.pod_created(NS, POD).await;
     let why = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
@@ -679,7 +718,55 @@ async fn an_unschedulable_pod_fails_at_once_with_the_schedulers_words_and_is_del
     );
     assert_eq!(
         delete.body,
-        json!({"gracePeriodSeconds": 0, "propagationPolicy": "Background"})
+        json!({"gracePeriodSeconds": 10, "propagationPolicy": "Background"})
+    );
+}
+
+/// A pod the scheduler cannot place yet may get a node soon (a deleted pod
+/// frees its GPU, an autoscaler adds a node): within the patience it is
+/// progress, not a failure; past it, the start fails with the reason.
+#[tokio::test]
+async fn an_unschedulable_pod_is_waited_for_within_its_patience() {
+    let mut c = config();
+    c.unschedulable_timeout = Timeout(Duration::from_millis(1500));
+    let (server, launcher) = launcher_with(c).await;
+    let (progress, mut said) = tokio::sync::mpsc::unbounded_channel();
+    let mut s = spec("alice", 1, Some("H100-80GB"));
+    s.progress = Some(progress);
+    let started = launch(&launcher, s);
+    server.pod_created(NS, POD).await;
+    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+        "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]});
+    server.set_status(NS, POD, unschedulable.clone(), None);
+    let mut saw_wait = false;
+    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(500), said.recv()).await {
+        if p.contains("waiting for a node (Unschedulable): 0/3 nodes") {
+            saw_wait = true;
+            break;
+        }
+    }
+    assert!(saw_wait);
+    assert!(!started.is_finished(), "failed within its patience");
+    // The GPU frees up: the pod is placed and becomes ready.
+    server.set_status(NS, POD, running_ready("10.42.0.9"), Some("gpu-node-2"));
+    let launched = started.await.unwrap().unwrap();
+    assert_eq!(launched.connection.ip, "10.42.0.9");
+
+    // Past the patience, with no change at all, it fails.
+    let other = "alice-4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a0a";
+    let mut s = spec("alice", 1, Some("H100-80GB"));
+    s.kernel_id = uuid::Uuid::parse_str("4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a0a").unwrap();
+    let t0 = std::time::Instant::now();
+    let started = launch(&launcher, s);
+    server.pod_created(NS, other).await;
+    server.set_status(NS, other, unschedulable, None);
+    let f = kube_failure(started.await.unwrap());
+    assert!(matches!(f, KubeFailure::Unschedulable { .. }), "{f:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "well before launch_timeout"
     );
 }
 
@@ -871,19 +958,135 @@ async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
     );
     started.await.unwrap().unwrap();
     let calls = server.calls();
+    let ns = "lab-alice-smith-academy";
     assert_eq!(
         (calls[0].method.as_str(), calls[0].uri.as_str()),
         ("POST", "/api/v1/namespaces?")
     );
-    assert_eq!(calls[0].body["metadata"]["name"], "lab-alice-smith-academy");
+    assert_eq!(calls[0].body["metadata"]["name"], ns);
     assert_eq!(
         calls[0].body["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "restricted"
     );
+    // Kernel pods there accept the gateway only, as in the shared namespace.
     assert_eq!(
-        calls[1].uri,
+        (calls[1].method.as_str(), calls[1].uri.as_str()),
+        (
+            "POST",
+            "/apis/networking.k8s.io/v1/namespaces/lab-alice-smith-academy/networkpolicies?"
+        )
+    );
+    assert_eq!(
+        calls[1].body,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "academy-lab-kernels", "namespace": ns,
+                "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                           "app.kubernetes.io/part-of": "academy-lab"}},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "kernel",
+                                                "app.kubernetes.io/name": "academy-lab"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "academy-lab"}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway",
+                                                        "app.kubernetes.io/name": "academy-lab"}},
+                    }],
+                    "ports": [{"protocol": "TCP", "port": 9000, "endPort": 9004}],
+                }],
+            },
+        })
+    );
+    // With Kueue, the group's LocalQueue in the user's namespace.
+    assert_eq!(
+        (calls[2].method.as_str(), calls[2].uri.as_str()),
+        (
+            "POST",
+            "/apis/kueue.x-k8s.io/v1beta1/namespaces/lab-alice-smith-academy/localqueues?"
+        )
+    );
+    assert_eq!(
+        calls[2].body,
+        json!({
+            "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue",
+            "metadata": {"name": "cohort-7", "namespace": ns,
+                "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                           "app.kubernetes.io/part-of": "academy-lab"}},
+            "spec": {"clusterQueue": "cohort-7"},
+        })
+    );
+    assert_eq!(
+        calls[3].uri,
         "/api/v1/namespaces/lab-alice-smith-academy/pods?"
     );
+    assert_eq!(
+        calls[3].body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+        "cohort-7"
+    );
+
+    // The next start of that user makes none of them again.
+    let mut again = spec("Alice.Smith@academy", 0, None);
+    again.kernel_id = uuid::Uuid::parse_str("4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a0b").unwrap();
+    let started = launch(&launcher, again);
+    let name = "alice-smith-academy-4f3c2a1b-0d9e-4c8b-a7f6-5e4d3c2b1a0b";
+    server.pod_created(ns, name).await;
+    server.set_status(ns, name, running_ready("10.1.2.4"), Some("n"));
+    started.await.unwrap().unwrap();
+    let calls = server.calls();
+    assert_eq!(calls[4].uri, format!("/api/v1/namespaces/{ns}/secrets?"));
+    assert_eq!(
+        calls[5].uri,
+        format!("/api/v1/namespaces/{ns}/pods?"),
+        "{calls:#?}"
+    );
+}
+
+/// A user's notebooks volume is created with their first kernel (409 when
+/// it exists already is fine) and mounted as the kernel's working folder.
+#[tokio::test]
+async fn a_notebooks_pvc_is_created_on_demand_and_mounted() {
+    let mut c = config();
+    c.notebooks_pvc = Some("notebooks-{user}".into());
+    c.notebooks_storage_class = Some("fast".into());
+    let (server, launcher) = launcher_with(c).await;
+    let started = launch(&launcher, spec("alice", 0, None));
+    server.pod_created(NS, POD).await;
+    server.set_status(NS, POD, running_ready("10.42.0.3"), Some("n1"));
+    started.await.unwrap().unwrap();
+    let calls = server.calls();
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        (
+            "POST",
+            format!("/api/v1/namespaces/{NS}/persistentvolumeclaims?").as_str()
+        )
+    );
+    assert_eq!(
+        calls[0].body,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "notebooks-alice", "namespace": NS,
+                "labels": {"academy-lab.io/user": "alice",
+                           "app.kubernetes.io/managed-by": "academy-lab-gateway",
+                           "app.kubernetes.io/part-of": "academy-lab"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                     "resources": {"requests": {"storage": "10Gi"}}},
+        })
+    );
+    let pod = &calls[1].body;
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    let work = volumes.iter().find(|v| v["name"] == "work").unwrap();
+    assert_eq!(
+        work["persistentVolumeClaim"]["claimName"],
+        "notebooks-alice"
+    );
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    let mount = mounts.iter().find(|m| m["name"] == "work").unwrap();
+    assert_eq!(mount["mountPath"], pod::WORK_DIR);
+    assert_eq!(pod["spec"]["containers"][0]["workingDir"], pod::WORK_DIR);
 }
 
 #[tokio::test]
@@ -909,16 +1112,19 @@ async fn the_log_tail_asks_for_the_last_lines_within_a_byte_limit() {
 }
 
 /// Maps a recorded request to the RBAC (resource, verb) it needs.
-fn rbac_of(s: &Seen) -> (String, String) {
+fn rbac_of(s: &Seen) -> (String, String, String) {
     let path = s.uri.split('?').next().unwrap();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]] or /api/v1/RESOURCE
-    let (resource, named) = match parts.as_slice() {
-        ["api", "v1", "namespaces"] => ("namespaces".to_owned(), false),
-        ["api", "v1", "namespaces", _, r] => ((*r).to_owned(), false),
-        ["api", "v1", "namespaces", _, r, _] => ((*r).to_owned(), true),
-        ["api", "v1", "namespaces", _, r, _, sub] => (format!("{r}/{sub}"), true),
-        ["api", "v1", r] => ((*r).to_owned(), false),
+    // /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]], /api/v1/RESOURCE, or
+    // /apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME]
+    let (group, resource, named) = match parts.as_slice() {
+        ["api", "v1", "namespaces"] => ("", "namespaces".to_owned(), false),
+        ["api", "v1", "namespaces", _, r] => ("", (*r).to_owned(), false),
+        ["api", "v1", "namespaces", _, r, _] => ("", (*r).to_owned(), true),
+        ["api", "v1", "namespaces", _, r, _, sub] => ("", format!("{r}/{sub}"), true),
+        ["api", "v1", r] => ("", (*r).to_owned(), false),
+        ["apis", g, _, "namespaces", _, r] => (*g, (*r).to_owned(), false),
+        ["apis", g, _, "namespaces", _, r, _] => (*g, (*r).to_owned(), true),
         other => panic!("unexpected path {other:?}"),
     };
     let verb = match (s.method.as_str(), named) {
@@ -932,11 +1138,12 @@ fn rbac_of(s: &Seen) -> (String, String) {
         ("PUT", _) => "update",
         (m, _) => panic!("unexpected method {m}"),
     };
-    (resource, verb.to_owned())
+    (group.to_owned(), resource, verb.to_owned())
 }
 
-/// The (resource, verb) pairs the rules of `kind` objects in `file` grant.
-fn granted(file: &str, kind: &str) -> BTreeSet<(String, String)> {
+/// The (API group, resource, verb) triples the rules of `kind` objects in
+/// `file` grant.
+fn granted(file: &str, kind: &str) -> BTreeSet<(String, String, String)> {
     let yaml = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
         .unwrap();
     let mut granted = BTreeSet::new();
@@ -946,13 +1153,15 @@ fn granted(file: &str, kind: &str) -> BTreeSet<(String, String)> {
             continue;
         }
         for rule in v["rules"].as_array().unwrap() {
-            assert_eq!(rule["apiGroups"], json!([""]), "core API only");
-            for r in rule["resources"].as_array().unwrap() {
-                for verb in rule["verbs"].as_array().unwrap() {
-                    granted.insert((
-                        r.as_str().unwrap().to_owned(),
-                        verb.as_str().unwrap().to_owned(),
-                    ));
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            g.as_str().unwrap().to_owned(),
+                            r.as_str().unwrap().to_owned(),
+                            verb.as_str().unwrap().to_owned(),
+                        ));
+                    }
                 }
             }
         }
@@ -963,11 +1172,13 @@ fn granted(file: &str, kind: &str) -> BTreeSet<(String, String)> {
 /// Every call the backend makes in a mode: adopt (with the watch not yet
 /// synced, so liveness asks the server), launch, log, kill.
 async fn every_call(
-    config: KubeConfig,
+    mut config: KubeConfig,
     ns: &str,
     user: &str,
     pod_name: &str,
-) -> BTreeSet<(String, String)> {
+) -> BTreeSet<(String, String, String)> {
+    // Every feature on, so the Role covers whatever lab.toml turns on.
+    config.notebooks_pvc = Some("notebooks-{user}".into());
     let (server, client) = ApiServer::start();
     server.insert_pod(
         ns,

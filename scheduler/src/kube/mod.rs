@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use jupyter_protocol::{ConnectionInfo, Transport};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
@@ -31,6 +32,9 @@ use serde::Deserialize;
 use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
 use pod::{KERNEL_PORTS, KernelPod, OWNED_SELECTOR};
 use state::PodState;
+
+/// How long the gateway's start waits for the pod watch before adopting.
+const ADOPT_WAIT: Duration = Duration::from_secs(30);
 
 /// `[kubernetes]` in lab.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,10 +60,23 @@ pub struct KubeConfig {
     pub memory: String,
     /// Size of the in-memory `/dev/shm`.
     pub shm: Option<String>,
-    /// A per-user PVC for notebooks, e.g. `notebooks-{user}`.
+    /// A per-user PVC for notebooks, e.g. `notebooks-{user}`, created on
+    /// demand (and kept when the user's kernels go).
     pub notebooks_pvc: Option<String>,
+    /// The size of a notebooks PVC it creates.
+    pub notebooks_pvc_size: String,
+    /// Its storage class; the cluster's default without one.
+    pub notebooks_storage_class: Option<String>,
     /// How long a pod may take to become ready (`5m`).
     pub launch_timeout: Timeout,
+    /// How long a pod may stay Unschedulable before the start fails with
+    /// the scheduler's words: long enough for a pod being deleted to free
+    /// its GPU, or for a cluster autoscaler to add a node.
+    pub unschedulable_timeout: Timeout,
+    /// The grace period a kernel pod gets when it is deleted. The delete
+    /// waits (up to this, and a little more) for the pod to be gone, so its
+    /// GPU is free before admission hands it to someone else.
+    pub delete_grace: Timeout,
     /// Label pods with the user's group as their Kueue LocalQueue.
     pub kueue: bool,
     /// How long a start may take before the gateway answers 202 `starting`
@@ -83,7 +100,11 @@ impl Default for KubeConfig {
             memory: "4Gi".into(),
             shm: Some("1Gi".into()),
             notebooks_pvc: None,
+            notebooks_pvc_size: "10Gi".into(),
+            notebooks_storage_class: None,
             launch_timeout: Timeout(Duration::from_secs(300)),
+            unschedulable_timeout: Timeout(Duration::from_secs(60)),
+            delete_grace: Timeout(Duration::from_secs(10)),
             kueue: false,
             answer_after: Timeout(Duration::from_secs(20)),
         }
@@ -222,6 +243,8 @@ pub struct KubeLauncher {
     client: kube::Client,
     config: KubeConfig,
     cache: Arc<PodCache>,
+    /// What `prepare` already made (namespaces, policies, queues, PVCs).
+    prepared: Mutex<HashSet<String>>,
     watcher: tokio::task::AbortHandle,
 }
 
@@ -245,6 +268,7 @@ impl KubeLauncher {
             client,
             config,
             cache,
+            prepared: Mutex::default(),
             watcher: task.abort_handle(),
         }
     }
@@ -274,17 +298,119 @@ impl KubeLauncher {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Deletes a pod with its grace period and waits until the watch sees
+    /// it gone: a force delete (grace 0) would remove the object while its
+    /// container may still hold the GPU, and Kubernetes could place the
+    /// next kernel on that GPU.
     async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), KubeFailure> {
+        let grace = self.config.delete_grace.0;
         let params = DeleteParams {
-            grace_period_seconds: Some(0),
+            grace_period_seconds: Some(grace.as_secs() as u32),
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
         match self.pods(namespace).delete(name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(KubeFailure::from_api(e)),
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(KubeFailure::from_api(e)),
         }
+        let mut rx = self.cache.generation.subscribe();
+        let gone = async {
+            while self.cache.get(namespace, name).is_some() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(grace + Duration::from_secs(15), gone)
+            .await
+            .is_err()
+        {
+            tracing::warn!(pod = name, "the deleted kernel pod is still terminating");
+        }
+        Ok(())
+    }
+
+    /// What a user's kernels need beside the pod, created once per gateway
+    /// process (409 AlreadyExists is fine): in per-user mode the namespace,
+    /// its NetworkPolicy and (with Kueue) the group's LocalQueue; the
+    /// notebooks PVC where one is configured.
+    async fn prepare(
+        &self,
+        namespace: &str,
+        user: &str,
+        group: Option<&str>,
+        say: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(), KubeFailure> {
+        let created = |r: Result<(), kube::Error>| match r {
+            Ok(()) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(KubeFailure::from_api(e)),
+        };
+        let post = PostParams::default();
+        let per_user = self.config.namespace_per_user.is_some();
+        if per_user && self.first_time(format!("namespace {namespace}")) {
+            let ns = pod::build_namespace(namespace, user);
+            let r = Api::<Namespace>::all(self.client.clone())
+                .create(&post, &ns)
+                .await
+                .map(drop);
+            if created(r)? {
+                say(format!("created namespace {namespace}"));
+            }
+            let policy = pod::build_network_policy(namespace, &self.config.namespace);
+            let r = Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
+                .create(&post, &policy)
+                .await
+                .map(drop);
+            created(r)?;
+        }
+        if per_user
+            && self.config.kueue
+            && let Some(group) = group
+            && self.first_time(format!("localqueue {namespace}/{group}"))
+        {
+            let gvk = kube::api::GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta1", "LocalQueue");
+            let resource = kube::api::ApiResource::from_gvk(&gvk);
+            let queue: kube::api::DynamicObject =
+                serde_json::from_value(pod::build_local_queue(namespace, group))
+                    .map_err(|e| KubeFailure::Api(e.to_string()))?;
+            let r = Api::<kube::api::DynamicObject>::namespaced_with(
+                self.client.clone(),
+                namespace,
+                &resource,
+            )
+            .create(&post, &queue)
+            .await
+            .map(drop);
+            created(r)?;
+        }
+        if let Some(pvc) = pod::build_notebooks_pvc(&self.config, namespace, user)
+            && self.first_time(format!(
+                "pvc {namespace}/{}",
+                pvc.metadata.name.as_deref().unwrap_or_default()
+            ))
+        {
+            let r = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace)
+                .create(&post, &pvc)
+                .await
+                .map(drop);
+            if created(r)? {
+                say(format!(
+                    "created the notebooks volume {}",
+                    pvc.metadata.name.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `what` is being prepared for the first time by this process.
+    fn first_time(&self, what: String) -> bool {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(what)
     }
 
     /// Waits for the pod in the cache until it is ready or failed.
@@ -298,9 +424,26 @@ impl KubeLauncher {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.cache.generation.subscribe();
         let mut doing = "waiting for the API server's watch".to_owned();
+        let mut unschedulable_since: Option<tokio::time::Instant> = None;
         loop {
             if let Some(pod) = self.cache.get(namespace, name) {
-                match state::interpret(&pod) {
+                let state = match state::interpret(&pod) {
+                    // The scheduler may yet find a node: a pod being deleted
+                    // frees its GPU, an autoscaler adds a node.
+                    PodState::Failed(KubeFailure::Unschedulable { message }) => {
+                        let since =
+                            *unschedulable_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= self.config.unschedulable_timeout.0 {
+                            return Err(KubeFailure::Unschedulable { message });
+                        }
+                        PodState::Waiting(format!("waiting for a node (Unschedulable): {message}"))
+                    }
+                    other => {
+                        unschedulable_since = None;
+                        other
+                    }
+                };
+                match state {
                     PodState::Ready { ip } => return Ok(ip),
                     PodState::Failed(f) => return Err(f),
                     PodState::Waiting(now) => {
@@ -314,8 +457,12 @@ impl KubeLauncher {
                     }
                 }
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
+            // Look again when the Unschedulable patience runs out, change or not.
+            let patience = unschedulable_since.map(|t| t + self.config.unschedulable_timeout.0);
+            let wake = patience.map_or(deadline, |p| p.min(deadline));
+            match tokio::time::timeout_at(wake, rx.changed()).await {
                 Ok(Ok(())) => {}
+                Err(_) if wake < deadline => {}
                 Ok(Err(_)) | Err(_) => {
                     return Err(KubeFailure::Timeout {
                         waited: timeout,
@@ -401,16 +548,16 @@ impl Launcher for KubeLauncher {
                 let _ = p.send(m);
             }
         };
-        if self.config.namespace_per_user.is_some() {
-            let ns = pod::build_namespace(&namespace, &spec.user);
-            match Api::<Namespace>::all(self.client.clone())
-                .create(&PostParams::default(), &ns)
-                .await
-            {
-                Ok(_) => say(format!("created namespace {namespace}")),
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(LaunchError::Kube(KubeFailure::from_api(e))),
-            }
+        if let Err(e) = self
+            .prepare(&namespace, &spec.user, spec.group.as_deref(), &say)
+            .await
+        {
+            // Another start may succeed where this one failed.
+            self.prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            return Err(LaunchError::Kube(e));
         }
         let created = self
             .pods(&namespace)
@@ -538,8 +685,23 @@ impl Launcher for KubeLauncher {
         true
     }
 
+    async fn ready(&self) -> Result<(), String> {
+        if self.cache.is_synced() {
+            Ok(())
+        } else {
+            Err("the kernel pod watch has not listed the pods yet (is the API server reachable, and does the Role allow it?)".into())
+        }
+    }
+
     async fn adopt(&self, known: &HashSet<uuid::Uuid>) -> Result<Vec<uuid::Uuid>, LaunchError> {
-        if !self.synced(self.config.launch_timeout.0).await {
+        // Bounded well within the gateway's liveness probe: a watch that
+        // cannot list (RBAC, a network policy) must not crash-loop the
+        // gateway; it starts, /readyz says why it is not ready, and the
+        // watcher keeps retrying.
+        if !self
+            .synced(ADOPT_WAIT.min(self.config.launch_timeout.0))
+            .await
+        {
             return Err(LaunchError::Kube(KubeFailure::Api(
                 "the kernel pod watch did not list the pods".into(),
             )));
