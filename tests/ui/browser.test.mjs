@@ -2,7 +2,7 @@
 // against a real `lab serve` with real kernels. Screenshots of every step go
 // to tests/artifacts/ui/. Any console error or page error fails the run.
 //
-//   node --test tests/ui/     (scripts/test runs it after building the UI)
+//   node --test tests/ui/*.test.mjs     (scripts/test runs it after building the UI)
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -168,10 +168,23 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.equal(await third.locator(".outputs > *").count(), 1, "one progress display, updated in place");
   assert.match(await third.locator(".outputs").textContent(), /30\s*\/\s*30/);
 
-  // 5. Save with Ctrl-S, reload, and find the cell and its output.
+  // Markdown output is rendered (sanitised), not shown as source.
+  await page.getByRole("button", { name: "+ Code" }).click();
+  const fourth = page.locator("section.cell.code").nth(3);
+  await typeInto(page, fourth, 'markdown("## Results\\n\\nloss is **low**")');
+  await fourth.locator(".cm-content").click();
+  await page.keyboard.press("Control+Enter");
+  await fourth.locator(".out-markdown strong", { hasText: "low" }).waitFor({ timeout: 30_000 });
+  assert.equal(await fourth.locator(".out-markdown h2").textContent(), "Results");
+
+  // 5. Save with Ctrl-S (the indicator says "saved", not "autosaved" or
+  // "unsaved"), and the file holds it before the page reloads.
   await cell.locator(".cm-content").click();
   await page.keyboard.press("Control+s");
-  await page.locator(".saved", { hasText: "saved" }).waitFor();
+  await page.locator(".saved", { hasText: /^saved$/ }).waitFor();
+  const onDisk = JSON.parse(readFileSync(join(data, "users", "admin", "lesson.ipynb"), "utf8"));
+  assert.equal(onDisk.cells.length, 4);
+  assert.match(onDisk.cells[3].source, /loss is \*\*low\*\*/);
   await page.reload();
   await page.locator("section.cell.code").first().waitFor();
   const reloaded = page.locator("section.cell.code").first();
@@ -194,8 +207,15 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   await page.getByRole("button", { name: "Publish" }).click();
   await page.getByText("Published to intro").waitFor();
 
-  // 6. Open an example notebook and run all.
+  // 6. Open an example notebook and run all. It carries a markdown cell
+  // with an attachment, as JupyterLab saves a pasted image: kept on save.
   const example = JSON.parse(readFileSync(join(ROOT, "examples", "03-candle-tensors.ipynb"), "utf8"));
+  const pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+  example.cells.unshift({
+    id: "pasted-image", cell_type: "markdown", metadata: {},
+    source: "![pasted](attachment:pixel.png)",
+    attachments: { "pixel.png": { "image/png": pixel } },
+  });
   const put = await page.request.put(`${base}/api/contents/03-candle-tensors.ipynb`, {
     headers: { Authorization: `token ${adminToken}` },
     data: { type: "notebook", format: "json", content: example },
@@ -213,6 +233,10 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
     assert.match(await codeCells.nth(i).locator(".prompt").textContent(), /^\[\d+\]:$/, `cell ${i} ran`);
   }
   await shot(page, "06-example-run-all");
+  await page.keyboard.press("Control+s");
+  await page.locator(".saved", { hasText: /^saved$/ }).waitFor();
+  const ran = JSON.parse(readFileSync(join(data, "users", "admin", "03-candle-tensors.ipynb"), "utf8"));
+  assert.deepEqual(ran.cells[0].attachments, { "pixel.png": { "image/png": pixel } });
 
   // Files: upload a notebook, rename it, download it, delete it.
   await page.goto(`${base}/#/files/`);
@@ -287,9 +311,47 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.match(await other.locator("section.cell.code").first().locator(".cm-content").textContent(), /line/);
   await shot(other, "08b-course-copy");
 
-  // A narrow screen still works.
+  // A narrow screen still works: nothing is wider than the screen, and a
+  // cell still runs from the keyboard there.
   await other.setViewportSize({ width: 390, height: 800 });
+  assert.ok(await other.evaluate(() => document.documentElement.scrollWidth <= 390),
+    "the page scrolls sideways on a narrow screen");
+  for (const name of ["Save", "Run all", "Interrupt", "Restart"]) {
+    const box = await other.getByRole("button", { name }).boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${name} is on screen: ${JSON.stringify(box)}`);
+  }
+  const narrowCell = other.locator("section.cell.code").first();
+  await typeInto(other, narrowCell, 'print("narrow " + (6 * 7))');
+  await narrowCell.locator(".cm-content").click();
+  await other.keyboard.press("Shift+Enter");
+  await narrowCell.locator(".outputs", { hasText: "narrow 42" }).waitFor({ timeout: 30_000 });
   await shot(other, "09-narrow");
+
+  // A trainer publishes from their own notebook; an engineer gets no Publish.
+  assert.equal(await other.getByRole("button", { name: "Publish" }).count(), 0);
+  const tara = lab("user", "add", "tara", "--role", "trainer");
+  const trainer = await newPage("trainer");
+  await trainer.goto(`${base}/?token=${tara}`);
+  trainer.nextPrompt = "week2.ipynb";
+  await trainer.getByRole("button", { name: "New notebook" }).click();
+  await trainer.waitForURL(/#\/nb\/week2\.ipynb$/);
+  // Every modelled GPU is taken: the trainer's kernel waits, which does not stop publishing.
+  await trainer.locator(".queue", { hasText: "queued" }).waitFor({ timeout: 30_000 });
+  trainer.nextPrompt = "week-2";
+  await trainer.getByRole("button", { name: "Publish" }).click();
+  await trainer.getByText("Published to week-2").waitFor();
+  const courses = await (await other.request.get(`${base}/api/courses`)).json();
+  assert.ok(courses.some((c) => c.name === "week-2" && c.notebooks.some((nb) => nb.name === "week2.ipynb")),
+    JSON.stringify(courses));
+  // Leaving the page gives the queued start's place back.
+  await trainer.goto(`${base}/#/files/`);
+  let taras = [];
+  for (let i = 0; i < 50; i++) {
+    taras = (await (await trainer.request.get(`${base}/api/kernels`)).json());
+    if (taras.length === 0) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  assert.deepEqual(taras, [], "the trainer's queued start was cancelled");
 
   assert.deepEqual(problems, [], "the console stayed clean");
 }));

@@ -18,6 +18,8 @@ interface NbCell {
   metadata: Record<string, unknown>;
   outputs?: Output[];
   execution_count?: number | null;
+  attachments?: Record<string, unknown>;
+  [other: string]: unknown;
 }
 
 interface Notebook {
@@ -61,6 +63,9 @@ class Cell {
     outputs: Output[],
     count: number | null,
     public metadata: Record<string, unknown>,
+    /// Fields of the cell this view does not edit (JupyterLab's pasted
+    /// images in `attachments`, say): saved back as they came.
+    private readonly extra: Record<string, unknown> = {},
   ) {
     this.count = count;
     this.prompt = h("div", { class: "prompt" });
@@ -74,8 +79,14 @@ class Cell {
       changed: () => nb.markDirty(),
     });
     if (type === "markdown") {
-      this.rendered = h("div", { class: "markdown-rendered", tabindex: "0" });
+      this.rendered = h("div", { class: "markdown-rendered", tabindex: "0", title: "Enter or double-click to edit" });
       this.rendered.addEventListener("dblclick", () => this.edit());
+      this.rendered.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
+          e.preventDefault();
+          this.edit();
+        }
+      });
       this.el.append(this.rendered);
       if (text.trim()) this.render();
     } else {
@@ -106,7 +117,7 @@ class Cell {
   }
 
   toJSON(): NbCell {
-    const base = { id: this.id, cell_type: this.type, source: this.text, metadata: this.metadata };
+    const base = { ...this.extra, id: this.id, cell_type: this.type, source: this.text, metadata: this.metadata };
     if (this.type !== "code") return base;
     return { ...base, outputs: this.outputs.toJSON() as Output[], execution_count: this.count };
   }
@@ -129,6 +140,8 @@ export class NotebookView {
   private readonly banner = h("div", { class: "notice", role: "alert", hidden: true });
   private readonly picker = h("select", { "aria-label": "kernel" }) as HTMLSelectElement;
   private autosave: number | undefined;
+  /// Left (another page was opened): a start still queued is cancelled.
+  private disposed = false;
   /// The connect in flight: a kernel switch waits for it, so no start is lost.
   private connecting: Promise<void> = Promise.resolve();
   private runQueue: Promise<void> = Promise.resolve();
@@ -145,7 +158,7 @@ export class NotebookView {
       h("button", { onclick: () => void this.save(), title: "Save (Ctrl-S)" }, "Save"),
       h("button", { onclick: () => this.addCell("code"), title: "Add a code cell" }, "+ Code"),
       h("button", { onclick: () => this.addCell("markdown"), title: "Add a markdown cell" }, "+ Text"),
-      h("button", { onclick: () => void this.runAll(), class: "run-all" }, "Run all"),
+      h("button", { onclick: () => void this.runAll(), class: "run-all", title: "Run all (Ctrl-Shift-Enter)" }, "Run all"),
       h("button", { onclick: () => void this.interrupt(), class: "interrupt" }, "Interrupt"),
       h("button", { onclick: () => void this.restart(), class: "restart" }, "Restart"),
       canPublish && h("button", { onclick: () => void this.publish(), class: "publish", title: "Publish to a course" }, "Publish"),
@@ -159,9 +172,14 @@ export class NotebookView {
     this.picker.addEventListener("change", () => void this.switchKernel(this.picker.value));
     this.el = h("div", { class: "notebook" }, bar, this.banner, this.cellsEl);
     this.el.addEventListener("keydown", (e) => {
+      // An editor handles its own keys first (and prevents the default).
+      if (e.defaultPrevented) return;
       if ((e.ctrlKey || e.metaKey) && e.key === "s") {
         e.preventDefault();
         void this.save();
+      } else if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key === "Enter") {
+        e.preventDefault();
+        void this.runAll();
       }
     });
   }
@@ -171,16 +189,9 @@ export class NotebookView {
     const nb = model.content;
     this.metadata = nb.metadata ?? {};
     for (const c of nb.cells) {
+      const { id, cell_type, source: text, metadata, outputs, execution_count, ...extra } = c;
       this.appendCell(
-        new Cell(
-          this,
-          c.cell_type,
-          source(c.source),
-          c.id ?? cellId(),
-          c.outputs ?? [],
-          c.execution_count ?? null,
-          c.metadata ?? {},
-        ),
+        new Cell(this, cell_type, source(text), id ?? cellId(), outputs ?? [], execution_count ?? null, metadata ?? {}, extra),
       );
     }
     if (!this.cells.length) this.addCell("code");
@@ -194,6 +205,7 @@ export class NotebookView {
   }
 
   dispose(): void {
+    this.disposed = true;
     window.clearInterval(this.autosave);
     this.kernel?.close();
   }
@@ -253,8 +265,13 @@ export class NotebookView {
         return;
       }
       this.showKernel(kernel);
-      while (kernel.execution_state === "queued") {
+      while (kernel.execution_state === "queued" || kernel.execution_state === "starting") {
         await new Promise((r) => setTimeout(r, 1000));
+        if (this.disposed) {
+          // Nobody waits for it any more: give its place in the queue back.
+          await api(`/api/kernels/${kernel.id}`, { method: "DELETE" }).catch(() => {});
+          return;
+        }
         kernel = await api<KernelModel>(`/api/kernels/${kernel.id}`);
         this.showKernel(kernel);
       }
@@ -273,7 +290,9 @@ export class NotebookView {
     this.kernel.onStatus = (s) => this.setStatus(s);
     this.kernel.onConnection = (c) => this.setConnection(c);
     this.kernel.onNotice = (n) => void this.notice(n.kind, n.message);
-    this.setStatus("idle");
+    // What the kernel is doing now (an existing session's kernel may be
+    // busy); the websocket pushes every change from here on.
+    this.setStatus(kernel.execution_state);
     this.metadata.kernelspec = { name: kernel.name, display_name: this.picker.selectedOptions[0]?.textContent ?? kernel.name };
   }
 
@@ -380,6 +399,11 @@ export class NotebookView {
               idle = true;
               finish();
             }
+            return;
+          }
+          if (m.header.msg_type === "update_display_data") {
+            // The display may be in any cell, not only this one.
+            for (const c of this.cells) c.outputs.update(m.content.transient?.display_id, m.content.data, m.content.metadata);
             return;
           }
           const n = cell.outputs.handle(m);

@@ -34,9 +34,17 @@ function parseMap(text: string, what: string): Record<string, number | "unlimite
 export async function opsPage(): Promise<HTMLElement> {
   const [groups, cluster] = await Promise.all([
     api<{ quota: GroupQuota; members: string[]; using: Record<string, unknown> }[]>("/api/admin/groups"),
-    api<{ pools: { name: string; model: string; gpus: number; free: number; real: boolean }[]; queue: any[] }>(
-      "/api/admin/cluster",
-    ),
+    api<{
+      pools: {
+        name: string;
+        model: string;
+        gpus: number;
+        free: number;
+        real: boolean;
+        devices?: { id: string; utilisation_percent: number | null; memory_used_mb: number | null; memory_mb: number }[] | null;
+      }[];
+      queue: any[];
+    }>("/api/admin/cluster"),
   ]);
   const rows = groups.map(({ quota, members }) => {
     const guaranteed = h("input", { value: mapText(quota.guaranteed), "aria-label": `${quota.name} guaranteed` }) as HTMLInputElement;
@@ -80,6 +88,15 @@ export async function opsPage(): Promise<HTMLElement> {
           h("td", {}, p.model + (p.real ? "" : " (modelled)")),
           h("td", {}, `${p.gpus - p.free} of ${p.gpus} in use`),
           h("td", {}, h("meter", { min: "0", max: String(p.gpus), value: String(p.gpus - p.free) })),
+          // Real GPUs read through NVML: how busy each one is.
+          h(
+            "td",
+            { class: "utilisation" },
+            (p.devices ?? [])
+              .filter((d) => d.utilisation_percent != null)
+              .map((d) => `${d.utilisation_percent}% busy, ${Math.round((d.memory_used_mb ?? 0) / 1024)} of ${Math.round(d.memory_mb / 1024)} GiB`)
+              .join("; "),
+          ),
         ),
       ),
     );

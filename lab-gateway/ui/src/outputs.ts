@@ -4,6 +4,7 @@
 
 import DOMPurify from "dompurify";
 import { AnsiUp } from "ansi_up";
+import { marked } from "marked";
 import { h } from "./dom";
 import type { Msg } from "./kernel";
 
@@ -53,7 +54,9 @@ function renderData(data: Record<string, any>): HTMLElement {
     return h("img", { class: "out-img", src, alt: "image output" });
   }
   if (data["text/markdown"] !== undefined) {
-    return h("pre", { class: "out-text" }, joined(data["text/markdown"]));
+    const div = h("div", { class: "out-markdown" });
+    div.innerHTML = DOMPurify.sanitize(marked.parse(joined(data["text/markdown"]), { async: false }) as string);
+    return div;
   }
   return h("pre", { class: "out-text" }, joined(data["text/plain"] ?? ""));
 }
@@ -121,18 +124,9 @@ export class OutputArea {
       case "display_data":
         this.add({ output_type: "display_data", data: c.data, metadata: c.metadata ?? {}, transient: c.transient });
         break;
-      case "update_display_data": {
-        const id = c.transient?.display_id;
-        this.outputs.forEach((o, i) => {
-          if (o.output_type === "display_data" && o.transient?.display_id === id) {
-            o.data = c.data;
-            const node = renderOutput(o);
-            this.nodes[i].replaceWith(node);
-            this.nodes[i] = node;
-          }
-        });
+      case "update_display_data":
+        this.update(c.transient?.display_id, c.data, c.metadata);
         break;
-      }
       case "execute_result":
         this.add({ output_type: "execute_result", data: c.data, metadata: c.metadata ?? {}, execution_count: c.execution_count });
         return c.execution_count;
@@ -147,6 +141,21 @@ export class OutputArea {
         return c.execution_count ?? null;
     }
     return null;
+  }
+
+  /// Replaces every display of this area with `displayId` (a display may
+  /// be updated from any cell, so the notebook calls this on every cell).
+  update(displayId: string | undefined, data: Record<string, any>, metadata?: Record<string, unknown>): void {
+    if (!displayId) return;
+    this.outputs.forEach((o, i) => {
+      if (o.output_type === "display_data" && o.transient?.display_id === displayId) {
+        o.data = data;
+        if (metadata) o.metadata = metadata;
+        const node = renderOutput(o);
+        this.nodes[i].replaceWith(node);
+        this.nodes[i] = node;
+      }
+    });
   }
 
   /// The outputs as nbformat stores them (no transient fields).
