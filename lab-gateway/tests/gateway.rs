@@ -1298,7 +1298,13 @@ fn the_built_in_academy_specs_are_what_academy_kernel_installs() {
         let installed: Value =
             serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let ours = &built_in.get(name).unwrap().json;
-        for key in ["display_name", "language", "interrupt_mode", "env", "metadata"] {
+        for key in [
+            "display_name",
+            "language",
+            "interrupt_mode",
+            "env",
+            "metadata",
+        ] {
             assert_eq!(ours[key], installed[key], "{name}: {key}");
         }
         assert_eq!(
@@ -1307,4 +1313,42 @@ fn the_built_in_academy_specs_are_what_academy_kernel_installs() {
             "{name}"
         );
     }
+}
+
+/// A reconnect with the same session_id replaces the stale socket: the old
+/// one is closed with 4001 and the new one carries the session on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_socket_with_the_same_session_replaces_the_first_with_4001() {
+    let g = start_gateway().await;
+    let token = g.user("alice");
+    let (_, model) = g
+        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
+        .await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let mut stale = connect_session(&g, &id, &token, "same-session", None).await;
+    run_cell(&mut stale, "let kept = 20;").await;
+    let mut fresh = connect_session(&g, &id, &token, "same-session", None).await;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stale.next())
+            .await
+            .expect("the stale socket was not closed")
+        {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 4001);
+    let (reply, _, result) = run_cell(&mut fresh, "kept + 22").await;
+    assert_eq!(
+        (reply["status"].as_str(), result.as_str()),
+        (Some("ok"), "42")
+    );
+    // Another session of the same kernel is not touched.
+    let mut other = connect_session(&g, &id, &token, "other-session", None).await;
+    let (_, _, result) = run_cell(&mut other, "kept").await;
+    assert_eq!(result, "20");
+    let (_, _, result) = run_cell(&mut fresh, "kept * 2").await;
+    assert_eq!(result, "40");
+    g.delete(&format!("/api/kernels/{id}"), &token).await;
 }
