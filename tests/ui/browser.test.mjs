@@ -310,6 +310,12 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.equal(await other.locator(".queue").textContent(), "");
   assert.match(await other.locator("section.cell.code").first().locator(".cm-content").textContent(), /line/);
   await shot(other, "08b-course-copy");
+  // Opening it again from the course finds the same copy, not a new one.
+  await other.getByRole("link", { name: "Courses" }).click();
+  await other.locator('section.course[data-course="intro"]').waitFor();
+  await other.getByRole("button", { name: "Open my copy" }).click();
+  await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
+  await other.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
 
   // A narrow screen still works: nothing is wider than the screen, and a
   // cell still runs from the keyboard there.

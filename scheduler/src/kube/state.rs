@@ -121,3 +121,63 @@ pub fn interpret(pod: &Pod) -> PodState {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "alice-k"},
+            "spec": {"containers": [{"name": "kernel", "image": "registry.example/kernel:1"}],
+                     "nodeName": "gpu-1"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_first_pull_failure_names_the_image_as_a_back_off_does() {
+        let p = pod(serde_json::json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "kernel", "ready": false, "restartCount": 0,
+                "image": "x", "imageID": "",
+                "state": {"waiting": {"reason": "ErrImagePull",
+                    "message": "rpc error: code = NotFound desc = manifest unknown"}}}]}));
+        assert_eq!(
+            interpret(&p),
+            PodState::Failed(KubeFailure::ImagePull {
+                image: "registry.example/kernel:1".into(),
+                reason: "ErrImagePull".into(),
+                message: "rpc error: code = NotFound desc = manifest unknown".into(),
+            })
+        );
+    }
+
+    /// Running is not Ready: the kernel may still be opening its ports.
+    #[test]
+    fn a_running_pod_that_is_not_ready_is_still_starting() {
+        let p = pod(serde_json::json!({"phase": "Running", "podIP": "10.0.0.5",
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "kernel", "ready": false, "restartCount": 0,
+                "image": "x", "imageID": "",
+                "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}}}]}));
+        assert_eq!(
+            interpret(&p),
+            PodState::Waiting("the kernel is starting on node gpu-1".into())
+        );
+    }
+
+    #[test]
+    fn a_pod_being_deleted_never_becomes_ready() {
+        let mut p = pod(serde_json::json!({"phase": "Running"}));
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Default::default(),
+        ));
+        assert!(matches!(
+            interpret(&p),
+            PodState::Failed(KubeFailure::Exited(_))
+        ));
+    }
+}
