@@ -605,30 +605,35 @@ impl Report {
         s
     }
 
-    /// Per week, the peak of GPUs in use (as a bar against capacity) and of
-    /// starts waiting: the shape of the term at a glance in a terminal.
+    /// Per week, the mean share of the GPUs in use (a bar), and the peaks of
+    /// GPUs in use and of starts waiting: the shape of the term at a glance
+    /// in a terminal.
     pub fn weekly_chart(&self) -> String {
         const WIDTH: usize = 40;
-        let mut s =
-            String::from("week  peak GPUs in use (bar: share of capacity)        peak waiting\n");
+        let mut s = format!(
+            "week  {:<width$} {:>11} {:>13}\n",
+            format!("mean use of the {} GPUs", self.capacity),
+            "peak in use",
+            "peak waiting",
+            width = WIDTH + 5
+        );
         for (w, hours) in self.hourly.chunks(24 * 7).enumerate() {
-            let used = hours.iter().map(|h| h.0).max().unwrap_or(0);
-            let waiting = hours.iter().map(|h| h.1).max().unwrap_or(0);
-            let filled = if self.capacity == 0 {
-                0
+            let mean =
+                hours.iter().map(|h| f64::from(h.0)).sum::<f64>() / hours.len().max(1) as f64;
+            let share = if self.capacity == 0 {
+                0.0
             } else {
-                (used as usize * WIDTH)
-                    .div_ceil(self.capacity as usize)
-                    .min(WIDTH)
+                mean / f64::from(self.capacity)
             };
+            let filled = ((share * WIDTH as f64).round() as usize).min(WIDTH);
             s.push_str(&format!(
-                "{:>4}  {}{} {:>5}/{:<5} {:>7}\n",
+                "{:>4}  {}{} {:>3.0}% {:>11} {:>13}\n",
                 w + 1,
                 "#".repeat(filled),
                 ".".repeat(WIDTH - filled),
-                used,
-                self.capacity,
-                waiting
+                share * 100.0,
+                hours.iter().map(|h| h.0).max().unwrap_or(0),
+                hours.iter().map(|h| h.1).max().unwrap_or(0),
             ));
         }
         s
