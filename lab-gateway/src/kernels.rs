@@ -1093,10 +1093,13 @@ impl KernelManager {
         self.handle(events);
         match decision {
             Decision::Refused(refusal) => Err(ApiError::Refused(refusal)),
-            Decision::Admitted(grant) if self.launcher.slow_starts() => {
-                // A pod may wait for a node or an image for minutes: the
-                // launch goes on in the background, tracked like a queued
-                // start, and the client is answered within `answer_after`.
+            Decision::Admitted(grant) => {
+                // The launch goes on in its own task, tracked like a queued
+                // start: a pod may wait minutes for a node or an image, and a
+                // client that gives up (or times out) must not abort a launch
+                // half way and leave its process and GPUs behind. The client
+                // is answered within `answer_after`: 201 with the kernel, or
+                // 202 `starting` with what the launch is doing.
                 let starting = self.track(id, user, spec_name, req.env, resources);
                 let me = self.clone();
                 let q = starting.clone();
@@ -1105,18 +1108,6 @@ impl KernelManager {
                     QueueState::Started(k) => Ok(Started::Running(k)),
                     QueueState::Failed(why) => Err(ApiError::Unavailable(why)),
                     _ => Ok(Started::Queued(starting)),
-                }
-            }
-            Decision::Admitted(grant) => {
-                match self
-                    .start_admitted(id, user, &spec_name, &req.env, resources.sized(grant))
-                    .await
-                {
-                    Ok(k) => Ok(Started::Running(k)),
-                    Err(e) => {
-                        self.release(id);
-                        Err(e)
-                    }
                 }
             }
             Decision::Queued(ticket) => {

@@ -572,3 +572,47 @@ fn palette_hex(i: usize) -> String {
     let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
     format!("{r:02X}{g:02X}{b:02X}")
 }
+
+/// A client that gives up on its start (a launch timeout, a closed tab)
+/// does not abort the launch half way: the kernel starts, is listed, holds
+/// its GPU until deleted, and gives it back then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_whose_client_hangs_up_still_ends_as_a_kernel_that_can_be_deleted() {
+    use tokio::io::AsyncWriteExt;
+    let g = gateway("1x1 H100-80GB", vec![], Tuning::default(), no_cull()).await;
+    let token = g.user("ana");
+    let body = gpu_start(1).to_string();
+    let addr = g.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /api/kernels HTTP/1.1\r\nHost: {addr}\r\nAuthorization: token {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Hang up at once, before any answer.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kernel = loop {
+        let (_, list) = g.get("/api/kernels", &token).await;
+        if let Some(k) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["execution_state"] == "idle")
+        {
+            break k.clone();
+        }
+        assert!(Instant::now() < deadline, "no kernel came of it: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(kernel["resources"]["gpus"], 1);
+    let admin = g.user_in("root", Role::Admin, None);
+    let (_, c) = g.get("/api/admin/cluster", &admin).await;
+    assert_eq!(c["pools"][0]["free"], 0, "{c}");
+    let id = kernel["id"].as_str().unwrap();
+    assert_eq!(g.delete(&format!("/api/kernels/{id}"), &token).await, 204);
+    let (_, c) = g.get("/api/admin/cluster", &admin).await;
+    assert_eq!(c["pools"][0]["free"], 1, "the GPU came back: {c}");
+}

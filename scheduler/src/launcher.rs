@@ -114,11 +114,6 @@ pub trait Launcher: Send + Sync + 'static {
     async fn cleanup(&self, kernel_id: uuid::Uuid, locator: &KernelLocator);
     /// The end of what the kernel wrote to stdout and stderr, to explain a failed start.
     async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String;
-    /// Whether a start may take long (a pod waiting for a node or pulling its
-    /// image): the gateway then answers the client before the kernel runs.
-    fn slow_starts(&self) -> bool {
-        false
-    }
     /// Whether the backend can start and watch kernels now (`/readyz`);
     /// the reason when it cannot.
     async fn ready(&self) -> Result<(), String> {

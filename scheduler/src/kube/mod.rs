@@ -681,10 +681,6 @@ impl Launcher for KubeLauncher {
             .unwrap_or_default()
     }
 
-    fn slow_starts(&self) -> bool {
-        true
-    }
-
     async fn ready(&self) -> Result<(), String> {
         if self.cache.is_synced() {
             Ok(())
