@@ -141,8 +141,21 @@ pub async fn delete_kernel(
         return Ok(StatusCode::NO_CONTENT);
     }
     let k = s.kernels.get_for(&user, &id)?;
-    s.kernels.shutdown(&k).await?;
+    let kernels = s.kernels.clone();
+    // Run to the end even if the client hangs up: a stop cut short would
+    // leave a killed kernel registered, or its GPUs held.
+    to_completion(async move { kernels.shutdown(&k).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs `work` in its own task, so that a client hanging up (which drops
+/// the handler's future) cannot stop it half way.
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 pub async fn interrupt_kernel(
@@ -171,7 +184,9 @@ pub async fn restart_kernel(
         )));
     }
     let k = s.kernels.get_for(&user, &id)?;
-    s.kernels.restart(&k).await?;
+    let kernels = s.kernels.clone();
+    let kernel = k.clone();
+    to_completion(async move { kernels.restart(&kernel).await }).await?;
     Ok(Json(k.model()))
 }
 
