@@ -269,6 +269,11 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   })).json();
   assert.equal(group.weight, 3);
   assert.deepEqual(group.guaranteed, { "H100-80GB": 2 });
+  // The live allocation: the admin's two notebooks hold both modelled GPUs;
+  // and the ledger's chart of GPU hours per group names the admin's group.
+  await page.locator("table.pools", { hasText: "2 of 2 in use" }).waitFor();
+  await page.locator(".usage-chart svg").waitFor();
+  assert.match(await page.locator(".usage-chart svg").textContent(), /default/);
   await shot(page, "07-ops-quota");
 
   // Log out: the app shows the login form again.

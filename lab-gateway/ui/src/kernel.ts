@@ -52,6 +52,12 @@ export class KernelConnection {
       this.retry = 0;
       this.onConnection("connected");
       for (const m of this.queue.splice(0)) ws.send(m);
+      // As JupyterLab does on every connect: the kernel's answer comes with
+      // a busy/idle pair on iopub, so the status shown is the kernel's now,
+      // even if it changed before this socket opened.
+      const info = this.request("shell", "kernel_info_request", {}, (m) => {
+        if (m.header.msg_type === "kernel_info_reply") this.done(info);
+      });
     };
     ws.onmessage = (e) => {
       let m: Msg;
