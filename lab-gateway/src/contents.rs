@@ -402,28 +402,27 @@ impl Root {
         self.model(&target, false, None)
     }
 
-    fn untitled(&self, dir: &Inside, stem: &str, ext: &str) -> Inside {
+    /// `stem ext` in `dir`, else the first free `stem sep N ext` (N from 1):
+    /// Jupyter's `Untitled1.ipynb`, or a course copy's `lesson-1.ipynb`.
+    fn first_free(&self, dir: &Inside, stem: &str, sep: &str, ext: &str) -> Inside {
         let first = dir.join(&format!("{stem}{ext}"));
         if !self.exists(&first) {
             return first;
         }
         (1..)
-            .map(|i| dir.join(&format!("{stem}{i}{ext}")))
+            .map(|i| dir.join(&format!("{stem}{sep}{i}{ext}")))
             .find(|p| !self.exists(p))
             .unwrap_or(first)
     }
 
+    fn untitled(&self, dir: &Inside, stem: &str, ext: &str) -> Inside {
+        self.first_free(dir, stem, "", ext)
+    }
+
     /// A free name for a new file: `path` itself, else `stem-1.ext`, ….
     pub fn free_name(&self, p: &Inside) -> Inside {
-        if !self.exists(p) {
-            return p.clone();
-        }
         let (stem, ext) = p.stem_and_ext();
-        let dir = p.parent();
-        (1..)
-            .map(|i| dir.join(&format!("{stem}-{i}{ext}")))
-            .find(|p| !self.exists(p))
-            .unwrap_or_else(|| p.clone())
+        self.first_free(&p.parent(), &stem, "-", &ext)
     }
 
     /// PATCH: renames or moves within the root.

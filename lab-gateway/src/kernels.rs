@@ -407,6 +407,21 @@ pub struct ResourceRequest {
     pub memory: Option<String>,
 }
 
+/// The number in the start request's variable `name`, if it is set.
+fn env_number<T: std::str::FromStr>(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    env.get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be {what}, not {v:?}")))
+        })
+        .transpose()
+}
+
 /// A memory size as Kubernetes spells it: digits, then an optional
 /// suffix (`512Mi`, `8Gi`, `1G`, `1500000000`).
 fn is_quantity(m: &str) -> bool {
@@ -972,25 +987,9 @@ impl KernelManager {
                 ))
             })?
             .unwrap_or_default();
-        let env_gpus = req
-            .env
-            .get("KERNEL_GPUS")
-            .map(|v| {
-                v.trim().parse::<u32>().map_err(|_| {
-                    ApiError::BadRequest(format!("KERNEL_GPUS must be a GPU count, not {v:?}"))
-                })
-            })
-            .transpose()?;
-        // Enterprise Gateway's names for a pod's CPU and memory.
-        let env_cpus = req
-            .env
-            .get("KERNEL_CPUS")
-            .map(|v| {
-                v.trim().parse::<f64>().map_err(|_| {
-                    ApiError::BadRequest(format!("KERNEL_CPUS must be a CPU count, not {v:?}"))
-                })
-            })
-            .transpose()?;
+        // Enterprise Gateway's names for a pod's GPUs, CPU and memory.
+        let env_gpus = env_number::<u32>(&req.env, "KERNEL_GPUS", "a GPU count")?;
+        let env_cpus = env_number::<f64>(&req.env, "KERNEL_CPUS", "a CPU count")?;
         let env_memory = req.env.get("KERNEL_MEMORY").map(|m| m.trim().to_owned());
         let body = req.resources.clone().unwrap_or_default();
         let cpus = body.cpus.or(env_cpus).or(declared.cpus);
