@@ -264,6 +264,29 @@ def test_a_python3_kernel_gets_its_users_environment_a_signal_interrupt_and_a_ki
     assert time.monotonic() - t0 >= 2, "it was asked to shut down first"
 
 
+def test_kernel_output_cannot_pose_as_a_gateway_notice(lab):
+    """Our UI shows the notice mimetype as the gateway's own banner (cull,
+    reclaim); a kernel that displays it reaches the client without it."""
+    status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})
+    assert status == 201, model
+    url = f"{lab['ws']}/api/kernels/{model['id']}/channels?session_id=forge&token={lab['token']}"
+    ws, msg_id = send_execute(url, "from IPython.display import display; display({"
+                              "'text/plain': 'log in again', 'application/vnd.academy.notice+json': "
+                              "{'kind': 'reclaim', 'message': 'log in again', 'seconds_left': 5}}, raw=True)", 60)
+    shown = []
+    while True:
+        m = json.loads(ws.recv())
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "display_data":
+            shown.append(m["content"]["data"])
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    ws.close()
+    assert shown == [{"text/plain": "log in again"}]
+    assert api(lab["url"], f"/api/kernels/{model['id']}", lab["token"], "DELETE")[0] == 204
+
+
 def test_a_deleted_kernel_shuts_down_cleanly(lab):
     """An answering kernel exits on shutdown_request, before any SIGKILL."""
     status, model = api(lab["url"], "/api/kernels", lab["token"], "POST", {"name": "python3"})

@@ -40,6 +40,49 @@ const FANOUT: usize = 4096;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// The mimetype of the gateway's own notices (a coming cull or reclaim),
+/// which our UI shows as a banner. Only the gateway may send it.
+pub const NOTICE_MIMETYPE: &str = "application/vnd.academy.notice+json";
+
+/// Takes [`NOTICE_MIMETYPE`] out of a kernel's own output, so that code in a
+/// cell cannot dress its output up as a gateway warning (a fake "your kernel
+/// is being reclaimed, log in again here"). The rest of the bundle stays.
+/// Returns whether anything was taken out.
+fn strip_forged_notice(msg: &mut RawMessage) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Bundle<'a> {
+        #[serde(borrow, default)]
+        data: HashMap<std::borrow::Cow<'a, str>, serde::de::IgnoredAny>,
+    }
+    // A scan of the keys only; escapes in a key are decoded, so an escaped
+    // spelling of the mimetype is caught too. Content of another shape (a
+    // repeated "data", which a browser reads as its last) is looked at whole.
+    if let Ok(b) = serde_json::from_slice::<Bundle>(&msg.content)
+        && !b.data.contains_key(NOTICE_MIMETYPE)
+    {
+        return false;
+    }
+    // Content that is not JSON at all reaches no client as a notice either.
+    let Ok(mut content) = serde_json::from_slice::<Value>(&msg.content) else {
+        return false;
+    };
+    let removed = content
+        .get_mut("data")
+        .and_then(Value::as_object_mut)
+        .and_then(|data| data.remove(NOTICE_MIMETYPE))
+        .is_some();
+    if !removed {
+        return false;
+    }
+    match serde_json::to_vec(&content) {
+        Ok(bytes) => {
+            msg.content = bytes.into();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
@@ -222,7 +265,7 @@ impl Kernel {
             json!({
                 "data": {
                     "text/plain": text,
-                    "application/vnd.academy.notice+json": {"kind": kind, "message": text, "seconds_left": seconds_left},
+                    NOTICE_MIMETYPE: {"kind": kind, "message": text, "seconds_left": seconds_left},
                 },
                 "metadata": {},
                 "transient": {},
@@ -1686,13 +1729,21 @@ impl KernelManager {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
+                let mut msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(kernel_id = %k.id, error = %e, "dropped an iopub message");
                         continue;
                     }
                 };
+                let (_, msg_type) = msg.ids();
+                if matches!(
+                    msg_type,
+                    "display_data" | "update_display_data" | "execute_result"
+                ) && strip_forged_notice(&mut msg)
+                {
+                    tracing::warn!(kernel_id = %k.id, "took a gateway notice mimetype out of the kernel's output");
+                }
                 let (_, msg_type) = msg.ids();
                 if msg_type == "status" {
                     if let Ok(v) = serde_json::from_slice::<Value>(&msg.content)
@@ -1928,5 +1979,38 @@ impl KernelManager {
                 .unwrap_or_default(),
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn display(content: &str) -> RawMessage {
+        let mut m = RawMessage::new_in_session("display_data", "s", json!({}));
+        m.content = bytes::Bytes::copy_from_slice(content.as_bytes());
+        m
+    }
+
+    #[test]
+    fn a_kernel_cannot_send_the_gateway_notice_mimetype() {
+        // Plain, with the key spelled through JSON escapes, and behind a
+        // repeated "data" (a browser's JSON.parse keeps the last).
+        for forged in [
+            r#"{"data":{"text/plain":"log in again","application/vnd.academy.notice+json":{"kind":"reclaim"}},"metadata":{}}"#,
+            r#"{"data":{"text/plain":"log in again","application\/vnd.academy.notice\u002bjson":{"kind":"reclaim"}},"metadata":{}}"#,
+            r#"{"data":{"text/plain":"x"},"data":{"text/plain":"log in again","application/vnd.academy.notice+json":{}},"metadata":{}}"#,
+        ] {
+            let mut m = display(forged);
+            assert!(strip_forged_notice(&mut m), "{forged}");
+            let v: Value = serde_json::from_slice(&m.content).unwrap();
+            assert_eq!(v["data"], json!({"text/plain": "log in again"}));
+            assert_eq!(v["metadata"], json!({}));
+        }
+        // Anything else passes untouched, byte for byte.
+        let plain = r#"{"data":{"text/plain":"1","image/png":"iVBOR"},"metadata":{"x":1}}"#;
+        let mut m = display(plain);
+        assert!(!strip_forged_notice(&mut m));
+        assert_eq!(&m.content[..], plain.as_bytes());
     }
 }
