@@ -77,7 +77,15 @@ pub async fn execute(path: &Path, binary: &Path) -> Result<(), RunError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| kernel(format!("cannot start {}: {e}", binary.display())))?;
-    let result = drive(&info, &cells).await;
+    // A kernel that dies (a crash in a CUDA library, say) ends the run with
+    // its exit status, rather than leaving the client waiting on its sockets.
+    let result = tokio::select! {
+        result = drive(&info, &cells) => result,
+        status = child.wait() => Err(kernel(match status {
+            Ok(status) => format!("the kernel exited ({status}) before the notebook finished"),
+            Err(e) => format!("lost the kernel process: {e}"),
+        })),
+    };
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -222,7 +222,7 @@ fn execute_subcommand_runs_a_notebook_through_the_kernel() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("Device: CPU (no GPU admitted)"), "{stdout}");
     assert!(
-        stdout.contains("No GPU admitted: running a small CPU matmul instead."),
+        stdout.contains("No GPU to compute on: running a small CPU matmul instead."),
         "{stdout}"
     );
     assert!(stdout.contains("TFLOP/s"), "{stdout}");
@@ -245,6 +245,31 @@ fn execute_subcommand_fails_on_a_failing_cell() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execute_reports_a_kernel_that_crashes_instead_of_waiting() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A "kernel" that dies at once, as one would in a broken CUDA library.
+    let crashing = dir.path().join("crashing-kernel");
+    std::fs::write(&crashing, "#!/bin/sh\nkill -SEGV $$\n").unwrap();
+    std::fs::set_permissions(&crashing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let t0 = Instant::now();
+    let err = kernel_runtime::notebook::execute(
+        &root.join("examples/06-gpu-matmul-throughput.ipynb"),
+        &crashing,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("exited") && err.contains("SIGSEGV"), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
