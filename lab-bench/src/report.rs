@@ -118,6 +118,16 @@ impl Results {
     fn kernel(&self, kind: Kind, name: &str) -> Option<&PerKernel> {
         self.of(kind)?.per_kernel.get(name)
     }
+
+    /// Every kernel measured, directly or through a gateway (a `--only` run
+    /// may have no direct measurement).
+    fn kernels(&self) -> std::collections::BTreeSet<&str> {
+        self.direct
+            .keys()
+            .chain(self.servers.iter().flat_map(|(_, r)| r.per_kernel.keys()))
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 const NA: &str = "—";
@@ -300,7 +310,7 @@ pub fn markdown(r: &Results) -> String {
             added_ratio(al, at)
         );
     }
-    for name in r.direct.keys() {
+    for name in r.kernels() {
         let l = r.kernel(lab, name).and_then(|k| k.many.as_ref());
         let t = r.kernel(kg, name).and_then(|k| k.many.as_ref());
         let with_rate = |m: Option<&(Stats, f64)>| {
@@ -389,7 +399,7 @@ pub fn markdown(r: &Results) -> String {
         "| Kernel | Start | Academy Lab | Kernel Gateway | KG ÷ Lab |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|");
-    for name in r.direct.keys() {
+    for name in r.kernels() {
         let l = r.kernel(lab, name).and_then(|k| k.cold.as_ref());
         let t = r.kernel(kg, name).and_then(|k| k.cold.as_ref());
         let _ = writeln!(
