@@ -178,10 +178,7 @@ async fn another_user_never_learns_the_kernel_exists() {
 async fn bad_frames_get_close_codes_and_other_clients_carry_on() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let mut good = connect(&g, &id, &token).await;
     for (frame, code) in [
         ("{not json".to_owned(), 1007u16),
@@ -232,10 +229,7 @@ async fn bad_frames_get_close_codes_and_other_clients_carry_on() {
 async fn a_killed_kernel_is_dead_within_a_second_and_clients_are_told() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let mut ws = connect(&g, &id, &token).await;
     run_cell(&mut ws, "1").await;
     // Find the kernel's process by its connection file, and kill -9 it.
@@ -382,10 +376,7 @@ async fn sessions_bind_a_path_to_a_kernel_and_stay_private() {
 async fn metrics_count_kernels_websockets_messages_and_launches() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let mut ws = connect(&g, &id, &token).await;
     run_cell(&mut ws, "print(\"x\")").await;
     let text = g
@@ -633,10 +624,7 @@ async fn contents_refuse_paths_that_leave_the_users_folder() {
 async fn a_reconnect_with_the_same_session_gets_every_line_exactly_once() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let session = "reconnecting-client";
     let mut ws = connect_session(&g, &id, &token, session, None).await;
     let (msg_id, text) =
@@ -696,10 +684,7 @@ async fn an_output_flood_is_cut_with_a_notice_and_the_cell_still_finishes() {
     })
     .await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let mut ws = connect(&g, &id, &token).await;
     let (reply, stream, _) = run_cell(&mut ws, "for i in 0..5000 { print(i); }").await;
     assert_eq!(reply["status"], "ok");
@@ -879,10 +864,7 @@ async fn kernelspec_resources_are_served_and_unknown_ones_are_404() {
 async fn oversized_binary_and_iopub_frames_are_refused_with_close_codes() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let close_code = |mut ws: Ws, frame: Message| async move {
         ws.send(frame).await.unwrap();
         loop {
@@ -1321,10 +1303,7 @@ fn the_built_in_academy_specs_are_what_academy_kernel_installs() {
 async fn a_second_socket_with_the_same_session_replaces_the_first_with_4001() {
     let g = start_gateway().await;
     let token = g.user("alice");
-    let (_, model) = g
-        .post("/api/kernels", &token, json!({"name": "academy-candle"}))
-        .await;
-    let id = model["id"].as_str().unwrap().to_owned();
+    let id = g.start_kernel(&token, "academy-candle").await;
     let mut stale = connect_session(&g, &id, &token, "same-session", None).await;
     run_cell(&mut stale, "let kept = 20;").await;
     let mut fresh = connect_session(&g, &id, &token, "same-session", None).await;

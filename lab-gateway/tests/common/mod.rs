@@ -126,6 +126,15 @@ impl Gateway {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Starts a kernel of `spec` for the token's user; its id.
+    pub async fn start_kernel(&self, token: &str, spec: &str) -> String {
+        let (status, model) = self
+            .post("/api/kernels", token, serde_json::json!({ "name": spec }))
+            .await;
+        assert_eq!(status, 201, "{model}");
+        model["id"].as_str().unwrap().to_owned()
+    }
+
     /// A request with a raw body and content type; the response as it came.
     pub async fn raw(
         &self,
