@@ -27,8 +27,10 @@ def free_port():
 
 
 def start_lab(data, port, env, *args):
-    """`lab serve` on `data`; returns the process, the admin's login token and what it
-    printed up to the login URL. Its log goes to `data/lab.log`."""
+    """`lab serve` on `data`; returns the process, the admin's API token (from
+    `data/runtime/lab-server.json`, written before the login URL is printed: the printed
+    URL holds only a one-time login code) and what it printed up to the login URL. Its
+    log goes to `data/lab.log`."""
     data.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [str(LAB), "serve", "--port", str(port), "--data-dir", str(data), *args],
@@ -39,9 +41,10 @@ def start_lab(data, port, env, *args):
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         lines.append(line)
-        m = re.search(r"\?token=([0-9a-f]+)", line)
-        if m:
-            return proc, m.group(1), "".join(lines)
+        if line.startswith("Log in with: "):
+            info = json.loads((data / "runtime" / "lab-server.json").read_text())
+            assert info["pid"] == proc.pid, "lab-server.json is another server's"
+            return proc, info["token"], "".join(lines)
         if not line and proc.poll() is not None:
             break
     raise AssertionError("lab serve printed no login URL:\n" + "".join(lines) + (data / "lab.log").read_text())
@@ -76,10 +79,9 @@ def api(base, path, token, method="GET", body=None):
         return e.code, json.loads(raw) if raw else None
 
 
-def send_execute(ws_url, code, timeout):
-    """Opens a websocket and sends an execute_request (legacy JSON protocol);
-    returns the socket and the request's msg_id."""
-    ws = websocket.create_connection(ws_url, timeout=timeout)
+def send_execute_on(ws, code):
+    """Sends an execute_request (legacy JSON protocol) on an open websocket;
+    returns the request's msg_id."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
@@ -88,7 +90,13 @@ def send_execute(ws_url, code, timeout):
         "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                     "allow_stdin": False, "stop_on_error": True},
     }))
-    return ws, msg_id
+    return msg_id
+
+
+def send_execute(ws_url, code, timeout):
+    """Opens a websocket and sends an execute_request; returns the socket and the request's msg_id."""
+    ws = websocket.create_connection(ws_url, timeout=timeout)
+    return ws, send_execute_on(ws, code)
 
 
 def execute_over_ws(ws_url, code, timeout=60):

@@ -2,6 +2,7 @@
 API's published schemas (kubernetes-validate), the Dockerfiles, and the Kueue
 objects `lab k8s render-quotas` prints."""
 
+import ipaddress
 import os
 import pathlib
 import shutil
@@ -50,7 +51,8 @@ def test_an_overlay_with_the_per_user_namespaces_component_renders_and_passes_th
     docs = kustomize(tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds.count("ClusterRole") == 1 and kinds.count("ClusterRoleBinding") == 1, kinds
-    assert len(docs) == 12
+    # The ClusterRole, its binding, and two admission policies with theirs.
+    assert len(docs) == 16
     for doc in docs:
         kubernetes_validate.validate(doc, OLDEST, strict=True)
     role = next(d for d in docs if d["kind"] == "ClusterRole")
@@ -61,6 +63,77 @@ def test_an_overlay_with_the_per_user_namespaces_component_renders_and_passes_th
             ("kueue.x-k8s.io", "localqueues", "create")} <= granted
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0]["namespace"] == "academy-lab"
+
+
+GATEWAY_SA = "system:serviceaccount:academy-lab:academy-lab-gateway"
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def per_user_overlay(tmp_path):
+    rel = lambda p: os.path.relpath(ROOT / p, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{rel('k8s/overlays/production')}]\n"
+        f"components: [{rel('k8s/components/per-user-namespaces')}]\n")
+    return kustomize(tmp_path)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_kernel_pods_may_send_only_dns_and_the_configured_mirrors(overlay):
+    """Issue 13, item 10: egress of kernel pods is denied but for DNS to
+    kube-dns and, where lab.toml names them, the academy's mirrors; an IP
+    block never includes the cloud metadata endpoint."""
+    docs = kustomize(ROOT / "k8s" / "overlays" / overlay)
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy"
+                  and d["metadata"]["name"] == "academy-lab-kernels")
+    assert "Egress" in policy["spec"]["policyTypes"], policy["spec"]
+    egress = policy["spec"].get("egress", [])
+    dns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+           "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    assert {"to": [dns], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]} in egress
+    for rule in egress:
+        for peer in rule.get("to", []):
+            if "ipBlock" in peer:
+                cidr = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                if ipaddress.ip_address("169.254.169.254") in cidr:
+                    assert "169.254.169.254/32" in peer["ipBlock"].get("except", []), peer
+            else:
+                assert peer == dns, f"egress to anything but kube-dns and IP blocks: {peer}"
+        assert rule.get("to"), f"an egress rule without `to` allows every destination: {rule}"
+
+
+def test_per_user_mode_writes_only_in_namespaces_the_gateway_created(tmp_path):
+    """Issue 13, item 10: the ClusterRoleBinding alone would let the gateway
+    create pods and secrets in kube-system. An admission policy bound with
+    it refuses every write of the gateway's service account outside the
+    namespaces labelled as the gateway's, and a namespace it creates must
+    enforce the restricted Pod Security Standard."""
+    docs = per_user_overlay(tmp_path)
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    writes = {(g, r) for rule in role["rules"] for g in rule["apiGroups"]
+              for r in rule["resources"] for v in rule["verbs"] if v in WRITES}
+    writes.discard(("", "namespaces"))
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert policies, "no ValidatingAdmissionPolicy confines the ClusterRole"
+    confine = policies["academy-lab-gateway-own-namespaces"]["spec"]
+    assert confine["failurePolicy"] == "Fail"
+    assert confine["matchConditions"][0]["expression"] == f"request.userInfo.username == '{GATEWAY_SA}'"
+    assert confine["matchConstraints"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["academy-lab-gateway"]}]}
+    covered = set()
+    for rule in confine["matchConstraints"]["resourceRules"]:
+        assert set(rule["operations"]) >= {"CREATE", "UPDATE", "DELETE"}, rule
+        covered |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+    assert writes <= covered, f"writes the policy does not confine: {writes - covered}"
+    assert [v["expression"] for v in confine["validations"]] == ["false"]
+    ns = policies["academy-lab-gateway-restricted-namespaces"]["spec"]
+    assert ns["matchConstraints"]["resourceRules"] == [{
+        "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["namespaces"]}]
+    assert ns["matchConditions"][0]["expression"] == f"request.userInfo.username == '{GATEWAY_SA}'"
+    for name in policies:
+        b = next(b for b in bindings if b["spec"]["policyName"] == name)
+        assert b["spec"]["validationActions"] == ["Deny"]
 
 
 def test_the_validator_rejects_what_kubernetes_would():

@@ -381,3 +381,46 @@ def test_a_slow_pod_is_answered_202_starting_and_its_websocket_waits(cluster, tm
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_cpu_kernel_pod_sees_no_gpu_and_a_gpu_pod_only_its_allocation(cluster, tmp_path):
+    """Issue 13, item 6, through the real gateway: with `runtime_class = "nvidia"`
+    (the production overlay's), a kernel started with no GPU gets no runtime class
+    and `NVIDIA_VISIBLE_DEVICES=void`, since the CUDA base image says `all`; a GPU
+    kernel keeps the class and carries no device variable of its own."""
+    data = tmp_path / "data"
+    data.mkdir()
+    proc, url, ws, token, _ = serve(cluster, data, 'runtime_class = "nvidia"\n')
+    try:
+        pods = {}
+        for gpus in (0, 1):
+            status, model = api(url, "/api/kernels", token, "POST",
+                                {"name": "academy-candle", "resources": {"gpus": gpus}})
+            assert status == 201, model
+            with cluster.lock:
+                pods[gpus] = cluster.pods[f"admin-{model['id']}"]
+            assert api(url, f"/api/kernels/{model['id']}", token, "DELETE")[0] == 204
+        cpu, gpu = pods[0]["spec"], pods[1]["spec"]
+        assert "runtimeClassName" not in cpu, cpu
+        devices = lambda spec: [e for e in spec["containers"][0]["env"]
+                                if e["name"].startswith("NVIDIA_") or e["name"] == "CUDA_VISIBLE_DEVICES"]
+        assert devices(cpu) == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}], devices(cpu)
+        assert gpu["runtimeClassName"] == "nvidia"
+        assert devices(gpu) == [], devices(gpu)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_an_egress_rule_reaching_the_metadata_endpoint_stops_the_gateway_with_the_reason(tmp_path):
+    """Issue 13, item 10: lab.toml's `[[kubernetes.egress]]` cannot open the
+    cloud metadata endpoint; the gateway refuses the file and says why."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "lab.toml").write_text(
+        'backend = "kubernetes"\n[kubernetes]\n'
+        '[[kubernetes.egress]]\ncidr = "169.254.169.254/32"\nports = [80]\n')
+    r = subprocess.run([str(ROOT / "target" / "debug" / "lab"), "serve", "--port", str(free_port()),
+                        "--data-dir", str(data)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, r.stdout
+    assert "169.254.169.254/32 lies inside the cloud metadata endpoint" in r.stderr, r.stderr

@@ -107,7 +107,24 @@ fn init_tracing() {
     }
 }
 
+/// The orphan window the gateway gives a kernel (`ACADEMY_ORPHAN_TIMEOUT`,
+/// in seconds): unset, the kernel serves until it is shut down.
+fn orphan_timeout() -> anyhow::Result<Option<std::time::Duration>> {
+    let Ok(text) = std::env::var("ACADEMY_ORPHAN_TIMEOUT") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 1e9 => {
+            Ok(Some(std::time::Duration::from_secs_f64(s)))
+        }
+        _ => anyhow::bail!(
+            "ACADEMY_ORPHAN_TIMEOUT must be a number of seconds above 0, not {text:?}"
+        ),
+    }
+}
+
 fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()> {
+    let orphan_timeout = orphan_timeout()?;
     let connection = connection::read_connection_file(&connection_file)?;
     let choice = device::select();
     let device_line = choice.description.clone();
@@ -134,6 +151,7 @@ fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()
         spec,
         device_line,
         executor,
+        orphan_timeout,
     }))?;
     // The engine thread may still be inside a cell; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

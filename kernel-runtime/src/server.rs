@@ -6,6 +6,10 @@
 //!   cell runs (that is what makes interrupt work);
 //! - iopub: a single task owns the PUB socket and drains a bounded queue;
 //! - heartbeat: echoes;
+//! - with an orphan window (`ACADEMY_ORPHAN_TIMEOUT`, set by the gateway): a
+//!   watchdog that ends the kernel when no heartbeat ping and no request has
+//!   come for that long, so a kernel whose gateway is gone frees its memory
+//!   and GPU instead of running forever;
 //! - stdin: bound so clients can connect; cells that ask for input get none.
 //!
 //! A message whose HMAC does not verify, or that cannot be parsed, is logged
@@ -13,7 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use jupyter_protocol::{
     CodeMirrorMode, CommClose, CommInfoReply, CompleteReply, ConnectionInfo, ErrorOutput,
@@ -41,6 +46,59 @@ pub struct KernelServer {
     /// Appended to the banner: which device this kernel computes on.
     pub device_line: String,
     pub executor: Executor,
+    /// Ends the kernel after this long without a heartbeat ping or a
+    /// request (its gateway is gone); `None` serves until shutdown.
+    pub orphan_timeout: Option<Duration>,
+}
+
+/// When the kernel last heard from a client (a heartbeat ping or a valid
+/// request), for the orphan watchdog.
+#[derive(Clone)]
+struct Contact {
+    since: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Contact {
+    fn new() -> Self {
+        Contact {
+            since: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Ends the kernel once it has heard from no one for `window`.
+async fn watch_for_orphaning(
+    window: Duration,
+    contact: Contact,
+    interrupter: Arc<dyn crate::engine::Interrupter>,
+    shutdown: mpsc::Sender<()>,
+) {
+    loop {
+        let silent = contact.silent_for();
+        if silent >= window {
+            warn!(
+                silent_s = silent.as_secs_f64(),
+                "no heartbeat or request for the orphan window: the gateway is gone, exiting"
+            );
+            interrupter.interrupt();
+            let _ = shutdown.send(()).await;
+            return;
+        }
+        tokio::time::sleep(window - silent).await;
+    }
 }
 
 /// Serves the kernel until a `shutdown_request` arrives.
@@ -50,7 +108,9 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
         spec,
         device_line,
         executor,
+        orphan_timeout,
     } = server;
+    let contact = Contact::new();
     let session_id = uuid::Uuid::new_v4().to_string();
     let channel = |channel: &'static str| move |source| KernelError::Channel { channel, source };
 
@@ -72,7 +132,7 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
 
     let (iopub_tx, iopub_rx) = mpsc::channel(IOPUB_QUEUE);
     let iopub_task = tokio::spawn(pump_iopub(iopub, iopub_rx));
-    tokio::spawn(serve_heartbeat(heartbeat));
+    tokio::spawn(serve_heartbeat(heartbeat, contact.clone()));
 
     let info = Arc::new(kernel_info(&spec, &device_line));
     let _ = iopub_tx
@@ -94,14 +154,24 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
             execution_count: 0,
             history: Vec::new(),
             shutdown: shutdown_tx.clone(),
+            contact: contact.clone(),
         },
     ));
+    if let Some(window) = orphan_timeout {
+        tokio::spawn(watch_for_orphaning(
+            window,
+            contact.clone(),
+            executor.interrupter(),
+            shutdown_tx.clone(),
+        ));
+    }
     tokio::spawn(serve_control(
         control,
         executor,
         info,
         iopub_tx.clone(),
         shutdown_tx,
+        contact,
     ));
     info!(language = spec.language, "kernel ready");
 
@@ -175,11 +245,14 @@ async fn pump_iopub(
     }
 }
 
-async fn serve_heartbeat(mut hb: jupyter_zmq_client::KernelHeartbeatConnection) {
+async fn serve_heartbeat(mut hb: jupyter_zmq_client::KernelHeartbeatConnection, contact: Contact) {
     loop {
-        if let Err(e) = hb.single_heartbeat().await {
-            debug!(error = %e, "heartbeat error");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        match hb.single_heartbeat().await {
+            Ok(()) => contact.touch(),
+            Err(e) => {
+                debug!(error = %e, "heartbeat error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 }
@@ -191,6 +264,7 @@ struct Shell {
     execution_count: usize,
     history: Vec<(usize, String, String)>,
     shutdown: mpsc::Sender<()>,
+    contact: Contact,
 }
 
 async fn serve_shell(mut socket: jupyter_zmq_client::KernelShellConnection, mut shell: Shell) {
@@ -205,6 +279,7 @@ async fn serve_shell(mut socket: jupyter_zmq_client::KernelShellConnection, mut 
                 continue;
             }
         };
+        shell.contact.touch();
         shell.publish(Status::busy(), &request).await;
         let reply = shell.handle(&request).await;
         if let Some(reply) = reply
@@ -482,6 +557,7 @@ async fn serve_control(
     info: Arc<KernelInfoReply>,
     iopub: mpsc::Sender<JupyterMessage>,
     shutdown: mpsc::Sender<()>,
+    contact: Contact,
 ) {
     let interrupter = executor.interrupter();
     loop {
@@ -495,6 +571,7 @@ async fn serve_control(
                 continue;
             }
         };
+        contact.touch();
         let reply: JupyterMessageContent = match &request.content {
             JupyterMessageContent::KernelInfoRequest(_) => {
                 JupyterMessageContent::KernelInfoReply(Box::new((*info).clone()))

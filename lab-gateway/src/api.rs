@@ -224,8 +224,17 @@ pub async fn channels(
         .read_buffer_size(crate::ws::READ_BUFFER);
     let v1 = ws.selected_protocol().is_some();
     let metrics = s.kernels.metrics().clone();
+    let session = crate::ws::session_for(&kernel, &session_id, &s.replay)
+        .map_err(|e| ApiError::TooMany(e.to_string()))?;
     Ok(ws.on_upgrade(move |socket| {
-        crate::ws::serve(socket, kernel, session_id, q.resume_after, v1, metrics)
+        crate::ws::serve(
+            socket,
+            kernel,
+            (session_id, session),
+            q.resume_after,
+            v1,
+            metrics,
+        )
     }))
 }
 
@@ -314,6 +323,10 @@ pub async fn delete_session(
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
+    s.kernels
+        .metrics()
+        .replay_bytes
+        .set(s.replay.total() as i64);
     (
         [(
             header::CONTENT_TYPE,
@@ -333,8 +346,20 @@ pub struct ContentsQuery {
     pub kind: Option<String>,
 }
 
-fn root_of(s: &AppState, user: &crate::store::User) -> Result<crate::contents::Root, ApiError> {
-    crate::contents::Root::new(s.users_root.join(&user.name))
+/// Runs `work` on the user's contents root, off the async runtime (see
+/// [`crate::blocking`]): a file operation may block, and must not block others.
+async fn with_root<T: Send + 'static>(
+    s: &AppState,
+    user: &crate::store::User,
+    work: impl FnOnce(crate::contents::Root) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let dir = s.users_root.join(&user.name);
+    let max_file = s.caps.contents_file;
+    s.blocking
+        .run(&user.name, move || {
+            work(crate::contents::Root::new(dir)?.with_max_file(max_file))
+        })
+        .await
 }
 
 /// Splits `a/b.ipynb/checkpoints[/id]` into the file and the checkpoint part.
@@ -353,22 +378,25 @@ pub async fn contents_get(
     axum::extract::Query(q): axum::extract::Query<ContentsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let path = path.map(|Path(p)| p).unwrap_or_default();
-    let root = root_of(&s, &user)?;
-    if let Some((file, None)) = checkpoint_route(&path) {
-        return Ok(Json(root.list_checkpoints(file)?));
-    }
-    let inside = root.resolve(&path)?;
-    let content = q.content.as_deref() != Some("0");
-    let model = root.model(&inside, content, q.format.as_deref())?;
-    if let Some(kind) = q.kind.as_deref()
-        && model["type"] != kind
-    {
-        return Err(ApiError::BadRequest(format!(
-            "{path:?} is a {}, not a {kind}",
-            model["type"]
-        )));
-    }
-    Ok(Json(model))
+    with_root(&s, &user, move |root| {
+        if let Some((file, None)) = checkpoint_route(&path) {
+            return root.list_checkpoints(file);
+        }
+        let inside = root.resolve(&path)?;
+        let content = q.content.as_deref() != Some("0");
+        let model = root.model(&inside, content, q.format.as_deref())?;
+        if let Some(kind) = q.kind.as_deref()
+            && model["type"] != kind
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{path:?} is a {}, not a {kind}",
+                model["type"]
+            )));
+        }
+        Ok(model)
+    })
+    .await
+    .map(Json)
 }
 
 pub async fn contents_put(
@@ -377,8 +405,9 @@ pub async fn contents_put(
     Path(path): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let root = root_of(&s, &user)?;
-    let (created, model) = root.save(&path, parse_body(&body)?)?;
+    let req = parse_body(&body)?;
+    drop(body);
+    let (created, model) = with_root(&s, &user, move |root| root.save(&path, req)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -394,21 +423,28 @@ pub async fn contents_post(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let path = path.map(|Path(p)| p).unwrap_or_default();
-    let root = root_of(&s, &user)?;
-    match checkpoint_route(&path) {
-        Some((file, None)) => {
-            Ok((StatusCode::CREATED, Json(root.create_checkpoint(file)?)).into_response())
+    let req = match checkpoint_route(&path) {
+        Some(_) => None,
+        None => Some(parse_body(&body)?),
+    };
+    drop(body);
+    with_root(&s, &user, move |root| {
+        match (checkpoint_route(&path), req) {
+            (Some((file, None)), _) => {
+                Ok((StatusCode::CREATED, Json(root.create_checkpoint(file)?)).into_response())
+            }
+            (Some((file, Some(id))), _) => {
+                root.restore_checkpoint(file, id)?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            (None, req) => Ok((
+                StatusCode::CREATED,
+                Json(root.create(&path, req.unwrap_or_default())?),
+            )
+                .into_response()),
         }
-        Some((file, Some(id))) => {
-            root.restore_checkpoint(file, id)?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        None => Ok((
-            StatusCode::CREATED,
-            Json(root.create(&path, parse_body(&body)?)?),
-        )
-            .into_response()),
-    }
+    })
+    .await
 }
 
 pub async fn contents_patch(
@@ -421,7 +457,9 @@ pub async fn contents_patch(
     let to = req
         .path
         .ok_or_else(|| ApiError::BadRequest("PATCH needs the new path".into()))?;
-    Ok(Json(root_of(&s, &user)?.rename(&path, &to)?))
+    with_root(&s, &user, move |root| root.rename(&path, &to))
+        .await
+        .map(Json)
 }
 
 pub async fn contents_delete(
@@ -429,10 +467,10 @@ pub async fn contents_delete(
     AuthUser(user): AuthUser,
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let root = root_of(&s, &user)?;
-    match checkpoint_route(&path) {
-        Some((file, Some(id))) => root.delete_checkpoint(file, id)?,
-        _ => root.delete(&path)?,
-    }
+    with_root(&s, &user, move |root| match checkpoint_route(&path) {
+        Some((file, Some(id))) => root.delete_checkpoint(file, id),
+        _ => root.delete(&path),
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

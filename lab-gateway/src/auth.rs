@@ -1,15 +1,26 @@
-//! Who is calling: a token from the header, the query string or a cookie.
+//! Who is calling: a token from the header, the websocket URL or a cookie;
+//! and the checks that keep other web pages from acting as the caller.
 //!
 //! Accepted, as Jupyter Server accepts them: `Authorization: token X`,
-//! `Authorization: Bearer X`, `?token=X` (also on the websocket URL), and the
-//! `lab_token` cookie the web UI sets. Without `--no-auth`, anything else is 401.
+//! `Authorization: Bearer X`, `?token=X` on a websocket upgrade only (a
+//! browser cannot set headers on a websocket; anywhere else a token in the
+//! URL ends up in proxy access logs, so it is refused with a clear reason),
+//! and the `lab_token` cookie of a browser session (`/api/login`). Without
+//! `--no-auth`, anything else is 401.
 //!
 //! A cookie is sent by the browser whatever page makes the request, and
 //! SameSite=Strict does not tell ports apart: a page served on another port
 //! of the same host counts as the same site. So a request authenticated by
 //! the cookie that changes something (any method but GET and HEAD) or opens
 //! a websocket must come from our own origin: its `Origin` header must name
-//! this server (403 otherwise), as Jupyter Server checks for websockets.
+//! this server (403 otherwise), as Jupyter Server checks for websockets; and
+//! a body it sends must be JSON, which a cross-site form cannot send.
+//!
+//! `--no-auth` (loopback only) has no credential to check, so it checks the
+//! page instead: the `Host` must be a loopback name or address (a DNS
+//! rebinding page reaches 127.0.0.1 under its own name, and its requests
+//! carry that name), and a state-changing request or websocket must carry no
+//! foreign `Origin` and no body but JSON.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -36,12 +47,10 @@ fn token_from(parts: &Parts) -> Option<(String, bool)> {
             }
         }
     }
-    if let Some(q) = parts.uri.query() {
-        for pair in q.split('&') {
-            if let Some(t) = pair.strip_prefix("token=") {
-                return Some((t.to_owned(), false));
-            }
-        }
+    if is_upgrade(parts)
+        && let Some(t) = query_token(parts)
+    {
+        return Some((t, false));
     }
     for h in parts.headers.get_all(axum::http::header::COOKIE) {
         if let Ok(h) = h.to_str() {
@@ -53,6 +62,99 @@ fn token_from(parts: &Parts) -> Option<(String, bool)> {
         }
     }
     None
+}
+
+/// `?token=` in the request's URL.
+fn query_token(parts: &Parts) -> Option<String> {
+    parts
+        .uri
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+fn is_upgrade(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Whether `host` (a `Host` header: name or address, maybe a port) is this
+/// machine's loopback: `localhost`, `*.localhost` (browsers resolve those
+/// to loopback themselves), 127.0.0.0/8 or `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, _)) => ip,
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a request body is JSON, or absent: a cross-site form or a
+/// no-CORS `fetch` can send `text/plain`, form or multipart bodies, never
+/// `application/json`.
+fn json_or_empty(headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+    match headers.get(CONTENT_TYPE) {
+        Some(ct) => ct.to_str().is_ok_and(|ct| {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        }),
+        None => {
+            !headers.contains_key(TRANSFER_ENCODING)
+                && headers
+                    .get(CONTENT_LENGTH)
+                    .is_none_or(|l| l.as_bytes() == b"0")
+        }
+    }
+}
+
+const JSON_ONLY: &str =
+    "a request from a browser that changes something must send its body as application/json";
+
+/// The checks `--no-auth` makes instead of a credential (see the module doc).
+fn check_no_auth(parts: &Parts) -> Result<(), ApiError> {
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    if !host.is_some_and(is_loopback_host) {
+        return Err(ApiError::Forbidden(format!(
+            "this server runs with --no-auth and answers only to a loopback Host (localhost, 127.0.0.1, [::1]), not {:?}",
+            host.unwrap_or("")
+        )));
+    }
+    if needs_origin(parts) {
+        if parts.headers.contains_key(axum::http::header::ORIGIN) && !same_origin(&parts.headers) {
+            return Err(ApiError::Forbidden(
+                "this server runs with --no-auth: a request that changes something must come from its own pages (Origin)".into(),
+            ));
+        }
+        if !json_or_empty(&parts.headers) {
+            return Err(ApiError::BadRequest(JSON_ONLY.into()));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the request's `Origin` names this server (the `Host` it was
@@ -79,11 +181,7 @@ fn needs_origin(parts: &Parts) -> bool {
         parts.method,
         axum::http::Method::GET | axum::http::Method::HEAD
     );
-    let upgrade = parts
-        .headers
-        .get(axum::http::header::UPGRADE)
-        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    !safe || upgrade
+    !safe || is_upgrade(parts)
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -96,17 +194,30 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         if state.no_auth {
+            check_no_auth(parts)?;
             return Ok(AuthUser(User {
                 name: "anonymous".into(),
                 role: Role::Admin,
                 group: None,
             }));
         }
-        let (token, from_cookie) = token_from(parts).ok_or(ApiError::Unauthorized)?;
-        if from_cookie && needs_origin(parts) && !same_origin(&parts.headers) {
-            return Err(ApiError::Forbidden(
-                "a request authenticated by the cookie must come from this server's own pages (Origin)".into(),
-            ));
+        let Some((token, from_cookie)) = token_from(parts) else {
+            if query_token(parts).is_some() {
+                return Err(ApiError::BadRequest(
+                    "a token in the URL is accepted only on a websocket upgrade (proxies log URLs): send it as `Authorization: token …`".into(),
+                ));
+            }
+            return Err(ApiError::Unauthorized);
+        };
+        if from_cookie && needs_origin(parts) {
+            if !same_origin(&parts.headers) {
+                return Err(ApiError::Forbidden(
+                    "a request authenticated by the cookie must come from this server's own pages (Origin)".into(),
+                ));
+            }
+            if !json_or_empty(&parts.headers) {
+                return Err(ApiError::BadRequest(JSON_ONLY.into()));
+            }
         }
         let store = state.store.clone();
         let user = tokio::task::spawn_blocking(move || store.user_for_token(&token))

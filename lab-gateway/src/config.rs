@@ -67,17 +67,31 @@ pub struct ServeArgs {
     /// each; settings in lab.toml's `[kubernetes]`).
     #[arg(long, env = "LAB_BACKEND")]
     pub backend: Option<String>,
-    /// How local kernels are confined: `auto` (Landlock where Linux has
-    /// it), `require` (refuse to start kernels without it), `off`.
+    /// How local kernels are confined: `require` (the default: refuse to
+    /// start without Landlock ABI 6), `best-effort` (confine with what this
+    /// Linux has, saying what is lost), `off`.
     #[arg(long, env = "LAB_SANDBOX")]
     pub sandbox: Option<scheduler::sandbox::SandboxMode>,
     /// TCP ports confined kernels may connect to, comma-separated (default
     /// `80,443`); all others, other kernels' among them, are closed to them.
     #[arg(long, env = "LAB_SANDBOX_CONNECT_PORTS", value_delimiter = ',')]
     pub sandbox_connect_ports: Option<Vec<u16>>,
+    /// Extra trees confined kernels may read, `:`-separated (a model cache,
+    /// datasets); beside the system's, nothing of this user's home is.
+    #[arg(long, env = "LAB_SANDBOX_READ_PATHS", value_delimiter = ':')]
+    pub sandbox_read_paths: Option<Vec<PathBuf>>,
     /// Warning time of a kernel whose borrowed GPU is reclaimed (`120s`).
     #[arg(long, env = "LAB_RECLAIM_GRACE", value_parser = parse_limit)]
     pub reclaim_grace: Option<Limit>,
+    /// Leave local kernels running at a clean stop (SIGTERM, Ctrl-C), for
+    /// the next start to re-attach: a restart or an upgrade. Without it a
+    /// stop ends them, as Jupyter Server does.
+    #[arg(long, env = "LAB_KEEP_KERNELS")]
+    pub keep_kernels: bool,
+    /// How long an academy kernel lives on once it stops hearing from its
+    /// gateway (`10m`; `off` for ever); at least 1s.
+    #[arg(long, env = "LAB_ORPHAN_TIMEOUT", value_parser = parse_limit)]
+    pub orphan_timeout: Option<Limit>,
 }
 
 /// A duration flag that may also be `off`. A newtype, because clap reads
@@ -148,14 +162,119 @@ pub struct FileConfig {
     pub cull_warning: Option<String>,
     pub cull_connected: Option<bool>,
     pub reclaim_grace: Option<String>,
+    pub orphan_timeout: Option<String>,
     pub sandbox: Option<scheduler::sandbox::SandboxMode>,
     pub sandbox_connect_ports: Option<Vec<u16>>,
+    pub sandbox_read_paths: Option<Vec<PathBuf>>,
     pub backend: Option<String>,
     pub kubernetes: Option<scheduler::kube::KubeConfig>,
     pub starvation_limit: Option<String>,
     /// The most GPUs one kernel may ask for, per role.
     #[serde(default)]
     pub role_max_gpus: std::collections::BTreeMap<String, scheduler::Amount>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]`: sizes as a number of bytes or a string such as `"64 MiB"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// The most one message from a kernel may hold, per channel.
+    pub iopub_message: Option<bytesize::ByteSize>,
+    pub shell_message: Option<bytesize::ByteSize>,
+    pub control_message: Option<bytesize::ByteSize>,
+    pub stdin_message: Option<bytesize::ByteSize>,
+    /// The largest request body (a notebook saved, a file uploaded).
+    pub request_body: Option<bytesize::ByteSize>,
+    /// The largest file the contents API reads.
+    pub contents_file: Option<bytesize::ByteSize>,
+    /// Kernels one user may run or queue at once, unless their quota says.
+    pub kernels_per_user: Option<u32>,
+    /// Websocket channel sessions one user may hold at once.
+    pub sessions_per_user: Option<usize>,
+    /// What one user's sessions may buffer for clients that are away.
+    pub replay_per_user: Option<bytesize::ByteSize>,
+    /// What all sessions together may buffer.
+    pub replay_total: Option<bytesize::ByteSize>,
+}
+
+/// What one user, and everyone together, may make the gateway hold: beyond
+/// these it refuses (a clear error) or drops (with a note to the cell).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub messages: crate::kernel_client::MessageLimits,
+    pub request_body: usize,
+    pub contents_file: u64,
+    /// The default cap on a user's kernels (a quota's `max_kernels` wins).
+    pub kernels_per_user: u32,
+    pub replay: crate::replay::BudgetLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages: Default::default(),
+            // As Jupyter Server's default.
+            request_body: 100 * 1024 * 1024,
+            contents_file: 100 * 1024 * 1024,
+            kernels_per_user: 16,
+            replay: Default::default(),
+        }
+    }
+}
+
+impl LimitsFile {
+    fn resolve(&self) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let size = |v: Option<bytesize::ByteSize>, name: &str, default: usize| match v
+            .map(|b| usize::try_from(b.as_u64()))
+        {
+            None => Ok(default),
+            Some(Ok(n)) if n >= 1024 => Ok(n),
+            Some(_) => Err(ConfigError::Invalid(format!(
+                "limits.{name} must be at least 1 KiB and fit in memory"
+            ))),
+        };
+        Ok(Limits {
+            messages: crate::kernel_client::MessageLimits {
+                iopub: size(self.iopub_message, "iopub_message", d.messages.iopub)?,
+                shell: size(self.shell_message, "shell_message", d.messages.shell)?,
+                control: size(self.control_message, "control_message", d.messages.control)?,
+                stdin: size(self.stdin_message, "stdin_message", d.messages.stdin)?,
+            },
+            request_body: size(self.request_body, "request_body", d.request_body)?,
+            contents_file: size(
+                self.contents_file,
+                "contents_file",
+                d.contents_file as usize,
+            )? as u64,
+            kernels_per_user: match self.kernels_per_user {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "limits.kernels_per_user must be at least 1".into(),
+                    ));
+                }
+                n => n.unwrap_or(d.kernels_per_user),
+            },
+            replay: crate::replay::BudgetLimits {
+                sessions_per_user: match self.sessions_per_user {
+                    Some(0) => {
+                        return Err(ConfigError::Invalid(
+                            "limits.sessions_per_user must be at least 1".into(),
+                        ));
+                    }
+                    n => n.unwrap_or(d.replay.sessions_per_user),
+                },
+                bytes_per_user: size(
+                    self.replay_per_user,
+                    "replay_per_user",
+                    d.replay.bytes_per_user,
+                )?,
+                bytes_total: size(self.replay_total, "replay_total", d.replay.bytes_total)?,
+            },
+        })
+    }
 }
 
 /// Settings after merging.
@@ -167,6 +286,7 @@ pub struct Config {
     pub no_auth: bool,
     pub kernelspec_dirs: Vec<PathBuf>,
     pub limits: crate::ws::RateLimits,
+    pub caps: Limits,
     pub warm_pool: std::collections::BTreeMap<String, usize>,
     pub gpus: GpuSource,
     pub queue_wait: Duration,
@@ -176,7 +296,13 @@ pub struct Config {
     pub sandbox: scheduler::sandbox::SandboxMode,
     /// TCP ports confined kernels may connect to.
     pub sandbox_connect_ports: Vec<u16>,
+    /// Extra trees confined kernels may read.
+    pub sandbox_read_paths: Vec<PathBuf>,
     pub backend: Backend,
+    /// Whether a clean stop leaves the local kernels running.
+    pub keep_kernels: bool,
+    /// See [`crate::kernels::KernelManager::with_orphan_timeout`].
+    pub orphan_timeout: Option<Duration>,
 }
 
 /// Where kernels run.
@@ -281,8 +407,10 @@ impl Config {
                 .unwrap_or(d.warning),
             connected: file.cull_connected.unwrap_or(d.connected),
         };
+        let caps = file.limits.resolve()?;
         let t = scheduler::Tuning::default();
         let tuning = scheduler::Tuning {
+            default_max_kernels: Some(caps.kernels_per_user),
             reclaim_grace_ms: args
                 .reclaim_grace
                 .map(|l| l.0)
@@ -332,9 +460,20 @@ impl Config {
                 "queue_wait must be between 0 and 3600 seconds, not {queue_wait}"
             )));
         }
+        let orphan_timeout = args
+            .orphan_timeout
+            .map(|l| l.0)
+            .or(file_duration(&file.orphan_timeout, "orphan_timeout")?)
+            .unwrap_or(Some(crate::kernels::DEFAULT_ORPHAN_TIMEOUT));
+        if let Some(t) = orphan_timeout.filter(|t| *t < Duration::from_secs(1)) {
+            return Err(ConfigError::Invalid(format!(
+                "orphan_timeout must be at least 1s (the gateway pings kernels at a quarter of it), not {t:?}"
+            )));
+        }
         let mut kernelspec_dirs = args.kernelspec_dirs.clone();
         kernelspec_dirs.extend(file.kernelspec_dirs);
         Ok(Config {
+            caps,
             host,
             port: args.port.or(file.port).unwrap_or(8888),
             data_dir: args
@@ -355,7 +494,14 @@ impl Config {
                 .clone()
                 .or(file.sandbox_connect_ports)
                 .unwrap_or_else(|| scheduler::sandbox::DEFAULT_CONNECT_PORTS.to_vec()),
+            sandbox_read_paths: args
+                .sandbox_read_paths
+                .clone()
+                .or(file.sandbox_read_paths)
+                .unwrap_or_default(),
             backend,
+            keep_kernels: args.keep_kernels,
+            orphan_timeout,
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());
@@ -443,5 +589,23 @@ mod tests {
         assert_eq!(config.tuning.reclaim_grace_ms, 120_000);
         let bad = Cli::try_parse_from(["lab", "--cull-idle-cpu", "soon"]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn size_limits_read_bytes_or_units_and_refuse_nonsense() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lab.toml");
+        let load = |toml: &str| {
+            std::fs::write(&file, toml).unwrap();
+            let args = Cli::parse_from(["lab", "--config", file.to_str().unwrap()]).serve;
+            Config::load(&args)
+        };
+        let c = load("[limits]\niopub_message = \"2 MiB\"\nrequest_body = 5000000\n").unwrap();
+        assert_eq!(c.caps.messages.iopub, 2 * 1024 * 1024);
+        assert_eq!(c.caps.request_body, 5_000_000);
+        assert_eq!(c.caps.messages.shell, Limits::default().messages.shell);
+        let err = load("[limits]\nshell_message = 10\n").unwrap_err();
+        assert!(err.to_string().contains("limits.shell_message"), "{err}");
+        assert!(load("[limits]\nsize_of_everything = 1\n").is_err());
     }
 }

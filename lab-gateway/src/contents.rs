@@ -29,7 +29,12 @@ const CHECKPOINTS: &str = ".ipynb_checkpoints";
 /// A user's notebook root: an open directory every operation is relative to.
 pub struct Root {
     dir: Dir,
+    /// The largest file [`Root::read`] reads.
+    max_file: u64,
 }
+
+/// What `max_file` is unless a caller sets it (`limits.contents_file`).
+pub const DEFAULT_MAX_FILE: u64 = 100 * 1024 * 1024;
 
 /// A path inside a [`Root`], checked by [`Root::resolve`]: relative, made
 /// only of plain names. `.` is the root itself.
@@ -109,6 +114,23 @@ fn ts(t: std::io::Result<cap_std::time::SystemTime>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// What a file system entry is, in words.
+fn kind_of(meta: &cap_std::fs::Metadata) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device node"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn io(e: std::io::Error) -> ApiError {
     match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound("no such file or directory".into()),
@@ -156,7 +178,16 @@ impl Root {
     pub fn new(dir: PathBuf) -> Result<Root, ApiError> {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let dir = Dir::open_ambient_dir(&dir, ambient_authority()).map_err(io)?;
-        Ok(Root { dir })
+        Ok(Root {
+            dir,
+            max_file: DEFAULT_MAX_FILE,
+        })
+    }
+
+    /// Sets the largest file [`Root::read`] reads.
+    pub fn with_max_file(mut self, max_file: u64) -> Self {
+        self.max_file = max_file;
+        self
     }
 
     /// Checks an API path. Refuses `..`, absolute paths, and a path whose
@@ -208,8 +239,56 @@ impl Root {
         self.dir.exists(&p.0)
     }
 
+    /// Reads a whole regular file of at most `max_file` bytes. Anything else
+    /// is refused before it is read: a FIFO (whose read would block until
+    /// someone writes), a device node or a socket, or a file over the limit
+    /// (a sparse file can claim terabytes).
     pub fn read(&self, p: &Inside) -> Result<Vec<u8>, ApiError> {
-        self.dir.read(&p.0).map_err(io)
+        use std::io::Read;
+        let refuse = |meta: &cap_std::fs::Metadata| -> Result<(), ApiError> {
+            if !meta.is_file() {
+                return Err(ApiError::BadRequest(format!(
+                    "{:?} is {}, not a regular file: the contents API reads only files and folders",
+                    p.api_path(),
+                    kind_of(meta)
+                )));
+            }
+            if meta.len() > self.max_file {
+                return Err(self.too_large(p, meta.len()));
+            }
+            Ok(())
+        };
+        // By type before opening (opening a device can have effects of its
+        // own), and again on what was opened, non-blocking, in case the path
+        // was swapped in between.
+        refuse(&self.dir.metadata(&p.0).map_err(io)?)?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        {
+            use cap_std::fs::OpenOptionsExt;
+            options.read(true).custom_flags(
+                (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32,
+            );
+        }
+        let file = self.dir.open_with(&p.0, &options).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        refuse(&meta)?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(self.max_file + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        // A file that grew while it was read.
+        if bytes.len() as u64 > self.max_file {
+            return Err(self.too_large(p, bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    fn too_large(&self, p: &Inside, len: u64) -> ApiError {
+        ApiError::TooLarge(format!(
+            "{:?} is {len} bytes, over the limit of {} bytes for reading through the contents API (limits.contents_file)",
+            p.api_path(),
+            self.max_file
+        ))
     }
 
     /// Writes a whole file atomically, creating its folders.
@@ -273,7 +352,9 @@ impl Root {
         } else if path.ends_with(".ipynb") && format != Some("text") && format != Some("base64") {
             m["type"] = json!("notebook");
             if content {
-                let text = self.dir.read_to_string(&p.0).map_err(io)?;
+                let text = String::from_utf8(self.read(p)?).map_err(|_| {
+                    ApiError::BadRequest(format!("{path} is not valid notebook JSON: not UTF-8"))
+                })?;
                 let nb: Value = serde_json::from_str(&text).map_err(|e| {
                     ApiError::BadRequest(format!("{path} is not valid notebook JSON: {e}"))
                 })?;

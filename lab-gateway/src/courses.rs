@@ -6,6 +6,13 @@
 //! never reaches it; only these routes read it, and only trainers and
 //! admins write it. Publishing copies a notebook out of the trainer's own
 //! root; taking a copy writes into the engineer's own root.
+//!
+//! A course belongs to the trainer who first published to it; its owner can
+//! name co-trainers, who may publish and unpublish too. Other trainers get a
+//! 403 that names the owner; admins may always change a course. Courses
+//! published before owners were recorded have none: only admins change them
+//! until an admin names an owner (`PUT /api/courses/{course}/owner`), since
+//! letting the next trainer who publishes take one over is the hole this closes.
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -18,7 +25,7 @@ use crate::AppState;
 use crate::auth::AuthUser;
 use crate::contents::Root;
 use crate::error::ApiError;
-use crate::store::{Role, User};
+use crate::store::{CourseStaff, Role, User};
 
 fn courses_root(s: &AppState) -> PathBuf {
     s.users_root.with_file_name("courses")
@@ -30,6 +37,83 @@ fn may_publish(user: &User) -> Result<(), ApiError> {
         _ => Err(ApiError::Forbidden(
             "only trainers publish notebooks to a course".into(),
         )),
+    }
+}
+
+/// Checks that `user` may change `course` (publish to or unpublish from
+/// it). With `claim`, a trainer publishing to a course that does not exist
+/// yet becomes its owner.
+fn may_change(s: &AppState, user: &User, course: &str, claim: bool) -> Result<(), ApiError> {
+    may_publish(user)?;
+    let staff = s.store.course_staff(course)?;
+    let exists = courses_root(s).join(course).is_dir();
+    match staff {
+        Some(staff)
+            if user.is_admin()
+                || staff.owner == user.name
+                || staff.trainers.contains(&user.name) =>
+        {
+            Ok(())
+        }
+        Some(staff) => Err(ApiError::Forbidden(format!(
+            "course {course:?} belongs to {}: ask them (or an admin) to make you a co-trainer",
+            staff.owner
+        ))),
+        None if exists && !user.is_admin() => Err(legacy(course)),
+        None if exists || !claim => Ok(()),
+        None => {
+            let owner = s.store.claim_course(course, &user.name)?;
+            if owner == user.name || user.is_admin() {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "course {course:?} belongs to {owner}: ask them (or an admin) to make you a co-trainer"
+                )))
+            }
+        }
+    }
+}
+
+/// The refusal for a course published before owners were recorded.
+fn legacy(course: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "course {course:?} was published before courses had owners: an admin must name its owner first (PUT /api/courses/{course}/owner)"
+    ))
+}
+
+/// The course's staff, for managing it: only its owner or an admin.
+fn may_manage(s: &AppState, user: &User, course: &str) -> Result<CourseStaff, ApiError> {
+    match s.store.course_staff(course)? {
+        Some(staff) if user.is_admin() || staff.owner == user.name => Ok(staff),
+        Some(staff) => Err(ApiError::Forbidden(format!(
+            "only {} (the owner of course {course:?}) or an admin manage its trainers",
+            staff.owner
+        ))),
+        None if courses_root(s).join(course).is_dir() => Err(legacy(course)),
+        None => Err(ApiError::NotFound(format!("no course {course:?}"))),
+    }
+}
+
+fn staff_json(course: &str, staff: Option<&CourseStaff>) -> Value {
+    json!({
+        "course": course,
+        "owner": staff.map(|s| s.owner.clone()),
+        "trainers": staff.map(|s| s.trainers.clone()).unwrap_or_default(),
+    })
+}
+
+/// A user who may be a course's owner or co-trainer: one that exists, and
+/// trains or administers.
+fn staff_member(s: &AppState, name: &str) -> Result<User, ApiError> {
+    let user = s
+        .store
+        .user(name)?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
+    match user.role {
+        Role::Trainer | Role::Admin => Ok(user),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name:?} is not a trainer: only trainers and admins can run a course"
+        ))),
     }
 }
 
@@ -112,7 +196,13 @@ pub async fn list(
             })
             .collect();
         notebooks.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        courses.push(json!({"name": name, "notebooks": notebooks}));
+        let staff = s.store.course_staff(&name)?;
+        courses.push(json!({
+            "name": name,
+            "notebooks": notebooks,
+            "owner": staff.as_ref().map(|s| s.owner.clone()),
+            "trainers": staff.map(|s| s.trainers).unwrap_or_default(),
+        }));
     }
     courses.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(Json(json!(courses)))
@@ -137,6 +227,7 @@ pub async fn publish(
     let notebook = notebook_name(&notebook)?;
     let req: Publish = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"from\": PATH}}: {e}")))?;
+    may_change(&s, &user, course, true)?;
     let mine = Root::new(s.users_root.join(&user.name))?;
     let bytes = check_notebook(mine.read(&mine.resolve(&req.from)?)?)?;
     let dir = Root::new(courses_root(&s).join(course))?;
@@ -155,9 +246,11 @@ pub async fn unpublish(
     Path((course, notebook)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     may_publish(&user)?;
+    let course = segment(&course, "course")?;
     let path = courses_root(&s)
-        .join(segment(&course, "course")?)
+        .join(course)
         .join(notebook_name(&notebook)?);
+    may_change(&s, &user, course, false)?;
     std::fs::remove_file(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound("no such notebook".into()),
         _ => ApiError::Internal(e.to_string()),
@@ -182,4 +275,76 @@ pub async fn copy(
         axum::http::StatusCode::CREATED,
         Json(json!({"path": target.api_path(), "type": "notebook"})),
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    user: String,
+}
+
+/// `PUT /api/courses/{course}/owner {"user": NAME}`: an admin gives a
+/// course (one from before owners, or one whose owner left) to a trainer.
+pub async fn set_owner(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(course): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only an admin names a course's owner".into(),
+        ));
+    }
+    let course = segment(&course, "course")?;
+    let req: Owner = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"user\": NAME}}: {e}")))?;
+    if s.store.course_staff(course)?.is_none() && !courses_root(&s).join(course).is_dir() {
+        return Err(ApiError::NotFound(format!("no course {course:?}")));
+    }
+    let owner = staff_member(&s, &req.user)?;
+    s.store.set_course_owner(course, &owner.name)?;
+    tracing::info!(admin = %user.name, %course, owner = %owner.name, "course owner set");
+    Ok(Json(staff_json(
+        course,
+        s.store.course_staff(course)?.as_ref(),
+    )))
+}
+
+/// `PUT /api/courses/{course}/trainers/{user}`: the owner (or an admin)
+/// names a co-trainer.
+pub async fn add_trainer(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, trainer)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let course = segment(&course, "course")?;
+    let staff = may_manage(&s, &user, course)?;
+    let trainer = staff_member(&s, &trainer)?;
+    if trainer.name != staff.owner {
+        s.store.add_course_trainer(course, &trainer.name)?;
+    }
+    tracing::info!(by = %user.name, %course, trainer = %trainer.name, "co-trainer added");
+    Ok(Json(staff_json(
+        course,
+        s.store.course_staff(course)?.as_ref(),
+    )))
+}
+
+/// `DELETE /api/courses/{course}/trainers/{user}`: the owner (or an admin)
+/// takes a co-trainer off the course.
+pub async fn remove_trainer(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, trainer)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let course = segment(&course, "course")?;
+    may_manage(&s, &user, course)?;
+    if !s.store.remove_course_trainer(course, &trainer)? {
+        return Err(ApiError::NotFound(format!(
+            "{trainer:?} is not a co-trainer of course {course:?}"
+        )));
+    }
+    tracing::info!(by = %user.name, %course, %trainer, "co-trainer removed");
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -22,6 +22,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A per-user limit that a retry later may pass (429).
+    #[error("{0}")]
+    TooMany(String),
+    /// A body or a file over a configured size limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// Admission refused a start; the body says which limit and the usage.
@@ -77,6 +83,8 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
             ApiError::Refused(_) => unreachable!("answered above"),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

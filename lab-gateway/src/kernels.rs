@@ -10,6 +10,12 @@
 //! until admission hands it its GPUs and it is launched under the same id.
 //! A background task applies admission's events (launch the admitted, warn
 //! and stop reclaimed kernels) and culls idle kernels.
+//!
+//! A kernel that runs is always recorded in the store: one whose record
+//! cannot be written is stopped before its GPUs go back to admission. The
+//! gateway pings each kernel's heartbeat well inside its orphan window
+//! (`ACADEMY_ORPHAN_TIMEOUT`), so an academy kernel whose gateway is gone
+//! for longer ends itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -24,9 +30,10 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, watch};
-use zeromq::{Socket, SocketRecv, SocketSend};
+use zeromq::{SocketRecv, SocketSend};
 
 use crate::error::ApiError;
+use crate::kernel_client::{self, MessageLimits};
 use crate::kernelspecs::Specs;
 use crate::scheduling::{Scheduling, now_ms};
 use crate::store::{KernelRow, Store, User};
@@ -39,6 +46,37 @@ use scheduler::admission::{Decision, Event, Grant, Request, Ticket};
 const FANOUT: usize = 4096;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long an academy kernel lives on without hearing from its gateway.
+pub const DEFAULT_ORPHAN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How often the gateway pings a kernel's heartbeat: well inside its orphan
+/// window, so the kernel of a live gateway never takes itself for an orphan.
+fn heartbeat_interval(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+}
+
+/// Pings a kernel's heartbeat every `every`, which tells an academy kernel
+/// that its gateway is alive; a lost pong reconnects.
+async fn ping_heartbeat(connection: ConnectionInfo, every: Duration) {
+    let mut hb = None;
+    loop {
+        if hb.is_none() {
+            hb = tokio::time::timeout(every, kernel_client::heartbeat(&connection))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if let Some(socket) = hb.as_mut()
+            && !matches!(
+                tokio::time::timeout(every, kernel_client::ping(socket)).await,
+                Ok(Ok(()))
+            )
+        {
+            hb = None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
 
 /// The mimetype of the gateway's own notices (a coming cull or reclaim),
 /// which our UI shows as a banner. Only the gateway may send it.
@@ -126,6 +164,10 @@ pub struct Kernel {
     subscribers: Mutex<Vec<Subscriber>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     limits: crate::ws::RateLimits,
+    message_limits: MessageLimits,
+    /// The parent header of the request the kernel is busy with: oversized
+    /// output the gateway drops is reported under it.
+    busy_parent: Mutex<bytes::Bytes>,
     /// Websocket sessions by session_id (see `ws`), which outlive a websocket.
     pub channel_sessions: Mutex<HashMap<String, Arc<crate::ws::ChannelSession>>>,
     /// The shared DEALERs every session's requests go through (see `ws::Mux`).
@@ -147,6 +189,7 @@ impl Kernel {
         endpoint: Endpoint,
         state: &str,
         limits: crate::ws::RateLimits,
+        message_limits: MessageLimits,
     ) -> Arc<Kernel> {
         Arc::new(Kernel {
             id,
@@ -165,6 +208,8 @@ impl Kernel {
             channel_sessions: Mutex::new(HashMap::new()),
             mux: tokio::sync::Mutex::new(None),
             limits,
+            message_limits,
+            busy_parent: Mutex::new(bytes::Bytes::from_static(b"{}")),
             grant: Mutex::new(None),
             warned: Mutex::new(None),
         })
@@ -185,6 +230,27 @@ impl Kernel {
 
     pub fn limits(&self) -> crate::ws::RateLimits {
         self.limits
+    }
+
+    pub fn message_limits(&self) -> MessageLimits {
+        self.message_limits
+    }
+
+    /// Tells every client that a message from the kernel was over its
+    /// channel's limit and dropped, on stderr under the current request.
+    pub async fn report_oversized(&self, channel: Channel, what: kernel_client::Oversized) {
+        tracing::warn!(kernel_id = %self.id, channel = channel.as_str(), size = what.size, limit = what.limit, "dropped an oversized message from a kernel");
+        let mut msg = RawMessage::new_in_session(
+            "stream",
+            &self.id.to_string(),
+            json!({"name": "stderr", "text": what.notice(channel)}),
+        );
+        msg.parent_header = self
+            .busy_parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.publish(Arc::new(msg)).await;
     }
 
     pub fn owner(&self) -> String {
@@ -512,27 +578,6 @@ impl Default for CullPolicy {
     }
 }
 
-/// A DEALER socket to one of a kernel's request channels, with its own identity.
-pub async fn dealer(
-    conn: &ConnectionInfo,
-    channel: Channel,
-    identity: &[u8],
-) -> Result<zeromq::DealerSocket, zeromq::ZmqError> {
-    let url = match channel {
-        Channel::Shell => conn.shell_url(),
-        Channel::Control => conn.control_url(),
-        Channel::Stdin => conn.stdin_url(),
-        Channel::Iopub => conn.iopub_url(),
-    };
-    let mut options = zeromq::SocketOptions::default();
-    if let Ok(id) = zeromq::util::PeerIdentity::try_from(identity.to_vec()) {
-        options.peer_identity(id);
-    }
-    let mut socket = zeromq::DealerSocket::with_options(options);
-    socket.connect(&url).await?;
-    Ok(socket)
-}
-
 /// Sends one request on a fresh DEALER and waits for its reply.
 async fn request(
     conn: &ConnectionInfo,
@@ -543,10 +588,18 @@ async fn request(
     let signer = Signer::new(&conn.key);
     let msg_id = msg.ids().0.to_owned();
     let identity = format!("lab-gateway-{}", uuid::Uuid::new_v4());
-    let mut socket = tokio::time::timeout(timeout, dealer(conn, channel, identity.as_bytes()))
-        .await
-        .ok()?
-        .ok()?;
+    let mut socket = tokio::time::timeout(
+        timeout,
+        kernel_client::dealer(
+            conn,
+            channel,
+            identity.as_bytes(),
+            kernel_client::GATEWAY_REPLY_LIMIT,
+        ),
+    )
+    .await
+    .ok()?
+    .ok()?;
     let frames = zeromq::ZmqMessage::try_from(msg.to_frames(&signer)).ok()?;
     socket.send(frames).await.ok()?;
     tokio::time::timeout(timeout, async {
@@ -572,6 +625,7 @@ pub struct KernelManager {
     /// One fill at a time; none after `shutdown_pool`.
     pool_filling: tokio::sync::Mutex<bool>,
     limits: crate::ws::RateLimits,
+    message_limits: MessageLimits,
     metrics: Arc<crate::metrics::Metrics>,
     launcher: Arc<dyn Launcher>,
     specs: Specs,
@@ -594,6 +648,9 @@ pub struct KernelManager {
     /// before it is answered 202 `starting`.
     answer_after: Duration,
     cull: CullPolicy,
+    /// Given to every kernel as `ACADEMY_ORPHAN_TIMEOUT`; `None` lets
+    /// kernels outlive their gateway for ever.
+    orphan_timeout: Option<Duration>,
 }
 
 /// What a start request asks for (`POST /api/kernels`).
@@ -637,11 +694,13 @@ impl KernelManager {
             queue_wait: Duration::from_secs(2),
             answer_after: Duration::from_secs(20),
             cull: CullPolicy::default(),
+            orphan_timeout: Some(DEFAULT_ORPHAN_TIMEOUT),
             kernels: RwLock::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pool_sizes: BTreeMap::new(),
             pool_filling: tokio::sync::Mutex::new(false),
             limits: Default::default(),
+            message_limits: Default::default(),
             metrics: Default::default(),
             launcher,
             specs,
@@ -805,6 +864,13 @@ impl KernelManager {
         self
     }
 
+    /// How long an academy kernel outlives a gateway it no longer hears
+    /// from (`None`: for ever).
+    pub fn with_orphan_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.orphan_timeout = timeout;
+        self
+    }
+
     pub fn scheduling(&self) -> &Arc<Scheduling> {
         &self.scheduling
     }
@@ -812,6 +878,12 @@ impl KernelManager {
     /// Sets the iopub output limits of kernels started from now on.
     pub fn with_limits(mut self, limits: crate::ws::RateLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the most bytes a message from a kernel may hold, per channel.
+    pub fn with_message_limits(mut self, limits: MessageLimits) -> Self {
+        self.message_limits = limits;
         self
     }
 
@@ -978,6 +1050,12 @@ impl KernelManager {
         );
         env.insert("KERNEL_USERNAME".into(), user.to_owned());
         env.insert("KERNEL_ID".into(), id.to_string());
+        if let Some(window) = self.orphan_timeout {
+            env.insert(
+                "ACADEMY_ORPHAN_TIMEOUT".into(),
+                window.as_secs_f64().to_string(),
+            );
+        }
         let mut gpus = Vec::new();
         if let Some(g) = grant.filter(|g| !g.devices.is_empty()) {
             gpus = g.devices.clone();
@@ -1249,7 +1327,7 @@ impl KernelManager {
         };
         kernel.set_grant(Some(grant));
         let endpoint = kernel.endpoint.borrow().clone();
-        self.store.save_kernel(&KernelRow {
+        let saved = self.store.save_kernel(&KernelRow {
             id: kernel.id,
             owner: user.name.clone(),
             spec: spec_name.to_owned(),
@@ -1260,7 +1338,10 @@ impl KernelManager {
                 .grant()
                 .and_then(|g| serde_json::to_string(&g).ok())
                 .unwrap_or_default(),
-        })?;
+        });
+        if let Err(e) = saved {
+            return Err(self.stop_unrecorded(&kernel, id, e).await);
+        }
         self.kernels
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -1276,6 +1357,51 @@ impl KernelManager {
             tokio::spawn(async move { me.reclaim(kernel_id, &group, deadline).await });
         }
         Ok(kernel)
+    }
+
+    /// Stops a kernel that runs but could not be recorded: unrecorded, a
+    /// restarted gateway would never see it, and it would keep GPUs that
+    /// admission hands on. Returns once the process is gone (or after a
+    /// SIGKILL and 10 s); the caller then releases the start's GPUs. A
+    /// pooled kernel, admitted under its own id, is released here.
+    async fn stop_unrecorded(
+        self: &Arc<Self>,
+        kernel: &Arc<Kernel>,
+        start_id: uuid::Uuid,
+        error: crate::store::StoreError,
+    ) -> ApiError {
+        tracing::error!(kernel_id = %kernel.id, error = %error, "cannot record a started kernel; stopping it");
+        let endpoint = kernel.endpoint.borrow().clone();
+        self.stop_process(&endpoint, false).await;
+        kernel.stop_tasks();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.launcher.is_alive(&endpoint.locator).await {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(kernel_id = %kernel.id, "an unrecorded kernel outlived SIGKILL");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+        if kernel.id != start_id {
+            self.release(kernel.id);
+        }
+        ApiError::Unavailable(format!(
+            "the kernel started but could not be recorded, so it was stopped: {error}"
+        ))
+    }
+
+    /// Stops every running kernel (a clean stop of a local gateway), at
+    /// once; returns how many. Queued starts stay recorded and queue again.
+    pub async fn shutdown_all(&self) -> usize {
+        let kernels = self.all();
+        futures_util::future::join_all(kernels.iter().map(|k| async move {
+            if let Err(e) = self.shutdown(k).await {
+                tracing::warn!(kernel_id = %k.id, error = %e, "cannot stop a kernel");
+            }
+        }))
+        .await;
+        kernels.len()
     }
 
     /// Acts on admission's events. Never blocks: launches and stops run in
@@ -1606,6 +1732,7 @@ impl KernelManager {
             },
             "starting",
             self.limits,
+            self.message_limits,
         );
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
@@ -1675,6 +1802,7 @@ impl KernelManager {
                 },
                 "idle",
                 self.limits,
+                self.message_limits,
             );
             let grant: Option<Grant> = serde_json::from_str(&row.resources).ok();
             let owner_group = self
@@ -1707,27 +1835,26 @@ impl KernelManager {
         let k = kernel.clone();
         let iopub_task = tokio::spawn(async move {
             let signer = Signer::new(&endpoint.connection.key);
-            // The kernel may not have bound yet: retry until the SUB connects.
-            let mut sub = loop {
-                let mut sub = zeromq::SubSocket::new();
-                let connected = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    sub.connect(&endpoint.connection.iopub_url()),
-                )
-                .await;
-                if matches!(connected, Ok(Ok(()))) {
-                    break sub;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            if let Err(e) = sub.subscribe("").await {
-                tracing::warn!(kernel_id = %k.id, error = %e, "cannot subscribe to iopub");
-                return;
-            }
+            let limit = k.message_limits.iopub;
+            let mut sub =
+                match kernel_client::subscriber(&endpoint.connection.iopub_url(), limit).await {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        tracing::warn!(kernel_id = %k.id, error = %e, "cannot subscribe to iopub");
+                        return;
+                    }
+                };
             loop {
-                let Ok(frames) = sub.recv().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+                let frames = match sub.recv().await {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        if let Some(what) = kernel_client::oversized(&e) {
+                            k.report_oversized(Channel::Iopub, what).await;
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        continue;
+                    }
                 };
                 let mut msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
                     Ok(m) => m,
@@ -1749,6 +1876,10 @@ impl KernelManager {
                     if let Ok(v) = serde_json::from_slice::<Value>(&msg.content)
                         && let Some(state) = v["execution_state"].as_str()
                     {
+                        if state == "busy" {
+                            *k.busy_parent.lock().unwrap_or_else(|e| e.into_inner()) =
+                                msg.parent_header.clone();
+                        }
                         k.set_state(state);
                     }
                 } else {
@@ -1784,6 +1915,11 @@ impl KernelManager {
         let mut tasks = kernel.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(iopub_task.abort_handle());
         tasks.push(monitor.abort_handle());
+        if let Some(window) = self.orphan_timeout {
+            let connection = kernel.endpoint.borrow().connection.clone();
+            let pinger = tokio::spawn(ping_heartbeat(connection, heartbeat_interval(window)));
+            tasks.push(pinger.abort_handle());
+        }
     }
 
     async fn wait_ready(&self, kernel: &Kernel) -> bool {

@@ -11,16 +11,19 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod blocking;
 pub mod client;
 pub mod config;
 pub mod contents;
 pub mod courses;
 pub mod error;
+pub mod kernel_client;
 pub mod kernels;
 pub mod kernelspecs;
 pub mod ledger;
 pub mod metrics;
 pub mod quota_cli;
+pub mod replay;
 pub mod scheduling;
 pub mod sessions;
 pub mod store;
@@ -46,10 +49,17 @@ pub struct AppState {
     pub users_root: std::path::PathBuf,
     pub no_auth: bool,
     pub started: String,
+    /// Size limits: request bodies, files read through the contents API.
+    pub caps: config::Limits,
+    /// File work off the async runtime, a few calls at a time per user.
+    pub blocking: Arc<blocking::Blocking>,
+    /// What channel sessions may buffer for clients that are away.
+    pub replay: Arc<replay::Budget>,
 }
 
 /// The HTTP routes, without a listener (tests call it directly too).
 pub fn app(state: AppState) -> Router {
+    let body_limit = state.caps.request_body;
     Router::new()
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
@@ -107,6 +117,14 @@ pub fn app(state: AppState) -> Router {
             "/api/courses/{course}/{notebook}/copy",
             axum::routing::post(courses::copy),
         )
+        .route(
+            "/api/courses/{course}/owner",
+            axum::routing::put(courses::set_owner),
+        )
+        .route(
+            "/api/courses/{course}/trainers/{user}",
+            axum::routing::put(courses::add_trainer).delete(courses::remove_trainer),
+        )
         .route("/api/admin/cluster", get(admin::cluster))
         .route("/api/admin/queue", get(admin::queue))
         .route(
@@ -127,7 +145,68 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)
+        .layer(axum::middleware::map_response(
+            move |r: axum::response::Response| async move { json_413(r, body_limit) },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                refuse_declared_oversize(req, next, body_limit)
+            },
+        ))
         .with_state(state)
+}
+
+/// A body whose `Content-Length` is over the limit is refused before any
+/// handler runs. What the client is still sending is read and dropped first
+/// (up to the limit again, within a minute), so that it finishes its upload
+/// and reads the JSON 413 instead of seeing the connection reset under it.
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    limit: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&n| n > limit as u64) else {
+        return next.run(req).await;
+    };
+    let drain = declared.min((limit as u64).saturating_mul(2));
+    let mut body = req.into_body().into_data_stream();
+    let mut read = 0u64;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read < drain {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
+    error::ApiError::TooLarge(format!(
+        "the request body is {declared} bytes, over the limit of {limit} bytes (limits.request_body)"
+    ))
+    .into_response()
+}
+
+/// axum answers a body over the limit with a plain-text 413 from inside the
+/// extractor; clients (the notebook's autosave among them) get the JSON
+/// error every other failure has, with the limit.
+fn json_413(r: axum::response::Response, limit: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = r
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return r;
+    }
+    error::ApiError::TooLarge(format!(
+        "the request body is over the limit of {limit} bytes (limits.request_body)"
+    ))
+    .into_response()
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves.

@@ -185,16 +185,30 @@ enum TokenCommand {
         #[arg(long, env = "LAB_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Print a login URL with a new one-time code (valid 10 minutes) for a
+    /// user of the running server, e.g. when the one printed at start expired.
+    LoginUrl {
+        #[arg(default_value = "admin")]
+        user: String,
+        #[arg(long, env = "LAB_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
+
+/// How long a printed login code works; it also works only once.
+const LOGIN_CODE_TTL: Duration = Duration::from_secs(600);
 
 fn open_store(data_dir: Option<PathBuf>) -> anyhow::Result<Store> {
     let dir = data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    private_dir(&dir)?;
     Ok(Store::open(&dir.join("lab.db"))?)
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything the gateway creates (the database, logs, runtime files,
+    // connection files, notebooks) is its own from the moment it exists:
+    // 0700 folders and 0600 files, not chmod-ed after the fact.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
@@ -394,6 +408,19 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token {
+            command: TokenCommand::LoginUrl { user, data_dir },
+        } => {
+            let dir = data_dir.unwrap_or_else(default_data_dir);
+            let code = open_store(Some(dir.clone()))?.create_login_code(&user, LOGIN_CODE_TTL)?;
+            let url = std::fs::read(dir.join("runtime/lab-server.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "/".into());
+            println!("{url}?code={code}");
+            Ok(())
+        }
+        Command::Token {
             command: TokenCommand::Revoke { token, data_dir },
         } => {
             if open_store(data_dir)?.revoke_token(&token)? {
@@ -429,11 +456,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve_async(config))
 }
 
+/// Creates `dir` (and its parents) if needed and makes it the gateway's
+/// alone (0700), also when an older version left it open to others.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))
+}
+
 async fn serve_async(config: Config) -> anyhow::Result<()> {
     let data = &config.data_dir;
+    private_dir(data)?;
     for sub in ["users", "runtime"] {
-        std::fs::create_dir_all(data.join(sub))
-            .with_context(|| format!("cannot create {}", data.join(sub).display()))?;
+        private_dir(&data.join(sub))?;
     }
     let store = Store::open(&data.join("lab.db"))?;
     // The first start creates the admin, also when `lab user add` ran before it.
@@ -513,8 +549,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         KernelManager::new(launcher.clone(), specs, store.clone(), data.join("users"))
             .with_scheduling(scheduling.clone())
             .with_limits(config.limits)
+            .with_message_limits(config.caps.messages)
             .with_queue_wait(config.queue_wait)
             .with_cull(config.cull)
+            .with_orphan_timeout(config.orphan_timeout)
             .with_warm_pool(warm_pool)
             .with_answer_after(match &config.backend {
                 Backend::Kubernetes(k) => k.answer_after.0,
@@ -564,6 +602,9 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         started: chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string(),
+        caps: config.caps,
+        blocking: Default::default(),
+        replay: Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
     };
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");
@@ -572,18 +613,52 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         println!("Created the admin user in {}.", data.display());
     }
     println!("Academy Lab is running at http://{addr}/");
-    println!("Log in with: http://{addr}/?token={token}");
+    // The admin's API token goes only to this 0600 file (scripts and tests
+    // read it there); what is printed, and so what logs keep, is a one-time
+    // code that logs a browser in once, within LOGIN_CODE_TTL.
     let info = serde_json::json!({"url": format!("http://{addr}/"), "token": token, "pid": std::process::id()});
-    let info_path = data.join("runtime/lab-server.json");
-    std::fs::write(&info_path, info.to_string())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&info_path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    write_private(
+        &data.join("runtime/lab-server.json"),
+        info.to_string().as_bytes(),
+    )?;
+    let code = state.store.create_login_code("admin", LOGIN_CODE_TTL)?;
+    println!(
+        "Log in with: http://{addr}/?code={code}  (once, within {} minutes; `lab token login-url` makes another)",
+        LOGIN_CODE_TTL.as_secs() / 60
+    );
     run(listener, state, shutdown_signal()).await?;
     kernels.shutdown_pool().await;
-    tracing::info!("stopped; kernels keep running and are re-attached at the next start");
+    // A clean stop frees the local kernels (and their GPUs), unless asked to
+    // keep them for a restart; kernel pods outlive a gateway pod's rollout.
+    if config.keep_kernels || !matches!(config.backend, Backend::Local) {
+        tracing::info!("stopped; kernels keep running and are re-attached at the next start");
+    } else {
+        let stopped = kernels.shutdown_all().await;
+        tracing::info!(
+            kernels = stopped,
+            "stopped, with its kernels (--keep-kernels keeps them for the next start)"
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a file created 0600 (never readable by
+/// others, not even for a moment), then renamed over `path`: a reader sees
+/// the old file or the whole new one.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -613,29 +688,33 @@ fn local_launcher(
     warm_pool: &mut std::collections::BTreeMap<String, usize>,
 ) -> anyhow::Result<Arc<dyn scheduler::Launcher>> {
     let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data)
-        .with_connect_ports(config.sandbox_connect_ports.clone());
+        .with_connect_ports(config.sandbox_connect_ports.clone())
+        .with_read_paths(config.sandbox_read_paths.clone());
+    let abi = Sandbox::abi();
+    let linux = Sandbox::linux_release();
+    let found = abi.map_or("no Landlock".to_owned(), |a| format!("Landlock ABI {a}"));
     match config.sandbox {
-        SandboxMode::Off => println!("Kernels: unconfined (--sandbox off)"),
+        SandboxMode::Off => println!(
+            "Kernels: NOT confined (--sandbox off): {}; the kernel keys in lab.db are encrypted, but with a key file in the data dir that they can read too",
+            Sandbox::losses(None)[0]
+        ),
         _ if Sandbox::supported() => println!(
-            "Kernels: confined by Landlock to their user's files and their own ports (outbound TCP to ports {:?})",
+            "Kernels: confined (Landlock ABI {}, seccomp) to the system's files and their user's, their own GPUs and ports (outbound TCP to ports {:?})",
+            abi.unwrap_or_default(),
             config.sandbox_connect_ports
         ),
         SandboxMode::Require => anyhow::bail!(
-            "--sandbox require: this Linux lacks Landlock ABI 6, so kernels cannot be confined"
+            "kernels cannot be confined as promised: this Linux ({linux}) has {found}, and the sandbox needs Landlock ABI {wanted} (Linux 6.12 or later). \
+             To start anyway with less isolation: --sandbox best-effort ({lost}), or --sandbox off ({off})",
+            wanted = Sandbox::abi_wanted(),
+            lost = Sandbox::losses(abi).join("; "),
+            off = Sandbox::losses(None)[0],
         ),
-        SandboxMode::Auto => match Sandbox::abi() {
-            Some(abi) => println!(
-                "Kernels: partly confined, this Linux has Landlock ABI {abi} of the 6 wanted (signals between kernels are not stopped{})",
-                if abi < 4 {
-                    ", nor TCP between kernels"
-                } else {
-                    ""
-                }
-            ),
-            None => println!(
-                "Kernels: NOT confined, this Linux lacks Landlock (each kernel can read the data dir)"
-            ),
-        },
+        SandboxMode::BestEffort => println!(
+            "Kernels: best-effort sandbox, this Linux ({linux}) has {found} of the ABI {} wanted, so {}",
+            Sandbox::abi_wanted(),
+            Sandbox::losses(abi).join("; ")
+        ),
     }
     if config.sandbox != SandboxMode::Off && Sandbox::abi().is_some() && !warm_pool.is_empty() {
         println!(

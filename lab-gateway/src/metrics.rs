@@ -45,6 +45,8 @@ pub struct Metrics {
     pub launch_seconds: Histogram,
     pub launch_failures: Counter,
     pub culled: Counter,
+    /// Bytes the channel sessions' replay buffers hold (see `replay`).
+    pub replay_bytes: Gauge,
 }
 
 pub const TO_KERNEL: DirectionLabels = DirectionLabels {
@@ -77,6 +79,12 @@ impl Default for Metrics {
             Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
         let launch_failures = Counter::default();
         let culled = Counter::default();
+        let replay_bytes = Gauge::default();
+        registry.register(
+            "replay_buffer_bytes",
+            "Bytes buffered for websocket clients that are away, all sessions together",
+            replay_bytes.clone(),
+        );
         registry.register(
             "kernels_culled",
             "Kernels culled for idling or running too long",
@@ -123,6 +131,7 @@ impl Default for Metrics {
             launch_seconds,
             launch_failures,
             culled,
+            replay_bytes,
         }
     }
 }

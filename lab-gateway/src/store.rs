@@ -4,6 +4,10 @@
 //! hash is as safe as a slow one and lookups stay O(1). The plain token is
 //! shown once, when it is created, and never written anywhere.
 //! Kernels are recorded so that a restarted gateway re-attaches to them.
+//! Their connections hold HMAC keys, so they are sealed (ChaCha20-Poly1305)
+//! with a key kept apart in `kernel-keys.secret` (mode 0600) beside the
+//! database: a copy of `lab.db` gives no kernel's key. (A kernel that can
+//! read the data dir, under `--sandbox off`, can read both files.)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -80,6 +84,12 @@ pub enum StoreError {
     InvalidName(String),
     #[error("the database lock was poisoned")]
     Poisoned,
+    #[error("the kernel key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone)]
@@ -134,6 +144,11 @@ CREATE TABLE IF NOT EXISTS queued (
     owner TEXT NOT NULL,
     request TEXT NOT NULL,
     seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_codes (
+    sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    expires INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -190,6 +205,7 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(COURSES_SCHEMA)?;
         // Added after the first release: the admitted GPUs of a kernel.
         let has_resources: i64 = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('kernels') WHERE name = 'resources'",
@@ -271,6 +287,18 @@ impl Store {
         })
     }
 
+    /// Revokes a browser session (a token `/api/login` created) by its
+    /// token; API tokens are left alone. Returns whether one was revoked.
+    pub fn revoke_session(&self, token: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE tokens SET revoked = ?1 WHERE sha256 = ?2 AND label = 'browser' AND revoked IS NULL",
+                params![now(), hash_token(token)],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
     /// Revokes every live token of `user` with this label (the previous start's login token).
     pub fn revoke_label(&self, user: &str, label: &str) -> Result<usize, StoreError> {
         self.with(|c| {
@@ -278,6 +306,68 @@ impl Store {
                 "UPDATE tokens SET revoked = ?1 WHERE user_name = ?2 AND label = ?3 AND revoked IS NULL",
                 params![now(), user, label],
             )?)
+        })
+    }
+
+    /// A one-time login code for `user`, valid `ttl` from now: what the
+    /// printed login URL carries instead of a token. Stored hashed, as tokens.
+    pub fn create_login_code(
+        &self,
+        user: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        let code = hex::encode(bytes);
+        let expires = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
+        self.with(|c| {
+            let exists: Option<String> = c
+                .query_row("SELECT name FROM users WHERE name = ?1", [user], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NoUser(user.to_owned()));
+            }
+            c.execute(
+                "DELETE FROM login_codes WHERE expires < ?1",
+                [chrono::Utc::now().timestamp()],
+            )?;
+            c.execute(
+                "INSERT INTO login_codes (sha256, user_name, expires) VALUES (?1, ?2, ?3)",
+                params![hash_token(&code), user, expires],
+            )?;
+            Ok(())
+        })?;
+        Ok(code)
+    }
+
+    /// The user a live login code is for; `redeem` also uses it up, so a
+    /// code logs in once.
+    pub fn login_code_user(&self, code: &str, redeem: bool) -> Result<Option<User>, StoreError> {
+        self.with(|c| {
+            let user = c
+                .query_row(
+                    "SELECT u.name, u.role, u.grp FROM login_codes l JOIN users u ON u.name = l.user_name
+                     WHERE l.sha256 = ?1 AND l.expires >= ?2",
+                    params![hash_token(code), chrono::Utc::now().timestamp()],
+                    |r| {
+                        Ok(User {
+                            name: r.get(0)?,
+                            role: Role::parse(&r.get::<_, String>(1)?),
+                            group: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if redeem && user.is_some() {
+                // Whoever deletes the row redeems it: two racing logins get one session.
+                let n = c.execute("DELETE FROM login_codes WHERE sha256 = ?1", [hash_token(code)])?;
+                if n == 0 {
+                    return Ok(None);
+                }
+            }
+            Ok(user)
         })
     }
 
@@ -302,6 +392,7 @@ impl Store {
 
     pub fn save_kernel(&self, k: &KernelRow) -> Result<(), StoreError> {
         self.with(|c| {
+            let sealed = sealing::seal(c, &k.id.to_string(), &k.connection)?;
             c.execute(
                 "INSERT OR REPLACE INTO kernels (id, owner, spec, connection, locator, created, resources)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -309,7 +400,7 @@ impl Store {
                     k.id.to_string(),
                     k.owner,
                     k.spec,
-                    k.connection,
+                    sealed,
                     k.locator,
                     k.created,
                     k.resources
@@ -405,6 +496,14 @@ impl Store {
                 .into_iter()
                 .filter_map(
                     |(id, owner, spec, connection, locator, created, resources)| {
+                        let connection: String = connection;
+                        let connection = match sealing::open(c, &id, &connection) {
+                            Ok(plain) => plain,
+                            Err(e) => {
+                                tracing::warn!(kernel_id = %id, "cannot unseal the kernel's connection: {e}");
+                                return None;
+                            }
+                        };
                         Some(KernelRow {
                             id: id.parse().ok()?,
                             owner,
@@ -622,9 +721,243 @@ impl Store {
     }
 }
 
+/// Kernel connections at rest: sealed with a key from a 0600 file beside
+/// the database, never written in plain text.
+mod sealing {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::PathBuf;
+
+    use base64::Engine as _;
+    use rand::RngCore;
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+    use rusqlite::Connection;
+
+    use super::StoreError;
+
+    const PREFIX: &str = "sealed-v1:";
+
+    /// The key file of the database `c`; `None` for an in-memory database,
+    /// whose key lives as long as the process.
+    fn key_file(c: &Connection) -> Option<PathBuf> {
+        let db = PathBuf::from(c.path().filter(|p| !p.is_empty())?);
+        Some(db.with_file_name("kernel-keys.secret"))
+    }
+
+    fn key(c: &Connection) -> Result<LessSafeKey, StoreError> {
+        static MEMORY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let bytes = match key_file(c) {
+            None => *MEMORY.get_or_init(|| {
+                let mut k = [0u8; 32];
+                rand::rng().fill_bytes(&mut k);
+                k
+            }),
+            Some(path) => {
+                let io = |source| StoreError::KeyFile {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let mut fresh = [0u8; 32];
+                rand::rng().fill_bytes(&mut fresh);
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                {
+                    Ok(mut f) => f
+                        .write_all(&fresh)
+                        .and_then(|()| f.sync_all())
+                        .map_err(io)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e)),
+                }
+                let read = std::fs::read(&path).map_err(io)?;
+                read.try_into()
+                    .map_err(|_| io(std::io::Error::other("it does not hold a 32-byte key")))?
+            }
+        };
+        let unbound =
+            UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| StoreError::KeyFile {
+                path: "(memory)".into(),
+                source: std::io::Error::other("not a ChaCha20-Poly1305 key"),
+            })?;
+        Ok(LessSafeKey::new(unbound))
+    }
+
+    /// `plain`, sealed for the kernel `id` (the row it may be read back from).
+    pub fn seal(c: &Connection, id: &str, plain: &str) -> Result<String, StoreError> {
+        let key = key(c)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut buf = plain.as_bytes().to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(id.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| StoreError::KeyFile {
+            path: "(seal)".into(),
+            source: std::io::Error::other("sealing failed"),
+        })?;
+        let mut out = nonce.to_vec();
+        out.extend(buf);
+        Ok(format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        ))
+    }
+
+    /// What `seal` sealed; a row from before sealing is returned as it is.
+    pub fn open(c: &Connection, id: &str, stored: &str) -> Result<String, StoreError> {
+        let Some(b64) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_owned());
+        };
+        let bad = |what: &str| StoreError::KeyFile {
+            path: key_file(c).map_or("(memory)".into(), |p| p.display().to_string()),
+            source: std::io::Error::other(what.to_owned()),
+        };
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| bad("a sealed connection is not base64"))?;
+        if raw.len() < NONCE_LEN {
+            return Err(bad("a sealed connection is too short"));
+        }
+        let mut body = raw.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| bad("bad nonce"))?;
+        let plain = key(c)?
+            .open_in_place(nonce, Aad::from(id.as_bytes()), &mut body)
+            .map_err(|_| bad("a sealed connection does not open with this key"))?;
+        String::from_utf8(plain.to_vec()).map_err(|_| bad("a sealed connection is not UTF-8"))
+    }
+}
+
+/// Who may change a course: its owner (who first published to it) and the
+/// co-trainers the owner names. Courses published before owners were
+/// recorded have no row: only admins change them until one names an owner.
+const COURSES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS course_owners (
+    course TEXT PRIMARY KEY,
+    owner TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS course_trainers (
+    course TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (course, user_name)
+);
+";
+
+/// A course's owner and co-trainers (sorted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CourseStaff {
+    pub owner: String,
+    pub trainers: Vec<String>,
+}
+
+impl Store {
+    /// The owner and co-trainers of `course`; `None` if no owner is recorded.
+    pub fn course_staff(&self, course: &str) -> Result<Option<CourseStaff>, StoreError> {
+        self.with(|c| {
+            let owner: Option<String> = c
+                .query_row(
+                    "SELECT owner FROM course_owners WHERE course = ?1",
+                    params![course],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(owner) = owner else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare(
+                "SELECT user_name FROM course_trainers WHERE course = ?1 ORDER BY user_name",
+            )?;
+            let trainers = stmt
+                .query_map(params![course], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(Some(CourseStaff { owner, trainers }))
+        })
+    }
+
+    /// Makes `user` the owner of `course` unless it has one; returns the
+    /// owner either way (two first publishes at once: one wins).
+    pub fn claim_course(&self, course: &str, user: &str) -> Result<String, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO course_owners (course, owner) VALUES (?1, ?2)",
+                params![course, user],
+            )?;
+            Ok(c.query_row(
+                "SELECT owner FROM course_owners WHERE course = ?1",
+                params![course],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Gives `course` to `owner` (an admin's decision).
+    pub fn set_course_owner(&self, course: &str, owner: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO course_owners (course, owner) VALUES (?1, ?2)",
+                params![course, owner],
+            )?;
+            c.execute(
+                "DELETE FROM course_trainers WHERE course = ?1 AND user_name = ?2",
+                params![course, owner],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn add_course_trainer(&self, course: &str, user: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO course_trainers (course, user_name) VALUES (?1, ?2)",
+                params![course, user],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Whether `user` was a co-trainer of `course`.
+    pub fn remove_course_trainer(&self, course: &str, user: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM course_trainers WHERE course = ?1 AND user_name = ?2",
+                params![course, user],
+            )? > 0)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13, item 4: a kernel's HMAC key is never in the database file
+    /// in plain text, and it reads back whole.
+    #[test]
+    fn kernel_keys_are_sealed_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        let key = "0123456789abcdef-kernel-hmac-key";
+        let row = KernelRow {
+            id: uuid::Uuid::new_v4(),
+            owner: "alice".into(),
+            spec: "python3".into(),
+            connection: format!(r#"{{"key":"{key}","signature_scheme":"hmac-sha256"}}"#),
+            locator: "{}".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            resources: String::new(),
+        };
+        store.save_kernel(&row).unwrap();
+        let stored: String = store
+            .with(|c| Ok(c.query_row("SELECT connection FROM kernels", [], |r| r.get(0))?))
+            .unwrap();
+        assert!(!stored.contains(key), "the key is in lab.db: {stored}");
+        let back = store.kernels().unwrap();
+        assert_eq!(back[0].connection, row.connection);
+    }
 
     #[test]
     fn tokens_are_stored_hashed_and_revocable() {

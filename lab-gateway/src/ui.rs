@@ -3,14 +3,24 @@
 //! needs no Node.js), embedded in the binary; and the login routes that set
 //! the cookie it authenticates with.
 //!
-//! The cookie is HttpOnly (scripts never see the token) and SameSite=Strict
-//! (no other site's page can send it, which also keeps other sites from
-//! opening our websockets with it).
+//! Logging in (`POST /api/login` with a token or a one-time login code)
+//! creates a browser session: a token of its own, in the cookie, which
+//! logout revokes. The cookie is HttpOnly (scripts never see it) and
+//! SameSite=Strict (no other site's page can send it, which also keeps other
+//! sites from opening our websockets with it).
+//!
+//! Login CSRF: a link from another site must not log the browser in to an
+//! account of that site's choosing. So nothing logs in on a GET: the login
+//! URL (`/?code=…`, or `/?token=…`) only opens the app, which takes the code
+//! out of the address bar and asks the person to confirm, naming the account;
+//! the confirmation is a same-origin JSON `POST /api/login`, which a page
+//! elsewhere cannot send (its `Origin` is refused, and a form cannot send
+//! JSON).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -69,11 +79,6 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
     r
 }
 
-#[derive(Debug, serde::Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 /// The login cookie; `Secure` when a TLS proxy in front says the browser
 /// came over HTTPS (lab serve itself speaks plain HTTP).
 fn cookie(token: &str, headers: &HeaderMap) -> String {
@@ -84,47 +89,65 @@ fn cookie(token: &str, headers: &HeaderMap) -> String {
     format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}")
 }
 
-async fn user_for(s: &AppState, token: String) -> Result<Option<User>, ApiError> {
+async fn with_store<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || store.user_for_token(&token))
+    tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::from)
 }
 
-/// `/`: the app. With `?token=` (the URL `lab serve` prints), logs in first
-/// and redirects to a URL without the token.
-pub async fn index(
-    State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if let Some(token) = q.token.filter(|t| !t.is_empty()) {
-        if user_for(&s, token.clone()).await?.is_some() {
-            let mut r = Redirect::to("/").into_response();
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                HeaderValue::from_str(&cookie(&token, &headers)).map_err(|_| {
-                    ApiError::BadRequest("the token is not a valid cookie value".into())
-                })?,
-            );
-            return Ok(r);
-        }
-        return Err(ApiError::Unauthorized);
+async fn user_for(s: &AppState, token: String) -> Result<Option<User>, ApiError> {
+    with_store(s, move |store| store.user_for_token(&token)).await
+}
+
+/// `--no-auth` answers only to a loopback `Host` (DNS rebinding).
+fn check_host(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !s.no_auth {
+        return Ok(());
     }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if host.is_some_and(crate::auth::is_loopback_host) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this server runs with --no-auth and answers only to a loopback Host".into(),
+        ))
+    }
+}
+
+/// `/`: the app. A login URL's `?code=` or `?token=` is read by the app,
+/// which asks before it logs in (see the module doc); nothing logs in here.
+pub async fn index(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_host(&s, &headers)?;
     let mut r = serve(&INDEX, &headers);
-    // Kernel output is sanitised before it is shown; this is the second
-    // line: only our own script runs, and nothing is sent elsewhere.
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    // Kernel output is sanitised, and shown in sandboxed frames; this is
+    // the last line: only our own script runs (and, in those frames, the
+    // one that reports their height), and nothing is sent elsewhere.
+    h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+        HeaderValue::from_str(&format!(
+            "default-src 'self'; script-src 'self' {FRAME_SCRIPT_HASH}; style-src 'self' 'unsafe-inline'; \
              img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; \
-             base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-        ),
+             base-uri 'none'; frame-src 'self'; frame-ancestors 'none'; form-action 'self'"
+        ))
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    // The login URL's code must not travel on in a Referer.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
     Ok(r)
 }
+
+/// The CSP source of the one script a sandboxed output frame may run (it
+/// posts the frame's height to the app): `scripts/build-ui` writes its hash.
+const FRAME_SCRIPT_HASH: &str = include_str!("../ui/dist/frame-script.csp");
 
 /// `/ui/{file}`: the app's script and stylesheet.
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
@@ -137,15 +160,27 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Login {
-    token: String,
+    token: Option<String>,
+    code: Option<String>,
+    /// Only say whose the token or code is; log nothing in (the app asks
+    /// the person first).
+    #[serde(default)]
+    check: bool,
 }
 
-/// `POST /api/login {"token"}`: sets the cookie; 401 for a wrong token.
+fn identity(u: &User) -> Value {
+    json!({"username": u.name, "role": u.role, "group": u.group})
+}
+
+/// `POST /api/login {"token"} | {"code"}` (and `"check": true` to only ask
+/// whose it is): creates a browser session and sets its cookie; 401 for a
+/// wrong token or a used or expired code.
 pub async fn login(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    check_host(&s, &headers)?;
     // A page elsewhere must not log the browser in (to an account of its
     // choosing); a client without a page sends no Origin.
     if headers.contains_key(header::ORIGIN) && !crate::auth::same_origin(&headers) {
@@ -153,58 +188,108 @@ pub async fn login(
             "log in from this server's own page".into(),
         ));
     }
-    let login: Login = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{\"token\": \"…\"}}: {e}")))?;
-    let token = login.token.trim().to_owned();
-    if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::Unauthorized);
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return Err(ApiError::BadRequest(
+            "send {\"token\": \"…\"} or {\"code\": \"…\"} as application/json".into(),
+        ));
     }
-    let user = user_for(&s, token.clone())
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let mut r =
-        Json(json!({"identity": {"username": user.name, "role": user.role, "group": user.group}}))
-            .into_response();
+    let login: Login = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"token\": \"…\"}} or {{\"code\": \"…\"}}: {e}"
+        ))
+    })?;
+    let plain = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric());
+    let user = match (login.token, login.code) {
+        (Some(token), None) => {
+            let token = token.trim().to_owned();
+            if !plain(&token) {
+                return Err(ApiError::Unauthorized);
+            }
+            user_for(&s, token).await?
+        }
+        (None, Some(code)) => {
+            let code = code.trim().to_owned();
+            if !plain(&code) {
+                return Err(ApiError::Unauthorized);
+            }
+            let redeem = !login.check;
+            with_store(&s, move |store| store.login_code_user(&code, redeem)).await?
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "send either {\"token\": \"…\"} or {\"code\": \"…\"}".into(),
+            ));
+        }
+    };
+    let user = user.ok_or(ApiError::Unauthorized)?;
+    if login.check {
+        return Ok(Json(json!({"identity": identity(&user)})).into_response());
+    }
+    let name = user.name.clone();
+    let (_, session) = with_store(&s, move |store| store.create_token(&name, "browser")).await?;
+    let mut r = Json(json!({"identity": identity(&user)})).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie(&token, &headers))
+        HeaderValue::from_str(&cookie(&session, &headers))
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(r)
 }
 
-/// `GET /api/login`: who the cookie (or token) says the caller is, or
-/// `null`; never 401, so the app's first look does not log an error.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|c| c.trim().strip_prefix("lab_token=").map(str::to_owned))
+        .filter(|t| !t.is_empty())
+}
+
+/// `GET /api/login`: who the cookie says the caller is, or `null`; never
+/// 401, so the app's first look does not log an error.
 pub async fn whoami(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     if s.no_auth {
+        check_host(&s, &headers)?;
         return Ok(Json(
             json!({"identity": {"username": "anonymous", "role": "admin", "group": null}}),
         ));
     }
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|c| c.trim().strip_prefix("lab_token=").map(str::to_owned));
-    let user = match token {
-        Some(t) if !t.is_empty() => user_for(&s, t).await?,
-        _ => None,
+    let user = match cookie_token(&headers) {
+        Some(t) => user_for(&s, t).await?,
+        None => None,
     };
-    Ok(Json(
-        json!({"identity": user.map(|u| json!({"username": u.name, "role": u.role, "group": u.group}))}),
-    ))
+    Ok(Json(json!({"identity": user.as_ref().map(identity)})))
 }
 
-/// `POST /api/logout`: clears the cookie.
-pub async fn logout() -> Response {
+/// `POST /api/logout`: revokes the browser session (the old cookie value no
+/// longer logs anyone in) and clears the cookie.
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if headers.contains_key(header::ORIGIN) && !crate::auth::same_origin(&headers) {
+        return Err(ApiError::Forbidden(
+            "log out from this server's own page".into(),
+        ));
+    }
+    if let Some(token) = cookie_token(&headers) {
+        // Only a browser session: an API token sent as a cookie by a client
+        // is the client's to revoke (`lab token revoke`).
+        with_store(&s, move |store| store.revoke_session(&token)).await?;
+    }
     let mut r = (StatusCode::OK, Json(Value::Null)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static("lab_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
-    r
+    Ok(r)
 }

@@ -25,6 +25,113 @@ pub enum WireError {
     Json(String),
     #[error("unknown channel {0:?}")]
     UnknownChannel(String),
+    /// A part that is not exactly one JSON object, or repeats a key: a
+    /// reader that takes the first of two keys and one that takes the last
+    /// would see two different messages.
+    #[error("the {part} is not one JSON object without repeated keys: {why}")]
+    BadPart { part: &'static str, why: String },
+}
+
+/// The names of the four JSON parts, in wire order.
+const PART_NAMES: [&str; 4] = ["header", "parent header", "metadata", "content"];
+
+/// Checks that `bytes` is exactly one JSON object and that no object in it,
+/// at any depth, repeats a key. Empty parts (some kernels send them for an
+/// empty parent header) read as `{}`.
+fn check_part(bytes: &Bytes, part: &'static str) -> Result<Bytes, WireError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    let bad = |why: String| WireError::BadPart { part, why };
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(bad("not an object".into()));
+    }
+    serde_json::from_slice::<unique::Unique>(bytes).map_err(|e| bad(e.to_string()))?;
+    Ok(bytes.clone())
+}
+
+/// A serde visitor that reads any JSON value without keeping it, refusing
+/// an object that repeats a key.
+mod unique {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub struct Unique;
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl<'de> Visitor<'de> for KeyVisitor {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    struct UniqueVisitor;
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                if seen.contains(&key) {
+                    return Err(de::Error::custom(format_args!(
+                        "the key {key:?} is repeated"
+                    )));
+                }
+                map.next_value::<Unique>()?;
+                seen.insert(key);
+            }
+            Ok(Unique)
+        }
+    }
 }
 
 /// HMAC-SHA256 over header, parent header, metadata and content.
@@ -167,12 +274,25 @@ impl RawMessage {
         if !signer.verify(&rest[0], parts) {
             return Err(WireError::BadSignature);
         }
+        RawMessage::checked([&rest[1], &rest[2], &rest[3], &rest[4]], rest[5..].to_vec())
+    }
+
+    /// A message from its four JSON parts, each checked by [`check_part`]:
+    /// what the gateway reads of a message (ids, status, mimetypes) is then
+    /// what every client reads.
+    fn checked(parts: [&Bytes; 4], buffers: Vec<Bytes>) -> Result<RawMessage, WireError> {
+        if parts[0].iter().all(u8::is_ascii_whitespace) {
+            return Err(WireError::BadPart {
+                part: PART_NAMES[0],
+                why: "empty".into(),
+            });
+        }
         Ok(RawMessage {
-            header: rest[1].clone(),
-            parent_header: rest[2].clone(),
-            metadata: rest[3].clone(),
-            content: rest[4].clone(),
-            buffers: rest[5..].to_vec(),
+            header: check_part(parts[0], PART_NAMES[0])?,
+            parent_header: check_part(parts[1], PART_NAMES[1])?,
+            metadata: check_part(parts[2], PART_NAMES[2])?,
+            content: check_part(parts[3], PART_NAMES[3])?,
+            buffers,
             ids: Default::default(),
         })
     }
@@ -215,43 +335,49 @@ impl RawMessage {
         }
         let m: Legacy = serde_json::from_str(text).map_err(|e| WireError::Json(e.to_string()))?;
         let channel = Channel::parse(m.channel.as_deref().unwrap_or("shell"))?;
-        if !m.header.get().trim_start().starts_with('{') {
-            return Err(WireError::Json("header is not an object".into()));
-        }
         let part = |v: Option<&RawValue>| Bytes::from(v.map_or("{}", |v| v.get()).to_owned());
-        Ok((
-            channel,
-            RawMessage {
-                header: Bytes::from(m.header.get().to_owned()),
-                parent_header: part(m.parent_header),
-                metadata: part(m.metadata),
-                content: Bytes::from(m.content.get().to_owned()),
-                buffers: Vec::new(),
-                ids: Default::default(),
-            },
-        ))
+        let msg = RawMessage::checked(
+            [
+                &part(Some(m.header)),
+                &part(m.parent_header),
+                &part(m.metadata),
+                &part(Some(m.content)),
+            ],
+            Vec::new(),
+        )?;
+        Ok((channel, msg))
     }
 
     /// The legacy-protocol JSON text of this message on `channel`.
     pub fn to_legacy_json(&self, channel: Channel) -> String {
+        /// The legacy frame, written by serde over the parts as they are:
+        /// a part that is not valid JSON becomes `null`, never spliced text.
+        #[derive(serde::Serialize)]
+        struct Legacy<'a> {
+            header: &'a RawValue,
+            msg_id: &'a str,
+            msg_type: &'a str,
+            parent_header: &'a RawValue,
+            metadata: &'a RawValue,
+            content: &'a RawValue,
+            buffers: [u8; 0],
+            channel: &'a str,
+        }
+        fn raw(b: &Bytes) -> &RawValue {
+            serde_json::from_slice::<&RawValue>(b).unwrap_or(RawValue::NULL)
+        }
         let (msg_id, msg_type) = self.ids();
-        let s = |b: &Bytes| {
-            std::str::from_utf8(b)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("{}")
-                .to_owned()
+        let frame = Legacy {
+            header: raw(&self.header),
+            msg_id,
+            msg_type,
+            parent_header: raw(&self.parent_header),
+            metadata: raw(&self.metadata),
+            content: raw(&self.content),
+            buffers: [],
+            channel: channel.as_str(),
         };
-        format!(
-            "{{\"header\":{},\"msg_id\":{},\"msg_type\":{},\"parent_header\":{},\"metadata\":{},\"content\":{},\"buffers\":[],\"channel\":\"{}\"}}",
-            s(&self.header),
-            serde_json::Value::from(msg_id),
-            serde_json::Value::from(msg_type),
-            s(&self.parent_header),
-            s(&self.metadata),
-            s(&self.content),
-            channel.as_str()
-        )
+        serde_json::to_string(&frame).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// Parses one `v1.kernel.websocket.jupyter.org` binary frame: a count of
@@ -278,21 +404,11 @@ impl RawMessage {
         let channel = std::str::from_utf8(&frame[offsets[0]..offsets[1]])
             .map_err(|_| bad("channel is not UTF-8"))?;
         let channel = Channel::parse(channel)?;
-        let header = part(1);
-        if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&header).is_err() {
-            return Err(WireError::Json("header is not a JSON object".into()));
-        }
-        Ok((
-            channel,
-            RawMessage {
-                header,
-                parent_header: part(2),
-                metadata: part(3),
-                content: part(4),
-                buffers: (5..n - 1).map(part).collect(),
-                ids: Default::default(),
-            },
-        ))
+        let msg = RawMessage::checked(
+            [&part(1), &part(2), &part(3), &part(4)],
+            (5..n - 1).map(part).collect(),
+        )?;
+        Ok((channel, msg))
     }
 
     /// This message as a v1 binary frame on `channel`.
@@ -399,6 +515,54 @@ mod tests {
         assert_eq!(msg.ids().1, "kernel_info_request");
         assert_eq!(msg.to_v1(Channel::Shell), frame);
         assert!(RawMessage::from_v1(&frame[..40]).is_err());
+    }
+
+    /// Frames as a kernel holding the key would sign them.
+    fn signed(parts: [&str; 4]) -> Vec<Bytes> {
+        let signer = Signer::new("k");
+        let p = parts.map(|p| Bytes::from(p.to_owned()));
+        let sig = signer.sign([&p[0], &p[1], &p[2], &p[3]]);
+        let mut frames = vec![Bytes::from_static(DELIMITER), Bytes::from(sig)];
+        frames.extend(p);
+        frames
+    }
+
+    #[test]
+    fn a_repeated_key_anywhere_in_a_part_is_refused() {
+        let signer = Signer::new("k");
+        // The gateway's reader took neither key (ids came out empty), the
+        // browser takes the last: a forged notice passed the filter.
+        let header = r#"{"msg_id":"a","msg_type":"stream","msg_type":"display_data"}"#;
+        assert!(RawMessage::from_frames(signed([header, "{}", "{}", "{}"]), &signer).is_err());
+        let content = r#"{"data":{"text/plain":"x","text/plain":"y"},"metadata":{}}"#;
+        let header = r#"{"msg_id":"a","msg_type":"display_data"}"#;
+        assert!(RawMessage::from_frames(signed([header, "{}", "{}", content]), &signer).is_err());
+        let legacy = r#"{"header":{"msg_id":"a","msg_type":"execute_request","msg_type":"x"},"content":{},"channel":"shell"}"#;
+        assert!(RawMessage::from_legacy_json(legacy).is_err());
+        // Repeated keys in different objects are fine; so is an empty parent.
+        let ok = r#"{"a":{"k":1},"b":{"k":2}}"#;
+        let m = RawMessage::from_frames(signed([header, "", "{}", ok]), &signer).unwrap();
+        assert_eq!(&m.parent_header[..], b"{}");
+    }
+
+    #[test]
+    fn a_part_cannot_smuggle_a_second_header_into_the_legacy_frame() {
+        let signer = Signer::new("k");
+        let header = r#"{"msg_id":"a","msg_type":"stream"}"#;
+        let smuggled =
+            r#"{"name":"stdout","text":"hi"},"header":{"msg_id":"b","msg_type":"display_data"}"#;
+        assert!(
+            RawMessage::from_frames(signed([header, "{}", "{}", smuggled]), &signer).is_err(),
+            "a content that is not one JSON object is refused"
+        );
+        assert!(RawMessage::from_frames(signed(["[]", "{}", "{}", "{}"]), &signer).is_err());
+        // Even a message built around the checks is written by a serializer.
+        let mut m = RawMessage::from_frames(signed([header, "{}", "{}", "{}"]), &signer).unwrap();
+        m.content = Bytes::from(smuggled.to_owned());
+        let out: serde_json::Value =
+            serde_json::from_str(&m.to_legacy_json(Channel::Iopub)).unwrap();
+        assert_eq!(out["header"]["msg_type"], "stream");
+        assert!(out["content"].is_null(), "{out}");
     }
 
     #[test]

@@ -29,8 +29,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
 use zeromq::{SocketRecv, SocketSend};
 
-use crate::kernels::{Kernel, dealer};
+use crate::kernel_client::{self, dealer};
+use crate::kernels::Kernel;
 use crate::metrics::{Metrics, TO_CLIENT, TO_KERNEL};
+use crate::replay::{Budget, Evict, TooManySessions};
 use crate::wire::{Channel, RawMessage, Signer, WireError};
 
 /// How often the gateway pings an idle client; three missed periods close it.
@@ -152,6 +154,9 @@ pub struct ChannelSession {
     attachments: AtomicU64,
     attached: AtomicU64,
     pump: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The kernel's owner, whose share of the replay budget this buffer uses.
+    user: String,
+    budget: Arc<Budget>,
 }
 
 impl Drop for ChannelSession {
@@ -159,6 +164,29 @@ impl Drop for ChannelSession {
         if let Some(p) = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take() {
             p.abort();
         }
+        let held = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).bytes;
+        self.budget.charge(&self.user, -(held as isize));
+    }
+}
+
+impl Evict for ChannelSession {
+    fn held(&self) -> usize {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// The oldest message goes; if no client had it yet, the cell is told
+    /// (with the next message a client gets) that output was dropped.
+    fn evict_oldest(&self) -> usize {
+        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((seq, _, msg)) = b.pop_front() else {
+            return 0;
+        };
+        if seq >= b.delivered {
+            b.dropped += 1;
+            b.delivered = seq + 1;
+            b.dropped_parent = Some(msg.parent_header.clone());
+        }
+        size_of(&msg)
     }
 }
 
@@ -172,6 +200,8 @@ struct Routes {
 
 /// Requests outlive their sessions' websockets, not a day.
 const ROUTE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Requests in flight one kernel routes replies for.
+const MAX_ROUTES: usize = 65_536;
 
 impl Routes {
     fn insert(&mut self, msg_id: String, session: Weak<ChannelSession>) {
@@ -180,6 +210,15 @@ impl Routes {
             // Requests of sessions that are gone, or so old no reply will come.
             self.by_request
                 .retain(|_, (s, at)| s.strong_count() > 0 && at.elapsed() < ROUTE_MAX_AGE);
+            // Still too many (a client sending requests the kernel never
+            // answers): the oldest half goes.
+            if self.by_request.len() > MAX_ROUTES {
+                let mut ages: Vec<Instant> = self.by_request.values().map(|(_, at)| *at).collect();
+                let mid = ages.len() / 2;
+                let (_, cut, _) = ages.select_nth_unstable(mid);
+                let cut = *cut;
+                self.by_request.retain(|_, (_, at)| *at > cut);
+            }
             self.prune_at = self.by_request.len() * 2;
         }
     }
@@ -219,13 +258,14 @@ impl Drop for Mux {
 
 impl Mux {
     /// Connects the three DEALERs with a fresh identity and starts routing replies.
-    async fn connect(kernel: &Kernel) -> Result<Mux, zeromq::ZmqError> {
+    async fn connect(kernel: &Arc<Kernel>) -> Result<Mux, zeromq::ZmqError> {
         let ep = kernel.endpoint().borrow().clone();
         let identity = uuid::Uuid::new_v4().as_bytes().to_vec();
         // All three connect before any reader starts, so a failure leaves nothing behind.
-        let shell = dealer(&ep.connection, Channel::Shell, &identity).await?;
-        let control = dealer(&ep.connection, Channel::Control, &identity).await?;
-        let stdin = dealer(&ep.connection, Channel::Stdin, &identity).await?;
+        let limits = kernel.message_limits();
+        let shell = dealer(&ep.connection, Channel::Shell, &identity, limits.shell).await?;
+        let control = dealer(&ep.connection, Channel::Control, &identity, limits.control).await?;
+        let stdin = dealer(&ep.connection, Channel::Stdin, &identity, limits.stdin).await?;
         let signer = Signer::new(&ep.connection.key);
         let routes = Arc::new(std::sync::Mutex::new(Routes::default()));
         let mut readers = Vec::with_capacity(3);
@@ -234,8 +274,21 @@ impl Mux {
             let routes = routes.clone();
             let signer = signer.clone();
             let kernel_id = kernel.id;
+            let weak = Arc::downgrade(kernel);
             let reader = tokio::spawn(async move {
-                while let Ok(frames) = rx.recv().await {
+                loop {
+                    let frames = match rx.recv().await {
+                        Ok(frames) => frames,
+                        Err(e) => match (kernel_client::oversized(&e), weak.upgrade()) {
+                            // Skipped: the socket carries on.
+                            (Some(what), Some(kernel)) => {
+                                kernel.report_oversized(ch, what).await;
+                                continue;
+                            }
+                            (Some(_), None) => continue,
+                            (None, _) => break,
+                        },
+                    };
                     let msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
                         Ok(m) => m,
                         Err(e) => {
@@ -297,7 +350,7 @@ impl Mux {
 
 /// The kernel's mux for its current process, connected on first use and
 /// again after a restart.
-async fn mux_for(kernel: &Kernel) -> Result<Arc<Mux>, zeromq::ZmqError> {
+async fn mux_for(kernel: &Arc<Kernel>) -> Result<Arc<Mux>, zeromq::ZmqError> {
     let generation = kernel.endpoint().borrow().generation;
     let mut slot = kernel.mux.lock().await;
     if let Some(m) = slot.as_ref()
@@ -312,10 +365,13 @@ async fn mux_for(kernel: &Kernel) -> Result<Arc<Mux>, zeromq::ZmqError> {
 
 impl ChannelSession {
     fn push(&self, channel: Channel, msg: Arc<RawMessage>) {
-        self.buffer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(channel, msg);
+        let delta = {
+            let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            let before = b.bytes as isize;
+            b.push(channel, msg);
+            b.bytes as isize - before
+        };
+        self.budget.charge(&self.user, delta);
         self.notify.notify_waiters();
     }
 
@@ -412,38 +468,48 @@ impl RateLimiter {
     }
 }
 
-/// Finds or creates the channel session for `session_id` on `kernel`.
-pub fn session_for(kernel: &Arc<Kernel>, session_id: &str) -> Arc<ChannelSession> {
+/// Finds or creates the channel session for `session_id` on `kernel`; a new
+/// one only while the kernel's owner is within their sessions (`replay`).
+pub fn session_for(
+    kernel: &Arc<Kernel>,
+    session_id: &str,
+    budget: &Arc<Budget>,
+) -> Result<Arc<ChannelSession>, TooManySessions> {
     let mut sessions = kernel
         .channel_sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if let Some(s) = sessions.get(session_id) {
-        return s.clone();
+        return Ok(s.clone());
     }
+    let user = kernel.owner();
+    budget.check_sessions(&user)?;
     let s = Arc::new(ChannelSession {
         buffer: Default::default(),
         notify: Notify::new(),
         attachments: AtomicU64::new(0),
         attached: AtomicU64::new(0),
         pump: Default::default(),
+        user: user.clone(),
+        budget: budget.clone(),
     });
+    let weak: Weak<dyn Evict> = Arc::downgrade(&s) as Weak<dyn Evict>;
+    budget.register(&user, weak);
     s.start(kernel.clone());
     sessions.insert(session_id.to_owned(), s.clone());
-    s
+    Ok(s)
 }
 
 /// Serves one websocket until either side closes.
 pub async fn serve(
     socket: WebSocket,
     kernel: Arc<Kernel>,
-    session_id: String,
+    (session_id, session): (String, Arc<ChannelSession>),
     resume_after: Option<String>,
     v1: bool,
     metrics: Arc<Metrics>,
 ) {
     kernel.connection_opened();
-    let session = session_for(&kernel, &session_id);
     let me = session.attachments.fetch_add(1, Ordering::SeqCst) + 1;
     session.attached.fetch_add(1, Ordering::SeqCst);
     session.notify.notify_waiters(); // tells a stale websocket it was replaced
@@ -489,7 +555,7 @@ pub async fn serve(
                 tracing::warn!(kernel_id = %kernel.id, dropped, "a client missed messages");
                 let notice = RawMessage::request(
                     "stream",
-                    serde_json::json!({"name": "stderr", "text": format!("[lab gateway] IOPub output rate exceeded: {dropped} output messages were dropped (limits: messages/s and bytes/s per client)\n")}),
+                    serde_json::json!({"name": "stderr", "text": format!("[lab gateway] IOPub output rate exceeded: {dropped} output messages were dropped (limits: messages/s and bytes/s per client, and what is kept for a client that is away)\n")}),
                 );
                 let mut notice = notice;
                 if let Some(parent) = dropped_parent {

@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
@@ -213,6 +216,25 @@ fn check_overlay(overlay: &str) {
             "{overlay}: the gateway lacks {k}={v}"
         );
     }
+    // Issue 13, item 10: kernel pods may send only what the backend's own
+    // per-user policy allows: DNS to kube-dns and the mirrors of lab.toml.
+    assert_eq!(
+        ps.policy_types.as_deref(),
+        Some(&["Ingress".to_owned(), "Egress".to_owned()][..]),
+        "{overlay}: the kernel policy must restrict egress too"
+    );
+    assert_eq!(
+        serde_json::to_value(&ps.egress).unwrap(),
+        serde_json::to_value(
+            scheduler::kube::pod::build_network_policy("ns", "gw", &kube)
+                .spec
+                .unwrap()
+                .egress
+        )
+        .unwrap(),
+        "{overlay}: the kernel policy's egress differs from what lab.toml's [kubernetes] egress makes"
+    );
+    assert_no_metadata_endpoint(overlay, ps.egress.as_deref().unwrap_or_default());
     let port = &ingress.ports.as_ref().unwrap()[0];
     assert_eq!(
         (port.port.clone(), port.end_port),
@@ -225,6 +247,37 @@ fn check_overlay(overlay: &str) {
             Some(i32::from(scheduler::kube::pod::KERNEL_PORTS[4]))
         )
     );
+}
+
+/// No egress rule reaches the cloud metadata endpoint: every IP block that
+/// holds 169.254.169.254 excepts it.
+fn assert_no_metadata_endpoint(
+    overlay: &str,
+    egress: &[k8s_openapi::api::networking::v1::NetworkPolicyEgressRule],
+) {
+    for rule in egress {
+        for peer in rule.to.iter().flatten() {
+            let Some(block) = &peer.ip_block else {
+                assert!(
+                    peer.namespace_selector.is_some() || peer.pod_selector.is_some(),
+                    "{overlay}: an egress peer with no selector allows everything"
+                );
+                continue;
+            };
+            let cidr: scheduler::kube::egress::Cidr = block.cidr.parse().unwrap();
+            if cidr.contains(&scheduler::kube::egress::METADATA_V4) {
+                assert!(
+                    block
+                        .except
+                        .iter()
+                        .flatten()
+                        .any(|e| e == "169.254.169.254/32"),
+                    "{overlay}: {} reaches the metadata endpoint",
+                    block.cidr
+                );
+            }
+        }
+    }
 }
 
 trait TemplateLabels {
@@ -285,7 +338,8 @@ fn an_overlay_with_the_per_user_namespaces_component_renders_to_valid_objects() 
     let Some(objects) = render_dir(&dir) else {
         return;
     };
-    assert_eq!(objects.len(), 12);
+    // The ClusterRole, its binding, two admission policies with theirs.
+    assert_eq!(objects.len(), 16);
     let role: ClusterRole = strict(
         objects
             .iter()
@@ -298,7 +352,116 @@ fn an_overlay_with_the_per_user_namespaces_component_renders_to_valid_objects() 
             .find(|v| v["kind"] == "ClusterRoleBinding")
             .expect("its binding"),
     );
-    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+    assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+
+    // Issue 13, item 10: every write the cluster-wide role grants (but
+    // creating a namespace) is confined by admission to the namespaces the
+    // gateway created, which are the ones build_namespace labels.
+    let policies: Vec<ValidatingAdmissionPolicy> = objects
+        .iter()
+        .filter(|v| v["kind"] == "ValidatingAdmissionPolicy")
+        .map(strict)
+        .collect();
+    let bindings: Vec<ValidatingAdmissionPolicyBinding> = objects
+        .iter()
+        .filter(|v| v["kind"] == "ValidatingAdmissionPolicyBinding")
+        .map(strict)
+        .collect();
+    let confine = policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("academy-lab-gateway-own-namespaces"))
+        .expect("an admission policy confining the gateway's writes")
+        .spec
+        .clone()
+        .unwrap();
+    let sa = format!(
+        "system:serviceaccount:{}:{}",
+        binding.subjects.as_ref().unwrap()[0]
+            .namespace
+            .as_deref()
+            .unwrap(),
+        binding.subjects.as_ref().unwrap()[0].name
+    );
+    assert_eq!(
+        confine.match_conditions.unwrap()[0].expression,
+        format!("request.userInfo.username == '{sa}'")
+    );
+    let constraints = confine.match_constraints.unwrap();
+    let outside = constraints
+        .namespace_selector
+        .unwrap()
+        .match_expressions
+        .unwrap();
+    let ours = scheduler::kube::pod::build_namespace("lab-x", "x")
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(outside.len(), 1);
+    assert_eq!(outside[0].operator, "NotIn");
+    assert_eq!(
+        Some(&outside[0].values.clone().unwrap()[0]),
+        ours.get(&outside[0].key),
+        "the policy must exempt exactly the namespaces build_namespace labels"
+    );
+    let mut covered = std::collections::BTreeSet::new();
+    for rule in constraints.resource_rules.unwrap() {
+        let ops = rule.operations.unwrap();
+        for op in ["CREATE", "UPDATE", "DELETE"] {
+            assert!(ops.iter().any(|o| o == op), "{op} not confined");
+        }
+        for g in rule.api_groups.unwrap() {
+            for r in rule.resources.clone().unwrap() {
+                covered.insert((g.clone(), r));
+            }
+        }
+    }
+    for rule in role.rules.unwrap() {
+        let writes = rule
+            .verbs
+            .iter()
+            .any(|v| !matches!(v.as_str(), "get" | "list" | "watch"));
+        for g in rule.api_groups.unwrap() {
+            for r in rule.resources.clone().unwrap() {
+                if writes && !(g.is_empty() && r == "namespaces") {
+                    assert!(
+                        covered.contains(&(g.clone(), r.clone())),
+                        "the ClusterRole writes {g}/{r} in any namespace"
+                    );
+                }
+            }
+        }
+    }
+    let namespaces = policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("academy-lab-gateway-restricted-namespaces"))
+        .expect("an admission policy on the namespaces the gateway creates");
+    let check = &namespaces
+        .spec
+        .as_ref()
+        .unwrap()
+        .validations
+        .as_ref()
+        .unwrap()[0]
+        .expression;
+    for (k, v) in &ours {
+        if k == "app.kubernetes.io/managed-by" || k == "pod-security.kubernetes.io/enforce" {
+            assert!(
+                check.contains(&format!("object.metadata.labels['{k}'] == '{v}'")),
+                "{check}"
+            );
+        }
+    }
+    for p in &policies {
+        let name = p.metadata.name.clone().unwrap();
+        let b = bindings
+            .iter()
+            .find(|b| b.spec.as_ref().unwrap().policy_name.as_deref() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} is not bound"));
+        assert_eq!(
+            b.spec.as_ref().unwrap().validation_actions,
+            Some(vec!["Deny".to_owned()])
+        );
+    }
 }
 
 #[test]

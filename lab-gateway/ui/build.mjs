@@ -2,6 +2,7 @@
 // page, each also gzipped (the gateway serves those when the browser takes
 // gzip). Output is deterministic, so CI can check dist/ is up to date.
 import { build } from "esbuild";
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
@@ -15,7 +16,11 @@ await build({
   outfile: "dist/app.js",
   legalComments: "none",
   logLevel: "warning",
+  loader: { ".txt": "text" },
 });
+// The one script an output frame runs: the gateway's CSP allows it by this hash.
+const frameScript = readFileSync("src/frame-script.txt", "utf8");
+writeFileSync("dist/frame-script.csp", `'sha256-${createHash("sha256").update(frameScript).digest("base64")}'`);
 copyFileSync("index.html", "dist/index.html");
 copyFileSync("style.css", "dist/app.css");
 for (const f of ["app.js", "app.css", "index.html"]) {

@@ -39,6 +39,9 @@ pub struct Tuning {
     pub usage_half_life_ms: Millis,
     /// Assumed GPU holding time before any kernel ended, for ETAs.
     pub default_hold_ms: Millis,
+    /// The cap on a user's kernels where no quota sets `max_kernels` (the
+    /// gateway sets one, so no user runs kernels without bound by default).
+    pub default_max_kernels: Option<u32>,
 }
 
 impl Default for Tuning {
@@ -48,6 +51,7 @@ impl Default for Tuning {
             reclaim_grace_ms: 120 * 1000,
             usage_half_life_ms: 24 * 3600 * 1000,
             default_hold_ms: 1800 * 1000,
+            default_max_kernels: None,
         }
     }
 }
@@ -325,10 +329,14 @@ impl Scheduler {
     /// The caps that apply to `user` in `group`.
     pub fn user_limits(&self, user: &str, group: &str) -> UserLimits {
         let base = &self.group_quota(group).user_limits;
-        match self.quotas.user(user) {
+        let mut limits = match self.quotas.user(user) {
             Some(u) => u.limits.over(base),
             None => base.clone(),
+        };
+        if limits.max_kernels.is_none() {
+            limits.max_kernels = self.tuning.default_max_kernels.map(Amount::Finite);
         }
+        limits
     }
 
     /// Replaces the quotas. Running kernels keep their GPUs even where a

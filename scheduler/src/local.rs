@@ -116,6 +116,56 @@ pub fn kernel_env(spec_env: &BTreeMap<String, String>, home: &Path) -> BTreeMap<
     env
 }
 
+/// Where `program` is: itself when it names a path, else its first match
+/// on `path` (the kernel's `PATH`).
+impl LocalLauncher {
+    /// The cargo home of `user`'s confined kernels, `DATA/cargo/USER`: what
+    /// they download and compile is theirs alone. None for unconfined
+    /// kernels (they could write any cargo home) and pooled ones (no user
+    /// yet), which keep the shared one.
+    fn user_cargo_home(&self, user: &str) -> Option<PathBuf> {
+        let plain = !user.is_empty() && !user.starts_with('.') && !user.contains('/');
+        (self.sandbox.is_some() && plain).then(|| {
+            let data_dir = self.runtime_dir.parent().unwrap_or(&self.runtime_dir);
+            data_dir.join("cargo").join(user)
+        })
+    }
+
+    /// The kernelspec's own files its argv names (a launcher script, a
+    /// config): absolute paths of existing regular files, read only. The
+    /// argv comes from an installed kernelspec, never from a user; nothing
+    /// under the gateway's data dir qualifies.
+    fn spec_files(&self, args: &[String]) -> Vec<PathBuf> {
+        let data_dir = self.runtime_dir.parent().unwrap_or(&self.runtime_dir);
+        args.iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_file() && !p.starts_with(data_dir))
+            .collect()
+    }
+}
+
+fn find_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The dirs a kernel runs its tools from, to be readable in the sandbox:
+/// its `PATH` and `LD_LIBRARY_PATH` entries and `RUSTUP_HOME`.
+fn toolchain_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = ["PATH", "LD_LIBRARY_PATH"]
+        .iter()
+        .filter_map(|k| env.get(*k))
+        .flat_map(std::env::split_paths)
+        .filter(|p| p.is_absolute())
+        .collect();
+    dirs.extend(env.get("RUSTUP_HOME").map(PathBuf::from));
+    dirs
+}
+
 #[async_trait::async_trait]
 impl Launcher for LocalLauncher {
     async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
@@ -148,18 +198,33 @@ impl Launcher for LocalLauncher {
         let tmp = self.temp_dir(spec.kernel_id);
         std::fs::create_dir_all(&tmp).map_err(files)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(files)?;
+        let mut env = kernel_env(&spec.env, &spec.cwd);
+        // A confined kernel compiles from its user's own cargo home; the
+        // shared one stays readable (its binaries, its downloaded sources).
+        let shared_cargo = env.get("CARGO_HOME").map(PathBuf::from);
+        let mut read_write = vec![spec.cwd.clone(), tmp.clone()];
+        if let Some(own) = self.user_cargo_home(&spec.user) {
+            std::fs::create_dir_all(&own).map_err(files)?;
+            env.insert("CARGO_HOME".into(), own.display().to_string());
+            read_write.push(own);
+        }
         let confinement = match &self.sandbox {
             None => None,
             Some(sandbox) => sandbox
                 .prepare(&Grants {
-                    read_write: vec![spec.cwd.clone(), tmp.clone()],
-                    read: vec![file.clone()],
+                    read_write,
+                    read: std::iter::once(file.clone())
+                        .chain(self.spec_files(args))
+                        .collect(),
+                    program: find_program(program, env.get("PATH").map(String::as_str)),
+                    toolchain: toolchain_dirs(&env),
+                    cargo_home: shared_cargo,
+                    gpus: spec.gpus.clone(),
                     bind_ports: ports.clone(),
                 })
                 .map_err(LaunchError::Sandbox)?,
         };
 
-        let mut env = kernel_env(&spec.env, &spec.cwd);
         env.insert("TMPDIR".into(), tmp.display().to_string());
         if spec.gpus.is_empty() {
             env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
@@ -256,6 +321,76 @@ impl Launcher for LocalLauncher {
         let start = text.len().saturating_sub(max_bytes);
         String::from_utf8_lossy(&text[start..]).into_owned()
     }
+
+    /// At gateway start: stops the kernels that still have a connection file
+    /// in the runtime dir but are not in `known` (a start whose record was
+    /// never written, a warm-pool kernel of a gateway that was killed), and
+    /// removes their files. Such a kernel is found by its connection file's
+    /// path on its command line, and its whole process group is killed.
+    async fn adopt(
+        &self,
+        known: &std::collections::HashSet<uuid::Uuid>,
+    ) -> Result<Vec<uuid::Uuid>, LaunchError> {
+        let Ok(entries) = std::fs::read_dir(&self.runtime_dir) else {
+            return Ok(Vec::new());
+        };
+        let unknown: Vec<uuid::Uuid> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let id = name
+                    .to_str()?
+                    .strip_prefix("kernel-")?
+                    .strip_suffix(".json")?;
+                id.parse::<uuid::Uuid>().ok()
+            })
+            .filter(|id| !known.contains(id))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let processes = command_lines();
+        let mut stopped = Vec::new();
+        for id in unknown {
+            let file = self.connection_file(id).display().to_string();
+            let mut found = false;
+            for (pid, _) in processes.iter().filter(|(_, cmd)| cmd.contains(&file)) {
+                let pid = Pid::from_raw(*pid);
+                tracing::warn!(kernel_id = %id, %pid, "stopping a kernel that has no record");
+                let result = if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                    killpg(pid, Signal::SIGKILL)
+                } else {
+                    nix::sys::signal::kill(pid, Signal::SIGKILL)
+                };
+                found |= result.is_ok();
+            }
+            let gone = KernelLocator::Local {
+                pid: 0,
+                started: None,
+            };
+            self.cleanup(id, &gone).await;
+            if found {
+                stopped.push(id);
+            }
+        }
+        Ok(stopped)
+    }
+}
+
+/// Every live process's pid and command line (arguments joined by spaces).
+fn command_lines() -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            is_process_running(pid).then_some((pid, cmd))
+        })
+        .collect()
 }
 
 /// Whether `pid` is a live process (not a zombie). Reads /proc, where a
@@ -383,7 +518,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("run-7"), dir.path().join("run-current"))
             .unwrap();
         let launcher = LocalLauncher::new(data.join("runtime"))
-            .with_sandbox(Sandbox::new(crate::sandbox::SandboxMode::Auto, &data));
+            .with_sandbox(Sandbox::new(crate::sandbox::SandboxMode::Require, &data));
         let id = uuid::Uuid::new_v4();
         let script = script
             .replace("$DATA", &data.display().to_string())
@@ -449,6 +584,119 @@ mod tests {
             "{out}"
         );
         assert!(!std::path::Path::new("/usr/lab-escape").exists());
+    }
+
+    /// Runs `argv` as a kernel of `user` confined to `data`; returns what it
+    /// printed once it printed `END` (or gave up waiting).
+    async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -> String {
+        let launcher = LocalLauncher::new(data.join("runtime"))
+            .with_sandbox(Sandbox::new(Default::default(), data));
+        let id = uuid::Uuid::new_v4();
+        let spec = LaunchSpec {
+            kernel_id: id,
+            argv,
+            env: BTreeMap::new(),
+            cwd: data.join("users").join(user),
+            gpus,
+            ..spec_for(user)
+        };
+        let launched = launcher.launch(spec).await.unwrap();
+        for _ in 0..1000 {
+            if launcher.log_tail(id, 8192).await.contains("END") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let out = launcher.log_tail(id, 8192).await;
+        launcher
+            .signal(&launched.locator, KernelSignal::Kill)
+            .await
+            .unwrap();
+        launcher.cleanup(id, &launched.locator).await;
+        out
+    }
+
+    /// Issue 13, items 2, 6 and 15: what lies outside the data dir but is
+    /// no system tree (a planted `~/.ssh` key), a listening Unix socket,
+    /// the gateway's command line, a GPU node the kernel was not admitted
+    /// for, and another kernel's `/dev/shm` file are all out of reach.
+    #[tokio::test]
+    async fn a_confined_kernel_reaches_no_home_socket_cmdline_other_gpu_or_shared_shm() {
+        if !Sandbox::supported() {
+            eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+            return;
+        }
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+        if !python.exists() {
+            eprintln!("SKIPPED: no .venv/bin/python");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        let key = dir.path().join("home/.ssh/id_test");
+        std::fs::write(&key, "PLANTED-KEY").unwrap();
+        let dev = dir.path().join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        for n in ["nvidia0", "nvidia1", "nvidiactl"] {
+            std::fs::write(dev.join(n), n).unwrap();
+        }
+        // SAFETY: only this test sets LAB_TEST_DEV_DIR; other tests start no GPU kernel.
+        unsafe { std::env::set_var("LAB_TEST_DEV_DIR", &dev) };
+        let sock = dir.path().join("home/bus.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let shm = format!("/dev/shm/lab-test-{}", uuid::Uuid::new_v4().simple());
+        let script = format!(
+            r#"
+import os, socket
+def attempt(label, f):
+    try:
+        f(); print(label, 'OK')
+    except OSError as e:
+        print(label, 'DENIED', type(e).__name__)
+attempt('key', lambda: print(open({key:?}).read()))
+attempt('cmdline', lambda: print(open('/proc/{gw}/cmdline').read()))
+attempt('unix', lambda: socket.socket(socket.AF_UNIX).connect({sock:?}))
+attempt('gpu0', lambda: open({dev:?} + '/nvidia0', 'r+').read())
+attempt('gpu1', lambda: open({dev:?} + '/nvidia1', 'r+').read())
+attempt('shm-write', lambda: open({shm:?}, 'w').write('SHM-SECRET'))
+a, b = socket.socketpair(); a.send(b'x'); print('pair', b.recv(1))
+print('END')
+"#,
+            key = key.display().to_string(),
+            gw = std::process::id(),
+            sock = sock.display().to_string(),
+            dev = dev.display().to_string(),
+        );
+        let argv = |code: String| vec![python.display().to_string(), "-c".into(), code];
+        let a = run_in(&data, "alice", argv(script), vec!["0".into()]).await;
+        for want in [
+            "key DENIED",
+            "cmdline DENIED",
+            "unix DENIED",
+            "gpu0 OK",
+            "gpu1 DENIED",
+            "shm-write OK",
+            "pair b'x'",
+        ] {
+            assert!(a.contains(want), "{want} missing from:\n{a}");
+        }
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "the kernel reached the socket");
+        let b = run_in(
+            &data,
+            "bob",
+            argv(format!(
+                "try:\n print(open({shm:?}).read())\nexcept OSError as e:\n print('shm-read DENIED', e)\nprint('END')"
+            )),
+            vec![],
+        )
+        .await;
+        let _ = std::fs::remove_file(&shm);
+        assert!(
+            b.contains("shm-read DENIED") && !b.contains("SHM-SECRET"),
+            "{b}"
+        );
     }
 
     #[tokio::test]

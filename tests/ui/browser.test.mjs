@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,10 +27,11 @@ function lab(...args) {
   return execFileSync(LAB, [...args, "--data-dir", data], { encoding: "utf8" }).trim();
 }
 
-/// A `lab serve` on a fresh data dir; resolves once it printed its login URL.
+/// A `lab serve` on a fresh data dir; resolves once it printed its login URL
+/// (a one-time code); the admin's API token is in its 0600 lab-server.json.
 async function startLab(args, prepare = () => {}) {
   const dir = mkdtempSync(join(tmpdir(), "lab-ui-"));
-  prepare((...a) => execFileSync(LAB, [...a, "--data-dir", dir], { encoding: "utf8" }).trim());
+  prepare((...a) => execFileSync(LAB, [...a, "--data-dir", dir], { encoding: "utf8" }).trim(), dir);
   const proc = spawn(LAB, ["serve", "--port", "0", "--data-dir", dir, ...args], {
     env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: join(ROOT, ".venv", "share", "jupyter") },
     stdio: ["ignore", "pipe", "inherit"],
@@ -39,12 +40,14 @@ async function startLab(args, prepare = () => {}) {
     let out = "";
     proc.stdout.on("data", (d) => {
       out += d;
-      const m = out.match(/(http:\/\/127\.0\.0\.1:\d+)\/\?token=([0-9a-f]+)/);
+      const m = out.match(/Log in with: (http:\/\/127\.0\.0\.1:\d+)\/\?code=([0-9a-f]+)/);
       if (m) resolve(m);
     });
     proc.on("exit", (code) => reject(new Error(`lab serve exited with ${code}: ${out}`)));
   });
-  return { proc, base: url[1], token: url[2], data: dir };
+  const info = JSON.parse(readFileSync(join(dir, "runtime", "lab-server.json"), "utf8"));
+  assert.equal(info.pid, proc.pid, "lab-server.json is this server's");
+  return { proc, base: url[1], code: url[2], token: info.token, data: dir };
 }
 
 before(async () => {
@@ -89,6 +92,16 @@ async function typeInto(page, cell, text) {
   await page.keyboard.press("Control+a");
   await page.keyboard.press("Delete");
   await page.keyboard.insertText(text);
+}
+
+/// Opens a login URL (`?code=` or `?token=`): the app asks before it logs
+/// in, naming the account; confirming logs in.
+async function loginByLink(page, url, user) {
+  await page.goto(url);
+  await page.locator(".login-as", { hasText: user }).waitFor();
+  assert.equal(new URL(page.url()).search, "", "the code left the URL");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator("header.top").waitFor();
 }
 
 async function loginWith(page, token) {
@@ -166,7 +179,7 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   await page.keyboard.press("Control+Enter");
   await third.locator(".prompt", { hasText: /^\[\d+\]:$/ }).waitFor({ timeout: 30_000 });
   assert.equal(await third.locator(".outputs > *").count(), 1, "one progress display, updated in place");
-  assert.match(await third.locator(".outputs").textContent(), /30\s*\/\s*30/);
+  await third.frameLocator("iframe.out-html").locator(".academy-progress", { hasText: /30\s*\/\s*30/ }).waitFor();
 
   // Markdown output is rendered (sanitised), not shown as source.
   await page.getByRole("button", { name: "+ Code" }).click();
@@ -174,8 +187,11 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   await typeInto(page, fourth, 'markdown("## Results\\n\\nloss is **low**")');
   await fourth.locator(".cm-content").click();
   await page.keyboard.press("Control+Enter");
-  await fourth.locator(".out-markdown strong", { hasText: "low" }).waitFor({ timeout: 30_000 });
-  assert.equal(await fourth.locator(".out-markdown h2").textContent(), "Results");
+  // Rich outputs are shown in a sandboxed frame of their own.
+  const md = fourth.frameLocator("iframe.out-markdown");
+  await md.locator("strong", { hasText: "low" }).waitFor({ timeout: 30_000 });
+  assert.equal(await md.locator("h2").textContent(), "Results");
+  assert.equal(await fourth.locator("iframe.out-markdown").getAttribute("sandbox"), "allow-scripts");
 
   // 5. Save with Ctrl-S (the indicator says "saved", not "autosaved" or
   // "unsaved"), and the file holds it before the page reloads.
@@ -283,9 +299,7 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
 
   // 8. Another user, through the login URL, does not see the first user's notebook.
   const other = await newPage("bob");
-  await other.goto(`${base}/?token=${bob}`);
-  await other.locator("header.top").waitFor();
-  assert.equal(new URL(other.url()).search, "", "the token left the URL");
+  await loginByLink(other, `${base}/?token=${bob}`, "bob");
   await other.locator(".files").waitFor();
   assert.equal(await other.getByText("lesson.ipynb").count(), 0);
   const peek = await other.request.get(`${base}/api/contents/lesson.ipynb`);
@@ -342,7 +356,7 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   assert.equal(await other.getByRole("button", { name: "Publish" }).count(), 0);
   const tara = lab("user", "add", "tara", "--role", "trainer");
   const trainer = await newPage("trainer");
-  await trainer.goto(`${base}/?token=${tara}`);
+  await loginByLink(trainer, `${base}/?token=${tara}`, "tara");
   trainer.nextPrompt = "week2.ipynb";
   await trainer.getByRole("button", { name: "New notebook" }).click();
   await trainer.waitForURL(/#\/nb\/week2\.ipynb$/);
@@ -394,7 +408,7 @@ test("a reclaimed GPU warns the notebook, which saves itself", { timeout: 300_00
 
     // The admin (default group) borrows the only GPU, and edits without saving.
     const page = await newPage("reclaim");
-    await page.goto(`${lab.base}/?token=${lab.token}`);
+    await loginByLink(page, `${lab.base}/?code=${lab.code}`, "admin");
     page.nextPrompt = "borrowed.ipynb";
     await page.getByRole("button", { name: "New notebook" }).click();
     await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
@@ -432,6 +446,80 @@ test("a reclaimed GPU warns the notebook, which saves itself", { timeout: 300_00
     }
     await shot(page, "11-reclaimed");
     assert.deepEqual(problems, [], "the console stayed clean");
+  } finally {
+    lab.proc.kill("SIGTERM");
+  }
+}));
+
+test("kernel output cannot post to the app or restyle it; a failed save says why and stays unsaved", { timeout: 300_000 }, () => withFailureShots(async () => {
+  let mallory;
+  const lab = await startLab(["--gpus", "none"], (cli, dir) => {
+    mallory = cli("user", "add", "mallory", "--role", "engineer");
+    writeFileSync(join(dir, "lab.toml"), '[limits]\nrequest_body = "200 KiB"\n');
+  });
+  try {
+    const page = await newPage("untrusted");
+    await loginByLink(page, `${lab.base}/?code=${lab.code}`, "admin");
+    // The printed code works once: the same link again is refused.
+    const again = await newPage("code-again");
+    await again.goto(`${lab.base}/?code=${lab.code}`);
+    await again.getByText("This login link is not valid").waitFor();
+    assert.equal(await again.getByRole("button", { name: "Log in" }).count(), 0);
+    await again.close();
+    page.nextPrompt = "untrusted.ipynb";
+    await page.getByRole("button", { name: "New notebook" }).click();
+    await page.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+    // An output holding a form that would log this browser in to mallory's
+    // account (a text/plain body that reads as JSON), and a style that would
+    // hide the app's header.
+    const markup = `<form action="/api/login" method="post" enctype="text/plain">` +
+      `<input type="hidden" name='{"token":"${mallory}","x":"' value='"}'>` +
+      `<button id="go" type="submit">claim your prize</button></form>` +
+      `<style>header.top{display:none !important} body{background:red}</style>`;
+    const cell = page.locator("section.cell.code").first();
+    await typeInto(page, cell, `html(${JSON.stringify(markup)})`);
+    await cell.locator(".cm-content").click();
+    await page.keyboard.press("Control+Enter");
+    const out = cell.frameLocator("iframe.out-html");
+    await out.locator("#go").waitFor({ timeout: 30_000 });
+    assert.ok(await page.locator("header.top").isVisible(), "the output's style reached the app");
+    const blocked = page.waitForEvent("console", {
+      predicate: (m) => /Blocked form submission/.test(m.text()),
+      timeout: 15_000,
+    });
+    await out.locator("#go").click();
+    await blocked;
+    const who = await page.evaluate(() => fetch("/api/login").then((r) => r.json()));
+    assert.equal(who.identity?.username, "admin", "the form logged the browser in to another account");
+    assert.match(page.url(), /#\/nb\/untrusted\.ipynb$/);
+    await shot(page, "12-untrusted-output");
+
+    // A save over the server's limit: the notebook says why, in the
+    // server's words, and stays unsaved (autosave tries again).
+    await page.getByRole("button", { name: "+ Text" }).click();
+    const text = page.locator("section.cell.markdown").first();
+    await text.locator(".cm-content").click();
+    await page.keyboard.insertText("big ".repeat(60_000));
+    await page.keyboard.press("Control+s");
+    const saved = page.locator(".saved.error", { hasText: "unsaved" });
+    await saved.waitFor({ timeout: 30_000 });
+    assert.match(await saved.getAttribute("title"), /limits\.request_body/);
+    await page.locator(".toast.error", { hasText: /Not saved: .*limit/ }).first().waitFor();
+    await shot(page, "13-save-too-large");
+
+    // Logging out revokes the session: the old cookie is refused.
+    const [session] = (await page.context().cookies()).filter((c) => c.name === "lab_token");
+    await page.locator(".user-menu summary").click();
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByLabel("token").waitFor();
+    const r = await fetch(`${lab.base}/api/kernels`, { headers: { Cookie: `lab_token=${session.value}` } });
+    assert.equal(r.status, 401, "the old session cookie still works");
+
+    // Expected console errors here: the blocked form and the refused save.
+    const unexpected = problems.filter((p) =>
+      !(p.startsWith("untrusted: ") && /Blocked form submission|413|Payload Too Large/.test(p)) &&
+      !(p.startsWith("code-again: ") && /401/.test(p)));
+    assert.deepEqual(unexpected, [], "the console stayed clean");
   } finally {
     lab.proc.kill("SIGTERM");
   }

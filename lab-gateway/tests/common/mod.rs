@@ -78,6 +78,9 @@ pub async fn start_gateway_configured(
         users_root: data.path().join("users"),
         no_auth: false,
         started: "2026-01-01T00:00:00.000000Z".into(),
+        caps: Default::default(),
+        blocking: Default::default(),
+        replay: Default::default(),
     };
     tokio::spawn(run(listener, state, std::future::pending()));
     Gateway {
@@ -87,6 +90,31 @@ pub async fn start_gateway_configured(
         store,
         data,
         http: reqwest::Client::new(),
+    }
+}
+
+/// A test that ends (or fails) must not leave its kernels running: every
+/// process started with a connection file in this gateway's data dir
+/// (running, pooled or still starting) is killed with its process group.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Kernels of every launcher a test made over this data dir.
+        let mine = format!("{}/", self.data.path().display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmdline).contains(&mine) {
+                continue;
+            }
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            } else {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@ import { api, me, type Identity } from "./api";
 import { clear, h, toast } from "./dom";
 import { coursesPage } from "./courses";
 import { filesPage } from "./files";
-import { loginPage } from "./login";
+import { confirmLoginPage, loginPage, takeLoginFromUrl } from "./login";
 import { NotebookView } from "./notebook";
 import { opsPage } from "./ops";
 
@@ -53,9 +53,22 @@ function header(u: Identity): HTMLElement {
   );
 }
 
+let pendingLogin = takeLoginFromUrl();
+
 async function route(): Promise<void> {
   current?.dispose();
   current = null;
+  if (pendingLogin) {
+    const credential = pendingLogin;
+    pendingLogin = null;
+    const page = await confirmLoginPage(credential, () => {
+      user = null;
+      void route();
+    });
+    clear(app);
+    app.append(page);
+    return;
+  }
   if (!user) user = await me();
   clear(app);
   if (!user) {

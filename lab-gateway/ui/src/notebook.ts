@@ -107,7 +107,12 @@ class Cell {
 
   render(): void {
     if (!this.rendered) return;
-    this.rendered.innerHTML = DOMPurify.sanitize(marked.parse(this.text, { async: false }) as string);
+    // A notebook may come from someone else (a course): its markdown is
+    // rendered in the app's page, so nothing in it may post or restyle.
+    this.rendered.innerHTML = DOMPurify.sanitize(marked.parse(this.text, { async: false }) as string, {
+      FORBID_TAGS: ["form", "style", "input", "button", "textarea", "select", "link", "meta", "base"],
+      FORBID_ATTR: ["style", "action", "formaction"],
+    });
     this.el.classList.add("is-rendered");
   }
 
@@ -455,15 +460,25 @@ export class NotebookView {
   }
 
   async save(auto = false): Promise<void> {
+    // Edits made while the request is out stay unsaved.
+    this.dirty = false;
     try {
       await api(contentsUrl(this.path), {
         method: "PUT",
         body: { type: "notebook", format: "json", content: this.toJSON() },
       });
-      this.dirty = false;
-      this.savedEl.textContent = auto ? "autosaved" : "saved";
+      if (!this.dirty) this.savedEl.textContent = auto ? "autosaved" : "saved";
+      this.savedEl.removeAttribute("title");
+      this.savedEl.classList.remove("error");
     } catch (e) {
-      toast(`Not saved: ${e instanceof ApiError ? e.message : String(e)}`, "error");
+      // The notebook stays as it is, marked unsaved, and says why in the
+      // server's words (its JSON `message`, e.g. a size limit).
+      this.dirty = true;
+      const why = e instanceof ApiError ? e.message : String(e);
+      this.savedEl.textContent = "unsaved";
+      this.savedEl.title = `Not saved: ${why}`;
+      this.savedEl.classList.add("error");
+      toast(`Not saved: ${why}`, "error");
     }
   }
 

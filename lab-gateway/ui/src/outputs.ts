@@ -1,12 +1,20 @@
 // Cell outputs: nbformat 4 output objects, rendered as they stream in.
-// Everything from a kernel is untrusted: HTML and SVG go through DOMPurify,
-// tracebacks through ansi_up (which escapes), text is text.
+// Everything from a kernel is untrusted: tracebacks go through ansi_up
+// (which escapes), text is text, and rich outputs (HTML, SVG, markdown) go
+// through DOMPurify and then into a sandboxed frame of their own, as
+// JupyterLab renders untrusted output: `sandbox="allow-scripts"` without
+// `allow-same-origin`, so the frame has an opaque origin (no cookie, no
+// access to the app, its requests carry `Origin: null`, which the gateway
+// refuses), cannot submit forms, open windows or navigate the app, and its
+// styles stay inside it. The only script that runs there is ours (the page's
+// CSP allows it by hash): it posts the frame's height, so the frame fits.
 
 import DOMPurify from "dompurify";
 import { AnsiUp } from "ansi_up";
 import { marked } from "marked";
 import { h } from "./dom";
 import type { Msg } from "./kernel";
+import FRAME_SCRIPT from "./frame-script.txt";
 
 export type Output =
   | { output_type: "stream"; name: string; text: string }
@@ -36,29 +44,69 @@ export function applyCarriageReturns(text: string): string {
     .join("\n");
 }
 
+/// The tallest a frame grows; beyond it, the frame scrolls.
+const MAX_FRAME_HEIGHT = 4000;
+
+const FRAME_STYLE =
+  "html,body{margin:0;padding:0;overflow-x:auto}" +
+  "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2328;background:transparent}" +
+  "table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:2px 6px}" +
+  "img,svg{max-width:100%}pre,code{font-family:ui-monospace,monospace;font-size:13px}";
+
+/// Sanitised HTML in a sandboxed frame of its own (see the module doc).
+function frame(cls: string, html: string): HTMLIFrameElement {
+  const f = h("iframe", { class: `out-frame ${cls}`, sandbox: "allow-scripts", title: "output", scrolling: "auto" }) as HTMLIFrameElement;
+  f.style.height = "1.6em";
+  f.srcdoc = frameDoc(html);
+  return f;
+}
+
+function frameDoc(html: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><style>${FRAME_STYLE}</style></head><body>${html}<script>${FRAME_SCRIPT}</script></body></html>`;
+}
+
+// Each frame reports its height; only a message from one of our frames'
+// own window counts.
+window.addEventListener("message", (e) => {
+  const height = (e.data as { academyFrameHeight?: unknown } | null)?.academyFrameHeight;
+  if (typeof height !== "number" || !Number.isFinite(height)) return;
+  for (const f of document.querySelectorAll<HTMLIFrameElement>("iframe.out-frame")) {
+    if (f.contentWindow === e.source) {
+      f.style.height = `${Math.min(Math.max(Math.ceil(height), 0), MAX_FRAME_HEIGHT)}px`;
+      return;
+    }
+  }
+});
+
 function renderData(data: Record<string, any>): HTMLElement {
   if (data["text/html"] !== undefined) {
-    const div = h("div", { class: "out-html" });
-    div.innerHTML = DOMPurify.sanitize(joined(data["text/html"]));
-    return div;
+    return frame("out-html", DOMPurify.sanitize(joined(data["text/html"])));
   }
   if (data["image/svg+xml"] !== undefined) {
-    const div = h("div", { class: "out-svg" });
-    div.innerHTML = DOMPurify.sanitize(joined(data["image/svg+xml"]), {
-      USE_PROFILES: { svg: true, svgFilters: true },
-    });
-    return div;
+    return frame(
+      "out-svg",
+      DOMPurify.sanitize(joined(data["image/svg+xml"]), { USE_PROFILES: { svg: true, svgFilters: true } }),
+    );
   }
   if (data["image/png"] !== undefined) {
     const src = "data:image/png;base64," + joined(data["image/png"]).replace(/\s/g, "");
     return h("img", { class: "out-img", src, alt: "image output" });
   }
   if (data["text/markdown"] !== undefined) {
-    const div = h("div", { class: "out-markdown" });
-    div.innerHTML = DOMPurify.sanitize(marked.parse(joined(data["text/markdown"]), { async: false }) as string);
-    return div;
+    return frame("out-markdown", DOMPurify.sanitize(marked.parse(joined(data["text/markdown"]), { async: false }) as string));
   }
   return h("pre", { class: "out-text" }, joined(data["text/plain"] ?? ""));
+}
+
+/// Puts `next` where `old` is; a frame that stays a frame only gets its new
+/// document (a progress bar redraws in place, keeping its height).
+function replaceNode(old: HTMLElement, next: HTMLElement): HTMLElement {
+  if (old instanceof HTMLIFrameElement && next instanceof HTMLIFrameElement && old.className === next.className) {
+    old.srcdoc = next.srcdoc;
+    return old;
+  }
+  old.replaceWith(next);
+  return next;
 }
 
 export function renderOutput(o: Output): HTMLElement {
@@ -151,9 +199,7 @@ export class OutputArea {
       if (o.output_type === "display_data" && o.transient?.display_id === displayId) {
         o.data = data;
         if (metadata) o.metadata = metadata;
-        const node = renderOutput(o);
-        this.nodes[i].replaceWith(node);
-        this.nodes[i] = node;
+        this.nodes[i] = replaceNode(this.nodes[i], renderOutput(o));
       }
     });
   }

@@ -12,6 +12,7 @@
 //! liveness checks read it without calling the API server. The watcher
 //! relists by itself when the server says its resourceVersion is gone (410).
 
+pub mod egress;
 pub mod kueue;
 pub mod pod;
 pub mod state;
@@ -24,7 +25,7 @@ use futures::StreamExt as _;
 use jupyter_protocol::{ConnectionInfo, Transport};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
 use serde::Deserialize;
@@ -83,6 +84,10 @@ pub struct KubeConfig {
     /// (the pod keeps starting; its progress is on the kernel model), well
     /// within a client's launch timeout (jupyter_server's is 40 s).
     pub answer_after: Timeout,
+    /// Where kernel pods may connect beside DNS: the academy's package
+    /// mirrors, as `[[kubernetes.egress]]` tables of `cidr` and `ports`.
+    /// None by default; the cloud metadata endpoint is never allowed.
+    pub egress: Vec<egress::EgressRule>,
 }
 
 impl Default for KubeConfig {
@@ -107,6 +112,7 @@ impl Default for KubeConfig {
             delete_grace: Timeout(Duration::from_secs(10)),
             kueue: false,
             answer_after: Timeout(Duration::from_secs(20)),
+            egress: Vec::new(),
         }
     }
 }
@@ -358,12 +364,22 @@ impl KubeLauncher {
             if created(r)? {
                 say(format!("created namespace {namespace}"));
             }
-            let policy = pod::build_network_policy(namespace, &self.config.namespace);
-            let r = Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
-                .create(&post, &policy)
-                .await
-                .map(drop);
-            created(r)?;
+            let policy = pod::build_network_policy(namespace, &self.config.namespace, &self.config);
+            let policies = Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace);
+            let r = policies.create(&post, &policy).await.map(drop);
+            if !created(r)? {
+                // A namespace made by an older gateway, or with other
+                // mirrors: its policy becomes this one (a merge patch
+                // replaces the lists whole).
+                policies
+                    .patch(
+                        pod::USER_NETWORK_POLICY,
+                        &PatchParams::default(),
+                        &Patch::Merge(&policy),
+                    )
+                    .await
+                    .map_err(KubeFailure::from_api)?;
+            }
         }
         if per_user
             && self.config.kueue

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::KubeConfig;
+use super::{KubeConfig, egress};
 use crate::inventory::is_mig_profile;
 
 /// The ports a kernel listens on inside its pod: shell, iopub, stdin,
@@ -85,10 +85,78 @@ pub fn dns_label(s: &str, max: usize) -> String {
     if out.is_empty() { "x".into() } else { out }
 }
 
+/// Whether `s` is a DNS-1123 label of at most `max` characters.
+fn is_dns_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Hex digits of the hash that tells apart users whose names sanitise alike.
+const USER_HASH_LEN: usize = 10;
+
+/// FNV-1a, 64 bits: stable across versions and platforms (the names it
+/// makes are kept in the cluster), unlike std's hasher.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether `s` ends as [`user_label`]'s hashed names do: `-` and
+/// [`USER_HASH_LEN`] lower-case hex digits.
+fn looks_hashed(s: &str) -> bool {
+    let Some(split) = s.len().checked_sub(USER_HASH_LEN + 1) else {
+        return false;
+    };
+    let (_, tail) = s.split_at(split);
+    tail.starts_with('-')
+        && tail[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A user's part of a namespace or volume name: a DNS-1123 label of at most
+/// `max` characters (at least `USER_HASH_LEN + 2`), different for different
+/// users (issue 13, item 9: `ana.lee`, `ana_lee` and `Ana-Lee` must not
+/// share notebooks).
+///
+/// A name that already is such a label is kept as it is (so the volumes of
+/// `alice` or `bob-smith` keep their names), unless it ends like a hashed
+/// name does. Any other name becomes its sanitised form, cut to fit, then
+/// `-` and a hash of the whole name. Kept names never end like hashed ones,
+/// so the two kinds never meet; two hashed names meet only if their
+/// sanitised forms and 40-bit hashes both coincide.
+pub fn user_label(user: &str, max: usize) -> String {
+    let max = max.clamp(USER_HASH_LEN + 2, 63);
+    if is_dns_label(user, max) && !looks_hashed(user) {
+        return user.to_owned();
+    }
+    let hash = format!("{:016x}", fnv1a(user));
+    let stem = dns_label(user, max - USER_HASH_LEN - 1);
+    format!("{stem}-{}", &hash[..USER_HASH_LEN])
+}
+
+/// `template` with `{user}` replaced by the user's label, the label cut so
+/// that the whole stays a DNS-1123 label (63 characters).
+fn user_name_from(template: &str, user: &str) -> String {
+    let fixed = template.replace("{user}", "").len();
+    template.replace("{user}", &user_label(user, 63usize.saturating_sub(fixed)))
+}
+
 /// `<user>-<kernel-id>`: unique by the id, readable by the user.
 pub fn pod_name(user: &str, kernel_id: uuid::Uuid) -> String {
     // 36 for the id and one dash leave 26 for the user.
     format!("{}-{kernel_id}", dns_label(user, 26))
+}
+
+/// Variables that choose GPU devices, for the container runtime's hook
+/// (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_MIG_CONFIG_DEVICES`, ...) or CUDA.
+fn is_device_env(key: &str) -> bool {
+    key.starts_with("NVIDIA_") || key == "CUDA_VISIBLE_DEVICES"
 }
 
 /// The connection Secret's name.
@@ -99,7 +167,7 @@ pub fn secret_name(pod: &str) -> String {
 /// The namespace a user's kernels run in.
 pub fn namespace_for(config: &KubeConfig, user: &str) -> String {
     match &config.namespace_per_user {
-        Some(template) => template.replace("{user}", &dns_label(user, 50)),
+        Some(template) => user_name_from(template, user),
         None => config.namespace.clone(),
     }
 }
@@ -191,14 +259,25 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
     let mut env: Vec<EnvVar> = k
         .env
         .iter()
-        // The device plugin decides which devices the container sees.
-        .filter(|(key, _)| key.as_str() != "CUDA_VISIBLE_DEVICES")
+        // The device plugin decides which devices the container sees: no
+        // variable of the launch may widen or move its allocation.
+        .filter(|(key, _)| !is_device_env(key))
         .map(|(key, value)| EnvVar {
             name: key.clone(),
             value: Some(value.clone()),
             ..Default::default()
         })
         .collect();
+    if k.gpus == 0 {
+        // The CUDA base image says `all`; wherever the nvidia runtime runs
+        // this container (a node's default runtime), that would expose
+        // every GPU of the node to a kernel admitted for none.
+        env.push(EnvVar {
+            name: "NVIDIA_VISIBLE_DEVICES".into(),
+            value: Some("void".into()),
+            ..Default::default()
+        });
+    }
     env.push(EnvVar {
         name: "HOME".into(),
         value: Some(WORK_DIR.into()),
@@ -223,11 +302,11 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
             ..Default::default()
         },
     ];
-    volumes.push(match &config.notebooks_pvc {
-        Some(template) => Volume {
+    volumes.push(match notebooks_pvc_name(config, &k.user) {
+        Some(claim_name) => Volume {
             name: "work".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: template.replace("{user}", &dns_label(&k.user, 50)),
+                claim_name,
                 read_only: None,
             }),
             ..Default::default()
@@ -315,7 +394,8 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            runtime_class_name: config.runtime_class.clone(),
+            // Only a pod holding GPUs runs under the GPU runtime.
+            runtime_class_name: config.runtime_class.clone().filter(|_| k.gpus > 0),
             node_selector,
             tolerations,
             security_context: Some(PodSecurityContext {
@@ -401,8 +481,13 @@ pub const USER_NETWORK_POLICY: &str = "academy-lab-kernels";
 
 /// A user namespace's NetworkPolicy: as `k8s/base/networkpolicy.yaml` does
 /// in the shared namespace, kernel pods accept traffic only from the
-/// gateway (in its own namespace), and only on the kernel ports.
-pub fn build_network_policy(namespace: &str, gateway_namespace: &str) -> NetworkPolicy {
+/// gateway (in its own namespace), and only on the kernel ports, and send
+/// only DNS and to the mirrors of `config.egress` ([`egress`]).
+pub fn build_network_policy(
+    namespace: &str,
+    gateway_namespace: &str,
+    config: &KubeConfig,
+) -> NetworkPolicy {
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(USER_NETWORK_POLICY.to_owned()),
@@ -421,7 +506,8 @@ pub fn build_network_policy(namespace: &str, gateway_namespace: &str) -> Network
                 ])),
                 ..Default::default()
             }),
-            policy_types: Some(vec!["Ingress".into()]),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            egress: Some(egress::kernel_egress(&config.egress)),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     namespace_selector: Some(LabelSelector {
@@ -443,7 +529,6 @@ pub fn build_network_policy(namespace: &str, gateway_namespace: &str) -> Network
                     end_port: Some(i32::from(KERNEL_PORTS[4])),
                 }]),
             }]),
-            ..Default::default()
         }),
     }
 }
@@ -470,7 +555,7 @@ pub fn notebooks_pvc_name(config: &KubeConfig, user: &str) -> Option<String> {
     config
         .notebooks_pvc
         .as_ref()
-        .map(|t| t.replace("{user}", &dns_label(user, 50)))
+        .map(|t| user_name_from(t, user))
 }
 
 /// A user's notebooks PVC, created on demand (as JupyterHub's KubeSpawner

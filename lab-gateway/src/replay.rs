@@ -1,0 +1,245 @@
+//! What channel sessions may hold in memory for clients that are away.
+//!
+//! Each websocket session keeps a replay buffer, so a client that reconnects
+//! misses nothing (see `ws`). Bounded per session only, one user opening a
+//! thousand sessions and flooding them would hold a thousand buffers. The
+//! [`Budget`] bounds them together: per user (sessions and buffered bytes)
+//! and for the whole gateway. When a push takes a user over their share, that
+//! user's largest buffer loses its oldest messages; when the gateway is over
+//! its total, the user holding the most loses theirs. Either way the cell is
+//! told on stderr (the buffer counts what it dropped), and light users are
+//! never the ones evicted for a heavy one.
+//!
+//! The budget knows buffers only through [`Evict`], so it depends on nothing
+//! in `ws`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
+
+/// A buffer the budget can shrink.
+pub trait Evict: Send + Sync {
+    /// Bytes held now.
+    fn held(&self) -> usize;
+    /// Drops the oldest message; returns the bytes freed (0 when empty).
+    fn evict_oldest(&self) -> usize;
+}
+
+/// The limits, from `[limits]` in lab.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLimits {
+    /// Channel sessions one user may hold at once (over all their kernels).
+    pub sessions_per_user: usize,
+    /// Bytes one user's replay buffers may hold together.
+    pub bytes_per_user: usize,
+    /// Bytes all replay buffers may hold together.
+    pub bytes_total: usize,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        BudgetLimits {
+            sessions_per_user: 64,
+            bytes_per_user: 256 << 20,
+            bytes_total: 2 << 30,
+        }
+    }
+}
+
+#[derive(Default)]
+struct UserUse {
+    bytes: usize,
+    sessions: Vec<Weak<dyn Evict>>,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("you have {open} channel sessions open, the limit is {limit}: close some notebooks first")]
+pub struct TooManySessions {
+    pub open: usize,
+    pub limit: usize,
+}
+
+#[derive(Default)]
+pub struct Budget {
+    limits: BudgetLimits,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    total: usize,
+    users: HashMap<String, UserUse>,
+}
+
+impl Budget {
+    pub fn new(limits: BudgetLimits) -> Self {
+        Budget {
+            limits,
+            inner: Mutex::default(),
+        }
+    }
+
+    pub fn limits(&self) -> BudgetLimits {
+        self.limits
+    }
+
+    /// Bytes held by every buffer together.
+    pub fn total(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
+    /// Sessions of `user` still alive.
+    pub fn sessions(&self, user: &str) -> usize {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.users.get_mut(user).map_or(0, |u| {
+            u.sessions.retain(|s| s.strong_count() > 0);
+            u.sessions.len()
+        })
+    }
+
+    /// Whether `user` may open one more session.
+    pub fn check_sessions(&self, user: &str) -> Result<(), TooManySessions> {
+        let open = self.sessions(user);
+        if open >= self.limits.sessions_per_user {
+            return Err(TooManySessions {
+                open,
+                limit: self.limits.sessions_per_user,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a new session of `user`.
+    pub fn register(&self, user: &str, session: Weak<dyn Evict>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let u = inner.users.entry(user.to_owned()).or_default();
+        u.sessions.retain(|s| s.strong_count() > 0);
+        u.sessions.push(session);
+    }
+
+    /// Records that one of `user`'s buffers grew (or shrank, negative) by
+    /// `delta` bytes, then evicts until every limit holds again. Call it
+    /// without holding any buffer's lock.
+    pub fn charge(&self, user: &str, delta: isize) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.apply(user, delta);
+        let limits = self.limits;
+        // Evict in one go down to 90%, so a flood does not scan on every message.
+        let low = |n: usize| n / 10 * 9;
+        if inner
+            .users
+            .get(user)
+            .is_some_and(|u| u.bytes > limits.bytes_per_user)
+        {
+            inner.shrink(user, low(limits.bytes_per_user));
+        }
+        while inner.total > limits.bytes_total {
+            let Some(heaviest) = inner
+                .users
+                .iter()
+                .max_by_key(|(_, u)| u.bytes)
+                .map(|(name, _)| name.clone())
+            else {
+                break;
+            };
+            let target = inner.users[&heaviest]
+                .bytes
+                .saturating_sub(inner.total - low(limits.bytes_total));
+            if !inner.shrink(&heaviest, target) {
+                break;
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, user: &str, delta: isize) {
+        let u = self.users.entry(user.to_owned()).or_default();
+        u.bytes = u.bytes.saturating_add_signed(delta);
+        self.total = self.total.saturating_add_signed(delta);
+    }
+
+    /// Evicts the oldest messages of `user`'s largest buffer, again and again,
+    /// until the user holds at most `target` bytes. False if nothing could go.
+    fn shrink(&mut self, user: &str, target: usize) -> bool {
+        let mut freed_any = false;
+        loop {
+            let Some(u) = self.users.get_mut(user) else {
+                return freed_any;
+            };
+            if u.bytes <= target {
+                return freed_any;
+            }
+            u.sessions.retain(|s| s.strong_count() > 0);
+            let largest = u
+                .sessions
+                .iter()
+                .filter_map(|s| s.upgrade())
+                .max_by_key(|s| s.held());
+            let freed = largest.map_or(0, |s| s.evict_oldest());
+            if freed == 0 {
+                return freed_any;
+            }
+            freed_any = true;
+            self.apply(user, -(freed as isize));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A buffer of message sizes, oldest first.
+    #[derive(Default)]
+    struct Fake(Mutex<std::collections::VecDeque<usize>>);
+
+    impl Evict for Fake {
+        fn held(&self) -> usize {
+            self.0.lock().unwrap().iter().sum()
+        }
+        fn evict_oldest(&self) -> usize {
+            self.0.lock().unwrap().pop_front().unwrap_or(0)
+        }
+    }
+
+    impl Fake {
+        fn push(&self, budget: &Budget, user: &str, n: usize) {
+            self.0.lock().unwrap().push_back(n);
+            budget.charge(user, n as isize);
+        }
+    }
+
+    #[test]
+    fn a_heavy_user_loses_their_oldest_messages_and_a_light_one_keeps_theirs() {
+        let budget = Budget::new(BudgetLimits {
+            sessions_per_user: 3,
+            bytes_per_user: 1000,
+            bytes_total: 1500,
+        });
+        let light = Arc::new(Fake::default());
+        budget.register("light", Arc::downgrade(&light) as Weak<dyn Evict>);
+        light.push(&budget, "light", 600);
+        let heavy: Vec<Arc<Fake>> = (0..3).map(|_| Arc::new(Fake::default())).collect();
+        for h in &heavy {
+            budget.register("heavy", Arc::downgrade(h) as Weak<dyn Evict>);
+        }
+        for i in 0..300 {
+            heavy[i % 3].push(&budget, "heavy", 10);
+        }
+        // Heavy is held to its share and the total to the budget; light is untouched.
+        let heavy_held: usize = heavy.iter().map(|h| h.held()).sum();
+        assert!(heavy_held <= 1000, "{heavy_held}");
+        assert!(budget.total() <= 1500, "{}", budget.total());
+        assert_eq!(light.held(), 600);
+        assert_eq!(budget.total(), heavy_held + 600);
+        // A fourth session is refused; one that is gone frees its place.
+        assert_eq!(
+            budget.check_sessions("heavy"),
+            Err(TooManySessions { open: 3, limit: 3 })
+        );
+        drop(heavy);
+        assert_eq!(budget.check_sessions("heavy"), Ok(()));
+    }
+}
