@@ -405,9 +405,9 @@ pub async fn contents_put(
     Path(path): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req = parse_body(&body)?;
-    drop(body);
-    let (created, model) = with_root(&s, &user, move |root| root.save(&path, req)).await?;
+    // Parsed in the user's blocking slot too: a large body is work.
+    let (created, model) =
+        with_root(&s, &user, move |root| root.save(&path, parse_body(&body)?)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -423,26 +423,19 @@ pub async fn contents_post(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let path = path.map(|Path(p)| p).unwrap_or_default();
-    let req = match checkpoint_route(&path) {
-        Some(_) => None,
-        None => Some(parse_body(&body)?),
-    };
-    drop(body);
-    with_root(&s, &user, move |root| {
-        match (checkpoint_route(&path), req) {
-            (Some((file, None)), _) => {
-                Ok((StatusCode::CREATED, Json(root.create_checkpoint(file)?)).into_response())
-            }
-            (Some((file, Some(id))), _) => {
-                root.restore_checkpoint(file, id)?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            }
-            (None, req) => Ok((
-                StatusCode::CREATED,
-                Json(root.create(&path, req.unwrap_or_default())?),
-            )
-                .into_response()),
+    with_root(&s, &user, move |root| match checkpoint_route(&path) {
+        Some((file, None)) => {
+            Ok((StatusCode::CREATED, Json(root.create_checkpoint(file)?)).into_response())
         }
+        Some((file, Some(id))) => {
+            root.restore_checkpoint(file, id)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Ok((
+            StatusCode::CREATED,
+            Json(root.create(&path, parse_body(&body)?)?),
+        )
+            .into_response()),
     })
     .await
 }

@@ -453,7 +453,9 @@ impl Root {
             let src = self.resolve(from)?;
             let (stem, ext) = src.stem_and_ext();
             let target = self.untitled(&dir, &format!("{stem}-Copy"), &ext);
-            self.dir.copy(&src.0, &self.dir, &target.0).map_err(io)?;
+            // Through `read`: a FIFO, a device or an oversized file is refused.
+            let bytes = self.read(&src)?;
+            self.write(&target, &bytes)?;
             return self.model(&target, false, None);
         }
         if !self.dir.is_dir(&dir.0) {

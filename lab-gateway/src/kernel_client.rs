@@ -222,8 +222,9 @@ mod tests {
         let err = first.unwrap_err();
         assert_eq!(
             oversized(&err),
+            // Two frames of 600 bytes, and 64 for each frame's bookkeeping.
             Some(Oversized {
-                size: 1200,
+                size: 1328,
                 limit: 1000
             }),
             "{err}"

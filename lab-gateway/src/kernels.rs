@@ -604,7 +604,12 @@ async fn request(
     socket.send(frames).await.ok()?;
     tokio::time::timeout(timeout, async {
         loop {
-            let reply = socket.recv().await.ok()?;
+            let reply = match socket.recv().await {
+                Ok(reply) => reply,
+                // Skipped; the reply may still come.
+                Err(e) if kernel_client::oversized(&e).is_some() => continue,
+                Err(_) => return None,
+            };
             if let Ok(m) = RawMessage::from_frames(reply.into_vec(), &signer)
                 && m.parent_msg_id().as_deref() == Some(msg_id.as_str())
             {

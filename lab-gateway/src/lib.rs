@@ -60,6 +60,17 @@ pub struct AppState {
 /// The HTTP routes, without a listener (tests call it directly too).
 pub fn app(state: AppState) -> Router {
     let body_limit = state.caps.request_body;
+    // Notebooks and uploads may be large (`limits.request_body`); every
+    // other route keeps axum's 2 MB, so an anonymous request (a login) can
+    // never make the gateway hold more.
+    let large_bodies = move |r: axum::routing::MethodRouter<AppState>| {
+        r.layer(axum::extract::DefaultBodyLimit::max(body_limit))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    refuse_declared_oversize(req, next, body_limit)
+                },
+            ))
+    };
     Router::new()
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
@@ -98,15 +109,17 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/contents",
-            get(api::contents_get).post(api::contents_post),
+            large_bodies(get(api::contents_get).post(api::contents_post)),
         )
         .route(
             "/api/contents/{*path}",
-            get(api::contents_get)
-                .put(api::contents_put)
-                .post(api::contents_post)
-                .patch(api::contents_patch)
-                .delete(api::contents_delete),
+            large_bodies(
+                get(api::contents_get)
+                    .put(api::contents_put)
+                    .post(api::contents_post)
+                    .patch(api::contents_patch)
+                    .delete(api::contents_delete),
+            ),
         )
         .route("/api/courses", get(courses::list))
         .route(
@@ -145,15 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)
-        .layer(axum::middleware::map_response(
-            move |r: axum::response::Response| async move { json_413(r, body_limit) },
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                refuse_declared_oversize(req, next, body_limit)
-            },
-        ))
+        .layer(axum::middleware::map_response(json_413))
         .with_state(state)
 }
 
@@ -194,7 +199,7 @@ async fn refuse_declared_oversize(
 /// axum answers a body over the limit with a plain-text 413 from inside the
 /// extractor; clients (the notebook's autosave among them) get the JSON
 /// error every other failure has, with the limit.
-fn json_413(r: axum::response::Response, limit: usize) -> axum::response::Response {
+async fn json_413(r: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse;
     let is_json = r
         .headers()
@@ -203,9 +208,9 @@ fn json_413(r: axum::response::Response, limit: usize) -> axum::response::Respon
     if r.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE || is_json {
         return r;
     }
-    error::ApiError::TooLarge(format!(
-        "the request body is over the limit of {limit} bytes (limits.request_body)"
-    ))
+    error::ApiError::TooLarge(
+        "the request body is over this route's limit (the contents API's is limits.request_body; others take 2 MB)".into(),
+    )
     .into_response()
 }
 

@@ -14,7 +14,7 @@
 //! in `ws`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 /// A buffer the budget can shrink.
 pub trait Evict: Send + Sync {
@@ -47,7 +47,9 @@ impl Default for BudgetLimits {
 
 #[derive(Default)]
 struct UserUse {
-    bytes: usize,
+    /// Signed: a buffer's growth and an eviction of it may be counted in
+    /// either order, and must cancel out, never saturate.
+    bytes: i64,
     sessions: Vec<Weak<dyn Evict>>,
 }
 
@@ -67,7 +69,7 @@ pub struct Budget {
 
 #[derive(Default)]
 struct Inner {
-    total: usize,
+    total: i64,
     users: HashMap<String, UserUse>,
 }
 
@@ -85,111 +87,109 @@ impl Budget {
 
     /// Bytes held by every buffer together.
     pub fn total(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).total
+        let total = self.inner.lock().unwrap_or_else(|e| e.into_inner()).total;
+        usize::try_from(total).unwrap_or(0)
     }
 
-    /// Sessions of `user` still alive.
-    pub fn sessions(&self, user: &str) -> usize {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.users.get_mut(user).map_or(0, |u| {
-            u.sessions.retain(|s| s.strong_count() > 0);
-            u.sessions.len()
-        })
-    }
-
-    /// Whether `user` may open one more session.
-    pub fn check_sessions(&self, user: &str) -> Result<(), TooManySessions> {
-        let open = self.sessions(user);
-        if open >= self.limits.sessions_per_user {
-            return Err(TooManySessions {
-                open,
-                limit: self.limits.sessions_per_user,
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts a new session of `user`.
-    pub fn register(&self, user: &str, session: Weak<dyn Evict>) {
+    /// Counts a new session of `user`, if they are within their sessions
+    /// (checked and counted under one lock, so concurrent opens cannot pass
+    /// the limit together).
+    pub fn register(&self, user: &str, session: Weak<dyn Evict>) -> Result<(), TooManySessions> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let u = inner.users.entry(user.to_owned()).or_default();
         u.sessions.retain(|s| s.strong_count() > 0);
+        let limit = self.limits.sessions_per_user;
+        if u.sessions.len() >= limit {
+            return Err(TooManySessions {
+                open: u.sessions.len(),
+                limit,
+            });
+        }
         u.sessions.push(session);
+        Ok(())
     }
 
     /// Records that one of `user`'s buffers grew (or shrank, negative) by
     /// `delta` bytes, then evicts until every limit holds again. Call it
     /// without holding any buffer's lock.
     pub fn charge(&self, user: &str, delta: isize) {
+        // Buffers upgraded while evicting are dropped only after the lock is
+        // released: the last reference to a session may be one of them, and
+        // its `Drop` charges the budget again.
+        let mut upgraded: Vec<Arc<dyn Evict>> = Vec::new();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.apply(user, delta);
         let limits = self.limits;
         // Evict in one go down to 90%, so a flood does not scan on every message.
-        let low = |n: usize| n / 10 * 9;
+        let cap = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let low = |n: usize| cap(n / 10 * 9);
         if inner
             .users
             .get(user)
-            .is_some_and(|u| u.bytes > limits.bytes_per_user)
+            .is_some_and(|u| u.bytes > cap(limits.bytes_per_user))
         {
-            inner.shrink(user, low(limits.bytes_per_user));
+            inner.shrink(user, low(limits.bytes_per_user), &mut upgraded);
         }
-        while inner.total > limits.bytes_total {
-            let Some(heaviest) = inner
+        if inner.total > cap(limits.bytes_total) {
+            // The heaviest users first; one that has nothing left to give
+            // passes the turn to the next.
+            let mut by_weight: Vec<(i64, String)> = inner
                 .users
                 .iter()
-                .max_by_key(|(_, u)| u.bytes)
-                .map(|(name, _)| name.clone())
-            else {
-                break;
-            };
-            let target = inner.users[&heaviest]
-                .bytes
-                .saturating_sub(inner.total - low(limits.bytes_total));
-            if !inner.shrink(&heaviest, target) {
-                break;
+                .map(|(n, u)| (u.bytes, n.clone()))
+                .collect();
+            by_weight.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            for (bytes, name) in by_weight {
+                let excess = inner.total - low(limits.bytes_total);
+                if excess <= 0 {
+                    break;
+                }
+                inner.shrink(&name, bytes - excess, &mut upgraded);
             }
         }
+        drop(inner);
+        drop(upgraded);
     }
 }
 
 impl Inner {
     fn apply(&mut self, user: &str, delta: isize) {
         let u = self.users.entry(user.to_owned()).or_default();
-        u.bytes = u.bytes.saturating_add_signed(delta);
-        self.total = self.total.saturating_add_signed(delta);
+        u.bytes += delta as i64;
+        self.total += delta as i64;
     }
 
     /// Evicts the oldest messages of `user`'s largest buffer, again and again,
     /// until the user holds at most `target` bytes. False if nothing could go.
-    fn shrink(&mut self, user: &str, target: usize) -> bool {
+    /// The user's buffers are upgraded once, into `upgraded`, which the
+    /// caller drops after releasing the budget's lock.
+    fn shrink(&mut self, user: &str, target: i64, upgraded: &mut Vec<Arc<dyn Evict>>) -> bool {
+        let Some(u) = self.users.get_mut(user) else {
+            return false;
+        };
+        u.sessions.retain(|s| s.strong_count() > 0);
+        let from = upgraded.len();
+        upgraded.extend(u.sessions.iter().filter_map(|s| s.upgrade()));
+        let buffers = &upgraded[from..];
         let mut freed_any = false;
-        loop {
-            let Some(u) = self.users.get_mut(user) else {
-                return freed_any;
-            };
-            if u.bytes <= target {
-                return freed_any;
-            }
-            u.sessions.retain(|s| s.strong_count() > 0);
-            let largest = u
-                .sessions
+        while self.users.get(user).is_some_and(|u| u.bytes > target) {
+            let freed = buffers
                 .iter()
-                .filter_map(|s| s.upgrade())
-                .max_by_key(|s| s.held());
-            let freed = largest.map_or(0, |s| s.evict_oldest());
+                .max_by_key(|s| s.held())
+                .map_or(0, |s| s.evict_oldest());
             if freed == 0 {
-                return freed_any;
+                break;
             }
             freed_any = true;
             self.apply(user, -(freed as isize));
         }
+        freed_any
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// A buffer of message sizes, oldest first.
     #[derive(Default)]
@@ -219,11 +219,15 @@ mod tests {
             bytes_total: 1500,
         });
         let light = Arc::new(Fake::default());
-        budget.register("light", Arc::downgrade(&light) as Weak<dyn Evict>);
+        budget
+            .register("light", Arc::downgrade(&light) as Weak<dyn Evict>)
+            .unwrap();
         light.push(&budget, "light", 600);
         let heavy: Vec<Arc<Fake>> = (0..3).map(|_| Arc::new(Fake::default())).collect();
         for h in &heavy {
-            budget.register("heavy", Arc::downgrade(h) as Weak<dyn Evict>);
+            budget
+                .register("heavy", Arc::downgrade(h) as Weak<dyn Evict>)
+                .unwrap();
         }
         for i in 0..300 {
             heavy[i % 3].push(&budget, "heavy", 10);
@@ -235,11 +239,13 @@ mod tests {
         assert_eq!(light.held(), 600);
         assert_eq!(budget.total(), heavy_held + 600);
         // A fourth session is refused; one that is gone frees its place.
+        let fourth = Arc::new(Fake::default());
+        let weak = || Arc::downgrade(&fourth) as Weak<dyn Evict>;
         assert_eq!(
-            budget.check_sessions("heavy"),
+            budget.register("heavy", weak()),
             Err(TooManySessions { open: 3, limit: 3 })
         );
         drop(heavy);
-        assert_eq!(budget.check_sessions("heavy"), Ok(()));
+        assert_eq!(budget.register("heavy", weak()), Ok(()));
     }
 }

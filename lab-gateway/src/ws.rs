@@ -483,7 +483,6 @@ pub fn session_for(
         return Ok(s.clone());
     }
     let user = kernel.owner();
-    budget.check_sessions(&user)?;
     let s = Arc::new(ChannelSession {
         buffer: Default::default(),
         notify: Notify::new(),
@@ -494,9 +493,12 @@ pub fn session_for(
         budget: budget.clone(),
     });
     let weak: Weak<dyn Evict> = Arc::downgrade(&s) as Weak<dyn Evict>;
-    budget.register(&user, weak);
+    budget.register(&user, weak)?;
     s.start(kernel.clone());
     sessions.insert(session_id.to_owned(), s.clone());
+    // Also when its websocket never comes (the upgrade failed): a session
+    // nobody attaches to does not stay, nor count against its user.
+    let_go_unless_attached(kernel.clone(), session_id.to_owned());
     Ok(s)
 }
 
@@ -653,20 +655,24 @@ pub async fn serve(
     kernel.connection_closed();
     if session.attached.fetch_sub(1, Ordering::SeqCst) == 1 {
         // Nobody attached: keep buffering for a while, then let go.
-        let kernel = kernel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(SESSION_GRACE).await;
-            let mut sessions = kernel
-                .channel_sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = sessions.get(&session_id)
-                && s.attached.load(Ordering::SeqCst) == 0
-            {
-                sessions.remove(&session_id);
-            }
-        });
+        let_go_unless_attached(kernel.clone(), session_id);
     }
+}
+
+/// Drops the session after `SESSION_GRACE` if no websocket is attached then.
+fn let_go_unless_attached(kernel: Arc<Kernel>, session_id: String) {
+    tokio::spawn(async move {
+        tokio::time::sleep(SESSION_GRACE).await;
+        let mut sessions = kernel
+            .channel_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get(&session_id)
+            && s.attached.load(Ordering::SeqCst) == 0
+        {
+            sessions.remove(&session_id);
+        }
+    });
 }
 
 /// Whether a websocket read failed because the frame exceeds our limit.

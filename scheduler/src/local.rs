@@ -137,9 +137,14 @@ impl LocalLauncher {
     /// under the gateway's data dir qualifies.
     fn spec_files(&self, args: &[String]) -> Vec<PathBuf> {
         let data_dir = self.runtime_dir.parent().unwrap_or(&self.runtime_dir);
+        let data_dir = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
         args.iter()
             .map(PathBuf::from)
-            .filter(|p| p.is_absolute() && p.is_file() && !p.starts_with(data_dir))
+            .filter(|p| p.is_absolute() && p.is_file())
+            .filter_map(|p| p.canonicalize().ok())
+            .filter(|p| !p.starts_with(&data_dir))
             .collect()
     }
 }

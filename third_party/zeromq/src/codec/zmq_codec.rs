@@ -9,6 +9,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use std::convert::TryFrom;
 
+/// What one frame costs beyond its bytes (a `Bytes` handle and its slot in
+/// the message), counted against `max_message_size`.
+const FRAME_OVERHEAD: u64 = 64;
+
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     command: bool,
@@ -22,9 +26,14 @@ enum DecoderState {
     FrameHeader,
     FrameLen(Frame),
     Frame(Frame),
-    /// Reading past a frame of a message over `max_message_size` without
-    /// buffering it: `remaining` bytes of this frame are still to come.
-    Skip { frame: Frame, remaining: u64 },
+    /// Reading past a frame of a message (or a command) over
+    /// `max_message_size` without buffering it: `remaining` bytes of this
+    /// frame are still to come; `size` is what the message declared.
+    Skip {
+        frame: Frame,
+        remaining: u64,
+        size: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -81,22 +90,32 @@ impl Decoder for ZmqCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         // A single read can contain thousands of frames; keep stack use independent of that count.
         loop {
-            if let DecoderState::Skip { frame, remaining } = self.state {
+            if let DecoderState::Skip {
+                frame,
+                remaining,
+                size,
+            } = self.state
+            {
                 // Discard what has arrived of an oversized frame; never reserve for it.
                 let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(src.len());
                 src.advance(n);
                 let remaining = remaining - n as u64;
                 if remaining > 0 {
-                    self.state = DecoderState::Skip { frame, remaining };
+                    self.state = DecoderState::Skip {
+                        frame,
+                        remaining,
+                        size,
+                    };
                     self.waiting_for = 1;
                     return Ok(None);
                 }
                 self.state = DecoderState::FrameHeader;
                 self.waiting_for = 1;
                 if frame.command || !frame.more {
-                    let size = self.message_len;
-                    self.message_len = 0;
-                    self.oversized = false;
+                    if !frame.command {
+                        self.message_len = 0;
+                        self.oversized = false;
+                    }
                     return Err(CodecError::MessageTooLarge {
                         size,
                         limit: self.max_message_size.unwrap_or(usize::MAX),
@@ -149,11 +168,18 @@ impl Decoder for ZmqCodec {
                     } else {
                         u64::from(src[0])
                     };
+                    if frame.command && (self.buffered_message.is_some() || self.oversized) {
+                        // ZMTP has no command inside a multipart message.
+                        return Err(CodecError::Decode("Command frame inside a message"));
+                    }
                     if let Some(limit) = self.max_message_size {
+                        // Each frame costs its bookkeeping too, so a message of
+                        // countless empty frames is over the limit as well.
+                        let cost = declared.saturating_add(FRAME_OVERHEAD);
                         let total = if frame.command {
-                            declared
+                            cost
                         } else {
-                            self.message_len.saturating_add(declared)
+                            self.message_len.saturating_add(cost)
                         };
                         if self.oversized || total > limit as u64 {
                             // Over the limit: checked before any allocation, and the
@@ -163,12 +189,11 @@ impl Decoder for ZmqCodec {
                                 self.message_len = total;
                                 self.oversized = true;
                                 self.buffered_message = None;
-                            } else {
-                                self.message_len = declared;
                             }
                             self.state = DecoderState::Skip {
                                 frame,
                                 remaining: declared,
+                                size: total,
                             };
                             continue;
                         }
