@@ -138,7 +138,7 @@ impl Budget {
                 .iter()
                 .map(|(n, u)| (u.bytes, n.clone()))
                 .collect();
-            by_weight.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            by_weight.sort_unstable_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
             for (bytes, name) in by_weight {
                 let excess = inner.total - low(limits.bytes_total);
                 if excess <= 0 {
