@@ -14,35 +14,38 @@ fn notebook(title: &str) -> Value {
            "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 }
 
-async fn send(g: &Gateway, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = g
-        .http
-        .request(method, format!("{}{path}", g.base))
-        .header("Authorization", format!("token {token}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+/// Adds (PUT) or removes (DELETE) `user` as a co-trainer of `course`.
+async fn trainer(
+    g: &Gateway,
+    method: Method,
+    course: &str,
+    user: &str,
+    token: &str,
+) -> (u16, Value) {
+    g.send(
+        method,
+        &format!("/api/courses/{course}/trainers/{user}"),
+        token,
+        Value::Null,
+    )
+    .await
 }
 
 /// Saves a notebook titled `title` at `path` in the token's own root.
 async fn save(g: &Gateway, token: &str, path: &str, title: &str) {
-    let (status, body) = send(
-        g,
-        Method::PUT,
-        &format!("/api/contents/{path}"),
-        token,
-        json!({"type": "notebook", "content": notebook(title)}),
-    )
-    .await;
+    let (status, body) = g
+        .send(
+            Method::PUT,
+            &format!("/api/contents/{path}"),
+            token,
+            json!({"type": "notebook", "content": notebook(title)}),
+        )
+        .await;
     assert!(status == 200 || status == 201, "{status} {body}");
 }
 
 async fn publish(g: &Gateway, token: &str, course: &str, name: &str) -> (u16, Value) {
-    send(
-        g,
+    g.send(
         Method::PUT,
         &format!("/api/courses/{course}/{name}"),
         token,
@@ -52,8 +55,7 @@ async fn publish(g: &Gateway, token: &str, course: &str, name: &str) -> (u16, Va
 }
 
 async fn unpublish(g: &Gateway, token: &str, course: &str, name: &str) -> (u16, Value) {
-    send(
-        g,
+    g.send(
         Method::DELETE,
         &format!("/api/courses/{course}/{name}"),
         token,
@@ -127,34 +129,20 @@ async fn another_trainer_cannot_overwrite_or_unpublish_a_course_until_named_co_t
         "tess's lesson"
     );
     // Nor name himself co-trainer, nor take the course over.
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/intro/trainers/tom",
-        &tom,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::PUT, "intro", "tom", &tom).await;
     forbidden_because(status, &body, "tess");
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/intro/owner",
-        &tom,
-        json!({"user": "tom"}),
-    )
-    .await;
+    let (status, body) = g
+        .send(
+            Method::PUT,
+            "/api/courses/intro/owner",
+            &tom,
+            json!({"user": "tom"}),
+        )
+        .await;
     forbidden_because(status, &body, "admin");
 
     // Tess names tom co-trainer: now he can.
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/intro/trainers/tom",
-        &tess,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::PUT, "intro", "tom", &tess).await;
     assert_eq!(status, 200, "{body}");
     let (_, list) = g.get("/api/courses", &eve).await;
     assert_eq!(course(&list, "intro")["owner"], "tess", "{list}");
@@ -166,45 +154,17 @@ async fn another_trainer_cannot_overwrite_or_unpublish_a_course_until_named_co_t
         "tom's lesson"
     );
     // A co-trainer does not manage the course's trainers.
-    let (status, body) = send(
-        &g,
-        Method::DELETE,
-        "/api/courses/intro/trainers/tom",
-        &tom,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::DELETE, "intro", "tom", &tom).await;
     forbidden_because(status, &body, "tess");
 
     // Only trainers can be co-trainers, and only users that exist.
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/intro/trainers/eve",
-        &tess,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::PUT, "intro", "eve", &tess).await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/intro/trainers/nobody",
-        &tess,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::PUT, "intro", "nobody", &tess).await;
     assert_eq!(status, 404, "{body}");
 
     // Tess takes tom off the course: he is refused again.
-    let (status, body) = send(
-        &g,
-        Method::DELETE,
-        "/api/courses/intro/trainers/tom",
-        &tess,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::DELETE, "intro", "tom", &tess).await;
     assert_eq!(status, 204, "{body}");
     let (status, body) = unpublish(&g, &tom, "intro", "lesson-1.ipynb").await;
     forbidden_because(status, &body, "tess");
@@ -245,34 +205,27 @@ async fn a_course_from_before_owners_is_admin_only_until_an_admin_names_its_owne
     assert_eq!(course(&list, "legacy")["owner"], Value::Null, "{list}");
 
     // Bad bodies get a reason, not a panic.
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/legacy/owner",
-        &root,
-        json!({"owner": "tess"}),
-    )
-    .await;
+    let (status, body) = g
+        .send(
+            Method::PUT,
+            "/api/courses/legacy/owner",
+            &root,
+            json!({"owner": "tess"}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/legacy/owner",
-        &root,
-        json!({"user": "tess"}),
-    )
-    .await;
+    let (status, body) = g
+        .send(
+            Method::PUT,
+            "/api/courses/legacy/owner",
+            &root,
+            json!({"user": "tess"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = publish(&g, &tess, "legacy", "lesson-1.ipynb").await;
     assert_eq!(status, 200, "{body}");
     // Managing a course that does not exist is a 404.
-    let (status, body) = send(
-        &g,
-        Method::PUT,
-        "/api/courses/nowhere/trainers/tess",
-        &root,
-        Value::Null,
-    )
-    .await;
+    let (status, body) = trainer(&g, Method::PUT, "nowhere", "tess", &root).await;
     assert_eq!(status, 404, "{body}");
 }
