@@ -247,6 +247,7 @@ def test_a_user_cannot_write_what_another_users_kernel_compiles(lab):
     shared = pathlib.Path(os.environ.get("CARGO_HOME", str(REAL_HOME / ".cargo")))
     crate_file = next((shared / "registry" / "src").glob("*/*/src/lib.rs"))
     index_dir = crate_file.parent.parent.parent
+    planted = f"lab-test-planted-{uuid.uuid4().hex}"
     bob = subprocess.run([str(LAB), "user", "add", "bob-cargo", "--role", "engineer",
                           "--data-dir", str(lab["data"])], capture_output=True, text=True,
                          check=True).stdout.strip().splitlines()[-1]
@@ -254,7 +255,7 @@ def test_a_user_cannot_write_what_another_users_kernel_compiles(lab):
 import os
 print('CARGO_HOME', os.environ['CARGO_HOME'])
 attempt('edit-crate', lambda: open({str(crate_file)!r}, 'r+').close())
-attempt('plant-crate', lambda: open(os.path.join({str(index_dir)!r}, 'lab-test-planted'), 'w').close())
+attempt('plant-crate', lambda: open(os.path.join({str(index_dir)!r}, {planted!r}), 'w').close())
 attempt('own-home', lambda: open(os.path.join(os.environ['CARGO_HOME'], 'mine'), 'w').close())
 attempt('admins-home', lambda: open({str(lab['data'] / 'cargo' / 'admin' / 'mine')!r}, 'a').close())
 """
@@ -269,6 +270,6 @@ attempt('admins-home', lambda: open({str(lab['data'] / 'cargo' / 'admin' / 'mine
     out = stream_of_cell(bob_url, probe)
     assert f"CARGO_HOME {lab['data'] / 'cargo' / 'bob-cargo'}" in out, out
     assert "edit-crate DENIED" in out and "admins-home DENIED" in out and "own-home OK" in out, out
-    assert not (index_dir / "lab-test-planted").exists()
+    assert not (index_dir / planted).exists()
     stop(lab, admin_id)
     assert api(lab["url"], f"/api/kernels/{model['id']}", bob, "DELETE")[0] == 204
