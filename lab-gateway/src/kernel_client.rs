@@ -41,17 +41,6 @@ impl Default for MessageLimits {
     }
 }
 
-impl MessageLimits {
-    pub fn for_channel(&self, channel: Channel) -> usize {
-        match channel {
-            Channel::Iopub => self.iopub,
-            Channel::Shell => self.shell,
-            Channel::Control => self.control,
-            Channel::Stdin => self.stdin,
-        }
-    }
-}
-
 /// The ceiling on replies to the gateway's own requests (kernel_info,
 /// interrupt, shutdown, the warm pool's `:cd`): all of them are small.
 pub const GATEWAY_REPLY_LIMIT: usize = MIB;

@@ -81,10 +81,6 @@ impl Budget {
         }
     }
 
-    pub fn limits(&self) -> BudgetLimits {
-        self.limits
-    }
-
     /// Bytes held by every buffer together.
     pub fn total(&self) -> usize {
         let total = self.inner.lock().unwrap_or_else(|e| e.into_inner()).total;
