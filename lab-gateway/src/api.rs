@@ -88,8 +88,7 @@ pub async fn list_kernels(State(s): State<AppState>, AuthUser(user): AuthUser) -
         .iter()
         .map(|k| k.model())
         .collect();
-    all.extend(s.kernels.launching_models_for(&user));
-    all.extend(s.kernels.queued_models_for(&user));
+    all.extend(s.kernels.waiting_models_for(&user));
     Json(Value::Array(all))
 }
 
@@ -144,7 +143,7 @@ pub async fn delete_kernel(
     let kernels = s.kernels.clone();
     // Run to the end even if the client hangs up: a stop cut short would
     // leave a killed kernel registered, or its GPUs held.
-    to_completion(async move { kernels.shutdown(&k).await }).await?;
+    to_completion(async move { Ok(kernels.shutdown(&k).await?) }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,7 +185,7 @@ pub async fn restart_kernel(
     let k = s.kernels.get_for(&user, &id)?;
     let kernels = s.kernels.clone();
     let kernel = k.clone();
-    to_completion(async move { kernels.restart(&kernel).await }).await?;
+    to_completion(async move { Ok(kernels.restart(&kernel).await?) }).await?;
     Ok(Json(k.model()))
 }
 
@@ -224,11 +223,15 @@ pub async fn channels(
         .read_buffer_size(crate::ws::READ_BUFFER);
     let v1 = ws.selected_protocol().is_some();
     let metrics = s.kernels.metrics().clone();
-    let session = crate::ws::session_for(&kernel, &session_id, &s.replay)
+    let session = s
+        .channels
+        .session_for(&kernel, &session_id)
         .map_err(|e| ApiError::TooMany(e.to_string()))?;
+    let channels = s.channels.clone();
     Ok(ws.on_upgrade(move |socket| {
         crate::ws::serve(
             socket,
+            channels,
             kernel,
             (session_id, session),
             q.resume_after,
@@ -323,16 +326,14 @@ pub async fn delete_session(
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    s.kernels
-        .metrics()
-        .replay_bytes
-        .set(s.replay.total() as i64);
+    let now = s.kernels.snapshot();
+    let replay_bytes = s.channels.replay().total();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.kernels.metrics().render(&s.kernels),
+        s.kernels.metrics().render(&now, replay_bytes),
     )
         .into_response()
 }

@@ -41,6 +41,39 @@ impl ApiError {
     }
 }
 
+impl From<crate::kernels::StartError> for ApiError {
+    fn from(e: crate::kernels::StartError) -> Self {
+        use crate::kernels::StartError as E;
+        match e {
+            E::NoSpecs | E::NoSuchSpec(_) => ApiError::NotFound(e.to_string()),
+            E::BadRequest(_) => ApiError::BadRequest(e.to_string()),
+            E::Refused(refusal) => ApiError::Refused(refusal),
+            // An operator's mistake: logged, not shown.
+            E::BadSpec { .. } => ApiError::Internal(e.to_string()),
+            E::Cancelled => ApiError::Conflict(e.to_string()),
+            E::Launch { .. }
+            | E::NotReady { .. }
+            | E::Exited { .. }
+            | E::NotRecorded(_)
+            | E::Folder(_)
+            | E::StillQueued { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::kernels::KernelError> for ApiError {
+    fn from(e: crate::kernels::KernelError) -> Self {
+        use crate::kernels::KernelError as E;
+        match e {
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::NotRunning(_) | E::Failed(_) => ApiError::Conflict(e.to_string()),
+            E::InterruptUnanswered | E::Restart(_) => ApiError::Unavailable(e.to_string()),
+            E::Signal(_) => ApiError::Internal(e.to_string()),
+            E::Store(store) => store.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

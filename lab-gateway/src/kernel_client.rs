@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use jupyter_protocol::ConnectionInfo;
-use zeromq::{Socket, ZmqError};
+use jupyter_protocol::{ConnectionInfo, ExecuteRequest, JupyterMessageContent};
+use zeromq::{Socket, SocketRecv, SocketSend, ZmqError};
 
-use crate::wire::Channel;
+use crate::wire::{Channel, RawMessage, Signer};
 
 const MIB: usize = 1024 * 1024;
 
@@ -140,11 +140,73 @@ pub fn oversized(error: &ZmqError) -> Option<Oversized> {
     }
 }
 
+/// Sends one of the gateway's own requests on a fresh DEALER and waits for
+/// its reply; `None` when none came within `timeout`.
+pub async fn request(
+    conn: &ConnectionInfo,
+    channel: Channel,
+    content: impl Into<JupyterMessageContent>,
+    timeout: Duration,
+) -> Option<RawMessage> {
+    let msg = RawMessage::request(content);
+    let signer = Signer::new(&conn.key);
+    let msg_id = msg.ids().0.to_owned();
+    let identity = format!("lab-gateway-{}", uuid::Uuid::new_v4());
+    let mut socket = tokio::time::timeout(
+        timeout,
+        dealer(conn, channel, identity.as_bytes(), GATEWAY_REPLY_LIMIT),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let frames = zeromq::ZmqMessage::try_from(msg.to_frames(&signer)).ok()?;
+    socket.send(frames).await.ok()?;
+    tokio::time::timeout(timeout, async {
+        loop {
+            let reply = match socket.recv().await {
+                Ok(reply) => reply,
+                // Skipped; the reply may still come.
+                Err(e) if oversized(&e).is_some() => continue,
+                Err(_) => return None,
+            };
+            if let Ok(m) = RawMessage::from_frames(reply.into_vec(), &signer)
+                && m.parent_msg_id().as_deref() == Some(msg_id.as_str())
+            {
+                return Some(m);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Whether a reply's content says `"status": "ok"`.
+pub fn reply_ok(reply: &RawMessage) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow)]
+        status: Option<&'a str>,
+    }
+    serde_json::from_slice::<Status>(&reply.content).is_ok_and(|s| s.status == Some("ok"))
+}
+
+/// Code the kernel runs without a trace: no output, no history.
+pub fn silent_execute(code: String) -> ExecuteRequest {
+    ExecuteRequest {
+        silent: true,
+        store_history: false,
+        user_expressions: None,
+        allow_stdin: false,
+        stop_on_error: false,
+        ..ExecuteRequest::new(code)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use zeromq::SocketRecv;
 
     /// ZMTP 3.0 greeting (NULL mechanism) and a READY command for `socket_type`.
     fn handshake(socket_type: &str) -> (Vec<u8>, Vec<u8>) {

@@ -4,9 +4,10 @@
 //! bridges websockets to kernels over ZeroMQ. Kernels are started through a
 //! [`scheduler::Launcher`]; the gateway never spawns a process itself.
 //!
-//! Layers: [`api`] (HTTP handlers) → [`kernels`] (running kernels) →
-//! [`ws`] and [`wire`] (the protocol bridge); [`store`] holds users, tokens
-//! and kernels in SQLite; [`auth`] finds the caller.
+//! Layers: [`api`] (HTTP handlers) → [`ws`] (websockets) → [`kernels`]
+//! (starts and running kernels) → [`kernel_client`] and [`wire`] (ZeroMQ and
+//! the message framing); [`store`] holds users, tokens and kernels in
+//! SQLite; [`auth`] finds the caller; [`config`] is plain data the others read.
 
 pub mod admin;
 pub mod api;
@@ -53,8 +54,9 @@ pub struct AppState {
     pub caps: config::Limits,
     /// File work off the async runtime, a few calls at a time per user.
     pub blocking: Arc<blocking::Blocking>,
-    /// What channel sessions may buffer for clients that are away.
-    pub replay: Arc<replay::Budget>,
+    /// Websocket channel sessions, and what they may buffer for clients
+    /// that are away.
+    pub channels: Arc<ws::Channels>,
 }
 
 /// The HTTP routes, without a listener (tests call it directly too).

@@ -548,7 +548,6 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let kernels = Arc::new(
         KernelManager::new(launcher.clone(), specs, store.clone(), data.join("users"))
             .with_scheduling(scheduling.clone())
-            .with_limits(config.limits)
             .with_message_limits(config.caps.messages)
             .with_queue_wait(config.queue_wait)
             .with_cull(config.cull)
@@ -604,7 +603,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             .to_string(),
         caps: config.caps,
         blocking: Default::default(),
-        replay: Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
+        channels: Arc::new(lab_gateway::ws::Channels::new(
+            config.limits,
+            Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
+        )),
     };
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");

@@ -1,8 +1,9 @@
 //! `/metrics` in Prometheus text format.
 //!
-//! Counters are bumped on the relay path (one atomic add per message); the
-//! per-kernel gauges are computed when Prometheus scrapes, from the kernel
-//! table, so they can never drift from it.
+//! Counters are bumped where things happen (one atomic add per relayed
+//! message); the per-kernel gauges are set when Prometheus scrapes, from a
+//! [`Snapshot`] the kernel manager hands over, so they can never drift from
+//! the kernel table. This module knows no kernel types.
 
 use std::sync::Mutex;
 
@@ -14,7 +15,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::kernels::KernelManager;
+/// What the gauges report, taken when Prometheus scrapes.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Each running kernel's execution state and kernelspec.
+    pub kernels: Vec<(String, String)>,
+    /// Open kernel websockets.
+    pub websockets: usize,
+    pub gpus: Vec<scheduler::inventory::GpuUse>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why: a short, fixed label (`StartError::reason`).
+    pub reason: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KernelLabels {
@@ -43,10 +58,10 @@ pub struct Metrics {
     pub messages: Family<DirectionLabels, Counter>,
     pub bytes: Family<DirectionLabels, Counter>,
     pub launch_seconds: Histogram,
-    pub launch_failures: Counter,
+    launch_failures: Family<ReasonLabels, Counter>,
     pub culled: Counter,
     /// Bytes the channel sessions' replay buffers hold (see `replay`).
-    pub replay_bytes: Gauge,
+    replay_bytes: Gauge,
 }
 
 pub const TO_KERNEL: DirectionLabels = DirectionLabels {
@@ -77,7 +92,7 @@ impl Default for Metrics {
         let bytes = Family::<DirectionLabels, Counter>::default();
         let launch_seconds =
             Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
-        let launch_failures = Counter::default();
+        let launch_failures = Family::<ReasonLabels, Counter>::default();
         let culled = Counter::default();
         let replay_bytes = Gauge::default();
         registry.register(
@@ -117,7 +132,7 @@ impl Default for Metrics {
         );
         registry.register(
             "kernel_launch_failures",
-            "Kernel starts that failed",
+            "Admitted kernel starts that failed, by reason",
             launch_failures.clone(),
         );
         Metrics {
@@ -142,25 +157,32 @@ impl Metrics {
         self.bytes.get_or_create(labels).inc_by(bytes as u64);
     }
 
-    /// The text exposition, with the kernel gauges taken now.
-    pub fn render(&self, kernels: &KernelManager) -> String {
+    /// Counts a start that failed after admission, by why.
+    pub fn launch_failed(&self, reason: &'static str) {
+        self.launch_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The text exposition, with the kernel gauges from `now`.
+    pub fn render(&self, now: &Snapshot, replay_bytes: usize) -> String {
         self.kernels.clear();
-        let mut clients = 0i64;
-        for k in kernels.all() {
-            let model = k.model();
-            clients += model["connections"].as_i64().unwrap_or(0);
+        for (state, spec) in &now.kernels {
             self.kernels
                 .get_or_create(&KernelLabels {
-                    state: k.execution_state(),
-                    spec: k.spec.clone(),
+                    state: state.clone(),
+                    spec: spec.clone(),
                 })
                 .inc();
         }
-        self.websockets.set(clients);
+        self.websockets
+            .set(i64::try_from(now.websockets).unwrap_or(i64::MAX));
+        self.replay_bytes
+            .set(i64::try_from(replay_bytes).unwrap_or(i64::MAX));
         self.gpu_utilisation.clear();
         self.gpu_memory_used.clear();
-        for g in kernels.scheduling().gpu_use() {
-            let labels = GpuLabels { gpu: g.id };
+        for g in &now.gpus {
+            let labels = GpuLabels { gpu: g.id.clone() };
             self.gpu_utilisation
                 .get_or_create(&labels)
                 .set(i64::from(g.utilisation_percent));

@@ -440,9 +440,12 @@ impl RawMessage {
         out
     }
 
-    /// A new message from the gateway itself (kernel_info, shutdown, interrupt).
-    pub fn request(msg_type: &str, content: serde_json::Value) -> RawMessage {
-        RawMessage::new_in_session(msg_type, "lab-gateway", content)
+    /// A request from the gateway itself (kernel_info, shutdown, interrupt,
+    /// the warm pool's `:cd`), from jupyter-protocol's typed content.
+    pub fn request(content: impl Into<jupyter_protocol::JupyterMessageContent>) -> RawMessage {
+        let content = content.into();
+        let body = serde_json::to_value(&content).unwrap_or_else(|_| serde_json::json!({}));
+        RawMessage::new_in_session(content.message_type(), "lab-gateway", body)
     }
 
     /// A new message from the gateway in a given session (a kernel's status).
@@ -480,7 +483,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_a_wrong_key_fails() {
-        let m = RawMessage::request("kernel_info_request", serde_json::json!({}));
+        let m = RawMessage::request(jupyter_protocol::KernelInfoRequest {});
         let frames = m.to_frames(&Signer::new("k"));
         let back = RawMessage::from_frames(frames.clone(), &Signer::new("k")).unwrap();
         assert_eq!(back.ids().1, "kernel_info_request");

@@ -839,7 +839,7 @@ async fn kernelspec_resources_are_served_and_unknown_ones_are_404() {
         started: "2026-01-01T00:00:00.000000Z".into(),
         caps: Default::default(),
         blocking: Default::default(),
-        replay: Default::default(),
+        channels: Default::default(),
     };
     tokio::spawn(run(listener, state, std::future::pending()));
     let http = reqwest::Client::new();

@@ -23,14 +23,30 @@ pub struct Gateway {
     pub http: reqwest::Client,
 }
 
+/// The real academy kernel, built on first use if it is not there yet (the
+/// outer ring of tests runs real kernels; `cargo test -p lab-gateway` on a
+/// fresh checkout builds it once).
 pub fn academy_kernel() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/academy-kernel");
-    assert!(
-        p.is_file(),
-        "build the workspace first: {} is missing",
-        p.display()
-    );
-    p
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            let p = target.join("debug/academy-kernel");
+            if !p.is_file() {
+                let status = std::process::Command::new(env!("CARGO"))
+                    .args(["build", "-p", "kernel-runtime", "--bin", "academy-kernel"])
+                    .current_dir(&workspace)
+                    .status()
+                    .expect("cannot run cargo to build academy-kernel");
+                assert!(status.success(), "building academy-kernel failed");
+            }
+            assert!(p.is_file(), "{} is missing after its build", p.display());
+            p
+        })
+        .clone()
 }
 
 pub async fn start_gateway() -> Gateway {
@@ -45,11 +61,18 @@ pub async fn start_gateway_full(
     limits: lab_gateway::ws::RateLimits,
     pool: std::collections::BTreeMap<String, usize>,
 ) -> Gateway {
-    start_gateway_configured(move |k, _| k.with_limits(limits).with_warm_pool(pool)).await
+    start_gateway_setup(limits, move |k, _| k.with_warm_pool(pool)).await
 }
 
 /// A gateway whose kernel manager `configure` sets up (it gets the store too).
 pub async fn start_gateway_configured(
+    configure: impl FnOnce(KernelManager, &Store) -> KernelManager,
+) -> Gateway {
+    start_gateway_setup(Default::default(), configure).await
+}
+
+async fn start_gateway_setup(
+    limits: lab_gateway::ws::RateLimits,
     configure: impl FnOnce(KernelManager, &Store) -> KernelManager,
 ) -> Gateway {
     let data = tempfile::tempdir().unwrap();
@@ -80,7 +103,7 @@ pub async fn start_gateway_configured(
         started: "2026-01-01T00:00:00.000000Z".into(),
         caps: Default::default(),
         blocking: Default::default(),
-        replay: Default::default(),
+        channels: Arc::new(lab_gateway::ws::Channels::new(limits, Default::default())),
     };
     tokio::spawn(run(listener, state, std::future::pending()));
     Gateway {

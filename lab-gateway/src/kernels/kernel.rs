@@ -1,0 +1,361 @@
+//! A running kernel as the gateway sees it: who owns it, where it is, what it
+//! is doing, and the fan-out of its iopub messages.
+//!
+//! Each kernel has one iopub subscriber in the gateway (see `supervisor`),
+//! whose messages fan out to every subscriber, a websocket session each,
+//! through its own bounded queue. This module knows nothing of websockets or
+//! of how a kernel is started; it is the model the others share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jupyter_protocol::ConnectionInfo;
+use scheduler::{Grant, KernelLocator};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::notice::{NoticeKind, notice};
+use crate::kernel_client::{MessageLimits, Oversized};
+use crate::store::User;
+use crate::wire::{Channel, RawMessage};
+
+/// iopub messages a subscriber may fall behind before it is told some were dropped.
+/// Each subscriber has its own queue, freed as it reads: no ring of old messages
+/// stays alive, however large they were.
+const FANOUT: usize = 4096;
+
+/// Locks a mutex, taking the data even if a panicking thread poisoned it:
+/// every value kept behind these locks is whole after any single write.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The timestamp format of Jupyter's models.
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Where a kernel is now; replaced on restart.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub connection: ConnectionInfo,
+    pub locator: KernelLocator,
+    /// Bumped on every restart, so websockets reconnect their sockets.
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+struct Activity {
+    execution_state: String,
+    /// Wall time, for the model's `last_activity`.
+    last_activity: DateTime<Utc>,
+    /// The runtime's clock, for culling (tests pause it).
+    idle_since: Instant,
+    connections: usize,
+    /// When its clients were warned that it will be culled.
+    warned: Option<Instant>,
+}
+
+/// What the culler reads of a kernel.
+#[derive(Debug, Clone)]
+pub struct ActivityView {
+    pub state: String,
+    pub idle_for: Duration,
+    pub age: Duration,
+    pub connections: usize,
+    pub has_gpus: bool,
+    pub warned: Option<Instant>,
+}
+
+struct Subscriber {
+    tx: mpsc::Sender<Arc<RawMessage>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// One subscriber's iopub queue, and how many messages it lost to a full queue.
+pub struct Subscription {
+    pub rx: mpsc::Receiver<Arc<RawMessage>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+pub struct Kernel {
+    pub id: uuid::Uuid,
+    /// Empty while the kernel waits in the warm pool.
+    owner: Mutex<String>,
+    pub spec: String,
+    pub created: DateTime<Utc>,
+    /// `created` on the runtime's clock (for the maximum runtime).
+    started: Instant,
+    pub(crate) interrupt_by_message: bool,
+    endpoint: watch::Sender<Endpoint>,
+    activity: Mutex<Activity>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    message_limits: MessageLimits,
+    /// The parent header of the request the kernel is busy with: oversized
+    /// output the gateway drops is reported under it.
+    busy_parent: Mutex<bytes::Bytes>,
+    /// The GPUs admission gave it (none for a CPU kernel).
+    grant: Mutex<Option<Grant>>,
+    /// Set once the kernel is shut down; what hangs on it (websocket
+    /// sessions) lets go.
+    retired: watch::Sender<bool>,
+}
+
+impl Kernel {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: uuid::Uuid,
+        owner: String,
+        spec: String,
+        created: DateTime<Utc>,
+        interrupt_by_message: bool,
+        endpoint: Endpoint,
+        state: &str,
+        message_limits: MessageLimits,
+    ) -> Arc<Kernel> {
+        let now = Instant::now();
+        let age = (Utc::now() - created).to_std().unwrap_or_default();
+        Arc::new(Kernel {
+            id,
+            owner: Mutex::new(owner),
+            spec,
+            created,
+            started: now.checked_sub(age).unwrap_or(now),
+            interrupt_by_message,
+            endpoint: watch::Sender::new(endpoint),
+            activity: Mutex::new(Activity {
+                execution_state: state.to_owned(),
+                last_activity: Utc::now(),
+                idle_since: now,
+                connections: 0,
+                warned: None,
+            }),
+            subscribers: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+            message_limits,
+            busy_parent: Mutex::new(bytes::Bytes::from_static(b"{}")),
+            grant: Mutex::new(None),
+            retired: watch::Sender::new(false),
+        })
+    }
+
+    pub fn grant(&self) -> Option<Grant> {
+        lock(&self.grant).clone()
+    }
+
+    pub(crate) fn set_grant(&self, grant: Option<Grant>) {
+        *lock(&self.grant) = grant;
+    }
+
+    /// Whether the kernel holds GPUs.
+    pub fn has_gpus(&self) -> bool {
+        self.grant().is_some_and(|g| !g.devices.is_empty())
+    }
+
+    pub fn message_limits(&self) -> MessageLimits {
+        self.message_limits
+    }
+
+    pub fn owner(&self) -> String {
+        lock(&self.owner).clone()
+    }
+
+    pub(crate) fn set_owner(&self, owner: &str) {
+        *lock(&self.owner) = owner.to_owned();
+    }
+
+    pub fn visible_to(&self, user: &User) -> bool {
+        user.is_admin() || *lock(&self.owner) == user.name
+    }
+
+    pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
+        self.endpoint.subscribe()
+    }
+
+    /// Where the kernel is now.
+    pub fn current_endpoint(&self) -> Endpoint {
+        self.endpoint.borrow().clone()
+    }
+
+    pub(crate) fn replace_endpoint(&self, endpoint: Endpoint) {
+        self.endpoint.send_replace(endpoint);
+    }
+
+    /// A new subscription to this kernel's iopub messages.
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, rx) = mpsc::channel(FANOUT);
+        let dropped = Arc::new(AtomicU64::new(0));
+        lock(&self.subscribers).push(Subscriber {
+            tx,
+            dropped: dropped.clone(),
+        });
+        Subscription { rx, dropped }
+    }
+
+    /// Hands a message to every subscriber. Subscribers are session pumps that
+    /// never wait on a client, so this waits for room rather than drop a status
+    /// message; one stuck for a second loses the message and is told later.
+    pub(crate) async fn publish(&self, msg: Arc<RawMessage>) {
+        let subs: Vec<(mpsc::Sender<Arc<RawMessage>>, Arc<AtomicU64>)> = lock(&self.subscribers)
+            .iter()
+            .map(|s| (s.tx.clone(), s.dropped.clone()))
+            .collect();
+        let mut closed = false;
+        for (tx, dropped) in subs {
+            match tx.send_timeout(msg.clone(), Duration::from_secs(1)).await {
+                Ok(()) => {}
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => closed = true,
+            }
+        }
+        if closed {
+            lock(&self.subscribers).retain(|s| !s.tx.is_closed());
+        }
+    }
+
+    /// Tells every client that a message from the kernel was over its
+    /// channel's limit and dropped, on stderr under the current request.
+    pub async fn report_oversized(&self, channel: Channel, what: Oversized) {
+        tracing::warn!(kernel_id = %self.id, channel = channel.as_str(), size = what.size, limit = what.limit, "dropped an oversized message from a kernel");
+        let mut msg = RawMessage::new_in_session(
+            "stream",
+            &self.id.to_string(),
+            json!({"name": "stderr", "text": what.notice(channel)}),
+        );
+        msg.parent_header = lock(&self.busy_parent).clone();
+        self.publish(Arc::new(msg)).await;
+    }
+
+    /// Notes the state a kernel's own status message announced.
+    pub(crate) fn observe_status(&self, state: &str, parent: &bytes::Bytes) {
+        if state == "busy" {
+            *lock(&self.busy_parent) = parent.clone();
+        }
+        self.set_state(state);
+    }
+
+    /// The Jupyter model of the kernel (`GET /api/kernels/{id}`).
+    pub fn model(&self) -> Value {
+        let grant = self.grant();
+        let a = lock(&self.activity);
+        json!({
+            "id": self.id.to_string(),
+            "name": self.spec,
+            "last_activity": timestamp(a.last_activity),
+            "execution_state": a.execution_state,
+            "connections": a.connections,
+            "resources": resources_model(grant.as_ref()),
+        })
+    }
+
+    /// Tells every client something that is not the kernel's own output.
+    pub async fn notify(&self, kind: NoticeKind, text: &str, seconds_left: u64) {
+        let msg = notice(&self.id.to_string(), kind, text, seconds_left);
+        self.publish(Arc::new(msg)).await;
+    }
+
+    pub fn execution_state(&self) -> String {
+        lock(&self.activity).execution_state.clone()
+    }
+
+    pub(crate) fn set_state(&self, state: &str) {
+        let mut a = lock(&self.activity);
+        a.execution_state = state.to_owned();
+        a.last_activity = Utc::now();
+        a.idle_since = Instant::now();
+    }
+
+    pub fn touch(&self) {
+        let mut a = lock(&self.activity);
+        a.last_activity = Utc::now();
+        a.idle_since = Instant::now();
+    }
+
+    pub fn connection_opened(&self) {
+        lock(&self.activity).connections += 1;
+    }
+
+    pub fn connection_closed(&self) {
+        let mut a = lock(&self.activity);
+        a.connections = a.connections.saturating_sub(1);
+    }
+
+    pub fn connections(&self) -> usize {
+        lock(&self.activity).connections
+    }
+
+    /// What the culler needs to know, read at once.
+    pub(crate) fn activity(&self) -> ActivityView {
+        let has_gpus = self.has_gpus();
+        let a = lock(&self.activity);
+        ActivityView {
+            state: a.execution_state.clone(),
+            idle_for: a.idle_since.elapsed(),
+            age: self.started.elapsed(),
+            connections: a.connections,
+            has_gpus,
+            warned: a.warned,
+        }
+    }
+
+    pub(crate) fn set_warned(&self, at: Option<Instant>) {
+        lock(&self.activity).warned = at;
+    }
+
+    /// Keeps a task that lives as long as this process of the kernel.
+    pub(crate) fn keep_task(&self, task: tokio::task::AbortHandle) {
+        lock(&self.tasks).push(task);
+    }
+
+    pub(crate) fn stop_tasks(&self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Tells every client the kernel's state, as a kernel's own status message would.
+    pub(crate) async fn announce(&self, state: &str) {
+        let msg = RawMessage::new_in_session(
+            "status",
+            &self.id.to_string(),
+            json!({"execution_state": state}),
+        );
+        self.publish(Arc::new(msg)).await;
+    }
+
+    /// Marks the kernel as shut down for good.
+    pub(crate) fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
+    /// Resolves once the kernel is shut down for good, or dropped; holds no
+    /// reference to it meanwhile.
+    pub fn retirement(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.retired.subscribe();
+        async move {
+            // An error means the kernel is gone, which is the same news.
+            let _retired_or_gone = rx.wait_for(|r| *r).await;
+        }
+    }
+}
+
+/// The `resources` field of a kernel model.
+pub(crate) fn resources_model(grant: Option<&Grant>) -> Value {
+    match grant {
+        Some(g) if !g.devices.is_empty() => json!({
+            "gpus": g.devices.len(),
+            "gpu_model": g.model,
+            "devices": g.devices,
+            "node": g.node,
+            "real": g.real,
+            "borrowed": g.borrowed,
+        }),
+        _ => json!({"gpus": 0}),
+    }
+}

@@ -1,0 +1,552 @@
+//! Supervision of kernel processes: launch and wait until ready, watch
+//! (iopub, liveness, heartbeat), interrupt, restart, stop.
+//!
+//! Everything here acts on one kernel and knows nothing of users' quotas or
+//! of the starts map: the manager decides, the supervisor carries out. A
+//! process that dies is reported on the `deaths` channel, so the manager can
+//! give its GPUs back. The gateway pings each kernel's heartbeat well inside
+//! its orphan window (`ACADEMY_ORPHAN_TIMEOUT`), so an academy kernel whose
+//! gateway is gone for longer ends itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use jupyter_protocol::{ConnectionInfo, InterruptRequest, KernelInfoRequest, ShutdownRequest};
+use scheduler::launcher::KernelSignal;
+use scheduler::{Grant, LaunchSpec, Launched, Launcher};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use zeromq::SocketRecv;
+
+use super::error::{KernelError, StartError};
+use super::kernel::{Endpoint, Kernel};
+use super::notice::strip_forged_notice;
+use crate::kernel_client::{self, MessageLimits};
+use crate::kernelspecs::Specs;
+use crate::metrics::Metrics;
+use crate::wire::{Channel, RawMessage, Signer};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often a kernel's process is checked for life.
+const MONITOR_EVERY: Duration = Duration::from_millis(250);
+/// How long an academy kernel lives on without hearing from its gateway.
+pub const DEFAULT_ORPHAN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// What a launch is for.
+pub struct LaunchRequest<'a> {
+    pub id: uuid::Uuid,
+    /// Empty for a warm-pool kernel.
+    pub user: &'a str,
+    pub group: Option<String>,
+    pub spec: &'a str,
+    /// The client's variables; only `KERNEL_*` ones pass.
+    pub env: &'a BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    pub grant: Option<&'a Grant>,
+    /// Where the backend's word on a slow start goes.
+    pub progress: Option<mpsc::UnboundedSender<String>>,
+}
+
+pub struct Supervisor {
+    launcher: Arc<dyn Launcher>,
+    specs: Specs,
+    pub(crate) message_limits: MessageLimits,
+    /// Given to every kernel as `ACADEMY_ORPHAN_TIMEOUT`; `None` lets
+    /// kernels outlive their gateway for ever.
+    pub(crate) orphan_timeout: Option<Duration>,
+    metrics: Arc<Metrics>,
+    deaths: mpsc::UnboundedSender<uuid::Uuid>,
+}
+
+impl Supervisor {
+    pub fn new(
+        launcher: Arc<dyn Launcher>,
+        specs: Specs,
+        metrics: Arc<Metrics>,
+        deaths: mpsc::UnboundedSender<uuid::Uuid>,
+    ) -> Self {
+        Supervisor {
+            launcher,
+            specs,
+            message_limits: Default::default(),
+            orphan_timeout: Some(DEFAULT_ORPHAN_TIMEOUT),
+            metrics,
+            deaths,
+        }
+    }
+
+    pub fn specs(&self) -> &Specs {
+        &self.specs
+    }
+
+    fn launch_spec(&self, r: &LaunchRequest<'_>) -> Result<LaunchSpec, StartError> {
+        let spec = self
+            .specs
+            .get(r.spec)
+            .ok_or_else(|| StartError::NoSuchSpec(r.spec.to_owned()))?;
+        let mut env = spec.env();
+        // Like Kernel Gateway, a client may pass KERNEL_* variables only.
+        env.extend(
+            r.env
+                .iter()
+                .filter(|(k, _)| k.starts_with("KERNEL_"))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        env.insert("KERNEL_USERNAME".into(), r.user.to_owned());
+        env.insert("KERNEL_ID".into(), r.id.to_string());
+        if let Some(window) = self.orphan_timeout {
+            env.insert(
+                "ACADEMY_ORPHAN_TIMEOUT".into(),
+                window.as_secs_f64().to_string(),
+            );
+        }
+        let mut gpus = Vec::new();
+        if let Some(g) = r.grant.filter(|g| !g.devices.is_empty()) {
+            gpus = g.devices.clone();
+            if let Some(m) = &g.model {
+                env.insert("ACADEMY_GPU_MODEL".into(), m.clone());
+            }
+            if !g.real {
+                // Modelled GPUs: accounted like real ones, but the kernel runs on CPU.
+                env.insert("ACADEMY_VIRTUAL_GPU".into(), "1".into());
+            }
+        }
+        Ok(LaunchSpec {
+            kernel_id: r.id,
+            argv: spec.argv(),
+            env,
+            cwd: r.cwd.clone(),
+            gpus,
+            user: r.user.to_owned(),
+            group: r.group.clone(),
+            gpu_model: r.grant.and_then(|g| g.model.clone()),
+            cpu: r.grant.and_then(|g| g.cpu.clone()),
+            memory: r.grant.and_then(|g| g.memory.clone()),
+            progress: None,
+        })
+    }
+
+    /// Launches a kernel and waits until it answers; not yet recorded or listed.
+    pub async fn launch(&self, mut r: LaunchRequest<'_>) -> Result<Arc<Kernel>, StartError> {
+        let mut launch = self.launch_spec(&r)?;
+        launch.progress = r.progress.take();
+        let spec = r.spec.to_owned();
+        let started = std::time::Instant::now();
+        let launched = self
+            .launcher
+            .launch(launch)
+            .await
+            .map_err(|e| StartError::Launch {
+                spec: spec.clone(),
+                source: Arc::new(e),
+            })?;
+        let kernel = Kernel::new(
+            r.id,
+            r.user.to_owned(),
+            spec.clone(),
+            Utc::now(),
+            self.interrupt_by_message(&spec),
+            endpoint(&launched, 0),
+            "starting",
+            self.message_limits,
+        );
+        self.attach(&kernel);
+        if !self.wait_ready(&kernel).await {
+            let alive = self.launcher.is_alive(&launched.locator).await;
+            let log = self.launcher.log_tail(r.id, 2000).await;
+            self.kill(&kernel).await;
+            return Err(if alive {
+                StartError::NotReady {
+                    spec,
+                    seconds: READY_TIMEOUT.as_secs(),
+                    log,
+                }
+            } else {
+                StartError::Exited { spec, log }
+            });
+        }
+        self.metrics
+            .launch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(kernel_id = %r.id, spec = %r.spec, user = %r.user, ms = started.elapsed().as_millis() as u64, "kernel ready");
+        Ok(kernel)
+    }
+
+    fn interrupt_by_message(&self, spec: &str) -> bool {
+        self.specs
+            .get(spec)
+            .is_some_and(|s| s.interrupt_by_message())
+    }
+
+    /// A kernel recorded by an earlier gateway process, if its process still
+    /// runs; watched from now on.
+    pub async fn reattach(&self, row: &crate::store::KernelRow) -> Option<Arc<Kernel>> {
+        let (Ok(connection), Ok(locator)) = (
+            serde_json::from_str::<ConnectionInfo>(&row.connection),
+            serde_json::from_str(&row.locator),
+        ) else {
+            tracing::warn!(kernel_id = %row.id, "a recorded kernel has an unreadable record");
+            return None;
+        };
+        if !self.launcher.is_alive(&locator).await {
+            tracing::info!(kernel_id = %row.id, "recorded kernel is gone");
+            self.launcher.cleanup(row.id, &locator).await;
+            return None;
+        }
+        let created = chrono::DateTime::parse_from_rfc3339(&row.created)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|_| Utc::now());
+        let kernel = Kernel::new(
+            row.id,
+            row.owner.clone(),
+            row.spec.clone(),
+            created,
+            self.interrupt_by_message(&row.spec),
+            Endpoint {
+                connection,
+                locator,
+                generation: 0,
+            },
+            "idle",
+            self.message_limits,
+        );
+        kernel.set_grant(serde_json::from_str(&row.resources).ok());
+        self.attach(&kernel);
+        Some(kernel)
+    }
+
+    /// Starts the iopub subscriber, the liveness monitor and the heartbeat
+    /// pinger of a kernel's current process.
+    fn attach(&self, kernel: &Arc<Kernel>) {
+        let k = kernel.clone();
+        let iopub = tokio::spawn(relay_iopub(k));
+        let k = kernel.clone();
+        let launcher = self.launcher.clone();
+        let deaths = self.deaths.clone();
+        let monitor = tokio::spawn(async move {
+            let mut rx = k.endpoint();
+            loop {
+                tokio::time::sleep(MONITOR_EVERY).await;
+                let locator = rx.borrow_and_update().locator.clone();
+                if !launcher.is_alive(&locator).await && k.execution_state() != "dead" {
+                    // Unless a restart replaced the process meanwhile.
+                    if rx.has_changed().unwrap_or(false) {
+                        continue;
+                    }
+                    tracing::warn!(kernel_id = %k.id, "kernel process died");
+                    // Its GPUs are free at once (the manager's to do).
+                    if deaths.send(k.id).is_err() {
+                        tracing::debug!(kernel_id = %k.id, "nobody hears of deaths any more");
+                    }
+                    k.set_state("dead");
+                    k.announce("dead").await;
+                }
+            }
+        });
+        kernel.keep_task(iopub.abort_handle());
+        kernel.keep_task(monitor.abort_handle());
+        if let Some(window) = self.orphan_timeout {
+            let connection = kernel.current_endpoint().connection;
+            let pinger = tokio::spawn(ping_heartbeat(connection, heartbeat_interval(window)));
+            kernel.keep_task(pinger.abort_handle());
+        }
+    }
+
+    /// Waits until the kernel answers a kernel_info_request and our iopub
+    /// subscription is live.
+    async fn wait_ready(&self, kernel: &Kernel) -> bool {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let endpoint = kernel.current_endpoint();
+            if !self.launcher.is_alive(&endpoint.locator).await {
+                return false;
+            }
+            if kernel_client::request(
+                &endpoint.connection,
+                Channel::Shell,
+                KernelInfoRequest {},
+                Duration::from_millis(500),
+            )
+            .await
+            .is_some()
+            {
+                if kernel.execution_state() == "starting" {
+                    kernel.set_state("idle");
+                }
+                return wait_iopub(kernel, &endpoint).await;
+            }
+            // Not listening yet: a refused connect returns at once, and a tight
+            // retry loop would take the CPU the starting kernel needs.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    pub async fn interrupt(&self, kernel: &Kernel) -> Result<(), KernelError> {
+        let endpoint = kernel.current_endpoint();
+        if kernel.interrupt_by_message {
+            kernel_client::request(
+                &endpoint.connection,
+                Channel::Control,
+                InterruptRequest {},
+                Duration::from_secs(5),
+            )
+            .await
+            .ok_or(KernelError::InterruptUnanswered)?;
+        } else {
+            self.launcher
+                .signal(&endpoint.locator, KernelSignal::Interrupt)
+                .await
+                .map_err(KernelError::Signal)?;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to shut down, then kills its process group after a grace period.
+    async fn stop_process(&self, endpoint: &Endpoint, restart: bool) {
+        let answered = kernel_client::request(
+            &endpoint.connection,
+            Channel::Control,
+            ShutdownRequest { restart },
+            Duration::from_secs(2),
+        )
+        .await;
+        if answered.is_none() {
+            tracing::debug!(locator = ?endpoint.locator, "no answer to shutdown_request; it will be killed");
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while tokio::time::Instant::now() < deadline
+            && self.launcher.is_alive(&endpoint.locator).await
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.signal_kill(endpoint).await;
+        for _ in 0..50 {
+            if !self.launcher.is_alive(&endpoint.locator).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn signal_kill(&self, endpoint: &Endpoint) {
+        if let Err(e) = self
+            .launcher
+            .signal(&endpoint.locator, KernelSignal::Kill)
+            .await
+        {
+            // Most often: it is gone already.
+            tracing::debug!(locator = ?endpoint.locator, error = %e, "SIGKILL not delivered");
+        }
+    }
+
+    /// Ends a kernel's process at once and frees what its backend holds.
+    pub async fn kill(&self, kernel: &Kernel) {
+        kernel.stop_tasks();
+        let endpoint = kernel.current_endpoint();
+        self.signal_kill(&endpoint).await;
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+    }
+
+    /// Stops a kernel's process (politely first) and frees what its backend
+    /// holds; the kernel's clients are told it is dead.
+    pub async fn stop(&self, kernel: &Kernel) {
+        let endpoint = kernel.current_endpoint();
+        self.stop_process(&endpoint, false).await;
+        kernel.stop_tasks();
+        kernel.set_state("dead");
+        kernel.announce("dead").await;
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+    }
+
+    /// Stops a kernel and waits until its process is gone (or 10 s after
+    /// SIGKILL): for a kernel that must not outlive this call.
+    pub async fn stop_surely(&self, kernel: &Kernel) {
+        let endpoint = kernel.current_endpoint();
+        self.stop_process(&endpoint, false).await;
+        kernel.stop_tasks();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.launcher.is_alive(&endpoint.locator).await {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(kernel_id = %kernel.id, "a kernel outlived SIGKILL");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.launcher.cleanup(kernel.id, &endpoint.locator).await;
+    }
+
+    /// Replaces a kernel's process with a new one under the same id, grant
+    /// and owner; its websockets reconnect to the new process.
+    pub async fn restart(
+        &self,
+        kernel: &Arc<Kernel>,
+        group: Option<String>,
+        cwd: PathBuf,
+    ) -> Result<(), KernelError> {
+        let old = kernel.current_endpoint();
+        kernel.set_state("restarting");
+        kernel.announce("restarting").await;
+        self.stop_process(&old, true).await;
+        kernel.stop_tasks();
+        self.launcher.cleanup(kernel.id, &old.locator).await;
+        let owner = kernel.owner();
+        let grant = kernel.grant();
+        let no_env = BTreeMap::new();
+        let launch = self
+            .launch_spec(&LaunchRequest {
+                id: kernel.id,
+                user: &owner,
+                group,
+                spec: &kernel.spec,
+                env: &no_env,
+                cwd,
+                grant: grant.as_ref(),
+                progress: None,
+            })
+            .map_err(KernelError::Restart)?;
+        let launched = self.launcher.launch(launch).await.map_err(|e| {
+            KernelError::Restart(StartError::Launch {
+                spec: kernel.spec.clone(),
+                source: Arc::new(e),
+            })
+        })?;
+        kernel.replace_endpoint(endpoint(&launched, old.generation + 1));
+        kernel.set_state("starting");
+        self.attach(kernel);
+        if !self.wait_ready(kernel).await {
+            return Err(KernelError::Restart(StartError::NotReady {
+                spec: kernel.spec.clone(),
+                seconds: READY_TIMEOUT.as_secs(),
+                log: String::new(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Whether the backend can start kernels now (`/readyz`).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.launcher.ready().await
+    }
+}
+
+fn endpoint(launched: &Launched, generation: u64) -> Endpoint {
+    Endpoint {
+        connection: launched.connection.clone(),
+        locator: launched.locator.clone(),
+        generation,
+    }
+}
+
+/// Reads a kernel's iopub messages for the life of its process, takes
+/// forged notices out, notes its state, and fans them out.
+async fn relay_iopub(k: Arc<Kernel>) {
+    let endpoint = k.current_endpoint();
+    let signer = Signer::new(&endpoint.connection.key);
+    let limit = k.message_limits().iopub;
+    let mut sub = match kernel_client::subscriber(&endpoint.connection.iopub_url(), limit).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::warn!(kernel_id = %k.id, error = %e, "cannot subscribe to iopub");
+            return;
+        }
+    };
+    loop {
+        let frames = match sub.recv().await {
+            Ok(frames) => frames,
+            Err(e) => {
+                if let Some(what) = kernel_client::oversized(&e) {
+                    k.report_oversized(Channel::Iopub, what).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+        };
+        let mut msg = match RawMessage::from_frames(frames.into_vec(), &signer) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(kernel_id = %k.id, error = %e, "dropped an iopub message");
+                continue;
+            }
+        };
+        let (_, msg_type) = msg.ids();
+        if matches!(
+            msg_type,
+            "display_data" | "update_display_data" | "execute_result"
+        ) && strip_forged_notice(&mut msg)
+        {
+            tracing::warn!(kernel_id = %k.id, "took a gateway notice mimetype out of the kernel's output");
+        }
+        let (_, msg_type) = msg.ids();
+        if msg_type == "status" {
+            if let Ok(v) = serde_json::from_slice::<Value>(&msg.content)
+                && let Some(state) = v["execution_state"].as_str()
+            {
+                k.observe_status(state, &msg.parent_header);
+            }
+        } else {
+            k.touch();
+        }
+        k.publish(Arc::new(msg)).await;
+    }
+}
+
+/// Waits until our iopub subscription is live: a kernel drops what it
+/// publishes before a subscriber has joined, so we nudge it with
+/// kernel_info requests until their status messages reach us, as
+/// jupyter_client does.
+async fn wait_iopub(kernel: &Kernel, endpoint: &Endpoint) -> bool {
+    let mut rx = kernel.subscribe();
+    for attempt in 0..50u32 {
+        // The reply does not matter; the status message that follows it does.
+        let _reply = kernel_client::request(
+            &endpoint.connection,
+            Channel::Shell,
+            KernelInfoRequest {},
+            Duration::from_millis(500),
+        )
+        .await;
+        // The status of a nudge that got through follows its reply within
+        // milliseconds; one that was lost is retried soon, so a start does not
+        // wait out a long timeout for a subscription that joined meanwhile.
+        let wait = Duration::from_millis((10u64 << attempt.min(5)).min(200));
+        if tokio::time::timeout(wait, rx.rx.recv()).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// How often the gateway pings a kernel's heartbeat: well inside its orphan
+/// window, so the kernel of a live gateway never takes itself for an orphan.
+fn heartbeat_interval(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+}
+
+/// Pings a kernel's heartbeat every `every`, which tells an academy kernel
+/// that its gateway is alive; a lost pong reconnects.
+async fn ping_heartbeat(connection: ConnectionInfo, every: Duration) {
+    let mut hb = None;
+    loop {
+        if hb.is_none() {
+            hb = tokio::time::timeout(every, kernel_client::heartbeat(&connection))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if let Some(socket) = hb.as_mut()
+            && !matches!(
+                tokio::time::timeout(every, kernel_client::ping(socket)).await,
+                Ok(Ok(()))
+            )
+        {
+            hb = None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}

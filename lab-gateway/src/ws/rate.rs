@@ -1,0 +1,72 @@
+//! iopub output limits per websocket session, as jupyter_server has them.
+
+use std::time::Duration;
+
+use super::size_of;
+use crate::wire::RawMessage;
+
+/// iopub output limits per websocket session, like jupyter_server's
+/// `iopub_msg_rate_limit` and `iopub_data_rate_limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub messages_per_second: f64,
+    pub bytes_per_second: f64,
+    /// The window the rates are averaged over.
+    pub window: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            messages_per_second: 10_000.0,
+            bytes_per_second: 50e6,
+            window: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Counts output messages in a sliding window and refuses those over the rates.
+/// Status messages and replies always pass: only output is ever dropped.
+pub(super) struct RateLimiter {
+    limits: RateLimits,
+    window_start: tokio::time::Instant,
+    messages: f64,
+    bytes: f64,
+}
+
+impl RateLimiter {
+    pub(super) fn new(limits: RateLimits) -> Self {
+        RateLimiter {
+            limits,
+            window_start: tokio::time::Instant::now(),
+            messages: 0.0,
+            bytes: 0.0,
+        }
+    }
+
+    pub(super) fn admit(&mut self, m: &RawMessage) -> bool {
+        let (_, msg_type) = m.ids();
+        if !matches!(
+            msg_type,
+            "stream" | "display_data" | "update_display_data" | "execute_result" | "error"
+        ) {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) > self.limits.window {
+            self.window_start = now;
+            self.messages = 0.0;
+            self.bytes = 0.0;
+        }
+        let secs = self.limits.window.as_secs_f64();
+        let size = size_of(m) as f64;
+        if self.messages + 1.0 > self.limits.messages_per_second * secs
+            || self.bytes + size > self.limits.bytes_per_second * secs
+        {
+            return false;
+        }
+        self.messages += 1.0;
+        self.bytes += size;
+        true
+    }
+}
