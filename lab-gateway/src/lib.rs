@@ -18,6 +18,8 @@ pub mod config;
 pub mod contents;
 pub mod courses;
 pub mod error;
+#[cfg(test)]
+pub mod fixtures;
 pub mod kernel_client;
 pub mod kernels;
 pub mod kernelspecs;
