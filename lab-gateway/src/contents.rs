@@ -111,7 +111,7 @@ fn ts(t: std::io::Result<cap_std::time::SystemTime>) -> String {
     let t: DateTime<Utc> = t
         .map(|t| t.into_std().into())
         .unwrap_or_else(|_| Utc::now());
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    crate::timefmt::iso(t)
 }
 
 /// What a file system entry is, in words.

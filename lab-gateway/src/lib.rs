@@ -27,6 +27,7 @@ pub mod replay;
 pub mod scheduling;
 pub mod sessions;
 pub mod store;
+pub mod timefmt;
 pub mod ui;
 pub mod wire;
 pub mod ws;

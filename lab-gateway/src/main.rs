@@ -599,9 +599,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         sessions,
         users_root: data.join("users"),
         no_auth: config.no_auth,
-        started: chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string(),
+        started: lab_gateway::timefmt::iso(chrono::Utc::now()),
         caps: config.caps,
         blocking: Default::default(),
         replay: Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
