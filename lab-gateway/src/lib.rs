@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod blocking;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod contents;
