@@ -247,13 +247,13 @@ def test_a_python3_kernel_gets_its_users_environment_a_signal_interrupt_and_a_ki
     assert seen["pgid"] == pid, "the kernel leads its own process group"
 
     # Interrupt by signal: a sleeping cell ends with KeyboardInterrupt.
-    ws, msg_id = send_execute(url, "import time; time.sleep(60)", 60)
+    ws, msg_id = send_execute(url, "import time; print('sleeping', flush=True); time.sleep(60)", 60)
+    # The cell is running (not about to) once its own output arrives.
     while True:
         m = json.loads(ws.recv())
-        if m["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id \
-                and m["content"]["execution_state"] == "busy":
+        if m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == msg_id \
+                and "sleeping" in m["content"]["text"]:
             break
-    time.sleep(0.5)
     t0 = time.monotonic()
     assert api(lab["url"], f"/api/kernels/{kid}/interrupt", lab["token"], "POST")[0] == 204
     error = None

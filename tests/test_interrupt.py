@@ -6,17 +6,18 @@ from conftest import run_cell, text_of
 
 
 def _interrupt_running_cell(km, kc, code, wait_reply):
+    """Runs `code`, which must print before it loops, and interrupts it once
+    that output arrives: the cell is then really running, not about to."""
     msg_id = kc.execute(code)
-    # Wait until the cell is really running (busy for this request).
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while True:
+        assert time.monotonic() < deadline, "the cell printed nothing"
         msg = kc.get_iopub_msg(timeout=60)
         if (
             msg["parent_header"].get("msg_id") == msg_id
-            and msg["msg_type"] == "execute_input"
+            and msg["msg_type"] == "stream"
         ):
             break
-    time.sleep(1.0)
     started = time.monotonic()
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=wait_reply + 5)
@@ -31,7 +32,7 @@ def test_candle_interrupt_replies_within_a_second_and_keeps_variables(candle_ker
     reply, _ = run_cell(kc, "let x = 5;")
     assert reply["content"]["status"] == "ok"
 
-    reply, elapsed = _interrupt_running_cell(km, kc, "let y = 0; loop { y += 1; }", 1)
+    reply, elapsed = _interrupt_running_cell(km, kc, 'print("started"); let y = 0; loop { y += 1; }', 1)
     assert elapsed < 1.0, f"interrupt took {elapsed:.3f}s"
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"

@@ -58,7 +58,11 @@ def test_ops_cli_changes_quotas_under_a_running_server(gpu_lab, tmp_path):
     again = cli("group", "add", "cohort")
     assert again.returncode != 0 and "exists" in again.stderr
     eve = cli("user", "add", "eve", "--group", "cohort").stdout.strip()
-    time.sleep(1.5)  # the server polls the quotas' version every second
+    # The server polls the quotas' version every second: wait until it has the group.
+    deadline = time.monotonic() + 10
+    while not any(g["name"] == "cohort" for g in api(url, "/api/admin/quotas", gpu_lab["token"])[1]["group"]):
+        assert time.monotonic() < deadline, "the server did not pick up the new group"
+        time.sleep(0.1)
     status, first = api(url, "/api/kernels", eve, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})
     assert status == 201, first
     status, second = api(url, "/api/kernels", eve, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})

@@ -52,26 +52,28 @@ fn token_from(parts: &Parts) -> Option<(String, bool)> {
     {
         return Some((t, false));
     }
-    for h in parts.headers.get_all(axum::http::header::COOKIE) {
-        if let Ok(h) = h.to_str() {
-            for c in h.split(';') {
-                if let Some(t) = c.trim().strip_prefix("lab_token=") {
-                    return Some((t.to_owned(), true));
-                }
-            }
-        }
-    }
-    None
+    cookie_token(&parts.headers).map(|t| (t, true))
 }
 
-/// `?token=` in the request's URL.
+/// The `lab_token` cookie's value, if the request carries a non-empty one
+/// (the `cookie` crate splits the header; browsers may send several).
+pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// `?token=` in the request's URL, percent-decoded (`a%2Bb` is `a+b`).
 fn query_token(parts: &Parts) -> Option<String> {
-    parts
-        .uri
-        .query()?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(str::to_owned)
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 fn is_upgrade(parts: &Parts) -> bool {
@@ -224,5 +226,51 @@ where
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
         user.map(AuthUser).ok_or(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut req = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_url_token_is_percent_decoded() {
+        let p = parts("/api/kernels/x/channels?session_id=s&token=a%2Bb%20c", &[]);
+        assert_eq!(query_token(&p).as_deref(), Some("a+b c"));
+        assert_eq!(query_token(&parts("/?tokens=x", &[])), None);
+        let ws = parts(
+            "/api/kernels/x/channels?token=a%2Bb",
+            &[("upgrade", "websocket")],
+        );
+        assert_eq!(token_from(&ws), Some(("a+b".to_owned(), false)));
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_an_empty_one_is_none() {
+        let p = parts("/", &[("cookie", "_xsrf=1; lab_token=abc ;other=2")]);
+        assert_eq!(token_from(&p), Some(("abc".to_owned(), true)));
+        let p = parts("/", &[("cookie", "a=1"), ("cookie", "lab_token=def")]);
+        assert_eq!(cookie_token(&p.headers).as_deref(), Some("def"));
+        let p = parts("/", &[("cookie", "lab_token=; x=1")]);
+        assert_eq!(cookie_token(&p.headers), None);
+        let p = parts("/", &[("cookie", "not_lab_token=zzz")]);
+        assert_eq!(token_from(&p), None);
+    }
+
+    #[test]
+    fn a_header_token_wins_over_the_cookie() {
+        let p = parts(
+            "/",
+            &[("authorization", "token hdr"), ("cookie", "lab_token=ck")],
+        );
+        assert_eq!(token_from(&p), Some(("hdr".to_owned(), false)));
     }
 }

@@ -103,31 +103,25 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
     parse_duration(s).map(Limit)
 }
 
-/// `90`, `90s`, `30m`, `2h`, `1d`; `off` or `0` for none.
+/// A duration in lab.toml or a flag: humantime's grammar (`90s`, `30m`,
+/// `2h`, `1d`, `1h 30m`, `200ms`), or a bare number of seconds (`90`,
+/// `0.5`); `off`, `none` or `0` for none.
 pub fn parse_duration(s: &str) -> Result<Option<Duration>, String> {
     let t = s.trim();
     if t == "off" || t == "0" || t == "none" {
         return Ok(None);
     }
-    let (num, unit) = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a duration such as 90s, 30m or 2h, got {s:?}"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (ms, s, m, h, d)")),
-    };
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(format!("a duration cannot be negative: {s:?}"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return t
+            .parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .map(Some)
+            .ok_or_else(|| format!("expected a number of seconds, got {s:?}"));
     }
-    Ok(Some(Duration::from_secs_f64(n * scale)))
+    humantime::parse_duration(t)
+        .map(Some)
+        .map_err(|e| format!("expected a duration such as 90s, 30m or 2h, got {s:?}: {e}"))
 }
 
 fn parse_pool(s: &str) -> Result<(String, usize), String> {
@@ -589,6 +583,25 @@ mod tests {
         assert_eq!(config.tuning.reclaim_grace_ms, 120_000);
         let bad = Cli::try_parse_from(["lab", "--cull-idle-cpu", "soon"]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn durations_read_humantime_bare_seconds_and_off() {
+        let secs = |s| parse_duration(s).map(|d| d.map(|d| d.as_secs_f64()));
+        assert_eq!(secs("90"), Ok(Some(90.0)));
+        assert_eq!(secs("0.5"), Ok(Some(0.5)));
+        assert_eq!(secs("90s"), Ok(Some(90.0)));
+        assert_eq!(secs("30m"), Ok(Some(1800.0)));
+        assert_eq!(secs(" 2h "), Ok(Some(7200.0)));
+        assert_eq!(secs("1d"), Ok(Some(86400.0)));
+        assert_eq!(secs("1h 30m"), Ok(Some(5400.0)));
+        assert_eq!(secs("200ms"), Ok(Some(0.2)));
+        for none in ["off", "none", "0"] {
+            assert_eq!(secs(none), Ok(None), "{none}");
+        }
+        for bad in ["", "soon", "-5s", "5 parsecs", "1.2.3"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

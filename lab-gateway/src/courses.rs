@@ -148,7 +148,7 @@ fn modified(path: &FsPath) -> String {
         .and_then(|m| m.modified())
         .map(Into::into)
         .unwrap_or_else(|_| Utc::now());
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    crate::timefmt::iso(t)
 }
 
 fn read_course_notebook(path: &FsPath) -> Result<Vec<u8>, ApiError> {

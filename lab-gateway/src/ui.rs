@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::COOKIE;
+use crate::auth::{COOKIE, cookie_token};
 use crate::error::ApiError;
 use crate::store::User;
 
@@ -85,8 +85,20 @@ fn cookie(token: &str, headers: &HeaderMap) -> String {
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    let secure = if https { "; Secure" } else { "" };
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}")
+    session_cookie(token)
+        .max_age(cookie::time::Duration::days(30))
+        .secure(https)
+        .build()
+        .to_string()
+}
+
+/// The attributes every `lab_token` cookie has, set or cleared: the whole
+/// site, HttpOnly, SameSite=Strict.
+fn session_cookie(value: &str) -> cookie::CookieBuilder<'static> {
+    cookie::Cookie::build((COOKIE, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
 }
 
 async fn with_store<T: Send + 'static>(
@@ -244,16 +256,6 @@ pub async fn login(
     Ok(r)
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|c| c.trim().strip_prefix("lab_token=").map(str::to_owned))
-        .filter(|t| !t.is_empty())
-}
-
 /// `GET /api/login`: who the cookie says the caller is, or `null`; never
 /// 401, so the app's first look does not log an error.
 pub async fn whoami(
@@ -289,7 +291,41 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Res
     let mut r = (StatusCode::OK, Json(Value::Null)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("lab_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_str(&session_cookie("").removal().build().to_string())
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_cookie_keeps_its_attributes() {
+        let mut headers = HeaderMap::new();
+        let set = cookie("abc", &headers);
+        for part in [
+            "lab_token=abc",
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=2592000",
+        ] {
+            assert!(set.contains(part), "{part} missing from {set}");
+        }
+        assert!(!set.contains("Secure"), "{set}");
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(cookie("abc", &headers).contains("; Secure"));
+        let cleared = session_cookie("").removal().build().to_string();
+        for part in [
+            "lab_token=;",
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=0",
+        ] {
+            assert!(cleared.contains(part), "{part} missing from {cleared}");
+        }
+    }
 }

@@ -456,7 +456,7 @@ impl RawMessage {
             "msg_type": msg_type,
             "username": "lab-gateway",
             "session": session,
-            "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "date": crate::timefmt::iso(chrono::Utc::now()),
             "version": "5.3",
         });
         RawMessage {

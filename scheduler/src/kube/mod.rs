@@ -117,7 +117,8 @@ impl Default for KubeConfig {
     }
 }
 
-/// A duration written `90s`, `5m` or `1h`.
+/// A duration written `90s`, `5m`, `1h` or `1m 30s` (humantime's grammar,
+/// as the gateway's lab.toml), or a bare number of seconds (`90`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeout(pub Duration);
 
@@ -125,22 +126,15 @@ impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (n, unit) = t.split_at(split);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("expected 90s, 5m or 1h, got {s:?}")))?;
-        let secs = match unit {
-            "" | "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            _ => {
-                return Err(serde::de::Error::custom(format!(
-                    "unknown unit in {s:?} (s, m, h)"
-                )));
-            }
+        let parsed = match t.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(t),
         };
-        Ok(Timeout(Duration::from_secs(secs)))
+        parsed.map(Timeout).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expected a duration such as 90s, 5m or 1h, got {s:?}: {e}"
+            ))
+        })
     }
 }
 

@@ -1,0 +1,215 @@
+//! lab.db's schema, as numbered migrations (rusqlite_migration, which keeps
+//! the number in SQLite's `user_version`).
+//!
+//! Why migrations: a gateway of a newer release opens the database of an
+//! older one, and one of an older release must refuse a newer database
+//! rather than misread it (`to_latest` fails when `user_version` is beyond
+//! the last migration). Append a migration to change the schema; never edit
+//! one that has shipped.
+//!
+//! Migration 1 is the schema as it stood before versions were recorded,
+//! written idempotently: a database made by those releases has
+//! `user_version` 0 and its tables already, maybe without the columns added
+//! later (`kernels.resources`), and migration 1 brings it to the same state
+//! as a new database, keeping its rows.
+
+use rusqlite::Connection;
+use rusqlite_migration::{HookResult, M, Migrations};
+
+/// Every table as of the first versioned release.
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    grp TEXT,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    created TEXT NOT NULL,
+    revoked TEXT
+);
+CREATE TABLE IF NOT EXISTS kernels (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    created TEXT NOT NULL,
+    -- The admission grant, as JSON (empty for none).
+    resources TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    kernel_id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    model TEXT,
+    gpus INTEGER NOT NULL,
+    cpus REAL NOT NULL,
+    started INTEGER NOT NULL,
+    ended INTEGER
+);
+CREATE INDEX IF NOT EXISTS usage_started ON usage(started);
+CREATE TABLE IF NOT EXISTS queued (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    request TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_codes (
+    sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    expires INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    kernel_id TEXT NOT NULL
+);
+-- Who may change a course: its owner (who first published to it) and the
+-- co-trainers the owner names. Courses published before owners were
+-- recorded have no row: only admins change them until one names an owner.
+CREATE TABLE IF NOT EXISTS course_owners (
+    course TEXT PRIMARY KEY,
+    owner TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS course_trainers (
+    course TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (course, user_name)
+);
+";
+
+/// A database of the first release has `kernels` without `resources`
+/// (SQLite has no `ADD COLUMN IF NOT EXISTS`, so it is looked for).
+fn v1_add_missing_columns(tx: &rusqlite::Transaction) -> HookResult {
+    let has_resources: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('kernels') WHERE name = 'resources'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_resources == 0 {
+        tx.execute_batch("ALTER TABLE kernels ADD COLUMN resources TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![
+        M::up_with_hook(V1, v1_add_missing_columns)
+            .comment("the schema before versions, idempotent"),
+    ])
+}
+
+/// Brings `conn` to the newest schema. Connection settings (WAL, foreign
+/// keys) are set first: SQLite ignores them inside a transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| rusqlite_migration::Error::with_sql(e, "PRAGMA journal_mode"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| rusqlite_migration::Error::with_sql(e, "PRAGMA foreign_keys"))?;
+    migrations().to_latest(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    /// The statements of the releases before versions, as they created
+    /// lab.db (the first one had no `kernels.resources`).
+    const UNVERSIONED: &str = "
+        CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, grp TEXT, created TEXT NOT NULL);
+        CREATE TABLE tokens (id TEXT PRIMARY KEY, user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            sha256 TEXT NOT NULL UNIQUE, label TEXT NOT NULL, created TEXT NOT NULL, revoked TEXT);
+        CREATE TABLE kernels (id TEXT PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
+            connection TEXT NOT NULL, locator TEXT NOT NULL, created TEXT NOT NULL);
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL);
+        CREATE TABLE queued (id TEXT PRIMARY KEY, owner TEXT NOT NULL, request TEXT NOT NULL, seq INTEGER NOT NULL);
+        INSERT INTO users VALUES ('alice', 'trainer', 'cohort-1', '2026-01-01T00:00:00.000000Z');
+        INSERT INTO tokens VALUES ('t1', 'alice', 'abc', 'cli', '2026-01-01T00:00:00.000000Z', NULL);
+        INSERT INTO kernels VALUES ('00000000-0000-0000-0000-000000000001', 'alice', 'python3',
+            '{}', '{}', '2026-01-01T00:00:00.000000Z');
+        INSERT INTO settings VALUES ('quotas', '{}', 3);
+    ";
+
+    fn columns(c: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = c
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_unversioned_database_migrates_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(UNVERSIONED)
+            .unwrap();
+        let mut old = Connection::open(&path).unwrap();
+        migrate(&mut old).unwrap();
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        for table in [
+            "users",
+            "tokens",
+            "kernels",
+            "usage",
+            "login_codes",
+            "course_owners",
+        ] {
+            assert_eq!(columns(&old, table), columns(&fresh, table), "{table}");
+        }
+        let version: i64 = old
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let (role, resources): (String, String) = old
+            .query_row(
+                "SELECT u.role, k.resources FROM users u JOIN kernels k ON k.owner = u.name",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((role.as_str(), resources.as_str()), ("trainer", ""));
+        let settings: i64 = old
+            .query_row(
+                "SELECT version FROM settings WHERE key = 'quotas'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(settings, 3);
+        // Opening again is a no-op.
+        migrate(&mut old).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_release_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        assert!(migrate(&mut c).is_err());
+    }
+}
