@@ -74,6 +74,17 @@ impl From<crate::kernels::KernelError> for ApiError {
     }
 }
 
+impl From<crate::scheduling::QuotaError> for ApiError {
+    fn from(e: crate::scheduling::QuotaError) -> Self {
+        use crate::scheduling::QuotaError as E;
+        match e {
+            E::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            E::Store(store) => store.into(),
+            E::Unreadable(_) | E::Encode(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

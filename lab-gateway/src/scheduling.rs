@@ -16,7 +16,6 @@ use scheduler::admission::{Decision, Event, Grant, Millis, Request, Snapshot, Ti
 use scheduler::inventory::{Cluster, GpuMonitor, GpuUse};
 use scheduler::quota::{Amount, DEFAULT_GROUP, QuotaConfig};
 
-use crate::error::ApiError;
 use crate::store::{Role, Store, UsageRow};
 
 /// The settings key the quotas are stored under (as JSON).
@@ -77,6 +76,20 @@ pub struct Scheduling {
     monitor: GpuMonitor,
 }
 
+/// Why quotas could not be read or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// The quotas given are inconsistent (a client's mistake).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stored quotas are unreadable: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("cannot encode quotas: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 impl Scheduling {
     /// Admission over `cluster`, with the quotas stored in the database.
     pub fn new(
@@ -84,12 +97,10 @@ impl Scheduling {
         store: Store,
         tuning: Tuning,
         roles: RoleLimits,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, QuotaError> {
         let (quotas, version) = match store.setting(QUOTAS_KEY)? {
             Some((json, v)) => (
-                serde_json::from_str(&json).map_err(|e| {
-                    ApiError::Internal(format!("stored quotas are unreadable: {e}"))
-                })?,
+                serde_json::from_str(&json).map_err(QuotaError::Unreadable)?,
                 v,
             ),
             None => (QuotaConfig::default(), 0),
@@ -273,12 +284,11 @@ impl Scheduling {
     }
 
     /// Stores new quotas and applies them.
-    pub fn set_quotas(&self, quotas: QuotaConfig, now: Millis) -> Result<Vec<Event>, ApiError> {
+    pub fn set_quotas(&self, quotas: QuotaConfig, now: Millis) -> Result<Vec<Event>, QuotaError> {
         quotas
             .validate()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let json = serde_json::to_string(&quotas)
-            .map_err(|e| ApiError::Internal(format!("cannot encode quotas: {e}")))?;
+            .map_err(|e| QuotaError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&quotas).map_err(QuotaError::Encode)?;
         let mut sched = self.lock();
         let version = self.store.set_setting(QUOTAS_KEY, &json)?;
         self.quota_version.store(version, Ordering::SeqCst);

@@ -33,11 +33,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The timestamp format of Jupyter's models.
-pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
 /// Where a kernel is now; replaced on restart.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -247,7 +242,7 @@ impl Kernel {
         json!({
             "id": self.id.to_string(),
             "name": self.spec,
-            "last_activity": timestamp(a.last_activity),
+            "last_activity": crate::timefmt::iso(a.last_activity),
             "execution_state": a.execution_state,
             "connections": a.connections,
             "resources": resources_model(grant.as_ref()),

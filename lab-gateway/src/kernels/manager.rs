@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::culler::{self, CullPolicy, Verdict};
 use super::error::KernelError;
-use super::kernel::{Kernel, lock, timestamp};
+use super::kernel::{Kernel, lock};
 use super::notice::NoticeKind;
 use super::pool::Pool;
 use super::starts::{Start, StartState, Starts};
@@ -419,7 +419,7 @@ pub(super) fn row_of(kernel: &Kernel) -> KernelRow {
         spec: kernel.spec.clone(),
         connection: serde_json::to_string(&endpoint.connection).unwrap_or_default(),
         locator: serde_json::to_string(&endpoint.locator).unwrap_or_default(),
-        created: timestamp(kernel.created),
+        created: crate::timefmt::iso(kernel.created),
         resources: kernel
             .grant()
             .and_then(|g| serde_json::to_string(&g).ok())

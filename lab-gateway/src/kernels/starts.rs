@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::error::StartError;
-use super::kernel::{Kernel, lock, timestamp};
+use super::kernel::{Kernel, lock};
 use super::resources::ResourceRequest;
 use crate::store::User;
 
@@ -142,7 +142,7 @@ impl Start {
             return json!({
                 "id": self.id.to_string(),
                 "name": self.spec,
-                "last_activity": timestamp(self.created),
+                "last_activity": crate::timefmt::iso(self.created),
                 "execution_state": "starting",
                 "connections": 0,
                 "resources": resources,
@@ -157,7 +157,7 @@ impl Start {
         json!({
             "id": self.id.to_string(),
             "name": self.spec,
-            "last_activity": timestamp(self.created),
+            "last_activity": crate::timefmt::iso(self.created),
             "execution_state": state,
             "connections": 0,
             "resources": {"gpus": 0},
