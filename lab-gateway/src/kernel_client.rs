@@ -18,28 +18,7 @@ use crate::wire::{Channel, RawMessage, Signer};
 
 const MIB: usize = 1024 * 1024;
 
-/// The most bytes one inbound message may hold (all its frames), per channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageLimits {
-    /// Output: results, displays (plots, images), streams.
-    pub iopub: usize,
-    /// Replies to execute, complete, inspect, history, comm messages.
-    pub shell: usize,
-    pub control: usize,
-    /// `input_request`s.
-    pub stdin: usize,
-}
-
-impl Default for MessageLimits {
-    fn default() -> Self {
-        MessageLimits {
-            iopub: 64 * MIB,
-            shell: 16 * MIB,
-            control: MIB,
-            stdin: MIB,
-        }
-    }
-}
+pub use crate::config::MessageLimits;
 
 /// The ceiling on replies to the gateway's own requests (kernel_info,
 /// interrupt, shutdown, the warm pool's `:cd`): all of them are small.

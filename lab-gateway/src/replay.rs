@@ -24,26 +24,7 @@ pub trait Evict: Send + Sync {
     fn evict_oldest(&self) -> usize;
 }
 
-/// The limits, from `[limits]` in lab.toml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetLimits {
-    /// Channel sessions one user may hold at once (over all their kernels).
-    pub sessions_per_user: usize,
-    /// Bytes one user's replay buffers may hold together.
-    pub bytes_per_user: usize,
-    /// Bytes all replay buffers may hold together.
-    pub bytes_total: usize,
-}
-
-impl Default for BudgetLimits {
-    fn default() -> Self {
-        BudgetLimits {
-            sessions_per_user: 64,
-            bytes_per_user: 256 << 20,
-            bytes_total: 2 << 30,
-        }
-    }
-}
+pub use crate::config::BudgetLimits;
 
 #[derive(Default)]
 struct UserUse {

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use scheduler::Scheduler;
 use scheduler::admission::{Decision, Event, Grant, Millis, Request, Snapshot, Ticket, Tuning};
 use scheduler::inventory::{Cluster, GpuMonitor, GpuUse};
-use scheduler::quota::{Amount, DEFAULT_GROUP, QuotaConfig};
+use scheduler::quota::{DEFAULT_GROUP, QuotaConfig};
 
-use crate::store::{Role, Store, UsageRow};
+use crate::store::{Store, UsageRow};
 
 /// The settings key the quotas are stored under (as JSON).
 pub const QUOTAS_KEY: &str = "quotas";
@@ -26,36 +26,7 @@ pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis().max(0) as Millis
 }
 
-/// The most GPUs one kernel may ask for, per role.
-#[derive(Debug, Clone, Copy)]
-pub struct RoleLimits {
-    pub engineer: Amount,
-    pub trainer: Amount,
-    pub ops: Amount,
-    pub admin: Amount,
-}
-
-impl Default for RoleLimits {
-    fn default() -> Self {
-        RoleLimits {
-            engineer: Amount::Finite(2),
-            trainer: Amount::Finite(8),
-            ops: Amount::Finite(8),
-            admin: Amount::Unlimited,
-        }
-    }
-}
-
-impl RoleLimits {
-    pub fn for_role(&self, role: Role) -> Amount {
-        match role {
-            Role::Engineer => self.engineer,
-            Role::Trainer => self.trainer,
-            Role::Ops => self.ops,
-            Role::Admin => self.admin,
-        }
-    }
-}
+pub use crate::config::RoleLimits;
 
 /// Who a request is for, kept until the kernel is admitted, for the ledger.
 #[derive(Debug, Clone)]

@@ -6,36 +6,11 @@
 //! verdicts: a warning to the clients first, the stop `warning` later, and
 //! any activity in between calls the stop off.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::kernel::ActivityView;
 
-/// Idle culling settings; `None` turns a timeout off.
-#[derive(Debug, Clone, Copy)]
-pub struct CullPolicy {
-    pub idle_gpu: Option<Duration>,
-    pub idle_cpu: Option<Duration>,
-    /// Ends even a busy kernel after this long.
-    pub max_runtime: Option<Duration>,
-    /// How long clients are warned before the kernel is stopped.
-    pub warning: Duration,
-    /// Whether kernels with a connected client are culled too.
-    pub connected: bool,
-}
-
-impl Default for CullPolicy {
-    fn default() -> Self {
-        CullPolicy {
-            idle_gpu: Some(Duration::from_secs(30 * 60)),
-            idle_cpu: Some(Duration::from_secs(2 * 3600)),
-            max_runtime: None,
-            warning: Duration::from_secs(60),
-            connected: true,
-        }
-    }
-}
+pub use crate::config::CullPolicy;
 
 /// Why a kernel is to be culled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +70,8 @@ pub fn warning_text(policy: &CullPolicy, why: Why, has_gpus: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MIN: Duration = Duration::from_secs(60);

@@ -33,8 +33,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How often a kernel's process is checked for life.
 const MONITOR_EVERY: Duration = Duration::from_millis(250);
-/// How long an academy kernel lives on without hearing from its gateway.
-pub const DEFAULT_ORPHAN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub use crate::config::DEFAULT_ORPHAN_TIMEOUT;
 
 /// What a launch is for.
 pub struct LaunchRequest<'a> {

@@ -1,29 +1,9 @@
 //! iopub output limits per websocket session, as jupyter_server has them.
 
-use std::time::Duration;
-
 use super::size_of;
 use crate::wire::RawMessage;
 
-/// iopub output limits per websocket session, like jupyter_server's
-/// `iopub_msg_rate_limit` and `iopub_data_rate_limit`.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimits {
-    pub messages_per_second: f64,
-    pub bytes_per_second: f64,
-    /// The window the rates are averaged over.
-    pub window: Duration,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        RateLimits {
-            messages_per_second: 10_000.0,
-            bytes_per_second: 50e6,
-            window: Duration::from_secs(3),
-        }
-    }
-}
+pub use crate::config::RateLimits;
 
 /// Counts output messages in a sliding window and refuses those over the rates.
 /// Status messages and replies always pass: only output is ever dropped.

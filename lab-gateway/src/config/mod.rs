@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod limits;
+mod settings;
+
+pub use limits::{Limits, LimitsFile};
+
+pub use settings::{
+    BudgetLimits, CullPolicy, DEFAULT_ORPHAN_TIMEOUT, MessageLimits, RateLimits, RoleLimits,
+};
+
 /// `lab serve` settings, as flags and `LAB_*` variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -170,107 +179,6 @@ pub struct FileConfig {
     pub limits: LimitsFile,
 }
 
-/// `[limits]`: sizes as a number of bytes or a string such as `"64 MiB"`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    /// The most one message from a kernel may hold, per channel.
-    pub iopub_message: Option<bytesize::ByteSize>,
-    pub shell_message: Option<bytesize::ByteSize>,
-    pub control_message: Option<bytesize::ByteSize>,
-    pub stdin_message: Option<bytesize::ByteSize>,
-    /// The largest request body (a notebook saved, a file uploaded).
-    pub request_body: Option<bytesize::ByteSize>,
-    /// The largest file the contents API reads.
-    pub contents_file: Option<bytesize::ByteSize>,
-    /// Kernels one user may run or queue at once, unless their quota says.
-    pub kernels_per_user: Option<u32>,
-    /// Websocket channel sessions one user may hold at once.
-    pub sessions_per_user: Option<usize>,
-    /// What one user's sessions may buffer for clients that are away.
-    pub replay_per_user: Option<bytesize::ByteSize>,
-    /// What all sessions together may buffer.
-    pub replay_total: Option<bytesize::ByteSize>,
-}
-
-/// What one user, and everyone together, may make the gateway hold: beyond
-/// these it refuses (a clear error) or drops (with a note to the cell).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub messages: crate::kernel_client::MessageLimits,
-    pub request_body: usize,
-    pub contents_file: u64,
-    /// The default cap on a user's kernels (a quota's `max_kernels` wins).
-    pub kernels_per_user: u32,
-    pub replay: crate::replay::BudgetLimits,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            messages: Default::default(),
-            // As Jupyter Server's default.
-            request_body: 100 * 1024 * 1024,
-            contents_file: 100 * 1024 * 1024,
-            kernels_per_user: 16,
-            replay: Default::default(),
-        }
-    }
-}
-
-impl LimitsFile {
-    fn resolve(&self) -> Result<Limits, ConfigError> {
-        let d = Limits::default();
-        let size = |v: Option<bytesize::ByteSize>, name: &str, default: usize| match v
-            .map(|b| usize::try_from(b.as_u64()))
-        {
-            None => Ok(default),
-            Some(Ok(n)) if n >= 1024 => Ok(n),
-            Some(_) => Err(ConfigError::Invalid(format!(
-                "limits.{name} must be at least 1 KiB and fit in memory"
-            ))),
-        };
-        Ok(Limits {
-            messages: crate::kernel_client::MessageLimits {
-                iopub: size(self.iopub_message, "iopub_message", d.messages.iopub)?,
-                shell: size(self.shell_message, "shell_message", d.messages.shell)?,
-                control: size(self.control_message, "control_message", d.messages.control)?,
-                stdin: size(self.stdin_message, "stdin_message", d.messages.stdin)?,
-            },
-            request_body: size(self.request_body, "request_body", d.request_body)?,
-            contents_file: size(
-                self.contents_file,
-                "contents_file",
-                d.contents_file as usize,
-            )? as u64,
-            kernels_per_user: match self.kernels_per_user {
-                Some(0) => {
-                    return Err(ConfigError::Invalid(
-                        "limits.kernels_per_user must be at least 1".into(),
-                    ));
-                }
-                n => n.unwrap_or(d.kernels_per_user),
-            },
-            replay: crate::replay::BudgetLimits {
-                sessions_per_user: match self.sessions_per_user {
-                    Some(0) => {
-                        return Err(ConfigError::Invalid(
-                            "limits.sessions_per_user must be at least 1".into(),
-                        ));
-                    }
-                    n => n.unwrap_or(d.replay.sessions_per_user),
-                },
-                bytes_per_user: size(
-                    self.replay_per_user,
-                    "replay_per_user",
-                    d.replay.bytes_per_user,
-                )?,
-                bytes_total: size(self.replay_total, "replay_total", d.replay.bytes_total)?,
-            },
-        })
-    }
-}
-
 /// Settings after merging.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -279,14 +187,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub no_auth: bool,
     pub kernelspec_dirs: Vec<PathBuf>,
-    pub limits: crate::ws::RateLimits,
+    pub limits: RateLimits,
     pub caps: Limits,
     pub warm_pool: std::collections::BTreeMap<String, usize>,
     pub gpus: GpuSource,
     pub queue_wait: Duration,
-    pub cull: crate::kernels::CullPolicy,
+    pub cull: CullPolicy,
     pub tuning: scheduler::Tuning,
-    pub roles: crate::scheduling::RoleLimits,
+    pub roles: RoleLimits,
     pub sandbox: scheduler::sandbox::SandboxMode,
     /// TCP ports confined kernels may connect to.
     pub sandbox_connect_ports: Vec<u16>,
@@ -295,7 +203,7 @@ pub struct Config {
     pub backend: Backend,
     /// Whether a clean stop leaves the local kernels running.
     pub keep_kernels: bool,
-    /// See [`crate::kernels::KernelManager::with_orphan_timeout`].
+    /// See `KernelManager::with_orphan_timeout`.
     pub orphan_timeout: Option<Duration>,
 }
 
@@ -376,8 +284,8 @@ impl Config {
                     .transpose()
                     .map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
             };
-        let d = crate::kernels::CullPolicy::default();
-        let cull = crate::kernels::CullPolicy {
+        let d = CullPolicy::default();
+        let cull = CullPolicy {
             idle_gpu: args
                 .cull_idle_gpu
                 .map(|l| l.0)
@@ -418,7 +326,7 @@ impl Config {
                 }),
             ..t
         };
-        let mut roles = crate::scheduling::RoleLimits::default();
+        let mut roles = RoleLimits::default();
         for (role, max) in &file.role_max_gpus {
             match role.as_str() {
                 "engineer" => roles.engineer = *max,
@@ -458,7 +366,7 @@ impl Config {
             .orphan_timeout
             .map(|l| l.0)
             .or(file_duration(&file.orphan_timeout, "orphan_timeout")?)
-            .unwrap_or(Some(crate::kernels::DEFAULT_ORPHAN_TIMEOUT));
+            .unwrap_or(Some(DEFAULT_ORPHAN_TIMEOUT));
         if let Some(t) = orphan_timeout.filter(|t| *t < Duration::from_secs(1)) {
             return Err(ConfigError::Invalid(format!(
                 "orphan_timeout must be at least 1s (the gateway pings kernels at a quarter of it), not {t:?}"
@@ -502,8 +410,8 @@ impl Config {
                 pool
             },
             limits: {
-                let d = crate::ws::RateLimits::default();
-                crate::ws::RateLimits {
+                let d = RateLimits::default();
+                RateLimits {
                     messages_per_second: args
                         .iopub_msg_rate_limit
                         .or(file.iopub_msg_rate_limit)
