@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jupyter_protocol::ConnectionInfo;
-use scheduler::launcher::KernelSignal;
-use scheduler::{KernelLocator, LaunchSpec, Launcher};
+use launch::launcher::KernelSignal;
+use launch::{KernelLocator, LaunchSpec, Launcher};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -12,7 +12,7 @@ use lab_gateway::kernelspecs::Specs;
 use lab_gateway::scheduling::Scheduling;
 use lab_gateway::store::{Role, Store};
 use lab_gateway::{AppState, run};
-use scheduler::sandbox::{Sandbox, SandboxMode};
+use launch::sandbox::{Sandbox, SandboxMode};
 
 #[derive(Parser)]
 #[command(
@@ -334,7 +334,7 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&serve)?;
             let kube = match &config.backend {
                 Backend::Kubernetes(k) => (**k).clone(),
-                Backend::Local => scheduler::kube::KubeConfig::default(),
+                Backend::Local => launch::kube::KubeConfig::default(),
             };
             let cluster = match &config.gpus {
                 GpuSource::Modelled(c) => c.clone(),
@@ -344,13 +344,13 @@ fn main() -> anyhow::Result<()> {
             };
             let store = open_store(Some(config.data_dir.clone()))?;
             let quotas = lab_gateway::quota_cli::load(&store)?;
-            let objects = scheduler::kube::kueue::render(
+            let objects = launch::kube::kueue::render(
                 &kube,
                 &cluster,
                 &quotas,
-                &scheduler::kube::kueue::CpuMemory { cpu, memory },
+                &launch::kube::kueue::CpuMemory { cpu, memory },
             );
-            print!("{}", scheduler::kube::kueue::to_yaml(&objects)?);
+            print!("{}", launch::kube::kueue::to_yaml(&objects)?);
             Ok(())
         }
         Command::Simulate {
@@ -483,7 +483,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
 
     let academy_kernel = match &config.backend {
         // Kernel pods run the kernel image's binary.
-        Backend::Kubernetes(_) => Some(PathBuf::from(scheduler::kube::pod::KERNEL_BINARY)),
+        Backend::Kubernetes(_) => Some(PathBuf::from(launch::kube::pod::KERNEL_BINARY)),
         Backend::Local => std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("academy-kernel")))
@@ -526,7 +526,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         Scheduling::new(cluster, store.clone(), config.tuning, config.roles)?.with_monitor(monitor),
     );
     let mut warm_pool = config.warm_pool.clone();
-    let launcher: Arc<dyn scheduler::Launcher> = match &config.backend {
+    let launcher: Arc<dyn launch::Launcher> = match &config.backend {
         Backend::Local => local_launcher(&config, data, &mut warm_pool)?,
         Backend::Kubernetes(k) => {
             println!(
@@ -539,7 +539,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 warm_pool.clear();
             }
             Arc::new(
-                scheduler::kube::KubeLauncher::from_env((**k).clone())
+                launch::kube::KubeLauncher::from_env((**k).clone())
                     .await
                     .context("cannot reach the Kubernetes API")?,
             )
@@ -686,8 +686,8 @@ fn local_launcher(
     config: &Config,
     data: &std::path::Path,
     warm_pool: &mut std::collections::BTreeMap<String, usize>,
-) -> anyhow::Result<Arc<dyn scheduler::Launcher>> {
-    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data)
+) -> anyhow::Result<Arc<dyn launch::Launcher>> {
+    let sandbox = launch::sandbox::Sandbox::new(config.sandbox, data)
         .with_connect_ports(config.sandbox_connect_ports.clone())
         .with_read_paths(config.sandbox_read_paths.clone());
     let abi = Sandbox::abi();
@@ -723,6 +723,6 @@ fn local_launcher(
         warm_pool.clear();
     }
     Ok(Arc::new(
-        scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
+        launch::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
     ))
 }

@@ -18,8 +18,8 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use kube::client::Body;
-use scheduler::kube::{KubeConfig, KubeFailure, KubeLauncher, Timeout, pod};
-use scheduler::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launcher};
+use launch::kube::{KubeConfig, KubeFailure, KubeLauncher, Timeout, pod};
+use launch::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launcher};
 use serde_json::{Value, json};
 
 type Chunks = mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>;
@@ -391,15 +391,20 @@ async fn launcher_with(config: KubeConfig) -> (ApiServer, Arc<KubeLauncher>) {
 fn launch(
     l: &Arc<KubeLauncher>,
     s: LaunchSpec,
-) -> tokio::task::JoinHandle<Result<scheduler::Launched, LaunchError>> {
+) -> tokio::task::JoinHandle<Result<launch::Launched, LaunchError>> {
     let l = l.clone();
     tokio::spawn(async move { l.launch(s).await })
 }
 
-fn kube_failure(r: Result<scheduler::Launched, LaunchError>) -> KubeFailure {
+fn kube_failure(r: Result<launch::Launched, LaunchError>) -> KubeFailure {
     match r {
-        Err(LaunchError::Kube(f)) => f,
-        other => panic!("expected a Kubernetes failure, got {other:?}"),
+        Err(e) => {
+            assert_eq!(e.metric_label(), "kube", "{e:?}");
+            e.backend_error::<KubeFailure>()
+                .cloned()
+                .unwrap_or_else(|| panic!("expected a Kubernetes failure, got {e:?}"))
+        }
+        Ok(_) => panic!("expected a Kubernetes failure, got a kernel"),
     }
 }
 
@@ -1550,7 +1555,7 @@ async fn an_older_user_namespace_policy_is_patched_to_deny_egress_but_dns_and_mi
     let mut c = config();
     c.namespace_per_user = Some("lab-{user}".into());
     c.egress = vec![
-        scheduler::kube::egress::EgressRule::new("0.0.0.0/0".parse().unwrap(), vec![443]).unwrap(),
+        launch::kube::egress::EgressRule::new("0.0.0.0/0".parse().unwrap(), vec![443]).unwrap(),
     ];
     let (server, launcher) = launcher_with(c).await;
     server.override_next(

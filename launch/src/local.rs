@@ -33,6 +33,21 @@ const INHERITED: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// The local backend's own failures (labelled `local`).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("no free ports for the kernel: {0}")]
+    Ports(String),
+    #[error("cannot signal kernel process {pid}: {errno}")]
+    Signal { pid: i32, errno: nix::errno::Errno },
+}
+
+impl From<LocalError> for LaunchError {
+    fn from(e: LocalError) -> LaunchError {
+        LaunchError::backend("local", e)
+    }
+}
+
 pub struct LocalLauncher {
     /// Where connection files live (the gateway's runtime dir).
     runtime_dir: PathBuf,
@@ -76,7 +91,7 @@ impl LocalLauncher {
         for _ in 0..20 {
             let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
                 .await
-                .map_err(|e| LaunchError::Ports(e.to_string()))?;
+                .map_err(|e| LocalError::Ports(e.to_string()))?;
             let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
             let taken = reserved.values().flatten().any(|p| ports.contains(p));
             let distinct =
@@ -86,9 +101,7 @@ impl LocalLauncher {
                 return Ok(ports);
             }
         }
-        Err(LaunchError::Ports(
-            "no five distinct free ports after 20 tries".into(),
-        ))
+        Err(LocalError::Ports("no five distinct free ports after 20 tries".into()).into())
     }
 
     fn log_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
@@ -174,7 +187,10 @@ fn toolchain_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
 #[async_trait::async_trait]
 impl Launcher for LocalLauncher {
     async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
-        let (program, args) = spec.argv.split_first().ok_or(LaunchError::EmptyArgv)?;
+        let (program, args) = spec
+            .argv
+            .split_first()
+            .ok_or_else(|| LaunchError::Spec("the kernelspec has an empty argv".into()))?;
         let ports = self.reserve_ports(spec.kernel_id).await?;
         let connection = ConnectionInfo {
             ip: "127.0.0.1".into(),
@@ -189,8 +205,11 @@ impl Launcher for LocalLauncher {
             signature_scheme: "hmac-sha256".into(),
             kernel_name: None,
         };
-        let files = |source| LaunchError::Files {
-            path: self.runtime_dir.clone(),
+        let files = |source| LaunchError::Io {
+            doing: format!(
+                "prepare the kernel's files in {}",
+                self.runtime_dir.display()
+            ),
             source,
         };
         std::fs::create_dir_all(&self.runtime_dir).map_err(files)?;
@@ -227,7 +246,7 @@ impl Launcher for LocalLauncher {
                     gpus: spec.gpus.clone(),
                     bind_ports: ports.clone(),
                 })
-                .map_err(LaunchError::Sandbox)?,
+                .map_err(LaunchError::from)?,
         };
 
         env.insert("TMPDIR".into(), tmp.display().to_string());
@@ -264,8 +283,8 @@ impl Launcher for LocalLauncher {
                 cmd.pre_exec(move || confinement.apply());
             }
         }
-        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
-            program: program.clone(),
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Io {
+            doing: format!("start {program}"),
             source,
         })?;
         let pid = child.id() as i32;
@@ -300,7 +319,7 @@ impl Launcher for LocalLauncher {
         };
         match killpg(Pid::from_raw(*pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(errno) => Err(LaunchError::Signal { pid: *pid, errno }),
+            Err(errno) => Err(LocalError::Signal { pid: *pid, errno }.into()),
         }
     }
 

@@ -119,6 +119,12 @@ pub enum SandboxError {
     },
 }
 
+impl From<SandboxError> for crate::launcher::LaunchError {
+    fn from(e: SandboxError) -> Self {
+        crate::launcher::LaunchError::backend("sandbox", e)
+    }
+}
+
 /// TCP ports a confined kernel may connect to by default: HTTP and HTTPS,
 /// which is what `:dep`, `pip` and dataset downloads use.
 pub const DEFAULT_CONNECT_PORTS: &[u16] = &[80, 443];
