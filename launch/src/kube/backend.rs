@@ -43,13 +43,13 @@ impl Drop for KubeLauncher {
 impl KubeLauncher {
     /// Starts the watcher at once; call it inside a tokio runtime.
     pub fn new(client: kube::Client, config: KubeConfig) -> KubeLauncher {
-        let cache = Arc::new(PodCache::default());
+        let (cache, writer) = PodCache::new();
         let api: Api<Pod> = if config.namespace_per_user.is_some() {
             Api::all(client.clone())
         } else {
             Api::namespaced(client.clone(), &config.namespace)
         };
-        let task = tokio::spawn(mirror(api, cache.clone()));
+        let task = tokio::spawn(mirror(api, writer, cache.clone()));
         KubeLauncher {
             client,
             config,
