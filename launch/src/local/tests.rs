@@ -131,16 +131,16 @@ async fn a_confined_kernel_reaches_its_own_files_but_not_the_gateways_or_other_u
     }
     let out = confined_run(
         "cat $DATA/lab.db || echo NO-DB; \
-         cat $DATA/users/bob/secret.ipynb || echo NO-BOB; \
-         ls $DATA/users || echo NO-LIST; \
-         echo mine > own.txt && cat own.txt; \
-         echo t > $TMPDIR/t && echo TMP-OK; \
-         grep -q hmac {connection_file} && echo CONN-OK; \
-         kill -0 $GATEWAY || echo NO-SIGNAL; \
-         cat /proc/$GATEWAY/environ || echo NO-ENVIRON; \
-         test -x /bin/ls && echo EXEC-OK; \
-         touch /usr/lab-escape || echo NO-WRITE-USR; \
-         grep CapEff /proc/self/status",
+             cat $DATA/users/bob/secret.ipynb || echo NO-BOB; \
+             ls $DATA/users || echo NO-LIST; \
+             echo mine > own.txt && cat own.txt; \
+             echo t > $TMPDIR/t && echo TMP-OK; \
+             grep -q hmac {connection_file} && echo CONN-OK; \
+             kill -0 $GATEWAY || echo NO-SIGNAL; \
+             cat /proc/$GATEWAY/environ || echo NO-ENVIRON; \
+             test -x /bin/ls && echo EXEC-OK; \
+             touch /usr/lab-escape || echo NO-WRITE-USR; \
+             grep CapEff /proc/self/status",
     )
     .await;
     for want in [
@@ -229,10 +229,10 @@ async fn a_confined_kernel_reaches_no_home_socket_cmdline_other_gpu_or_shared_sh
         r#"
 import os, socket
 def attempt(label, f):
-try:
-    f(); print(label, 'OK')
-except OSError as e:
-    print(label, 'DENIED', type(e).__name__)
+    try:
+        f(); print(label, 'OK')
+    except OSError as e:
+        print(label, 'DENIED', type(e).__name__)
 attempt('key', lambda: print(open({key:?}).read()))
 attempt('cmdline', lambda: print(open('/proc/{gw}/cmdline').read()))
 attempt('unix', lambda: socket.socket(socket.AF_UNIX).connect({sock:?}))
