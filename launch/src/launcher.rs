@@ -62,10 +62,11 @@ pub struct Launched {
 ///
 /// The trait's error knows no backend: what any backend can get wrong (the
 /// spec, local I/O, a locator of another backend, a signal it cannot
-/// deliver) has its own variant, and each backend's own failures
-/// ([`crate::local::LocalError`], [`crate::sandbox::SandboxError`],
-/// [`crate::kube::KubeFailure`]) travel boxed in [`LaunchError::Backend`],
-/// converted in that backend's module. Callers that need the backend's
+/// deliver) has its own variant, and each backend's own failures (the
+/// local backend's `LocalError`, the sandbox's `SandboxError`, the
+/// Kubernetes backend's `KubeFailure`) travel boxed in
+/// [`LaunchError::Backend`], converted in that backend's module: this
+/// module names no backend. Callers that need the backend's
 /// detail ask for it with [`LaunchError::backend_error`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
