@@ -12,6 +12,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY kernel-runtime kernel-runtime
 COPY lab-gateway lab-gateway
 COPY scheduler scheduler
+COPY launch launch
 COPY lab-bench lab-bench
 RUN cargo build --release --locked -p lab-gateway --bin lab \
  && strip target/release/lab

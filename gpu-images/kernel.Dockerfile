@@ -21,6 +21,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY kernel-runtime kernel-runtime
 COPY lab-gateway lab-gateway
 COPY scheduler scheduler
+COPY launch launch
 COPY lab-bench lab-bench
 # Hopper (H100/H200); set CUDA_COMPUTE_CAP=80 for A100.
 ARG CUDA_COMPUTE_CAP=90

@@ -15,7 +15,7 @@ import kubernetes_validate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAB = ROOT / "target" / "debug" / "lab"
-# The oldest Kubernetes we support: k8s-openapi's `v1_33` feature in scheduler/Cargo.toml.
+# The oldest Kubernetes we support: k8s-openapi's `v1_33` feature in launch/Cargo.toml.
 OLDEST = "1.33.0"
 
 def kustomize(path):
@@ -58,7 +58,7 @@ def test_an_overlay_with_the_per_user_namespaces_component_renders_and_passes_th
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
-    # What each user namespace gets beside its pods (scheduler/src/kube/mod.rs: prepare).
+    # What each user namespace gets beside its pods (launch/src/kube/prepare.rs).
     assert {("", "namespaces", "create"), ("networking.k8s.io", "networkpolicies", "create"),
             ("kueue.x-k8s.io", "localqueues", "create")} <= granted
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
@@ -178,8 +178,8 @@ def test_dockerfiles_parse_and_copy_only_paths_that_exist(name):
 def test_the_kernel_image_puts_academy_kernel_where_the_backend_runs_it():
     parser, _, copies = stages_and_copies(ROOT / "gpu-images" / "kernel.Dockerfile")
     targets = [w[-1] for w in copies]
-    # scheduler/src/kube/pod.rs: KERNEL_BINARY
-    pod_rs = (ROOT / "scheduler" / "src" / "kube" / "pod.rs").read_text()
+    # launch/src/kube/pod/names.rs: KERNEL_BINARY
+    pod_rs = (ROOT / "launch" / "src" / "kube" / "pod" / "names.rs").read_text()
     assert 'pub const KERNEL_BINARY: &str = "/usr/local/bin/academy-kernel";' in pod_rs
     assert "/usr/local/bin/academy-kernel" in targets
     assert "--features cuda" in parser.content and "rust-src" in parser.content

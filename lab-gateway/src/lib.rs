@@ -2,7 +2,7 @@
 //!
 //! It authenticates users, serves the Jupyter Kernel Gateway REST API, and
 //! bridges websockets to kernels over ZeroMQ. Kernels are started through a
-//! [`scheduler::Launcher`]; the gateway never spawns a process itself.
+//! [`launch::Launcher`]; the gateway never spawns a process itself.
 //!
 //! Layers: [`api`] (HTTP handlers) → [`ws`] (websockets) → [`kernels`]
 //! (starts and running kernels) → [`kernel_client`] and [`wire`] (ZeroMQ and

@@ -17,7 +17,7 @@ use lab_gateway::kernelspecs::Specs;
 use lab_gateway::scheduling::Scheduling;
 use lab_gateway::store::{Role, Store};
 use lab_gateway::{AppState, run};
-use scheduler::sandbox::{Sandbox, SandboxMode};
+use launch::sandbox::{Sandbox, SandboxMode};
 
 fn main() -> anyhow::Result<()> {
     // Everything the gateway creates (the database, logs, runtime files,
@@ -70,7 +70,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
 
     let academy_kernel = match &config.backend {
         // Kernel pods run the kernel image's binary.
-        Backend::Kubernetes(_) => Some(PathBuf::from(scheduler::kube::pod::KERNEL_BINARY)),
+        Backend::Kubernetes(_) => Some(PathBuf::from(launch::kube::pod::KERNEL_BINARY)),
         Backend::Local => std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("academy-kernel")))
@@ -113,7 +113,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         Scheduling::new(cluster, store.clone(), config.tuning, config.roles)?.with_monitor(monitor),
     );
     let mut warm_pool = config.warm_pool.clone();
-    let launcher: Arc<dyn scheduler::Launcher> = match &config.backend {
+    let launcher: Arc<dyn launch::Launcher> = match &config.backend {
         Backend::Local => local_launcher(&config, data, &mut warm_pool)?,
         Backend::Kubernetes(k) => {
             println!(
@@ -126,7 +126,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
                 warm_pool.clear();
             }
             Arc::new(
-                scheduler::kube::KubeLauncher::from_env((**k).clone())
+                launch::kube::KubeLauncher::from_env((**k).clone())
                     .await
                     .context("cannot reach the Kubernetes API")?,
             )
@@ -273,8 +273,8 @@ fn local_launcher(
     config: &Config,
     data: &std::path::Path,
     warm_pool: &mut std::collections::BTreeMap<String, usize>,
-) -> anyhow::Result<Arc<dyn scheduler::Launcher>> {
-    let sandbox = scheduler::sandbox::Sandbox::new(config.sandbox, data)
+) -> anyhow::Result<Arc<dyn launch::Launcher>> {
+    let sandbox = launch::sandbox::Sandbox::new(config.sandbox, data)
         .with_connect_ports(config.sandbox_connect_ports.clone())
         .with_read_paths(config.sandbox_read_paths.clone());
     let abi = Sandbox::abi();
@@ -310,6 +310,6 @@ fn local_launcher(
         warm_pool.clear();
     }
     Ok(Arc::new(
-        scheduler::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
+        launch::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
     ))
 }

@@ -291,9 +291,7 @@ async fn a_kernel_that_dies_while_starting_is_a_503_with_its_last_output() {
     .unwrap();
     let store = g.store.clone();
     let specs = Specs::discover(&[g.data.path().join("specs")], None);
-    let launcher = Arc::new(scheduler::local::LocalLauncher::new(
-        g.data.path().join("rt2"),
-    ));
+    let launcher = Arc::new(launch::local::LocalLauncher::new(g.data.path().join("rt2")));
     let kernels = Arc::new(KernelManager::new(
         launcher,
         specs,
@@ -821,7 +819,7 @@ async fn kernelspec_resources_are_served_and_unknown_ones_are_404() {
     let store = Store::open(&data.path().join("lab.db")).unwrap();
     store.add_user("u", Role::Engineer, None).unwrap();
     let token = store.create_token("u", "t").unwrap().1;
-    let launcher = Arc::new(scheduler::local::LocalLauncher::new(data.path().join("rt")));
+    let launcher = Arc::new(launch::local::LocalLauncher::new(data.path().join("rt")));
     let kernels = Arc::new(KernelManager::new(
         launcher,
         specs,

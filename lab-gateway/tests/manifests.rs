@@ -161,7 +161,7 @@ fn check_overlay(overlay: &str) {
 
     // The gateway's pods carry the labels the backend's per-user
     // NetworkPolicies let in.
-    for (k, v) in scheduler::kube::pod::gateway_labels() {
+    for (k, v) in launch::kube::pod::gateway_labels() {
         assert_eq!(
             gateway_labels.get(&k),
             Some(&v),
@@ -181,9 +181,9 @@ fn check_overlay(overlay: &str) {
         .as_ref()
         .and_then(|s| s.match_labels.clone())
         .unwrap();
-    let kernel_pod = scheduler::kube::pod::build_pod(
+    let kernel_pod = launch::kube::pod::build_pod(
         &kube,
-        &scheduler::kube::pod::KernelPod {
+        &launch::kube::pod::KernelPod {
             kernel_id: uuid::Uuid::new_v4(),
             user: "alice".into(),
             group: None,
@@ -226,7 +226,7 @@ fn check_overlay(overlay: &str) {
     assert_eq!(
         serde_json::to_value(&ps.egress).unwrap(),
         serde_json::to_value(
-            scheduler::kube::pod::build_network_policy("ns", "gw", &kube)
+            launch::kube::pod::build_network_policy("ns", "gw", &kube)
                 .spec
                 .unwrap()
                 .egress
@@ -241,10 +241,10 @@ fn check_overlay(overlay: &str) {
         (
             Some(
                 k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(
-                    scheduler::kube::pod::KERNEL_PORTS[0]
+                    launch::kube::pod::KERNEL_PORTS[0]
                 ))
             ),
-            Some(i32::from(scheduler::kube::pod::KERNEL_PORTS[4]))
+            Some(i32::from(launch::kube::pod::KERNEL_PORTS[4]))
         )
     );
 }
@@ -264,8 +264,8 @@ fn assert_no_metadata_endpoint(
                 );
                 continue;
             };
-            let cidr: scheduler::kube::egress::Cidr = block.cidr.parse().unwrap();
-            if cidr.contains(&scheduler::kube::egress::METADATA_V4) {
+            let cidr: launch::kube::egress::Cidr = block.cidr.parse().unwrap();
+            if cidr.contains(&launch::kube::egress::METADATA_V4) {
                 assert!(
                     block
                         .except
@@ -392,7 +392,7 @@ fn an_overlay_with_the_per_user_namespaces_component_renders_to_valid_objects() 
         .unwrap()
         .match_expressions
         .unwrap();
-    let ours = scheduler::kube::pod::build_namespace("lab-x", "x")
+    let ours = launch::kube::pod::build_namespace("lab-x", "x")
         .metadata
         .labels
         .unwrap();

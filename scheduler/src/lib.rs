@@ -1,20 +1,16 @@
-//! Where kernels run, and who may have which GPU.
+//! Who may have which GPU: the academy's GPU policy.
 //!
-//! Two halves that never mix: deciding and executing. [`admission`] decides
-//! (GPU inventory from [`inventory`], quotas from [`quota`]); launchers
-//! ([`launcher::Launcher`], with [`local::LocalLauncher`]) only execute what
-//! was admitted.
+//! [`admission`] decides (GPU inventory from [`inventory`], quotas from
+//! [`quota`]); [`simulate`] replays a term through the same decisions. No
+//! kernel is started here: the `launch` crate executes what was admitted,
+//! and depends on this crate, never the other way (no Kubernetes, Landlock
+//! or process handling in the policy).
 
 pub mod admission;
 pub mod inventory;
-pub mod kube;
-pub mod launcher;
-pub mod local;
 pub mod quota;
-pub mod sandbox;
 pub mod simulate;
 
 pub use admission::{Decision, Event, Grant, Millis, Refusal, Request, Scheduler, Ticket, Tuning};
 pub use inventory::Cluster;
-pub use launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
 pub use quota::{Amount, GroupQuota, QuotaConfig, UserLimits};

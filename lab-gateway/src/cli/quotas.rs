@@ -134,7 +134,7 @@ pub(super) fn k8s(command: K8sCommand) -> anyhow::Result<()> {
     let config = Config::load(&serve)?;
     let kube = match &config.backend {
         Backend::Kubernetes(k) => (**k).clone(),
-        Backend::Local => scheduler::kube::KubeConfig::default(),
+        Backend::Local => launch::kube::KubeConfig::default(),
     };
     let cluster = match &config.gpus {
         GpuSource::Modelled(c) => c.clone(),
@@ -144,12 +144,12 @@ pub(super) fn k8s(command: K8sCommand) -> anyhow::Result<()> {
     };
     let store = open_store(Some(config.data_dir.clone()))?;
     let quotas = q::load(&store)?;
-    let objects = scheduler::kube::kueue::render(
+    let objects = launch::kube::kueue::render(
         &kube,
         &cluster,
         &quotas,
-        &scheduler::kube::kueue::CpuMemory { cpu, memory },
+        &launch::kube::kueue::CpuMemory { cpu, memory },
     );
-    print!("{}", scheduler::kube::kueue::to_yaml(&objects)?);
+    print!("{}", launch::kube::kueue::to_yaml(&objects)?);
     Ok(())
 }

@@ -80,7 +80,7 @@ pub struct ServeArgs {
     /// start without Landlock ABI 6), `best-effort` (confine with what this
     /// Linux has, saying what is lost), `off`.
     #[arg(long, env = "LAB_SANDBOX")]
-    pub sandbox: Option<scheduler::sandbox::SandboxMode>,
+    pub sandbox: Option<launch::sandbox::SandboxMode>,
     /// TCP ports confined kernels may connect to, comma-separated (default
     /// `80,443`); all others, other kernels' among them, are closed to them.
     #[arg(long, env = "LAB_SANDBOX_CONNECT_PORTS", value_delimiter = ',')]
@@ -166,11 +166,11 @@ pub struct FileConfig {
     pub cull_connected: Option<bool>,
     pub reclaim_grace: Option<String>,
     pub orphan_timeout: Option<String>,
-    pub sandbox: Option<scheduler::sandbox::SandboxMode>,
+    pub sandbox: Option<launch::sandbox::SandboxMode>,
     pub sandbox_connect_ports: Option<Vec<u16>>,
     pub sandbox_read_paths: Option<Vec<PathBuf>>,
     pub backend: Option<String>,
-    pub kubernetes: Option<scheduler::kube::KubeConfig>,
+    pub kubernetes: Option<launch::kube::KubeConfig>,
     pub starvation_limit: Option<String>,
     /// The most GPUs one kernel may ask for, per role.
     #[serde(default)]
@@ -195,7 +195,7 @@ pub struct Config {
     pub cull: CullPolicy,
     pub tuning: scheduler::Tuning,
     pub roles: RoleLimits,
-    pub sandbox: scheduler::sandbox::SandboxMode,
+    pub sandbox: launch::sandbox::SandboxMode,
     /// TCP ports confined kernels may connect to.
     pub sandbox_connect_ports: Vec<u16>,
     /// Extra trees confined kernels may read.
@@ -211,7 +211,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum Backend {
     Local,
-    Kubernetes(Box<scheduler::kube::KubeConfig>),
+    Kubernetes(Box<launch::kube::KubeConfig>),
 }
 
 /// Where the GPU inventory comes from.
@@ -395,7 +395,7 @@ impl Config {
                 .sandbox_connect_ports
                 .clone()
                 .or(file.sandbox_connect_ports)
-                .unwrap_or_else(|| scheduler::sandbox::DEFAULT_CONNECT_PORTS.to_vec()),
+                .unwrap_or_else(|| launch::sandbox::DEFAULT_CONNECT_PORTS.to_vec()),
             sandbox_read_paths: args
                 .sandbox_read_paths
                 .clone()

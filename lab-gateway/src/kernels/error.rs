@@ -30,7 +30,7 @@ pub enum StartError {
     Launch {
         spec: String,
         #[source]
-        source: Arc<scheduler::LaunchError>,
+        source: Arc<launch::LaunchError>,
     },
     /// The process started but never answered a kernel_info_request.
     #[error("kernel {spec} did not answer within {seconds}s{}", log_suffix(.log))]
@@ -95,7 +95,7 @@ pub enum KernelError {
     #[error("the kernel did not answer the interrupt")]
     InterruptUnanswered,
     #[error("cannot signal the kernel: {0}")]
-    Signal(#[source] scheduler::LaunchError),
+    Signal(#[source] launch::LaunchError),
     #[error("restart failed: {0}")]
     Restart(#[source] StartError),
     /// The queued start a caller waited on failed.

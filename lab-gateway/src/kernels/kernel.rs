@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jupyter_protocol::ConnectionInfo;
-use scheduler::{Grant, KernelLocator};
+use launch::KernelLocator;
+use scheduler::Grant;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;

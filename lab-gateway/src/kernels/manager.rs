@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scheduler::Launcher;
+use launch::Launcher;
 use scheduler::admission::{Event, Grant};
 use serde_json::Value;
 use tokio::sync::mpsc;

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jupyter_protocol::{ConnectionInfo, InterruptRequest, KernelInfoRequest, ShutdownRequest};
-use scheduler::launcher::KernelSignal;
-use scheduler::{Grant, LaunchSpec, Launched, Launcher};
+use launch::launcher::KernelSignal;
+use launch::{LaunchSpec, Launched, Launcher};
+use scheduler::Grant;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use zeromq::SocketRecv;

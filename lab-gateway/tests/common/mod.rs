@@ -78,7 +78,7 @@ async fn start_gateway_setup(
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(&data.path().join("lab.db")).unwrap();
     let specs = Specs::discover(&[], Some(&academy_kernel()));
-    let launcher = Arc::new(scheduler::local::LocalLauncher::new(
+    let launcher = Arc::new(launch::local::LocalLauncher::new(
         data.path().join("runtime"),
     ));
     let kernels = Arc::new(configure(

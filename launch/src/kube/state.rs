@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::KubeFailure;
+use super::error::KubeFailure;
 
 /// A kernel pod, interpreted.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::KubeConfig;
+use super::config::KubeConfig;
 use super::pod::{dns_label, gpu_resource};
-use crate::inventory::{Cluster, is_mig_profile};
-use crate::quota::{Amount, QuotaConfig};
+use scheduler::inventory::{Cluster, is_mig_profile};
+use scheduler::quota::{Amount, QuotaConfig};
 
 /// The cohort every group's ClusterQueue borrows within.
 pub const COHORT: &str = "academy-lab";

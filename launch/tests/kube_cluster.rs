@@ -3,7 +3,7 @@
 //! (README, "Deploy on Kubernetes"). Ignored by default; run it with
 //!
 //! ```sh
-//! KUBECONFIG=~/.kube/config cargo test -p scheduler --test kube_cluster -- --ignored
+//! KUBECONFIG=~/.kube/config cargo test -p launch --test kube_cluster -- --ignored
 //! ```
 //!
 //! `LAB_K8S_NAMESPACE` (default `academy-lab`) and `LAB_K8S_KERNEL_IMAGE`
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use scheduler::kube::{KubeConfig, KubeFailure, KubeLauncher, Timeout};
-use scheduler::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launcher};
+use launch::kube::{KubeConfig, KubeFailure, KubeLauncher, Timeout};
+use launch::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launcher};
 
 fn config() -> KubeConfig {
     KubeConfig {
@@ -34,7 +34,7 @@ fn spec(gpus: u32) -> LaunchSpec {
     LaunchSpec {
         kernel_id: uuid::Uuid::new_v4(),
         argv: vec![
-            scheduler::kube::pod::KERNEL_BINARY.into(),
+            launch::kube::pod::KERNEL_BINARY.into(),
             "candle".into(),
             "-f".into(),
             "{connection_file}".into(),
@@ -93,19 +93,21 @@ async fn a_kernel_pod_starts_on_a_fake_gpu_node_and_goes_with_its_secret() {
 #[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
 async fn too_many_gpus_and_a_missing_image_fail_with_their_reasons() {
     let launcher = KubeLauncher::from_env(config()).await.expect("a cluster");
-    match launcher.launch(spec(64)).await {
-        Err(LaunchError::Kube(KubeFailure::Unschedulable { message })) => {
+    let r = launcher.launch(spec(64)).await;
+    match r.as_ref().err().and_then(LaunchError::backend_error) {
+        Some(KubeFailure::Unschedulable { message }) => {
             assert!(message.contains("nvidia.com/gpu"), "{message}")
         }
-        other => panic!("expected Unschedulable, got {other:?}"),
+        _ => panic!("expected Unschedulable, got {r:?}"),
     }
     let mut c = config();
     c.kernel_image = "academy-lab/no-such-kernel:0".into();
     let launcher = KubeLauncher::from_env(c).await.unwrap();
-    match launcher.launch(spec(0)).await {
-        Err(LaunchError::Kube(KubeFailure::ImagePull { image, .. })) => {
+    let r = launcher.launch(spec(0)).await;
+    match r.as_ref().err().and_then(LaunchError::backend_error) {
+        Some(KubeFailure::ImagePull { image, .. }) => {
             assert_eq!(image, "academy-lab/no-such-kernel:0")
         }
-        other => panic!("expected an image pull failure, got {other:?}"),
+        _ => panic!("expected an image pull failure, got {r:?}"),
     }
 }

@@ -59,35 +59,73 @@ pub struct Launched {
 }
 
 /// Why a launch or a signal failed.
+///
+/// The trait's error knows no backend: what any backend can get wrong (the
+/// spec, local I/O, a locator of another backend, a signal it cannot
+/// deliver) has its own variant, and each backend's own failures (the
+/// local backend's `LocalError`, the sandbox's `SandboxError`, the
+/// Kubernetes backend's `KubeFailure`) travel boxed in
+/// [`LaunchError::Backend`], converted in that backend's module: this
+/// module names no backend. Callers that need the backend's
+/// detail ask for it with [`LaunchError::backend_error`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
-    #[error("the kernelspec has an empty argv")]
-    EmptyArgv,
-    #[error("cannot start {program}: {source}")]
-    Spawn {
-        program: String,
+    /// The spec cannot be launched by any backend (an empty argv).
+    #[error("{0}")]
+    Spec(String),
+    /// I/O the launch needs failed: preparing the kernel's files, spawning it.
+    #[error("cannot {doing}: {source}")]
+    Io {
+        doing: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot prepare the kernel's files in {path}: {source}")]
-    Files {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
-    #[error(transparent)]
-    Kube(#[from] crate::kube::KubeFailure),
     #[error("this backend did not start that kernel ({0:?})")]
     Foreign(KernelLocator),
     #[error("cannot signal the kernel: {0}")]
     NoSignals(String),
-    #[error("no free ports for the kernel: {0}")]
-    Ports(String),
-    #[error("cannot signal kernel process {pid}: {errno}")]
-    Signal { pid: i32, errno: nix::errno::Errno },
+    /// A backend's own failure, as that backend words it (the user reads it).
+    #[error("{source}")]
+    Backend {
+        /// Which backend failed (`local`, `sandbox`, `kube`); the metric label.
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl LaunchError {
+    /// A backend's own failure.
+    pub fn backend(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> LaunchError {
+        LaunchError::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// A short, fixed label for failure metrics: the variant, or for a
+    /// backend's failure the backend's name.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            LaunchError::Spec(_) => "spec",
+            LaunchError::Io { .. } => "io",
+            LaunchError::Foreign(_) => "foreign",
+            LaunchError::NoSignals(_) => "no_signals",
+            LaunchError::Backend { backend, .. } => backend,
+        }
+    }
+
+    /// The backend's own error, if this is a backend failure of type `E`.
+    pub fn backend_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            LaunchError::Backend { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
 }
 
 /// Signals a backend can deliver.
@@ -127,5 +165,39 @@ pub trait Launcher: Send + Sync + 'static {
         _known: &std::collections::HashSet<uuid::Uuid>,
     ) -> Result<Vec<uuid::Uuid>, LaunchError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the fake backend broke")]
+    struct FakeError;
+
+    #[test]
+    fn a_backend_failure_keeps_its_words_its_label_and_its_type() {
+        let e = LaunchError::backend("fake", FakeError);
+        assert_eq!(e.to_string(), "the fake backend broke");
+        assert_eq!(e.metric_label(), "fake");
+        assert!(e.backend_error::<FakeError>().is_some());
+        assert!(e.backend_error::<std::io::Error>().is_none());
+    }
+
+    #[test]
+    fn generic_failures_have_fixed_labels() {
+        let io = LaunchError::Io {
+            doing: "start x".into(),
+            source: std::io::Error::other("no"),
+        };
+        assert_eq!(io.to_string(), "cannot start x: no");
+        assert_eq!(io.metric_label(), "io");
+        assert_eq!(LaunchError::Spec("empty".into()).metric_label(), "spec");
+        assert!(
+            LaunchError::Spec("empty".into())
+                .backend_error::<FakeError>()
+                .is_none()
+        );
     }
 }

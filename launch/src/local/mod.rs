@@ -1,0 +1,315 @@
+//! The local backend: each kernel is a process group on this machine.
+//!
+//! The kernel gets a fresh connection file (mode 0600) with a random key,
+//! its user's working directory, and an environment built from scratch, so
+//! none of the gateway's secrets reach it. It leads its own process group,
+//! so a kill reaches everything it started (evcxr's child, a shell).
+//!
+//! Processes are reaped by a background task, so a kernel that dies is seen
+//! as dead at once and never lingers as a zombie.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+
+use jupyter_protocol::{ConnectionInfo, Transport};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
+use crate::sandbox::{Grants, Sandbox};
+
+mod env;
+mod error;
+mod ports;
+mod process;
+#[cfg(test)]
+mod tests;
+
+pub use env::kernel_env;
+use env::{find_program, toolchain_dirs};
+pub use error::LocalError;
+use process::{command_lines, is_same_process};
+pub use process::{is_process_running, process_start};
+
+pub struct LocalLauncher {
+    /// Where connection files live (the gateway's runtime dir).
+    runtime_dir: PathBuf,
+    /// What keeps kernels away from the gateway's data; `None` runs them
+    /// as plain processes.
+    sandbox: Option<Sandbox>,
+}
+
+impl LocalLauncher {
+    pub fn new(runtime_dir: impl Into<PathBuf>) -> Self {
+        LocalLauncher {
+            runtime_dir: runtime_dir.into(),
+            sandbox: None,
+        }
+    }
+
+    /// Confines every kernel started from now on (see [`crate::sandbox`]).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// A kernel's private temp dir: other kernels' temp files are out of
+    /// its reach, and it is removed with the kernel.
+    fn temp_dir(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.tmp"))
+    }
+
+    fn connection_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.json"))
+    }
+
+    fn log_file(&self, kernel_id: uuid::Uuid) -> PathBuf {
+        self.runtime_dir.join(format!("kernel-{kernel_id}.log"))
+    }
+}
+
+impl LocalLauncher {
+    /// The cargo home of `user`'s confined kernels, `DATA/cargo/USER`: what
+    /// they download and compile is theirs alone. None for unconfined
+    /// kernels (they could write any cargo home) and pooled ones (no user
+    /// yet), which keep the shared one.
+    fn user_cargo_home(&self, user: &str) -> Option<PathBuf> {
+        let plain = !user.is_empty() && !user.starts_with('.') && !user.contains('/');
+        (self.sandbox.is_some() && plain).then(|| {
+            let data_dir = self.runtime_dir.parent().unwrap_or(&self.runtime_dir);
+            data_dir.join("cargo").join(user)
+        })
+    }
+
+    /// The kernelspec's own files its argv names (a launcher script, a
+    /// config): absolute paths of existing regular files, read only. The
+    /// argv comes from an installed kernelspec, never from a user; nothing
+    /// under the gateway's data dir qualifies.
+    fn spec_files(&self, args: &[String]) -> Vec<PathBuf> {
+        let data_dir = self.runtime_dir.parent().unwrap_or(&self.runtime_dir);
+        let data_dir = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
+        args.iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_file())
+            .filter_map(|p| p.canonicalize().ok())
+            .filter(|p| !p.starts_with(&data_dir))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Launcher for LocalLauncher {
+    async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
+        let (program, args) = spec
+            .argv
+            .split_first()
+            .ok_or_else(|| LaunchError::Spec("the kernelspec has an empty argv".into()))?;
+        let ports = ports::reserve(spec.kernel_id).await?;
+        let connection = ConnectionInfo {
+            ip: "127.0.0.1".into(),
+            transport: Transport::TCP,
+            shell_port: ports[0],
+            iopub_port: ports[1],
+            stdin_port: ports[2],
+            control_port: ports[3],
+            hb_port: ports[4],
+            key: uuid::Uuid::new_v4().simple().to_string()
+                + &uuid::Uuid::new_v4().simple().to_string(),
+            signature_scheme: "hmac-sha256".into(),
+            kernel_name: None,
+        };
+        let files = |source| LaunchError::Io {
+            doing: format!(
+                "prepare the kernel's files in {}",
+                self.runtime_dir.display()
+            ),
+            source,
+        };
+        std::fs::create_dir_all(&self.runtime_dir).map_err(files)?;
+        std::fs::create_dir_all(&spec.cwd).map_err(files)?;
+        let file = self.connection_file(spec.kernel_id);
+        let json = serde_json::to_vec(&connection).map_err(|e| files(std::io::Error::other(e)))?;
+        std::fs::write(&file, json).map_err(files)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(files)?;
+
+        let tmp = self.temp_dir(spec.kernel_id);
+        std::fs::create_dir_all(&tmp).map_err(files)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(files)?;
+        let mut env = kernel_env(&spec.env, &spec.cwd);
+        // A confined kernel compiles from its user's own cargo home; the
+        // shared one stays readable (its binaries, its downloaded sources).
+        let shared_cargo = env.get("CARGO_HOME").map(PathBuf::from);
+        let mut read_write = vec![spec.cwd.clone(), tmp.clone()];
+        if let Some(own) = self.user_cargo_home(&spec.user) {
+            std::fs::create_dir_all(&own).map_err(files)?;
+            env.insert("CARGO_HOME".into(), own.display().to_string());
+            read_write.push(own);
+        }
+        let confinement = match &self.sandbox {
+            None => None,
+            Some(sandbox) => sandbox
+                .prepare(&Grants {
+                    read_write,
+                    read: std::iter::once(file.clone())
+                        .chain(self.spec_files(args))
+                        .collect(),
+                    program: find_program(program, env.get("PATH").map(String::as_str)),
+                    toolchain: toolchain_dirs(&env),
+                    cargo_home: shared_cargo,
+                    gpus: spec.gpus.clone(),
+                    bind_ports: ports.clone(),
+                })
+                .map_err(LaunchError::from)?,
+        };
+
+        env.insert("TMPDIR".into(), tmp.display().to_string());
+        if spec.gpus.is_empty() {
+            env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
+        } else {
+            env.insert("CUDA_VISIBLE_DEVICES".into(), spec.gpus.join(","));
+        }
+        // The kernel's output goes to its own log, never to the gateway's
+        // stdout: a gateway restart must not leave it writing to a dead pipe.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(spec.kernel_id))
+            .map_err(files)?;
+        let log2 = log.try_clone().map_err(files)?;
+        let file_arg = file.display().to_string();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(
+            args.iter()
+                .map(|a| a.replace("{connection_file}", &file_arg)),
+        )
+        .env_clear()
+        .envs(&env)
+        .current_dir(&spec.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0);
+        if let Some(confinement) = confinement {
+            // SAFETY: `apply` only makes system calls (no allocation, no
+            // locks), which is what may run between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || confinement.apply());
+            }
+        }
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Io {
+            doing: format!("start {program}"),
+            source,
+        })?;
+        let pid = child.id() as i32;
+        let started = process_start(pid);
+        tracing::info!(kernel_id = %spec.kernel_id, pid, "kernel process started");
+        // Reap it when it exits, so it never stays a zombie.
+        std::thread::spawn(move || {
+            let status = child.wait();
+            tracing::info!(pid, ?status, "kernel process exited");
+        });
+        Ok(Launched {
+            connection,
+            locator: KernelLocator::Local { pid, started },
+        })
+    }
+
+    async fn signal(
+        &self,
+        locator: &KernelLocator,
+        signal: KernelSignal,
+    ) -> Result<(), LaunchError> {
+        let KernelLocator::Local { pid, started } = locator else {
+            return Err(LaunchError::Foreign(locator.clone()));
+        };
+        if !is_same_process(*pid, started.as_deref()) {
+            // The kernel is gone and its pid may belong to someone else now.
+            return Ok(());
+        }
+        let sig = match signal {
+            KernelSignal::Interrupt => Signal::SIGINT,
+            KernelSignal::Kill => Signal::SIGKILL,
+        };
+        match killpg(Pid::from_raw(*pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(errno) => Err(LocalError::Signal { pid: *pid, errno }.into()),
+        }
+    }
+
+    async fn is_alive(&self, locator: &KernelLocator) -> bool {
+        let KernelLocator::Local { pid, started } = locator else {
+            return false;
+        };
+        is_process_running(*pid) && is_same_process(*pid, started.as_deref())
+    }
+
+    async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
+        let _ = std::fs::remove_file(self.connection_file(kernel_id));
+        let _ = std::fs::remove_file(self.log_file(kernel_id));
+        let _ = std::fs::remove_dir_all(self.temp_dir(kernel_id));
+        ports::release(kernel_id);
+    }
+
+    async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String {
+        let text = std::fs::read(self.log_file(kernel_id)).unwrap_or_default();
+        let start = text.len().saturating_sub(max_bytes);
+        String::from_utf8_lossy(&text[start..]).into_owned()
+    }
+
+    /// At gateway start: stops the kernels that still have a connection file
+    /// in the runtime dir but are not in `known` (a start whose record was
+    /// never written, a warm-pool kernel of a gateway that was killed), and
+    /// removes their files. Such a kernel is found by its connection file's
+    /// path on its command line, and its whole process group is killed.
+    async fn adopt(
+        &self,
+        known: &std::collections::HashSet<uuid::Uuid>,
+    ) -> Result<Vec<uuid::Uuid>, LaunchError> {
+        let Ok(entries) = std::fs::read_dir(&self.runtime_dir) else {
+            return Ok(Vec::new());
+        };
+        let unknown: Vec<uuid::Uuid> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let id = name
+                    .to_str()?
+                    .strip_prefix("kernel-")?
+                    .strip_suffix(".json")?;
+                id.parse::<uuid::Uuid>().ok()
+            })
+            .filter(|id| !known.contains(id))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let processes = command_lines();
+        let mut stopped = Vec::new();
+        for id in unknown {
+            let file = self.connection_file(id).display().to_string();
+            let mut found = false;
+            for (pid, _) in processes.iter().filter(|(_, cmd)| cmd.contains(&file)) {
+                let pid = Pid::from_raw(*pid);
+                tracing::warn!(kernel_id = %id, %pid, "stopping a kernel that has no record");
+                let result = if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                    killpg(pid, Signal::SIGKILL)
+                } else {
+                    nix::sys::signal::kill(pid, Signal::SIGKILL)
+                };
+                found |= result.is_ok();
+            }
+            let gone = KernelLocator::Local {
+                pid: 0,
+                started: None,
+            };
+            self.cleanup(id, &gone).await;
+            if found {
+                stopped.push(id);
+            }
+        }
+        Ok(stopped)
+    }
+}

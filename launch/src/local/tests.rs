@@ -1,0 +1,312 @@
+//! The local backend against real processes: a kernel's files, its
+//! environment, its process group, and what its sandbox lets it reach.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+fn spec_for(user: &str) -> LaunchSpec {
+    LaunchSpec {
+        kernel_id: uuid::Uuid::new_v4(),
+        argv: vec![],
+        env: BTreeMap::new(),
+        cwd: PathBuf::new(),
+        gpus: vec![],
+        user: user.into(),
+        group: None,
+        gpu_model: None,
+        cpu: None,
+        memory: None,
+        progress: None,
+    }
+}
+
+#[test]
+fn kernel_env_keeps_no_gateway_secret() {
+    // SAFETY: tests in this module do not read LAB_SECRET concurrently.
+    unsafe { std::env::set_var("LAB_SECRET", "s3cret") };
+    let env = kernel_env(
+        &BTreeMap::from([("A".into(), "1".into())]),
+        Path::new("/home/u"),
+    );
+    assert!(!env.contains_key("LAB_SECRET"));
+    assert_eq!(env["HOME"], "/home/u");
+    assert_eq!(env["A"], "1");
+}
+
+#[tokio::test]
+async fn launches_a_process_group_with_a_private_connection_file_and_kills_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = LocalLauncher::new(dir.path().join("runtime"));
+    let id = uuid::Uuid::new_v4();
+    let out = dir.path().join("env.txt");
+    let spec = LaunchSpec {
+        kernel_id: id,
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "env > {}; cat {{connection_file}} >> {}; sleep 30",
+                out.display(),
+                out.display()
+            ),
+        ],
+        env: BTreeMap::from([("KERNEL_USERNAME".into(), "alice".into())]),
+        cwd: dir.path().join("alice"),
+        gpus: vec!["1".into()],
+        ..spec_for("alice")
+    };
+    let launched = launcher.launch(spec).await.unwrap();
+    let file = dir.path().join(format!("runtime/kernel-{id}.json"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for _ in 0..100 {
+        if std::fs::read_to_string(&out).is_ok_and(|s| s.contains("hmac-sha256")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert!(seen.contains("KERNEL_USERNAME=alice"), "{seen}");
+    assert!(seen.contains("CUDA_VISIBLE_DEVICES=1"), "{seen}");
+    assert!(launcher.is_alive(&launched.locator).await);
+    launcher
+        .signal(&launched.locator, KernelSignal::Kill)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !launcher.is_alive(&launched.locator).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!launcher.is_alive(&launched.locator).await);
+    launcher.cleanup(id, &launched.locator).await;
+    assert!(!file.exists());
+}
+
+/// Runs `script` as a kernel confined to `alice`'s root in a data dir
+/// that also holds a database and `bob`'s notebook; returns its output.
+async fn confined_run(script: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("run-7/data");
+    std::fs::create_dir_all(data.join("users/bob")).unwrap();
+    std::fs::write(data.join("lab.db"), "token hashes").unwrap();
+    std::fs::write(data.join("users/bob/secret.ipynb"), "bob's").unwrap();
+    // As pytest's `pytest-current`: a link beside an ancestor, to it.
+    std::os::unix::fs::symlink(dir.path().join("run-7"), dir.path().join("run-current")).unwrap();
+    let launcher = LocalLauncher::new(data.join("runtime"))
+        .with_sandbox(Sandbox::new(crate::sandbox::SandboxMode::Require, &data));
+    let id = uuid::Uuid::new_v4();
+    let script = script
+        .replace("$DATA", &data.display().to_string())
+        .replace("$GATEWAY", &std::process::id().to_string());
+    let spec = LaunchSpec {
+        kernel_id: id,
+        argv: vec!["/bin/sh".into(), "-c".into(), script + "; echo END"],
+        env: BTreeMap::new(),
+        cwd: data.join("users/alice"),
+        gpus: vec![],
+        ..spec_for("alice")
+    };
+    let launched = launcher.launch(spec).await.unwrap();
+    for _ in 0..300 {
+        if launcher.log_tail(id, 4096).await.contains("END") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let out = launcher.log_tail(id, 4096).await;
+    launcher.cleanup(id, &launched.locator).await;
+    assert!(!data.join(format!("runtime/kernel-{id}.tmp")).exists());
+    out
+}
+
+#[tokio::test]
+async fn a_confined_kernel_reaches_its_own_files_but_not_the_gateways_or_other_users() {
+    if !Sandbox::supported() {
+        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+        return;
+    }
+    let out = confined_run(
+        "cat $DATA/lab.db || echo NO-DB; \
+             cat $DATA/users/bob/secret.ipynb || echo NO-BOB; \
+             ls $DATA/users || echo NO-LIST; \
+             echo mine > own.txt && cat own.txt; \
+             echo t > $TMPDIR/t && echo TMP-OK; \
+             grep -q hmac {connection_file} && echo CONN-OK; \
+             kill -0 $GATEWAY || echo NO-SIGNAL; \
+             cat /proc/$GATEWAY/environ || echo NO-ENVIRON; \
+             test -x /bin/ls && echo EXEC-OK; \
+             touch /usr/lab-escape || echo NO-WRITE-USR; \
+             grep CapEff /proc/self/status",
+    )
+    .await;
+    for want in [
+        "NO-DB",
+        "NO-BOB",
+        "NO-LIST",
+        "mine",
+        "TMP-OK",
+        "CONN-OK",
+        "NO-SIGNAL",
+        "NO-ENVIRON",
+        "EXEC-OK",
+        "NO-WRITE-USR",
+        "CapEff:\t0000000000000000",
+    ] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+    assert!(
+        !out.contains("token hashes") && !out.contains("bob's"),
+        "{out}"
+    );
+    assert!(!std::path::Path::new("/usr/lab-escape").exists());
+}
+
+/// Runs `argv` as a kernel of `user` confined to `data`; returns what it
+/// printed once it printed `END` (or gave up waiting).
+async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -> String {
+    let launcher = LocalLauncher::new(data.join("runtime"))
+        .with_sandbox(Sandbox::new(Default::default(), data));
+    let id = uuid::Uuid::new_v4();
+    let spec = LaunchSpec {
+        kernel_id: id,
+        argv,
+        env: BTreeMap::new(),
+        cwd: data.join("users").join(user),
+        gpus,
+        ..spec_for(user)
+    };
+    let launched = launcher.launch(spec).await.unwrap();
+    for _ in 0..1000 {
+        if launcher.log_tail(id, 8192).await.contains("END") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let out = launcher.log_tail(id, 8192).await;
+    launcher
+        .signal(&launched.locator, KernelSignal::Kill)
+        .await
+        .unwrap();
+    launcher.cleanup(id, &launched.locator).await;
+    out
+}
+
+/// Issue 13, items 2, 6 and 15: what lies outside the data dir but is
+/// no system tree (a planted `~/.ssh` key), a listening Unix socket,
+/// the gateway's command line, a GPU node the kernel was not admitted
+/// for, and another kernel's `/dev/shm` file are all out of reach.
+#[tokio::test]
+async fn a_confined_kernel_reaches_no_home_socket_cmdline_other_gpu_or_shared_shm() {
+    if !Sandbox::supported() {
+        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+        return;
+    }
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !python.exists() {
+        eprintln!("SKIPPED: no .venv/bin/python");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+    let key = dir.path().join("home/.ssh/id_test");
+    std::fs::write(&key, "PLANTED-KEY").unwrap();
+    let dev = dir.path().join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    for n in ["nvidia0", "nvidia1", "nvidiactl"] {
+        std::fs::write(dev.join(n), n).unwrap();
+    }
+    // SAFETY: only this test sets LAB_TEST_DEV_DIR; other tests start no GPU kernel.
+    unsafe { std::env::set_var("LAB_TEST_DEV_DIR", &dev) };
+    let sock = dir.path().join("home/bus.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let shm = format!("/dev/shm/lab-test-{}", uuid::Uuid::new_v4().simple());
+    let script = format!(
+        r#"
+import os, socket
+def attempt(label, f):
+    try:
+        f(); print(label, 'OK')
+    except OSError as e:
+        print(label, 'DENIED', type(e).__name__)
+attempt('key', lambda: print(open({key:?}).read()))
+attempt('cmdline', lambda: print(open('/proc/{gw}/cmdline').read()))
+attempt('unix', lambda: socket.socket(socket.AF_UNIX).connect({sock:?}))
+attempt('gpu0', lambda: open({dev:?} + '/nvidia0', 'r+').read())
+attempt('gpu1', lambda: open({dev:?} + '/nvidia1', 'r+').read())
+attempt('shm-write', lambda: open({shm:?}, 'w').write('SHM-SECRET'))
+a, b = socket.socketpair(); a.send(b'x'); print('pair', b.recv(1))
+print('END')
+"#,
+        key = key.display().to_string(),
+        gw = std::process::id(),
+        sock = sock.display().to_string(),
+        dev = dev.display().to_string(),
+    );
+    let argv = |code: String| vec![python.display().to_string(), "-c".into(), code];
+    let a = run_in(&data, "alice", argv(script), vec!["0".into()]).await;
+    for want in [
+        "key DENIED",
+        "cmdline DENIED",
+        "unix DENIED",
+        "gpu0 OK",
+        "gpu1 DENIED",
+        "shm-write OK",
+        "pair b'x'",
+    ] {
+        assert!(a.contains(want), "{want} missing from:\n{a}");
+    }
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the kernel reached the socket");
+    let b = run_in(
+        &data,
+        "bob",
+        argv(format!(
+            "try:\n print(open({shm:?}).read())\nexcept OSError as e:\n print('shm-read DENIED', e)\nprint('END')"
+        )),
+        vec![],
+    )
+    .await;
+    let _ = std::fs::remove_file(&shm);
+    assert!(
+        b.contains("shm-read DENIED") && !b.contains("SHM-SECRET"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn a_reused_pid_is_not_taken_for_the_kernel() {
+    let launcher = LocalLauncher::new(std::env::temp_dir());
+    let me = std::process::id() as i32;
+    let this = KernelLocator::Local {
+        pid: me,
+        started: process_start(me),
+    };
+    assert!(
+        this.clone()
+            != KernelLocator::Local {
+                pid: me,
+                started: None
+            }
+    );
+    assert!(launcher.is_alive(&this).await);
+    // The same pid, started at another time: a different process.
+    let other = KernelLocator::Local {
+        pid: me,
+        started: Some("another-boot/1".into()),
+    };
+    assert!(!launcher.is_alive(&other).await);
+    // Killing it would kill this test's process group; it is a no-op.
+    launcher.signal(&other, KernelSignal::Kill).await.unwrap();
+}
+
+#[tokio::test]
+async fn sandbox_off_is_a_plain_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(crate::sandbox::SandboxMode::Off, dir.path());
+    assert!(sandbox.prepare(&Default::default()).unwrap().is_none());
+}

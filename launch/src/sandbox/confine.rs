@@ -1,0 +1,190 @@
+//! Applying a prepared confinement in the forked child, before exec:
+//! mounts, capabilities, `no_new_privs`, the seccomp filter and the
+//! Landlock domain. Only async-signal-safe system calls run here.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::mounts::Mounts;
+
+/// A prepared confinement, applied in the forked child.
+#[derive(Debug)]
+pub struct Confinement {
+    pub(super) ruleset: Option<OwnedFd>,
+    /// The highest capability number, when capabilities must be dropped.
+    pub(super) drop_caps_to: Option<u32>,
+    /// The seccomp program (denies `socket(AF_UNIX)` and io_uring).
+    pub(super) seccomp: seccompiler::BpfProgram,
+    /// A private `/dev/shm` and `/proc`, when the gateway may mount.
+    pub(super) mounts: Option<Mounts>,
+}
+
+/// The last capability number when the gateway runs as root (its kernels
+/// must not), else `None`.
+pub(super) fn drop_caps_to() -> Option<u32> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    Some(
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(63),
+    )
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct landlock_path_beneath_attr` (packed, as in the kernel's header).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+
+impl Confinement {
+    /// Confines the calling process. Runs in the forked child before exec,
+    /// so it only makes system calls: no allocation, no locks.
+    pub fn apply(&self) -> std::io::Result<()> {
+        let check = |r: libc::c_long| {
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: each call below is a plain system call with valid
+        // arguments (C strings and the filter made before the fork); none
+        // allocates or takes a lock.
+        unsafe {
+            // Mounts first: a Landlock domain may not mount.
+            if let Some(m) = &self.mounts {
+                check(libc::unshare(libc::CLONE_NEWNS) as libc::c_long)?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    m.root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) as libc::c_long)?;
+                if let Some(shm) = &m.shm {
+                    check(libc::mount(
+                        m.tmpfs.as_ptr(),
+                        shm.as_ptr(),
+                        m.tmpfs.as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        m.shm_options.as_ptr().cast(),
+                    ) as libc::c_long)?;
+                }
+                check(libc::mount(
+                    m.proc_fs.as_ptr(),
+                    m.proc_dir.as_ptr(),
+                    m.proc_fs.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    m.proc_options.as_ptr().cast(),
+                ) as libc::c_long)?;
+            }
+            if let Some(last) = self.drop_caps_to {
+                for cap in 0..=last {
+                    // EINVAL for numbers this Linux lacks is harmless.
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                }
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+            }
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)?;
+            if let Some(fd) = &self.ruleset {
+                if let Some(m) = &self.mounts {
+                    let fresh = [
+                        (m.shm.as_ref(), m.shm_access),
+                        (Some(&m.proc_dir), m.proc_access),
+                    ];
+                    for (path, access) in fresh {
+                        let Some(path) = path else { continue };
+                        let dir = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                        check(dir as libc::c_long)?;
+                        let rule = PathBeneathAttr {
+                            allowed_access: access,
+                            parent_fd: dir,
+                        };
+                        let added = libc::syscall(
+                            libc::SYS_landlock_add_rule,
+                            fd.as_raw_fd(),
+                            LANDLOCK_RULE_PATH_BENEATH,
+                            &rule as *const PathBeneathAttr,
+                            0u32,
+                        );
+                        libc::close(dir);
+                        check(added)?;
+                    }
+                }
+                check(libc::syscall(
+                    libc::SYS_landlock_restrict_self,
+                    fd.as_raw_fd(),
+                    0u32,
+                ))?;
+            }
+            if !self.seccomp.is_empty() {
+                // seccompiler's `sock_filter` is `repr(C)` with the kernel's layout.
+                let program = libc::sock_fprog {
+                    len: self.seccomp.len() as u16,
+                    filter: self.seccomp.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+                };
+                check(libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0u32,
+                    &program as *const libc::sock_fprog,
+                ))?;
+            }
+            if self.drop_caps_to.is_some() {
+                let mut header = CapHeader {
+                    version: LINUX_CAPABILITY_VERSION_3,
+                    pid: 0,
+                };
+                let data = [CapData {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0,
+                }; 2];
+                check(libc::syscall(
+                    libc::SYS_capset,
+                    &mut header as *mut CapHeader,
+                    data.as_ptr(),
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether Landlock confines the kernel (not only `no_new_privs`).
+    pub fn is_landlocked(&self) -> bool {
+        self.ruleset.is_some()
+    }
+
+    /// Whether the kernel gets its own `/dev/shm` and `/proc`.
+    pub fn has_private_mounts(&self) -> bool {
+        self.mounts.is_some()
+    }
+}

@@ -1,0 +1,27 @@
+//! What one kernel may reach beyond the system's read-only trees: its
+//! folders, its program and toolchain, its GPUs and ports. Only the data;
+//! [`super::paths`] turns it into granted trees.
+
+use std::path::PathBuf;
+
+/// What one kernel may reach, beyond the system's read-only trees.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Read, write, create and delete beneath these.
+    pub read_write: Vec<PathBuf>,
+    /// Read only (the connection file).
+    pub read: Vec<PathBuf>,
+    /// The kernelspec's program, as found on `PATH`: it and its prefix
+    /// (the `bin` dir's parent), before and after resolving symlinks.
+    pub program: Option<PathBuf>,
+    /// Toolchain dirs to read and execute: the kernel's `PATH` and
+    /// `LD_LIBRARY_PATH` entries, `RUSTUP_HOME`.
+    pub toolchain: Vec<PathBuf>,
+    /// The shared cargo home: its binaries, config and downloaded sources
+    /// are read, nothing written; its credentials stay out of reach.
+    pub cargo_home: Option<PathBuf>,
+    /// The admitted GPUs (`CUDA_VISIBLE_DEVICES` tokens).
+    pub gpus: Vec<String>,
+    /// TCP ports the kernel may listen on: the five of its connection file.
+    pub bind_ports: Vec<u16>,
+}
