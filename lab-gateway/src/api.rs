@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::kernels::KernelError;
 use crate::kernels::StartRequest;
 
 pub async fn api_root() -> Json<Value> {
@@ -135,8 +136,11 @@ pub async fn delete_kernel(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(q) = s.kernels.queued_for(&user, &id) {
-        s.kernels.cancel(&q);
+    // A start that waits is cancelled; one that has just begun to run is
+    // shut down like any running kernel.
+    if let Some(q) = s.kernels.queued_for(&user, &id)
+        && s.kernels.cancel(&q)
+    {
         return Ok(StatusCode::NO_CONTENT);
     }
     let k = s.kernels.get_for(&user, &id)?;
@@ -163,9 +167,7 @@ pub async fn interrupt_kernel(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if s.kernels.queued_for(&user, &id).is_some() {
-        return Err(ApiError::Conflict(format!(
-            "kernel {id} is queued and not running yet"
-        )));
+        return Err(KernelError::NotRunning(id).into());
     }
     let k = s.kernels.get_for(&user, &id)?;
     s.kernels.interrupt(&k).await?;
@@ -178,9 +180,7 @@ pub async fn restart_kernel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     if s.kernels.queued_for(&user, &id).is_some() {
-        return Err(ApiError::Conflict(format!(
-            "kernel {id} is queued and not running yet"
-        )));
+        return Err(KernelError::NotRunning(id).into());
     }
     let k = s.kernels.get_for(&user, &id)?;
     let kernels = s.kernels.clone();
@@ -360,7 +360,7 @@ async fn with_root<T: Send + 'static>(
         .run(&user.name, move || {
             work(crate::contents::Root::new(dir)?.with_max_file(max_file))
         })
-        .await
+        .await?
 }
 
 /// Splits `a/b.ipynb/checkpoints[/id]` into the file and the checkpoint part.
@@ -381,7 +381,7 @@ pub async fn contents_get(
     let path = path.map(|Path(p)| p).unwrap_or_default();
     with_root(&s, &user, move |root| {
         if let Some((file, None)) = checkpoint_route(&path) {
-            return root.list_checkpoints(file);
+            return Ok(root.list_checkpoints(file)?);
         }
         let inside = root.resolve(&path)?;
         let content = q.content.as_deref() != Some("0");
@@ -407,8 +407,10 @@ pub async fn contents_put(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // Parsed in the user's blocking slot too: a large body is work.
-    let (created, model) =
-        with_root(&s, &user, move |root| root.save(&path, parse_body(&body)?)).await?;
+    let (created, model) = with_root(&s, &user, move |root| {
+        Ok(root.save(&path, parse_body(&body)?)?)
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -451,7 +453,7 @@ pub async fn contents_patch(
     let to = req
         .path
         .ok_or_else(|| ApiError::BadRequest("PATCH needs the new path".into()))?;
-    with_root(&s, &user, move |root| root.rename(&path, &to))
+    with_root(&s, &user, move |root| Ok(root.rename(&path, &to)?))
         .await
         .map(Json)
 }
@@ -462,8 +464,8 @@ pub async fn contents_delete(
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     with_root(&s, &user, move |root| match checkpoint_route(&path) {
-        Some((file, Some(id))) => root.delete_checkpoint(file, id),
-        _ => root.delete(&path),
+        Some((file, Some(id))) => Ok(root.delete_checkpoint(file, id)?),
+        _ => Ok(root.delete(&path)?),
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

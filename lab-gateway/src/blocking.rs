@@ -8,11 +8,21 @@
 //! user's stuck calls never take threads from anyone else.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
+/// Why blocking work did not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockingError {
+    #[error("the gateway is stopping")]
+    Stopping,
+    /// The work panicked (a bug; logged at the edge).
+    #[error("a blocking task failed: {0}")]
+    Failed(#[source] tokio::task::JoinError),
+}
 
 pub struct Blocking {
     per_user: usize,
@@ -34,7 +44,7 @@ impl Blocking {
     }
 
     fn semaphore(&self, user: &str) -> Arc<Semaphore> {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut users = self.users.lock();
         users
             .entry(user.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_user)))
@@ -46,20 +56,20 @@ impl Blocking {
     pub async fn run<T: Send + 'static>(
         &self,
         user: &str,
-        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, BlockingError> {
         let permit = self
             .semaphore(user)
             .acquire_owned()
             .await
-            .map_err(|_| ApiError::Unavailable("the gateway is stopping".into()))?;
+            .map_err(|_| BlockingError::Stopping)?;
         tokio::task::spawn_blocking(move || {
             let result = work();
             drop(permit);
             result
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))?
+        .map_err(BlockingError::Failed)
     }
 }
 
@@ -77,8 +87,8 @@ mod tests {
             let (b, stuck) = (b.clone(), stuck.clone());
             tokio::spawn(async move {
                 b.run("mallory", move || {
-                    let _ = stuck.lock().unwrap().recv();
-                    Ok(())
+                    // Held until the test lets go (the sender drops).
+                    let _released = stuck.lock().recv();
                 })
                 .await
             });
@@ -86,9 +96,9 @@ mod tests {
         // Mallory's third call waits for a slot; Bob's runs at once.
         let third = {
             let b = b.clone();
-            tokio::spawn(async move { b.run("mallory", || Ok(3)).await })
+            tokio::spawn(async move { b.run("mallory", || 3).await })
         };
-        let bob = tokio::time::timeout(Duration::from_secs(5), b.run("bob", || Ok(7)))
+        let bob = tokio::time::timeout(Duration::from_secs(5), b.run("bob", || 7))
             .await
             .expect("bob is not held up by mallory");
         assert_eq!(bob.unwrap(), 7);

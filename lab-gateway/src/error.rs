@@ -50,12 +50,11 @@ impl From<crate::kernels::StartError> for ApiError {
             E::Refused(refusal) => ApiError::Refused(refusal),
             // An operator's mistake: logged, not shown.
             E::BadSpec { .. } => ApiError::Internal(e.to_string()),
-            E::Cancelled => ApiError::Conflict(e.to_string()),
+            E::Cancelled | E::IdTaken(_) => ApiError::Conflict(e.to_string()),
             E::Launch { .. }
             | E::NotReady { .. }
             | E::Exited { .. }
             | E::NotRecorded(_)
-            | E::Folder(_)
             | E::StillQueued { .. } => ApiError::Unavailable(e.to_string()),
         }
     }
@@ -81,6 +80,41 @@ impl From<crate::scheduling::QuotaError> for ApiError {
             E::Invalid(_) => ApiError::BadRequest(e.to_string()),
             E::Store(store) => store.into(),
             E::Unreadable(_) | E::Encode(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::contents::ContentsError> for ApiError {
+    fn from(e: crate::contents::ContentsError) -> Self {
+        use crate::contents::ContentsError as E;
+        match e {
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::Exists(_) => ApiError::Conflict(e.to_string()),
+            E::Outside(_) => ApiError::Forbidden(e.to_string()),
+            E::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            E::TooLarge(_) => ApiError::TooLarge(e.to_string()),
+            E::Io(_) | E::Encode(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::blocking::BlockingError> for ApiError {
+    fn from(e: crate::blocking::BlockingError) -> Self {
+        match e {
+            crate::blocking::BlockingError::Stopping => ApiError::Unavailable(e.to_string()),
+            crate::blocking::BlockingError::Failed(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::sessions::SessionError> for ApiError {
+    fn from(e: crate::sessions::SessionError) -> Self {
+        use crate::sessions::SessionError as E;
+        match e {
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::NoPath => ApiError::BadRequest(e.to_string()),
+            E::Start(start) => start.into(),
+            E::Kernel(kernel) => kernel.into(),
         }
     }
 }

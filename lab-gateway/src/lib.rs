@@ -63,6 +63,24 @@ pub struct AppState {
     pub channels: Arc<ws::Channels>,
 }
 
+impl AppState {
+    /// The state of a gateway over `store` and `kernels`, with every limit at
+    /// its default (`lab serve` then sets what its config says).
+    pub fn new(store: Store, kernels: Arc<KernelManager>, users_root: std::path::PathBuf) -> Self {
+        AppState {
+            store,
+            kernels,
+            sessions: Default::default(),
+            users_root,
+            no_auth: false,
+            started: timefmt::iso(chrono::Utc::now()),
+            caps: Default::default(),
+            blocking: Default::default(),
+            channels: Default::default(),
+        }
+    }
+}
+
 /// The HTTP routes, without a listener (tests call it directly too).
 pub fn app(state: AppState) -> Router {
     let body_limit = state.caps.request_body;

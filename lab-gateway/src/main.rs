@@ -180,18 +180,14 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
     let state = AppState {
-        store,
-        kernels: kernels.clone(),
         sessions,
-        users_root: data.join("users"),
         no_auth: config.no_auth,
-        started: lab_gateway::timefmt::iso(chrono::Utc::now()),
         caps: config.caps,
-        blocking: Default::default(),
         channels: Arc::new(lab_gateway::ws::Channels::new(
             config.limits,
             Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
         )),
+        ..AppState::new(store, kernels.clone(), data.join("users"))
     };
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");

@@ -5,7 +5,7 @@
 //! [`Snapshot`] the kernel manager hands over, so they can never drift from
 //! the kernel table. This module knows no kernel types.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -29,7 +29,14 @@ pub struct Snapshot {
 pub struct ReasonLabels {
     /// Why: a short, fixed label (`StartError::reason`).
     pub reason: &'static str,
+    /// For a backend's failure, what failed there (`LaunchError::metric_label`:
+    /// `local`, `sandbox`, `kube`, `io`, …); empty otherwise.
+    pub backend: &'static str,
 }
+
+/// The reasons a launch fails for, shown at 0 before any failure so alerts
+/// on the series work from the start.
+const LAUNCH_FAILURE_REASONS: [&str; 4] = ["launch", "not_ready", "exited", "not_recorded"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KernelLabels {
@@ -93,6 +100,14 @@ impl Default for Metrics {
         let launch_seconds =
             Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
         let launch_failures = Family::<ReasonLabels, Counter>::default();
+        for reason in LAUNCH_FAILURE_REASONS {
+            launch_failures
+                .get_or_create(&ReasonLabels {
+                    reason,
+                    backend: "",
+                })
+                .inc_by(0);
+        }
         let culled = Counter::default();
         let replay_bytes = Gauge::default();
         registry.register(
@@ -132,7 +147,7 @@ impl Default for Metrics {
         );
         registry.register(
             "kernel_launch_failures",
-            "Admitted kernel starts that failed, by reason",
+            "Kernel launches that failed (starts and the warm pool's), by reason",
             launch_failures.clone(),
         );
         Metrics {
@@ -157,10 +172,11 @@ impl Metrics {
         self.bytes.get_or_create(labels).inc_by(bytes as u64);
     }
 
-    /// Counts a start that failed after admission, by why.
-    pub fn launch_failed(&self, reason: &'static str) {
+    /// Counts a launch that failed, by why (and, for a backend's failure,
+    /// what failed there).
+    pub fn launch_failed(&self, reason: &'static str, backend: &'static str) {
         self.launch_failures
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels { reason, backend })
             .inc();
     }
 
@@ -191,7 +207,7 @@ impl Metrics {
                 .set((g.memory_used_mb * 1024 * 1024) as i64);
         }
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = self.registry.lock();
         if encode(&mut out, &registry).is_err() {
             out.clear();
         }

@@ -14,7 +14,9 @@
 //! in `ws`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 /// A buffer the budget can shrink.
 pub trait Evict: Send + Sync {
@@ -64,7 +66,7 @@ impl Budget {
 
     /// Bytes held by every buffer together.
     pub fn total(&self) -> usize {
-        let total = self.inner.lock().unwrap_or_else(|e| e.into_inner()).total;
+        let total = self.inner.lock().total;
         usize::try_from(total).unwrap_or(0)
     }
 
@@ -72,7 +74,7 @@ impl Budget {
     /// (checked and counted under one lock, so concurrent opens cannot pass
     /// the limit together).
     pub fn register(&self, user: &str, session: Weak<dyn Evict>) -> Result<(), TooManySessions> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         let u = inner.users.entry(user.to_owned()).or_default();
         u.sessions.retain(|s| s.strong_count() > 0);
         let limit = self.limits.sessions_per_user;
@@ -94,7 +96,7 @@ impl Budget {
         // released: the last reference to a session may be one of them, and
         // its `Drop` charges the budget again.
         let mut upgraded: Vec<Arc<dyn Evict>> = Vec::new();
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         inner.apply(user, delta);
         let limits = self.limits;
         // Evict in one go down to 90%, so a flood does not scan on every message.
@@ -174,16 +176,16 @@ mod tests {
 
     impl Evict for Fake {
         fn held(&self) -> usize {
-            self.0.lock().unwrap().iter().sum()
+            self.0.lock().iter().sum()
         }
         fn evict_oldest(&self) -> usize {
-            self.0.lock().unwrap().pop_front().unwrap_or(0)
+            self.0.lock().pop_front().unwrap_or(0)
         }
     }
 
     impl Fake {
         fn push(&self, budget: &Budget, user: &str, n: usize) {
-            self.0.lock().unwrap().push_back(n);
+            self.0.lock().push_back(n);
             budget.charge(user, n as isize);
         }
     }

@@ -8,8 +8,9 @@
 //! server (it polls the settings' version).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::Mutex;
 
 use scheduler::Scheduler;
 use scheduler::admission::{Decision, Event, Grant, Millis, Request, Snapshot, Ticket, Tuning};
@@ -113,8 +114,8 @@ impl Scheduling {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler> {
-        self.sched.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Scheduler> {
+        self.sched.lock()
     }
 
     pub fn cluster(&self) -> Cluster {
@@ -144,19 +145,13 @@ impl Scheduling {
             cpus,
         };
         let kernel = req.kernel;
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kernel, owner);
+        self.owners.lock().insert(kernel, owner);
         let (decision, events) = self.lock().request(req, now);
         match &decision {
             Decision::Admitted(grant) => self.opened(kernel, grant, now),
             Decision::Queued(_) => {}
             Decision::Refused(_) => {
-                self.owners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&kernel);
+                self.owners.lock().remove(&kernel);
             }
         }
         self.record(&events, now);
@@ -164,12 +159,7 @@ impl Scheduling {
     }
 
     fn opened(&self, kernel: uuid::Uuid, grant: &Grant, now: Millis) {
-        let owner = self
-            .owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&kernel)
-            .cloned();
+        let owner = self.owners.lock().get(&kernel).cloned();
         let Some(owner) = owner else { return };
         let row = UsageRow {
             kernel_id: kernel,
@@ -192,10 +182,7 @@ impl Scheduling {
             match e {
                 Event::Admitted { kernel, grant } => self.opened(*kernel, grant, now),
                 Event::Refused { kernel, .. } => {
-                    self.owners
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(kernel);
+                    self.owners.lock().remove(kernel);
                 }
                 Event::Reclaim { .. } => {}
             }
@@ -205,10 +192,7 @@ impl Scheduling {
     /// A kernel ended or a queued start was cancelled. Idempotent.
     pub fn release(&self, kernel: uuid::Uuid, now: Millis) -> Vec<Event> {
         let events = self.lock().release(kernel, now);
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&kernel);
+        self.owners.lock().remove(&kernel);
         if let Err(e) = self.store.ledger_end(kernel, now) {
             tracing::error!(kernel_id = %kernel, error = %e, "cannot close usage");
         }

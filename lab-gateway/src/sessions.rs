@@ -7,14 +7,28 @@
 //! finds its kernel (and its variables) instead of starting another.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
-use crate::kernels::{Kernel, KernelManager, StartRequest};
+use crate::kernels::{Kernel, KernelError, KernelManager, StartError, StartRequest};
 use crate::store::{SessionRow, Store, User};
+
+/// Why a session request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("Session not found: {0}")]
+    NotFound(String),
+    #[error("a session needs a path")]
+    NoPath,
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
 
 #[derive(Clone)]
 struct Session {
@@ -103,7 +117,7 @@ impl Sessions {
         };
         let running: HashMap<uuid::Uuid, Arc<Kernel>> =
             kernels.all().into_iter().map(|k| (k.id, k)).collect();
-        let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_id.write();
         for row in rows {
             match running.get(&row.kernel_id) {
                 Some(kernel) => {
@@ -140,10 +154,10 @@ impl Sessions {
         }
     }
 
-    fn visible(&self, user: &User, id: &str) -> Result<Session, ApiError> {
-        let not_found = || ApiError::NotFound(format!("Session not found: {id}"));
+    fn visible(&self, user: &User, id: &str) -> Result<Session, SessionError> {
+        let not_found = || SessionError::NotFound(id.to_owned());
         let id: uuid::Uuid = id.parse().map_err(|_| not_found())?;
-        let map = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        let map = self.by_id.read();
         match map.get(&id) {
             Some(s) if s.owner == user.name || user.is_admin() => Ok(s.clone()),
             _ => Err(not_found()),
@@ -154,7 +168,7 @@ impl Sessions {
     pub fn list(&self, user: &User, kernels: &Arc<KernelManager>) -> Vec<Value> {
         let live: std::collections::HashSet<uuid::Uuid> =
             kernels.all().iter().map(|k| k.id).collect();
-        let mut map = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_id.write();
         map.retain(|id, s| {
             let alive = live.contains(&s.kernel.id);
             if !alive {
@@ -168,7 +182,7 @@ impl Sessions {
             .collect()
     }
 
-    pub fn get(&self, user: &User, id: &str) -> Result<Value, ApiError> {
+    pub fn get(&self, user: &User, id: &str) -> Result<Value, SessionError> {
         Ok(self.visible(user, id)?.model())
     }
 
@@ -177,14 +191,14 @@ impl Sessions {
         user: &User,
         kernels: &Arc<KernelManager>,
         req: SessionRequest,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, SessionError> {
         let path = req
             .path
             .or(req.notebook.and_then(|n| n.path))
-            .ok_or_else(|| ApiError::BadRequest("a session needs a path".into()))?;
+            .ok_or(SessionError::NoPath)?;
         // Jupyter Server returns the existing session for the same path.
         {
-            let map = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+            let map = self.by_id.read();
             if let Some(s) = map
                 .values()
                 .find(|s| s.owner == user.name && s.path == path)
@@ -219,10 +233,7 @@ impl Sessions {
         };
         let model = session.model();
         self.keep(&session);
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(session.id, session);
+        self.by_id.write().insert(session.id, session);
         Ok(model)
     }
 
@@ -232,7 +243,7 @@ impl Sessions {
         kernels: &Arc<KernelManager>,
         id: &str,
         req: SessionRequest,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, SessionError> {
         let mut s = self.visible(user, id)?;
         if let Some(p) = req.path.or(req.notebook.and_then(|n| n.path)) {
             s.path = p;
@@ -265,10 +276,7 @@ impl Sessions {
         }
         let model = s.model();
         self.keep(&s);
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(s.id, s);
+        self.by_id.write().insert(s.id, s);
         Ok(model)
     }
 
@@ -277,12 +285,9 @@ impl Sessions {
         user: &User,
         kernels: &Arc<KernelManager>,
         id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), SessionError> {
         let s = self.visible(user, id)?;
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&s.id);
+        self.by_id.write().remove(&s.id);
         self.forget(s.id);
         if kernels.get_for(user, &s.kernel.id.to_string()).is_ok() {
             kernels.shutdown(&s.kernel).await?;

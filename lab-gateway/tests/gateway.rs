@@ -119,7 +119,11 @@ async fn a_kernel_starts_executes_over_the_websocket_interrupts_restarts_and_sto
     // Interrupt a looping cell through REST; variables survive.
     let (msg_id, text) = execute_request("loop { x += 0; }");
     ws.send(Message::Text(text.into())).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The loop runs once the kernel says it is busy with it.
+    wait_msg(&mut ws, |m| {
+        m["msg_type"] == "execute_input" && m["parent_header"]["msg_id"] == msg_id.as_str()
+    })
+    .await;
     let r = g
         .http
         .post(format!("{}/api/kernels/{id}/interrupt", g.base))
@@ -128,16 +132,11 @@ async fn a_kernel_starts_executes_over_the_websocket_interrupts_restarts_and_sto
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    loop {
-        let Some(Ok(Message::Text(t))) = ws.next().await else {
-            panic!()
-        };
-        let m: Value = serde_json::from_str(&t).unwrap();
-        if m["msg_type"] == "execute_reply" && m["parent_header"]["msg_id"] == msg_id.as_str() {
-            assert_eq!(m["content"]["ename"], "KeyboardInterrupt");
-            break;
-        }
-    }
+    let reply = wait_msg(&mut ws, |m| {
+        m["msg_type"] == "execute_reply" && m["parent_header"]["msg_id"] == msg_id.as_str()
+    })
+    .await;
+    assert_eq!(reply["content"]["ename"], "KeyboardInterrupt");
     let (_, _, result) = run_cell(&mut ws, "x").await;
     assert_eq!(result, "5");
 
@@ -146,7 +145,7 @@ async fn a_kernel_starts_executes_over_the_websocket_interrupts_restarts_and_sto
         .post(&format!("/api/kernels/{id}/restart"), &token, json!({}))
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Answered once the new process is ready; the open websocket follows it.
     let (_, _, result) = run_cell(&mut ws, "is_def_var(\"x\")").await;
     assert_eq!(result, "false");
 
@@ -212,16 +211,7 @@ async fn bad_frames_get_close_codes_and_other_clients_carry_on() {
     ] {
         let mut bad = connect(&g, &id, &token).await;
         bad.send(Message::Text(frame.into())).await.unwrap();
-        loop {
-            match bad.next().await {
-                Some(Ok(Message::Close(Some(f)))) => {
-                    assert_eq!(u16::from(f.code), code);
-                    break;
-                }
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
+        assert_eq!(close_code(&mut bad).await, Some(code));
     }
     let (reply, _, result) = run_cell(&mut good, "1 + 1").await;
     assert_eq!(
@@ -651,15 +641,12 @@ async fn a_reconnect_with_the_same_session_gets_every_line_exactly_once() {
     };
     // Read about a fifth of the output, then drop the socket without a goodbye.
     while lines.len() < 200 {
-        let Some(Ok(Message::Text(t))) = ws.next().await else {
-            panic!("closed early")
-        };
-        let m: Value = serde_json::from_str(&t).unwrap();
+        let m = next_msg(&mut ws).await;
         last_seen = m["header"]["msg_id"].as_str().unwrap().to_owned();
         read(&m, &mut lines);
     }
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Back at once: the new websocket replaces the stale one and resumes.
     let mut ws = connect_session(&g, &id, &token, session, Some(&last_seen)).await;
     loop {
         let next = tokio::time::timeout(Duration::from_secs(20), ws.next())
@@ -828,17 +815,7 @@ async fn kernelspec_resources_are_served_and_unknown_ones_are_404() {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        store,
-        kernels,
-        sessions: Default::default(),
-        users_root: data.path().join("users"),
-        no_auth: false,
-        started: "2026-01-01T00:00:00.000000Z".into(),
-        caps: Default::default(),
-        blocking: Default::default(),
-        channels: Default::default(),
-    };
+    let state = AppState::new(store, kernels, data.path().join("users"));
     tokio::spawn(run(listener, state, std::future::pending()));
     let http = reqwest::Client::new();
     let get = |path: &str| {
@@ -874,13 +851,7 @@ async fn oversized_binary_and_iopub_frames_are_refused_with_close_codes() {
     let id = g.start_kernel(&token, "academy-candle").await;
     let close_code = |mut ws: Ws, frame: Message| async move {
         ws.send(frame).await.unwrap();
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
+        close_code(&mut ws).await
     };
     let big = "x".repeat(lab_gateway::ws::MAX_FRAME + 1);
     let code = close_code(connect(&g, &id, &token).await, Message::Text(big.into())).await;

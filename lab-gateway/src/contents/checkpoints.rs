@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::error::ContentsError;
 use super::{CHECKPOINTS, Inside, Root, atomic_write, io, ts};
-use crate::error::ApiError;
 
 impl Root {
     fn checkpoint_file(p: &Inside) -> Inside {
@@ -19,7 +19,7 @@ impl Root {
         json!({"id": "checkpoint", "last_modified": ts(modified)})
     }
 
-    pub fn list_checkpoints(&self, api_path: &str) -> Result<Value, ApiError> {
+    pub fn list_checkpoints(&self, api_path: &str) -> Result<Value, ContentsError> {
         let cp = Self::checkpoint_file(&self.resolve(api_path)?);
         Ok(if self.exists(&cp) {
             json!([self.checkpoint_model(&cp)])
@@ -28,7 +28,7 @@ impl Root {
         })
     }
 
-    pub fn create_checkpoint(&self, api_path: &str) -> Result<Value, ApiError> {
+    pub fn create_checkpoint(&self, api_path: &str) -> Result<Value, ContentsError> {
         let p = self.resolve(api_path)?;
         let bytes = self.read(&p)?;
         let cp = Self::checkpoint_file(&p);
@@ -37,24 +37,24 @@ impl Root {
     }
 
     /// The checkpoint of `api_path` named `id`, if there is one.
-    fn checkpoint(&self, api_path: &str, id: &str) -> Result<(Inside, Inside), ApiError> {
+    fn checkpoint(&self, api_path: &str, id: &str) -> Result<(Inside, Inside), ContentsError> {
         let p = self.resolve(api_path)?;
         let cp = Self::checkpoint_file(&p);
         if id != "checkpoint" || !self.exists(&cp) {
-            return Err(ApiError::NotFound(format!(
+            return Err(ContentsError::NotFound(format!(
                 "no checkpoint {id:?} for {api_path:?}"
             )));
         }
         Ok((p, cp))
     }
 
-    pub fn restore_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ApiError> {
+    pub fn restore_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ContentsError> {
         let (p, cp) = self.checkpoint(api_path, id)?;
         let bytes = self.read(&cp)?;
         atomic_write(&self.dir, &p.0, &bytes).map_err(io)
     }
 
-    pub fn delete_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ApiError> {
+    pub fn delete_checkpoint(&self, api_path: &str, id: &str) -> Result<(), ContentsError> {
         let (_, cp) = self.checkpoint(api_path, id)?;
         self.dir.remove_file(&cp.0).map_err(io)
     }

@@ -22,9 +22,10 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use chrono::{DateTime, Utc};
 
-use crate::error::ApiError;
+pub use error::ContentsError;
 
 mod checkpoints;
+mod error;
 mod models;
 
 pub use models::ContentsRequest;
@@ -124,15 +125,15 @@ fn kind_of(meta: &cap_std::fs::Metadata) -> &'static str {
     }
 }
 
-fn io(e: std::io::Error) -> ApiError {
+fn io(e: std::io::Error) -> ContentsError {
     match e.kind() {
-        std::io::ErrorKind::NotFound => ApiError::NotFound("no such file or directory".into()),
-        std::io::ErrorKind::AlreadyExists => ApiError::Conflict("it already exists".into()),
+        std::io::ErrorKind::NotFound => ContentsError::NotFound("no such file or directory".into()),
+        std::io::ErrorKind::AlreadyExists => ContentsError::Exists("it already exists".into()),
         // cap-std's answer to a path that would leave the root.
         std::io::ErrorKind::PermissionDenied => {
-            ApiError::Forbidden("that path is outside your notebook folder".into())
+            ContentsError::Outside("that path is outside your notebook folder".into())
         }
-        _ => ApiError::Internal(e.to_string()),
+        _ => ContentsError::Io(e),
     }
 }
 
@@ -168,7 +169,7 @@ pub fn atomic_write(dir: &Dir, path: &Path, bytes: &[u8]) -> std::io::Result<()>
 impl Root {
     /// Opens (creating it if needed) the folder at `dir`. This is the one
     /// place a root is reached by its path; nothing beneath it ever is.
-    pub fn new(dir: PathBuf) -> Result<Root, ApiError> {
+    pub fn new(dir: PathBuf) -> Result<Root, ContentsError> {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let dir = Dir::open_ambient_dir(&dir, ambient_authority()).map_err(io)?;
         Ok(Root {
@@ -187,9 +188,9 @@ impl Root {
     /// deepest existing part lies outside the root through a symlink (the
     /// operation itself would refuse it too; this gives the clear error
     /// before anything is done).
-    pub fn resolve(&self, api_path: &str) -> Result<Inside, ApiError> {
+    pub fn resolve(&self, api_path: &str) -> Result<Inside, ContentsError> {
         let refused =
-            || ApiError::Forbidden(format!("path {api_path:?} is outside your notebook folder"));
+            || ContentsError::Outside(format!("path {api_path:?} is outside your notebook folder"));
         // API paths are relative to the root; an absolute one is refused.
         if api_path.starts_with('/') || api_path.starts_with('\\') || api_path.contains('\0') {
             return Err(refused());
@@ -236,11 +237,11 @@ impl Root {
     /// is refused before it is read: a FIFO (whose read would block until
     /// someone writes), a device node or a socket, or a file over the limit
     /// (a sparse file can claim terabytes).
-    pub fn read(&self, p: &Inside) -> Result<Vec<u8>, ApiError> {
+    pub fn read(&self, p: &Inside) -> Result<Vec<u8>, ContentsError> {
         use std::io::Read;
-        let refuse = |meta: &cap_std::fs::Metadata| -> Result<(), ApiError> {
+        let refuse = |meta: &cap_std::fs::Metadata| -> Result<(), ContentsError> {
             if !meta.is_file() {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ContentsError::Invalid(format!(
                     "{:?} is {}, not a regular file: the contents API reads only files and folders",
                     p.api_path(),
                     kind_of(meta)
@@ -276,8 +277,8 @@ impl Root {
         Ok(bytes)
     }
 
-    fn too_large(&self, p: &Inside, len: u64) -> ApiError {
-        ApiError::TooLarge(format!(
+    fn too_large(&self, p: &Inside, len: u64) -> ContentsError {
+        ContentsError::TooLarge(format!(
             "{:?} is {len} bytes, over the limit of {} bytes for reading through the contents API (limits.contents_file)",
             p.api_path(),
             self.max_file
@@ -285,12 +286,12 @@ impl Root {
     }
 
     /// Writes a whole file atomically, creating its folders.
-    pub fn write(&self, p: &Inside, bytes: &[u8]) -> Result<(), ApiError> {
+    pub fn write(&self, p: &Inside, bytes: &[u8]) -> Result<(), ContentsError> {
         let parent = p.parent();
         match self.dir.metadata(&parent.0) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ContentsError::Invalid(format!(
                     "{:?} is not a folder",
                     parent.api_path()
                 )));
@@ -328,7 +329,7 @@ mod tests {
             "link/new.ipynb",
         ] {
             assert!(
-                matches!(root.resolve(bad), Err(ApiError::Forbidden(_))),
+                matches!(root.resolve(bad), Err(ContentsError::Outside(_))),
                 "{bad}"
             );
         }
@@ -351,15 +352,18 @@ mod tests {
         let write_to = root.resolve("work/planted.txt").unwrap();
         std::fs::remove_dir(dir.path().join("alice/work")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("bob"), dir.path().join("alice/work")).unwrap();
-        assert!(matches!(root.read(&checked), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            root.read(&checked),
+            Err(ContentsError::Outside(_))
+        ));
         assert!(matches!(
             root.write(&write_to, b"x"),
-            Err(ApiError::Forbidden(_))
+            Err(ContentsError::Outside(_))
         ));
         assert!(!dir.path().join("bob/planted.txt").exists());
         assert!(matches!(
             root.model(&checked, true, None),
-            Err(ApiError::Forbidden(_))
+            Err(ContentsError::Outside(_))
         ));
     }
 

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 
+use super::error::ContentsError;
 use super::{Inside, Root, atomic_write, io, ts};
-use crate::error::ApiError;
 
 /// The body of PUT, POST and PATCH.
 #[derive(Debug, Default, Deserialize)]
@@ -29,7 +29,7 @@ impl Root {
         p: &Inside,
         content: bool,
         format: Option<&str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, ContentsError> {
         let meta = self.dir.metadata(&p.0).map_err(io)?;
         let path = p.api_path();
         let mut m = json!({
@@ -65,10 +65,10 @@ impl Root {
             m["type"] = json!("notebook");
             if content {
                 let text = String::from_utf8(self.read(p)?).map_err(|_| {
-                    ApiError::BadRequest(format!("{path} is not valid notebook JSON: not UTF-8"))
+                    ContentsError::Invalid(format!("{path} is not valid notebook JSON: not UTF-8"))
                 })?;
                 let nb: Value = serde_json::from_str(&text).map_err(|e| {
-                    ApiError::BadRequest(format!("{path} is not valid notebook JSON: {e}"))
+                    ContentsError::Invalid(format!("{path} is not valid notebook JSON: {e}"))
                 })?;
                 m["content"] = nb;
                 m["format"] = json!("json");
@@ -90,7 +90,7 @@ impl Root {
                         m["mimetype"] = json!("text/plain");
                     }
                     (Some("text"), Err(_)) => {
-                        return Err(ApiError::BadRequest(format!("{path} is not UTF-8 text")));
+                        return Err(ContentsError::Invalid(format!("{path} is not UTF-8 text")));
                     }
                     (_, Err(e)) => {
                         m["content"] =
@@ -105,10 +105,14 @@ impl Root {
     }
 
     /// PUT: saves a whole model. Returns (created?, model).
-    pub fn save(&self, api_path: &str, req: ContentsRequest) -> Result<(bool, Value), ApiError> {
+    pub fn save(
+        &self,
+        api_path: &str,
+        req: ContentsRequest,
+    ) -> Result<(bool, Value), ContentsError> {
         let p = self.resolve(api_path)?;
         if p.is_root() {
-            return Err(ApiError::BadRequest(
+            return Err(ContentsError::Invalid(
                 "cannot overwrite the root folder".into(),
             ));
         }
@@ -126,31 +130,30 @@ impl Root {
             "notebook" => {
                 let nb = req
                     .content
-                    .ok_or_else(|| ApiError::BadRequest("a notebook needs content".into()))?;
+                    .ok_or_else(|| ContentsError::Invalid("a notebook needs content".into()))?;
                 if nb.get("cells").is_none_or(|c| !c.is_array()) || nb.get("nbformat").is_none() {
-                    return Err(ApiError::BadRequest(
+                    return Err(ContentsError::Invalid(
                         "content is not an nbformat 4 notebook".into(),
                     ));
                 }
-                let text = serde_json::to_string_pretty(&nb)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let text = serde_json::to_string_pretty(&nb).map_err(ContentsError::Encode)?;
                 atomic_write(&self.dir, &p.0, format!("{text}\n").as_bytes()).map_err(io)?;
             }
             "file" => {
                 let content = req.content.unwrap_or(Value::String(String::new()));
-                let text = content
-                    .as_str()
-                    .ok_or_else(|| ApiError::BadRequest("file content must be a string".into()))?;
+                let text = content.as_str().ok_or_else(|| {
+                    ContentsError::Invalid("file content must be a string".into())
+                })?;
                 let bytes = match req.format.as_deref() {
                     Some("base64") => base64::engine::general_purpose::STANDARD
                         .decode(text.replace(['\n', '\r'], ""))
-                        .map_err(|e| ApiError::BadRequest(format!("invalid base64: {e}")))?,
+                        .map_err(|e| ContentsError::Invalid(format!("invalid base64: {e}")))?,
                     _ => text.as_bytes().to_vec(),
                 };
                 atomic_write(&self.dir, &p.0, &bytes).map_err(io)?;
             }
             other => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ContentsError::Invalid(format!(
                     "unknown content type {other:?}"
                 )));
             }
@@ -159,7 +162,7 @@ impl Root {
     }
 
     /// POST into a folder: a new untitled item, or a copy.
-    pub fn create(&self, dir_path: &str, req: ContentsRequest) -> Result<Value, ApiError> {
+    pub fn create(&self, dir_path: &str, req: ContentsRequest) -> Result<Value, ContentsError> {
         let dir = self.resolve(dir_path)?;
         if let Some(from) = req.copy_from.as_deref() {
             let src = self.resolve(from)?;
@@ -171,7 +174,7 @@ impl Root {
             return self.model(&target, false, None);
         }
         if !self.dir.is_dir(&dir.0) {
-            return Err(ApiError::NotFound(format!("no folder {dir_path:?}")));
+            return Err(ContentsError::NotFound(format!("no folder {dir_path:?}")));
         }
         let kind = req.kind.as_deref().unwrap_or("file");
         let target = match kind {
@@ -221,26 +224,28 @@ impl Root {
     }
 
     /// PATCH: renames or moves within the root.
-    pub fn rename(&self, from: &str, to: &str) -> Result<Value, ApiError> {
+    pub fn rename(&self, from: &str, to: &str) -> Result<Value, ContentsError> {
         let src = self.resolve(from)?;
         let dst = self.resolve(to)?;
         if src.is_root() || dst.is_root() {
-            return Err(ApiError::BadRequest("cannot move the root folder".into()));
+            return Err(ContentsError::Invalid("cannot move the root folder".into()));
         }
         if self.dir.symlink_metadata(&src.0).is_err() {
-            return Err(ApiError::NotFound(format!("no file {from:?}")));
+            return Err(ContentsError::NotFound(format!("no file {from:?}")));
         }
         if self.dir.symlink_metadata(&dst.0).is_ok() {
-            return Err(ApiError::Conflict(format!("{to:?} already exists")));
+            return Err(ContentsError::Exists(format!("{to:?} already exists")));
         }
         self.dir.rename(&src.0, &self.dir, &dst.0).map_err(io)?;
         self.model(&dst, false, None)
     }
 
-    pub fn delete(&self, api_path: &str) -> Result<(), ApiError> {
+    pub fn delete(&self, api_path: &str) -> Result<(), ContentsError> {
         let p = self.resolve(api_path)?;
         if p.is_root() {
-            return Err(ApiError::BadRequest("cannot delete the root folder".into()));
+            return Err(ContentsError::Invalid(
+                "cannot delete the root folder".into(),
+            ));
         }
         let meta = self.dir.symlink_metadata(&p.0).map_err(io)?;
         if meta.is_dir() {

@@ -45,9 +45,6 @@ pub enum StartError {
     /// It ran, but its record could not be written, so it was stopped.
     #[error("the kernel started but could not be recorded, so it was stopped: {0}")]
     NotRecorded(Arc<crate::store::StoreError>),
-    /// The user's folder could not be made.
-    #[error("cannot prepare the kernel's folder: {0}")]
-    Folder(Arc<std::io::Error>),
     /// Still waiting for a GPU when the caller could wait no longer.
     #[error(
         "kernel {id} is queued for a GPU at position {position}; GET /api/kernels/{id} shows when it starts"
@@ -55,6 +52,9 @@ pub enum StartError {
     StillQueued { id: uuid::Uuid, position: usize },
     #[error("cancelled")]
     Cancelled,
+    /// A start restored under an id that a kernel already has.
+    #[error("kernel {0} exists already")]
+    IdTaken(uuid::Uuid),
 }
 
 fn log_suffix(log: &str) -> String {
@@ -78,9 +78,9 @@ impl StartError {
             StartError::NotReady { .. } => "not_ready",
             StartError::Exited { .. } => "exited",
             StartError::NotRecorded(_) => "not_recorded",
-            StartError::Folder(_) => "folder",
             StartError::StillQueued { .. } => "still_queued",
             StartError::Cancelled => "cancelled",
+            StartError::IdTaken(_) => "id_taken",
         }
     }
 }

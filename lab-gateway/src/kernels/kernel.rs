@@ -6,9 +6,11 @@
 //! through its own bounded queue. This module knows nothing of websockets or
 //! of how a kernel is started; it is the model the others share.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
 use jupyter_protocol::ConnectionInfo;
@@ -27,12 +29,6 @@ use crate::wire::{Channel, RawMessage};
 /// Each subscriber has its own queue, freed as it reads: no ring of old messages
 /// stays alive, however large they were.
 const FANOUT: usize = 4096;
-
-/// Locks a mutex, taking the data even if a panicking thread poisoned it:
-/// every value kept behind these locks is whole after any single write.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Where a kernel is now; replaced on restart.
 #[derive(Debug, Clone)]
@@ -140,11 +136,11 @@ impl Kernel {
     }
 
     pub fn grant(&self) -> Option<Grant> {
-        lock(&self.grant).clone()
+        self.grant.lock().clone()
     }
 
     pub(crate) fn set_grant(&self, grant: Option<Grant>) {
-        *lock(&self.grant) = grant;
+        *self.grant.lock() = grant;
     }
 
     /// Whether the kernel holds GPUs.
@@ -157,15 +153,15 @@ impl Kernel {
     }
 
     pub fn owner(&self) -> String {
-        lock(&self.owner).clone()
+        self.owner.lock().clone()
     }
 
     pub(crate) fn set_owner(&self, owner: &str) {
-        *lock(&self.owner) = owner.to_owned();
+        *self.owner.lock() = owner.to_owned();
     }
 
     pub fn visible_to(&self, user: &User) -> bool {
-        user.is_admin() || *lock(&self.owner) == user.name
+        user.is_admin() || *self.owner.lock() == user.name
     }
 
     pub fn endpoint(&self) -> watch::Receiver<Endpoint> {
@@ -185,7 +181,7 @@ impl Kernel {
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::channel(FANOUT);
         let dropped = Arc::new(AtomicU64::new(0));
-        lock(&self.subscribers).push(Subscriber {
+        self.subscribers.lock().push(Subscriber {
             tx,
             dropped: dropped.clone(),
         });
@@ -196,7 +192,9 @@ impl Kernel {
     /// never wait on a client, so this waits for room rather than drop a status
     /// message; one stuck for a second loses the message and is told later.
     pub(crate) async fn publish(&self, msg: Arc<RawMessage>) {
-        let subs: Vec<(mpsc::Sender<Arc<RawMessage>>, Arc<AtomicU64>)> = lock(&self.subscribers)
+        let subs: Vec<(mpsc::Sender<Arc<RawMessage>>, Arc<AtomicU64>)> = self
+            .subscribers
+            .lock()
             .iter()
             .map(|s| (s.tx.clone(), s.dropped.clone()))
             .collect();
@@ -211,7 +209,7 @@ impl Kernel {
             }
         }
         if closed {
-            lock(&self.subscribers).retain(|s| !s.tx.is_closed());
+            self.subscribers.lock().retain(|s| !s.tx.is_closed());
         }
     }
 
@@ -224,14 +222,14 @@ impl Kernel {
             &self.id.to_string(),
             json!({"name": "stderr", "text": what.notice(channel)}),
         );
-        msg.parent_header = lock(&self.busy_parent).clone();
+        msg.parent_header = self.busy_parent.lock().clone();
         self.publish(Arc::new(msg)).await;
     }
 
     /// Notes the state a kernel's own status message announced.
     pub(crate) fn observe_status(&self, state: &str, parent: &bytes::Bytes) {
         if state == "busy" {
-            *lock(&self.busy_parent) = parent.clone();
+            *self.busy_parent.lock() = parent.clone();
         }
         self.set_state(state);
     }
@@ -239,7 +237,7 @@ impl Kernel {
     /// The Jupyter model of the kernel (`GET /api/kernels/{id}`).
     pub fn model(&self) -> Value {
         let grant = self.grant();
-        let a = lock(&self.activity);
+        let a = self.activity.lock();
         json!({
             "id": self.id.to_string(),
             "name": self.spec,
@@ -257,39 +255,39 @@ impl Kernel {
     }
 
     pub fn execution_state(&self) -> String {
-        lock(&self.activity).execution_state.clone()
+        self.activity.lock().execution_state.clone()
     }
 
     pub(crate) fn set_state(&self, state: &str) {
-        let mut a = lock(&self.activity);
+        let mut a = self.activity.lock();
         a.execution_state = state.to_owned();
         a.last_activity = Utc::now();
         a.idle_since = Instant::now();
     }
 
     pub fn touch(&self) {
-        let mut a = lock(&self.activity);
+        let mut a = self.activity.lock();
         a.last_activity = Utc::now();
         a.idle_since = Instant::now();
     }
 
     pub fn connection_opened(&self) {
-        lock(&self.activity).connections += 1;
+        self.activity.lock().connections += 1;
     }
 
     pub fn connection_closed(&self) {
-        let mut a = lock(&self.activity);
+        let mut a = self.activity.lock();
         a.connections = a.connections.saturating_sub(1);
     }
 
     pub fn connections(&self) -> usize {
-        lock(&self.activity).connections
+        self.activity.lock().connections
     }
 
     /// What the culler needs to know, read at once.
     pub(crate) fn activity(&self) -> ActivityView {
         let has_gpus = self.has_gpus();
-        let a = lock(&self.activity);
+        let a = self.activity.lock();
         ActivityView {
             state: a.execution_state.clone(),
             idle_for: a.idle_since.elapsed(),
@@ -301,16 +299,16 @@ impl Kernel {
     }
 
     pub(crate) fn set_warned(&self, at: Option<Instant>) {
-        lock(&self.activity).warned = at;
+        self.activity.lock().warned = at;
     }
 
     /// Keeps a task that lives as long as this process of the kernel.
     pub(crate) fn keep_task(&self, task: tokio::task::AbortHandle) {
-        lock(&self.tasks).push(task);
+        self.tasks.lock().push(task);
     }
 
     pub(crate) fn stop_tasks(&self) {
-        for t in lock(&self.tasks).drain(..) {
+        for t in self.tasks.lock().drain(..) {
             t.abort();
         }
     }
@@ -328,6 +326,11 @@ impl Kernel {
     /// Marks the kernel as shut down for good.
     pub(crate) fn retire(&self) {
         self.retired.send_replace(true);
+    }
+
+    /// Whether the kernel is shut down for good.
+    pub fn is_retired(&self) -> bool {
+        *self.retired.borrow()
     }
 
     /// Resolves once the kernel is shut down for good, or dropped; holds no

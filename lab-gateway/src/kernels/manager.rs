@@ -15,8 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use launch::Launcher;
 use scheduler::admission::{Event, Grant};
@@ -25,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::culler::{self, CullPolicy, Verdict};
 use super::error::KernelError;
-use super::kernel::{Kernel, lock};
+use super::kernel::Kernel;
 use super::notice::NoticeKind;
 use super::pool::Pool;
 use super::starts::{Start, StartState, Starts};
@@ -273,10 +275,10 @@ impl KernelManager {
     }
 
     /// Runs admission's clock, quota reloads and the idle culler, once a
-    /// second, and acts on admission's events and on kernels
-    /// that die.
+    /// second, and acts on admission's events and on kernels that die (their
+    /// GPUs go back here): a gateway that starts kernels must call it once.
     pub fn start_background(self: &Arc<Self>) {
-        let Some((mut events, mut deaths)) = lock(&self.background).take() else {
+        let Some((mut events, mut deaths)) = self.background.lock().take() else {
             return;
         };
         let me = self.clone();

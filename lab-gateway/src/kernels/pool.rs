@@ -7,10 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::kernel::{Kernel, lock};
+use parking_lot::Mutex;
+
+use super::kernel::Kernel;
 use super::supervisor::{LaunchRequest, Supervisor};
 use crate::kernel_client;
 use crate::wire::Channel;
@@ -33,7 +35,7 @@ impl Pool {
 
     /// How many ready kernels wait, by spec.
     pub fn counts(&self) -> BTreeMap<String, usize> {
-        let ready = lock(&self.ready);
+        let ready = self.ready.lock();
         self.sizes
             .keys()
             .map(|k| (k.clone(), ready.get(k).map_or(0, Vec::len)))
@@ -42,12 +44,13 @@ impl Pool {
 
     /// Takes a ready kernel of `spec`, if one waits.
     pub fn take(&self, spec: &str) -> Option<Arc<Kernel>> {
-        lock(&self.ready).get_mut(spec)?.pop()
+        self.ready.lock().get_mut(spec)?.pop()
     }
 
     /// Puts back a kernel taken but not handed over (its start was refused).
     pub fn put_back(&self, kernel: Arc<Kernel>) {
-        lock(&self.ready)
+        self.ready
+            .lock()
             .entry(kernel.spec.clone())
             .or_default()
             .push(kernel);
@@ -60,7 +63,7 @@ impl Pool {
             return;
         }
         for (spec, want) in &self.sizes {
-            while lock(&self.ready).get(spec).map_or(0, Vec::len) < *want {
+            while self.ready.lock().get(spec).map_or(0, Vec::len) < *want {
                 let launched = supervisor
                     .launch(LaunchRequest {
                         id: uuid::Uuid::new_v4(),
@@ -89,7 +92,7 @@ impl Pool {
     pub async fn close(&self, supervisor: &Supervisor) {
         // Waits for a fill in progress.
         *self.closed.lock().await = true;
-        let pooled: Vec<Arc<Kernel>> = lock(&self.ready).drain().flat_map(|(_, v)| v).collect();
+        let pooled: Vec<Arc<Kernel>> = self.ready.lock().drain().flat_map(|(_, v)| v).collect();
         for k in pooled {
             supervisor.stop(&k).await;
         }

@@ -137,7 +137,10 @@ impl KernelManager {
             pooled,
         );
         // Recorded before admission is asked, so its later events find it.
-        self.starts.wait(start.clone());
+        if !self.starts.wait(start.clone()) {
+            self.return_pooled(&start);
+            return Err(StartError::IdTaken(id));
+        }
         let request = Request {
             kernel: id,
             user: user.name.clone(),
@@ -159,9 +162,7 @@ impl KernelManager {
                 // The launch goes on in its own task: a pod may wait minutes for
                 // a node or an image, and a client that gives up must not abort
                 // a launch half way and leave its process and GPUs behind.
-                let me = self.clone();
-                let s = start.clone();
-                tokio::spawn(async move { me.launch(s, grant).await });
+                self.admitted(start.clone(), grant);
                 match start.wait(self.answer_after).await {
                     StartState::Started(k) => Ok(Started::Running(k)),
                     StartState::Failed(why) => Err(why),
@@ -197,28 +198,63 @@ impl KernelManager {
         }
     }
 
-    /// Cancels a start that waits.
-    pub fn cancel(self: &Arc<Self>, start: &Start) {
-        self.starts.remove_start(start);
+    /// Cancels a start that waits; `false` when it is no longer waiting (it
+    /// runs now: the caller shuts the kernel down instead).
+    ///
+    /// A start not admitted yet gives its place in the queue back at once.
+    /// One admitted is launching on its GPUs: its launch stops the kernel
+    /// and gives them back once its process is gone.
+    pub fn cancel(self: &Arc<Self>, start: &Start) -> bool {
+        if !self.starts.remove_start(start) {
+            return false;
+        }
         self.forget_queued(start.id);
         start.finish(StartState::Cancelled);
-        self.return_pooled(start);
-        self.release(start.id);
+        self.discard_pooled(start);
+        if !start.is_admitted() {
+            self.release(start.id);
+        }
+        true
     }
 
-    /// Puts the pool kernel a start set aside back, if it has one.
+    /// Puts back the pool kernel a start set aside: only for a start refused
+    /// at once, which admission never knew under that id.
     fn return_pooled(&self, start: &Start) {
         if let Some(k) = start.take_pooled() {
             self.pool.put_back(k);
         }
     }
 
+    /// Stops the pool kernel a start set aside, if it still has it: its id
+    /// was the start's, known to admission and to clients, so it is never
+    /// handed to anyone else.
+    fn discard_pooled(self: &Arc<Self>, start: &Start) {
+        if let Some(k) = start.take_pooled() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.supervisor.kill(&k).await;
+                me.fill_pool().await;
+            });
+        }
+    }
+
+    /// Admits a start and launches it in its own task (once, however often
+    /// admission says so).
+    pub(super) fn admitted(self: &Arc<Self>, start: Arc<Start>, grant: Grant) {
+        if start.admit() {
+            tokio::spawn(self.clone().launch(start, grant));
+        }
+    }
+
     /// Launches an admitted start and moves it to running.
     async fn launch(self: Arc<Self>, start: Arc<Start>, grant: Grant) {
         tracing::info!(kernel_id = %start.id, devices = ?grant.devices, "kernel admitted");
-        let result = self
-            .launch_admitted(&start, start.resources.sized(grant))
-            .await;
+        let result = if self.starts.is_waiting(&start) {
+            self.launch_admitted(&start, start.resources.sized(grant))
+                .await
+        } else {
+            Err(StartError::Cancelled)
+        };
         self.forget_queued(start.id);
         match result {
             Ok(kernel) => match self.starts.run(&start, kernel.clone()) {
@@ -236,9 +272,17 @@ impl KernelManager {
                     }
                 }
             },
+            // Cancelled before its process ran: nothing to stop, its GPUs go back.
+            Err(StartError::Cancelled) => {
+                tracing::info!(kernel_id = %start.id, "cancelled while it was being launched");
+                self.release(start.id);
+            }
             Err(e) => {
                 tracing::warn!(kernel_id = %start.id, reason = e.reason(), error = %e, "an admitted kernel failed to start");
-                self.metrics.launch_failed(e.reason());
+                if matches!(e, StartError::NotRecorded(_)) {
+                    // The supervisor counts the failures of its own launches.
+                    self.metrics.launch_failed(e.reason(), "");
+                }
                 self.starts.remove_start(&start);
                 self.release(start.id);
                 start.finish(StartState::Failed(e));
@@ -250,7 +294,7 @@ impl KernelManager {
     /// aside) and records it.
     async fn launch_admitted(
         self: &Arc<Self>,
-        start: &Start,
+        start: &Arc<Start>,
         grant: Grant,
     ) -> Result<Arc<Kernel>, StartError> {
         let cwd = self.users_root.join(&start.user.name);
@@ -284,13 +328,13 @@ impl KernelManager {
 
     async fn launch_cold(
         &self,
-        start: &Start,
+        start: &Arc<Start>,
         grant: &Grant,
         cwd: PathBuf,
     ) -> Result<Arc<Kernel>, StartError> {
         start.launching(resources_model(Some(grant)));
         let (progress, mut said) = mpsc::unbounded_channel::<String>();
-        let watched = Arc::downgrade(&self.starts.waiting(start.id).ok_or(StartError::Cancelled)?);
+        let watched = Arc::downgrade(start);
         // Ends when the launch drops its sender.
         tokio::spawn(async move {
             while let Some(p) = said.recv().await {
@@ -326,9 +370,7 @@ impl KernelManager {
         for event in events {
             match event {
                 Event::Admitted { kernel, grant } => match self.starts.waiting(kernel) {
-                    Some(s) => {
-                        tokio::spawn(self.clone().launch(s, grant));
-                    }
+                    Some(s) => self.admitted(s, grant),
                     None => {
                         tracing::info!(kernel_id = %kernel, "admitted after it was cancelled; releasing its GPUs");
                         self.release(kernel);
@@ -348,7 +390,7 @@ impl KernelManager {
                 Event::Refused { kernel, refusal } => {
                     self.forget_queued(kernel);
                     if let Some(s) = self.starts.waiting(kernel) {
-                        self.return_pooled(&s);
+                        self.discard_pooled(&s);
                         s.finish(StartState::Failed(StartError::Refused(refusal)));
                     }
                 }

@@ -8,7 +8,9 @@
 //! word on the start, never neither.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use scheduler::Ticket;
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::error::StartError;
-use super::kernel::{Kernel, lock};
+use super::kernel::Kernel;
 use super::resources::ResourceRequest;
 use crate::store::User;
 
@@ -61,6 +63,9 @@ pub struct Start {
     reclaim: Mutex<Option<Reclaim>>,
     /// A warm-pool kernel set aside for it (its id is the start's).
     pooled: Mutex<Option<Arc<Kernel>>>,
+    /// Set when admission admitted it: from then on its launch, not a
+    /// cancel, gives its GPUs back (once its process is gone).
+    admitted: std::sync::atomic::AtomicBool,
 }
 
 impl Start {
@@ -83,6 +88,7 @@ impl Start {
             phase: Mutex::new(Phase::Queued),
             reclaim: Mutex::new(None),
             pooled: Mutex::new(pooled),
+            admitted: Default::default(),
         })
     }
 
@@ -90,8 +96,27 @@ impl Start {
         self.state.borrow().clone()
     }
 
+    /// Ends the start's wait, unless it has ended already (a cancel is not
+    /// overwritten by a launch that finishes after it).
     pub(crate) fn finish(&self, state: StartState) {
-        self.state.send_replace(state);
+        self.state.send_if_modified(|now| {
+            let waiting = matches!(now, StartState::Waiting);
+            if waiting {
+                *now = state;
+            }
+            waiting
+        });
+    }
+
+    /// Marks the start admitted; `false` if it already was.
+    pub(crate) fn admit(&self) -> bool {
+        !self
+            .admitted
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.admitted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until the start leaves the queue, or `timeout` passes.
@@ -106,20 +131,20 @@ impl Start {
     }
 
     pub(crate) fn launching(&self, resources: Value) {
-        *lock(&self.phase) = Phase::Launching {
+        *self.phase.lock() = Phase::Launching {
             resources,
             progress: "starting the kernel".into(),
         };
     }
 
     pub(crate) fn progress(&self, said: String) {
-        if let Phase::Launching { progress, .. } = &mut *lock(&self.phase) {
+        if let Phase::Launching { progress, .. } = &mut *self.phase.lock() {
             *progress = said;
         }
     }
 
     pub(crate) fn take_pooled(&self) -> Option<Arc<Kernel>> {
-        lock(&self.pooled).take()
+        self.pooled.lock().take()
     }
 
     pub fn visible_to(&self, user: &User) -> bool {
@@ -137,7 +162,7 @@ impl Start {
                 resources,
                 progress,
             },
-        ) = (ticket, &state, lock(&self.phase).clone())
+        ) = (ticket, &state, self.phase.lock().clone())
         {
             return json!({
                 "id": self.id.to_string(),
@@ -183,28 +208,34 @@ pub struct Starts {
     entries: RwLock<HashMap<uuid::Uuid, Entry>>,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Starts {
-    /// Records a start, before admission is asked about it.
-    pub fn wait(&self, start: Arc<Start>) {
-        write(&self.entries).insert(start.id, Entry::Waiting(start));
+    /// Records a start, before admission is asked about it; `false` (and
+    /// nothing recorded) if its id is taken.
+    pub fn wait(&self, start: Arc<Start>) -> bool {
+        match self.entries.write().entry(start.id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Entry::Waiting(start));
+                true
+            }
+        }
+    }
+
+    /// Whether `start` is still the waiting entry under its id.
+    pub fn is_waiting(&self, start: &Start) -> bool {
+        matches!(self.entries.read().get(&start.id), Some(Entry::Waiting(s)) if std::ptr::eq(s.as_ref(), start))
     }
 
     /// Records a kernel that runs already (re-attached after a restart).
     pub fn running(&self, kernel: Arc<Kernel>) {
-        write(&self.entries).insert(kernel.id, Entry::Running(kernel));
+        self.entries
+            .write()
+            .insert(kernel.id, Entry::Running(kernel));
     }
 
     /// The waiting start `id`.
     pub fn waiting(&self, id: uuid::Uuid) -> Option<Arc<Start>> {
-        match read(&self.entries).get(&id) {
+        match self.entries.read().get(&id) {
             Some(Entry::Waiting(s)) => Some(s.clone()),
             _ => None,
         }
@@ -212,7 +243,7 @@ impl Starts {
 
     /// The running kernel `id`.
     pub fn kernel(&self, id: uuid::Uuid) -> Option<Arc<Kernel>> {
-        match read(&self.entries).get(&id) {
+        match self.entries.read().get(&id) {
             Some(Entry::Running(k)) => Some(k.clone()),
             _ => None,
         }
@@ -222,11 +253,11 @@ impl Starts {
     /// returns the reclaim that came while it launched. `Err` when the start
     /// is gone, so the caller stops the kernel.
     pub fn run(&self, start: &Start, kernel: Arc<Kernel>) -> Result<Option<Reclaim>, Arc<Kernel>> {
-        let mut entries = write(&self.entries);
+        let mut entries = self.entries.write();
         match entries.get(&start.id) {
             Some(Entry::Waiting(s)) if std::ptr::eq(s.as_ref(), start) => {
                 entries.insert(start.id, Entry::Running(kernel));
-                Ok(lock(&start.reclaim).take())
+                Ok(start.reclaim.lock().take())
             }
             _ => Err(kernel),
         }
@@ -235,11 +266,11 @@ impl Starts {
     /// The kernel to reclaim now, or `None` when it is still starting (the
     /// reclaim is left on the start) or unknown.
     pub fn reclaim(&self, id: uuid::Uuid, reclaim: Reclaim) -> Option<Arc<Kernel>> {
-        let entries = read(&self.entries);
+        let entries = self.entries.read();
         match entries.get(&id) {
             Some(Entry::Running(k)) => Some(k.clone()),
             Some(Entry::Waiting(s)) => {
-                *lock(&s.reclaim) = Some(reclaim);
+                *s.reclaim.lock() = Some(reclaim);
                 None
             }
             None => None,
@@ -248,7 +279,7 @@ impl Starts {
 
     /// Forgets the kernel `id` if it is this one.
     pub fn remove_kernel(&self, kernel: &Kernel) {
-        let mut entries = write(&self.entries);
+        let mut entries = self.entries.write();
         if let Some(Entry::Running(k)) = entries.get(&kernel.id)
             && std::ptr::eq(k.as_ref(), kernel)
         {
@@ -256,39 +287,40 @@ impl Starts {
         }
     }
 
-    /// Forgets a start if it is this one and still waiting.
-    pub fn remove_start(&self, start: &Start) {
-        let mut entries = write(&self.entries);
-        if let Some(Entry::Waiting(s)) = entries.get(&start.id)
-            && std::ptr::eq(s.as_ref(), start)
-        {
-            entries.remove(&start.id);
+    /// Forgets a start if it is this one and still waiting; `false` when it
+    /// is not (it runs already, or is gone).
+    pub fn remove_start(&self, start: &Start) -> bool {
+        let mut entries = self.entries.write();
+        match entries.get(&start.id) {
+            Some(Entry::Waiting(s)) if std::ptr::eq(s.as_ref(), start) => {
+                entries.remove(&start.id);
+                true
+            }
+            _ => false,
         }
     }
 
     /// Every running kernel, oldest first.
     pub fn kernels(&self) -> Vec<Arc<Kernel>> {
-        let mut v: Vec<Arc<Kernel>> = read(&self.entries)
-            .values()
-            .filter_map(|e| match e {
-                Entry::Running(k) => Some(k.clone()),
-                Entry::Waiting(_) => None,
-            })
-            .collect();
+        let mut v: Vec<Arc<Kernel>> = self.each(|e| match e {
+            Entry::Running(k) => Some(k.clone()),
+            Entry::Waiting(_) => None,
+        });
         v.sort_by_key(|k| k.created);
         v
     }
 
     /// Every waiting start, oldest first.
     pub fn starts(&self) -> Vec<Arc<Start>> {
-        let mut v: Vec<Arc<Start>> = read(&self.entries)
-            .values()
-            .filter_map(|e| match e {
-                Entry::Waiting(s) => Some(s.clone()),
-                Entry::Running(_) => None,
-            })
-            .collect();
+        let mut v: Vec<Arc<Start>> = self.each(|e| match e {
+            Entry::Waiting(s) => Some(s.clone()),
+            Entry::Running(_) => None,
+        });
         v.sort_by_key(|s| s.created);
         v
+    }
+
+    fn each<T>(&self, pick: impl Fn(&Entry) -> Option<T>) -> Vec<T> {
+        self.entries.read().values().filter_map(pick).collect()
     }
 }

@@ -136,14 +136,13 @@ impl Supervisor {
         launch.progress = r.progress.take();
         let spec = r.spec.to_owned();
         let started = std::time::Instant::now();
-        let launched = self
-            .launcher
-            .launch(launch)
-            .await
-            .map_err(|e| StartError::Launch {
+        let launched = self.launcher.launch(launch).await.map_err(|e| {
+            self.metrics.launch_failed("launch", e.metric_label());
+            StartError::Launch {
                 spec: spec.clone(),
                 source: Arc::new(e),
-            })?;
+            }
+        })?;
         let kernel = Kernel::new(
             r.id,
             r.user.to_owned(),
@@ -159,6 +158,8 @@ impl Supervisor {
             let alive = self.launcher.is_alive(&launched.locator).await;
             let log = self.launcher.log_tail(r.id, 2000).await;
             self.kill(&kernel).await;
+            self.metrics
+                .launch_failed(if alive { "not_ready" } else { "exited" }, "");
             return Err(if alive {
                 StartError::NotReady {
                     spec,
@@ -356,8 +357,9 @@ impl Supervisor {
     /// holds; the kernel's clients are told it is dead.
     pub async fn stop(&self, kernel: &Kernel) {
         let endpoint = kernel.current_endpoint();
-        self.stop_process(&endpoint, false).await;
+        // The monitor goes first: the exit asked for is not a death to report.
         kernel.stop_tasks();
+        self.stop_process(&endpoint, false).await;
         kernel.set_state("dead");
         kernel.announce("dead").await;
         self.launcher.cleanup(kernel.id, &endpoint.locator).await;
@@ -367,8 +369,8 @@ impl Supervisor {
     /// SIGKILL): for a kernel that must not outlive this call.
     pub async fn stop_surely(&self, kernel: &Kernel) {
         let endpoint = kernel.current_endpoint();
-        self.stop_process(&endpoint, false).await;
         kernel.stop_tasks();
+        self.stop_process(&endpoint, false).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.launcher.is_alive(&endpoint.locator).await {
             if tokio::time::Instant::now() >= deadline {
@@ -391,8 +393,10 @@ impl Supervisor {
         let old = kernel.current_endpoint();
         kernel.set_state("restarting");
         kernel.announce("restarting").await;
-        self.stop_process(&old, true).await;
+        // The monitor goes first: the old process's exit is no death (its
+        // GPUs stay with the kernel).
         kernel.stop_tasks();
+        self.stop_process(&old, true).await;
         self.launcher.cleanup(kernel.id, &old.locator).await;
         let owner = kernel.owner();
         let grant = kernel.grant();

@@ -77,17 +77,7 @@ async fn lab_on(
     let token = store.create_token("ada", "test").unwrap().1;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = crate::AppState {
-        store: store.clone(),
-        kernels: kernels.clone(),
-        sessions: Default::default(),
-        users_root: data.path().join("users"),
-        no_auth: false,
-        started: "2026-01-01T00:00:00.000000Z".into(),
-        caps: Default::default(),
-        blocking: Default::default(),
-        channels: Default::default(),
-    };
+    let state = crate::AppState::new(store.clone(), kernels.clone(), data.path().join("users"));
     tokio::spawn(crate::run(listener, state, std::future::pending()));
     Lab {
         kernels,
@@ -197,6 +187,31 @@ impl Lab {
         }
         out
     }
+}
+
+/// The gateway notice among what a subscriber got, waiting for it (other
+/// messages, a kernel's own statuses, are passed over).
+async fn next_notice(iopub: &mut super::Subscription) -> Value {
+    loop {
+        let m = tokio::time::timeout(WITHIN, iopub.rx.recv())
+            .await
+            .expect("no notice in time")
+            .expect("the kernel's messages ended");
+        if m.ids().1 == "display_data" {
+            return serde_json::from_slice(&m.content).unwrap();
+        }
+    }
+}
+
+/// The gateway notice already received, if any, without waiting (for
+/// paused time).
+fn notice_now(iopub: &mut super::Subscription) -> Option<Value> {
+    while let Ok(m) = iopub.rx.try_recv() {
+        if m.ids().1 == "display_data" {
+            return Some(serde_json::from_slice(&m.content).unwrap());
+        }
+    }
+    None
 }
 
 fn gpu_start(gpus: u32) -> Value {
@@ -320,10 +335,16 @@ async fn a_failed_launch_reaches_the_client_and_the_metric_with_its_reason() {
         "the kernel's log is quoted: {body}"
     );
     let metrics = lab.metrics().await;
-    for reason in ["launch", "exited"] {
-        let line = format!("lab_kernel_launch_failures_total{{reason=\"{reason}\"}} 1");
+    for (reason, backend) in [("launch", "fake"), ("exited", "")] {
+        let line = format!(
+            "lab_kernel_launch_failures_total{{reason=\"{reason}\",backend=\"{backend}\"}} 1"
+        );
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+    // Reasons that did not happen are there at 0, for alerts.
+    assert!(
+        metrics.contains("lab_kernel_launch_failures_total{reason=\"not_ready\",backend=\"\"} 0")
+    );
     // Both GPUs went back: a third start gets the one GPU.
     let (status, body) = lab.start(gpu_start(1)).await;
     assert_eq!(status, 201, "{body}");
@@ -362,11 +383,7 @@ async fn a_reclaimed_kernel_is_warned_then_stopped_and_its_gpu_freed() {
         for_group: "physics".into(),
         deadline: now_ms() + 50,
     }]);
-    let notice = tokio::time::timeout(WITHIN, iopub.rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let content: Value = serde_json::from_slice(&notice.content).unwrap();
+    let content = next_notice(&mut iopub).await;
     assert_eq!(content["data"][NOTICE_MIMETYPE]["kind"], "reclaim");
     assert!(
         content["data"]["text/plain"]
@@ -376,7 +393,14 @@ async fn a_reclaimed_kernel_is_warned_then_stopped_and_its_gpu_freed() {
     );
     lab.wait_model(&id.to_string(), |status, _| status == 404)
         .await;
-    assert_eq!(lab.launcher.running(), 0);
+    // Unlisted first, then stopped.
+    tokio::time::timeout(WITHIN, async {
+        while lab.launcher.running() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("its process is stopped");
     let (status, body) = lab.start(gpu_start(1)).await;
     assert_eq!(status, 201, "{body}");
 }
@@ -392,16 +416,18 @@ async fn an_idle_kernel_is_warned_then_culled_on_paused_time() {
     let lab = quiet_lab("", |k| k.with_cull(policy)).await;
     let (_, model) = lab.start(json!({"name": "fake"})).await;
     let id = model["id"].as_str().unwrap().to_owned();
+    // A cell run to its end: every message of the start is through, so
+    // nothing arriving late makes the kernel active again.
+    lab.run(&id, "last words").await;
     let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
     let mut iopub = kernel.subscribe();
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(3599)).await;
     lab.kernels.cull().await;
-    assert!(iopub.rx.try_recv().is_err(), "not idle for an hour yet");
+    assert!(notice_now(&mut iopub).is_none(), "not idle for an hour yet");
     tokio::time::advance(Duration::from_secs(1)).await;
     lab.kernels.cull().await;
-    let notice = iopub.rx.try_recv().expect("a warning");
-    let content: Value = serde_json::from_slice(&notice.content).unwrap();
+    let content = notice_now(&mut iopub).expect("a warning");
     assert_eq!(content["data"][NOTICE_MIMETYPE]["kind"], "cull");
     assert_eq!(content["data"][NOTICE_MIMETYPE]["seconds_left"], 60);
     tokio::time::advance(Duration::from_secs(59)).await;
@@ -429,10 +455,15 @@ async fn activity_after_a_cull_warning_calls_the_stop_off() {
     let lab = quiet_lab("", |k| k.with_cull(policy)).await;
     let (_, model) = lab.start(json!({"name": "fake"})).await;
     let id = model["id"].as_str().unwrap().to_owned();
+    lab.run(&id, "last words").await;
+    let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
+    let mut iopub = kernel.subscribe();
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(600)).await;
     lab.kernels.cull().await;
     tokio::time::resume();
+    let warning = notice_now(&mut iopub).expect("the kernel was warned");
+    assert_eq!(warning["data"][NOTICE_MIMETYPE]["kind"], "cull");
     assert_eq!(lab.run(&id, "still here").await, "still here\n");
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -495,6 +526,13 @@ async fn a_pooled_start_takes_the_pool_kernels_id_and_asks_admission_once() {
     assert_eq!(lab.run(id, "pooled").await, "pooled\n");
     let by_id = lab.kernels.scheduling().grant_of(id.parse().unwrap());
     assert!(by_id.is_some(), "admission knows it by its own id");
+    let admissions = lab.store.usage_between(0, now_ms() + 1000).unwrap();
+    assert_eq!(
+        admissions.len(),
+        1,
+        "admission was asked once: {admissions:?}"
+    );
+    assert_eq!(admissions[0].kernel_id.to_string(), id);
     // The pool refills behind it.
     tokio::time::timeout(WITHIN, async {
         while lab.launcher.launches() < pooled + 1 {
@@ -503,4 +541,87 @@ async fn a_pooled_start_takes_the_pool_kernels_id_and_asks_admission_once() {
     })
     .await
     .expect("the pool refills");
+}
+
+#[tokio::test]
+async fn a_start_deleted_while_it_launches_is_stopped_and_frees_its_gpu_only_then() {
+    let lab = lab("1x1 H100-80GB", |k| {
+        k.with_answer_after(Duration::from_millis(50))
+    })
+    .await;
+    lab.launcher.hold();
+    let (status, first) = lab.start(gpu_start(1)).await;
+    assert_eq!(status, 202, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let starting = lab
+        .wait_model(&first_id, |_, m| m["launch"]["progress"].is_string())
+        .await;
+    assert_eq!(starting["execution_state"], "starting");
+    let (status, second) = lab.start(gpu_start(1)).await;
+    assert_eq!(status, 202, "{second}");
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let (status, _) = lab
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/kernels/{first_id}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 204);
+    // Its launch still holds the GPU: the next start stays queued.
+    let (_, waiting) = lab
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/kernels/{second_id}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(waiting["execution_state"], "queued", "{waiting}");
+    lab.launcher.open();
+    // The deleted kernel is stopped once it runs; then the GPU moves on.
+    lab.wait_model(&second_id, |_, m| m["execution_state"] == "idle")
+        .await;
+    assert_eq!(lab.launcher.launches(), 2);
+    assert_eq!(
+        lab.launcher.running(),
+        1,
+        "the deleted start's kernel is gone"
+    );
+    assert_eq!(
+        lab.send(
+            reqwest::Method::GET,
+            &format!("/api/kernels/{first_id}"),
+            json!(null)
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_reclaim_that_comes_while_the_kernel_launches_applies_once_it_runs() {
+    let lab = lab("1x1 H100-80GB", |k| {
+        k.with_answer_after(Duration::from_millis(50))
+    })
+    .await;
+    lab.launcher.hold();
+    let (status, model) = lab.start(gpu_start(1)).await;
+    assert_eq!(status, 202, "{model}");
+    let id: uuid::Uuid = model["id"].as_str().unwrap().parse().unwrap();
+    lab.kernels.handle(vec![scheduler::Event::Reclaim {
+        kernel: id,
+        for_group: "physics".into(),
+        deadline: now_ms() + 3_000,
+    }]);
+    lab.launcher.open();
+    // It runs, then the reclaim left on its start stops it at the deadline
+    // (without it, it would run on).
+    lab.wait_model(&id.to_string(), |_, m| m["execution_state"] == "idle")
+        .await;
+    lab.wait_model(&id.to_string(), |status, _| status == 404)
+        .await;
+    assert_eq!(lab.launcher.launches(), 1);
+    let (status, body) = lab.start(gpu_start(1)).await;
+    assert_eq!(status, 201, "the GPU went back: {body}");
 }

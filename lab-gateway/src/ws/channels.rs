@@ -2,13 +2,16 @@
 //!
 //! The websocket layer owns this state: a kernel knows nothing of its
 //! websockets. An entry is made on a kernel's first websocket and dropped
-//! when the kernel is retired (shut down), which ends its sessions' pumps and
-//! closes its mux's sockets.
+//! when the kernel is retired (shut down): sessions no websocket holds end
+//! then, with their pumps, and the mux's sockets close once the last
+//! websocket lets go of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use super::mux::Mux;
 use super::rate::RateLimits;
@@ -40,10 +43,6 @@ impl Default for Channels {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Channels {
     /// Sessions whose iopub output is held to `limits`, buffered within `replay`.
     pub fn new(limits: RateLimits, replay: Arc<Budget>) -> Self {
@@ -61,17 +60,21 @@ impl Channels {
 
     /// The kernel's entry, made on first use; it goes when the kernel retires.
     fn of(self: &Arc<Self>, kernel: &Kernel) -> Arc<KernelChannels> {
-        let mut kernels = lock(&self.kernels);
+        let mut kernels = self.kernels.lock();
         if let Some(k) = kernels.get(&kernel.id) {
             return k.clone();
         }
         let entry = Arc::new(KernelChannels::default());
+        if kernel.is_retired() {
+            // A websocket of a kernel shut down meanwhile: served, not kept.
+            return entry;
+        }
         kernels.insert(kernel.id, entry.clone());
         let (registry, id, retired) = (Arc::downgrade(self), kernel.id, kernel.retirement());
         tokio::spawn(async move {
             retired.await;
             if let Some(registry) = registry.upgrade() {
-                lock(&registry.kernels).remove(&id);
+                registry.kernels.lock().remove(&id);
             }
         });
         entry
@@ -85,7 +88,7 @@ impl Channels {
         session_id: &str,
     ) -> Result<Arc<ChannelSession>, TooManySessions> {
         let entry = self.of(kernel);
-        let mut sessions = lock(&entry.sessions);
+        let mut sessions = entry.sessions.lock();
         if let Some(s) = sessions.get(session_id) {
             return Ok(s.clone());
         }
@@ -128,10 +131,10 @@ impl Channels {
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            let Some(entry) = lock(&registry.kernels).get(&kernel).cloned() else {
+            let Some(entry) = registry.kernels.lock().get(&kernel).cloned() else {
                 return;
             };
-            let mut sessions = lock(&entry.sessions);
+            let mut sessions = entry.sessions.lock();
             if let Some(s) = sessions.get(&session_id)
                 && s.attached.load(Ordering::SeqCst) == 0
             {

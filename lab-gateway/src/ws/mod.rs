@@ -107,7 +107,7 @@ pub async fn serve(
     session.attached.fetch_add(1, Ordering::SeqCst);
     session.notify.notify_waiters(); // tells a stale websocket it was replaced
     let mut cursor = {
-        let b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let b = session.buffer.lock();
         resume_after
             .as_deref()
             .and_then(|id| b.seq_after(id))
@@ -127,7 +127,7 @@ pub async fn serve(
                 ));
             }
             let (next, dropped) = {
-                let mut b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                let mut b = session.buffer.lock();
                 let dropped = std::mem::take(&mut b.dropped);
                 let dropped_parent = b.dropped_parent.take();
                 if let Some((first, _, _)) = b.items.front()
@@ -171,7 +171,7 @@ pub async fn serve(
                 break 'outer None;
             }
             cursor = seq + 1;
-            let mut b = session.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = session.buffer.lock();
             b.delivered = b.delivered.max(cursor);
         }
         let notified = session.notify.notified();

@@ -71,7 +71,7 @@ pub struct Mux {
     control: tokio::sync::Mutex<zeromq::DealerSendHalf>,
     stdin: tokio::sync::Mutex<zeromq::DealerSendHalf>,
     signer: Signer,
-    routes: Arc<std::sync::Mutex<Routes>>,
+    routes: Arc<parking_lot::Mutex<Routes>>,
     readers: Vec<tokio::task::AbortHandle>,
 }
 
@@ -94,7 +94,7 @@ impl Mux {
         let control = dealer(&ep.connection, Channel::Control, &identity, limits.control).await?;
         let stdin = dealer(&ep.connection, Channel::Stdin, &identity, limits.stdin).await?;
         let signer = Signer::new(&ep.connection.key);
-        let routes = Arc::new(std::sync::Mutex::new(Routes::default()));
+        let routes = Arc::new(parking_lot::Mutex::new(Routes::default()));
         let mut readers = Vec::with_capacity(3);
         let mut route_replies = |ch: Channel, socket: zeromq::DealerSocket| {
             let (tx, mut rx) = socket.split();
@@ -123,7 +123,7 @@ impl Mux {
                             continue;
                         }
                     };
-                    let to = routes.lock().unwrap_or_else(|e| e.into_inner()).route(&msg);
+                    let to = routes.lock().route(&msg);
                     match to {
                         Some(session) => session.push(ch, Arc::new(msg)),
                         None => {
@@ -160,7 +160,6 @@ impl Mux {
         if msg_type.ends_with("_request") {
             self.routes
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .insert(msg_id.to_owned(), Arc::downgrade(from));
         }
         let Ok(frames) = zeromq::ZmqMessage::try_from(msg.to_frames(&self.signer)) else {

@@ -17,12 +17,12 @@ use crate::wire::{Channel, RawMessage};
 
 /// The buffer of one session_id on one kernel.
 pub struct ChannelSession {
-    pub(super) buffer: std::sync::Mutex<Buffer>,
+    pub(super) buffer: parking_lot::Mutex<Buffer>,
     pub(super) notify: Notify,
     /// Incremented by each websocket that attaches; the others see they were replaced.
     pub(super) attachments: AtomicU64,
     pub(super) attached: AtomicU64,
-    pump: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    pump: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// The kernel's owner, whose share of the replay budget this buffer uses.
     user: String,
     budget: Arc<Budget>,
@@ -30,23 +30,23 @@ pub struct ChannelSession {
 
 impl Drop for ChannelSession {
     fn drop(&mut self) {
-        if let Some(p) = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(p) = self.pump.lock().take() {
             p.abort();
         }
-        let held = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).bytes;
+        let held = self.buffer.lock().bytes;
         self.budget.charge(&self.user, -(held as isize));
     }
 }
 
 impl Evict for ChannelSession {
     fn held(&self) -> usize {
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).bytes
+        self.buffer.lock().bytes
     }
 
     /// The oldest message goes; if no client had it yet, the cell is told
     /// (with the next message a client gets) that output was dropped.
     fn evict_oldest(&self) -> usize {
-        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self.buffer.lock();
         let Some((seq, _, msg)) = b.pop_front() else {
             return 0;
         };
@@ -76,7 +76,7 @@ impl ChannelSession {
 impl ChannelSession {
     pub(super) fn push(&self, channel: Channel, msg: Arc<RawMessage>) {
         let delta = {
-            let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = self.buffer.lock();
             let before = b.bytes as isize;
             b.push(channel, msg);
             b.bytes as isize - before
@@ -97,7 +97,7 @@ impl ChannelSession {
                 let lost = iopub.dropped.swap(0, Ordering::Relaxed);
                 let admitted = limiter.admit(&m);
                 if lost > 0 || !admitted {
-                    let mut b = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut b = s.buffer.lock();
                     b.dropped += lost + u64::from(!admitted);
                     b.dropped_parent = Some(m.parent_header.clone());
                 }
@@ -108,6 +108,6 @@ impl ChannelSession {
                 }
             }
         });
-        *self.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        *self.pump.lock() = Some(task.abort_handle());
     }
 }

@@ -95,15 +95,8 @@ async fn start_gateway_setup(
     let addr = listener.local_addr().unwrap();
     let state_kernels = kernels.clone();
     let state = AppState {
-        store: store.clone(),
-        kernels,
-        sessions: Default::default(),
-        users_root: data.path().join("users"),
-        no_auth: false,
-        started: "2026-01-01T00:00:00.000000Z".into(),
-        caps: Default::default(),
-        blocking: Default::default(),
         channels: Arc::new(lab_gateway::ws::Channels::new(limits, Default::default())),
+        ..AppState::new(store.clone(), kernels, data.path().join("users"))
     };
     tokio::spawn(run(listener, state, std::future::pending()));
     Gateway {
@@ -260,6 +253,46 @@ pub async fn connect_session(
         url.push_str(&format!("&resume_after={m}"));
     }
     tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next JSON message on the websocket; fails the test if none comes
+/// within 30 s or the socket closes.
+pub async fn next_msg(ws: &mut Ws) -> Value {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("no message for 30 s");
+        match next {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("websocket closed: {other:?}"),
+        }
+    }
+}
+
+/// Reads messages until one satisfies `pred`; returns it.
+pub async fn wait_msg(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let m = next_msg(ws).await;
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+/// The close code the server ends the websocket with (`None`: it ended
+/// without one), within 30 s.
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("no close within 30 s");
+        match next {
+            Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
 }
 
 pub fn execute_request(code: &str) -> (String, String) {

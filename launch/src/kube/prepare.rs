@@ -5,7 +5,8 @@
 //! made it.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -110,15 +111,12 @@ impl Prepared {
 
     /// Whether `what` is being prepared for the first time by this process.
     fn first_time(&self, what: String) -> bool {
-        self.done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(what)
+        self.done.lock().insert(what)
     }
 
     /// Forgets what was made, so the next start makes sure of it again
     /// (after a failure, another start may succeed where this one failed).
     pub(super) fn forget(&self) {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.done.lock().clear();
     }
 }

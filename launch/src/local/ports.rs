@@ -9,7 +9,7 @@ use crate::launcher::LaunchError;
 /// Ports handed to live kernels, process-wide: concurrent starts, even by two
 /// launchers in one process, must never share one.
 static RESERVED: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<u16>>>,
+    parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, Vec<u16>>>,
 > = std::sync::LazyLock::new(Default::default);
 
 /// Five free ports that no other live kernel of this gateway holds.
@@ -18,7 +18,7 @@ pub(super) async fn reserve(kernel_id: uuid::Uuid) -> Result<Vec<u16>, LaunchErr
         let ports = jupyter_zmq_client::peek_ports(IpAddr::V4(Ipv4Addr::LOCALHOST), 5)
             .await
             .map_err(|e| LocalError::Ports(e.to_string()))?;
-        let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reserved = RESERVED.lock();
         let taken = reserved.values().flatten().any(|p| ports.contains(p));
         let distinct = ports.iter().collect::<std::collections::HashSet<_>>().len() == ports.len();
         if !taken && distinct {
@@ -31,8 +31,5 @@ pub(super) async fn reserve(kernel_id: uuid::Uuid) -> Result<Vec<u16>, LaunchErr
 
 /// Frees the kernel's ports.
 pub(super) fn release(kernel_id: uuid::Uuid) {
-    RESERVED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&kernel_id);
+    RESERVED.lock().remove(&kernel_id);
 }
