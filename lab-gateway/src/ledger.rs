@@ -152,7 +152,11 @@ pub fn svg(rows: &[ReportRow], title: &str) -> String {
     }
     let top = totals.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
     let mut out = String::new();
-    draw(&mut out, &periods, &keys, rows, top, title);
+    if let Err(e) = draw(&mut out, &periods, &keys, rows, top, title) {
+        // The chart is a convenience: an empty one says the data is elsewhere.
+        tracing::warn!(error = %e, "cannot draw the usage chart");
+        out.clear();
+    }
     out_or_empty(out)
 }
 
@@ -163,11 +167,11 @@ fn draw(
     rows: &[ReportRow],
     top: f64,
     title: &str,
-) {
+) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     {
         let root = SVGBackend::with_string(out, (720, 360)).into_drawing_area();
-        let _ = root.fill(&WHITE);
+        root.fill(&WHITE)?;
         let n = periods.len().max(1);
         let chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
@@ -175,17 +179,15 @@ fn draw(
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..n as f64, 0f64..top);
-        let Ok(mut chart) = chart else {
-            return;
-        };
+        let mut chart = chart?;
         let labels = periods.to_vec();
-        let _ = chart
+        chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n.min(12))
             .x_label_formatter(&|x| labels.get(x.floor() as usize).cloned().unwrap_or_default())
             .y_desc("GPU-hours")
-            .draw();
+            .draw()?;
         let mut base = vec![0.0f64; periods.len()];
         for (ki, key) in keys.iter().enumerate() {
             let color = Palette99::pick(ki).to_rgba();
@@ -203,21 +205,23 @@ fn draw(
                     Some(rect)
                 })
                 .collect();
-            if let Ok(series) = chart.draw_series(bars) {
-                series.label(key.clone()).legend(move |(x, y)| {
+            chart
+                .draw_series(bars)?
+                .label(key.clone())
+                .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
-            }
         }
         if !keys.is_empty() {
-            let _ = chart
+            chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .draw();
+                .draw()?;
         }
-        let _ = root.present();
+        root.present()?;
     }
+    Ok(())
 }
 
 fn out_or_empty(out: String) -> String {

@@ -247,9 +247,18 @@ impl Launcher for LocalLauncher {
     }
 
     async fn cleanup(&self, kernel_id: uuid::Uuid, _locator: &KernelLocator) {
-        let _ = std::fs::remove_file(self.connection_file(kernel_id));
-        let _ = std::fs::remove_file(self.log_file(kernel_id));
-        let _ = std::fs::remove_dir_all(self.temp_dir(kernel_id));
+        let files = [
+            std::fs::remove_file(self.connection_file(kernel_id)),
+            std::fs::remove_file(self.log_file(kernel_id)),
+            std::fs::remove_dir_all(self.temp_dir(kernel_id)),
+        ];
+        // Gone already is fine (cleanup may run twice); anything else leaves
+        // a kernel's files behind, which is worth a line in the log.
+        for e in files.into_iter().filter_map(Result::err) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%kernel_id, error = %e, "cannot remove a kernel's files");
+            }
+        }
         ports::release(kernel_id);
     }
 

@@ -31,69 +31,74 @@ pub struct Report {
 }
 
 impl Report {
-    /// GPUs in use and queued starts over the term, as an SVG chart.
+    /// GPUs in use and queued starts over the term, as an SVG chart (empty
+    /// when it cannot be drawn; the text report has the same numbers).
     pub fn svg(&self) -> String {
-        use plotters::prelude::*;
         let mut out = String::new();
-        {
-            let root = SVGBackend::with_string(&mut out, (900, 360)).into_drawing_area();
-            let _ = root.fill(&WHITE);
-            let hours = self.hourly.len().max(1) as f64;
-            let top = self
-                .hourly
-                .iter()
-                .map(|(u, q)| (*u).max(*q))
-                .max()
-                .unwrap_or(0)
-                .max(self.capacity) as f64
-                * 1.1
-                + 1.0;
-            if let Ok(mut chart) = ChartBuilder::on(&root)
-                .caption(
-                    "GPUs in use and starts waiting, per hour",
-                    ("sans-serif", 18),
-                )
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(55)
-                .build_cartesian_2d(0f64..hours / 24.0 / 7.0, 0f64..top)
-            {
-                let _ = chart.configure_mesh().x_desc("week").draw();
-                let week = |h: usize| h as f64 / 24.0 / 7.0;
-                if let Ok(s) = chart.draw_series(LineSeries::new(
-                    self.hourly
-                        .iter()
-                        .enumerate()
-                        .map(|(h, (u, _))| (week(h), f64::from(*u))),
-                    BLUE,
-                )) {
-                    s.label("GPUs in use")
-                        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
-                }
-                if let Ok(s) = chart.draw_series(LineSeries::new(
-                    self.hourly
-                        .iter()
-                        .enumerate()
-                        .map(|(h, (_, q))| (week(h), f64::from(*q))),
-                    RED,
-                )) {
-                    s.label("starts waiting")
-                        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
-                }
-                let cap = f64::from(self.capacity);
-                let _ = chart.draw_series(LineSeries::new(
-                    [(0.0, cap), (hours / 24.0 / 7.0, cap)],
-                    BLACK.mix(0.4),
-                ));
-                let _ = chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw();
-            }
-            let _ = root.present();
+        if let Err(e) = self.draw(&mut out) {
+            tracing::warn!(error = %e, "cannot draw the simulation chart");
+            out.clear();
         }
         out
+    }
+
+    fn draw(&self, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+        use plotters::prelude::*;
+        let root = SVGBackend::with_string(out, (900, 360)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let hours = self.hourly.len().max(1) as f64;
+        let top = self
+            .hourly
+            .iter()
+            .map(|(u, q)| (*u).max(*q))
+            .max()
+            .unwrap_or(0)
+            .max(self.capacity) as f64
+            * 1.1
+            + 1.0;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "GPUs in use and starts waiting, per hour",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..hours / 24.0 / 7.0, 0f64..top)?;
+        chart.configure_mesh().x_desc("week").draw()?;
+        let week = |h: usize| h as f64 / 24.0 / 7.0;
+        chart
+            .draw_series(LineSeries::new(
+                self.hourly
+                    .iter()
+                    .enumerate()
+                    .map(|(h, (u, _))| (week(h), f64::from(*u))),
+                BLUE,
+            ))?
+            .label("GPUs in use")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(
+                self.hourly
+                    .iter()
+                    .enumerate()
+                    .map(|(h, (_, q))| (week(h), f64::from(*q))),
+                RED,
+            ))?
+            .label("starts waiting")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
+        let cap = f64::from(self.capacity);
+        chart.draw_series(LineSeries::new(
+            [(0.0, cap), (hours / 24.0 / 7.0, cap)],
+            BLACK.mix(0.4),
+        ))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
     }
 
     /// A plain-text summary for the terminal.
