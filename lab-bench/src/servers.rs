@@ -128,6 +128,15 @@ impl Server {
             bail!("lab user add: {}", String::from_utf8_lossy(&out.stderr));
         }
         let token = String::from_utf8(out.stdout)?.trim().to_owned();
+        // The benchmark is one user holding many kernels and websockets
+        // (P1's 100 clients, P5's 10,000 websockets): past the per-user
+        // limits that protect a shared lab (`[limits]`, README "Limits").
+        tokio::fs::write(
+            data.join("lab.toml"),
+            "[limits]\nkernels_per_user = 1000\nsessions_per_user = 20000\n",
+        )
+        .await
+        .context("writing the benchmark's lab.toml")?;
         let mut cmd = Command::new(&setup.lab);
         cmd.arg("serve")
             .arg("--data-dir")

@@ -54,15 +54,7 @@ pub async fn lab_on(
     configure: impl FnOnce(KernelManager) -> KernelManager,
 ) -> Lab {
     let cluster = scheduler::Cluster::parse(cluster).unwrap();
-    let scheduling = Arc::new(
-        Scheduling::new(
-            cluster,
-            store.clone(),
-            Default::default(),
-            Default::default(),
-        )
-        .unwrap(),
-    );
+    let scheduling = Arc::new(Scheduling::fresh(cluster, store.clone()));
     let manager = KernelManager::new(
         launcher.clone(),
         fake_specs(),

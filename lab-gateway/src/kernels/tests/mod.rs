@@ -203,6 +203,17 @@ async fn a_reclaimed_kernel_is_warned_then_stopped_and_its_gpu_freed() {
     assert_eq!(status, 201, "{body}");
 }
 
+/// A kernel that has gone quiet, and a subscription to what it is sent from
+/// now on. A cell run to its end first: every message of the start is
+/// through, so nothing arriving late makes the kernel active again.
+async fn idle_kernel(lab: &Lab) -> (String, super::Subscription) {
+    let (_, model) = lab.start(json!({"name": "fake"})).await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    lab.run(&id, "last words").await;
+    let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
+    (id, kernel.subscribe())
+}
+
 #[tokio::test]
 async fn an_idle_kernel_is_warned_then_culled_on_paused_time() {
     let real = std::time::Instant::now();
@@ -212,13 +223,7 @@ async fn an_idle_kernel_is_warned_then_culled_on_paused_time() {
         ..CullPolicy::default()
     };
     let lab = quiet_lab("", |k| k.with_cull(policy)).await;
-    let (_, model) = lab.start(json!({"name": "fake"})).await;
-    let id = model["id"].as_str().unwrap().to_owned();
-    // A cell run to its end: every message of the start is through, so
-    // nothing arriving late makes the kernel active again.
-    lab.run(&id, "last words").await;
-    let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
-    let mut iopub = kernel.subscribe();
+    let (_, mut iopub) = idle_kernel(&lab).await;
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(3599)).await;
     lab.kernels.cull().await;
@@ -251,11 +256,7 @@ async fn activity_after_a_cull_warning_calls_the_stop_off() {
         ..CullPolicy::default()
     };
     let lab = quiet_lab("", |k| k.with_cull(policy)).await;
-    let (_, model) = lab.start(json!({"name": "fake"})).await;
-    let id = model["id"].as_str().unwrap().to_owned();
-    lab.run(&id, "last words").await;
-    let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
-    let mut iopub = kernel.subscribe();
+    let (id, mut iopub) = idle_kernel(&lab).await;
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(600)).await;
     lab.kernels.cull().await;
