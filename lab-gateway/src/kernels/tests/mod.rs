@@ -424,3 +424,20 @@ async fn a_reclaim_that_comes_while_the_kernel_launches_applies_once_it_runs() {
     let (status, body) = lab.start(gpu_start(1)).await;
     assert_eq!(status, 201, "the GPU went back: {body}");
 }
+
+#[tokio::test]
+async fn a_kernel_that_dies_is_reported_dead_and_its_gpu_goes_back() {
+    let lab = lab("1x1 H100-80GB", |k| k).await;
+    let (_, model) = lab.start(gpu_start(1)).await;
+    let id = model["id"].as_str().unwrap().to_owned();
+    let (status, queued) = lab.start(gpu_start(1)).await;
+    assert_eq!(status, 202, "the one GPU is taken: {queued}");
+    let kernel = lab.kernels.get_for(&lab.user(), &id).unwrap();
+    lab.launcher.crash(&kernel.current_endpoint().locator);
+    lab.wait_model(&id, |_, m| m["execution_state"] == "dead")
+        .await;
+    // The monitor's word reaches admission: the queued start gets the GPU.
+    let next = queued["id"].as_str().unwrap();
+    lab.wait_model(next, |_, m| m["execution_state"] == "idle")
+        .await;
+}
