@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod assignments;
 pub mod auth;
 pub mod blocking;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod contents;
 pub mod courses;
+pub mod coursework;
 pub mod error;
 #[cfg(test)]
 pub mod fixtures;
@@ -61,13 +63,31 @@ pub struct AppState {
     /// Websocket channel sessions, and what they may buffer for clients
     /// that are away.
     pub channels: Arc<ws::Channels>,
+    /// Where assignments, submissions and graded notebooks are kept.
+    pub classroom: coursework::Files,
+    /// The grading queue (started by `lab serve`, or a test, with
+    /// `Grader::start`).
+    pub grader: Arc<coursework::Grader>,
 }
 
 impl AppState {
     /// The state of a gateway over `store` and `kernels`, with every limit at
     /// its default (`lab serve` then sets what its config says).
     pub fn new(store: Store, kernels: Arc<KernelManager>, users_root: std::path::PathBuf) -> Self {
+        let classroom = coursework::Files::beside(&users_root);
+        let grader = coursework::Grader::new(
+            coursework::Context {
+                store: store.clone(),
+                kernels: kernels.clone(),
+                files: classroom.clone(),
+                users_root: users_root.clone(),
+                group: Some(coursework::GRADING_GROUP.to_owned()),
+            },
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        );
         AppState {
+            classroom,
+            grader,
             store,
             kernels,
             sessions: Default::default(),
@@ -161,6 +181,57 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/courses/{course}/trainers/{user}",
             axum::routing::put(courses::add_trainer).delete(courses::remove_trainer),
+        )
+        .route("/api/assignments", get(assignments::engineer::list_all))
+        .route(
+            "/api/courses/{course}/assignments",
+            get(assignments::engineer::list),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}",
+            large_bodies(
+                get(assignments::engineer::get)
+                    .put(assignments::staff::import)
+                    .patch(assignments::staff::change),
+            ),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/fetch",
+            post(assignments::engineer::fetch),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/submissions",
+            large_bodies(
+                get(assignments::engineer::submissions).post(assignments::engineer::submit),
+            ),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/grade",
+            post(assignments::staff::regrade),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/gradebook",
+            get(assignments::staff::gradebook),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/source",
+            get(assignments::staff::source_notebook),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/extensions/{user}",
+            axum::routing::put(assignments::staff::extension),
+        )
+        .route(
+            "/api/submissions/{id}",
+            get(assignments::engineer::submission),
+        )
+        .route(
+            "/api/submissions/{id}/notebook",
+            get(assignments::engineer::submitted_notebook),
+        )
+        .route(
+            "/api/submissions/{id}/grades/{grade_id}",
+            axum::routing::put(assignments::staff::manual_grade),
         )
         .route("/api/admin/cluster", get(admin::cluster))
         .route("/api/admin/queue", get(admin::queue))

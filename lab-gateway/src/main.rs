@@ -189,6 +189,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         )),
         ..AppState::new(store, kernels.clone(), data.join("users"))
     };
+    // Gradings a stopped gateway left running go back in the queue.
+    state.grader.start().await;
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");
     }

@@ -18,6 +18,10 @@ pub struct StartRequest {
     /// GPUs and CPUs, beyond the kernelspec's defaults.
     #[serde(default)]
     pub resources: Option<ResourceRequest>,
+    /// A new process, never one from the warm pool (grading kernels).
+    /// Set by the gateway only: a client cannot send it.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 /// GPUs and CPUs a kernel asks for.
@@ -147,6 +151,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             resources,
+            fresh: false,
         }
     }
 

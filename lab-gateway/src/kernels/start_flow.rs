@@ -120,9 +120,10 @@ impl KernelManager {
         let resources = resources::resolve(&spec_name, Some(&spec.json), &req, lab_has_gpus)?;
         // A CPU start with nothing of its own to pass takes a ready kernel
         // from the pool, and the kernel's id with it.
-        let pooled = (id.is_none() && req.env.is_empty() && resources.gpu_count() == 0)
-            .then(|| self.pool.take(&spec_name))
-            .flatten();
+        let pooled =
+            (id.is_none() && !req.fresh && req.env.is_empty() && resources.gpu_count() == 0)
+                .then(|| self.pool.take(&spec_name))
+                .flatten();
         let id = pooled
             .as_ref()
             .map(|k| k.id)

@@ -11,7 +11,8 @@
 //!
 //! One file per job: `schema` (migrations), `users`, `tokens` (and login
 //! codes), `kernels` (kernels, sessions, queued starts), `sealing`,
-//! `ledger` (usage), `settings`, `courses`. This module holds the
+//! `ledger` (usage), `settings`, `courses`, `classroom` (assignments,
+//! submissions, gradings). This module holds the
 //! connection and the error type, and no SQL of its own but a ping.
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+mod classroom;
 mod courses;
 mod kernels;
 mod ledger;
@@ -28,6 +30,9 @@ mod settings;
 mod tokens;
 mod users;
 
+pub use classroom::{
+    AssignmentRow, GradingOutcome, GradingRow, GradingState, ManualGrade, SubmissionRow,
+};
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;

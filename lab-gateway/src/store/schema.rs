@@ -106,10 +106,82 @@ fn v1_add_missing_columns(tx: &rusqlite::Transaction) -> HookResult {
     Ok(())
 }
 
+/// Graded exercises (issue 15): assignments of a course, each engineer's
+/// extension, immutable submissions, and their gradings (a regrade adds a
+/// row beside the old one, never over it).
+const V2: &str = "
+CREATE TABLE assignments (
+    course TEXT NOT NULL,
+    name TEXT NOT NULL,
+    -- classroom::Policy as JSON: dates, late penalty, which submission
+    -- counts, when hidden results show, limits.
+    policy TEXT NOT NULL,
+    max_score REAL NOT NULL,
+    -- NULL while only the course's staff see it.
+    released TEXT,
+    -- When the staff published grades (hidden results then show).
+    published TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (course, name)
+);
+CREATE TABLE extensions (
+    course TEXT NOT NULL,
+    assignment TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    seconds INTEGER NOT NULL,
+    PRIMARY KEY (course, assignment, user_name),
+    FOREIGN KEY (course, assignment) REFERENCES assignments(course, name) ON DELETE CASCADE
+);
+CREATE TABLE submissions (
+    -- Random, so one cannot be guessed from another.
+    id TEXT PRIMARY KEY,
+    course TEXT NOT NULL,
+    assignment TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    -- The server's clock, never the client's.
+    submitted TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    FOREIGN KEY (course, assignment) REFERENCES assignments(course, name) ON DELETE CASCADE
+);
+CREATE INDEX submissions_by_user ON submissions(course, assignment, user_name, submitted);
+CREATE TABLE gradings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    submission TEXT NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
+    -- The fair queue serves courses in turn.
+    course TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'grading', 'graded', 'failed')),
+    reason TEXT,
+    -- Bumped each time a grader takes it; a result is recorded only by the
+    -- attempt that holds it, so nothing is graded twice.
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    -- classroom::CellScore list as JSON, and the rebuild's notes.
+    scores TEXT,
+    notes TEXT,
+    score REAL,
+    max_score REAL
+);
+CREATE INDEX gradings_queue ON gradings(state, id);
+CREATE INDEX gradings_by_submission ON gradings(submission, id);
+CREATE TABLE manual_grades (
+    submission TEXT NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
+    grade_id TEXT NOT NULL,
+    points REAL NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    grader TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (submission, grade_id)
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up_with_hook(V1, v1_add_missing_columns)
             .comment("the schema before versions, idempotent"),
+        M::up(V2).comment("assignments, submissions and gradings"),
     ])
 }
 
@@ -184,7 +256,7 @@ mod tests {
         let version: i64 = old
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
         let (role, resources): (String, String) = old
             .query_row(
                 "SELECT u.role, k.resources FROM users u JOIN kernels k ON k.owner = u.name",

@@ -98,6 +98,7 @@ async fn start_gateway_setup(
         channels: Arc::new(lab_gateway::ws::Channels::new(limits, Default::default())),
         ..AppState::new(store.clone(), kernels, data.path().join("users"))
     };
+    state.grader.start().await;
     tokio::spawn(run(listener, state, std::future::pending()));
     Gateway {
         kernels: state_kernels,

@@ -1,0 +1,233 @@
+//! The engineers' routes: the assignments they can do, their own copy,
+//! submitting, and their submissions with grading state and feedback.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use classroom::Notebook;
+use serde_json::{Value, json};
+
+use super::{policy, submission_for, views};
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::contents::Root;
+use crate::coursework::files::write_atomic;
+use crate::error::ApiError;
+use crate::store::SubmissionRow;
+
+/// `GET /api/assignments`: every assignment the caller can see (released
+/// ones; drafts too for the courses they teach), with their own state.
+pub async fn list_all(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    list_in(&s, &user, None)
+}
+
+/// `GET /api/courses/{course}/assignments`.
+pub async fn list(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(course): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    list_in(&s, &user, Some(&course))
+}
+
+fn list_in(
+    s: &AppState,
+    user: &crate::store::User,
+    course: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for row in s.store.assignments(course)? {
+        let staff = super::is_staff(s, user, &row.course)?;
+        if row.released.is_none() && !staff {
+            continue;
+        }
+        let p = policy(&row)?;
+        let mut v = views::assignment(&row, &p, None, staff);
+        v["mine"] = views::my_state(s, user, &row, &p)?;
+        out.push(v);
+    }
+    Ok(Json(json!(out)))
+}
+
+/// `GET /api/courses/{course}/assignments/{name}`.
+pub async fn get(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, assignment)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, staff) = super::visible(&s, &user, &course, &assignment)?;
+    let p = policy(&row)?;
+    let source = super::source(&s, &course, &assignment)?;
+    let mut v = views::assignment(&row, &p, Some(&source), staff);
+    v["mine"] = views::my_state(&s, &user, &row, &p)?;
+    Ok(Json(v))
+}
+
+/// Where an engineer's copy of an assignment lives in their folder.
+pub fn copy_path(course: &str, assignment: &str) -> String {
+    format!("{course}/{assignment}.ipynb")
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fetch {
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// `POST /api/courses/{course}/assignments/{name}/fetch`: the released
+/// notebook into the caller's folder at `COURSE/NAME.ipynb`. An existing
+/// copy is kept (409) unless `"overwrite": true`.
+pub async fn fetch(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, assignment)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (row, staff) = super::visible(&s, &user, &course, &assignment)?;
+    if row.released.is_none() && !staff {
+        return Err(super::not_found(&course, Some(&assignment)));
+    }
+    let req: Fetch = super::options(&body, "{\"overwrite\": BOOL}")?;
+    let bytes = std::fs::read(s.classroom.release(&course, &assignment))
+        .map_err(|e| ApiError::Internal(format!("the released notebook: {e}")))?;
+    let mine = Root::new(s.users_root.join(&user.name))?;
+    let target = mine.resolve(&copy_path(&course, &assignment))?;
+    if mine.exists(&target) && !req.overwrite {
+        return Err(ApiError::Conflict(format!(
+            "you already have {}: open it, or fetch with \"overwrite\": true to start again",
+            target.api_path()
+        )));
+    }
+    mine.write(&target, &bytes)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"path": target.api_path(), "type": "notebook"})),
+    ))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submit {
+    /// A notebook in the caller's folder; `COURSE/NAME.ipynb` by default.
+    path: Option<String>,
+    /// Or the notebook itself.
+    notebook: Option<Value>,
+}
+
+/// `POST /api/courses/{course}/assignments/{name}/submissions`: submits
+/// the caller's notebook. It is copied out of their folder at once, with
+/// the server's time, and queued for grading.
+pub async fn submit(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, assignment)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
+    if row.released.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "assignment {assignment:?} is not released yet"
+        )));
+    }
+    let p = policy(&row)?;
+    let now = Utc::now();
+    let extension = s
+        .store
+        .extension(&course, &assignment, &user.name)?
+        .map(chrono::Duration::seconds);
+    classroom::may_submit(&p.dates, extension, now)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
+    let bytes = match (req.path, req.notebook) {
+        (path, None) => {
+            let mine = Root::new(s.users_root.join(&user.name))?;
+            let path = path.unwrap_or_else(|| copy_path(&course, &assignment));
+            mine.read(&mine.resolve(&path)?)?
+        }
+        (None, Some(nb)) => {
+            serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give \"path\" or \"notebook\", not both".into(),
+            ));
+        }
+    };
+    let notebook = Notebook::parse(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let stored = notebook.to_bytes();
+    write_atomic(&s.classroom.submission(&id), &stored)
+        .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
+    let sub = SubmissionRow {
+        id: id.clone(),
+        course: course.clone(),
+        assignment: assignment.clone(),
+        user_name: user.name.clone(),
+        submitted: crate::timefmt::iso(now),
+        sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &stored)),
+    };
+    s.store.add_submission(&sub)?;
+    s.grader.wake();
+    tracing::info!(user = %user.name, %course, %assignment, submission = %id, "submitted");
+    Ok((
+        StatusCode::CREATED,
+        Json(views::submission(&s, &sub, false)?),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Whose {
+    user: Option<String>,
+}
+
+/// `GET /api/courses/{course}/assignments/{name}/submissions`: the
+/// caller's own; staff see everyone's (or one user's with `?user=`).
+pub async fn submissions(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, assignment)): Path<(String, String)>,
+    Query(q): Query<Whose>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, staff) = super::visible(&s, &user, &course, &assignment)?;
+    let whose = if staff {
+        q.user.as_deref()
+    } else {
+        Some(user.name.as_str())
+    };
+    let rows = s.store.submissions(&course, &assignment, whose)?;
+    let out = rows
+        .iter()
+        .map(|r| views::submission(&s, r, staff))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!(out)))
+}
+
+/// `GET /api/submissions/{id}`: state, queue position, scores and
+/// feedback, as the caller may see them.
+pub async fn submission(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, staff) = submission_for(&s, &user, &id)?;
+    Ok(Json(views::submission(&s, &row, staff)?))
+}
+
+/// `GET /api/submissions/{id}/notebook`: the notebook as submitted.
+pub async fn submitted_notebook(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, _) = submission_for(&s, &user, &id)?;
+    let bytes = std::fs::read(s.classroom.submission(&row.id))
+        .map_err(|e| ApiError::Internal(format!("the submitted notebook: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(v))
+}

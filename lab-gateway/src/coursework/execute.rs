@@ -1,0 +1,394 @@
+//! Runs a notebook's code cells in a grading kernel and collects their
+//! outputs as nbformat outputs, within the assignment's limits.
+//!
+//! This is the gateway acting as a Jupyter client (what nbclient does for
+//! nbgrader): one `execute_request` per cell on a shell DEALER, the cell's
+//! outputs from the kernel's iopub fan-out, done when both the reply and the
+//! `idle` status for it have come. The kernel runs an engineer's code, so
+//! everything it sends is untrusted: sockets carry the channel limits,
+//! output past the assignment's limit is cut with a note (errors and
+//! results are always kept, since they decide the points), and a cell past
+//! its timeout is interrupted, as nbgrader does (`interrupt_on_timeout`),
+//! and gets an error output when the kernel gives none.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use zeromq::{SocketRecv, SocketSend};
+
+use crate::kernel_client;
+use crate::kernels::{Kernel, KernelManager};
+use crate::wire::{Channel, RawMessage, Signer};
+
+/// What one grading may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub cell_timeout: Duration,
+    pub total_timeout: Duration,
+    /// Stream and display output kept per cell, in bytes.
+    pub output_bytes: usize,
+}
+
+/// One cell's run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CellRun {
+    pub outputs: Vec<Value>,
+    pub execution_count: Option<u64>,
+}
+
+/// How long an interrupted cell may take to stop before the kernel is
+/// taken as stuck.
+const AFTER_INTERRUPT: Duration = Duration::from_secs(10);
+
+/// Runs `cells` (index in the notebook, code) in order. Every cell gets a
+/// run: once the kernel is dead, stuck or out of total time, the rest get
+/// an error output saying so (and score nothing).
+pub async fn run_cells(
+    manager: &KernelManager,
+    kernel: &Arc<Kernel>,
+    cells: &[(usize, String)],
+    limits: Limits,
+) -> Vec<(usize, CellRun)> {
+    let deadline = Instant::now() + limits.total_timeout;
+    let mut runs = Vec::with_capacity(cells.len());
+    let mut client = match Client::connect(kernel).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot reach a grading kernel");
+            None
+        }
+    };
+    let mut broken: Option<&'static str> = None;
+    for (index, code) in cells {
+        if broken.is_none() && Instant::now() >= deadline {
+            broken = Some("the grading ran past the assignment's total time limit");
+        }
+        let Some(c) = client.as_mut().filter(|_| broken.is_none()) else {
+            let why = broken.unwrap_or("the grading kernel could not be reached");
+            runs.push((*index, failed_run("GradingStopped", why)));
+            continue;
+        };
+        let run = c.run(manager, kernel, code, limits, deadline).await;
+        match run {
+            Ok(run) => runs.push((*index, run)),
+            Err((run, why)) => {
+                runs.push((*index, run));
+                broken = Some(why);
+                client = None;
+            }
+        }
+    }
+    runs
+}
+
+fn failed_run(ename: &str, evalue: &str) -> CellRun {
+    CellRun {
+        outputs: vec![json!({
+            "output_type": "error",
+            "ename": ename,
+            "evalue": evalue,
+            "traceback": [format!("{ename}: {evalue}")],
+        })],
+        execution_count: None,
+    }
+}
+
+struct Client {
+    shell: zeromq::DealerSocket,
+    iopub: crate::kernels::Subscription,
+    signer: Signer,
+}
+
+impl Client {
+    async fn connect(kernel: &Kernel) -> Result<Client, String> {
+        let endpoint = kernel.current_endpoint();
+        let limits = kernel.message_limits();
+        // Subscribed before the first request, so no output is missed.
+        let iopub = kernel.subscribe();
+        let identity = format!("lab-grader-{}", uuid::Uuid::new_v4());
+        let shell = tokio::time::timeout(
+            Duration::from_secs(10),
+            kernel_client::dealer(
+                &endpoint.connection,
+                Channel::Shell,
+                identity.as_bytes(),
+                limits.shell,
+            ),
+        )
+        .await
+        .map_err(|_| "timed out connecting to its shell".to_owned())?
+        .map_err(|e| e.to_string())?;
+        Ok(Client {
+            shell,
+            iopub,
+            signer: Signer::new(&endpoint.connection.key),
+        })
+    }
+
+    /// Runs one cell. `Err` carries the cell's run and why no later cell
+    /// can run in this kernel.
+    async fn run(
+        &mut self,
+        manager: &KernelManager,
+        kernel: &Arc<Kernel>,
+        code: &str,
+        limits: Limits,
+        total_deadline: Instant,
+    ) -> Result<CellRun, (CellRun, &'static str)> {
+        let request = RawMessage::request(jupyter_protocol::ExecuteRequest {
+            silent: false,
+            store_history: true,
+            user_expressions: None,
+            allow_stdin: false,
+            stop_on_error: false,
+            ..jupyter_protocol::ExecuteRequest::new(code.to_owned())
+        });
+        let msg_id = request.ids().0.to_owned();
+        let mut out = Outputs::new(limits.output_bytes);
+        let sent = match zeromq::ZmqMessage::try_from(request.to_frames(&self.signer)) {
+            Ok(frames) => self.shell.send(frames).await.is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err((
+                failed_run("GradingStopped", "the grading kernel stopped answering"),
+                "the grading kernel stopped answering",
+            ));
+        }
+        let cell_deadline = (Instant::now() + limits.cell_timeout).min(total_deadline);
+        let mut deadline = cell_deadline;
+        let mut interrupted = false;
+        let (mut replied, mut idle) = (false, false);
+        let retired = kernel.retirement();
+        tokio::pin!(retired);
+        while !(replied && idle) {
+            tokio::select! {
+                msg = self.iopub.rx.recv() => {
+                    let Some(msg) = msg else {
+                        return Err((out.finish_with("DeadKernelError", "the kernel died"), "the grading kernel died"));
+                    };
+                    if msg.parent_msg_id().as_deref() != Some(msg_id.as_str()) {
+                        continue;
+                    }
+                    if out.take(&msg) {
+                        idle = true;
+                    }
+                }
+                reply = self.shell.recv() => match reply {
+                    Ok(frames) => {
+                        if let Ok(m) = RawMessage::from_frames(frames.into_vec(), &self.signer)
+                            && m.parent_msg_id().as_deref() == Some(msg_id.as_str())
+                        {
+                            replied = true;
+                            out.replied(&m);
+                        }
+                    }
+                    Err(e) if kernel_client::oversized(&e).is_some() => {}
+                    Err(_) => return Err((out.finish_with("DeadKernelError", "the kernel's shell closed"), "the grading kernel died")),
+                },
+                () = &mut retired => {
+                    return Err((out.finish_with("DeadKernelError", "the kernel died while the cell ran"), "the grading kernel died"));
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if interrupted {
+                        let why = "the cell did not stop after it was interrupted";
+                        return Err((out.finish_with("CellTimeoutError", why), "the grading kernel is stuck in a cell"));
+                    }
+                    interrupted = true;
+                    out.timed_out(limits.cell_timeout, deadline >= total_deadline);
+                    if let Err(e) = manager.interrupt(kernel).await {
+                        tracing::debug!(kernel_id = %kernel.id, error = %e, "a grading kernel's interrupt failed");
+                    }
+                    deadline = Instant::now() + AFTER_INTERRUPT;
+                }
+            }
+        }
+        Ok(out.finish())
+    }
+}
+
+/// A cell's outputs as they arrive, in nbformat's shape.
+struct Outputs {
+    outputs: Vec<Value>,
+    execution_count: Option<u64>,
+    budget: usize,
+    used: usize,
+    cut: bool,
+    timeout: Option<(Duration, bool)>,
+}
+
+impl Outputs {
+    fn new(budget: usize) -> Outputs {
+        Outputs {
+            outputs: Vec::new(),
+            execution_count: None,
+            budget,
+            used: 0,
+            cut: false,
+            timeout: None,
+        }
+    }
+
+    /// Takes one iopub message of the cell's; `true` when it is the idle
+    /// status that ends the cell.
+    fn take(&mut self, msg: &RawMessage) -> bool {
+        let msg_type = msg.ids().1.to_owned();
+        let Ok(content) = serde_json::from_slice::<Value>(&msg.content) else {
+            return false;
+        };
+        match msg_type.as_str() {
+            "status" => return content["execution_state"] == "idle",
+            "execute_input" => self.execution_count = content["execution_count"].as_u64(),
+            "clear_output" => {
+                self.outputs.clear();
+                self.used = 0;
+            }
+            "stream" => {
+                let name = content["name"].as_str().unwrap_or("stdout").to_owned();
+                let text = content["text"].as_str().unwrap_or("");
+                let text = self.within_budget(text);
+                if text.is_empty() {
+                    return false;
+                }
+                if let Some(last) = self.outputs.last_mut()
+                    && last["output_type"] == "stream"
+                    && last["name"] == name.as_str()
+                {
+                    let joined = format!("{}{}", last["text"].as_str().unwrap_or(""), text);
+                    last["text"] = Value::String(joined);
+                } else {
+                    self.outputs
+                        .push(json!({"output_type": "stream", "name": name, "text": text}));
+                }
+            }
+            "display_data" => {
+                let size = msg.content.len();
+                if self.used + size > self.budget {
+                    self.cut = true;
+                } else {
+                    self.used += size;
+                    self.outputs.push(json!({
+                        "output_type": "display_data",
+                        "data": content.get("data").cloned().unwrap_or_else(|| json!({})),
+                        "metadata": content.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    }));
+                }
+            }
+            // Results and errors decide the points: always kept.
+            "execute_result" => self.outputs.push(json!({
+                "output_type": "execute_result",
+                "data": content.get("data").cloned().unwrap_or_else(|| json!({})),
+                "metadata": content.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                "execution_count": content["execution_count"].as_u64().or(self.execution_count),
+            })),
+            "error" => self.outputs.push(json!({
+                "output_type": "error",
+                "ename": content["ename"].as_str().unwrap_or("Error"),
+                "evalue": content["evalue"].as_str().unwrap_or(""),
+                "traceback": content.get("traceback").cloned().unwrap_or_else(|| json!([])),
+            })),
+            _ => {}
+        }
+        false
+    }
+
+    /// The execute_reply: its execution count marks the cell as run even
+    /// when its iopub `execute_input` was missed.
+    fn replied(&mut self, reply: &RawMessage) {
+        if self.execution_count.is_none()
+            && let Ok(content) = serde_json::from_slice::<Value>(&reply.content)
+        {
+            self.execution_count = content["execution_count"].as_u64();
+        }
+    }
+
+    /// The part of `text` that fits in what is left of the budget.
+    fn within_budget<'t>(&mut self, text: &'t str) -> &'t str {
+        let room = self.budget.saturating_sub(self.used);
+        if text.len() <= room {
+            self.used += text.len();
+            return text;
+        }
+        self.cut = true;
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.used += end;
+        &text[..end]
+    }
+
+    fn timed_out(&mut self, limit: Duration, total: bool) {
+        self.timeout = Some((limit, total));
+    }
+
+    fn finish_with(mut self, ename: &str, evalue: &str) -> CellRun {
+        if !self.outputs.iter().any(|o| o["output_type"] == "error") {
+            self.outputs.extend(failed_run(ename, evalue).outputs);
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> CellRun {
+        if self.cut {
+            self.outputs.push(json!({
+                "output_type": "stream",
+                "name": "stdout",
+                "text": format!("\n[lab grader] output past the assignment's limit of {} bytes was cut\n", self.budget),
+            }));
+        }
+        if let Some((limit, total)) = self.timeout
+            && !self.outputs.iter().any(|o| o["output_type"] == "error")
+        {
+            let why = if total {
+                "the grading reached the assignment's total time limit in this cell".to_owned()
+            } else {
+                format!("the cell ran past its limit of {} s", limit.as_secs())
+            };
+            self.outputs
+                .extend(failed_run("CellTimeoutError", &why).outputs);
+        }
+        CellRun {
+            outputs: self.outputs,
+            execution_count: self.execution_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(msg_type: &str, content: Value) -> RawMessage {
+        RawMessage::new_in_session(msg_type, "k", content)
+    }
+
+    #[test]
+    fn output_past_the_limit_is_cut_but_the_error_is_kept() {
+        let mut out = Outputs::new(10);
+        out.take(&msg("stream", json!({"name": "stdout", "text": "0123456"})));
+        out.take(&msg(
+            "stream",
+            json!({"name": "stdout", "text": "789abcdef"}),
+        ));
+        out.take(&msg(
+            "error",
+            json!({"ename": "AssertionError", "evalue": "no", "traceback": []}),
+        ));
+        assert!(out.take(&msg("status", json!({"execution_state": "idle"}))));
+        let run = out.finish();
+        assert_eq!(run.outputs[0]["text"], "0123456789");
+        assert_eq!(run.outputs[1]["ename"], "AssertionError");
+        assert!(run.outputs[2]["text"].as_str().unwrap().contains("cut"));
+    }
+
+    #[test]
+    fn a_timed_out_cell_without_an_error_gets_one() {
+        let mut out = Outputs::new(100);
+        out.timed_out(Duration::from_secs(30), false);
+        let run = out.finish();
+        assert_eq!(run.outputs[0]["ename"], "CellTimeoutError");
+    }
+}

@@ -1,0 +1,132 @@
+//! One grading, from a queued row to recorded scores.
+//!
+//! 1. The notebook to run is rebuilt from the trainer's source: only the
+//!    engineer's answer cells come from the submission (`classroom`).
+//! 2. A fresh kernel is started through the scheduler (admission, quotas,
+//!    the sandbox) for a grading user of its own, `.grading-ID`: a name no
+//!    person can have (names never start with a dot), whose folder
+//!    `DATA/users/.grading-ID` is the kernel's scratch and all it may write.
+//!    The rebuilt notebook is *not* put there: it holds the hidden tests,
+//!    and answer cells run before them.
+//! 3. The code cells run in order within the assignment's limits
+//!    (`execute`); the outputs go into the rebuilt notebook, which is kept
+//!    beside the submission; `classroom::score` turns it into points.
+//! 4. The kernel is shut down and its scratch removed, whatever happened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use classroom::{Notebook, Policy, Source};
+
+use super::execute::{self, Limits};
+use super::files::{self, Files};
+use crate::kernels::{KernelManager, StartRequest};
+use crate::store::{GradingOutcome, GradingRow, Role, Store, User};
+
+/// What a grading needs of the gateway.
+pub struct Context {
+    pub store: Store,
+    pub kernels: Arc<KernelManager>,
+    pub files: Files,
+    pub users_root: std::path::PathBuf,
+    /// The quota group grading kernels are admitted in.
+    pub group: Option<String>,
+}
+
+/// Why a grading could not give a score. `Platform` failures are retried;
+/// the others are the submission's own (recorded as failed, with the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Platform(String),
+    #[error("{0}")]
+    Submission(String),
+}
+
+/// The owner of a grading's kernel: no person can have this name.
+pub fn grading_user(grading: i64, group: Option<String>) -> User {
+    User {
+        name: format!(".grading-{grading}"),
+        role: Role::Engineer,
+        group,
+    }
+}
+
+/// Grades `row` and says how it ended.
+pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, RunError> {
+    let platform =
+        |what: &str, e: &dyn std::fmt::Display| RunError::Platform(format!("{what}: {e}"));
+    let submission = cx
+        .store
+        .submission(&row.submission)
+        .map_err(|e| platform("cannot read the submission", &e))?
+        .ok_or_else(|| RunError::Submission("the submission is gone".into()))?;
+    let assignment = cx
+        .store
+        .assignment(&submission.course, &submission.assignment)
+        .map_err(|e| platform("cannot read the assignment", &e))?
+        .ok_or_else(|| RunError::Submission("the assignment is gone".into()))?;
+    let policy: Policy = serde_json::from_str(&assignment.policy)
+        .map_err(|e| platform("the assignment's policy does not parse", &e))?;
+    let source_bytes = std::fs::read(cx.files.source(&submission.course, &submission.assignment))
+        .map_err(|e| platform("cannot read the assignment's source notebook", &e))?;
+    let source = Source::parse(&source_bytes)
+        .map_err(|e| platform("the assignment's source notebook is invalid", &e))?;
+    let submitted = std::fs::read(cx.files.submission(&submission.id))
+        .map_err(|e| platform("cannot read the submitted notebook", &e))?;
+    let submitted = Notebook::parse(&submitted)
+        .map_err(|e| RunError::Submission(format!("the submitted notebook is invalid: {e}")))?;
+
+    let rebuilt = source.rebuild(&submitted);
+    let mut notebook = rebuilt.notebook;
+    let cells: Vec<(usize, String)> = notebook
+        .cells()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c["cell_type"] == "code")
+        .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
+        .collect();
+
+    let user = grading_user(row.id, cx.group.clone());
+    let scratch = cx.users_root.join(&user.name);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let request = StartRequest {
+        name: Some(source.language().kernel_name().to_owned()),
+        env: BTreeMap::new(),
+        resources: None,
+        fresh: true,
+    };
+    let kernel = cx
+        .kernels
+        .start_running(&user, request)
+        .await
+        .map_err(|e| platform("cannot start a grading kernel", &e))?;
+    let limits = Limits {
+        cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
+        total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
+        output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
+    };
+    let runs = execute::run_cells(&cx.kernels, &kernel, &cells, limits).await;
+    if let Err(e) = cx.kernels.shutdown(&kernel).await {
+        tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
+    }
+    if let Err(e) = std::fs::remove_dir_all(&scratch) {
+        tracing::debug!(path = %scratch.display(), error = %e, "a grading scratch folder was not removed");
+    }
+    for (index, run) in runs {
+        // nbgrader's LimitOutput (lines per stream, traceback entries).
+        let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);
+        notebook.set_outputs(index, outputs, run.execution_count);
+    }
+    files::write_atomic(&cx.files.graded(row.id), &notebook.to_bytes())
+        .map_err(|e| platform("cannot keep the graded notebook", &e))?;
+    let scores = classroom::score(&source, &notebook);
+    let (score, max_score, _complete) = classroom::total(&scores);
+    Ok(GradingOutcome::Graded {
+        scores: serde_json::to_string(&scores).unwrap_or_else(|_| "[]".into()),
+        notes: serde_json::to_string(&rebuilt.notes).unwrap_or_else(|_| "[]".into()),
+        score,
+        max_score,
+    })
+}
