@@ -1,7 +1,10 @@
 //! Small data sets for exercises: synthetic ones, and CSV files.
 //!
 //! Generators take a seed so a notebook gives the same data on every run,
-//! which lets tests assert on a trained model's loss and accuracy.
+//! which lets tests assert on a trained model's loss and accuracy. Each call
+//! has a generator of its own, seeded by that argument, not the session's
+//! (`manual_seed`, [`super::random`]): a data set does not change when a
+//! notebook draws more or fewer numbers before it.
 
 use std::rc::Rc;
 

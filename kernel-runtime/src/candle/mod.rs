@@ -7,12 +7,14 @@
 //! an interrupt never loses the work before it, unlike evcxr.
 //!
 //! The bindings are split by topic: [`tensor`] (creation, arithmetic,
-//! reductions, indexing, autograd), [`nn`] (layers, losses, optimisers),
-//! [`data`] (synthetic data sets and CSV) and [`show`] (rich displays,
-//! plots, progress bars).
+//! reductions, indexing, autograd), [`random`] (the session's seeded
+//! generator: `manual_seed`, `randn`, `rand`, layer initialisation), [`nn`]
+//! (layers, losses, optimisers), [`data`] (synthetic data sets and CSV) and
+//! [`show`] (rich displays, plots, progress bars).
 
 mod data;
 mod nn;
+mod random;
 mod show;
 mod tensor;
 
@@ -42,6 +44,9 @@ pub(crate) struct Session {
     pub interrupted: Arc<AtomicBool>,
     /// Counter for layer names and display ids.
     pub counter: RefCell<u64>,
+    /// Where every random number of the session comes from; `manual_seed`
+    /// replaces it.
+    pub rng: RefCell<random::Generator>,
 }
 
 impl Session {
@@ -119,6 +124,7 @@ pub fn build(device: DeviceChoice) -> Result<Built, String> {
         output: RefCell::new(None),
         interrupted: interrupted.clone(),
         counter: RefCell::new(0),
+        rng: RefCell::new(random::Generator::from_entropy()),
     });
     let mut rhai = Rhai::new();
     // No operation cap: cells may train for minutes. Interrupts stop them.
@@ -155,6 +161,7 @@ pub fn build(device: DeviceChoice) -> Result<Built, String> {
         });
     }
     tensor::register(&mut rhai, &session);
+    random::register(&mut rhai, &session);
     nn::register(&mut rhai, &session);
     data::register(&mut rhai, &session);
     show::register(&mut rhai, &session);
@@ -404,17 +411,11 @@ impl Engine for CandleEngine {
             let text = format!("{name}: {}\n{}", value.type_name(), show::describe(value));
             return Some(Media::new(vec![MediaType::Plain(text)]));
         }
-        #[allow(deprecated)]
-        let sigs: Vec<String> = self
-            .rhai
-            .gen_fn_signatures(false)
-            .into_iter()
-            .filter(|s| s.split('(').next() == Some(name))
-            .collect();
-        if sigs.is_empty() {
+        let help = function_help(&self.rhai, name);
+        if help.is_empty() {
             None
         } else {
-            Some(Media::new(vec![MediaType::Plain(sigs.join("\n"))]))
+            Some(Media::new(vec![MediaType::Plain(help.join("\n"))]))
         }
     }
 
@@ -435,6 +436,43 @@ impl Engine for CandleEngine {
             },
         }
     }
+}
+
+/// What Shift-Tab shows for a function: each signature of `name`, then the
+/// doc comments registered with it (`FuncRegistration::with_comments`).
+fn function_help(rhai: &Rhai, name: &str) -> Vec<String> {
+    let metadata = rhai
+        .gen_fn_metadata_to_json(false)
+        .ok()
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok());
+    let functions = metadata
+        .as_ref()
+        .and_then(|m| m["functions"].as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut signatures = Vec::new();
+    let mut docs = Vec::new();
+    for f in functions.iter().filter(|f| f["name"] == name) {
+        if let Some(sig) = f["signature"].as_str() {
+            signatures.push(sig.to_owned());
+        }
+        for block in f["docComments"].as_array().into_iter().flatten() {
+            let text: Vec<&str> = block
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.trim_start().trim_start_matches("///").trim_start())
+                .collect();
+            let text = text.join("\n");
+            if !docs.contains(&text) {
+                docs.push(text);
+            }
+        }
+    }
+    signatures.sort();
+    signatures.dedup();
+    signatures.extend(docs);
+    signatures
 }
 
 /// Names a cell declares before the cursor (`let x`, `const y`, `fn f`).

@@ -4,15 +4,20 @@
 //! their weights there, and an optimiser built from it updates them all.
 //! Optimisers are shared handles (`Rc<RefCell<…>>`) because Rhai copies
 //! values on assignment and a step must update the one optimiser.
+//!
+//! Layers never let candle create their weights (`VarBuilder` initialises
+//! from an unseeded generator): [`super::random::variable`] does, from the
+//! session's generator, so `manual_seed` fixes them.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use candle_core::{DType, Module, Tensor};
-use candle_nn::{AdamW, Optimizer as _, ParamsAdamW, SGD, VarBuilder, VarMap};
+use candle_core::{DType, Module, Tensor, Var};
+use candle_nn::{AdamW, Init, Optimizer as _, ParamsAdamW, SGD, VarMap};
 use rhai::{Array, Dynamic, Engine, INT, Map};
 
 use super::Session;
+use super::random;
 use super::tensor::{RResult, ScriptTensor, c, err, usize_of};
 
 #[derive(Clone)]
@@ -29,9 +34,18 @@ enum Opt {
 #[derive(Clone)]
 pub struct Optimizer(Rc<RefCell<Opt>>);
 
-fn vars_of(source: &Dynamic) -> RResult<Vec<candle_core::Var>> {
+/// A varmap's variables ordered by name: `VarMap::all_vars` follows a
+/// `HashMap`, whose order changes from run to run.
+fn sorted_vars(vm: &VarMap) -> Vec<Var> {
+    let vars = vm.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut named: Vec<(&String, &Var)> = vars.iter().collect();
+    named.sort_by_key(|(name, _)| *name);
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+fn vars_of(source: &Dynamic) -> RResult<Vec<Var>> {
     if let Some(p) = source.read_lock::<Params>() {
-        return Ok(p.0.all_vars());
+        return Ok(sorted_vars(&p.0));
     }
     if let Some(a) = source.read_lock::<Array>() {
         return a
@@ -86,7 +100,7 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
 
     engine.register_fn("varmap", || Params(VarMap::new()));
     engine.register_fn("params", |p: &mut Params| -> Array {
-        p.0.all_vars()
+        sorted_vars(&p.0)
             .into_iter()
             .map(|v| Dynamic::from(ScriptTensor::from_var(v)))
             .collect()
@@ -103,13 +117,33 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
 
     {
         let s = session.clone();
+        // The names and initialisations of `candle_nn::linear`: Kaiming-normal
+        // weights [out, in], biases uniform in ±1/√in. A name already in the
+        // varmap gives back its variables.
         let make = move |p: &Params, i: INT, o: INT, name: String| -> RResult<Linear> {
-            let vb = VarBuilder::from_varmap(&p.0, DType::F32, &s.device);
-            Ok(Linear(c(candle_nn::linear(
-                usize_of(i)?,
-                usize_of(o)?,
-                vb.pp(name),
-            ))?))
+            let (i, o) = (usize_of(i)?, usize_of(o)?);
+            if i == 0 {
+                return err("a linear layer needs at least one input");
+            }
+            let bound = 1.0 / (i as f64).sqrt();
+            let weight = c(random::variable(
+                &s,
+                &p.0,
+                &format!("{name}.weight"),
+                (o, i),
+                candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            ))?;
+            let bias = c(random::variable(
+                &s,
+                &p.0,
+                &format!("{name}.bias"),
+                o,
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ))?;
+            Ok(Linear(candle_nn::Linear::new(weight, Some(bias))))
         };
         let s2 = session.clone();
         let m2 = make.clone();

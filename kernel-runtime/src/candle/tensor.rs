@@ -381,32 +381,7 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
         to_shape(&s)?,
         d
     ))?);
-    with_dev!("randn", |d, s: Dynamic| c(Tensor::randn(
-        0f32,
-        1f32,
-        to_shape(&s)?,
-        d
-    ))?);
-    with_dev!("randn", |d, s: Dynamic, dt: &str| c(c(Tensor::randn(
-        0f32,
-        1f32,
-        to_shape(&s)?,
-        d
-    ))?
-    .to_dtype(parse_dtype(dt)?))?);
-    with_dev!("rand", |d, s: Dynamic| c(Tensor::rand(
-        0f32,
-        1f32,
-        to_shape(&s)?,
-        d
-    ))?);
-    with_dev!("rand", |d, s: Dynamic, dt: &str| c(c(Tensor::rand(
-        0f32,
-        1f32,
-        to_shape(&s)?,
-        d
-    ))?
-    .to_dtype(parse_dtype(dt)?))?);
+    // randn, rand, randn_like and randperm: see random.rs (the session's generator).
     with_dev!("arange", |d, n: INT| c(Tensor::arange(0i64, n, d))?);
     with_dev!("arange", |d, a: INT, b: INT| c(Tensor::arange(a, b, d))?);
     with_dev!("arange", |d, a: f64, b: f64, step: f64| c(
@@ -433,12 +408,6 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
         "ones_like",
         |t: &mut ScriptTensor| -> RResult<ScriptTensor> {
             Ok(ScriptTensor::new(c(t.t.ones_like())?))
-        },
-    );
-    engine.register_fn(
-        "randn_like",
-        |t: &mut ScriptTensor| -> RResult<ScriptTensor> {
-            Ok(ScriptTensor::new(c(t.t.randn_like(0.0, 1.0))?))
         },
     );
 
