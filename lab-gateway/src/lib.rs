@@ -75,16 +75,7 @@ impl AppState {
     /// its default (`lab serve` then sets what its config says).
     pub fn new(store: Store, kernels: Arc<KernelManager>, users_root: std::path::PathBuf) -> Self {
         let classroom = coursework::Files::beside(&users_root);
-        let grader = coursework::Grader::new(
-            coursework::Context {
-                store: store.clone(),
-                kernels: kernels.clone(),
-                files: classroom.clone(),
-                users_root: users_root.clone(),
-                group: Some(coursework::GRADING_GROUP.to_owned()),
-            },
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        );
+        let grader = Self::grader(&store, &kernels, &users_root, None, None);
         AppState {
             classroom,
             grader,
@@ -98,6 +89,38 @@ impl AppState {
             blocking: Default::default(),
             channels: Default::default(),
         }
+    }
+
+    /// Grades `parallel` submissions at once (default: the CPUs), in quota
+    /// group `group` (default [`coursework::GRADING_GROUP`]).
+    pub fn with_grading(mut self, parallel: Option<usize>, group: Option<String>) -> Self {
+        self.grader = Self::grader(
+            &self.store,
+            &self.kernels,
+            &self.users_root,
+            parallel,
+            group,
+        );
+        self
+    }
+
+    fn grader(
+        store: &Store,
+        kernels: &Arc<KernelManager>,
+        users_root: &std::path::Path,
+        parallel: Option<usize>,
+        group: Option<String>,
+    ) -> Arc<coursework::Grader> {
+        coursework::Grader::new(
+            coursework::Context {
+                store: store.clone(),
+                kernels: kernels.clone(),
+                files: coursework::Files::beside(users_root),
+                users_root: users_root.to_owned(),
+                group: Some(group.unwrap_or_else(|| coursework::GRADING_GROUP.to_owned())),
+            },
+            parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        )
     }
 }
 

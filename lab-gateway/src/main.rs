@@ -188,7 +188,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),
         )),
         ..AppState::new(store, kernels.clone(), data.join("users"))
-    };
+    }
+    .with_grading(config.grading.parallel, config.grading.group.clone());
     // Gradings a stopped gateway left running go back in the queue.
     state.grader.start().await;
     if config.no_auth {

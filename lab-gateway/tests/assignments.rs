@@ -240,6 +240,61 @@ async fn an_assignment_is_released_submitted_graded_and_explained_without_leaks(
     );
     assert!(csv.contains("ada,2,3,3.5,8.5,0,8.5,graded"), "{csv}");
 
+    // The same from a script: `lab assignment submit --wait`, `export`.
+    let nb_file = g.data.path().join("answer.ipynb");
+    std::fs::write(
+        &nb_file,
+        answered(&released, "let answer = 42;").to_string(),
+    )
+    .unwrap();
+    let lab = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"));
+        cmd.args(args).env_remove("LAB_TOKEN").env_remove("LAB_URL");
+        cmd.output()
+    };
+    let args = |token: &str, rest: &[&str]| -> Vec<String> {
+        ["assignment"]
+            .iter()
+            .chain(rest)
+            .map(|s| s.to_string())
+            .chain([
+                "--url".into(),
+                g.base.clone(),
+                "--token".into(),
+                token.into(),
+            ])
+            .collect()
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        lab(args(
+            &ada,
+            &["submit", "ml", "hw1", nb_file.to_str().unwrap(), "--wait"],
+        )),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("test_answer") && said.contains("hidden"),
+        "{said}"
+    );
+    let out = lab(args(&trainer, &["export", "ml", "hw1"])).await.unwrap();
+    let exported = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        exported.contains("ada,2,3,3.5,8.5,0,8.5,graded"),
+        "{exported}"
+    );
+    let out = lab(args(&ada, &["export", "ml", "hw1"])).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
     // Published: the engineer sees the hidden result now.
     g.send(
         Method::PATCH,

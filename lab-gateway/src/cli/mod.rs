@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::ServeArgs;
 
 mod accounts;
+mod assignments;
 mod execute;
 mod quotas;
 mod simulate;
@@ -57,6 +58,14 @@ pub enum Command {
         #[command(subcommand)]
         command: quotas::K8sCommand,
     },
+    /// Graded exercises through a gateway: import, release, publish,
+    /// grade, submit, export the gradebook.
+    Assignment {
+        #[command(subcommand)]
+        command: assignments::AssignmentCommand,
+        #[command(flatten)]
+        remote: assignments::Remote,
+    },
     /// Show, import and export every quota; set a user's own caps.
     Quota {
         #[command(subcommand)]
@@ -77,6 +86,7 @@ pub fn run(cli: Cli, serve: fn(ServeArgs) -> anyhow::Result<()>) -> anyhow::Resu
         Command::Simulate(args) => simulate::run(args),
         Command::K8s { command } => quotas::k8s(command),
         Command::Quota { command, data_dir } => quotas::quota(command, data_dir),
+        Command::Assignment { command, remote } => assignments::run(remote, command),
     }
 }
 

@@ -177,6 +177,20 @@ pub struct FileConfig {
     pub role_max_gpus: std::collections::BTreeMap<String, scheduler::Amount>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub grading: GradingFile,
+}
+
+/// `[grading]` in lab.toml: how many submissions are graded at once, and
+/// the quota group grading kernels are admitted in.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingFile {
+    /// At most this many grading kernels at once (default: the CPUs).
+    pub parallel: Option<usize>,
+    /// The quota group of grading kernels (default `grading`): give it a
+    /// guarantee to keep capacity for grading at a deadline.
+    pub group: Option<String>,
 }
 
 /// Settings after merging.
@@ -205,6 +219,7 @@ pub struct Config {
     pub keep_kernels: bool,
     /// See `KernelManager::with_orphan_timeout`.
     pub orphan_timeout: Option<Duration>,
+    pub grading: GradingFile,
 }
 
 /// Where kernels run.
@@ -404,6 +419,7 @@ impl Config {
             backend,
             keep_kernels: args.keep_kernels,
             orphan_timeout,
+            grading: file.grading.clone(),
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());
