@@ -55,7 +55,14 @@ struct Seen<'a> {
     retyped: bool,
 }
 
-pub(crate) fn rebuild(source: &Source, submission: &Notebook) -> Rebuilt {
+impl Source {
+    /// The notebook the grader runs for `submission` (this module's rules).
+    pub fn rebuild(&self, submission: &Notebook) -> Rebuilt {
+        rebuild(self, submission)
+    }
+}
+
+fn rebuild(source: &Source, submission: &Notebook) -> Rebuilt {
     let infos = source.cell_info();
     let by_id: HashMap<&str, usize> = infos
         .iter()

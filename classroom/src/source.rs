@@ -40,7 +40,6 @@ use crate::error::FormatError;
 use crate::markers::{self, HIDDEN_TESTS, Kind, MARK_SCHEME, MarkerError, SOLUTION};
 use crate::metadata::{self, Flags};
 use crate::notebook::{Language, Notebook, TEXT_STUB, cell_type_of, source_of};
-use crate::rebuild::{self, Rebuilt};
 
 /// Shortest line [`Source::secret_lines`] reports: shorter ones (`}`,
 /// `else:`, `pass`) appear in every program and would blank out feedback.
@@ -199,11 +198,6 @@ impl Source {
     /// hidden test and no mark scheme.
     pub fn release(&self) -> Notebook {
         self.released.clone()
-    }
-
-    /// The notebook the grader runs for `submission`; see [`crate::rebuild`].
-    pub fn rebuild(&self, submission: &Notebook) -> Rebuilt {
-        rebuild::rebuild(self, submission)
     }
 
     /// The non-trivial lines (trimmed, at least [`MIN_SECRET_CHARS`]
