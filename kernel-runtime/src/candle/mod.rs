@@ -10,8 +10,11 @@
 //! reductions, indexing, autograd), [`random`] (the session's seeded
 //! generator: `manual_seed`, `randn`, `rand`, layer initialisation), [`nn`]
 //! (layers, losses, optimisers), [`data`] (synthetic data sets and CSV) and
-//! [`show`] (rich displays, plots, progress bars).
+//! [`show`] (rich displays, plots, progress bars); [`check`] holds the
+//! checking functions tests call (`assert_eq`, `assert_close`, …), which no
+//! cell may redefine: no cell may define a function of a built-in's name.
 
+mod check;
 mod data;
 mod nn;
 mod random;
@@ -93,6 +96,9 @@ pub struct CandleEngine {
     library: AST,
     session: Rc<Session>,
     names: Vec<String>,
+    /// The built-in functions: no cell may define one of these names, so
+    /// what a test calls is what the kernel provides (`check`).
+    builtins: std::collections::HashSet<String>,
 }
 
 pub fn language_spec() -> LanguageSpec {
@@ -161,6 +167,7 @@ pub fn build(device: DeviceChoice) -> Result<Built, String> {
         });
     }
     tensor::register(&mut rhai, &session);
+    check::register(&mut rhai);
     random::register(&mut rhai, &session);
     nn::register(&mut rhai, &session);
     data::register(&mut rhai, &session);
@@ -173,6 +180,7 @@ pub fn build(device: DeviceChoice) -> Result<Built, String> {
         .filter_map(|sig| sig.split('(').next().map(str::to_owned))
         .filter(|n| n.chars().next().is_some_and(|c| c.is_alphabetic()))
         .collect();
+    let builtins = names.iter().cloned().collect();
     names.extend(KEYWORDS.iter().map(|s| (*s).to_owned()));
     names.sort();
     names.dedup();
@@ -183,6 +191,7 @@ pub fn build(device: DeviceChoice) -> Result<Built, String> {
         library: AST::empty(),
         session,
         names,
+        builtins,
     };
     Ok((Box::new(engine), Arc::new(Flag(interrupted))))
 }
@@ -198,6 +207,18 @@ impl CandleEngine {
             .rhai
             .compile_with_scope(&self.scope, code)
             .map_err(|e| syntax_error(code, &e.0, e.1))?;
+        if let Some(f) = ast
+            .iter_functions()
+            .find(|f| self.builtins.contains(f.name))
+        {
+            return Err(CellError::new(
+                "NameError",
+                format!(
+                    "`{}` is a built-in function and cannot be redefined (tests rely on the built-ins); choose another name",
+                    f.name
+                ),
+            ));
+        }
         // Functions from earlier cells plus this cell; only the new
         // statements run.
         self.library += ast.clone_functions_only();
