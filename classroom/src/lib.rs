@@ -15,6 +15,9 @@
 //!    only the engineer's answer cells taken from the submission (nbgrader's
 //!    `ClearOutput`, `DeduplicateIds`, `OverwriteKernelspec`,
 //!    `OverwriteCells` and `CheckCellMetadata`, without their holes).
+//!    In Rust notebooks the source's code cells call `assert!` and the
+//!    other checking macros by path ([`qualify`]), so no answer's
+//!    `macro_rules!` can replace them.
 //! 3. The gateway executes it (nbgrader's `Execute`: 30 s a cell, interrupt
 //!    on timeout, continue after errors) and trims outputs with [`limit`].
 //! 4. [`mod@score`]: nbgrader's `determine_grade` per graded cell.
@@ -34,6 +37,7 @@ pub mod markers;
 pub mod metadata;
 pub mod notebook;
 pub mod policy;
+pub mod qualify;
 pub mod rebuild;
 pub mod score;
 pub mod source;

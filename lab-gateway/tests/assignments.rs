@@ -344,3 +344,53 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// academy-rust: an answer that defines its own `assert_eq!` (a
+/// `macro_rules!` that accepts anything) cannot pass the test after it:
+/// the grader runs the source's tests with the standard macros by path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_answer_cannot_replace_the_tests_assert_macros() {
+    let g = start_gateway().await;
+    let trainer = g.user_in("tess", Role::Trainer, None);
+    let ada = g.user("ada");
+    let path = "/api/courses/rs/assignments/add";
+    let source = json!({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "academy-rust", "display_name": "Rust", "language": "rust"}},
+        "cells": [
+            cell("code", "// BEGIN SOLUTION\nfn add(a: i64, b: i64) -> i64 { a + b }\n// END SOLUTION",
+                 Some(json!({"grade": false, "grade_id": "add", "locked": false,
+                             "schema_version": 3, "solution": true, "task": false}))),
+            cell("code", "assert_eq!(add(2, 2), 4);", Some(grade("test_add", 1.0))),
+        ]
+    });
+    let (status, body) = g
+        .send(Method::PUT, path, &trainer, json!({"notebook": source}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    g.send(Method::PATCH, path, &trainer, json!({"released": true}))
+        .await;
+    let (_, fetched) = g.post(&format!("{path}/fetch"), &ada, Value::Null).await;
+    let (_, copy) = g
+        .get(
+            &format!("/api/contents/{}", fetched["path"].as_str().unwrap()),
+            &ada,
+        )
+        .await;
+    let mut nb = copy["content"].clone();
+    nb["cells"][0]["source"] = json!(
+        "fn add(a: i64, b: i64) -> i64 { a - b }\nmacro_rules! assert_eq { ($($t:tt)*) => {} }"
+    );
+    let (status, sub) = g
+        .post(
+            &format!("{path}/submissions"),
+            &ada,
+            json!({"notebook": nb}),
+        )
+        .await;
+    assert_eq!(status, 201, "{sub}");
+    let sub = graded(&g, &ada, sub["id"].as_str().unwrap()).await;
+    assert_eq!(sub["state"], "graded", "{sub}");
+    let test = cell_of(&sub, "test_add");
+    assert_eq!(test["points"], 0.0, "{sub}");
+}
