@@ -393,4 +393,17 @@ async fn a_rust_answer_cannot_replace_the_tests_assert_macros() {
     assert_eq!(sub["state"], "graded", "{sub}");
     let test = cell_of(&sub, "test_add");
     assert_eq!(test["points"], 0.0, "{sub}");
+    // The same test gives a right answer its point (the rewritten test
+    // cell still compiles and runs: evcxr reads a first line starting with
+    // `:` as a command, so the path is `std::`, not `::std::`).
+    nb["cells"][0]["source"] = json!("fn add(a: i64, b: i64) -> i64 { a + b }");
+    let (_, sub) = g
+        .post(
+            &format!("{path}/submissions"),
+            &ada,
+            json!({"notebook": nb}),
+        )
+        .await;
+    let sub = graded(&g, &ada, sub["id"].as_str().unwrap()).await;
+    assert_eq!(cell_of(&sub, "test_add")["points"], 1.0, "{sub}");
 }
