@@ -31,6 +31,9 @@ pub struct LaunchSpec {
     /// CPU and memory as Kubernetes spells them (`2`, `8Gi`), for pod backends.
     pub cpu: Option<String>,
     pub memory: Option<String>,
+    /// No network (grading kernels): the local sandbox grants no outbound
+    /// port and no UDP; pods get a deny-all egress policy where one is set.
+    pub offline: bool,
     /// Where a slow start reports what it is doing (pulling an image, …).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }

@@ -48,6 +48,7 @@ fn spec(gpus: u32) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        offline: false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! CSV), with what each caller may see: an engineer gets hidden-test
 //! results only when the assignment's policy says so, and never hidden
 //! test source or solution text (the feedback is built from the source by
-//! `classroom::feedback`, which leaves them out).
+//! `classroom::feedback`, which leaves them out, and engineers get no output
+//! of a cell that ran after hidden tests: see `withhold_outputs_after_hidden`).
 
 use chrono::{DateTime, Utc};
 use classroom::{CellScore, Notebook, Policy, Source};
@@ -176,7 +177,10 @@ pub fn submission(s: &AppState, sub: &SubmissionRow, staff: bool) -> Result<Valu
         let reveal =
             staff || classroom::hidden_visible(&policy, ext, Utc::now(), row.published.is_some());
         let deduction = penalty(&policy, due, submitted, score, max);
-        let feedback = classroom::feedback(&source, &executed, &scores, deduction, reveal);
+        let mut feedback = classroom::feedback(&source, &executed, &scores, deduction, reveal);
+        if !staff {
+            withhold_outputs_after_hidden(&source, &mut feedback);
+        }
         v["feedback"] = json!(feedback);
         v["graded"] = json!(g.finished);
         let notes: Vec<String> = g
@@ -206,6 +210,33 @@ pub fn submission(s: &AppState, sub: &SubmissionRow, staff: bool) -> Result<Valu
             .collect();
     }
     Ok(v)
+}
+
+/// Said instead of the output of a cell that ran after hidden tests.
+const WITHHELD_OUTPUT: &str =
+    "[output withheld: this cell ran after hidden tests, which your code could see]";
+
+/// Engineers see no output of a graded cell that ran after the first cell
+/// with hidden tests (its points and status stay). The answers run first,
+/// in the same kernel, and their code can print what it saw of later cells
+/// (an IPython `pre_run_cell` hook, a closure a test calls with hidden
+/// inputs) in any encoding, so `classroom::feedback`'s scrubbing of the
+/// hidden lines as written cannot catch it.
+fn withhold_outputs_after_hidden(source: &Source, feedback: &mut classroom::Feedback) {
+    let cells = source.graded_cells();
+    let Some(first) = cells.iter().filter(|c| c.hidden).map(|c| c.index).min() else {
+        return;
+    };
+    let after: std::collections::HashSet<&str> = cells
+        .iter()
+        .filter(|c| c.index > first)
+        .map(|c| c.grade_id.as_str())
+        .collect();
+    for cell in &mut feedback.cells {
+        if after.contains(cell.grade_id.as_str()) && !cell.output.is_empty() {
+            cell.output = WITHHELD_OUTPUT.to_owned();
+        }
+    }
 }
 
 /// The gradebook: one row per engineer who submitted, from the submission
@@ -331,4 +362,53 @@ fn csv_line(fields: &[String]) -> String {
         })
         .collect();
     quoted.join(",") + "\r\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use classroom::source::GradedKind;
+    use classroom::{CellStatus, Feedback, FeedbackCell};
+
+    fn test_cell(id: &str, text: &str) -> Value {
+        json!({"cell_type": "code", "source": text, "outputs": [], "execution_count": null,
+               "metadata": {"nbgrader": {"grade": true, "grade_id": id, "locked": true,
+                                         "points": 1, "schema_version": 3,
+                                         "solution": false, "task": false}}})
+    }
+
+    #[test]
+    fn engineers_see_no_output_of_a_cell_that_ran_after_hidden_tests() {
+        let nb = json!({"nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "P", "language": "python"}},
+        "cells": [
+            test_cell("before", "assert True"),
+            test_cell("hidden", "### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"),
+            test_cell("after", "assert True"),
+        ]});
+        let source = Source::parse(&serde_json::to_vec(&nb).unwrap()).unwrap();
+        let cell = |id: &str, output: &str| FeedbackCell {
+            grade_id: id.into(),
+            kind: GradedKind::Tests,
+            max_points: 1.0,
+            points: Some(1.0),
+            status: CellStatus::Passed,
+            output: output.into(),
+        };
+        let mut feedback = Feedback {
+            cells: vec![
+                cell("before", "printed"),
+                cell("hidden", ""),
+                cell("after", "B64:c2VjcmV0"),
+            ],
+            score: Some(3.0),
+            max_score: 3.0,
+            penalty: 0.0,
+            hidden_withheld: false,
+        };
+        withhold_outputs_after_hidden(&source, &mut feedback);
+        let outputs: Vec<&str> = feedback.cells.iter().map(|c| c.output.as_str()).collect();
+        assert_eq!(outputs, ["printed", "", WITHHELD_OUTPUT]);
+        assert_eq!(feedback.cells[2].points, Some(1.0));
+    }
 }

@@ -96,6 +96,7 @@ pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, Run
         env: BTreeMap::new(),
         resources: None,
         fresh: true,
+        offline: true,
     };
     let kernel = cx
         .kernels

@@ -74,6 +74,7 @@ impl Pool {
                         cwd: pool_dir.to_owned(),
                         grant: None,
                         progress: None,
+                        offline: false,
                     })
                     .await;
                 match launched {

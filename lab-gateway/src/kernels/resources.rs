@@ -22,6 +22,9 @@ pub struct StartRequest {
     /// Set by the gateway only: a client cannot send it.
     #[serde(skip)]
     pub fresh: bool,
+    /// No network for the kernel (grading kernels); gateway only, too.
+    #[serde(skip)]
+    pub offline: bool,
 }
 
 /// GPUs and CPUs a kernel asks for.
@@ -152,6 +155,7 @@ mod tests {
                 .collect(),
             resources,
             fresh: false,
+            offline: false,
         }
     }
 

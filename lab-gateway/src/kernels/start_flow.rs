@@ -136,6 +136,7 @@ impl KernelManager {
             req.env.clone(),
             resources,
             pooled,
+            req.offline,
         );
         // Recorded before admission is asked, so its later events find it.
         if !self.starts.wait(start.clone()) {
@@ -354,6 +355,7 @@ impl KernelManager {
                 cwd,
                 grant: Some(grant),
                 progress: Some(progress),
+                offline: start.offline,
             })
             .await
     }

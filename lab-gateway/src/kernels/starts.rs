@@ -58,6 +58,8 @@ pub struct Start {
     pub env: BTreeMap<String, String>,
     /// What it asked for, resolved (CPU and memory go to the backend).
     pub resources: ResourceRequest,
+    /// No network for its kernel (grading kernels).
+    pub offline: bool,
     state: watch::Sender<StartState>,
     phase: Mutex<Phase>,
     reclaim: Mutex<Option<Reclaim>>,
@@ -76,6 +78,7 @@ impl Start {
         env: BTreeMap<String, String>,
         resources: ResourceRequest,
         pooled: Option<Arc<Kernel>>,
+        offline: bool,
     ) -> Arc<Start> {
         Arc::new(Start {
             id,
@@ -84,6 +87,7 @@ impl Start {
             created: Utc::now(),
             env,
             resources,
+            offline,
             state: watch::Sender::new(StartState::Waiting),
             phase: Mutex::new(Phase::Queued),
             reclaim: Mutex::new(None),

@@ -49,6 +49,8 @@ pub struct LaunchRequest<'a> {
     pub grant: Option<&'a Grant>,
     /// Where the backend's word on a slow start goes.
     pub progress: Option<mpsc::UnboundedSender<String>>,
+    /// No network (grading kernels).
+    pub offline: bool,
 }
 
 pub struct Supervisor {
@@ -127,6 +129,7 @@ impl Supervisor {
             cpu: r.grant.and_then(|g| g.cpu.clone()),
             memory: r.grant.and_then(|g| g.memory.clone()),
             progress: None,
+            offline: r.offline,
         })
     }
 
@@ -411,6 +414,8 @@ impl Supervisor {
                 cwd,
                 grant: grant.as_ref(),
                 progress: None,
+                // Grading kernels, the only offline ones, are never restarted.
+                offline: false,
             })
             .map_err(KernelError::Restart)?;
         let launched = self.launcher.launch(launch).await.map_err(|e| {

@@ -29,7 +29,7 @@ mod tests;
 pub use env::kernel_env;
 use env::{find_program, toolchain_dirs};
 pub use error::LocalError;
-use process::{command_lines, is_same_process};
+use process::{command_lines, is_same_process, pid_reused};
 pub use process::{is_process_running, process_start};
 
 pub struct LocalLauncher {
@@ -161,6 +161,7 @@ impl Launcher for LocalLauncher {
                     cargo_home: shared_cargo,
                     gpus: spec.gpus.clone(),
                     bind_ports: ports.clone(),
+                    offline: spec.offline,
                 })
                 .map_err(LaunchError::from)?,
         };
@@ -225,10 +226,13 @@ impl Launcher for LocalLauncher {
         let KernelLocator::Local { pid, started } = locator else {
             return Err(LaunchError::Foreign(locator.clone()));
         };
-        if !is_same_process(*pid, started.as_deref()) {
-            // The kernel is gone and its pid may belong to someone else now.
+        if pid_reused(*pid, started.as_deref()) {
+            // The kernel is gone and its pid belongs to someone else now.
             return Ok(());
         }
+        // Its leader may be gone while its children live on in its group
+        // (a kernel that forked, then exited on a shutdown request): the
+        // group is signalled all the same.
         let sig = match signal {
             KernelSignal::Interrupt => Signal::SIGINT,
             KernelSignal::Kill => Signal::SIGKILL,

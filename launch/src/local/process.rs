@@ -41,6 +41,14 @@ pub fn process_start(pid: i32) -> Option<String> {
     Some(format!("{}/{ticks}", boot.trim()))
 }
 
+/// Whether `pid` now names another process than the one that started at
+/// `started`. A pid with no process is not reused: its process group may
+/// still have members (children of a kernel whose leader exited), and
+/// Linux gives no new process the id of a live group.
+pub(super) fn pid_reused(pid: i32, started: Option<&str>) -> bool {
+    started.is_some_and(|s| process_start(pid).is_some_and(|now| now != s))
+}
+
 /// Whether `pid` is still the process that started at `started` (a locator
 /// recorded before start times were kept is trusted).
 pub(super) fn is_same_process(pid: i32, started: Option<&str>) -> bool {

@@ -19,6 +19,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        offline: false,
     }
 }
 
@@ -168,6 +169,16 @@ async fn a_confined_kernel_reaches_its_own_files_but_not_the_gateways_or_other_u
 /// Runs `argv` as a kernel of `user` confined to `data`; returns what it
 /// printed once it printed `END` (or gave up waiting).
 async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -> String {
+    run_with(data, user, argv, gpus, false).await
+}
+
+async fn run_with(
+    data: &Path,
+    user: &str,
+    argv: Vec<String>,
+    gpus: Vec<String>,
+    offline: bool,
+) -> String {
     let launcher = LocalLauncher::new(data.join("runtime"))
         .with_sandbox(Sandbox::new(Default::default(), data));
     let id = uuid::Uuid::new_v4();
@@ -177,6 +188,7 @@ async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -
         env: BTreeMap::new(),
         cwd: data.join("users").join(user),
         gpus,
+        offline,
         ..spec_for(user)
     };
     let launched = launcher.launch(spec).await.unwrap();
@@ -193,6 +205,51 @@ async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -
         .unwrap();
     launcher.cleanup(id, &launched.locator).await;
     out
+}
+
+/// Issue 15: a grading kernel (`offline`) connects nowhere over TCP (not
+/// even to the outbound ports other kernels get) and opens no UDP socket;
+/// a kernel with network does both.
+#[tokio::test]
+async fn an_offline_kernel_has_no_network() {
+    if !Sandbox::supported() {
+        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+        return;
+    }
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !python.exists() {
+        eprintln!("SKIPPED: no .venv/bin/python");
+        return;
+    }
+    let script = r#"
+import socket
+def attempt(label, f):
+    try:
+        f(); print(label, 'OK')
+    except OSError as e:
+        print(label, type(e).__name__)
+attempt('tcp80', lambda: socket.create_connection(('127.0.0.1', 80), timeout=2))
+attempt('udp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+attempt('udp6', lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK))
+attempt('tcp-socket', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+print('END')
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let argv = || vec![python.display().to_string(), "-c".into(), script.to_owned()];
+    let offline = run_with(&data, "grader", argv(), vec![], true).await;
+    for want in [
+        "tcp80 PermissionError",
+        "udp PermissionError",
+        "udp6 PermissionError",
+        // It still makes TCP sockets: it listens on its own ports.
+        "tcp-socket OK",
+    ] {
+        assert!(offline.contains(want), "{want} missing from:\n{offline}");
+    }
+    let online = run_with(&data, "alice", argv(), vec![], false).await;
+    assert!(!online.contains("tcp80 PermissionError"), "{online}");
+    assert!(online.contains("udp OK"), "{online}");
 }
 
 /// Issue 13, items 2, 6 and 15: what lies outside the data dir but is

@@ -24,4 +24,7 @@ pub struct Grants {
     pub gpus: Vec<String>,
     /// TCP ports the kernel may listen on: the five of its connection file.
     pub bind_ports: Vec<u16>,
+    /// No network at all (grading kernels): no outbound TCP port, and no
+    /// UDP socket. Listening on `bind_ports` still works.
+    pub offline: bool,
 }

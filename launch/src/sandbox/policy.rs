@@ -135,7 +135,7 @@ impl Sandbox {
         Ok(Some(Confinement {
             ruleset,
             drop_caps_to: confine::drop_caps_to(),
-            seccomp: seccomp::program()?,
+            seccomp: seccomp::program(grants.offline)?,
             mounts,
         }))
     }
@@ -166,7 +166,14 @@ impl Sandbox {
             .add_rules(path_beneath_rules(&grants.read_write, all))?
             .add_rules(path_beneath_rules(&grants.read, read))?
             .add_rules(ports(&grants.bind_ports, AccessNet::BindTcp))?
-            .add_rules(ports(&self.connect_ports, AccessNet::ConnectTcp))?;
+            .add_rules(ports(
+                if grants.offline {
+                    &[]
+                } else {
+                    &self.connect_ports
+                },
+                AccessNet::ConnectTcp,
+            ))?;
         // Only the ruleset's descriptor goes to the child; it sets
         // no_new_privs itself, in `apply`.
         Ok(Option::<OwnedFd>::from(ruleset))

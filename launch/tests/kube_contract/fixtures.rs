@@ -48,6 +48,7 @@ pub(crate) fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        offline: false,
     }
 }
 
