@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod quota_cli;
 pub mod replay;
 pub mod scheduling;
+pub mod seed;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;
@@ -227,6 +228,10 @@ pub fn app(state: AppState) -> Router {
             large_bodies(
                 get(assignments::engineer::submissions).post(assignments::engineer::submit),
             ),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/validate",
+            large_bodies(post(assignments::engineer::validate)),
         )
         .route(
             "/api/courses/{course}/assignments/{name}/grade",

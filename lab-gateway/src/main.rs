@@ -64,6 +64,17 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     if created_admin {
         store.add_user("admin", Role::Admin, None)?;
     }
+    // The first start publishes the examples: a getting-started course and
+    // a demo course of graded assignments.
+    match lab_gateway::seed::first_start(&store, &data.join("users"), "admin") {
+        Ok(true) => println!(
+            "Published the examples: course {:?} (notebooks) and course {:?} (graded assignments)",
+            lab_gateway::seed::GETTING_STARTED,
+            lab_gateway::seed::DEMO
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot publish the examples"),
+    }
     // A fresh login token at every start, as Jupyter prints one; the last one stops working.
     store.revoke_label("admin", "login")?;
     let (_, token) = store.create_token("admin", "login")?;

@@ -163,6 +163,36 @@ async fn an_assignment_is_released_submitted_graded_and_explained_without_leaks(
         409
     );
 
+    // Validate (nbgrader's button): the public tests on the copy, nothing
+    // recorded and nothing hidden sent.
+    let (status, checked) = g
+        .post(
+            &format!("{path}/validate"),
+            &ada,
+            json!({"notebook": answered(&released, "let answer = 41;")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{checked}");
+    let public = checked["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["grade_id"] == "test_answer")
+        .unwrap();
+    assert_eq!(public["points"], 0.0, "{checked}");
+    assert!(
+        public["output"]
+            .as_str()
+            .unwrap()
+            .contains("answer should be 42"),
+        "{checked}"
+    );
+    assert!(!checked.to_string().contains(SECRET), "{checked}");
+    assert_eq!(
+        g.get(&format!("{path}/submissions"), &ada).await.1,
+        json!([])
+    );
+
     // A wrong answer: the public test fails with its message, the hidden
     // result is withheld until the due date, partial credit is 0.
     let wrong = submit(&g, &ada, answered(&released, "let answer = 41;")).await;

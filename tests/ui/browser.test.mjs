@@ -315,8 +315,9 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
 
   // The published copy is theirs to take, from the courses page.
   await other.getByRole("link", { name: "Courses" }).click();
-  await other.locator('section.course[data-course="intro"]').waitFor();
-  await other.getByRole("button", { name: "Open my copy" }).click();
+  const intro = other.locator('section.course[data-course="intro"]');
+  await intro.waitFor();
+  await intro.getByRole("button", { name: "Open my copy" }).click();
   await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
   await other.locator("section.cell.code").first().waitFor();
   // Both modelled GPUs are the admin's: bob's kernel waits in the queue and says where.
@@ -338,8 +339,9 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   await shot(other, "08b-course-copy");
   // Opening it again from the course finds the same copy, not a new one.
   await other.getByRole("link", { name: "Courses" }).click();
-  await other.locator('section.course[data-course="intro"]').waitFor();
-  await other.getByRole("button", { name: "Open my copy" }).click();
+  const intro = other.locator('section.course[data-course="intro"]');
+  await intro.waitFor();
+  await intro.getByRole("button", { name: "Open my copy" }).click();
   await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
   await other.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
 

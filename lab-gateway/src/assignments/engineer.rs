@@ -143,23 +143,7 @@ pub async fn submit(
     classroom::may_submit(&p.dates, extension, now)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
-    let bytes = match (req.path, req.notebook) {
-        (path, None) => {
-            let mine = Root::new(s.users_root.join(&user.name))?;
-            let path = path.unwrap_or_else(|| copy_path(&course, &assignment));
-            mine.read(&mine.resolve(&path)?)?
-        }
-        (None, Some(nb)) => {
-            serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string()))?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give \"path\" or \"notebook\", not both".into(),
-            ));
-        }
-    };
-    let notebook = Notebook::parse(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))?;
+    let notebook = read_submitted(&s, &user, &course, &assignment, req)?;
     let id = uuid::Uuid::new_v4().to_string();
     let stored = notebook.to_bytes();
     write_atomic(&s.classroom.submission(&id), &stored)
@@ -179,6 +163,60 @@ pub async fn submit(
         StatusCode::CREATED,
         Json(views::submission(&s, &sub, false)?),
     ))
+}
+
+/// `POST /api/courses/{course}/assignments/{name}/validate`: runs the
+/// public tests on the caller's notebook (`{"path": …}`, default their
+/// copy, or `{"notebook": …}`), as nbgrader's Validate button does, and
+/// answers with the feedback. Nothing is submitted or recorded.
+pub async fn validate(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((course, assignment)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
+    let p = policy(&row)?;
+    let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
+    let notebook = read_submitted(&s, &user, &course, &assignment, req)?;
+    let feedback = s
+        .grader
+        .validate(&user.name, &course, &assignment, &p, &notebook)
+        .await
+        .map_err(|e| match e {
+            crate::coursework::ValidateError::Busy => ApiError::TooMany(e.to_string()),
+            crate::coursework::ValidateError::Failed(why) => {
+                ApiError::Unavailable(format!("the validation could not run: {why}"))
+            }
+        })?;
+    Ok(Json(json!(feedback)))
+}
+
+/// The notebook a submit or validate request names: a path in the
+/// caller's folder (their copy by default) or the notebook itself.
+fn read_submitted(
+    s: &AppState,
+    user: &crate::store::User,
+    course: &str,
+    assignment: &str,
+    req: Submit,
+) -> Result<Notebook, ApiError> {
+    let bytes = match (req.path, req.notebook) {
+        (path, None) => {
+            let mine = Root::new(s.users_root.join(&user.name))?;
+            let path = path.unwrap_or_else(|| copy_path(course, assignment));
+            mine.read(&mine.resolve(&path)?)?
+        }
+        (None, Some(nb)) => {
+            serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give \"path\" or \"notebook\", not both".into(),
+            ));
+        }
+    };
+    Notebook::parse(&bytes).map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -38,6 +38,19 @@ pub struct Grader {
     /// Gradings running now, per course.
     running: Mutex<HashMap<String, usize>>,
     wake: Notify,
+    /// Validations (public tests on an engineer's copy): as many at once
+    /// as gradings, one per engineer.
+    validations: tokio::sync::Semaphore,
+    validating: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Why a validation gave no feedback.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("a validation of yours is running: wait for its result")]
+    Busy,
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Where a queued grading stands: how many are ahead of it.
@@ -56,6 +69,8 @@ impl Grader {
             parallel: parallel.max(1),
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            validations: tokio::sync::Semaphore::new(parallel.max(1)),
+            validating: Mutex::new(Default::default()),
         })
     }
 
@@ -68,7 +83,8 @@ impl Grader {
     /// had, and grades in the background from then on.
     pub async fn start(self: &Arc<Self>) {
         for kernel in self.cx.kernels.all() {
-            if kernel.owner().starts_with(".grading-") {
+            let owner = kernel.owner();
+            if owner.starts_with(".grading-") || owner.starts_with(".validate-") {
                 tracing::info!(kernel_id = %kernel.id, "stopping a grading kernel left from before a restart");
                 if let Err(e) = self.cx.kernels.shutdown(&kernel).await {
                     tracing::warn!(kernel_id = %kernel.id, error = %e, "cannot stop an old grading kernel");
@@ -173,6 +189,34 @@ impl Grader {
             *n = n.saturating_sub(1);
         }
         self.wake();
+    }
+
+    /// Runs the public tests of an assignment on `user`'s notebook and
+    /// says how it did; nothing is recorded. One at a time per engineer.
+    pub async fn validate(
+        &self,
+        user: &str,
+        course: &str,
+        assignment: &str,
+        policy: &classroom::Policy,
+        notebook: &classroom::Notebook,
+    ) -> Result<classroom::Feedback, ValidateError> {
+        if !self.validating.lock().insert(user.to_owned()) {
+            return Err(ValidateError::Busy);
+        }
+        let result = async {
+            let _permit = self
+                .validations
+                .acquire()
+                .await
+                .map_err(|e| ValidateError::Failed(e.to_string()))?;
+            run::validate(&self.cx, course, assignment, policy, notebook)
+                .await
+                .map_err(|e| ValidateError::Failed(e.to_string()))
+        }
+        .await;
+        self.validating.lock().remove(user);
+        result
     }
 
     /// Where a queued grading stands, counted as the fair order serves:

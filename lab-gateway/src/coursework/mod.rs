@@ -11,7 +11,7 @@ pub mod grader;
 pub mod run;
 
 pub use files::Files;
-pub use grader::{Grader, Position};
+pub use grader::{Grader, Position, ValidateError};
 pub use run::Context;
 
 /// The quota group grading kernels are admitted in (give it a guarantee

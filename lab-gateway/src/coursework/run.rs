@@ -12,6 +12,9 @@
 //!    (`execute`); the outputs go into the rebuilt notebook, which is kept
 //!    beside the submission; `classroom::score` turns it into points.
 //! 4. The kernel is shut down and its scratch removed, whatever happened.
+//!
+//! [`validate`] runs the same way from the release (public tests only),
+//! recording nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +56,85 @@ pub fn grading_user(grading: i64, group: Option<String>) -> User {
     }
 }
 
+/// Runs the public tests of `assignment` on an engineer's notebook, as
+/// nbgrader's Validate does: the notebook is rebuilt from the *release*
+/// (so no hidden test is sent anywhere), run in a grading kernel of its
+/// own, and scored; nothing is recorded.
+pub async fn validate(
+    cx: &Context,
+    course: &str,
+    assignment: &str,
+    policy: &Policy,
+    notebook: &Notebook,
+) -> Result<classroom::Feedback, RunError> {
+    let platform =
+        |what: &str, e: &dyn std::fmt::Display| RunError::Platform(format!("{what}: {e}"));
+    let release = std::fs::read(cx.files.release(course, assignment))
+        .map_err(|e| platform("cannot read the released notebook", &e))?;
+    let public =
+        Source::parse(&release).map_err(|e| platform("the released notebook is invalid", &e))?;
+    let rebuilt = public.rebuild(notebook);
+    let user = User {
+        name: format!(".validate-{}", uuid::Uuid::new_v4().simple()),
+        role: Role::Engineer,
+        group: cx.group.clone(),
+    };
+    let executed = run_notebook(cx, &user, public.language(), rebuilt.notebook, policy).await?;
+    let scores = classroom::score(&public, &executed);
+    Ok(classroom::feedback(&public, &executed, &scores, 0.0, true))
+}
+
+/// Runs `notebook`'s code cells in a fresh, offline kernel of `user`'s,
+/// whose folder is an empty scratch removed afterwards; the notebook with
+/// its outputs.
+async fn run_notebook(
+    cx: &Context,
+    user: &User,
+    language: classroom::Language,
+    mut notebook: Notebook,
+    policy: &Policy,
+) -> Result<Notebook, RunError> {
+    let cells: Vec<(usize, String)> = notebook
+        .cells()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c["cell_type"] == "code")
+        .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let scratch = cx.users_root.join(&user.name);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let request = StartRequest {
+        name: Some(language.kernel_name().to_owned()),
+        env: BTreeMap::new(),
+        resources: None,
+        fresh: true,
+        offline: true,
+    };
+    let kernel = cx
+        .kernels
+        .start_running(user, request)
+        .await
+        .map_err(|e| RunError::Platform(format!("cannot start a grading kernel: {e}")))?;
+    let limits = Limits {
+        cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
+        total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
+        output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
+    };
+    let runs = execute::run_cells(&cx.kernels, &kernel, &cells, limits).await;
+    if let Err(e) = cx.kernels.shutdown(&kernel).await {
+        tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
+    }
+    if let Err(e) = std::fs::remove_dir_all(&scratch) {
+        tracing::debug!(path = %scratch.display(), error = %e, "a grading scratch folder was not removed");
+    }
+    for (index, run) in runs {
+        // nbgrader's LimitOutput (lines per stream, traceback entries).
+        let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);
+        notebook.set_outputs(index, outputs, run.execution_count);
+    }
+    Ok(notebook)
+}
+
 /// Grades `row` and says how it ended.
 pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, RunError> {
     let platform =
@@ -79,47 +161,8 @@ pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, Run
         .map_err(|e| RunError::Submission(format!("the submitted notebook is invalid: {e}")))?;
 
     let rebuilt = source.rebuild(&submitted);
-    let mut notebook = rebuilt.notebook;
-    let cells: Vec<(usize, String)> = notebook
-        .cells()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c["cell_type"] == "code")
-        .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
-        .collect();
-
     let user = grading_user(row.id, cx.group.clone());
-    let scratch = cx.users_root.join(&user.name);
-    let _ = std::fs::remove_dir_all(&scratch);
-    let request = StartRequest {
-        name: Some(source.language().kernel_name().to_owned()),
-        env: BTreeMap::new(),
-        resources: None,
-        fresh: true,
-        offline: true,
-    };
-    let kernel = cx
-        .kernels
-        .start_running(&user, request)
-        .await
-        .map_err(|e| platform("cannot start a grading kernel", &e))?;
-    let limits = Limits {
-        cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
-        total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
-        output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
-    };
-    let runs = execute::run_cells(&cx.kernels, &kernel, &cells, limits).await;
-    if let Err(e) = cx.kernels.shutdown(&kernel).await {
-        tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
-    }
-    if let Err(e) = std::fs::remove_dir_all(&scratch) {
-        tracing::debug!(path = %scratch.display(), error = %e, "a grading scratch folder was not removed");
-    }
-    for (index, run) in runs {
-        // nbgrader's LimitOutput (lines per stream, traceback entries).
-        let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);
-        notebook.set_outputs(index, outputs, run.execution_count);
-    }
+    let notebook = run_notebook(cx, &user, source.language(), rebuilt.notebook, &policy).await?;
     files::write_atomic(&cx.files.graded(row.id), &notebook.to_bytes())
         .map_err(|e| platform("cannot keep the graded notebook", &e))?;
     let scores = classroom::score(&source, &notebook);
