@@ -3,135 +3,21 @@
 //! forged signatures. (The Python suite drives the same binary with
 //! jupyter_client.)
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jupyter_protocol::{
-    ConnectionInfo, ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent,
-    KernelInfoRequest, MediaType, ReplyStatus,
+    ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent, MediaType, ReplyStatus,
 };
 use jupyter_zmq_client as zmq;
 
-struct Kernel {
-    child: Child,
-    info: ConnectionInfo,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_candle_kernel() -> Kernel {
-    let info = kernel_runtime::connection::fresh_loopback(Some("academy-candle"))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kernel.json");
-    std::fs::write(&file, serde_json::to_string(&info).unwrap()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_academy-kernel"))
-        .args(["candle", "-f"])
-        .arg(&file)
-        .env_remove("CUDA_VISIBLE_DEVICES")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Kernel {
-        child,
-        info,
-        _dir: dir,
-    }
-}
-
-/// A shell connection with its own ZeroMQ identity for `session`.
-async fn shell_for(info: &ConnectionInfo, session: &str) -> zmq::ClientShellConnection {
-    let identity = zmq::peer_identity_for_session(session).expect("identity");
-    zmq::create_client_shell_connection_with_identity(info, session, identity)
-        .await
-        .unwrap()
-}
-
-/// Asks for kernel_info until the kernel answers (it may still be binding).
-async fn wait_ready(shell: &mut zmq::ClientShellConnection) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        shell
-            .send(JupyterMessage::new(KernelInfoRequest {}, None))
-            .await
-            .unwrap();
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), shell.read()).await
-        {
-            assert_eq!(reply.message_type(), "kernel_info_reply");
-            return;
-        }
-        assert!(Instant::now() < deadline, "kernel never answered");
-    }
-}
-
-/// Waits until the kernel answers and `iopub` receives what it publishes: a
-/// SUB socket's subscription reaches the PUB side some time after connect,
-/// and messages published before that are lost (ZeroMQ's slow joiner), so
-/// a kernel_info's status on iopub is the proof, as jupyter_client waits.
-async fn wait_subscribed(
-    shell: &mut zmq::ClientShellConnection,
-    iopub: &mut zmq::ClientIoPubConnection,
-) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let req = JupyterMessage::new(KernelInfoRequest {}, None);
-        let id = req.header.msg_id.clone();
-        shell.send(req).await.unwrap();
-        if tokio::time::timeout(Duration::from_millis(500), shell.read())
-            .await
-            .is_ok()
-        {
-            let seen = tokio::time::timeout(Duration::from_millis(500), async {
-                loop {
-                    let m = iopub.read().await.unwrap();
-                    if m.parent_header.as_ref().map(|h| h.msg_id.as_str()) == Some(id.as_str()) {
-                        return;
-                    }
-                }
-            })
-            .await;
-            if seen.is_ok() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "kernel never answered on iopub");
-    }
-}
-
-/// Collects iopub messages of `parent` until its idle status.
-async fn outputs_of(iopub: &mut zmq::ClientIoPubConnection, parent: &str) -> Vec<JupyterMessage> {
-    let mut out = Vec::new();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), iopub.read())
-            .await
-            .expect("iopub timed out")
-            .unwrap();
-        if msg.parent_header.as_ref().map(|h| h.msg_id.as_str()) != Some(parent) {
-            continue;
-        }
-        match &msg.content {
-            JupyterMessageContent::Status(s)
-                if matches!(s.execution_state, jupyter_protocol::ExecutionState::Idle) =>
-            {
-                return out;
-            }
-            JupyterMessageContent::Status(_) => {}
-            _ => out.push(msg),
-        }
-    }
-}
+use common::{outputs_of, shell_for, start_kernel, wait_ready, wait_subscribed};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn candle_cell_streams_output_and_returns_its_value() {
-    let k = start_candle_kernel().await;
+    let k = start_kernel("candle").await;
     let session = uuid::Uuid::new_v4().to_string();
     let mut shell = shell_for(&k.info, &session).await;
     let mut iopub = zmq::create_client_iopub_connection(&k.info, "", &session)
@@ -165,7 +51,7 @@ async fn candle_cell_streams_output_and_returns_its_value() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupt_over_control_stops_a_loop_and_keeps_variables() {
-    let k = start_candle_kernel().await;
+    let k = start_kernel("candle").await;
     let session = uuid::Uuid::new_v4().to_string();
     let mut shell = shell_for(&k.info, &session).await;
     let mut control = zmq::create_client_control_connection(&k.info, &session)
@@ -274,7 +160,7 @@ async fn execute_reports_a_kernel_that_crashes_instead_of_waiting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_signed_with_the_wrong_key_is_never_executed() {
-    let k = start_candle_kernel().await;
+    let k = start_kernel("candle").await;
     let session = uuid::Uuid::new_v4().to_string();
     let mut shell = shell_for(&k.info, &session).await;
     wait_ready(&mut shell).await;

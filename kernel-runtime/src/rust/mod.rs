@@ -1,14 +1,23 @@
 //! academy-rust: Rust cells evaluated by the `evcxr` library.
 //!
 //! evcxr compiles each cell into a crate and runs it in a child process that
-//! keeps the session's variables. That child's stdout reaches us line by
-//! line; a forwarder thread turns the lines into stream messages, and
-//! recognises our display markers (`display_html(...)` and friends in the
-//! prelude) as `display_data`. An interrupt kills the child process, which is
-//! the only way to stop compiled code; evcxr restarts it and the variables
-//! are gone, so the error says exactly which ones were lost.
+//! keeps the session's variables. Every fresh child first runs our prelude
+//! ([`prelude`]): display helpers, a panic hook and a relay of its stdout
+//! that reports a cell's panic and marks the end of its stderr. The output
+//! pump ([`pump`]) forwards the child's lines as stream messages and display
+//! markers as `display_data`; a panic that escapes a cell becomes its error
+//! ([`panic`]), and all of a cell's stderr is shown in that cell. An
+//! interrupt kills the child process, which is the only way to stop compiled
+//! code; evcxr restarts it and the variables are gone, so the error says
+//! exactly which ones were lost.
+//!
+//! What arrives after a cell's end, from a thread the cell left running, is
+//! shown in whichever cell runs when it arrives, or nowhere between cells.
 
 mod completeness;
+mod panic;
+mod prelude;
+mod pump;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,25 +31,10 @@ use crate::engine::{
     byte_to_char_offset, char_to_byte_offset,
 };
 use crate::executor::Built;
+use pump::Forwarder;
 
 /// Compile cache size shared by every kernel of a user (`~/.cache/evcxr`).
 const DEFAULT_CACHE_MB: u64 = 4096;
-
-/// Helpers defined in every session before its first cell.
-const PRELUDE: &str = r#"
-#[allow(dead_code)]
-fn display_mime(mime: &str, data: &str) {
-    println!("ACADEMY_BEGIN_DISPLAY {}\n{}\nACADEMY_END_DISPLAY", mime, data);
-}
-#[allow(dead_code)]
-fn display_html(html: &str) { display_mime("text/html", html); }
-#[allow(dead_code)]
-fn display_svg(svg: &str) { display_mime("image/svg+xml", svg); }
-#[allow(dead_code)]
-fn display_markdown(md: &str) { display_mime("text/markdown", md); }
-#[allow(dead_code)]
-fn display_png_base64(png: &str) { display_mime("image/png", png); }
-"#;
 
 pub fn language_spec() -> LanguageSpec {
     LanguageSpec {
@@ -75,129 +69,6 @@ fn rustc_version() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// What the executor tells the output pump.
-enum Control {
-    /// A cell starts: its output goes to this sink.
-    Begin(Box<Output>),
-    /// The cell's evaluation returned: forward what is left, detach, then acknowledge.
-    End(crossbeam_channel::Sender<()>),
-}
-
-/// The one thread that owns the child's output while cells come and go.
-///
-/// It alone receives from evcxr's stdout/stderr channels and holds the
-/// current cell's sink as plain state, so no lock is shared with the
-/// executor (an earlier mutex held across the wait could starve the executor
-/// for minutes on a busy 2-core machine).
-struct Pump {
-    control: crossbeam_channel::Receiver<Control>,
-    stdout: crossbeam_channel::Receiver<String>,
-    stderr: crossbeam_channel::Receiver<String>,
-    current: Option<Output>,
-    /// A display being collected between markers: (mime, lines).
-    pending: Option<(String, Vec<String>)>,
-}
-
-impl Pump {
-    /// Sends one line to the running cell's output; lines outside a cell are logged.
-    fn line(&mut self, line: String, is_stderr: bool) {
-        if !is_stderr {
-            if let Some(rest) = line.strip_prefix("ACADEMY_BEGIN_DISPLAY ") {
-                self.pending = Some((rest.trim().to_owned(), Vec::new()));
-                return;
-            }
-            if line == "ACADEMY_END_DISPLAY" {
-                if let Some((mime, lines)) = self.pending.take()
-                    && let Some(out) = &self.current
-                {
-                    out.display(display_media(&mime, lines.join("\n")), None);
-                }
-                return;
-            }
-            if let Some((_, lines)) = self.pending.as_mut() {
-                lines.push(line);
-                return;
-            }
-        }
-        match &self.current {
-            Some(o) if is_stderr => o.stderr(&format!("{line}\n")),
-            Some(o) => o.stdout(&format!("{line}\n")),
-            None => tracing::debug!(line, "output outside a cell"),
-        }
-    }
-
-    /// Runs until the executor or evcxr goes away, forwarding lines as they arrive.
-    fn run(mut self) {
-        loop {
-            crossbeam_channel::select! {
-                recv(self.control) -> c => match c {
-                    Ok(Control::Begin(out)) => self.current = Some(*out),
-                    Ok(Control::End(ack)) => {
-                        // evcxr queues a cell's lines before its evaluation returns,
-                        // so what is in the channels now belongs to this cell.
-                        while let Ok(line) = self.stdout.try_recv() {
-                            self.line(line, false);
-                        }
-                        while let Ok(line) = self.stderr.try_recv() {
-                            self.line(line, true);
-                        }
-                        self.current = None;
-                        let _ = ack.send(());
-                    }
-                    Err(_) => return,
-                },
-                recv(self.stdout) -> l => match l {
-                    Ok(line) => self.line(line, false),
-                    Err(_) => return,
-                },
-                recv(self.stderr) -> l => match l {
-                    Ok(line) => self.line(line, true),
-                    Err(_) => return,
-                },
-            }
-        }
-    }
-}
-
-/// The executor's end of the pump.
-struct Forwarder {
-    control: crossbeam_channel::Sender<Control>,
-}
-
-impl Forwarder {
-    fn begin_cell(&self, out: &Output) {
-        if self
-            .control
-            .send(Control::Begin(Box::new(out.clone())))
-            .is_err()
-        {
-            tracing::warn!("the evcxr output pump has stopped; output is lost");
-        }
-    }
-
-    /// Returns once every line the cell printed has been forwarded.
-    fn finish_cell(&self) {
-        let (ack, done) = crossbeam_channel::bounded(1);
-        if self.control.send(Control::End(ack)).is_ok() {
-            // Err: the pump exited and dropped the request; nothing is left to wait for.
-            let _ = done.recv();
-        }
-    }
-}
-
-fn display_media(mime: &str, data: String) -> Vec<MediaType> {
-    let plain = MediaType::Plain(format!("<{mime} display>"));
-    let rich = match mime {
-        "text/html" => MediaType::Html(data),
-        "image/svg+xml" => MediaType::Svg(data),
-        "image/png" => MediaType::Png(data.trim().to_owned()),
-        "text/markdown" => MediaType::Markdown(data),
-        "text/plain" => return vec![MediaType::Plain(data)],
-        other => MediaType::Other((other.to_owned(), serde_json::Value::String(data))),
-    };
-    vec![rich, plain]
-}
-
 struct Kill {
     child: Arc<Mutex<std::process::Child>>,
     interrupted: Arc<AtomicBool>,
@@ -217,7 +88,13 @@ pub struct RustEngine {
     ctx: CommandContext,
     forwarder: Forwarder,
     interrupted: Arc<AtomicBool>,
-    prelude_loaded: bool,
+    /// Starts the lines of the child's runtime; random, so no cell prints it by chance.
+    marker: String,
+    /// Counts preludes run, one per child process.
+    generation: u64,
+    /// The child process our prelude runs in. evcxr starts a new one
+    /// silently on `:restart` and `:clear`, and after one dies.
+    prepared_child: Option<u32>,
 }
 
 /// Builds the evcxr context; called on the executor thread.
@@ -236,19 +113,9 @@ pub fn build() -> Result<Built, String> {
         tracing::warn!(error = %e, "evcxr compile cache not enabled");
     }
     let interrupted = Arc::new(AtomicBool::new(false));
-    let (control, control_rx) = crossbeam_channel::unbounded();
-    let pump = Pump {
-        control: control_rx,
-        stdout: outputs.stdout,
-        stderr: outputs.stderr,
-        current: None,
-        pending: None,
-    };
-    std::thread::Builder::new()
-        .name("evcxr-output".into())
-        .spawn(move || pump.run())
-        .map_err(|e| e.to_string())?;
-    let forwarder = Forwarder { control };
+    let marker = format!("ACADEMY_{}", uuid::Uuid::new_v4().simple());
+    let forwarder =
+        pump::spawn(outputs.stdout, outputs.stderr, &marker).map_err(|e| e.to_string())?;
     let killer = Arc::new(Kill {
         child: ctx.process_handle(),
         interrupted: interrupted.clone(),
@@ -257,12 +124,56 @@ pub fn build() -> Result<Built, String> {
         ctx,
         forwarder,
         interrupted,
-        prelude_loaded: false,
+        marker,
+        generation: 0,
+        prepared_child: None,
     };
     Ok((Box::new(engine), killer))
 }
 
 impl RustEngine {
+    /// Runs the prelude in the child unless it already ran in this one.
+    fn prepare_child(&mut self, out: &Output) {
+        if self.prepared_child.is_some() && self.prepared_child == Some(self.child_id()) {
+            return;
+        }
+        let mut failure = None;
+        // A child can die in its first code: after `:restart` evcxr 0.22
+        // still loads the old variables, and the new child aborts. evcxr then
+        // starts another with none, where the prelude runs.
+        for _ in 0..2 {
+            self.generation += 1;
+            let code = prelude::code(&self.marker, self.generation);
+            match self.ctx.execute(&code) {
+                Ok(_) => {
+                    self.prepared_child = Some(self.child_id());
+                    return;
+                }
+                Err(e @ evcxr::Error::SubprocessTerminated(_)) => failure = Some(e),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // Said in the cell: without the runtime a panic would not fail it.
+            tracing::warn!(error = %e, "the prelude failed");
+            out.stderr(&format!(
+                "academy-rust: the session's prelude failed, so panics are not reported \
+                 as errors and display_html and friends are missing: {e}\n"
+            ));
+        }
+    }
+
+    fn child_id(&self) -> u32 {
+        self.ctx
+            .process_handle()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id()
+    }
+
     fn variables(&self) -> BTreeSet<String> {
         self.ctx
             .variables_and_types()
@@ -359,20 +270,16 @@ impl Engine for RustEngine {
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
         self.interrupted.store(false, Ordering::SeqCst);
         self.forwarder.begin_cell(out);
-        if !self.prelude_loaded {
-            match self.ctx.execute(PRELUDE) {
-                Ok(_) => self.prelude_loaded = true,
-                Err(e) => tracing::warn!(error = %e, "prelude failed to compile"),
-            }
-        }
+        self.prepare_child(out);
         let before = self.variables();
         let result = self.ctx.execute(code);
-        self.forwarder.finish_cell();
-        if let Err(evcxr::Error::SubprocessTerminated(_)) = &result {
-            // The prelude lived in the old process.
-            self.prelude_loaded = false;
-        }
+        let end = self.forwarder.finish_cell();
         let outputs = result.map_err(|e| self.error(code, e, &before))?;
+        if let Some(record) = end.panic {
+            // evcxr caught the panic and returned Ok; the cell failed.
+            let source = self.ctx.last_source().ok();
+            return Err(panic::Panic::parse(&record).into_cell_error(code, source.as_deref()));
+        }
         let mut media: Vec<MediaType> = Vec::new();
         for (mime, data) in outputs.content_by_mime_type {
             media.push(match mime.as_str() {
