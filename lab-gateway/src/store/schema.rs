@@ -108,9 +108,10 @@ fn v1_add_missing_columns(tx: &rusqlite::Transaction) -> HookResult {
 
 /// Graded exercises (issue 15): assignments of a course, each engineer's
 /// extension, immutable submissions, and their gradings (a regrade adds a
-/// row beside the old one, never over it).
+/// row beside the old one, never over it). Idempotent, as migration 1 is:
+/// a database whose `user_version` was lost is migrated again whole.
 const V2: &str = "
-CREATE TABLE assignments (
+CREATE TABLE IF NOT EXISTS assignments (
     course TEXT NOT NULL,
     name TEXT NOT NULL,
     -- classroom::Policy as JSON: dates, late penalty, which submission
@@ -125,7 +126,7 @@ CREATE TABLE assignments (
     updated TEXT NOT NULL,
     PRIMARY KEY (course, name)
 );
-CREATE TABLE extensions (
+CREATE TABLE IF NOT EXISTS extensions (
     course TEXT NOT NULL,
     assignment TEXT NOT NULL,
     user_name TEXT NOT NULL,
@@ -133,7 +134,7 @@ CREATE TABLE extensions (
     PRIMARY KEY (course, assignment, user_name),
     FOREIGN KEY (course, assignment) REFERENCES assignments(course, name) ON DELETE CASCADE
 );
-CREATE TABLE submissions (
+CREATE TABLE IF NOT EXISTS submissions (
     -- Random, so one cannot be guessed from another.
     id TEXT PRIMARY KEY,
     course TEXT NOT NULL,
@@ -144,8 +145,8 @@ CREATE TABLE submissions (
     sha256 TEXT NOT NULL,
     FOREIGN KEY (course, assignment) REFERENCES assignments(course, name) ON DELETE CASCADE
 );
-CREATE INDEX submissions_by_user ON submissions(course, assignment, user_name, submitted);
-CREATE TABLE gradings (
+CREATE INDEX IF NOT EXISTS submissions_by_user ON submissions(course, assignment, user_name, submitted);
+CREATE TABLE IF NOT EXISTS gradings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     submission TEXT NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
     -- The fair queue serves courses in turn.
@@ -164,9 +165,9 @@ CREATE TABLE gradings (
     score REAL,
     max_score REAL
 );
-CREATE INDEX gradings_queue ON gradings(state, id);
-CREATE INDEX gradings_by_submission ON gradings(submission, id);
-CREATE TABLE manual_grades (
+CREATE INDEX IF NOT EXISTS gradings_queue ON gradings(state, id);
+CREATE INDEX IF NOT EXISTS gradings_by_submission ON gradings(submission, id);
+CREATE TABLE IF NOT EXISTS manual_grades (
     submission TEXT NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
     grade_id TEXT NOT NULL,
     points REAL NOT NULL,
