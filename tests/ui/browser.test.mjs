@@ -339,7 +339,6 @@ test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, (
   await shot(other, "08b-course-copy");
   // Opening it again from the course finds the same copy, not a new one.
   await other.getByRole("link", { name: "Courses" }).click();
-  const intro = other.locator('section.course[data-course="intro"]');
   await intro.waitFor();
   await intro.getByRole("button", { name: "Open my copy" }).click();
   await other.waitForURL(/#\/nb\/intro\/lesson\.ipynb$/);
