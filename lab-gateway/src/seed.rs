@@ -89,11 +89,24 @@ pub fn first_start(store: &Store, users_root: &Path, owner: &str) -> Result<bool
             source,
         })
     };
+    // A data dir from before this release may have courses of these names:
+    // theirs are left alone.
+    let taken = |course: &str| -> Result<bool, SeedError> {
+        Ok(store.course_staff(course)?.is_some()
+            || users_root.with_file_name("courses").join(course).exists()
+            || !store.assignments(Some(course))?.is_empty())
+    };
     let courses = users_root.with_file_name("courses").join(GETTING_STARTED);
-    for (name, bytes) in NOTEBOOKS {
-        write(courses.join(name), bytes)?;
+    if !taken(GETTING_STARTED)? {
+        for (name, bytes) in NOTEBOOKS {
+            write(courses.join(name), bytes)?;
+        }
+        store.claim_course(GETTING_STARTED, owner)?;
     }
-    store.claim_course(GETTING_STARTED, owner)?;
+    if taken(DEMO)? {
+        store.set_setting(SEEDED, &crate::timefmt::iso(chrono::Utc::now()))?;
+        return Ok(true);
+    }
 
     let files = Files::beside(users_root);
     let policy = serde_json::to_string(&Policy::default()).map_err(|e| SeedError::Example {

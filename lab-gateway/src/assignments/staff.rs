@@ -46,16 +46,6 @@ pub async fn import(
             "expected {{\"path\": PATH}} or {{\"notebook\": {{…}}}}, and optionally \"policy\": {e}"
         ))
     })?;
-    let owner = s.store.claim_course(course, &user.name)?;
-    if owner != user.name {
-        let staff = s.store.course_staff(course)?;
-        let on_staff = user.is_admin() || staff.is_some_and(|st| st.trainers.contains(&user.name));
-        if !on_staff {
-            return Err(ApiError::Forbidden(format!(
-                "course {course:?} belongs to {owner}: ask them (or an admin) to make you a co-trainer"
-            )));
-        }
-    }
     let bytes = match (req.path, req.notebook) {
         (Some(path), None) => {
             let mine = Root::new(s.users_root.join(&user.name))?;
@@ -73,6 +63,16 @@ pub async fn import(
     };
     let source = Source::parse(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("not a valid nbgrader source notebook: {e}")))?;
+    let owner = s.store.claim_course(course, &user.name)?;
+    if owner != user.name {
+        let staff = s.store.course_staff(course)?;
+        let on_staff = user.is_admin() || staff.is_some_and(|st| st.trainers.contains(&user.name));
+        if !on_staff {
+            return Err(ApiError::Forbidden(format!(
+                "course {course:?} belongs to {owner}: ask them (or an admin) to make you a co-trainer"
+            )));
+        }
+    }
     let existing = s.store.assignment(course, assignment)?;
     let policy = match (req.policy, &existing) {
         (Some(p), _) => p,

@@ -44,14 +44,16 @@ const AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 /// Runs `cells` (index in the notebook, code) in order. Every cell gets a
 /// run: once the kernel is dead, stuck or out of total time, the rest get
-/// an error output saying so (and score nothing).
+/// an error output saying so (and score nothing). `Err` when the gateway
+/// missed some of the kernel's output (its fan-out dropped messages): the
+/// runs cannot be trusted, and the grading is tried again.
 pub async fn run_cells(
     manager: &KernelManager,
     kernel: &Arc<Kernel>,
     cells: &[(usize, String)],
     limits: Limits,
-) -> Vec<(usize, CellRun)> {
-    let deadline = Instant::now() + limits.total_timeout;
+) -> Result<Vec<(usize, CellRun)>, u64> {
+    let deadline = later(limits.total_timeout);
     let mut runs = Vec::with_capacity(cells.len());
     let mut client = match Client::connect(kernel).await {
         Ok(c) => Some(c),
@@ -61,6 +63,7 @@ pub async fn run_cells(
         }
     };
     let mut broken: Option<&'static str> = None;
+    let mut lost = 0;
     for (index, code) in cells {
         if broken.is_none() && Instant::now() >= deadline {
             broken = Some("the grading ran past the assignment's total time limit");
@@ -76,11 +79,21 @@ pub async fn run_cells(
             Err((run, why)) => {
                 runs.push((*index, run));
                 broken = Some(why);
-                client = None;
+                if let Some(c) = client.take() {
+                    lost += c.lost();
+                }
             }
         }
     }
-    runs
+    lost += client.map_or(0, |c| c.lost());
+    if lost > 0 { Err(lost) } else { Ok(runs) }
+}
+
+/// `now + d`, or a year from now for a `d` too large to add.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 fn failed_run(ename: &str, evalue: &str) -> CellRun {
@@ -102,6 +115,13 @@ struct Client {
 }
 
 impl Client {
+    /// iopub messages the fan-out dropped for this client.
+    fn lost(&self) -> u64 {
+        self.iopub
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn connect(kernel: &Kernel) -> Result<Client, String> {
         let endpoint = kernel.current_endpoint();
         let limits = kernel.message_limits();
@@ -157,7 +177,7 @@ impl Client {
                 "the grading kernel stopped answering",
             ));
         }
-        let cell_deadline = (Instant::now() + limits.cell_timeout).min(total_deadline);
+        let cell_deadline = later(limits.cell_timeout).min(total_deadline);
         let mut deadline = cell_deadline;
         let mut interrupted = false;
         let (mut replied, mut idle) = (false, false);
@@ -241,9 +261,13 @@ impl Outputs {
         match msg_type.as_str() {
             "status" => return content["execution_state"] == "idle",
             "execute_input" => self.execution_count = content["execution_count"].as_u64(),
+            // What decides the points (errors, stderr) survives a clear:
+            // otherwise an answer's hook that clears every cell's output
+            // would turn failing tests into passing ones.
             "clear_output" => {
-                self.outputs.clear();
-                self.used = 0;
+                self.outputs
+                    .retain(|o| o["output_type"] == "error" || o["name"] == "stderr");
+                self.used = self.outputs.iter().map(|o| o.to_string().len()).sum();
             }
             "stream" => {
                 let name = content["name"].as_str().unwrap_or("stdout").to_owned();
@@ -276,14 +300,20 @@ impl Outputs {
                     }));
                 }
             }
-            // Results and errors decide the points: always kept.
-            "execute_result" => self.outputs.push(json!({
+            // Results and errors decide the points: the first of each is
+            // always kept; more are kept only within the budget.
+            "execute_result" | "error"
+                if !self.first_of(&msg_type) && self.used + msg.content.len() > self.budget =>
+            {
+                self.cut = true;
+            }
+            "execute_result" => self.keep(json!({
                 "output_type": "execute_result",
                 "data": content.get("data").cloned().unwrap_or_else(|| json!({})),
                 "metadata": content.get("metadata").cloned().unwrap_or_else(|| json!({})),
                 "execution_count": content["execution_count"].as_u64().or(self.execution_count),
             })),
-            "error" => self.outputs.push(json!({
+            "error" => self.keep(json!({
                 "output_type": "error",
                 "ename": content["ename"].as_str().unwrap_or("Error"),
                 "evalue": content["evalue"].as_str().unwrap_or(""),
@@ -294,13 +324,32 @@ impl Outputs {
         false
     }
 
+    /// Whether no output of this type (`execute_result`, `error`) was kept yet.
+    fn first_of(&self, output_type: &str) -> bool {
+        !self.outputs.iter().any(|o| o["output_type"] == output_type)
+    }
+
+    fn keep(&mut self, output: Value) {
+        self.used += output.to_string().len();
+        self.outputs.push(output);
+    }
+
     /// The execute_reply: its execution count marks the cell as run even
-    /// when its iopub `execute_input` was missed.
+    /// when its iopub `execute_input` was missed, and a status other than
+    /// `ok` fails the cell even when no `error` output came (an answer can
+    /// silence IPython's traceback display).
     fn replied(&mut self, reply: &RawMessage) {
-        if self.execution_count.is_none()
-            && let Ok(content) = serde_json::from_slice::<Value>(&reply.content)
-        {
+        let Ok(content) = serde_json::from_slice::<Value>(&reply.content) else {
+            return;
+        };
+        if self.execution_count.is_none() {
             self.execution_count = content["execution_count"].as_u64();
+        }
+        let status = content["status"].as_str().unwrap_or("error");
+        if status != "ok" && self.first_of("error") {
+            let ename = content["ename"].as_str().unwrap_or("Error");
+            let evalue = content["evalue"].as_str().unwrap_or(status);
+            self.outputs.extend(failed_run(ename, evalue).outputs);
         }
     }
 

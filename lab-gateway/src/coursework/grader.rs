@@ -91,7 +91,7 @@ impl Grader {
                 }
             }
         }
-        match self.cx.store.requeue_interrupted_gradings() {
+        match self.cx.store.requeue_interrupted_gradings(ATTEMPTS) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 gradings = n,
@@ -194,7 +194,7 @@ impl Grader {
     /// Runs the public tests of an assignment on `user`'s notebook and
     /// says how it did; nothing is recorded. One at a time per engineer.
     pub async fn validate(
-        &self,
+        self: &Arc<Self>,
         user: &str,
         course: &str,
         assignment: &str,
@@ -204,19 +204,32 @@ impl Grader {
         if !self.validating.lock().insert(user.to_owned()) {
             return Err(ValidateError::Busy);
         }
-        let result = async {
-            let _permit = self
+        // In a task of its own: a client that goes away mid-way must not
+        // drop the run between starting its kernel and stopping it. The
+        // task clears the busy flag however it ends.
+        let me = self.clone();
+        let (user, course, assignment) =
+            (user.to_owned(), course.to_owned(), assignment.to_owned());
+        let (policy, notebook) = (policy.clone(), notebook.clone());
+        let task = tokio::spawn(async move {
+            struct Busy<'a>(&'a Grader, &'a str);
+            impl Drop for Busy<'_> {
+                fn drop(&mut self) {
+                    self.0.validating.lock().remove(self.1);
+                }
+            }
+            let _busy = Busy(&me, &user);
+            let _permit = me
                 .validations
                 .acquire()
                 .await
                 .map_err(|e| ValidateError::Failed(e.to_string()))?;
-            run::validate(&self.cx, course, assignment, policy, notebook)
+            run::validate(&me.cx, &course, &assignment, &policy, &notebook)
                 .await
                 .map_err(|e| ValidateError::Failed(e.to_string()))
-        }
-        .await;
-        self.validating.lock().remove(user);
-        result
+        });
+        task.await
+            .map_err(|e| ValidateError::Failed(format!("the validation stopped: {e}")))?
     }
 
     /// Where a queued grading stands, counted as the fair order serves:

@@ -124,9 +124,13 @@ async fn run_notebook(
     if let Err(e) = cx.kernels.shutdown(&kernel).await {
         tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
     }
-    if let Err(e) = std::fs::remove_dir_all(&scratch) {
-        tracing::debug!(path = %scratch.display(), error = %e, "a grading scratch folder was not removed");
+    let scratch_gone = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await;
+    if let Ok(Err(e)) = scratch_gone {
+        tracing::debug!(error = %e, "a grading scratch folder was not removed");
     }
+    let runs = runs.map_err(|lost| {
+        RunError::Platform(format!("the grader missed {lost} of the kernel's messages"))
+    })?;
     for (index, run) in runs {
         // nbgrader's LimitOutput (lines per stream, traceback entries).
         let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);

@@ -349,13 +349,14 @@ impl Store {
     }
 
     /// Queues another grading of a submission (a regrade), unless one is
-    /// already queued or running for it. Returns the queued grading's id.
+    /// queued for it already (one running now may have read the source
+    /// before a fix: it does not count). Returns the queued grading's id.
     pub fn queue_grading(&self, submission: &str) -> Result<i64, StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let pending: Option<i64> = tx
                 .query_row(
-                    "SELECT id FROM gradings WHERE submission = ?1 AND state IN ('queued', 'grading')",
+                    "SELECT id FROM gradings WHERE submission = ?1 AND state = 'queued'",
                     params![submission],
                     |r| r.get(0),
                 )
@@ -378,9 +379,17 @@ impl Store {
         })
     }
 
-    /// Puts back in the queue the gradings a stopped gateway left running.
-    pub fn requeue_interrupted_gradings(&self) -> Result<usize, StoreError> {
+    /// Puts back in the queue the gradings a stopped gateway left running,
+    /// unless they were taken `max_attempts` times already: a submission
+    /// that brought the gateway down that often is failed, not run again.
+    pub fn requeue_interrupted_gradings(&self, max_attempts: i64) -> Result<usize, StoreError> {
         self.with(|c| {
+            c.execute(
+                "UPDATE gradings SET state = 'failed', finished = ?2,
+                    reason = 'the gateway stopped while grading it ' || attempts || ' times'
+                 WHERE state = 'grading' AND attempts >= ?1",
+                params![max_attempts, now()],
+            )?;
             Ok(c.execute(
                 "UPDATE gradings SET state = 'queued', started = NULL WHERE state = 'grading'",
                 [],
@@ -544,7 +553,7 @@ mod tests {
         // Taken once only.
         assert!(store.take_grading(id).unwrap().is_none());
         // The gateway stops here and starts again.
-        assert_eq!(store.requeue_interrupted_gradings().unwrap(), 1);
+        assert_eq!(store.requeue_interrupted_gradings(3).unwrap(), 1);
         let second = store.take_grading(id).unwrap().unwrap();
         assert_eq!(second.attempts, 2);
         // The old attempt's late result is dropped; the new one counts.
@@ -554,6 +563,19 @@ mod tests {
         let rows = store.gradings("s1").unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].state, GradingState::Graded);
+    }
+
+    #[test]
+    fn a_submission_that_keeps_stopping_the_gateway_is_failed_not_run_again() {
+        let (_dir, store) = store();
+        let id = submit(&store, "s1");
+        for _ in 0..3 {
+            store.take_grading(id).unwrap().unwrap();
+            store.requeue_interrupted_gradings(3).unwrap();
+        }
+        let row = store.grading(id).unwrap().unwrap();
+        assert_eq!(row.state, GradingState::Failed);
+        assert!(row.reason.unwrap().contains("3 times"));
     }
 
     #[test]

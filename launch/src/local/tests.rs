@@ -231,7 +231,9 @@ def attempt(label, f):
 attempt('tcp80', lambda: socket.create_connection(('127.0.0.1', 80), timeout=2))
 attempt('udp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
 attempt('udp6', lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK))
-attempt('tcp-socket', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+attempt('sctp', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132))
+attempt('vsock', lambda: socket.socket(40, socket.SOCK_STREAM))
+attempt('tcp-socket', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP))
 print('END')
 "#;
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +244,8 @@ print('END')
         "tcp80 PermissionError",
         "udp PermissionError",
         "udp6 PermissionError",
+        "sctp PermissionError",
+        "vsock PermissionError",
         // It still makes TCP sockets: it listens on its own ports.
         "tcp-socket OK",
     ] {
