@@ -201,21 +201,13 @@ fn read_submitted(
     assignment: &str,
     req: Submit,
 ) -> Result<Notebook, ApiError> {
-    let bytes = match (req.path, req.notebook) {
-        (path, None) => {
-            let mine = Root::new(s.users_root.join(&user.name))?;
-            let path = path.unwrap_or_else(|| copy_path(course, assignment));
-            mine.read(&mine.resolve(&path)?)?
-        }
-        (None, Some(nb)) => {
-            serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string()))?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give \"path\" or \"notebook\", not both".into(),
-            ));
-        }
-    };
+    let bytes = super::notebook_bytes(
+        s,
+        user,
+        req.path,
+        req.notebook,
+        Some(copy_path(course, assignment)),
+    )?;
     Notebook::parse(&bytes).map_err(|e| ApiError::BadRequest(format!("not a notebook: {e}")))
 }
 

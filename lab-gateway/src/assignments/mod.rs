@@ -116,6 +116,36 @@ pub(crate) fn options<T: Default + serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::BadRequest(format!("expected {expected}: {e}")))
 }
 
+/// The bytes of a notebook a request names: `path` in the caller's folder
+/// (`default_path` when neither is given) or `notebook` itself; read
+/// within the contents API's file limit.
+pub(crate) fn notebook_bytes(
+    s: &AppState,
+    user: &User,
+    path: Option<String>,
+    notebook: Option<serde_json::Value>,
+    default_path: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    match (
+        path.or(if notebook.is_none() {
+            default_path
+        } else {
+            None
+        }),
+        notebook,
+    ) {
+        (Some(path), None) => {
+            let mine = crate::contents::Root::new(s.users_root.join(&user.name))?
+                .with_max_file(s.caps.contents_file);
+            Ok(mine.read(&mine.resolve(&path)?)?)
+        }
+        (None, Some(nb)) => serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string())),
+        _ => Err(ApiError::BadRequest(
+            "give the notebook as \"path\" (in your folder) or as \"notebook\", one of them".into(),
+        )),
+    }
+}
+
 /// Trainers and admins create assignments.
 pub(crate) fn may_author(user: &User) -> Result<(), ApiError> {
     match user.role {

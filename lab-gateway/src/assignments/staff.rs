@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{may_author, name, policy, staff_only, submission_for, views};
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::contents::Root;
 use crate::coursework::files::write_atomic;
 use crate::error::ApiError;
 use crate::store::ManualGrade;
@@ -46,21 +45,7 @@ pub async fn import(
             "expected {{\"path\": PATH}} or {{\"notebook\": {{…}}}}, and optionally \"policy\": {e}"
         ))
     })?;
-    let bytes = match (req.path, req.notebook) {
-        (Some(path), None) => {
-            let mine = Root::new(s.users_root.join(&user.name))?;
-            mine.read(&mine.resolve(&path)?)?
-        }
-        (None, Some(nb)) => {
-            serde_json::to_vec(&nb).map_err(|e| ApiError::Internal(e.to_string()))?
-        }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give the source notebook as \"path\" (in your folder) or as \"notebook\", one of them"
-                    .into(),
-            ));
-        }
-    };
+    let bytes = super::notebook_bytes(&s, &user, req.path, req.notebook, None)?;
     let source = Source::parse(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("not a valid nbgrader source notebook: {e}")))?;
     let owner = s.store.claim_course(course, &user.name)?;
