@@ -27,7 +27,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::VarMap;
 use candle_nn::init::{Init, NormalOrUniform};
 use rand::{SeedableRng as _, rngs::StdRng, seq::SliceRandom as _};
-use rand_distr::{Distribution as _, Normal, Uniform};
+use rand_distr::{Distribution, Normal, Uniform};
 use rhai::{Dynamic, Engine, FuncRegistration, INT};
 
 use super::Session;
@@ -71,15 +71,9 @@ impl Generator {
             };
             return t.to_dtype(dtype);
         }
-        let n = shape.elem_count();
-        if dtype == DType::F64 {
-            let d = Normal::new(mean, std).map_err(candle_core::Error::wrap)?;
-            let v: Vec<f64> = (0..n).map(|_| d.sample(&mut self.rng)).collect();
-            return Tensor::from_vec(v, shape, device);
-        }
-        let d = Normal::new(mean as f32, std as f32).map_err(candle_core::Error::wrap)?;
-        let v: Vec<f32> = (0..n).map(|_| d.sample(&mut self.rng)).collect();
-        Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
+        let f64s = Normal::new(mean, std).map_err(candle_core::Error::wrap)?;
+        let f32s = Normal::new(mean as f32, std as f32).map_err(candle_core::Error::wrap)?;
+        self.fill(f64s, f32s, shape, dtype, device)
     }
 
     /// A tensor of samples uniform in `[lo, up)`.
@@ -100,14 +94,27 @@ impl Generator {
             };
             return t.to_dtype(dtype);
         }
+        let f64s = Uniform::new(lo, up).map_err(candle_core::Error::wrap)?;
+        let f32s = Uniform::new(lo as f32, up as f32).map_err(candle_core::Error::wrap)?;
+        self.fill(f64s, f32s, shape, dtype, device)
+    }
+
+    /// A CPU tensor of samples from this generator: drawn as f64 for an
+    /// f64 tensor, else as f32 and converted (as candle's own draws are).
+    fn fill(
+        &mut self,
+        f64s: impl Distribution<f64>,
+        f32s: impl Distribution<f32>,
+        shape: Shape,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let n = shape.elem_count();
         if dtype == DType::F64 {
-            let d = Uniform::new(lo, up).map_err(candle_core::Error::wrap)?;
-            let v: Vec<f64> = (0..n).map(|_| d.sample(&mut self.rng)).collect();
+            let v: Vec<f64> = (0..n).map(|_| f64s.sample(&mut self.rng)).collect();
             return Tensor::from_vec(v, shape, device);
         }
-        let d = Uniform::new(lo as f32, up as f32).map_err(candle_core::Error::wrap)?;
-        let v: Vec<f32> = (0..n).map(|_| d.sample(&mut self.rng)).collect();
+        let v: Vec<f32> = (0..n).map(|_| f32s.sample(&mut self.rng)).collect();
         Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
     }
 

@@ -276,12 +276,14 @@ impl Outputs {
                 if text.is_empty() {
                     return false;
                 }
+                // Appended in place: a cell printing line by line costs what
+                // it prints, not the square of it.
                 if let Some(last) = self.outputs.last_mut()
                     && last["output_type"] == "stream"
                     && last["name"] == name.as_str()
+                    && let Some(Value::String(joined)) = last.get_mut("text")
                 {
-                    let joined = format!("{}{}", last["text"].as_str().unwrap_or(""), text);
-                    last["text"] = Value::String(joined);
+                    joined.push_str(text);
                 } else {
                     self.outputs
                         .push(json!({"output_type": "stream", "name": name, "text": text}));

@@ -207,20 +207,29 @@ async fn run_with(
     out
 }
 
+/// The venv's Python, for tests of what a confined kernel reaches; `None`
+/// (the test is skipped, and says why) without Landlock ABI 6 or a venv.
+fn confined_python() -> Option<std::path::PathBuf> {
+    if !Sandbox::supported() {
+        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+        return None;
+    }
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !python.exists() {
+        eprintln!("SKIPPED: no .venv/bin/python");
+        return None;
+    }
+    Some(python)
+}
+
 /// Issue 15: a grading kernel (`offline`) connects nowhere over TCP (not
 /// even to the outbound ports other kernels get) and opens no UDP socket;
 /// a kernel with network does both.
 #[tokio::test]
 async fn an_offline_kernel_has_no_network() {
-    if !Sandbox::supported() {
-        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+    let Some(python) = confined_python() else {
         return;
-    }
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if !python.exists() {
-        eprintln!("SKIPPED: no .venv/bin/python");
-        return;
-    }
+    };
     let script = r#"
 import socket
 def attempt(label, f):
@@ -262,15 +271,9 @@ print('END')
 /// for, and another kernel's `/dev/shm` file are all out of reach.
 #[tokio::test]
 async fn a_confined_kernel_reaches_no_home_socket_cmdline_other_gpu_or_shared_shm() {
-    if !Sandbox::supported() {
-        eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
+    let Some(python) = confined_python() else {
         return;
-    }
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if !python.exists() {
-        eprintln!("SKIPPED: no .venv/bin/python");
-        return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
