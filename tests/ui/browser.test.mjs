@@ -1,68 +1,34 @@
 // The web UI in a real browser: Debian's Chromium, driven by playwright-core,
 // against a real `lab serve` with real kernels. Screenshots of every step go
-// to tests/artifacts/ui/. Any console error or page error fails the run.
+// to tests/artifacts/ui/browser/. Any console error or page error fails the run.
 //
 //   node --test tests/ui/*.test.mjs     (scripts/test runs it after building the UI)
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Pages, ROOT, LAB, launchBrowser, startLab, typeInto, loginWith as loginAt } from "./harness.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const require = createRequire(join(ROOT, "lab-gateway", "ui", "package.json"));
-const { chromium } = require("playwright-core");
-const LAB = join(ROOT, "target", "debug", "lab");
-const SHOTS = join(ROOT, "tests", "artifacts", "ui");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-
-let server, base, adminToken, data, browser;
-const problems = [];
+let server, base, adminToken, data, browser, ui;
+let problems = [];
+let pages = [];
 
 function lab(...args) {
   return execFileSync(LAB, [...args, "--data-dir", data], { encoding: "utf8" }).trim();
 }
 
-/// A `lab serve` on a fresh data dir; resolves once it printed its login URL
-/// (a one-time code); the admin's API token is in its 0600 lab-server.json.
-async function startLab(args, prepare = () => {}) {
-  const dir = mkdtempSync(join(tmpdir(), "lab-ui-"));
-  prepare((...a) => execFileSync(LAB, [...a, "--data-dir", dir], { encoding: "utf8" }).trim(), dir);
-  const proc = spawn(LAB, ["serve", "--port", "0", "--data-dir", dir, ...args], {
-    env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: join(ROOT, ".venv", "share", "jupyter") },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise((resolve, reject) => {
-    let out = "";
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/Log in with: (http:\/\/127\.0\.0\.1:\d+)\/\?code=([0-9a-f]+)/);
-      if (m) resolve(m);
-    });
-    proc.on("exit", (code) => reject(new Error(`lab serve exited with ${code}: ${out}`)));
-  });
-  const info = JSON.parse(readFileSync(join(dir, "runtime", "lab-server.json"), "utf8"));
-  assert.equal(info.pid, proc.pid, "lab-server.json is this server's");
-  return { proc, base: url[1], code: url[2], token: info.token, data: dir };
-}
-
 before(async () => {
-  rmSync(SHOTS, { recursive: true, force: true });
-  mkdirSync(SHOTS, { recursive: true });
   const lab = await startLab(["--gpus", "1x2 H100-80GB"]);
   server = lab.proc;
   base = lab.base;
   adminToken = lab.token;
   data = lab.data;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
+  ui = new Pages(browser, "browser");
+  problems = ui.problems;
+  pages = ui.pages;
 });
 
 after(async () => {
@@ -70,36 +36,10 @@ after(async () => {
   server?.kill("SIGTERM");
 });
 
-async function newPage(name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  pages.push(page);
-  // Once its test has stopped the server, a page's failed reconnects are expected.
-  page.on("console", (m) => {
-    if (m.type() === "error" && !page.serverStopped) problems.push(`${name}: console: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
-  page.on("dialog", (d) => d.accept(page.nextPrompt ?? undefined));
-  return page;
-}
-
-/// Stops a test's server; the pages open so far stop counting console errors.
-function stopLab(lab) {
-  for (const p of pages) p.serverStopped = true;
-  lab.proc.kill("SIGTERM");
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-/// The cell's editor text is set as a user would type it.
-async function typeInto(page, cell, text) {
-  await cell.locator(".cm-content").click();
-  await page.keyboard.press("Control+a");
-  await page.keyboard.press("Delete");
-  await page.keyboard.insertText(text);
-}
+const newPage = (name) => ui.newPage(name);
+const stopLab = (lab) => ui.stopLab(lab);
+const shot = (page, name) => ui.shot(page, name);
+const withFailureShots = (body) => ui.withFailureShots(body);
 
 /// Opens a login URL (`?code=` or `?token=`): the app asks before it logs
 /// in, naming the account; confirming logs in.
@@ -111,23 +51,7 @@ async function loginByLink(page, url, user) {
   await page.locator("header.top").waitFor();
 }
 
-async function loginWith(page, token) {
-  await page.goto(base + "/");
-  await page.getByLabel("token").fill(token);
-  await page.getByRole("button", { name: "Log in" }).click();
-  await page.locator("header.top").waitFor();
-}
-
-/// Runs `body` with `page`; on failure, saves what every open page showed.
-const pages = [];
-async function withFailureShots(body) {
-  try {
-    await body();
-  } catch (e) {
-    for (const [i, p] of pages.entries()) await shot(p, `failure-${i}`).catch(() => {});
-    throw e;
-  }
-}
+const loginWith = (page, token) => loginAt(page, base, token);
 
 test("an engineer's day in the web UI, and an ops edit", { timeout: 600_000 }, () => withFailureShots(async () => {
   const bob = lab("user", "add", "bob", "--role", "engineer");

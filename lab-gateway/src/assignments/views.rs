@@ -252,6 +252,10 @@ pub fn gradebook(
     users.sort_unstable();
     users.dedup();
     let mut rows = Vec::new();
+    // Every submission's latest grading, for the progress line.
+    let mut progress = std::collections::BTreeMap::from(
+        ["queued", "grading", "graded", "failed"].map(|k| (k, 0_usize)),
+    );
     for user in users {
         let mine: Vec<&SubmissionRow> = subs.iter().filter(|r| r.user_name == user).collect();
         let ext = extension(s, &row.course, &row.name, user)?;
@@ -259,6 +263,9 @@ pub fn gradebook(
         let mut judged = Vec::new();
         for sub in &mine {
             let (graded, latest) = gradings(s, &sub.id)?;
+            if let Some(l) = &latest {
+                *progress.entry(l.state.as_str()).or_default() += 1;
+            }
             let (cells, score, max) = match &graded {
                 Some(g) => {
                     let scores = scores_of(s, sub, g)?;
@@ -311,6 +318,7 @@ pub fn gradebook(
         "max_score": source.max_score(),
         "cells": source.graded_cells().iter().map(|c| json!({"grade_id": c.grade_id, "points": c.max_points, "kind": c.kind})).collect::<Vec<_>>(),
         "rows": rows,
+        "progress": progress,
     }))
 }
 

@@ -48,6 +48,15 @@ pub enum GradingState {
 }
 
 impl GradingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GradingState::Queued => "queued",
+            GradingState::Grading => "grading",
+            GradingState::Graded => "graded",
+            GradingState::Failed => "failed",
+        }
+    }
+
     fn parse(s: &str) -> GradingState {
         match s {
             "grading" => GradingState::Grading,

@@ -1,9 +1,11 @@
-// The single-page app: a hash router over the login, files, notebook and
-// ops pages, and the header with the user menu.
+// The single-page app: a hash router over the login, files, notebook,
+// courses, assignments and ops pages, and the header with the user menu.
 
 import { api, me, type Identity } from "./api";
 import { clear, h, toast } from "./dom";
+import { assignmentPage, assignmentsPage } from "./assignments";
 import { coursesPage } from "./courses";
+import { managePage } from "./manage";
 import { filesPage } from "./files";
 import { confirmLoginPage, loginPage, takeLoginFromUrl } from "./login";
 import { NotebookView } from "./notebook";
@@ -47,6 +49,7 @@ function header(u: Identity): HTMLElement {
       {},
       h("a", { href: "#/files/" }, "Files"),
       h("a", { href: "#/courses" }, "Courses"),
+      h("a", { href: "#/assignments" }, "Assignments"),
       ops && h("a", { href: "#/ops" }, "Ops"),
     ),
     menu,
@@ -86,6 +89,11 @@ async function route(): Promise<void> {
       (window as any).academyNotebook = nb;
       main.append(nb.el);
       await nb.load();
+    } else if (hash === "/assignments") {
+      main.append(await assignmentsPage());
+    } else if (/^\/(assignment|manage)\/[^/]+\/[^/]+$/.test(hash)) {
+      const [, page, course, name] = hash.split("/");
+      main.append(await (page === "manage" ? managePage(course, name) : assignmentPage(course, name)));
     } else if (hash === "/courses") {
       main.append(await coursesPage());
     } else if (hash === "/ops") {

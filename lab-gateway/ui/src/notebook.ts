@@ -10,6 +10,8 @@ import { h, toast } from "./dom";
 import { makeEditor } from "./editor";
 import { KernelConnection, type Connection, type Msg } from "./kernel";
 import { OutputArea, type Output } from "./outputs";
+import { createAssignmentDialog, gradingTools } from "./authoring";
+import { assignmentAt, worksheetBar } from "./worksheet";
 
 interface NbCell {
   id?: string;
@@ -153,7 +155,8 @@ export class NotebookView {
 
   constructor(
     public readonly path: string,
-    canPublish = false,
+    /// A trainer: may publish, mark cells for grading and make assignments.
+    private readonly canPublish = false,
   ) {
     const bar = h(
       "div",
@@ -167,6 +170,26 @@ export class NotebookView {
       h("button", { onclick: () => void this.interrupt(), class: "interrupt" }, "Interrupt"),
       h("button", { onclick: () => void this.restart(), class: "restart" }, "Restart"),
       canPublish && h("button", { onclick: () => void this.publish(), class: "publish", title: "Publish to a course" }, "Publish"),
+      canPublish &&
+        h(
+          "button",
+          {
+            class: "assignment-tools",
+            title: "Mark cells as answers, tests or read-only, with points (nbgrader's metadata)",
+            onclick: () => this.el.classList.toggle("authoring"),
+          },
+          "Assignment tools",
+        ),
+      canPublish &&
+        h(
+          "button",
+          {
+            class: "create-assignment",
+            title: "Make a graded assignment of this notebook",
+            onclick: () => createAssignmentDialog(this.path, (this.metadata.academy_course as string) ?? "", () => this.save()),
+          },
+          "Create assignment",
+        ),
       this.picker,
       this.statusEl,
       this.deviceEl,
@@ -201,6 +224,15 @@ export class NotebookView {
     }
     if (!this.cells.length) this.addCell("code");
     this.dirty = false;
+    if (this.cells.some((c) => c.metadata.nbgrader)) this.el.classList.add("authoring");
+    // An engineer's copy of an assignment gets Validate and Submit.
+    void assignmentAt(this.path)
+      .then((a) => {
+        if (!a || this.disposed) return;
+        const bar = worksheetBar(a, this.path, () => this.save(), () => this.cells, () => !this.disposed);
+        this.banner.after(bar);
+      })
+      .catch(() => {});
     await this.fillPicker();
     this.connecting = this.connect();
     await this.connecting;
@@ -331,6 +363,7 @@ export class NotebookView {
   }
 
   private appendCell(cell: Cell, after?: Cell): void {
+    if (this.canPublish) cell.el.insertBefore(gradingTools(cell, () => this.markDirty()), cell.el.children[1]);
     const i = after ? this.cells.indexOf(after) + 1 : this.cells.length;
     this.cells.splice(i, 0, cell);
     const next = this.cells[i + 1];
