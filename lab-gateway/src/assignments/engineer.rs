@@ -22,7 +22,7 @@ pub async fn list_all(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
-    list_in(&s, &user, None)
+    super::offload(&s, &user, move |s, user| list_in(s, user, None)).await
 }
 
 /// `GET /api/courses/{course}/assignments`.
@@ -31,7 +31,7 @@ pub async fn list(
     AuthUser(user): AuthUser,
     Path(course): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    list_in(&s, &user, Some(&course))
+    super::offload(&s, &user, move |s, user| list_in(s, user, Some(&course))).await
 }
 
 fn list_in(
@@ -59,12 +59,15 @@ pub async fn get(
     AuthUser(user): AuthUser,
     Path((course, assignment)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, staff) = super::visible(&s, &user, &course, &assignment)?;
-    let p = policy(&row)?;
-    let source = super::source(&s, &course, &assignment)?;
-    let mut v = views::assignment(&row, &p, Some(&source), staff);
-    v["mine"] = views::my_state(&s, &user, &row, &p)?;
-    Ok(Json(v))
+    super::offload(&s, &user, move |s, user| {
+        let (row, staff) = super::visible(s, user, &course, &assignment)?;
+        let p = policy(&row)?;
+        let source = super::source(s, &course, &assignment)?;
+        let mut v = views::assignment(&row, &p, Some(&source), staff);
+        v["mine"] = views::my_state(s, user, &row, &p)?;
+        Ok(Json(v))
+    })
+    .await
 }
 
 /// Where an engineer's copy of an assignment lives in their folder.
@@ -88,26 +91,29 @@ pub async fn fetch(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (row, staff) = super::visible(&s, &user, &course, &assignment)?;
-    if row.released.is_none() && !staff {
-        return Err(super::not_found(&course, Some(&assignment)));
-    }
-    let req: Fetch = super::options(&body, "{\"overwrite\": BOOL}")?;
-    let bytes = std::fs::read(s.classroom.release(&course, &assignment))
-        .map_err(|e| ApiError::Internal(format!("the released notebook: {e}")))?;
-    let mine = Root::new(s.users_root.join(&user.name))?;
-    let target = mine.resolve(&copy_path(&course, &assignment))?;
-    if mine.exists(&target) && !req.overwrite {
-        return Err(ApiError::Conflict(format!(
-            "you already have {}: open it, or fetch with \"overwrite\": true to start again",
-            target.api_path()
-        )));
-    }
-    mine.write(&target, &bytes)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"path": target.api_path(), "type": "notebook"})),
-    ))
+    super::offload(&s, &user, move |s, user| {
+        let (row, staff) = super::visible(s, user, &course, &assignment)?;
+        if row.released.is_none() && !staff {
+            return Err(super::not_found(&course, Some(&assignment)));
+        }
+        let req: Fetch = super::options(&body, "{\"overwrite\": BOOL}")?;
+        let bytes = std::fs::read(s.classroom.release(&course, &assignment))
+            .map_err(|e| ApiError::Internal(format!("the released notebook: {e}")))?;
+        let mine = Root::new(s.users_root.join(&user.name))?;
+        let target = mine.resolve(&copy_path(&course, &assignment))?;
+        if mine.exists(&target) && !req.overwrite {
+            return Err(ApiError::Conflict(format!(
+                "you already have {}: open it, or fetch with \"overwrite\": true to start again",
+                target.api_path()
+            )));
+        }
+        mine.write(&target, &bytes)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"path": target.api_path(), "type": "notebook"})),
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -128,41 +134,44 @@ pub async fn submit(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
-    if row.released.is_none() {
-        return Err(ApiError::Conflict(format!(
-            "assignment {assignment:?} is not released yet"
-        )));
-    }
-    let p = policy(&row)?;
-    let now = Utc::now();
-    let extension = s
-        .store
-        .extension(&course, &assignment, &user.name)?
-        .map(chrono::Duration::seconds);
-    classroom::may_submit(&p.dates, extension, now)
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
-    let notebook = read_submitted(&s, &user, &course, &assignment, req)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    let stored = notebook.to_bytes();
-    write_atomic(&s.classroom.submission(&id), &stored)
-        .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
-    let sub = SubmissionRow {
-        id: id.clone(),
-        course: course.clone(),
-        assignment: assignment.clone(),
-        user_name: user.name.clone(),
-        submitted: crate::timefmt::iso(now),
-        sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &stored)),
-    };
-    s.store.add_submission(&sub)?;
-    s.grader.wake();
-    tracing::info!(user = %user.name, %course, %assignment, submission = %id, "submitted");
-    Ok((
-        StatusCode::CREATED,
-        Json(views::submission(&s, &sub, false)?),
-    ))
+    super::offload(&s, &user, move |s, user| {
+        let (row, _) = super::visible(s, user, &course, &assignment)?;
+        if row.released.is_none() {
+            return Err(ApiError::Conflict(format!(
+                "assignment {assignment:?} is not released yet"
+            )));
+        }
+        let p = policy(&row)?;
+        let now = Utc::now();
+        let extension = s
+            .store
+            .extension(&course, &assignment, &user.name)?
+            .map(chrono::Duration::seconds);
+        classroom::may_submit(&p.dates, extension, now)
+            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
+        let notebook = read_submitted(s, user, &course, &assignment, req)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let stored = notebook.to_bytes();
+        write_atomic(&s.classroom.submission(&id), &stored)
+            .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
+        let sub = SubmissionRow {
+            id: id.clone(),
+            course: course.clone(),
+            assignment: assignment.clone(),
+            user_name: user.name.clone(),
+            submitted: crate::timefmt::iso(now),
+            sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &stored)),
+        };
+        s.store.add_submission(&sub)?;
+        s.grader.wake();
+        tracing::info!(user = %user.name, %course, %assignment, submission = %id, "submitted");
+        Ok((
+            StatusCode::CREATED,
+            Json(views::submission(s, &sub, false)?),
+        ))
+    })
+    .await
 }
 
 /// `POST /api/courses/{course}/assignments/{name}/validate`: runs the
@@ -175,10 +184,14 @@ pub async fn validate(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
-    let p = policy(&row)?;
-    let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
-    let notebook = read_submitted(&s, &user, &course, &assignment, req)?;
+    let (c, a) = (course.clone(), assignment.clone());
+    let (p, notebook) = super::offload(&s, &user, move |s, user| {
+        let (row, _) = super::visible(s, user, &c, &a)?;
+        let p = policy(&row)?;
+        let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
+        Ok((p, read_submitted(s, user, &c, &a, req)?))
+    })
+    .await?;
     let feedback = s
         .grader
         .validate(&user.name, &course, &assignment, &p, &notebook)
@@ -224,18 +237,21 @@ pub async fn submissions(
     Path((course, assignment)): Path<(String, String)>,
     Query(q): Query<Whose>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, staff) = super::visible(&s, &user, &course, &assignment)?;
-    let whose = if staff {
-        q.user.as_deref()
-    } else {
-        Some(user.name.as_str())
-    };
-    let rows = s.store.submissions(&course, &assignment, whose)?;
-    let out = rows
-        .iter()
-        .map(|r| views::submission(&s, r, staff))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!(out)))
+    super::offload(&s, &user, move |s, user| {
+        let (_, staff) = super::visible(s, user, &course, &assignment)?;
+        let whose = if staff {
+            q.user.as_deref()
+        } else {
+            Some(user.name.as_str())
+        };
+        let rows = s.store.submissions(&course, &assignment, whose)?;
+        let out = rows
+            .iter()
+            .map(|r| views::submission(s, r, staff))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Json(json!(out)))
+    })
+    .await
 }
 
 /// `GET /api/submissions/{id}`: state, queue position, scores and
@@ -245,8 +261,11 @@ pub async fn submission(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, staff) = submission_for(&s, &user, &id)?;
-    Ok(Json(views::submission(&s, &row, staff)?))
+    super::offload(&s, &user, move |s, user| {
+        let (row, staff) = submission_for(s, user, &id)?;
+        Ok(Json(views::submission(s, &row, staff)?))
+    })
+    .await
 }
 
 /// `GET /api/submissions/{id}/notebook`: the notebook as submitted.
@@ -255,9 +274,13 @@ pub async fn submitted_notebook(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, _) = submission_for(&s, &user, &id)?;
-    let bytes = std::fs::read(s.classroom.submission(&row.id))
-        .map_err(|e| ApiError::Internal(format!("the submitted notebook: {e}")))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(v))
+    super::offload(&s, &user, move |s, user| {
+        let (row, _) = submission_for(s, user, &id)?;
+        let bytes = std::fs::read(s.classroom.submission(&row.id))
+            .map_err(|e| ApiError::Internal(format!("the submitted notebook: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Json(v))
+    })
+    .await
 }

@@ -155,3 +155,18 @@ pub(crate) fn may_author(user: &User) -> Result<(), ApiError> {
         )),
     }
 }
+
+/// Runs a route's work (SQLite, and notebooks read from and written to
+/// disk) on the blocking pool, within the caller's share of it (see
+/// [`crate::blocking`]): a deadline's flood of submissions and gradebook
+/// reads must not stall every websocket on the async workers.
+pub(crate) async fn offload<T: Send + 'static>(
+    s: &AppState,
+    user: &User,
+    work: impl FnOnce(&AppState, &User) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (state, who) = (s.clone(), user.clone());
+    s.blocking
+        .run(&user.name, move || work(&state, &who))
+        .await?
+}

@@ -37,59 +37,62 @@ pub async fn import(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    may_author(&user)?;
-    let course = name(&course, "course")?;
-    let assignment = name(&assignment, "assignment")?;
-    let req: Import = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"path\": PATH}} or {{\"notebook\": {{…}}}}, and optionally \"policy\": {e}"
-        ))
-    })?;
-    let bytes = super::notebook_bytes(&s, &user, req.path, req.notebook, None)?;
-    let source = Source::parse(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("not a valid nbgrader source notebook: {e}")))?;
-    let owner = s.store.claim_course(course, &user.name)?;
-    if owner != user.name {
-        let staff = s.store.course_staff(course)?;
-        let on_staff = user.is_admin() || staff.is_some_and(|st| st.trainers.contains(&user.name));
-        if !on_staff {
-            return Err(ApiError::Forbidden(format!(
-                "course {course:?} belongs to {owner}: ask them (or an admin) to make you a co-trainer"
-            )));
+    super::offload(&s, &user, move |s, user| {
+        may_author(user)?;
+        let course = name(&course, "course")?;
+        let assignment = name(&assignment, "assignment")?;
+        let req: Import = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected {{\"path\": PATH}} or {{\"notebook\": {{…}}}}, and optionally \"policy\": {e}"
+            ))
+        })?;
+        let bytes = super::notebook_bytes(s, user, req.path, req.notebook, None)?;
+        let source = Source::parse(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("not a valid nbgrader source notebook: {e}")))?;
+        let owner = s.store.claim_course(course, &user.name)?;
+        if owner != user.name {
+            let staff = s.store.course_staff(course)?;
+            let on_staff = user.is_admin() || staff.is_some_and(|st| st.trainers.contains(&user.name));
+            if !on_staff {
+                return Err(ApiError::Forbidden(format!(
+                    "course {course:?} belongs to {owner}: ask them (or an admin) to make you a co-trainer"
+                )));
+            }
         }
-    }
-    let existing = s.store.assignment(course, assignment)?;
-    let policy = match (req.policy, &existing) {
-        (Some(p), _) => p,
-        (None, Some(row)) => policy(row)?,
-        (None, None) => Policy::default(),
-    };
-    policy
-        .validate()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let files = &s.classroom;
-    let write = |path: std::path::PathBuf, bytes: &[u8]| {
-        write_atomic(&path, bytes)
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))
-    };
-    write(
-        files.source(course, assignment),
-        &source.notebook().to_bytes(),
-    )?;
-    write(
-        files.release(course, assignment),
-        &source.release().to_bytes(),
-    )?;
-    let policy_json =
-        serde_json::to_string(&policy).map_err(|e| ApiError::Internal(e.to_string()))?;
-    s.store
-        .save_assignment(course, assignment, &policy_json, source.max_score())?;
-    tracing::info!(trainer = %user.name, %course, %assignment, cells = source.graded_cells().len(), "assignment imported");
-    let row = s
-        .store
-        .assignment(course, assignment)?
-        .ok_or_else(|| ApiError::Internal("the assignment just saved is gone".into()))?;
-    Ok(Json(views::assignment(&row, &policy, Some(&source), true)))
+        let existing = s.store.assignment(course, assignment)?;
+        let policy = match (req.policy, &existing) {
+            (Some(p), _) => p,
+            (None, Some(row)) => policy(row)?,
+            (None, None) => Policy::default(),
+        };
+        policy
+            .validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let files = &s.classroom;
+        let write = |path: std::path::PathBuf, bytes: &[u8]| {
+            write_atomic(&path, bytes)
+                .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))
+        };
+        write(
+            files.source(course, assignment),
+            &source.notebook().to_bytes(),
+        )?;
+        write(
+            files.release(course, assignment),
+            &source.release().to_bytes(),
+        )?;
+        let policy_json =
+            serde_json::to_string(&policy).map_err(|e| ApiError::Internal(e.to_string()))?;
+        s.store
+            .save_assignment(course, assignment, &policy_json, source.max_score())?;
+        tracing::info!(trainer = %user.name, %course, %assignment, cells = source.graded_cells().len(), "assignment imported");
+        let row = s
+            .store
+            .assignment(course, assignment)?
+            .ok_or_else(|| ApiError::Internal("the assignment just saved is gone".into()))?;
+        Ok(Json(views::assignment(&row, &policy, Some(&source), true)))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -109,38 +112,41 @@ pub async fn change(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
-    staff_only(&s, &user, &course)?;
-    let req: Change = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected any of \"policy\", \"released\", \"published\": {e}"
-        ))
-    })?;
-    if let Some(p) = &req.policy {
-        p.validate()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let json = serde_json::to_string(p).map_err(|e| ApiError::Internal(e.to_string()))?;
-        s.store
-            .save_assignment(&course, &assignment, &json, row.max_score)?;
-    }
-    if let Some(r) = req.released {
-        s.store.set_released(&course, &assignment, r)?;
-    }
-    if let Some(p) = req.published {
-        s.store.set_published(&course, &assignment, p)?;
-    }
-    tracing::info!(by = %user.name, %course, %assignment, released = ?req.released, published = ?req.published, "assignment changed");
-    let row = s
-        .store
-        .assignment(&course, &assignment)?
-        .ok_or_else(|| super::not_found(&course, Some(&assignment)))?;
-    let src = super::source(&s, &course, &assignment)?;
-    Ok(Json(views::assignment(
-        &row,
-        &policy(&row)?,
-        Some(&src),
-        true,
-    )))
+    super::offload(&s, &user, move |s, user| {
+        let (row, _) = super::visible(s, user, &course, &assignment)?;
+        staff_only(s, user, &course)?;
+        let req: Change = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected any of \"policy\", \"released\", \"published\": {e}"
+            ))
+        })?;
+        if let Some(p) = &req.policy {
+            p.validate()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let json = serde_json::to_string(p).map_err(|e| ApiError::Internal(e.to_string()))?;
+            s.store
+                .save_assignment(&course, &assignment, &json, row.max_score)?;
+        }
+        if let Some(r) = req.released {
+            s.store.set_released(&course, &assignment, r)?;
+        }
+        if let Some(p) = req.published {
+            s.store.set_published(&course, &assignment, p)?;
+        }
+        tracing::info!(by = %user.name, %course, %assignment, released = ?req.released, published = ?req.published, "assignment changed");
+        let row = s
+            .store
+            .assignment(&course, &assignment)?
+            .ok_or_else(|| super::not_found(&course, Some(&assignment)))?;
+        let src = super::source(s, &course, &assignment)?;
+        Ok(Json(views::assignment(
+            &row,
+            &policy(&row)?,
+            Some(&src),
+            true,
+        )))
+    })
+    .await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -159,29 +165,32 @@ pub async fn regrade(
     Path((course, assignment)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    super::visible(&s, &user, &course, &assignment)?;
-    staff_only(&s, &user, &course)?;
-    let req: Regrade = super::options(&body, "{\"submission\": ID} or {}")?;
-    let subs = s.store.submissions(&course, &assignment, None)?;
-    let chosen: Vec<_> = match &req.submission {
-        Some(id) => {
-            let one: Vec<_> = subs.into_iter().filter(|r| &r.id == id).collect();
-            if one.is_empty() {
-                return Err(ApiError::NotFound(format!(
-                    "no submission {id:?} of this assignment"
-                )));
+    super::offload(&s, &user, move |s, user| {
+        super::visible(s, user, &course, &assignment)?;
+        staff_only(s, user, &course)?;
+        let req: Regrade = super::options(&body, "{\"submission\": ID} or {}")?;
+        let subs = s.store.submissions(&course, &assignment, None)?;
+        let chosen: Vec<_> = match &req.submission {
+            Some(id) => {
+                let one: Vec<_> = subs.into_iter().filter(|r| &r.id == id).collect();
+                if one.is_empty() {
+                    return Err(ApiError::NotFound(format!(
+                        "no submission {id:?} of this assignment"
+                    )));
+                }
+                one
             }
-            one
+            None => subs,
+        };
+        let mut queued = Vec::new();
+        for sub in &chosen {
+            queued.push(s.store.queue_grading(&sub.id)?);
         }
-        None => subs,
-    };
-    let mut queued = Vec::new();
-    for sub in &chosen {
-        queued.push(s.store.queue_grading(&sub.id)?);
-    }
-    s.grader.wake();
-    tracing::info!(by = %user.name, %course, %assignment, n = queued.len(), "regrade queued");
-    Ok(Json(json!({"queued": queued.len(), "gradings": queued})))
+        s.grader.wake();
+        tracing::info!(by = %user.name, %course, %assignment, n = queued.len(), "regrade queued");
+        Ok(Json(json!({"queued": queued.len(), "gradings": queued})))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -200,41 +209,44 @@ pub async fn manual_grade(
     Path((id, grade_id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (sub, staff) = submission_for(&s, &user, &id)?;
-    if !staff {
-        return Err(ApiError::NotFound(format!("no submission {id:?}")));
-    }
-    let req: Manual = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"points\": N, \"comment\": TEXT}}: {e}"
-        ))
-    })?;
-    let source = super::source(&s, &sub.course, &sub.assignment)?;
-    let cell = source
-        .graded_cells()
-        .iter()
-        .find(|c| c.grade_id == grade_id)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no graded cell {grade_id:?} in this assignment"))
+    super::offload(&s, &user, move |s, user| {
+        let (sub, staff) = submission_for(s, user, &id)?;
+        if !staff {
+            return Err(ApiError::NotFound(format!("no submission {id:?}")));
+        }
+        let req: Manual = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected {{\"points\": N, \"comment\": TEXT}}: {e}"
+            ))
         })?;
-    if !req.points.is_finite() || req.points < 0.0 || req.points > cell.max_points {
-        return Err(ApiError::BadRequest(format!(
-            "points must be between 0 and {} for cell {grade_id:?}",
-            cell.max_points
-        )));
-    }
-    s.store.set_manual_grade(
-        &sub.id,
-        &ManualGrade {
-            grade_id: grade_id.clone(),
-            points: req.points,
-            comment: req.comment,
-            grader: user.name.clone(),
-            at: crate::timefmt::iso(chrono::Utc::now()),
-        },
-    )?;
-    tracing::info!(by = %user.name, submission = %sub.id, %grade_id, points = req.points, "graded by hand");
-    Ok(Json(views::submission(&s, &sub, true)?))
+        let source = super::source(s, &sub.course, &sub.assignment)?;
+        let cell = source
+            .graded_cells()
+            .iter()
+            .find(|c| c.grade_id == grade_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no graded cell {grade_id:?} in this assignment"))
+            })?;
+        if !req.points.is_finite() || req.points < 0.0 || req.points > cell.max_points {
+            return Err(ApiError::BadRequest(format!(
+                "points must be between 0 and {} for cell {grade_id:?}",
+                cell.max_points
+            )));
+        }
+        s.store.set_manual_grade(
+            &sub.id,
+            &ManualGrade {
+                grade_id: grade_id.clone(),
+                points: req.points,
+                comment: req.comment,
+                grader: user.name.clone(),
+                at: crate::timefmt::iso(chrono::Utc::now()),
+            },
+        )?;
+        tracing::info!(by = %user.name, submission = %sub.id, %grade_id, points = req.points, "graded by hand");
+        Ok(Json(views::submission(s, &sub, true)?))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -251,22 +263,25 @@ pub async fn extension(
     Path((course, assignment, engineer)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    super::visible(&s, &user, &course, &assignment)?;
-    staff_only(&s, &user, &course)?;
-    let req: Extension = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{\"hours\": N}}: {e}")))?;
-    if !req.hours.is_finite() || !(0.0..=24.0 * 366.0).contains(&req.hours) {
-        return Err(ApiError::BadRequest(
-            "hours must be between 0 and a year".into(),
-        ));
-    }
-    if s.store.user(&engineer)?.is_none() {
-        return Err(ApiError::NotFound(format!("no user {engineer:?}")));
-    }
-    let seconds = (req.hours * 3600.0).round() as i64;
-    s.store
-        .set_extension(&course, &assignment, &engineer, seconds)?;
-    Ok(Json(json!({"user": engineer, "seconds": seconds})))
+    super::offload(&s, &user, move |s, user| {
+        super::visible(s, user, &course, &assignment)?;
+        staff_only(s, user, &course)?;
+        let req: Extension = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"hours\": N}}: {e}")))?;
+        if !req.hours.is_finite() || !(0.0..=24.0 * 366.0).contains(&req.hours) {
+            return Err(ApiError::BadRequest(
+                "hours must be between 0 and a year".into(),
+            ));
+        }
+        if s.store.user(&engineer)?.is_none() {
+            return Err(ApiError::NotFound(format!("no user {engineer:?}")));
+        }
+        let seconds = (req.hours * 3600.0).round() as i64;
+        s.store
+            .set_extension(&course, &assignment, &engineer, seconds)?;
+        Ok(Json(json!({"user": engineer, "seconds": seconds})))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -283,34 +298,37 @@ pub async fn gradebook(
     Path((course, assignment)): Path<(String, String)>,
     Query(q): Query<Format>,
 ) -> Result<Response, ApiError> {
-    let (row, _) = super::visible(&s, &user, &course, &assignment)?;
-    staff_only(&s, &user, &course)?;
-    let source = super::source(&s, &course, &assignment)?;
-    let book = views::gradebook(&s, &row, &policy(&row)?, &source)?;
-    match q.format.as_deref() {
-        Some("csv") => {
-            let csv = views::gradebook_csv(&book);
-            let filename = format!("{course}-{assignment}-grades.csv");
-            Ok((
-                [
-                    (
-                        axum::http::header::CONTENT_TYPE,
-                        "text/csv; charset=utf-8".to_owned(),
-                    ),
-                    (
-                        axum::http::header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{filename}\""),
-                    ),
-                ],
-                csv,
-            )
-                .into_response())
+    super::offload(&s, &user, move |s, user| {
+        let (row, _) = super::visible(s, user, &course, &assignment)?;
+        staff_only(s, user, &course)?;
+        let source = super::source(s, &course, &assignment)?;
+        let book = views::gradebook(s, &row, &policy(&row)?, &source)?;
+        match q.format.as_deref() {
+            Some("csv") => {
+                let csv = views::gradebook_csv(&book);
+                let filename = format!("{course}-{assignment}-grades.csv");
+                Ok((
+                    [
+                        (
+                            axum::http::header::CONTENT_TYPE,
+                            "text/csv; charset=utf-8".to_owned(),
+                        ),
+                        (
+                            axum::http::header::CONTENT_DISPOSITION,
+                            format!("attachment; filename=\"{filename}\""),
+                        ),
+                    ],
+                    csv,
+                )
+                    .into_response())
+            }
+            None | Some("json") => Ok(Json(book).into_response()),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "format {other:?}: json or csv"
+            ))),
         }
-        None | Some("json") => Ok(Json(book).into_response()),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "format {other:?}: json or csv"
-        ))),
-    }
+    })
+    .await
 }
 
 /// `GET /api/courses/{course}/assignments/{name}/source`: the trainer's
@@ -320,10 +338,13 @@ pub async fn source_notebook(
     AuthUser(user): AuthUser,
     Path((course, assignment)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    super::visible(&s, &user, &course, &assignment)?;
-    staff_only(&s, &user, &course)?;
-    let bytes = std::fs::read(s.classroom.source(&course, &assignment))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let nb = Notebook::parse(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(nb.to_value().clone()))
+    super::offload(&s, &user, move |s, user| {
+        super::visible(s, user, &course, &assignment)?;
+        staff_only(s, user, &course)?;
+        let bytes = std::fs::read(s.classroom.source(&course, &assignment))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let nb = Notebook::parse(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Json(nb.to_value().clone()))
+    })
+    .await
 }
