@@ -150,7 +150,18 @@ pub struct Policy {
     pub total_timeout_s: u64,
     /// Per cell, see [`crate::limit`].
     pub output_limit_bytes: u64,
+    /// The memory each process of the grading kernel may allocate, in MiB
+    /// (nbgrader has none): past it an allocation fails in the cell that
+    /// made it (Python's `MemoryError`), which is then an error. Between
+    /// [`MEMORY_MB_MIN`] and [`MEMORY_MB_MAX`]; 2048 by default.
+    pub memory_mb: u64,
 }
+
+/// The least [`Policy::memory_mb`]: what the kernels themselves hold before
+/// any cell runs (academy-rust's, with evcxr, about 600 MiB), with room.
+pub const MEMORY_MB_MIN: u64 = 1024;
+/// The most [`Policy::memory_mb`] (1 TiB).
+pub const MEMORY_MB_MAX: u64 = 1 << 20;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -162,13 +173,15 @@ impl Default for Policy {
             cell_timeout_s: 30,
             total_timeout_s: 600,
             output_limit_bytes: 1024 * 1024,
+            memory_mb: 2048,
         }
     }
 }
 
 impl Policy {
     /// Checks the policy makes sense: dates in order (open <= due <=
-    /// lock), percentages in 0..=100, timeouts and limits above 0.
+    /// lock), percentages in 0..=100, timeouts and limits above 0, memory
+    /// within [`MEMORY_MB_MIN`]..=[`MEMORY_MB_MAX`].
     pub fn validate(&self) -> Result<(), PolicyError> {
         let invalid = |field, reason: &str| {
             Err(PolicyError::Invalid {
@@ -205,6 +218,12 @@ impl Policy {
         }
         if self.output_limit_bytes == 0 {
             return invalid("output_limit_bytes", "must be above 0");
+        }
+        if !(MEMORY_MB_MIN..=MEMORY_MB_MAX).contains(&self.memory_mb) {
+            return invalid(
+                "memory_mb",
+                &format!("must be between {MEMORY_MB_MIN} and {MEMORY_MB_MAX} (MiB)"),
+            );
         }
         Ok(())
     }

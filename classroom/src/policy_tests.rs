@@ -194,12 +194,15 @@ fn policies_are_stored_as_tagged_snake_case_json_with_defaults() {
     assert_eq!(v["counts"], "best");
     assert_eq!(v["hidden"], "after_due");
     assert_eq!(v["cell_timeout_s"], 30);
+    assert_eq!(v["memory_mb"], 2048);
     let back: Policy = serde_json::from_value(v).unwrap();
     assert_eq!(back, policy);
     let partial: Policy = serde_json::from_value(json!({"late": {"kind": "zero"}})).unwrap();
     assert_eq!(partial.late, LatePenalty::Zero);
     assert_eq!(partial.output_limit_bytes, 1024 * 1024);
     assert_eq!(partial.total_timeout_s, 600);
+    // A policy stored before `memory_mb` existed gets the default.
+    assert_eq!(partial.memory_mb, 2048);
     let w = serde_json::to_value(Window::Late {
         due: at(8, 9, 0, 0),
     })
@@ -239,4 +242,29 @@ fn a_policy_with_dates_out_of_order_or_odd_numbers_is_invalid() {
         ..Policy::default()
     };
     assert!(zero.validate().is_err());
+}
+
+#[test]
+fn a_memory_limit_below_what_a_kernel_needs_or_absurdly_high_is_invalid() {
+    for (mb, ok) in [
+        (0, false),
+        (512, false),
+        (MEMORY_MB_MIN, true),
+        (8192, true),
+        (MEMORY_MB_MAX, true),
+        (MEMORY_MB_MAX + 1, false),
+        (u64::MAX, false),
+    ] {
+        let policy = Policy {
+            memory_mb: mb,
+            ..Policy::default()
+        };
+        match policy.validate() {
+            Ok(()) => assert!(ok, "{mb} MiB passed"),
+            Err(e) => {
+                assert!(!ok, "{mb} MiB: {e}");
+                assert!(e.to_string().contains("memory_mb"), "{e}");
+            }
+        }
+    }
 }

@@ -319,7 +319,11 @@ fn local_launcher(
         );
         warm_pool.clear();
     }
-    Ok(Arc::new(
-        launch::local::LocalLauncher::new(data.join("runtime")).with_sandbox(sandbox),
-    ))
+    // `lab serve` starts no process but its kernels, so it may adopt what
+    // a kernel leaves running when it exits, and kill it then.
+    let launcher = launch::local::LocalLauncher::new(data.join("runtime"))
+        .with_sandbox(sandbox)
+        .adopting_orphans()
+        .context("cannot become the subreaper of the kernels' processes")?;
+    Ok(Arc::new(launcher))
 }

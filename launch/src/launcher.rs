@@ -34,6 +34,12 @@ pub struct LaunchSpec {
     /// No network (grading kernels): the local sandbox grants no outbound
     /// port and no UDP; pods get a deny-all egress policy where one is set.
     pub offline: bool,
+    /// The most memory the kernel may allocate, in bytes (grading kernels:
+    /// their assignment's `memory_mb`). The local backend makes it each of
+    /// the kernel's processes' `RLIMIT_DATA` (`local::child` says why that
+    /// one), so an allocation past it fails in the cell that made it; pods
+    /// get it as their memory request and limit.
+    pub memory_limit: Option<u64>,
     /// Where a slow start reports what it is doing (pulling an image, …).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }

@@ -7,7 +7,7 @@
 //! quotas), never the other way, so the policy and `lab simulate` build
 //! without Kubernetes or Landlock.
 //!
-//! [`launcher`] knows no backend; [`local`] runs a process group per kernel,
+//! [`launcher`] knows no backend; [`local`] runs a process tree per kernel,
 //! confined by [`sandbox`]; [`kube`] runs a pod per kernel.
 
 pub mod kube;

@@ -49,6 +49,7 @@ fn spec(gpus: u32) -> LaunchSpec {
         memory: None,
         progress: None,
         offline: false,
+        memory_limit: None,
     }
 }
 

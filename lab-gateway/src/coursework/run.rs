@@ -24,7 +24,7 @@ use classroom::{Notebook, Policy, Source};
 
 use super::execute::{self, Limits};
 use super::files::{self, Files};
-use crate::kernels::{KernelManager, StartRequest};
+use crate::kernels::{KernelManager, Restrictions, StartRequest};
 use crate::store::{GradingOutcome, GradingRow, Role, Store, User};
 
 /// What a grading needs of the gateway.
@@ -85,8 +85,8 @@ pub async fn validate(
 }
 
 /// Runs `notebook`'s code cells in a fresh, offline kernel of `user`'s,
-/// whose folder is an empty scratch removed afterwards; the notebook with
-/// its outputs.
+/// within the policy's memory, whose folder is an empty scratch removed
+/// afterwards; the notebook with its outputs.
 async fn run_notebook(
     cx: &Context,
     user: &User,
@@ -108,7 +108,10 @@ async fn run_notebook(
         env: BTreeMap::new(),
         resources: None,
         fresh: true,
-        offline: true,
+        restrictions: Restrictions {
+            offline: true,
+            memory_limit: Some(policy.memory_mb.saturating_mul(1024 * 1024)),
+        },
     };
     let kernel = cx
         .kernels

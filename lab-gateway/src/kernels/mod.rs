@@ -37,6 +37,6 @@ pub use error::{KernelError, StartError};
 pub use kernel::{Endpoint, Kernel, Subscription};
 pub use manager::{KernelManager, Started};
 pub use notice::NOTICE_MIMETYPE;
-pub use resources::{ResourceRequest, StartRequest};
+pub use resources::{ResourceRequest, Restrictions, StartRequest};
 pub use starts::{Start, StartState};
 pub use supervisor::DEFAULT_ORPHAN_TIMEOUT;

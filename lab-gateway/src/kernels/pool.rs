@@ -74,7 +74,7 @@ impl Pool {
                         cwd: pool_dir.to_owned(),
                         grant: None,
                         progress: None,
-                        offline: false,
+                        restrictions: Default::default(),
                     })
                     .await;
                 match launched {

@@ -22,9 +22,20 @@ pub struct StartRequest {
     /// Set by the gateway only: a client cannot send it.
     #[serde(skip)]
     pub fresh: bool,
-    /// No network for the kernel (grading kernels); gateway only, too.
+    /// No network, a memory limit (grading kernels); gateway only, too.
     #[serde(skip)]
+    pub restrictions: Restrictions,
+}
+
+/// What the gateway imposes on a kernel beyond the sandbox every kernel
+/// gets (grading kernels); never a client's to set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restrictions {
+    /// No network: no outbound port, no UDP.
     pub offline: bool,
+    /// The most memory each of its processes may allocate, in bytes
+    /// (`LaunchSpec::memory_limit`).
+    pub memory_limit: Option<u64>,
 }
 
 /// GPUs and CPUs a kernel asks for.
@@ -155,7 +166,7 @@ mod tests {
                 .collect(),
             resources,
             fresh: false,
-            offline: false,
+            restrictions: Restrictions::default(),
         }
     }
 

@@ -136,7 +136,7 @@ impl KernelManager {
             req.env.clone(),
             resources,
             pooled,
-            req.offline,
+            req.restrictions,
         );
         // Recorded before admission is asked, so its later events find it.
         if !self.starts.wait(start.clone()) {
@@ -355,7 +355,7 @@ impl KernelManager {
                 cwd,
                 grant: Some(grant),
                 progress: Some(progress),
-                offline: start.offline,
+                restrictions: start.restrictions,
             })
             .await
     }

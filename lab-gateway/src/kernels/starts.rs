@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::error::StartError;
 use super::kernel::Kernel;
-use super::resources::ResourceRequest;
+use super::resources::{ResourceRequest, Restrictions};
 use crate::store::User;
 
 /// Where a start stands.
@@ -58,8 +58,8 @@ pub struct Start {
     pub env: BTreeMap<String, String>,
     /// What it asked for, resolved (CPU and memory go to the backend).
     pub resources: ResourceRequest,
-    /// No network for its kernel (grading kernels).
-    pub offline: bool,
+    /// No network, a memory limit (grading kernels).
+    pub restrictions: Restrictions,
     state: watch::Sender<StartState>,
     phase: Mutex<Phase>,
     reclaim: Mutex<Option<Reclaim>>,
@@ -78,7 +78,7 @@ impl Start {
         env: BTreeMap<String, String>,
         resources: ResourceRequest,
         pooled: Option<Arc<Kernel>>,
-        offline: bool,
+        restrictions: Restrictions,
     ) -> Arc<Start> {
         Arc::new(Start {
             id,
@@ -87,7 +87,7 @@ impl Start {
             created: Utc::now(),
             env,
             resources,
-            offline,
+            restrictions,
             state: watch::Sender::new(StartState::Waiting),
             phase: Mutex::new(Phase::Queued),
             reclaim: Mutex::new(None),

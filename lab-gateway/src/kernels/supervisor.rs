@@ -25,6 +25,7 @@ use zeromq::SocketRecv;
 use super::error::{KernelError, StartError};
 use super::kernel::{Endpoint, Kernel};
 use super::notice::strip_forged_notice;
+use super::resources::Restrictions;
 use crate::kernel_client::{self, MessageLimits};
 use crate::kernelspecs::Specs;
 use crate::metrics::Metrics;
@@ -49,8 +50,8 @@ pub struct LaunchRequest<'a> {
     pub grant: Option<&'a Grant>,
     /// Where the backend's word on a slow start goes.
     pub progress: Option<mpsc::UnboundedSender<String>>,
-    /// No network (grading kernels).
-    pub offline: bool,
+    /// No network, a memory limit (grading kernels).
+    pub restrictions: Restrictions,
 }
 
 pub struct Supervisor {
@@ -129,7 +130,8 @@ impl Supervisor {
             cpu: r.grant.and_then(|g| g.cpu.clone()),
             memory: r.grant.and_then(|g| g.memory.clone()),
             progress: None,
-            offline: r.offline,
+            offline: r.restrictions.offline,
+            memory_limit: r.restrictions.memory_limit,
         })
     }
 
@@ -310,7 +312,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Asks the kernel to shut down, then kills its process group after a grace period.
+    /// Asks the kernel to shut down, then kills it (its whole process tree) after a grace period.
     async fn stop_process(&self, endpoint: &Endpoint, restart: bool) {
         let answered = kernel_client::request(
             &endpoint.connection,
@@ -414,8 +416,8 @@ impl Supervisor {
                 cwd,
                 grant: grant.as_ref(),
                 progress: None,
-                // Grading kernels, the only offline ones, are never restarted.
-                offline: false,
+                // Grading kernels, the only restricted ones, are never restarted.
+                restrictions: Restrictions::default(),
             })
             .map_err(KernelError::Restart)?;
         let launched = self.launcher.launch(launch).await.map_err(|e| {

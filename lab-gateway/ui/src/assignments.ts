@@ -15,6 +15,7 @@ export interface Policy {
   cell_timeout_s: number;
   total_timeout_s: number;
   output_limit_bytes: number;
+  memory_mb?: number;
   [more: string]: unknown;
 }
 

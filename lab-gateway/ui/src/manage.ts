@@ -85,6 +85,7 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
   const cellTimeout = num("cell_timeout_s", p.cell_timeout_s);
   const totalTimeout = num("total_timeout_s", p.total_timeout_s);
   const outputKb = num("output_limit_kb", Math.round(p.output_limit_bytes / 1024));
+  const memory = num("memory_mb", p.memory_mb ?? 2048);
   const el = h(
     "fieldset",
     { class: "policy" },
@@ -98,6 +99,7 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
     field("Time per cell (s)", cellTimeout),
     field("Time in all (s)", totalTimeout),
     field("Output kept per cell (KiB)", outputKb),
+    field("Memory per grading (MiB)", memory),
   );
   const read = (): Policy => {
     const whole = (i: HTMLInputElement, what: string) => {
@@ -117,6 +119,7 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
       cell_timeout_s: whole(cellTimeout, "Time per cell"),
       total_timeout_s: whole(totalTimeout, "Time in all"),
       output_limit_bytes: whole(outputKb, "Output kept") * 1024,
+      memory_mb: whole(memory, "Memory"),
     };
   };
   return { el, read };

@@ -129,7 +129,11 @@ impl Launcher for KubeLauncher {
             gpus: spec.gpus.len() as u32,
             gpu_model: spec.gpu_model.clone(),
             cpu: spec.cpu.clone(),
-            memory: spec.memory.clone(),
+            // A launch's memory limit is the pod's (request = limit).
+            memory: spec
+                .memory_limit
+                .map(|bytes| bytes.to_string())
+                .or_else(|| spec.memory.clone()),
         };
         let pod = pod::build_pod(&self.config, &kernel);
         pod::check_extended_resources(&pod).map_err(KubeFailure::Invalid)?;

@@ -1,12 +1,17 @@
-//! The local backend: each kernel is a process group on this machine.
+//! The local backend: each kernel is a process tree on this machine.
 //!
 //! The kernel gets a fresh connection file (mode 0600) with a random key,
 //! its user's working directory, and an environment built from scratch, so
-//! none of the gateway's secrets reach it. It leads its own process group,
-//! so a kill reaches everything it started (evcxr's child, a shell).
+//! none of the gateway's secrets reach it. It leads its own process group
+//! (an interrupt goes to the group) and is a child subreaper, so a kill
+//! reaches everything it started, even a process that left the group with
+//! `setsid` or double-forked ([`tree`]). A launch's memory limit is each of
+//! its processes' `RLIMIT_DATA` ([`child`] says why that one).
 //!
-//! Processes are reaped by a background task, so a kernel that dies is seen
-//! as dead at once and never lingers as a zombie.
+//! Processes are reaped by a thread each, so a kernel that dies is seen as
+//! dead at once and never lingers as a zombie; where the gateway adopts
+//! orphans ([`LocalLauncher::adopting_orphans`]), what a kernel left
+//! running when it exited is killed then ([`reaper`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt as _;
@@ -19,12 +24,15 @@ use nix::unistd::Pid;
 use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
 use crate::sandbox::{Grants, Sandbox};
 
+mod child;
 mod env;
 mod error;
 mod ports;
 mod process;
+mod reaper;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 pub use env::kernel_env;
 use env::{find_program, toolchain_dirs};
@@ -52,6 +60,14 @@ impl LocalLauncher {
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = Some(sandbox);
         self
+    }
+
+    /// Makes this process the subreaper of what its kernels leave running
+    /// when they exit, and kills it then ([`reaper`]). Process-wide: only
+    /// for a process whose only children are its kernels (`lab serve`).
+    pub fn adopting_orphans(self) -> std::io::Result<Self> {
+        reaper::adopt_orphans()?;
+        Ok(self)
     }
 
     /// A kernel's private temp dir: other kernels' temp files are out of
@@ -98,6 +114,16 @@ impl LocalLauncher {
             .filter(|p| !p.starts_with(&data_dir))
             .collect()
     }
+}
+
+/// The kernel process `pid`, held by a pidfd, if it is the one that
+/// started at `started`. A locator older than start times gets `None`: its
+/// group is killed, as it always was, but no tree is walked from a pid that
+/// may be a stranger's.
+fn held_kernel(pid: i32, started: Option<&str>) -> Option<tree::Held> {
+    let held = tree::Held::hold(&tree::entry(pid)?)?;
+    // Held first, checked second: the pidfd is the process checked.
+    (started.is_some() && process_start(pid).as_deref() == started).then_some(held)
 }
 
 #[async_trait::async_trait]
@@ -193,14 +219,19 @@ impl Launcher for LocalLauncher {
         .stdout(log)
         .stderr(log2)
         .process_group(0);
-        if let Some(confinement) = confinement {
-            // SAFETY: `apply` only makes system calls (no allocation, no
-            // locks), which is what may run between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || confinement.apply());
-            }
+        let setup = child::ChildSetup::new(spec.memory_limit);
+        // SAFETY: both `apply`s only make system calls (no allocation, no
+        // locks), which is what may run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                setup.apply()?;
+                match &confinement {
+                    Some(confinement) => confinement.apply(),
+                    None => Ok(()),
+                }
+            });
         }
-        let mut child = cmd.spawn().map_err(|source| LaunchError::Io {
+        let child = reaper::spawn(&mut cmd).map_err(|source| LaunchError::Io {
             doing: format!("start {program}"),
             source,
         })?;
@@ -208,10 +239,7 @@ impl Launcher for LocalLauncher {
         let started = process_start(pid);
         tracing::info!(kernel_id = %spec.kernel_id, pid, "kernel process started");
         // Reap it when it exits, so it never stays a zombie.
-        std::thread::spawn(move || {
-            let status = child.wait();
-            tracing::info!(pid, ?status, "kernel process exited");
-        });
+        reaper::watch(child);
         Ok(Launched {
             connection,
             locator: KernelLocator::Local { pid, started },
@@ -230,13 +258,20 @@ impl Launcher for LocalLauncher {
             // The kernel is gone and its pid belongs to someone else now.
             return Ok(());
         }
+        let sig = match signal {
+            KernelSignal::Interrupt => Signal::SIGINT,
+            KernelSignal::Kill => {
+                // Its whole tree first, including what left its group.
+                if let Some(kernel) = held_kernel(*pid, started.as_deref()) {
+                    let killed = tree::kill_tree(&kernel);
+                    tracing::debug!(pid, killed, "killed a kernel's process tree");
+                }
+                Signal::SIGKILL
+            }
+        };
         // Its leader may be gone while its children live on in its group
         // (a kernel that forked, then exited on a shutdown request): the
         // group is signalled all the same.
-        let sig = match signal {
-            KernelSignal::Interrupt => Signal::SIGINT,
-            KernelSignal::Kill => Signal::SIGKILL,
-        };
         match killpg(Pid::from_raw(*pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
             Err(errno) => Err(LocalError::Signal { pid: *pid, errno }.into()),
@@ -276,7 +311,7 @@ impl Launcher for LocalLauncher {
     /// in the runtime dir but are not in `known` (a start whose record was
     /// never written, a warm-pool kernel of a gateway that was killed), and
     /// removes their files. Such a kernel is found by its connection file's
-    /// path on its command line, and its whole process group is killed.
+    /// path on its command line, and its whole tree and group are killed.
     async fn adopt(
         &self,
         known: &std::collections::HashSet<uuid::Uuid>,
@@ -305,14 +340,17 @@ impl Launcher for LocalLauncher {
             let file = self.connection_file(id).display().to_string();
             let mut found = false;
             for (pid, _) in processes.iter().filter(|(_, cmd)| cmd.contains(&file)) {
+                let held = tree::entry(*pid).and_then(|e| tree::Held::hold(&e));
                 let pid = Pid::from_raw(*pid);
                 tracing::warn!(kernel_id = %id, %pid, "stopping a kernel that has no record");
-                let result = if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                let leads_group = nix::unistd::getpgid(Some(pid)) == Ok(pid);
+                let tree_killed = held.inspect(|h| _ = tree::kill_tree(h)).is_some();
+                let result = if leads_group {
                     killpg(pid, Signal::SIGKILL)
                 } else {
                     nix::sys::signal::kill(pid, Signal::SIGKILL)
                 };
-                found |= result.is_ok();
+                found |= tree_killed || result.is_ok();
             }
             let gone = KernelLocator::Local {
                 pid: 0,

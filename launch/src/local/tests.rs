@@ -20,6 +20,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         memory: None,
         progress: None,
         offline: false,
+        memory_limit: None,
     }
 }
 
@@ -373,4 +374,181 @@ async fn sandbox_off_is_a_plain_process() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(crate::sandbox::SandboxMode::Off, dir.path());
     assert!(sandbox.prepare(&Default::default()).unwrap().is_none());
+}
+
+/// Starts `script` (sh) as an unconfined kernel in `dir` with `memory_limit`;
+/// returns once it printed `END` (or gave up waiting).
+async fn start_script(
+    dir: &Path,
+    script: &str,
+    memory_limit: Option<u64>,
+) -> (LocalLauncher, uuid::Uuid, KernelLocator, String) {
+    let launcher = LocalLauncher::new(dir.join("runtime"));
+    let id = uuid::Uuid::new_v4();
+    let spec = LaunchSpec {
+        kernel_id: id,
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        cwd: dir.join("work"),
+        memory_limit,
+        ..spec_for("alice")
+    };
+    let launched = launcher.launch(spec).await.unwrap();
+    let mut out = String::new();
+    for _ in 0..6000 {
+        out = launcher.log_tail(id, 64 * 1024).await;
+        if out.contains("END") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    (launcher, id, launched.locator, out)
+}
+
+/// A pid a kernel wrote to `file` in its folder.
+fn pid_in(dir: &Path, file: &str) -> i32 {
+    std::fs::read_to_string(dir.join("work").join(file))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn gone_soon(pid: i32) -> bool {
+    for _ in 0..300 {
+        if !is_process_running(pid) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Issue 15: a kill reaches the kernel's whole tree: a child in its group,
+/// a process that left the group with `setsid` and whose parent exited
+/// (re-parented to the kernel, a subreaper, not to init), and its child.
+#[tokio::test]
+async fn a_kill_reaches_processes_that_left_the_kernels_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (launcher, id, locator, out) = start_script(
+        dir.path(),
+        "setsid -f sh -c 'echo $$ > escaped.pid; sleep 600 & echo $! > grandchild.pid; wait'; \
+         sleep 600 & echo $! > child.pid; \
+         while [ ! -s grandchild.pid ]; do sleep 0.01; done; echo END; wait",
+        None,
+    )
+    .await;
+    assert!(out.contains("END"), "{out}");
+    let KernelLocator::Local { pid: kernel, .. } = locator else {
+        unreachable!()
+    };
+    let [escaped, grandchild, child] =
+        ["escaped.pid", "grandchild.pid", "child.pid"].map(|f| pid_in(dir.path(), f));
+    let escaped_entry = tree::entry(escaped).unwrap();
+    assert_eq!(escaped_entry.ppid, kernel, "not re-parented to the kernel");
+    assert_ne!(
+        nix::unistd::getpgid(Some(Pid::from_raw(escaped))).unwrap(),
+        Pid::from_raw(kernel),
+        "it did not leave the kernel's group"
+    );
+    launcher.signal(&locator, KernelSignal::Kill).await.unwrap();
+    for pid in [kernel, child, escaped, grandchild] {
+        assert!(gone_soon(pid).await, "process {pid} outlived the kill");
+    }
+    launcher.cleanup(id, &locator).await;
+}
+
+/// The venv's Python, unconfined; `None` (the test is skipped) without one.
+fn venv_python() -> Option<std::path::PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !python.exists() {
+        eprintln!("SKIPPED: no .venv/bin/python");
+        return None;
+    }
+    Some(python)
+}
+
+/// Issue 15: a launch's memory limit is each of the kernel's processes'
+/// `RLIMIT_DATA`: an allocation past it fails where it is made (Python's
+/// `MemoryError`, `ENOMEM` from `mmap`), smaller ones work, and a child the
+/// kernel starts inherits it and cannot raise it.
+#[tokio::test]
+async fn a_kernels_allocations_past_its_memory_limit_fail_in_the_kernel() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let script = r#"
+import mmap, resource, subprocess, sys
+def attempt(label, f):
+    try:
+        f(); print(label, 'OK')
+    except (MemoryError, OSError, ValueError) as e:
+        print(label, 'DENIED', type(e).__name__)
+print('limit', resource.getrlimit(resource.RLIMIT_DATA))
+attempt('small', lambda: bytearray(64 * 2**20))
+attempt('bytearray', lambda: bytearray(2 * 2**30))
+attempt('mmap', lambda: mmap.mmap(-1, 2 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+attempt('raise', lambda: resource.setrlimit(resource.RLIMIT_DATA, (2**40, 2**40)))
+child = "import resource\ntry:\n bytearray(2 * 2**30); print('child OK')\nexcept MemoryError:\n print('child DENIED', resource.getrlimit(resource.RLIMIT_DATA))"
+print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout.strip())
+attempt('after', lambda: bytearray(64 * 2**20))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alloc.py"), script).unwrap();
+    let limit = 512u64 << 20;
+    let run = format!(
+        "{} {}; echo END",
+        python.display(),
+        dir.path().join("alloc.py").display()
+    );
+    let (launcher, id, locator, out) = start_script(dir.path(), &run, Some(limit)).await;
+    for want in [
+        format!("limit ({limit}, {limit})"),
+        "small OK".into(),
+        "bytearray DENIED MemoryError".into(),
+        "mmap DENIED OSError".into(),
+        "raise DENIED".into(),
+        format!("child DENIED ({limit}, {limit})"),
+        "after OK".into(),
+    ] {
+        assert!(out.contains(&want), "{want} missing from:\n{out}");
+    }
+    launcher.signal(&locator, KernelSignal::Kill).await.unwrap();
+    launcher.cleanup(id, &locator).await;
+    // Without a limit, the kernel has the gateway's own.
+    let (launcher, id, locator, out) = start_script(
+        dir.path(),
+        &format!(
+            "{} -c 'import resource; print(\"limit\", resource.getrlimit(resource.RLIMIT_DATA))'; echo END",
+            python.display()
+        ),
+        None,
+    )
+    .await;
+    assert!(out.contains("limit (-1, -1)"), "{out}");
+    launcher.cleanup(id, &locator).await;
+}
+
+/// evcxr compiles each academy-rust cell with cargo and rustc, which the
+/// kernel starts: under the default policy's 2 GiB they still build and run.
+#[tokio::test]
+async fn cargo_and_rustc_build_under_the_default_memory_limit() {
+    if std::process::Command::new("cargo")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no cargo on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (launcher, id, locator, out) = start_script(
+        dir.path(),
+        "cargo init -q --vcs none --name limited p && cd p && \
+         printf 'fn main() { let v: Vec<u64> = (1..=100).collect(); println!(\"sum {}\", v.iter().sum::<u64>()); }' > src/main.rs && \
+         cargo run -q --offline; echo END",
+        Some(2048 << 20),
+    )
+    .await;
+    assert!(out.contains("sum 5050"), "{out}");
+    launcher.cleanup(id, &locator).await;
 }

@@ -49,6 +49,7 @@ pub(crate) fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
         memory: None,
         progress: None,
         offline: false,
+        memory_limit: None,
     }
 }
 

@@ -215,3 +215,21 @@ async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_re
     assert!(launcher.is_alive(&launched.locator).await);
     assert_eq!(server.seen().len(), before);
 }
+
+/// A launch's memory limit (a grading kernel's policy) is its pod's memory,
+/// request and limit, over the memory the start asked for.
+#[tokio::test]
+async fn a_launchs_memory_limit_is_its_pods_memory() {
+    let (server, launcher) = launcher_with(config()).await;
+    let mut s = spec("alice", 0, None);
+    s.memory = Some("8Gi".into());
+    s.memory_limit = Some(2048 << 20);
+    let started = launch(&launcher, s);
+    server.pod_created(NS, POD).await;
+    let calls = server.calls();
+    assert_eq!(calls[0].method, "POST", "{calls:#?}");
+    let resources = &calls[0].body["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["limits"]["memory"], "2147483648");
+    assert_eq!(resources["requests"]["memory"], "2147483648");
+    started.abort();
+}

@@ -1,0 +1,85 @@
+//! What every local kernel gets in the forked child, before exec and before
+//! its sandbox: it becomes a child subreaper (so its whole tree stays its
+//! descendants, see [`super::tree`]), and its memory limit, when the launch
+//! has one. Only system calls run here.
+//!
+//! # The memory limit: `RLIMIT_DATA`
+//!
+//! A launch's `memory_limit` is set as `RLIMIT_DATA` (soft and hard, so the
+//! kernel cannot raise it), which every process the kernel starts inherits.
+//! Since Linux 4.7 it bounds what a process *allocates*: `brk` and every
+//! private writable mapping (malloc's heap and its large blocks, thread
+//! stacks, Python objects, NumPy arrays, Rust `Vec`s, CPU tensors). Past
+//! it, `mmap`/`brk` fail with `ENOMEM`, so malloc returns NULL and the cell
+//! gets the language's own failure: Python's `MemoryError` (or `OSError`
+//! `ENOMEM` from an explicit `mmap`), an aborted evcxr child for
+//! academy-rust (the cell fails, the kernel restarts its child). Rust
+//! aborts a process whose allocation fails, so an academy-candle kernel
+//! (one process) dies, and its grading's remaining cells fail.
+//!
+//! Not `RLIMIT_AS`, which bounds *address space*: it counts what is only
+//! reserved (each glibc arena reserves 64 MiB per thread, so a kernel with
+//! a tokio or rayon pool on a many-core node runs out of address space long
+//! before memory) and shared mappings (libraries, the GPU driver's), and
+//! CUDA, which reserves far more address space than the machine has memory,
+//! fails to initialise under any useful `RLIMIT_AS`. `RLIMIT_DATA` means the
+//! same number of bytes on a laptop and on a 64-core node; cargo and rustc,
+//! which evcxr runs for each cell, compile under 2 GiB of it (tested). A GPU
+//! kernel under a limit is not tested yet: what CUDA only reserves does not
+//! count, what it allocates in host memory does.
+//!
+//! What it does not bound: shared memory (`MAP_SHARED` anonymous mappings,
+//! `memfd`, files in `/dev/shm`), and the tree as a whole: it is per
+//! process, so a kernel that forks N processes may hold N times the limit.
+//! Only a memory cgroup bounds a tree's sum (a pod has one).
+
+/// Set in the forked child before exec.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChildSetup {
+    /// `RLIMIT_DATA`, in bytes.
+    data_limit: Option<libc::rlim_t>,
+}
+
+impl ChildSetup {
+    /// The setup for a kernel whose processes may each allocate at most
+    /// `memory_limit` bytes (never above the gateway's own hard limit,
+    /// which the child could not raise).
+    pub(super) fn new(memory_limit: Option<u64>) -> ChildSetup {
+        let data_limit = memory_limit.map(|bytes| {
+            let mut current = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: getrlimit writes the struct it is given.
+            let read = unsafe { libc::getrlimit(libc::RLIMIT_DATA, &mut current) } == 0;
+            let hard = if read {
+                current.rlim_max
+            } else {
+                libc::RLIM_INFINITY
+            };
+            (bytes as libc::rlim_t).min(hard)
+        });
+        ChildSetup { data_limit }
+    }
+
+    /// Runs in the forked child: no allocation, no locks.
+    pub(super) fn apply(&self) -> std::io::Result<()> {
+        // SAFETY: plain system calls with valid arguments.
+        unsafe {
+            // Kept across execve; not inherited by the kernel's children.
+            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(limit) = self.data_limit {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
