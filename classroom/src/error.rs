@@ -64,8 +64,8 @@ impl FormatError {
     }
 }
 
-/// A submission refused by the assignment's dates, or a policy that makes
-/// no sense.
+/// A submission refused by the assignment's dates or caps, or a policy
+/// that makes no sense.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
@@ -73,6 +73,13 @@ pub enum PolicyError {
     NotOpen { opens: DateTime<Utc> },
     #[error("submissions are closed: they closed at {}", human(.locked))]
     Locked { locked: DateTime<Utc> },
+    #[error(
+        "you have made {cap} submissions to this assignment today, the most a day; the next one can be made from {}",
+        human(.next)
+    )]
+    DailyCap { cap: u32, next: DateTime<Utc> },
+    #[error("you have made {cap} submissions to this assignment, the most it takes")]
+    TotalCap { cap: u32 },
     #[error("invalid policy: {field} {reason}")]
     Invalid { field: &'static str, reason: String },
 }

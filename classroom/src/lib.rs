@@ -53,7 +53,7 @@ pub use limit::{limit_outputs, timeout_error};
 pub use notebook::{Language, Notebook, TEXT_STUB};
 pub use policy::{
     Counts, Dates, HiddenResults, LatePenalty, PenaltyUnit, Policy, Window, hidden_visible,
-    may_submit, window,
+    may_submit, window, within_caps,
 };
 pub use rebuild::Rebuilt;
 pub use score::{CellScore, score, total};

@@ -155,6 +155,12 @@ pub struct Policy {
     /// made it (Python's `MemoryError`), which is then an error. Between
     /// [`MEMORY_MB_MIN`] and [`MEMORY_MB_MAX`]; 2048 by default.
     pub memory_mb: u64,
+    /// At most this many submissions per engineer in a UTC day (Kaggle's
+    /// daily cap): feedback on hidden tests must not become an oracle to
+    /// query at will. None by default.
+    pub submissions_per_day: Option<u32>,
+    /// At most this many submissions per engineer in all. None by default.
+    pub max_submissions: Option<u32>,
 }
 
 /// The least [`Policy::memory_mb`]: what the kernels themselves hold before
@@ -174,6 +180,8 @@ impl Default for Policy {
             total_timeout_s: 600,
             output_limit_bytes: 1024 * 1024,
             memory_mb: 2048,
+            submissions_per_day: None,
+            max_submissions: None,
         }
     }
 }
@@ -218,6 +226,12 @@ impl Policy {
         }
         if self.output_limit_bytes == 0 {
             return invalid("output_limit_bytes", "must be above 0");
+        }
+        if self.submissions_per_day == Some(0) || self.max_submissions == Some(0) {
+            return invalid(
+                "submissions_per_day",
+                "and max_submissions must be above 0 (leave them out for no cap)",
+            );
         }
         if !(MEMORY_MB_MIN..=MEMORY_MB_MAX).contains(&self.memory_mb) {
             return invalid(
@@ -279,6 +293,34 @@ pub fn may_submit(
         Window::Locked { locked } => Err(PolicyError::Locked { locked }),
         open => Ok(open),
     }
+}
+
+/// Whether one more submission is within the policy's caps, given when the
+/// engineer's earlier submissions to the assignment were made (the
+/// server's clock). The day is the UTC calendar day, as on Kaggle: the
+/// daily allowance comes back at midnight UTC, not 24 hours after a
+/// submission.
+pub fn within_caps(
+    policy: &Policy,
+    earlier: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Result<(), PolicyError> {
+    if let Some(cap) = policy.max_submissions
+        && earlier.len() >= cap as usize
+    {
+        return Err(PolicyError::TotalCap { cap });
+    }
+    if let Some(cap) = policy.submissions_per_day {
+        let today = now.date_naive();
+        let used = earlier.iter().filter(|t| t.date_naive() == today).count();
+        if used >= cap as usize {
+            let next = (today + Duration::days(1))
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc();
+            return Err(PolicyError::DailyCap { cap, next });
+        }
+    }
+    Ok(())
 }
 
 /// Whether hidden-test results may be shown at `now`: never; after the

@@ -268,3 +268,72 @@ fn a_memory_limit_below_what_a_kernel_needs_or_absurdly_high_is_invalid() {
         }
     }
 }
+
+#[test]
+fn the_daily_cap_counts_submissions_of_the_utc_day_and_says_when_the_next_one_may_come() {
+    let policy = Policy {
+        submissions_per_day: Some(2),
+        ..Policy::default()
+    };
+    let at = |h, m| Utc.with_ymd_and_hms(2027, 1, 15, h, m, 0).unwrap();
+    let yesterday = at(0, 0) - Duration::minutes(1);
+    // Two yesterday do not count today.
+    assert_eq!(
+        within_caps(&policy, &[yesterday, yesterday], at(9, 0)),
+        Ok(())
+    );
+    assert_eq!(
+        within_caps(&policy, &[yesterday, at(8, 0)], at(9, 0)),
+        Ok(())
+    );
+    let refused = within_caps(&policy, &[at(0, 0), at(8, 0)], at(23, 59)).unwrap_err();
+    assert_eq!(
+        refused,
+        PolicyError::DailyCap {
+            cap: 2,
+            next: Utc.with_ymd_and_hms(2027, 1, 16, 0, 0, 0).unwrap()
+        }
+    );
+    assert!(
+        refused.to_string().contains("2027-01-16 00:00:00 UTC"),
+        "{refused}"
+    );
+    // At midnight UTC the allowance is back.
+    assert_eq!(
+        within_caps(&policy, &[at(0, 0), at(8, 0)], at(0, 0) + Duration::days(1)),
+        Ok(())
+    );
+}
+
+#[test]
+fn the_total_cap_counts_every_earlier_submission() {
+    let policy = Policy {
+        max_submissions: Some(3),
+        ..Policy::default()
+    };
+    let t = Utc.with_ymd_and_hms(2027, 1, 15, 12, 0, 0).unwrap();
+    assert_eq!(within_caps(&policy, &[t, t], t), Ok(()));
+    assert_eq!(
+        within_caps(&policy, &[t, t, t], t),
+        Err(PolicyError::TotalCap { cap: 3 })
+    );
+    assert_eq!(within_caps(&Policy::default(), &[t; 100], t), Ok(()));
+}
+
+#[test]
+fn a_cap_of_zero_is_invalid_and_old_policies_have_none() {
+    for policy in [
+        Policy {
+            submissions_per_day: Some(0),
+            ..Policy::default()
+        },
+        Policy {
+            max_submissions: Some(0),
+            ..Policy::default()
+        },
+    ] {
+        assert!(policy.validate().is_err());
+    }
+    let old: Policy = serde_json::from_value(json!({"cell_timeout_s": 10})).unwrap();
+    assert_eq!((old.submissions_per_day, old.max_submissions), (None, None));
+}

@@ -163,7 +163,17 @@ pub async fn submit(
             submitted: crate::timefmt::iso(now),
             sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &stored)),
         };
-        s.store.add_submission(&sub)?;
+        let caps = |earlier: &[String]| {
+            let times: Vec<_> = earlier
+                .iter()
+                .filter_map(|t| views::parse_time(t))
+                .collect();
+            classroom::within_caps(&p, &times, now)
+        };
+        if let Err(refused) = s.store.add_submission_if(&sub, caps)? {
+            let _ = std::fs::remove_file(s.classroom.submission(&id));
+            return Err(ApiError::TooMany(refused.to_string()));
+        }
         s.grader.wake();
         tracing::info!(user = %user.name, %course, %assignment, submission = %id, "submitted");
         Ok((

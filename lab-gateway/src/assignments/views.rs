@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::store::{AssignmentRow, GradingRow, GradingState, SubmissionRow, User};
 
-fn parse_time(t: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(t: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(t)
         .ok()
         .map(|t| t.with_timezone(&Utc))

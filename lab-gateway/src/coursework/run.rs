@@ -37,6 +37,22 @@ pub struct Context {
     pub group: Option<String>,
 }
 
+impl Context {
+    /// The quota group a course's grading kernels are admitted in: the
+    /// group `GROUP-COURSE` (`grading-ml` for course `ml`) when ops have
+    /// made one, which gives the course a CPU/GPU quota of its own, else
+    /// the shared grading group.
+    pub fn group_for(&self, course: &str) -> Option<String> {
+        let shared = self.group.as_deref().unwrap_or(super::GRADING_GROUP);
+        let own = format!("{shared}-{course}");
+        if self.kernels.scheduling().quotas().group(&own).is_some() {
+            Some(own)
+        } else {
+            self.group.clone()
+        }
+    }
+}
+
 /// Why a grading could not give a score. `Platform` failures are retried;
 /// the others are the submission's own (recorded as failed, with the reason).
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +93,7 @@ pub async fn validate(
     let user = User {
         name: format!(".validate-{}", uuid::Uuid::new_v4().simple()),
         role: Role::Engineer,
-        group: cx.group.clone(),
+        group: cx.group_for(course),
     };
     let executed = run_notebook(cx, &user, public.language(), rebuilt.notebook, policy).await?;
     let scores = classroom::score(&public, &executed);
@@ -168,7 +184,7 @@ pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, Run
         .map_err(|e| RunError::Submission(format!("the submitted notebook is invalid: {e}")))?;
 
     let rebuilt = source.rebuild(&submitted);
-    let user = grading_user(row.id, cx.group.clone());
+    let user = grading_user(row.id, cx.group_for(&submission.course));
     let notebook = run_notebook(cx, &user, source.language(), rebuilt.notebook, &policy).await?;
     files::write_atomic(&cx.files.graded(row.id), &notebook.to_bytes())
         .map_err(|e| platform("cannot keep the graded notebook", &e))?;

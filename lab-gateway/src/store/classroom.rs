@@ -285,8 +285,29 @@ impl Store {
     /// there is never a submission nobody will grade. Returns the
     /// grading's id.
     pub fn add_submission(&self, row: &SubmissionRow) -> Result<i64, StoreError> {
+        self.add_submission_if(row, |_| Ok::<(), std::convert::Infallible>(()))?
+            .map_err(|never| match never {})
+    }
+
+    /// [`Store::add_submission`], unless `allow`, given when the submitter's
+    /// earlier submissions to the assignment were made, refuses it: in one
+    /// transaction, so two submits at once cannot both pass a cap.
+    pub fn add_submission_if<E>(
+        &self,
+        row: &SubmissionRow,
+        allow: impl FnOnce(&[String]) -> Result<(), E>,
+    ) -> Result<Result<i64, E>, StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
+            let earlier = tx
+                .prepare(
+                    "SELECT submitted FROM submissions WHERE course = ?1 AND assignment = ?2 AND user_name = ?3",
+                )?
+                .query_map(params![row.course, row.assignment, row.user_name], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            if let Err(refused) = allow(&earlier) {
+                return Ok(Err(refused));
+            }
             tx.execute(
                 "INSERT INTO submissions (id, course, assignment, user_name, submitted, sha256)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -298,7 +319,7 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(id)
+            Ok(Ok(id))
         })
     }
 

@@ -16,6 +16,8 @@ export interface Policy {
   total_timeout_s: number;
   output_limit_bytes: number;
   memory_mb?: number;
+  submissions_per_day?: number | null;
+  max_submissions?: number | null;
   [more: string]: unknown;
 }
 
@@ -196,7 +198,9 @@ export async function assignmentPage(course: string, name: string): Promise<HTML
       { class: "muted" },
       `${a.max_score} points in ${a.cells?.length ?? 0} graded cells` +
         (cells.some((c) => c.hidden) ? "; some tests are hidden and run only when you submit" : "") +
-        (a.policy.dates.lock ? `; no submissions after ${new Date(a.policy.dates.lock).toLocaleString()}` : ""),
+        (a.policy.dates.lock ? `; no submissions after ${new Date(a.policy.dates.lock).toLocaleString()}` : "") +
+        (a.policy.submissions_per_day ? `; at most ${a.policy.submissions_per_day} submissions a day (UTC)` : "") +
+        (a.policy.max_submissions ? `; at most ${a.policy.max_submissions} submissions in all` : ""),
     ),
     h(
       "div",

@@ -86,6 +86,10 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
   const totalTimeout = num("total_timeout_s", p.total_timeout_s);
   const outputKb = num("output_limit_kb", Math.round(p.output_limit_bytes / 1024));
   const memory = num("memory_mb", p.memory_mb ?? 2048);
+  const optional = (name: string, v: number | null | undefined) =>
+    h("input", { type: "number", name, min: "1", step: "1", placeholder: "no cap", value: v == null ? "" : String(v) }) as HTMLInputElement;
+  const perDay = optional("submissions_per_day", p.submissions_per_day);
+  const total = optional("max_submissions", p.max_submissions);
   const el = h(
     "fieldset",
     { class: "policy" },
@@ -100,6 +104,8 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
     field("Time in all (s)", totalTimeout),
     field("Output kept per cell (KiB)", outputKb),
     field("Memory per grading (MiB)", memory),
+    field("Submissions a day (UTC)", perDay, "so hidden tests are no oracle"),
+    field("Submissions in all", total),
   );
   const read = (): Policy => {
     const whole = (i: HTMLInputElement, what: string) => {
@@ -120,6 +126,8 @@ function policyForm(p: Policy): { el: HTMLElement; read: () => Policy } {
       total_timeout_s: whole(totalTimeout, "Time in all"),
       output_limit_bytes: whole(outputKb, "Output kept") * 1024,
       memory_mb: whole(memory, "Memory"),
+      submissions_per_day: perDay.value ? whole(perDay, "Submissions a day") : null,
+      max_submissions: total.value ? whole(total, "Submissions in all") : null,
     };
   };
   return { el, read };
