@@ -35,7 +35,7 @@ def kustomize(path):
 @pytest.mark.parametrize("overlay", ["dev", "production"])
 def test_every_rendered_object_passes_the_schema_of_the_oldest_supported_kubernetes(overlay):
     docs = kustomize(ROOT / "k8s" / "overlays" / overlay)
-    assert len(docs) == 10
+    assert len(docs) == 11
     for doc in docs:
         # strict: a field the schema lacks is an error, not a warning.
         kubernetes_validate.validate(doc, OLDEST, strict=True)
@@ -52,7 +52,7 @@ def test_an_overlay_with_the_per_user_namespaces_component_renders_and_passes_th
     kinds = sorted(d["kind"] for d in docs)
     assert kinds.count("ClusterRole") == 1 and kinds.count("ClusterRoleBinding") == 1, kinds
     # The ClusterRole, its binding, and two admission policies with theirs.
-    assert len(docs) == 16
+    assert len(docs) == 17
     for doc in docs:
         kubernetes_validate.validate(doc, OLDEST, strict=True)
     role = next(d for d in docs if d["kind"] == "ClusterRole")
@@ -100,6 +100,34 @@ def test_kernel_pods_may_send_only_dns_and_the_configured_mirrors(overlay):
             else:
                 assert peer == dns, f"egress to anything but kube-dns and IP blocks: {peer}"
         assert rule.get("to"), f"an egress rule without `to` allows every destination: {rule}"
+
+
+def selects(selector, labels):
+    """Whether a label selector selects an object labelled `labels`."""
+    ops = {"In": lambda v, vs: v in vs, "NotIn": lambda v, vs: v not in vs,
+           "Exists": lambda v, _: v is not None, "DoesNotExist": lambda v, _: v is None}
+    return (all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+            and all(ops[r["operator"]](labels.get(r["key"]), r.get("values", []))
+                    for r in selector.get("matchExpressions", [])))
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_offline_kernel_pods_may_send_nothing_not_even_dns(overlay):
+    """Issue 15: a grading kernel's pod (labelled academy-lab.io/egress=none)
+    is selected by the offline policy alone, which allows no egress: DNS
+    could carry hidden tests out in its queries, and policies add up, so
+    the kernels' policy must not select it too."""
+    docs = kustomize(ROOT / "k8s" / "overlays" / overlay)
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    kernel = {"app.kubernetes.io/name": "academy-lab", "app.kubernetes.io/component": "kernel"}
+    for labels, want in [(kernel, "academy-lab-kernels"),
+                         ({**kernel, "academy-lab.io/egress": "none"}, "academy-lab-offline-kernels"),
+                         ({**kernel, "academy-lab.io/egress": "other"}, "academy-lab-offline-kernels")]:
+        assert [n for n, p in policies.items() if selects(p["podSelector"], labels)] == [want], labels
+    offline = policies["academy-lab-offline-kernels"]
+    assert offline["policyTypes"] == ["Ingress", "Egress"]
+    assert offline.get("egress", []) == []
+    assert offline["ingress"] == policies["academy-lab-kernels"]["ingress"]
 
 
 def test_per_user_mode_writes_only_in_namespaces_the_gateway_created(tmp_path):

@@ -1,8 +1,9 @@
 //! The kustomize manifests in `k8s/`, rendered by `kubectl kustomize` as a
 //! user would, read back into k8s-openapi types with unknown fields denied,
 //! and checked against the code that depends on them: the gateway reads the
-//! ConfigMap's lab.toml, the NetworkPolicy selects the labels the backend
-//! puts on kernel pods, the Deployment runs as the restricted standard asks.
+//! ConfigMap's lab.toml, the NetworkPolicies select the labels the backend
+//! puts on kernel pods (each pod, offline or not, by exactly one), the
+//! Deployment runs as the restricted standard asks.
 //! (The outside schema check is tests/test_k8s.py, with kubernetes-validate.)
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use launch::kube::pod;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -118,6 +120,7 @@ fn check_overlay(overlay: &str) {
             "Namespace",
             "NetworkPolicy",
             "NetworkPolicy",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
@@ -173,36 +176,86 @@ fn check_overlay(overlay: &str) {
     // only the gateway, on the kernel's ports.
     let kernel_policy = policies
         .iter()
-        .find(|p| p.metadata.name.as_deref() == Some("academy-lab-kernels"))
+        .find(|p| p.metadata.name.as_deref() == Some(pod::USER_NETWORK_POLICY))
         .expect("a NetworkPolicy for kernel pods");
     let ps = kernel_policy.spec.as_ref().unwrap();
-    let selects = ps
-        .pod_selector
-        .as_ref()
-        .and_then(|s| s.match_labels.clone())
-        .unwrap();
-    let kernel_pod = launch::kube::pod::build_pod(
-        &kube,
-        &launch::kube::pod::KernelPod {
-            kernel_id: uuid::Uuid::new_v4(),
-            user: "alice".into(),
-            group: None,
-            argv: vec!["k".into()],
-            env: Default::default(),
-            gpus: 0,
-            gpu_model: None,
-            cpu: None,
-            memory: None,
-        },
+    assert_eq!(
+        ps.pod_selector.as_ref(),
+        Some(&pod::kernel_pod_selector(false)),
+        "{overlay}: the kernel policy must select what the backend's per-user one does"
     );
-    let kernel_labels = kernel_pod.metadata.labels.unwrap();
-    for (k, v) in &selects {
+    let kernel_pod = |offline: bool| {
+        pod::build_pod(
+            &kube,
+            &pod::KernelPod {
+                kernel_id: uuid::Uuid::new_v4(),
+                user: if offline { ".grading-1" } else { "alice" }.into(),
+                group: None,
+                argv: vec!["k".into()],
+                env: Default::default(),
+                gpus: 0,
+                gpu_model: None,
+                cpu: None,
+                memory: None,
+                offline,
+            },
+        )
+        .metadata
+        .labels
+        .unwrap()
+    };
+    // Issue 15: NetworkPolicies add up, so each kernel pod is selected by
+    // exactly one policy of the overlay: an ordinary one by the kernels',
+    // an offline (grading) one by the offline kernels', which allows no
+    // egress (DNS alone could carry hidden tests out).
+    for (offline, want) in [
+        (false, pod::USER_NETWORK_POLICY),
+        (true, pod::OFFLINE_NETWORK_POLICY),
+    ] {
+        let labels = kernel_pod(offline);
+        let selecting: Vec<&str> = policies
+            .iter()
+            .filter(|p| {
+                pod::selects(
+                    p.spec.as_ref().unwrap().pod_selector.as_ref().unwrap(),
+                    &labels,
+                )
+            })
+            .map(|p| p.metadata.name.as_deref().unwrap())
+            .collect();
         assert_eq!(
-            kernel_labels.get(k),
-            Some(v),
-            "{overlay}: kernel pods lack {k}={v}"
+            selecting,
+            [want],
+            "{overlay}: the policies selecting a kernel pod (offline: {offline})"
         );
     }
+    let offline_policy = policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(pod::OFFLINE_NETWORK_POLICY))
+        .expect("a NetworkPolicy for offline kernel pods");
+    let os = offline_policy.spec.as_ref().unwrap();
+    assert_eq!(
+        os.pod_selector.as_ref(),
+        Some(&pod::kernel_pod_selector(true)),
+        "{overlay}: the offline policy must select what the backend's per-user one does"
+    );
+    assert_eq!(
+        os.policy_types.as_deref(),
+        Some(&["Ingress".to_owned(), "Egress".to_owned()][..]),
+        "{overlay}: without Egress in policyTypes the offline policy denies no egress"
+    );
+    assert_eq!(
+        os.egress,
+        pod::build_offline_network_policy("ns", "gw")
+            .spec
+            .unwrap()
+            .egress,
+        "{overlay}: an offline kernel must have no egress rule at all"
+    );
+    assert_eq!(
+        os.ingress, ps.ingress,
+        "{overlay}: offline kernels are reached as the others are"
+    );
     let ingress = &ps.ingress.as_ref().unwrap()[0];
     let from = ingress.from.as_ref().unwrap()[0]
         .pod_selector
@@ -226,7 +279,7 @@ fn check_overlay(overlay: &str) {
     assert_eq!(
         serde_json::to_value(&ps.egress).unwrap(),
         serde_json::to_value(
-            launch::kube::pod::build_network_policy("ns", "gw", &kube)
+            pod::build_network_policy("ns", "gw", &kube)
                 .spec
                 .unwrap()
                 .egress
@@ -339,7 +392,7 @@ fn an_overlay_with_the_per_user_namespaces_component_renders_to_valid_objects() 
         return;
     };
     // The ClusterRole, its binding, two admission policies with theirs.
-    assert_eq!(objects.len(), 16);
+    assert_eq!(objects.len(), 17);
     let role: ClusterRole = strict(
         objects
             .iter()

@@ -32,7 +32,9 @@ pub struct LaunchSpec {
     pub cpu: Option<String>,
     pub memory: Option<String>,
     /// No network (grading kernels): the local sandbox grants no outbound
-    /// port and no UDP; pods get a deny-all egress policy where one is set.
+    /// port and no UDP; a pod is labelled `academy-lab.io/egress: none`, so
+    /// only the offline NetworkPolicy selects it, which denies all egress
+    /// (DNS included).
     pub offline: bool,
     /// The most memory the kernel may allocate, in bytes (grading kernels:
     /// their assignment's `memory_mb`). The local backend makes it each of

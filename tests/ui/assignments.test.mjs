@@ -212,6 +212,7 @@ test("a trainer makes an assignment; engineers validate, submit and read feedbac
     assert.equal(await detail.locator('tr[data-grade-id="test_hidden"]').getAttribute("data-status"), "passed");
     assert.equal(await detail.locator('tr[data-grade-id="test_hidden"] .points').textContent(), "2 / 2");
     assert.equal(await detail.locator('tr[data-grade-id="explain"] .points').textContent(), "1 / 1");
+    assert.equal(await detail.locator('tr[data-grade-id="explain"] .comment').textContent(), "Trainer: Right: a product of two equal signs.");
     assert.match(await detail.locator(".feedback-score").textContent(), /Score: 4 \/ 4/);
     const shown = await eve.locator("main").textContent();
     assert.ok(!shown.includes("square(-4)"), "no hidden test source is shown");

@@ -182,6 +182,10 @@ pub fn submission(s: &AppState, sub: &SubmissionRow, staff: bool) -> Result<Valu
             withhold_outputs_after_hidden(&source, &mut feedback);
         }
         v["feedback"] = json!(feedback);
+        comment_cells(&mut v["feedback"], &s.store.manual_grades(&sub.id)?);
+        if staff {
+            v["answers"] = manual_answers(&source, &executed);
+        }
         v["graded"] = json!(g.finished);
         let notes: Vec<String> = g
             .notes
@@ -210,6 +214,45 @@ pub fn submission(s: &AppState, sub: &SubmissionRow, staff: bool) -> Result<Valu
             .collect();
     }
     Ok(v)
+}
+
+/// Puts the trainers' comments on the feedback cells they graded by hand,
+/// where the cell's points are shown (a comment on a cell whose result is
+/// withheld waits with it).
+fn comment_cells(feedback: &mut Value, manual: &[crate::store::ManualGrade]) {
+    for cell in feedback["cells"].as_array_mut().into_iter().flatten() {
+        let Some(m) = manual
+            .iter()
+            .find(|m| cell["grade_id"].as_str() == Some(m.grade_id.as_str()))
+        else {
+            continue;
+        };
+        if !m.comment.is_empty() && !cell["points"].is_null() {
+            cell["comment"] = json!(m.comment);
+        }
+    }
+}
+
+/// For the staff: the text of each hand-graded answer as it was graded,
+/// from the rebuilt notebook (the cell the rebuild took, not a look-alike
+/// an engineer may have put before it in their submission).
+fn manual_answers(source: &Source, executed: &Notebook) -> Value {
+    let answers: serde_json::Map<String, Value> = source
+        .graded_cells()
+        .iter()
+        .filter(|c| c.kind == classroom::GradedKind::Manual)
+        .filter_map(|c| {
+            let cell = executed
+                .cells()
+                .iter()
+                .find(|x| classroom::metadata::grade_id(x) == Some(c.grade_id.as_str()))?;
+            Some((
+                c.grade_id.clone(),
+                json!(cell["source"].as_str().unwrap_or("")),
+            ))
+        })
+        .collect();
+    Value::Object(answers)
 }
 
 /// Said instead of the output of a cell that ran after hidden tests.

@@ -169,7 +169,18 @@ export async function assignmentPage(course: string, name: string): Promise<HTML
     return latest;
   };
   const validateOut = h("div", { class: "validation" });
-  const validate = async () => {
+  const actions = h("div", { class: "toolbar" });
+  /// One request at a time: a double click submits once.
+  const once = (work: () => Promise<void>) => async () => {
+    if (actions.classList.contains("busy")) return;
+    actions.classList.add("busy");
+    try {
+      await work();
+    } finally {
+      actions.classList.remove("busy");
+    }
+  };
+  const validate = once(async () => {
     validateOut.replaceChildren(h("p", { class: "muted" }, "Running the public tests on your copy…"));
     try {
       const f = await api<Feedback>(assignmentUrl(course, name) + "/validate", { method: "POST", body: {} });
@@ -177,18 +188,17 @@ export async function assignmentPage(course: string, name: string): Promise<HTML
     } catch (e) {
       validateOut.replaceChildren(h("p", { class: "error" }, (e as Error).message));
     }
-  };
-  const submit = async () => {
+  });
+  const submit = once(async () => {
     try {
       const s = await api<Submission>(assignmentUrl(course, name) + "/submissions", { method: "POST", body: {} });
       toast("Submitted");
       await refresh();
-      await followSubmission(s.id, showSubmission, () => page.isConnected);
-      await refresh();
+      void followSubmission(s.id, showSubmission, () => page.isConnected).then(() => refresh());
     } catch (e) {
       toast((e as Error).message, "error");
     }
-  };
+  });
   const cells = (a.cells ?? []).filter((c) => c.kind === "tests");
   page.append(
     h("h2", {}, `${a.course} / ${a.name}`),
@@ -202,29 +212,28 @@ export async function assignmentPage(course: string, name: string): Promise<HTML
         (a.policy.submissions_per_day ? `; at most ${a.policy.submissions_per_day} submissions a day (UTC)` : "") +
         (a.policy.max_submissions ? `; at most ${a.policy.max_submissions} submissions in all` : ""),
     ),
-    h(
-      "div",
-      { class: "toolbar" },
-      h("button", { onclick: () => void openCopy(a).catch((e) => toast((e as Error).message, "error")) }, "Open my copy"),
-      h(
-        "button",
-        {
-          onclick: () => {
-            if (confirm("Start again from the released notebook? Your copy is replaced.")) {
-              openCopy(a, true).catch((e) => toast((e as Error).message, "error"));
-            }
-          },
-        },
-        "Fresh copy",
-      ),
-      h("button", { class: "validate", onclick: () => void validate() }, "Validate"),
-      h("button", { class: "submit", onclick: () => void submit() }, "Submit"),
-      a.staff && h("a", { class: "button manage", href: `#/manage/${a.course}/${a.name}` }, "Manage"),
-    ),
+    actions,
     validateOut,
     h("h3", {}, "My submissions"),
     h("table", { class: "submissions" }, subsBody),
     detail,
+  );
+  actions.append(
+    h("button", { onclick: () => void openCopy(a).catch((e) => toast((e as Error).message, "error")) }, "Open my copy"),
+    h(
+      "button",
+      {
+        onclick: () => {
+          if (confirm("Start again from the released notebook? Your copy is replaced.")) {
+            openCopy(a, true).catch((e) => toast((e as Error).message, "error"));
+          }
+        },
+      },
+      "Fresh copy",
+    ),
+    h("button", { class: "validate", onclick: () => void validate() }, "Validate"),
+    h("button", { class: "submit", onclick: () => void submit() }, "Submit"),
+    ...(a.staff ? [h("a", { class: "button manage", href: `#/manage/${a.course}/${a.name}` }, "Manage")] : []),
   );
   const latest = await refresh();
   if (latest && (latest.state === "queued" || latest.state === "grading")) {

@@ -123,16 +123,30 @@ export function createAssignmentDialog(path: string, course: string, save: () =>
         onsubmit: async (e: Event) => {
           e.preventDefault();
           try {
-            await save();
             const c = courseIn.value.trim();
             const a = nameIn.value.trim();
-            await api(`/api/courses/${encodeURIComponent(c)}/assignments/${encodeURIComponent(a)}`, {
+            // Importing over an assignment replaces its tests and its
+            // released copy: only when the trainer says so.
+            const existing = (await api<{ course: string; name: string; released: string | null }[]>("/api/assignments")).find(
+              (x) => x.course === c && x.name === a,
+            );
+            if (
+              existing &&
+              !confirm(
+                `${c}/${a} exists${existing.released ? " and is released" : ""}. Replace its notebook with this one? ` +
+                  "Its dates, policy and submissions stay; regrade them afterwards.",
+              )
+            ) {
+              return;
+            }
+            await save();
+            const made = await api<{ released: string | null }>(`/api/courses/${encodeURIComponent(c)}/assignments/${encodeURIComponent(a)}`, {
               method: "PUT",
               body: { path },
             });
             dialog.close();
             dialog.remove();
-            toast(`Assignment ${c}/${a} saved as a draft`);
+            toast(existing ? `Assignment ${c}/${a} replaced${made.released ? " (still released)" : ""}` : `Assignment ${c}/${a} saved as a draft`);
             location.hash = `#/manage/${c}/${a}`;
           } catch (err) {
             error.textContent = (err as Error).message;

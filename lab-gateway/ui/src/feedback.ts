@@ -14,6 +14,8 @@ export interface FeedbackCell {
   points: number | null;
   status: "passed" | "failed" | "partial" | "pending" | "withheld";
   output: string;
+  /// The trainer's comment on a cell graded by hand.
+  comment?: string;
 }
 
 export interface Feedback {
@@ -40,6 +42,8 @@ export interface Submission {
   penalty?: number;
   max_score?: number;
   manual?: { grade_id: string; points: number; comment: string; grader: string; at: string }[];
+  /// Staff only: each hand-graded answer as it was graded.
+  answers?: Record<string, string>;
 }
 
 /// A number of points as people write them: 2, 1.5, 0.33.
@@ -116,7 +120,13 @@ export function feedbackView(f: Feedback, extra?: (c: FeedbackCell) => Node | nu
             h("td", {}, c.grade_id),
             h("td", { class: `result ${c.status}` }, STATUS_TEXT[c.status]),
             h("td", { class: "points" }, c.points == null ? `– / ${pts(c.max_points)}` : `${pts(c.points)} / ${pts(c.max_points)}`),
-            h("td", { class: "output" }, c.output ? h("pre", {}, c.output) : null, extra?.(c) ?? null),
+            h(
+              "td",
+              { class: "output" },
+              c.output ? h("pre", {}, c.output) : null,
+              c.comment ? h("p", { class: "comment" }, `Trainer: ${c.comment}`) : null,
+              extra?.(c) ?? null,
+            ),
           ),
         ),
       ),

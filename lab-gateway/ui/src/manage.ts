@@ -177,15 +177,19 @@ export async function managePage(course: string, name: string): Promise<HTMLElem
     progress.dataset.busy = String(p.queued + p.grading > 0);
     bookEl.replaceChildren(gradebookTable(book, (id) => void openSubmission(id)));
   };
-  const openSubmission = async (id: string) => {
+  /// The submission shown below the gradebook, while its grading runs.
+  let pending: string | null = null;
+  const openSubmission = async (id: string, scroll = true) => {
     try {
       // A grade given or a regrade queued shows here and in the gradebook.
       const changed = async () => {
         await refresh();
-        await openSubmission(id);
+        await openSubmission(id, false);
       };
-      detail.replaceChildren(await submissionPanel(id, url, changed));
-      detail.scrollIntoView({ block: "nearest" });
+      const panel = await submissionPanel(id, url, changed);
+      detail.replaceChildren(panel);
+      pending = panel.dataset.state === "queued" || panel.dataset.state === "grading" ? id : null;
+      if (scroll) detail.scrollIntoView({ block: "nearest" });
     } catch (e) {
       toast((e as Error).message, "error");
     }
@@ -195,8 +199,13 @@ export async function managePage(course: string, name: string): Promise<HTMLElem
   const extHours = h("input", { name: "ext-hours", type: "number", min: "0", step: "any", placeholder: "hours" }) as HTMLInputElement;
   const grantExtension = async () => {
     try {
-      await api(`${url}/extensions/${encodeURIComponent(extUser.value.trim())}`, { method: "PUT", body: { hours: Number(extHours.value) } });
-      toast(`${extUser.value} has ${extHours.value} h more`);
+      const who = extUser.value.trim();
+      const hours = Number(extHours.value);
+      if (!who) throw new Error("Name the engineer the extension is for");
+      if (extHours.value.trim() === "" || !Number.isFinite(hours) || hours < 0) throw new Error("Give the extra time in hours (0 takes an extension back)");
+      await api(`${url}/extensions/${encodeURIComponent(who)}`, { method: "PUT", body: { hours } });
+      toast(hours ? `${who} has ${hours} h more` : `${who}'s extension is taken back`);
+      await refresh();
     } catch (e) {
       toast((e as Error).message, "error");
     }
@@ -261,11 +270,20 @@ export async function managePage(course: string, name: string): Promise<HTMLElem
   );
   showState();
   await refresh();
-  // Live while anything is queued or grading.
-  const timer = window.setInterval(() => {
-    if (!page.isConnected) return window.clearInterval(timer);
-    if (progress.dataset.busy === "true") void refresh().catch(() => {});
-  }, 1500);
+  // Live: new submissions and grading progress show as they happen, every
+  // 1.5 s while anything is queued or grading and every 10 s otherwise; one
+  // request at a time.
+  const tick = async () => {
+    if (!page.isConnected) return;
+    try {
+      await refresh();
+      if (pending) await openSubmission(pending, false);
+    } catch {
+      // the next tick tries again
+    }
+    window.setTimeout(() => void tick(), progress.dataset.busy === "true" || pending ? 1500 : 10_000);
+  };
+  window.setTimeout(() => void tick(), 1500);
   return page;
 }
 
@@ -316,14 +334,10 @@ function gradebookTable(book: Gradebook, open: (submission: string) => void): HT
 /// answers of cells graded by hand with a points box and a comment each.
 async function submissionPanel(id: string, url: string, changed: () => Promise<void>): Promise<HTMLElement> {
   const enc = encodeURIComponent(id);
-  const [s, nb] = await Promise.all([
-    api<Submission>(`/api/submissions/${enc}`),
-    api<{ cells: { source: string | string[]; metadata: { nbgrader?: { grade_id?: string } } }[] }>(`/api/submissions/${enc}/notebook`),
-  ]);
-  const answer = (gid: string) => {
-    const c = nb.cells.find((c) => c.metadata?.nbgrader?.grade_id === gid);
-    return c ? (Array.isArray(c.source) ? c.source.join("") : c.source) : "";
-  };
+  const s = await api<Submission>(`/api/submissions/${enc}`);
+  // The answer as it was graded (from the rebuilt notebook), not a cell of
+  // the submission that merely carries the same id.
+  const answer = (gid: string) => s.answers?.[gid] ?? "";
   const manualBox = (c: { grade_id: string; kind: string; max_points: number; points: number | null }) => {
     if (c.kind === "tests") return null;
     const given = s.manual?.find((m) => m.grade_id === c.grade_id);
@@ -340,6 +354,7 @@ async function submissionPanel(id: string, url: string, changed: () => Promise<v
     comment.value = given?.comment ?? "";
     const save = async () => {
       try {
+        if (points.value.trim() === "") throw new Error(`Give ${c.grade_id} its points (0 to ${pts(c.max_points)})`);
         await api(`/api/submissions/${enc}/grades/${encodeURIComponent(c.grade_id)}`, {
           method: "PUT",
           body: { points: Number(points.value), comment: comment.value },
@@ -353,7 +368,7 @@ async function submissionPanel(id: string, url: string, changed: () => Promise<v
     return h(
       "div",
       { class: "manual-grade" },
-      h("pre", { class: "answer" }, answer(c.grade_id) || "(no answer)"),
+      c.kind === "manual" ? h("pre", { class: "answer" }, answer(c.grade_id) || "(no answer)") : "",
       points,
       ` / ${pts(c.max_points)} `,
       h("button", { class: "save-grade", onclick: () => void save() }, "Save grade"),
@@ -363,7 +378,7 @@ async function submissionPanel(id: string, url: string, changed: () => Promise<v
   };
   return h(
     "section",
-    { class: "submission-panel", "data-submission": id },
+    { class: "submission-panel", "data-submission": id, "data-state": s.state ?? "" },
     h("h3", {}, `${s.user}: submitted ${new Date(s.submitted).toLocaleString()}`),
     h("p", { class: "submission-state" }, stateText(s), s.notes?.length ? ` · ${s.notes.join("; ")}` : ""),
     s.feedback ? feedbackView(s.feedback, manualBox) : null,

@@ -186,7 +186,7 @@ export class NotebookView {
           {
             class: "create-assignment",
             title: "Make a graded assignment of this notebook",
-            onclick: () => createAssignmentDialog(this.path, (this.metadata.academy_course as string) ?? "", () => this.save()),
+            onclick: () => createAssignmentDialog(this.path, (this.metadata.academy_course as string) ?? "", () => this.saveOrThrow()),
           },
           "Create assignment",
         ),
@@ -228,8 +228,9 @@ export class NotebookView {
     // An engineer's copy of an assignment gets Validate and Submit.
     void assignmentAt(this.path)
       .then((a) => {
-        if (!a || this.disposed) return;
-        const bar = worksheetBar(a, this.path, () => this.save(), () => this.cells, () => !this.disposed);
+        // Staff's own notebook at that path is no submission: they have Manage.
+        if (!a || a.staff || this.disposed) return;
+        const bar = worksheetBar(a, this.path, () => this.saveOrThrow(), () => this.cells, () => !this.disposed);
         this.banner.after(bar);
       })
       .catch(() => {});
@@ -492,7 +493,8 @@ export class NotebookView {
     };
   }
 
-  async save(auto = false): Promise<void> {
+  /// Whether the notebook as shown is now on the server.
+  async save(auto = false): Promise<boolean> {
     // Edits made while the request is out stay unsaved.
     this.dirty = false;
     try {
@@ -503,6 +505,7 @@ export class NotebookView {
       if (!this.dirty) this.savedEl.textContent = auto ? "autosaved" : "saved";
       this.savedEl.removeAttribute("title");
       this.savedEl.classList.remove("error");
+      return true;
     } catch (e) {
       // The notebook stays as it is, marked unsaved, and says why in the
       // server's words (its JSON `message`, e.g. a size limit).
@@ -512,7 +515,14 @@ export class NotebookView {
       this.savedEl.title = `Not saved: ${why}`;
       this.savedEl.classList.add("error");
       toast(`Not saved: ${why}`, "error");
+      return false;
     }
+  }
+
+  /// Saves, or throws saying that the notebook on the server is not the
+  /// one shown (what validates, submits or imports must be what is shown).
+  async saveOrThrow(): Promise<void> {
+    if (!(await this.save())) throw new Error("The notebook could not be saved, so nothing was sent: see the note beside Save.");
   }
 
   /// The gateway is about to stop this kernel (idle cull, or its borrowed
@@ -529,7 +539,7 @@ export class NotebookView {
     const course = prompt("Publish to which course?", (this.metadata.academy_course as string) ?? "");
     if (!course) return;
     this.metadata.academy_course = course;
-    await this.save();
+    if (!(await this.save())) return;
     const name = this.path.split("/").pop() ?? this.path;
     try {
       await api(`/api/courses/${encodeURIComponent(course)}/${encodeURIComponent(name)}`, {

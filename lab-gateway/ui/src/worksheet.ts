@@ -75,12 +75,23 @@ export function worksheetBar(
     );
     if (s.feedback) mark(cells(), s.feedback);
   };
+  /// The submission whose state is shown; an older one's news is dropped.
+  let following = "";
   const submit = () =>
     guard(async () => {
       await save();
       const s = await api<Submission>(url + "/submissions", { method: "POST", body: { path } });
+      following = s.id;
       show(s);
-      await followSubmission(s.id, show, alive);
+      // Followed in the background: the bar is free again (validate, or
+      // submit again) while the grading waits in the queue.
+      void followSubmission(s.id, (x) => following === x.id && show(x), () => alive() && following === s.id)
+        .then((last) => {
+          if (following === s.id && (last.state === "queued" || last.state === "grading")) {
+            out.append(h("p", { class: "muted" }, "Still waiting: see My submissions for the result."));
+          }
+        })
+        .catch((e) => out.append(h("p", { class: "error" }, (e as Error).message)));
     });
   const bar = h(
     "div",

@@ -134,6 +134,11 @@ impl Launcher for KubeLauncher {
                 .memory_limit
                 .map(|bytes| bytes.to_string())
                 .or_else(|| spec.memory.clone()),
+            // No egress at all (a grading kernel): the offline
+            // NetworkPolicy selects it (`prepare` makes it in a user
+            // namespace before the pod exists; k8s/base has it in the
+            // shared one).
+            offline: spec.offline,
         };
         let pod = pod::build_pod(&self.config, &kernel);
         pod::check_extended_resources(&pod).map_err(KubeFailure::Invalid)?;

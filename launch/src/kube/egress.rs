@@ -1,5 +1,7 @@
 //! Where a kernel pod may connect to: nothing but DNS by default, and the
-//! academy's package mirrors where `[kubernetes] egress` names them.
+//! academy's package mirrors where `[kubernetes] egress` names them. An
+//! offline pod (grading) gets none of this: the offline NetworkPolicy
+//! (`pod::build_offline_network_policy`) allows it no egress at all.
 //!
 //! A kernel runs code anyone in a cohort can write, so its pod's egress is
 //! an allow-list (issue 13, item 10): cloud metadata endpoints (which hand

@@ -1,5 +1,6 @@
 //! What a user's kernels need beside their pods, made once per gateway
-//! process: in per-user mode their namespace with its NetworkPolicy and
+//! process: in per-user mode their namespace with its two NetworkPolicies
+//! (the kernels'; the offline kernels', no egress) and
 //! (with Kueue) their group's LocalQueue; their notebooks PVC where one is
 //! configured. 409 AlreadyExists is fine: another gateway, or an older one,
 //! made it.
@@ -25,7 +26,7 @@ pub(super) struct Prepared {
 impl Prepared {
     /// What a user's kernels need beside the pod, created once per gateway
     /// process (409 AlreadyExists is fine): in per-user mode the namespace,
-    /// its NetworkPolicy and (with Kueue) the group's LocalQueue; the
+    /// its two NetworkPolicies and (with Kueue) the group's LocalQueue; the
     /// notebooks PVC where one is configured.
     pub(super) async fn prepare(
         &self,
@@ -43,7 +44,11 @@ impl Prepared {
         };
         let post = PostParams::default();
         let per_user = config.namespace_per_user.is_some();
-        if per_user && self.first_time(format!("namespace {namespace}")) {
+        // Marked done only once both policies are in place, so a start
+        // that comes meanwhile makes sure of them itself (409, patch)
+        // rather than creating its pod before they exist.
+        let namespace_done = format!("namespace {namespace}");
+        if per_user && !self.is_done(&namespace_done) {
             let ns = pod::build_namespace(namespace, user);
             let r = Api::<Namespace>::all(client.clone())
                 .create(&post, &ns)
@@ -52,22 +57,28 @@ impl Prepared {
             if created(r)? {
                 say(format!("created namespace {namespace}"));
             }
-            let policy = pod::build_network_policy(namespace, &config.namespace, config);
+            // Both before any pod: without the offline policy an offline
+            // pod is selected by no policy (it may send anywhere), and
+            // under an older kernels' policy it gets DNS and the mirrors.
             let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
-            let r = policies.create(&post, &policy).await.map(drop);
-            if !created(r)? {
-                // A namespace made by an older gateway, or with other
-                // mirrors: its policy becomes this one (a merge patch
-                // replaces the lists whole).
-                policies
-                    .patch(
-                        pod::USER_NETWORK_POLICY,
-                        &PatchParams::default(),
-                        &Patch::Merge(&policy),
-                    )
-                    .await
-                    .map_err(KubeFailure::from_api)?;
+            for policy in pod::build_network_policies(namespace, &config.namespace, config) {
+                let r = policies.create(&post, &policy).await.map(drop);
+                if !created(r)? {
+                    // A namespace made by an older gateway, or with other
+                    // mirrors: its policy becomes this one (a merge patch
+                    // replaces the lists whole, and adds the kernels'
+                    // policy's match on the offline label).
+                    policies
+                        .patch(
+                            policy.metadata.name.as_deref().unwrap_or_default(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&policy),
+                        )
+                        .await
+                        .map_err(KubeFailure::from_api)?;
+                }
             }
+            self.done.lock().insert(namespace_done);
         }
         if per_user
             && config.kueue
@@ -107,6 +118,11 @@ impl Prepared {
             }
         }
         Ok(())
+    }
+
+    /// Whether `what` has been made by this process.
+    fn is_done(&self, what: &str) -> bool {
+        self.done.lock().contains(what)
     }
 
     /// Whether `what` is being prepared for the first time by this process.

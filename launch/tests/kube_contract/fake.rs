@@ -26,10 +26,12 @@ pub(crate) struct Seen {
     pub(crate) body: Value,
 }
 
-/// A canned answer to the next request matching `method` and a path prefix.
+/// A canned answer to the next request matching `method` and a path prefix
+/// (and, where `name` is set, the name of the object in its body).
 pub(crate) struct Override {
     pub(crate) method: &'static str,
     pub(crate) path_prefix: String,
+    pub(crate) name: Option<String>,
     pub(crate) status: u16,
     pub(crate) body: Value,
 }
@@ -129,6 +131,26 @@ impl ApiServer {
         self.lock().overrides.push(Override {
             method,
             path_prefix: path_prefix.to_owned(),
+            name: None,
+            status,
+            body,
+        });
+    }
+
+    /// As [`ApiServer::override_next`], for the request whose body is the
+    /// object named `name` only.
+    pub(crate) fn override_next_named(
+        &self,
+        method: &'static str,
+        path_prefix: &str,
+        name: &str,
+        status: u16,
+        body: Value,
+    ) {
+        self.lock().overrides.push(Override {
+            method,
+            path_prefix: path_prefix.to_owned(),
+            name: Some(name.to_owned()),
             status,
             body,
         });
@@ -155,11 +177,13 @@ impl ApiServer {
             body: body.clone(),
         });
         let path = uri.split('?').next().unwrap_or_default().to_owned();
-        if let Some(i) = st
-            .overrides
-            .iter()
-            .position(|o| o.method == method && path.starts_with(&o.path_prefix))
-        {
+        if let Some(i) = st.overrides.iter().position(|o| {
+            o.method == method
+                && path.starts_with(&o.path_prefix)
+                && o.name
+                    .as_ref()
+                    .is_none_or(|n| body["metadata"]["name"] == n.as_str())
+        }) {
             let o = st.overrides.remove(i);
             return reply(o.status, &o.body);
         }

@@ -139,8 +139,12 @@ async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
                 "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
                            "app.kubernetes.io/part-of": "academy-lab"}},
             "spec": {
+                // Not the offline (grading) pods: policies add up, and
+                // those may send nothing at all.
                 "podSelector": {"matchLabels": {"app.kubernetes.io/component": "kernel",
-                                                "app.kubernetes.io/name": "academy-lab"}},
+                                                "app.kubernetes.io/name": "academy-lab"},
+                                "matchExpressions": [{"key": "academy-lab.io/egress",
+                                                      "operator": "DoesNotExist"}]},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [{
                     "from": [{
@@ -162,16 +166,42 @@ async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
             },
         })
     );
-    // With Kueue, the group's LocalQueue in the user's namespace.
+    // And the offline kernels' policy: the same ingress, no egress at all.
     assert_eq!(
         (calls[2].method.as_str(), calls[2].uri.as_str()),
+        (
+            "POST",
+            "/apis/networking.k8s.io/v1/namespaces/lab-alice-smith-bdd645be95/networkpolicies?"
+        )
+    );
+    assert_eq!(
+        calls[2].body,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "academy-lab-offline-kernels", "namespace": ns,
+                "labels": {"app.kubernetes.io/managed-by": "academy-lab-gateway",
+                           "app.kubernetes.io/part-of": "academy-lab"}},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "kernel",
+                                                "app.kubernetes.io/name": "academy-lab"},
+                                "matchExpressions": [{"key": "academy-lab.io/egress",
+                                                      "operator": "Exists"}]},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": calls[1].body["spec"]["ingress"],
+                "egress": [],
+            },
+        })
+    );
+    // With Kueue, the group's LocalQueue in the user's namespace.
+    assert_eq!(
+        (calls[3].method.as_str(), calls[3].uri.as_str()),
         (
             "POST",
             "/apis/kueue.x-k8s.io/v1beta1/namespaces/lab-alice-smith-bdd645be95/localqueues?"
         )
     );
     assert_eq!(
-        calls[2].body,
+        calls[3].body,
         json!({
             "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue",
             "metadata": {"name": "cohort-7", "namespace": ns,
@@ -181,12 +211,18 @@ async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
         })
     );
     assert_eq!(
-        calls[3].uri,
+        calls[4].uri,
         "/api/v1/namespaces/lab-alice-smith-bdd645be95/pods?"
     );
     assert_eq!(
-        calls[3].body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+        calls[4].body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
         "cohort-7"
+    );
+    // An ordinary kernel: the kernels' policy selects its pod.
+    assert!(
+        calls[4].body["metadata"]["labels"]
+            .get("academy-lab.io/egress")
+            .is_none()
     );
 
     // The next start of that user makes none of them again.
@@ -198,9 +234,9 @@ async fn per_user_namespaces_are_created_on_demand_and_watched_cluster_wide() {
     server.set_status(ns, name, running_ready("10.1.2.4"), Some("n"));
     started.await.unwrap().unwrap();
     let calls = server.calls();
-    assert_eq!(calls[4].uri, format!("/api/v1/namespaces/{ns}/secrets?"));
+    assert_eq!(calls[5].uri, format!("/api/v1/namespaces/{ns}/secrets?"));
     assert_eq!(
-        calls[5].uri,
+        calls[6].uri,
         format!("/api/v1/namespaces/{ns}/pods?"),
         "{calls:#?}"
     );

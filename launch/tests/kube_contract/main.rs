@@ -15,5 +15,6 @@ mod fake;
 mod fixtures;
 mod lifecycle;
 mod objects;
+mod offline;
 mod rbac;
 mod start;

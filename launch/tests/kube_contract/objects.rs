@@ -1,5 +1,6 @@
 //! The objects the backend builds: extended resources, pod names, what a
-//! CPU pod sees, distinct users' names, and the user namespace's policy.
+//! CPU pod sees, distinct users' names (grading users' too), and the user
+//! namespace's policy.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +29,7 @@ fn the_pod_builder_follows_the_api_servers_rules_for_extended_resources() {
             gpu_model: model.map(str::to_owned),
             cpu: Some("2".into()),
             memory: Some("8Gi".into()),
+            offline: false,
         };
         let p = pod::build_pod(&c, &k);
         pod::check_extended_resources(&p).unwrap();
@@ -74,6 +76,7 @@ fn the_pod_builder_follows_the_api_servers_rules_for_extended_resources() {
             gpu_model: None,
             cpu: None,
             memory: None,
+            offline: false,
         },
     );
     let res = p.spec.as_mut().unwrap().containers[0]
@@ -183,6 +186,7 @@ async fn a_cpu_kernel_pod_sees_no_gpu_and_gets_no_nvidia_runtime_class() {
         gpu_model: Some("H100-80GB".into()),
         cpu: None,
         memory: None,
+        offline: false,
     };
     let gpu = serde_json::to_value(pod::build_pod(&config(), &k)).unwrap();
     assert_eq!(gpu["spec"]["runtimeClassName"], "nvidia");
@@ -228,6 +232,68 @@ fn distinct_users_never_share_a_namespace_or_a_notebooks_volume() {
     );
 }
 
+/// Issue 15: grading kernels belong to `.grading-N` and `.validate-UUID`
+/// (lab-gateway's `coursework::run`), names no person can have
+/// (`validate_name` refuses a leading dot). Such a name is no DNS label, so
+/// it gets its sanitised form and a hash: valid names, distinct from each
+/// other's and from every person's, including a person named as one of
+/// them is without its dot, or as its hashed form.
+#[test]
+fn grading_users_get_valid_names_no_person_and_no_other_grading_shares() {
+    let mut c = config();
+    c.namespace_per_user = Some("lab-{user}".into());
+    c.notebooks_pvc = Some("notebooks-{user}".into());
+    let internal = [
+        ".grading-1".to_owned(),
+        ".grading-12".to_owned(),
+        format!(".grading-{}", i64::MAX),
+        format!(".validate-{}", uuid::Uuid::nil().simple()),
+        format!(".validate-{}", uuid::Uuid::max().simple()),
+    ];
+    for u in &internal {
+        assert!(scheduler::quota::validate_name(u).is_err(), "{u}");
+    }
+    let hashed = pod::namespace_for(&c, ".grading-1");
+    assert!(hashed.starts_with("lab-grading-1-"), "{hashed}");
+    assert_eq!(hashed.len(), "lab-grading-1-".len() + 10, "{hashed}");
+    let persons = [
+        "grading-1".to_owned(),
+        "grading-12".to_owned(),
+        "Grading-1".to_owned(),
+        "grading_1".to_owned(),
+        // A person named as a grading user's hashed form is hashed too.
+        hashed.trim_start_matches("lab-").to_owned(),
+        format!("validate-{}", uuid::Uuid::nil().simple()),
+    ];
+    for u in &persons {
+        assert!(scheduler::quota::validate_name(u).is_ok(), "{u}");
+    }
+    let users: BTreeSet<String> = internal.iter().chain(&persons).cloned().collect();
+    assert_distinct_valid_names(&c, &users);
+}
+
+/// Every user of `users` gets a namespace, a notebooks volume and pod
+/// names that are DNS-1123 labels, the same each time, and no two users
+/// share a namespace or a volume (pod names differ by the kernel id).
+fn assert_distinct_valid_names(c: &launch::kube::KubeConfig, users: &BTreeSet<String>) {
+    let mut namespaces = BTreeMap::new();
+    let mut volumes = BTreeMap::new();
+    for u in users {
+        let ns = pod::namespace_for(c, u);
+        assert_dns_label(&ns);
+        assert_eq!(pod::namespace_for(c, u), ns, "stable");
+        if let Some(other) = namespaces.insert(ns.clone(), u) {
+            panic!("{other:?} and {u:?} share the namespace {ns}");
+        }
+        let pvc = pod::notebooks_pvc_name(c, u).unwrap();
+        assert_dns_label(&pvc);
+        if let Some(other) = volumes.insert(pvc.clone(), u) {
+            panic!("{other:?} and {u:?} share the volume {pvc}");
+        }
+        assert_dns_label(&pod::pod_name(u, uuid::Uuid::max()));
+    }
+}
+
 fn assert_dns_label(name: &str) {
     assert!(
         !name.is_empty()
@@ -254,6 +320,28 @@ mod user_names {
             "[a-cA-C][a-cA-C._-]{40,63}",
             "[a-z0-9][a-z0-9-]{0,63}",
         ]
+    }
+
+    /// The gateway's own users: grading and validation kernels' owners.
+    fn internal_name() -> impl Strategy<Value = String> {
+        prop_oneof!["\\.grading-[0-9]{1,19}", "\\.validate-[0-9a-f]{32}"]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn grading_users_and_persons_get_distinct_valid_names(
+            users in proptest::collection::btree_set(
+                prop_oneof![user_name(), internal_name()],
+                2..40,
+            )
+        ) {
+            let mut c = config();
+            c.namespace_per_user = Some("lab-{user}".into());
+            c.notebooks_pvc = Some("notebooks-{user}".into());
+            assert_distinct_valid_names(&c, &users);
+        }
     }
 
     proptest! {

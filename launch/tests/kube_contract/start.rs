@@ -126,6 +126,7 @@ async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_re
         gpu_model: Some("H100-80GB".into()),
         cpu: None,
         memory: None,
+        offline: false,
     };
     assert_eq!(
         body,
@@ -168,6 +169,8 @@ async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_re
     assert_eq!(labels["academy-lab.io/user"], "alice");
     assert_eq!(labels["academy-lab.io/group"], "Cohort_7");
     assert_eq!(labels["kueue.x-k8s.io/queue-name"], "cohort-7");
+    // Not offline: the kernels' policy (DNS, mirrors) selects it.
+    assert!(labels.get("academy-lab.io/egress").is_none(), "{labels}");
     let shm = body["spec"]["volumes"]
         .as_array()
         .unwrap()

@@ -33,6 +33,10 @@ pub struct KernelPod {
     pub gpu_model: Option<String>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
+    /// No network (a grading kernel): the pod is labelled
+    /// [`LABEL_EGRESS`]`=`[`EGRESS_NONE`], so only the offline
+    /// NetworkPolicy selects it, which allows no egress, not even DNS.
+    pub offline: bool,
 }
 
 /// Variables that choose GPU devices, for the container runtime's hook
@@ -50,6 +54,9 @@ fn labels(config: &KubeConfig, k: &KernelPod) -> BTreeMap<String, String> {
         (LABEL_KERNEL_ID.to_owned(), k.kernel_id.to_string()),
         (LABEL_USER.to_owned(), label_value(&k.user)),
     ]);
+    if k.offline {
+        l.insert(LABEL_EGRESS.to_owned(), EGRESS_NONE.to_owned());
+    }
     if let Some(g) = &k.group {
         l.insert(LABEL_GROUP.to_owned(), label_value(g));
         if config.kueue {

@@ -25,6 +25,14 @@ pub const LABEL_KERNEL_ID: &str = "academy-lab.io/kernel-id";
 pub const LABEL_USER: &str = "academy-lab.io/user";
 pub const LABEL_GROUP: &str = "academy-lab.io/group";
 pub const LABEL_KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
+/// On an offline kernel's pod only (a grading kernel: `LaunchSpec::offline`),
+/// with the value [`EGRESS_NONE`]. The kernels' NetworkPolicy selects the
+/// kernel pods *without* this label, the offline one those *with* it (any
+/// value), so every kernel pod is selected by exactly one of the two and an
+/// offline pod gets none of the other's allows (policies add up).
+pub const LABEL_EGRESS: &str = "academy-lab.io/egress";
+/// The value of [`LABEL_EGRESS`] on an offline pod: no egress at all.
+pub const EGRESS_NONE: &str = "none";
 /// The value of `app.kubernetes.io/managed-by` on everything we create.
 pub const MANAGER: &str = "academy-lab-gateway";
 /// The label selector of every kernel pod this gateway owns.
