@@ -172,3 +172,24 @@ async fn a_course_with_a_grading_group_of_its_own_is_graded_in_it() {
     // made here either, so the scheduler's default group.
     assert_eq!(groups[1], ["grading-ml", "default"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_at_once_cannot_pass_a_cap_together() {
+    let g = start_gateway().await;
+    let trainer = g.user_in("tess", Role::Trainer, None);
+    let ada = g.user("ada");
+    import(&g, &trainer, "ml", json!({"max_submissions": 1})).await;
+    let (a, b, c, d) = tokio::join!(
+        submit(&g, &ada, "ml"),
+        submit(&g, &ada, "ml"),
+        submit(&g, &ada, "ml"),
+        submit(&g, &ada, "ml"),
+    );
+    let mut statuses = [a.0, b.0, c.0, d.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 429, 429, 429]);
+    let stored = std::fs::read_dir(g.data.path().join("classroom/submissions"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1, "a refused submission's notebook was kept");
+}

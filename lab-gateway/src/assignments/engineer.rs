@@ -149,6 +149,23 @@ pub async fn submit(
             .map(chrono::Duration::seconds);
         classroom::may_submit(&p.dates, extension, now)
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let times = |earlier: Vec<String>| -> Vec<_> {
+            earlier
+                .iter()
+                .filter_map(|t| views::parse_time(t))
+                .collect()
+        };
+        // Past a cap, nothing is read or written; the check is made again
+        // where the submission is recorded (two submits at once).
+        let mine = s
+            .store
+            .submissions(&course, &assignment, Some(&user.name))?;
+        classroom::within_caps(
+            &p,
+            &times(mine.into_iter().map(|r| r.submitted).collect()),
+            now,
+        )
+        .map_err(|e| ApiError::TooMany(e.to_string()))?;
         let req: Submit = super::options(&body, "{\"path\": PATH} or {\"notebook\": {…}}")?;
         let notebook = read_submitted(s, user, &course, &assignment, req)?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -163,13 +180,7 @@ pub async fn submit(
             submitted: crate::timefmt::iso(now),
             sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &stored)),
         };
-        let caps = |earlier: &[String]| {
-            let times: Vec<_> = earlier
-                .iter()
-                .filter_map(|t| views::parse_time(t))
-                .collect();
-            classroom::within_caps(&p, &times, now)
-        };
+        let caps = |earlier: &[String]| classroom::within_caps(&p, &times(earlier.to_vec()), now);
         if let Err(refused) = s.store.add_submission_if(&sub, caps)? {
             let _ = std::fs::remove_file(s.classroom.submission(&id));
             return Err(ApiError::TooMany(refused.to_string()));
