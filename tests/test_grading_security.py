@@ -439,6 +439,25 @@ get_ipython().events.register('pre_run_cell', _send)
 """
 
 
+def touch_10_gb(setup):
+    """An answer that gets 10 GiB as `m` by `setup` (Python lines), then touches it page by page
+    (so the cell timeout interrupts it whatever it got), printing `alloc OK` or `alloc DENIED`."""
+    indented = "".join("    " + line + "\n" for line in setup.splitlines())
+    return f"""answer = 42
+import mmap, os
+done = 0
+try:
+{indented}    print('alloc OK reserved 10 GiB')
+    for i in range(0, 10 * 2**30, 4096):
+        m[i] = 1
+        done = i + 4096
+except (MemoryError, OSError) as e:  # a refused mmap, memfd or shm_open is an OSError
+    print('alloc DENIED', type(e).__name__, e)
+finally:
+    print('touched %.2f GiB' % (done / 2**30))
+"""
+
+
 def corpus_cases(ctx):
     """Every submission of the batch, honest and hostile. `ctx` names the data dir, the
     gateway's port, the peer submission's id and the trap's ports."""
@@ -582,6 +601,18 @@ except (MemoryError, OSError) as e:  # a refused mmap is OSError(ENOMEM)
 finally:
     print('touched %.2f GiB' % (done / 2**30))
 """), PY_FULL),
+        # Memory RLIMIT_DATA does not count (shared memory): the sandbox refuses it to a kernel
+        # with a memory limit (launch/src/sandbox/seccomp.rs).
+        Case("py-mmap-shared-10-gb", "py", lambda: with_answer(pyrel, touch_10_gb(
+            "m = mmap.mmap(-1, 10 * 2**30)  # Python's default: MAP_SHARED | MAP_ANONYMOUS")), PY_FULL),
+        Case("py-shared-memory-10-gb", "py", lambda: with_answer(pyrel, touch_10_gb(
+            "from multiprocessing import shared_memory\n"
+            "s = shared_memory.SharedMemory(create=True, size=10 * 2**30)\n"
+            "m = s.buf")), PY_FULL),
+        Case("py-memfd-10-gb", "py", lambda: with_answer(pyrel, touch_10_gb(
+            "fd = os.memfd_create('fill')\n"
+            "os.ftruncate(fd, 10 * 2**30)\n"
+            "m = mmap.mmap(fd, 10 * 2**30)")), PY_FULL),
         Case("py-loop-forever", "py", lambda: with_answer(pyrel, "answer = 42\nwhile True:\n    pass"),
              PY_FULL),
         Case("py-ignore-the-interrupt-and-loop", "py", lambda: with_answer(
@@ -881,6 +912,18 @@ def test_a_grading_kernel_cannot_allocate_10_gb(lab, corpus):
     10 GiB mapping is refused in the cell (ENOMEM), which fails, not the kernel or the lab."""
     out = answer_output(lab, corpus["staff"]["py-allocate-10-gb"])
     print("\n[allocation probe] " + out)
+    assert re.search(r"^alloc DENIED", out, re.M), out
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("name", ["py-mmap-shared-10-gb", "py-shared-memory-10-gb", "py-memfd-10-gb"])
+def test_a_grading_kernel_gets_no_shared_memory(lab, corpus, name):
+    """Shared memory, which RLIMIT_DATA does not count (Python's default `mmap`, a
+    `multiprocessing.shared_memory` segment in /dev/shm, a memfd): a grading kernel's sandbox
+    refuses it (seccomp: shared anonymous mappings and memfd_create; Landlock: no /dev/shm), so
+    10 GiB of it fails in the cell, as a private allocation does."""
+    out = answer_output(lab, corpus["staff"][name])
+    print(f"\n[{name}] " + out)
     assert re.search(r"^alloc DENIED", out, re.M), out
 
 

@@ -1,11 +1,13 @@
 //! A kernel that exits on its own (a shutdown request, a crash, an answer
 //! calling `os._exit`) leaves no process behind where the gateway adopts
 //! orphans, as `lab serve` does: what it still had running, in its group or
-//! out of it, is re-parented to the gateway and killed at once.
+//! out of it, is re-parented to the gateway and killed at once. The
+//! gateway's other children (a container's PID 1 has some; so has
+//! `daemon & exec lab serve`) are left alone: those it had when it began
+//! adopting, and any older than the kernel.
 //!
-//! Its own test binary: adopting orphans is process-wide, and makes every
-//! child of the process that is no kernel a leftover (so nothing else here
-//! may start processes).
+//! Its own test binary: adopting orphans is process-wide (so nothing else
+//! here may start processes).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,12 +32,25 @@ fn pid_in(dir: &Path, file: &str) -> Option<i32> {
         .ok()
 }
 
+fn sleeper() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test]
-async fn what_an_exited_kernel_left_running_is_killed() {
+async fn what_an_exited_kernel_left_running_is_killed_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
+    // A child this process had before it adopted orphans...
+    let mut before = sleeper();
     let launcher = LocalLauncher::new(dir.path().join("runtime"))
         .adopting_orphans()
         .unwrap();
+    // ...and one it started later, but before the kernel (start times
+    // count in clock ticks, 10 ms).
+    let mut older = sleeper();
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let work = dir.path().join("work");
     let id = uuid::Uuid::new_v4();
     let spec = LaunchSpec {
@@ -87,5 +102,16 @@ async fn what_an_exited_kernel_left_running_is_killed() {
     }
     let left: Vec<i32> = pids.into_iter().filter(|p| running(*p)).collect();
     assert!(left.is_empty(), "still running: {left:?}");
+    // The sweep that killed them has had time to kill more.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (what, child) in [("before", &mut before), ("older", &mut older)] {
+        let pid = child.id() as i32;
+        assert!(
+            running(pid),
+            "the sweep killed a child that was no kernel's ({what})"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     launcher.cleanup(id, &launched.locator).await;
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::notice::{NoticeKind, notice};
+use super::resources::Restrictions;
 use crate::kernel_client::{MessageLimits, Oversized};
 use crate::store::User;
 use crate::wire::{Channel, RawMessage};
@@ -92,6 +93,9 @@ pub struct Kernel {
     busy_parent: Mutex<bytes::Bytes>,
     /// The GPUs admission gave it (none for a CPU kernel).
     grant: Mutex<Option<Grant>>,
+    /// What the gateway imposed at its start (a grading kernel: offline,
+    /// a memory limit), which every restart imposes again.
+    pub restrictions: Restrictions,
     /// Set once the kernel is shut down; what hangs on it (websocket
     /// sessions) lets go.
     retired: watch::Sender<bool>,
@@ -108,6 +112,7 @@ impl Kernel {
         endpoint: Endpoint,
         state: &str,
         message_limits: MessageLimits,
+        restrictions: Restrictions,
     ) -> Arc<Kernel> {
         let now = Instant::now();
         let age = (Utc::now() - created).to_std().unwrap_or_default();
@@ -131,6 +136,7 @@ impl Kernel {
             message_limits,
             busy_parent: Mutex::new(bytes::Bytes::from_static(b"{}")),
             grant: Mutex::new(None),
+            restrictions,
             retired: watch::Sender::new(false),
         })
     }

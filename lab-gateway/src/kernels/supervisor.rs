@@ -157,6 +157,7 @@ impl Supervisor {
             endpoint(&launched, 0),
             "starting",
             self.message_limits,
+            r.restrictions,
         );
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
@@ -219,6 +220,9 @@ impl Supervisor {
             },
             "idle",
             self.message_limits,
+            // Not recorded: the only restricted kernels, grading ones, are
+            // stopped when a gateway starts (`coursework::grader`).
+            Restrictions::default(),
         );
         kernel.set_grant(serde_json::from_str(&row.resources).ok());
         self.attach(&kernel);
@@ -416,8 +420,8 @@ impl Supervisor {
                 cwd,
                 grant: grant.as_ref(),
                 progress: None,
-                // Grading kernels, the only restricted ones, are never restarted.
-                restrictions: Restrictions::default(),
+                // A grading kernel stays offline and limited, whoever restarts it.
+                restrictions: kernel.restrictions,
             })
             .map_err(KernelError::Restart)?;
         let launched = self.launcher.launch(launch).await.map_err(|e| {

@@ -28,16 +28,45 @@
 //! kernel under a limit is not tested yet: what CUDA only reserves does not
 //! count, what it allocates in host memory does.
 //!
-//! What it does not bound: shared memory (`MAP_SHARED` anonymous mappings,
-//! `memfd`, files in `/dev/shm`), and the tree as a whole: it is per
-//! process, so a kernel that forks N processes may hold N times the limit.
-//! Only a memory cgroup bounds a tree's sum (a pod has one).
+//! What it does not count: shared memory (`MAP_SHARED` anonymous
+//! mappings, memfds, System V segments, files in `/dev/shm`) and stack
+//! mappings (the stack, `MAP_GROWSDOWN`, a stack page grown by `mremap`).
+//! A confined kernel with a limit can make neither: its sandbox's seccomp
+//! filter and Landlock rules close them (`crate::sandbox`'s `seccomp`),
+//! and here its `RLIMIT_STACK` is capped at the limit too (hard; the soft
+//! one stays the gateway's, 8 MiB unless said otherwise, as glibc sizes
+//! thread stacks by it). An unconfined kernel (`--sandbox off`, which
+//! reads and writes whatever the gateway can anyway) has only the rlimits.
+//!
+//! What no rlimit bounds is the tree as a whole: limits are per process,
+//! so a kernel that forks N processes may hold N times the limit. Only a
+//! memory cgroup bounds a tree's sum (a pod has one).
+
+/// The soft stack limit of a kernel whose gateway has none: glibc's usual
+/// 8 MiB (it sizes every thread's stack by the soft limit).
+const DEFAULT_STACK: libc::rlim_t = 8 << 20;
 
 /// Set in the forked child before exec.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChildSetup {
     /// `RLIMIT_DATA`, in bytes.
     data_limit: Option<libc::rlim_t>,
+    /// `RLIMIT_STACK` (soft, hard), when there is a memory limit.
+    stack_limit: Option<libc::rlimit>,
+}
+
+/// This process's `resource` limit (unlimited where it cannot be read).
+fn current(resource: libc::__rlimit_resource_t) -> libc::rlimit {
+    let mut current = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
+        current.rlim_cur = libc::RLIM_INFINITY;
+        current.rlim_max = libc::RLIM_INFINITY;
+    }
+    current
 }
 
 impl ChildSetup {
@@ -45,21 +74,25 @@ impl ChildSetup {
     /// `memory_limit` bytes (never above the gateway's own hard limit,
     /// which the child could not raise).
     pub(super) fn new(memory_limit: Option<u64>) -> ChildSetup {
-        let data_limit = memory_limit.map(|bytes| {
-            let mut current = libc::rlimit {
-                rlim_cur: libc::RLIM_INFINITY,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            // SAFETY: getrlimit writes the struct it is given.
-            let read = unsafe { libc::getrlimit(libc::RLIMIT_DATA, &mut current) } == 0;
-            let hard = if read {
-                current.rlim_max
+        let data_limit = memory_limit
+            .map(|bytes| (bytes as libc::rlim_t).min(current(libc::RLIMIT_DATA).rlim_max));
+        let stack_limit = memory_limit.map(|bytes| {
+            let now = current(libc::RLIMIT_STACK);
+            let hard = (bytes as libc::rlim_t).min(now.rlim_max);
+            let soft = if now.rlim_cur == libc::RLIM_INFINITY {
+                DEFAULT_STACK
             } else {
-                libc::RLIM_INFINITY
+                now.rlim_cur
             };
-            (bytes as libc::rlim_t).min(hard)
+            libc::rlimit {
+                rlim_cur: soft.min(hard),
+                rlim_max: hard,
+            }
         });
-        ChildSetup { data_limit }
+        ChildSetup {
+            data_limit,
+            stack_limit,
+        }
     }
 
     /// Runs in the forked child: no allocation, no locks.
@@ -78,6 +111,11 @@ impl ChildSetup {
                 if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            if let Some(stack) = &self.stack_limit
+                && libc::setrlimit(libc::RLIMIT_STACK, stack) != 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
         }
         Ok(())

@@ -6,7 +6,8 @@
 //! (an interrupt goes to the group) and is a child subreaper, so a kill
 //! reaches everything it started, even a process that left the group with
 //! `setsid` or double-forked ([`tree`]). A launch's memory limit is each of
-//! its processes' `RLIMIT_DATA` ([`child`] says why that one).
+//! its processes' `RLIMIT_DATA` ([`child`] says why that one, and what the
+//! sandbox closes that it does not count).
 //!
 //! Processes are reaped by a thread each, so a kernel that dies is seen as
 //! dead at once and never lingers as a zombie; where the gateway adopts
@@ -116,6 +117,23 @@ impl LocalLauncher {
     }
 }
 
+/// Kills the process `pid`, a kernel no record names: its tree and group
+/// while it is held; else, where it has exited (a zombie: its pid is still
+/// its own) and led a group, the group. Whether anything was killed.
+fn kill_unrecorded(pid: i32) -> bool {
+    let Some(found) = tree::entry(pid) else {
+        return false;
+    };
+    if let Some(held) = tree::Held::hold(&found) {
+        tree::kill_tree(&held);
+        return true;
+    }
+    let pid = Pid::from_raw(pid);
+    found.zombie
+        && nix::unistd::getpgid(Some(pid)) == Ok(pid)
+        && killpg(pid, Signal::SIGKILL).is_ok()
+}
+
 /// The kernel process `pid`, held by a pidfd, if it is the one that
 /// started at `started`. A locator older than start times gets `None`: its
 /// group is killed, as it always was, but no tree is walked from a pid that
@@ -188,6 +206,7 @@ impl Launcher for LocalLauncher {
                     gpus: spec.gpus.clone(),
                     bind_ports: ports.clone(),
                     offline: spec.offline,
+                    memory_limited: spec.memory_limit.is_some(),
                 })
                 .map_err(LaunchError::from)?,
         };
@@ -261,17 +280,29 @@ impl Launcher for LocalLauncher {
         let sig = match signal {
             KernelSignal::Interrupt => Signal::SIGINT,
             KernelSignal::Kill => {
-                // Its whole tree first, including what left its group.
-                if let Some(kernel) = held_kernel(*pid, started.as_deref()) {
-                    let killed = tree::kill_tree(&kernel);
-                    tracing::debug!(pid, killed, "killed a kernel's process tree");
+                // Its whole tree and its group, what left the group
+                // included, while the kernel is held (`/proc` walks: not
+                // on an async worker).
+                let (pid, started) = (*pid, started.clone());
+                let killed = tokio::task::spawn_blocking(move || {
+                    held_kernel(pid, started.as_deref()).map(|kernel| tree::kill_tree(&kernel))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(pid, error = %e, "the tree kill did not finish");
+                    None
+                });
+                if let Some(killed) = killed {
+                    tracing::debug!(pid, killed, "killed a kernel's process tree and group");
+                    return Ok(());
                 }
                 Signal::SIGKILL
             }
         };
         // Its leader may be gone while its children live on in its group
         // (a kernel that forked, then exited on a shutdown request): the
-        // group is signalled all the same.
+        // group is signalled all the same. (A kernel still held had its
+        // group killed with its tree, through its pidfd, above.)
         match killpg(Pid::from_raw(*pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
             Err(errno) => Err(LocalError::Signal { pid: *pid, errno }.into()),
@@ -334,24 +365,32 @@ impl Launcher for LocalLauncher {
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
-        let processes = command_lines();
+        let files: Vec<(uuid::Uuid, String)> = unknown
+            .into_iter()
+            .map(|id| (id, self.connection_file(id).display().to_string()))
+            .collect();
+        // `/proc` walks and tree kills: on the blocking pool.
+        let found = tokio::task::spawn_blocking(move || {
+            let processes = command_lines();
+            files
+                .into_iter()
+                .map(|(id, file)| {
+                    let mut found = false;
+                    for (pid, _) in processes.iter().filter(|(_, cmd)| cmd.contains(&file)) {
+                        tracing::warn!(kernel_id = %id, pid, "stopping a kernel that has no record");
+                        found |= kill_unrecorded(*pid);
+                    }
+                    (id, found)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| LaunchError::Io {
+            doing: "stop the kernels that have no record".into(),
+            source: std::io::Error::other(e),
+        })?;
         let mut stopped = Vec::new();
-        for id in unknown {
-            let file = self.connection_file(id).display().to_string();
-            let mut found = false;
-            for (pid, _) in processes.iter().filter(|(_, cmd)| cmd.contains(&file)) {
-                let held = tree::entry(*pid).and_then(|e| tree::Held::hold(&e));
-                let pid = Pid::from_raw(*pid);
-                tracing::warn!(kernel_id = %id, %pid, "stopping a kernel that has no record");
-                let leads_group = nix::unistd::getpgid(Some(pid)) == Ok(pid);
-                let tree_killed = held.inspect(|h| _ = tree::kill_tree(h)).is_some();
-                let result = if leads_group {
-                    killpg(pid, Signal::SIGKILL)
-                } else {
-                    nix::sys::signal::kill(pid, Signal::SIGKILL)
-                };
-                found |= tree_killed || result.is_ok();
-            }
+        for (id, found) in found {
             let gone = KernelLocator::Local {
                 pid: 0,
                 started: None,

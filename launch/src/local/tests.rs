@@ -6,6 +6,9 @@ use std::path::Path;
 
 use super::*;
 
+mod group;
+mod memory;
+
 fn spec_for(user: &str) -> LaunchSpec {
     LaunchSpec {
         kernel_id: uuid::Uuid::new_v4(),
@@ -170,15 +173,17 @@ async fn a_confined_kernel_reaches_its_own_files_but_not_the_gateways_or_other_u
 /// Runs `argv` as a kernel of `user` confined to `data`; returns what it
 /// printed once it printed `END` (or gave up waiting).
 async fn run_in(data: &Path, user: &str, argv: Vec<String>, gpus: Vec<String>) -> String {
-    run_with(data, user, argv, gpus, false).await
+    run_with(data, user, argv, gpus, false, None).await
 }
 
-async fn run_with(
+/// [`run_in`], `offline` or not, with `memory_limit` or none.
+pub(super) async fn run_with(
     data: &Path,
     user: &str,
     argv: Vec<String>,
     gpus: Vec<String>,
     offline: bool,
+    memory_limit: Option<u64>,
 ) -> String {
     let launcher = LocalLauncher::new(data.join("runtime"))
         .with_sandbox(Sandbox::new(Default::default(), data));
@@ -190,10 +195,11 @@ async fn run_with(
         cwd: data.join("users").join(user),
         gpus,
         offline,
+        memory_limit,
         ..spec_for(user)
     };
     let launched = launcher.launch(spec).await.unwrap();
-    for _ in 0..1000 {
+    for _ in 0..6000 {
         if launcher.log_tail(id, 8192).await.contains("END") {
             break;
         }
@@ -210,7 +216,7 @@ async fn run_with(
 
 /// The venv's Python, for tests of what a confined kernel reaches; `None`
 /// (the test is skipped, and says why) without Landlock ABI 6 or a venv.
-fn confined_python() -> Option<std::path::PathBuf> {
+pub(super) fn confined_python() -> Option<std::path::PathBuf> {
     if !Sandbox::supported() {
         eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
         return None;
@@ -249,7 +255,7 @@ print('END')
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let argv = || vec![python.display().to_string(), "-c".into(), script.to_owned()];
-    let offline = run_with(&data, "grader", argv(), vec![], true).await;
+    let offline = run_with(&data, "grader", argv(), vec![], true, None).await;
     for want in [
         "tcp80 PermissionError",
         "udp PermissionError",
@@ -261,7 +267,7 @@ print('END')
     ] {
         assert!(offline.contains(want), "{want} missing from:\n{offline}");
     }
-    let online = run_with(&data, "alice", argv(), vec![], false).await;
+    let online = run_with(&data, "alice", argv(), vec![], false, None).await;
     assert!(!online.contains("tcp80 PermissionError"), "{online}");
     assert!(online.contains("udp OK"), "{online}");
 }
@@ -378,7 +384,7 @@ async fn sandbox_off_is_a_plain_process() {
 
 /// Starts `script` (sh) as an unconfined kernel in `dir` with `memory_limit`;
 /// returns once it printed `END` (or gave up waiting).
-async fn start_script(
+pub(super) async fn start_script(
     dir: &Path,
     script: &str,
     memory_limit: Option<u64>,

@@ -10,13 +10,19 @@
 //!
 //! [`kill_tree`] stops the root, then, round after round, every descendant
 //! not yet stopped (a stopped process forks no more, so the rounds end),
-//! and only then sends `SIGKILL` to all of them and the root.
+//! and only then sends `SIGKILL` to all of them, the root's process group
+//! (where a process outside the tree may have joined it, or a kernel of a
+//! gateway from before subreapers left one) and last the root.
 //!
 //! Nothing unrelated is ever signalled: each process is held by a pidfd
 //! ([`Held`]), opened and then checked against the start time the snapshot
 //! saw, so a pid that was reused between the read and the signal is left
-//! alone; the signal goes through that pidfd. (On a Linux without pidfds,
-//! before 5.3, the start time is checked just before a plain `kill`.)
+//! alone; the signal goes through that pidfd, and so does the group's
+//! (`PIDFD_SIGNAL_PROCESS_GROUP`, Linux 6.9: the group of that very
+//! process, whatever became of its pid). (On a Linux without pidfds,
+//! before 5.3, the start time is checked just before a plain `kill`; one
+//! without the group flag gets a `killpg` checked so, while the root is
+//! stopped and held: its pid, the group's id, cannot be anyone else's.)
 //!
 //! What a subreaper cannot do: once the kernel itself has exited, its
 //! orphans go to the next subreaper up. The gateway is one ([`super::reaper`])
@@ -118,34 +124,67 @@ impl Held {
 
     /// Sends `signal`; whether it was delivered.
     pub(super) fn signal(&self, signal: libc::c_int) -> bool {
-        // SAFETY: plain system calls on a pid or an fd this value owns.
+        match self.through_fd(signal, 0) {
+            Some(sent) => sent.is_ok(),
+            // SAFETY: kill with a pid and a signal number.
+            None => self.still_itself() && unsafe { libc::kill(self.entry.pid, signal) } == 0,
+        }
+    }
+
+    /// Sends `signal` to the process group this process leads (or led);
+    /// whether it reached anyone. Call it while this process is stopped
+    /// (or otherwise alive): where Linux has no group flag for pidfds, the
+    /// pid goes to `killpg`, and only the process being alive makes that
+    /// group its own.
+    pub(super) fn signal_group(&self, signal: libc::c_int) -> bool {
+        match self.through_fd(signal, PIDFD_SIGNAL_PROCESS_GROUP) {
+            // A Linux before 6.9 has no such flag.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Some(sent) => return sent.is_ok(),
+            None => {}
+        }
+        // SAFETY: killpg with a pid and a signal number.
+        self.still_itself() && unsafe { libc::killpg(self.entry.pid, signal) } == 0
+    }
+
+    /// `pidfd_send_signal` with `flags`; `None` without a pidfd.
+    fn through_fd(&self, signal: libc::c_int, flags: u32) -> Option<std::io::Result<()>> {
+        let fd = self.fd.as_ref()?;
+        // SAFETY: a plain system call on an fd this value owns.
         let r = unsafe {
-            match &self.fd {
-                Some(fd) => libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    signal,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0u32,
-                ),
-                None => {
-                    if entry(self.entry.pid).is_none_or(|now| now.start != self.entry.start) {
-                        return false;
-                    }
-                    libc::kill(self.entry.pid, signal) as libc::c_long
-                }
-            }
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                flags,
+            )
         };
-        r == 0
+        Some(if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        })
+    }
+
+    /// Whether the pid is still this process's, alive.
+    fn still_itself(&self) -> bool {
+        entry(self.entry.pid).is_some_and(|now| now.start == self.entry.start && !now.zombie)
     }
 }
+
+/// `pidfd_send_signal`'s flag for the process group of the pidfd's
+/// process (`linux/pidfd.h`, Linux 6.9).
+const PIDFD_SIGNAL_PROCESS_GROUP: u32 = 1 << 2;
 
 /// At most this many rounds of looking for processes forked meanwhile.
 const ROUNDS: usize = 64;
 
-/// Stops `root` and its whole tree, then kills all of it; returns how many
-/// descendants were killed. `root` is killed last, so while the rounds run
-/// it is still there to receive the orphans of the others.
+/// Stops `root` and its whole tree, then kills all of it and `root`'s
+/// process group; returns how many descendants were killed. `root` is
+/// killed last, so while the rounds run it is still there to receive the
+/// orphans of the others, and while its group is signalled it is stopped,
+/// not gone: the group is still its.
 pub(super) fn kill_tree(root: &Held) -> usize {
     root.signal(libc::SIGSTOP);
     let mut held: HashMap<(i32, u64), Held> = HashMap::new();
@@ -169,6 +208,7 @@ pub(super) fn kill_tree(root: &Held) -> usize {
         }
     }
     let killed = held.values().filter(|h| h.signal(libc::SIGKILL)).count();
+    root.signal_group(libc::SIGKILL);
     root.signal(libc::SIGKILL);
     killed
 }

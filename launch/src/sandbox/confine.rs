@@ -12,7 +12,8 @@ pub struct Confinement {
     pub(super) ruleset: Option<OwnedFd>,
     /// The highest capability number, when capabilities must be dropped.
     pub(super) drop_caps_to: Option<u32>,
-    /// The seccomp program (denies `socket(AF_UNIX)` and io_uring).
+    /// The seccomp program (denies `socket(AF_UNIX)` and io_uring, and
+    /// under a memory limit what the limit does not count).
     pub(super) seccomp: seccompiler::BpfProgram,
     /// A private `/dev/shm` and `/proc`, when the gateway may mount.
     pub(super) mounts: Option<Mounts>,
@@ -121,7 +122,10 @@ impl Confinement {
                         (Some(&m.proc_dir), m.proc_access),
                     ];
                     for (path, access) in fresh {
-                        let Some(path) = path else { continue };
+                        // No right, no rule (Landlock refuses an empty one).
+                        let Some(path) = path.filter(|_| access != 0) else {
+                            continue;
+                        };
                         let dir = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
                         check(dir as libc::c_long)?;
                         let rule = PathBeneathAttr {

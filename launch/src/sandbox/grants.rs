@@ -27,4 +27,11 @@ pub struct Grants {
     /// No network at all (grading kernels): no outbound TCP port, and no
     /// UDP socket. Listening on `bind_ports` still works.
     pub offline: bool,
+    /// The launch has a memory limit (grading kernels), which the forked
+    /// child sets as `RLIMIT_DATA` (`local::child`): what that limit does
+    /// not count is closed too. No shared anonymous memory (`MAP_SHARED`
+    /// anonymous mappings, `memfd_create`, System V segments, and no
+    /// write access to `/dev/shm` or `/dev/zero`), no stack mappings
+    /// (`MAP_GROWSDOWN`, `mremap`); see [`super::seccomp`].
+    pub memory_limited: bool,
 }

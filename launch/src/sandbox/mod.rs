@@ -18,7 +18,8 @@
 //! - Landlock (devices): `/dev` is not granted; only `null`, `zero`,
 //!   `full`, `random`, `urandom`, `tty`, `ptmx`, `pts/` and `shm/`, and for
 //!   a GPU kernel the NVIDIA control nodes and the `/dev/nvidiaN` of each
-//!   GPU it was admitted for: `CUDA_VISIBLE_DEVICES` is no longer advice;
+//!   GPU it was admitted for: `CUDA_VISIBLE_DEVICES` is no longer advice.
+//!   A kernel with a memory limit gets no `shm/` and only reads `zero`;
 //! - Landlock (scopes): signals, ptrace and abstract Unix sockets stop at
 //!   the domain's edge (ptrace since ABI 1, signals and sockets since 6);
 //! - Landlock (TCP, ABI 4): a kernel binds only its own five ports and
@@ -28,7 +29,9 @@
 //! - seccomp: `socket(AF_UNIX, …)` and `io_uring_setup` fail with `EACCES`.
 //!   Landlock does not cover connecting to a pathname Unix socket (a user
 //!   systemd or docker socket would run things outside the sandbox);
-//!   `socketpair` stays allowed;
+//!   `socketpair` stays allowed. For a kernel with a memory limit, the
+//!   memory `RLIMIT_DATA` does not count fails too (shared anonymous
+//!   mappings, memfds, System V segments, stack mappings: see `seccomp`);
 //! - a private mount namespace, when the gateway runs as root: the kernel
 //!   gets its own empty `/dev/shm` (no reading or filling another kernel's
 //!   segments) and its own `/proc` mounted `hidepid=1`, where no file of a

@@ -9,7 +9,8 @@ use super::error::SandboxError;
 
 /// The strings of the child's mount calls, made before the fork, and the
 /// Landlock rights on the fresh mounts: a rule on the dir they hide would
-/// not count (Landlock skips hidden mount points).
+/// not count (Landlock skips hidden mount points). No right (0) adds no
+/// rule: the mount is there, out of the kernel's reach.
 #[derive(Debug)]
 pub(super) struct Mounts {
     pub(super) shm_access: u64,

@@ -72,6 +72,12 @@ const DEVICES: &[&str] = &[
     "/dev/shm",
 ];
 
+/// Device nodes whose memory `RLIMIT_DATA` does not count: files in
+/// `/dev/shm` are shared memory, and so is a shared mapping of `/dev/zero`
+/// opened for writing. A kernel with a memory limit only reads
+/// `/dev/zero` and has no `/dev/shm`.
+const SHARED_MEMORY_DEVICES: &[&str] = &["/dev/shm", "/dev/zero"];
+
 /// NVIDIA control nodes a GPU kernel needs beside its `nvidiaN`.
 const NVIDIA_CONTROL: &[&str] = &[
     "nvidiactl",
@@ -100,7 +106,16 @@ pub(super) fn granted(
     if let Some(program) = &grants.program {
         read.extend(program_paths(program));
     }
-    let mut write: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
+    let mut write: Vec<PathBuf> = DEVICES
+        .iter()
+        .filter(|d| !(grants.memory_limited && SHARED_MEMORY_DEVICES.contains(d)))
+        .map(PathBuf::from)
+        .collect();
+    if grants.memory_limited {
+        // Read only: a shared mapping of it cannot be written, and reading
+        // one allocates nothing.
+        read.push(PathBuf::from("/dev/zero"));
+    }
     write.extend(gpu_nodes(nvidia_dir, &grants.gpus));
     if let Some(cargo) = &grants.cargo_home {
         read.extend(cargo_home_paths(cargo)?);

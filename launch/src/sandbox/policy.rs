@@ -127,15 +127,21 @@ impl Sandbox {
         // is refused.
         let handled = AccessFs::from_all(abi::ABI_WANTED)
             & AccessFs::from_all(ABI::from(abi::probe().unwrap_or(0)));
+        // A kernel with a memory limit gets its own `/dev/shm` too, but
+        // no right on it: files there are memory the limit does not count.
         let mounts = Mounts::new()?.map(|m| Mounts {
-            shm_access: handled.bits(),
+            shm_access: if grants.memory_limited {
+                0
+            } else {
+                handled.bits()
+            },
             proc_access: (handled & AccessFs::from_read(abi::ABI_WANTED)).bits(),
             ..m
         });
         Ok(Some(Confinement {
             ruleset,
             drop_caps_to: confine::drop_caps_to(),
-            seccomp: seccomp::program(grants.offline)?,
+            seccomp: seccomp::program(grants)?,
             mounts,
         }))
     }

@@ -91,7 +91,41 @@ fn etc_secrets_and_other_gpus_are_left_out() {
 
 #[test]
 fn the_seccomp_program_builds_for_this_architecture() {
-    assert!(seccomp::program(false).unwrap().len() > 4);
+    let plain = seccomp::program(&Grants::default()).unwrap();
+    assert!(plain.len() > 4);
+    // A memory limit adds its rules; what it denies is tested in `local`.
+    let limited = Grants {
+        memory_limited: true,
+        ..Grants::default()
+    };
+    assert!(seccomp::program(&limited).unwrap().len() > plain.len());
+}
+
+#[test]
+fn a_kernel_with_a_memory_limit_writes_neither_dev_shm_nor_dev_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = sandbox_in(dir.path());
+    let (_, writable) = sandbox.paths(&Grants::default()).unwrap();
+    for dev in ["/dev/shm", "/dev/zero"] {
+        let dev = PathBuf::from(dev);
+        assert_eq!(writable.contains(&dev), dev.exists(), "{dev:?}");
+    }
+    let limited = Grants {
+        memory_limited: true,
+        ..Grants::default()
+    };
+    let (readable, writable) = sandbox.paths(&limited).unwrap();
+    assert!(!writable.contains(&PathBuf::from("/dev/shm")));
+    assert!(!writable.contains(&PathBuf::from("/dev/zero")));
+    assert!(writable.contains(&PathBuf::from("/dev/null")));
+    assert!(readable.contains(&PathBuf::from("/dev/zero")));
+    assert!(!readable.contains(&PathBuf::from("/dev/shm")));
+    // A private `/dev/shm` (a root gateway's) gets no rule either.
+    if Sandbox::supported()
+        && let Some(mounts) = sandbox.prepare(&limited).unwrap().unwrap().mounts
+    {
+        assert_eq!(mounts.shm_access, 0);
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{CullPolicy, NOTICE_MIMETYPE};
+use super::{CullPolicy, NOTICE_MIMETYPE, Restrictions, StartRequest};
 use crate::fixtures::{Behaviour, FakeLauncher};
 use crate::scheduling::now_ms;
 use crate::store::Store;
@@ -440,4 +440,36 @@ async fn a_kernel_that_dies_is_reported_dead_and_its_gpu_goes_back() {
     let next = queued["id"].as_str().unwrap();
     lab.wait_model(next, |_, m| m["execution_state"] == "idle")
         .await;
+}
+
+/// A restart (an admin may restart any kernel) keeps what the gateway
+/// imposed at the start: a grading kernel comes back offline, under its
+/// memory limit.
+#[tokio::test]
+async fn a_restarted_kernel_keeps_its_restrictions() {
+    let lab = lab("", |k| k).await;
+    let restrictions = Restrictions {
+        offline: true,
+        memory_limit: Some(256 << 20),
+    };
+    let kernel = lab
+        .kernels
+        .start_running(
+            &lab.user(),
+            StartRequest {
+                name: Some("fake".into()),
+                fresh: true,
+                restrictions,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let restricted = |spec: launch::LaunchSpec| (spec.offline, spec.memory_limit);
+    let first = restricted(lab.launcher.last_spec().unwrap());
+    assert_eq!(first, (true, Some(256 << 20)));
+    lab.kernels.restart(&kernel).await.unwrap();
+    assert_eq!(lab.launcher.launches(), 2);
+    assert_eq!(restricted(lab.launcher.last_spec().unwrap()), first);
+    assert_eq!(lab.run(&kernel.id.to_string(), "again").await, "again\n");
 }
