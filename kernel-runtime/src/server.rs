@@ -165,7 +165,7 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
             shutdown_tx.clone(),
         ));
     }
-    tokio::spawn(serve_control(
+    let control_task = tokio::spawn(serve_control(
         control,
         executor,
         info,
@@ -177,6 +177,10 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
 
     shutdown_rx.recv().await;
     shell_task.abort();
+    // The shutdown reply has gone out; the control task holds an iopub
+    // sender too, so it must end for the iopub task to finish (else every
+    // shutdown waited the whole 500 ms below).
+    control_task.abort();
     // Let the last iopub messages (status idle after shutdown) go out.
     drop(iopub_tx);
     let _ = tokio::time::timeout(Duration::from_millis(500), iopub_task).await;

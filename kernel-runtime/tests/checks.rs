@@ -60,6 +60,19 @@ fn checks_compare_numbers_arrays_maps_and_tensors_by_value() {
             "assert_close(tensor([1.0]), tensor([0.0/0.0]), 1.0)",
             "largest difference",
         ),
+        // A NaN is not forgotten when a finite difference follows it.
+        (
+            "assert_close(tensor([0.0/0.0, 0.0]), tensor([1.0, 0.0]), 1.0)",
+            "largest difference",
+        ),
+        (
+            "assert_close([0.0/0.0, 1.0], [1.0, 1.0], 1.0)",
+            "largest difference",
+        ),
+        (
+            "assert_close(#{a: 0.0/0.0, b: 1.0}, #{a: 1.0, b: 1.0}, 1.0)",
+            "largest difference",
+        ),
         ("assert_ne(3, 3)", "left != right"),
         ("assert(\"yes\")", "boolean"),
     ] {

@@ -143,7 +143,7 @@ async fn main() -> Result<()> {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md"));
-        std::fs::write(&out, report::markdown(&results))?;
+        write_report(&out, &report::markdown(&results))?;
         eprintln!("rendered {} from {}", out.display(), json.display());
         return Ok(());
     }
@@ -229,7 +229,7 @@ async fn main() -> Result<()> {
         (None, Some(_)) => None,
     };
     if let Some(out) = out {
-        std::fs::write(&out, &md)?;
+        write_report(&out, &md)?;
         eprintln!("wrote {}", out.display());
     }
     eprintln!("wrote {}", args.json.display());
@@ -299,4 +299,25 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
         }
     }
     r
+}
+
+/// Where the part of BENCHMARKS.md that this harness does not write begins:
+/// other benchmarks' sections (`scripts/bench-grading`'s), kept as they are
+/// when the report above them is rewritten.
+const KEPT: &str = "<!-- lab-bench keeps everything below: other benchmarks' sections -->";
+
+/// Writes the report to `out`, keeping what followed [`KEPT`] there (read
+/// only from a regular file: `--out /dev/stdout` must not wait for input).
+fn write_report(out: &std::path::Path, md: &str) -> Result<()> {
+    let kept = std::fs::metadata(out)
+        .is_ok_and(|m| m.is_file())
+        .then(|| std::fs::read_to_string(out).ok())
+        .flatten()
+        .and_then(|old| old.find(KEPT).map(|at| old[at..].to_owned()));
+    let text = match kept {
+        Some(tail) => format!("{}\n\n{tail}", md.trim_end()),
+        None => md.to_owned(),
+    };
+    std::fs::write(out, text)?;
+    Ok(())
 }

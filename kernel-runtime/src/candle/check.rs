@@ -84,6 +84,17 @@ fn value(v: &Dynamic) -> RResult<Value> {
 /// How far apart two values are: `None` when they cannot be compared
 /// (types or shapes differ), else the largest absolute difference of
 /// their numbers (0 for equal non-numbers, infinity for unequal ones).
+/// The larger of two differences, where NaN is the largest of all
+/// (`f64::max` drops a NaN, so a NaN followed by a finite difference would
+/// pass as close).
+fn worst(m: f64, d: f64) -> f64 {
+    if m.is_nan() || d.is_nan() {
+        f64::NAN
+    } else {
+        m.max(d)
+    }
+}
+
 fn distance(a: &Value, b: &Value) -> Option<f64> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => Some(if x == y { 0.0 } else { (x - y).abs() }),
@@ -100,10 +111,7 @@ fn distance(a: &Value, b: &Value) -> Option<f64> {
             v1.iter()
                 .zip(v2)
                 .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
-                .fold(
-                    0.0,
-                    |m: f64, d| if d.is_nan() { f64::NAN } else { m.max(d) },
-                )
+                .fold(0.0, worst)
         }),
         (Value::List(x), Value::List(y)) => {
             if x.len() != y.len() {
@@ -111,15 +119,15 @@ fn distance(a: &Value, b: &Value) -> Option<f64> {
             }
             x.iter()
                 .zip(y)
-                .try_fold(0.0f64, |m, (a, b)| distance(a, b).map(|d| m.max(d)))
+                .try_fold(0.0f64, |m, (a, b)| distance(a, b).map(|d| worst(m, d)))
         }
         (Value::Map(x), Value::Map(y)) => {
             if x.len() != y.len() || x.iter().zip(y).any(|(a, b)| a.0 != b.0) {
                 return None;
             }
-            x.iter()
-                .zip(y)
-                .try_fold(0.0f64, |m, (a, b)| distance(&a.1, &b.1).map(|d| m.max(d)))
+            x.iter().zip(y).try_fold(0.0f64, |m, (a, b)| {
+                distance(&a.1, &b.1).map(|d| worst(m, d))
+            })
         }
         (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => {
             Some(if a == b { 0.0 } else { f64::INFINITY })

@@ -140,7 +140,8 @@ async fn run_notebook(
         output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
     };
     let runs = execute::run_cells(&cx.kernels, &kernel, &cells, limits).await;
-    if let Err(e) = cx.kernels.shutdown(&kernel).await {
+    // Its outputs are in: the kernel is killed, not asked to stop.
+    if let Err(e) = cx.kernels.kill(&kernel).await {
         tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
     }
     let scratch_gone = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await;

@@ -373,10 +373,27 @@ impl KernelManager {
 
     /// Stops a kernel for good: its process, its GPUs, its record.
     pub async fn shutdown(&self, kernel: &Arc<Kernel>) -> Result<(), KernelError> {
+        self.end(kernel, false).await
+    }
+
+    /// [`KernelManager::shutdown`] without asking the kernel first: its
+    /// whole process tree is killed at once. For a kernel whose state
+    /// nobody needs any more (a grading's: its outputs are in), where a
+    /// polite shutdown is time spent for nothing.
+    pub async fn kill(&self, kernel: &Arc<Kernel>) -> Result<(), KernelError> {
+        self.end(kernel, true).await
+    }
+
+    async fn end(&self, kernel: &Arc<Kernel>, at_once: bool) -> Result<(), KernelError> {
         self.starts.remove_kernel(kernel);
         // Its websocket sessions let go now.
         kernel.retire();
-        self.supervisor.stop(kernel).await;
+        if at_once {
+            self.supervisor.kill(kernel).await;
+            kernel.set_state("dead");
+        } else {
+            self.supervisor.stop(kernel).await;
+        }
         // The process is gone: its GPUs go to the next in the queue now.
         for e in self.scheduling.release(kernel.id, now_ms()) {
             if self.events.send(e).is_err() {
