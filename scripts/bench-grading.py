@@ -203,7 +203,7 @@ PHASES = [
     ("admitted → spawned", "the sandboxed process started"),
     ("spawned → ready", "kernel boot, kernel_info and iopub subscription"),
     ("ready → cells ran", "shell connect and the code cells' execute round trips"),
-    ("cells ran → exited", "shutdown_request until the process exited"),
+    ("cells ran → exited", "the kernel killed (its outputs are in) until its process exited"),
     ("exited → recorded", "scratch removed, graded notebook written, scored, SQLite"),
 ]
 

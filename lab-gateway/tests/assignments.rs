@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use lab_gateway::store::Role;
@@ -65,18 +65,8 @@ fn answered(released: &Value, text: &str) -> Value {
     nb
 }
 
-/// Waits until the submission is graded or failed (every wait has a limit).
 async fn graded(g: &Gateway, token: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, sub) = g.get(&format!("/api/submissions/{id}"), token).await;
-        assert_eq!(status, 200, "{sub}");
-        if sub["state"] == "graded" || sub["state"] == "failed" {
-            return sub;
-        }
-        assert!(Instant::now() < deadline, "not graded in time: {sub}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    graded_within(g, token, id, Duration::from_secs(120)).await
 }
 
 fn cell_of<'a>(sub: &'a Value, grade_id: &str) -> &'a Value {

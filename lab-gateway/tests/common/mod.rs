@@ -373,3 +373,18 @@ pub async fn send(
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Waits until a submission is graded or failed, within `limit`; the
+/// submission as its caller sees it.
+pub async fn graded_within(g: &Gateway, token: &str, id: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, sub) = g.get(&format!("/api/submissions/{id}"), token).await;
+        assert_eq!(status, 200, "{sub}");
+        if sub["state"] == "graded" || sub["state"] == "failed" {
+            return sub;
+        }
+        assert!(Instant::now() < deadline, "not graded in {limit:?}: {sub}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
