@@ -65,6 +65,22 @@ async fn graded(g: &Gateway, token: &str, id: &str) -> Value {
     graded_within(g, token, id, Duration::from_secs(120)).await
 }
 
+/// Waits until every submission to `course`'s assignment is graded, so no
+/// grading kernel is still starting when the test (and its gateway) ends.
+async fn settle(g: &Gateway, staff: &str, course: &str) {
+    let (status, subs) = g
+        .get(
+            &format!("/api/courses/{course}/assignments/hw/submissions"),
+            staff,
+        )
+        .await;
+    assert_eq!(status, 200, "{subs}");
+    for sub in subs.as_array().unwrap() {
+        let sub = graded(g, staff, sub["id"].as_str().unwrap()).await;
+        assert_eq!(sub["state"], "graded", "{sub}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_cap_refuses_the_next_submission_and_says_when_one_may_come() {
     let g = start_gateway().await;
@@ -108,6 +124,7 @@ async fn a_daily_cap_refuses_the_next_submission_and_says_when_one_may_come() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+    settle(&g, &trainer, "ml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +138,7 @@ async fn a_total_cap_counts_every_earlier_submission() {
     let (status, refused) = submit(&g, &ada, "ml").await;
     assert_eq!(status, 429, "{refused}");
     assert_eq!(refused["reason"], "Too Many Requests", "{refused}");
+    settle(&g, &trainer, "ml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +201,5 @@ async fn submits_at_once_cannot_pass_a_cap_together() {
         .unwrap()
         .count();
     assert_eq!(stored, 1, "a refused submission's notebook was kept");
+    settle(&g, &trainer, "ml").await;
 }

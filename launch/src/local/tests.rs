@@ -221,12 +221,7 @@ pub(super) fn confined_python() -> Option<std::path::PathBuf> {
         eprintln!("SKIPPED: this Linux lacks Landlock ABI 6");
         return None;
     }
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if !python.exists() {
-        eprintln!("SKIPPED: no .venv/bin/python");
-        return None;
-    }
-    Some(python)
+    venv_python()
 }
 
 /// Issue 15: a grading kernel (`offline`) connects nowhere over TCP (not
@@ -464,7 +459,7 @@ async fn a_kill_reaches_processes_that_left_the_kernels_group() {
 }
 
 /// The venv's Python, unconfined; `None` (the test is skipped) without one.
-fn venv_python() -> Option<std::path::PathBuf> {
+pub(super) fn venv_python() -> Option<std::path::PathBuf> {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
     if !python.exists() {
         eprintln!("SKIPPED: no .venv/bin/python");
@@ -538,12 +533,7 @@ attempt('after', lambda: bytearray(64 * 2**20))
 /// kernel starts: under the default policy's 2 GiB they still build and run.
 #[tokio::test]
 async fn cargo_and_rustc_build_under_the_default_memory_limit() {
-    if std::process::Command::new("cargo")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: no cargo on PATH");
+    if !has_cargo() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -557,4 +547,16 @@ async fn cargo_and_rustc_build_under_the_default_memory_limit() {
     .await;
     assert!(out.contains("sum 5050"), "{out}");
     launcher.cleanup(id, &locator).await;
+}
+
+/// Whether cargo is on PATH (the test is skipped, and says so, without it).
+pub(super) fn has_cargo() -> bool {
+    let found = std::process::Command::new("cargo")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("SKIPPED: no cargo on PATH");
+    }
+    found
 }

@@ -187,15 +187,7 @@ async fn a_kernel_without_a_memory_limit_keeps_shared_memory() {
 /// memfds or `mremap`), they still build and run.
 #[tokio::test]
 async fn cargo_and_rustc_build_confined_under_the_default_memory_limit() {
-    if confined_python().is_none() {
-        return;
-    }
-    if std::process::Command::new("cargo")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: no cargo on PATH");
+    if confined_python().is_none() || !has_cargo() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
