@@ -25,11 +25,15 @@
 //!    `AssignLatePenalties` and its plugins), and when hidden results show.
 //! 6. [`mod@feedback`]: what the engineer sees, never hidden tests or solutions.
 //!
+//! Beside the notebook, an assignment's [`data`] files: released ones go to
+//! engineers and every run, hidden ones only to gradings.
+//!
 //! nbgrader behaviour was read from jupyter/nbgrader at 207a8e54 (after
 //! v0.9.5; the grading code is unchanged from v0.9.5 there). Each module's
 //! docs state the rules it copies and where it deliberately does not.
 
 pub mod checksum;
+pub mod data;
 pub mod error;
 pub mod feedback;
 pub mod limit;
@@ -47,6 +51,7 @@ mod nbjson;
 #[cfg(test)]
 mod fixtures;
 
+pub use data::{DataLimitError, DataPath, DataPathError, Run, Visibility};
 pub use error::{FormatError, PolicyError};
 pub use feedback::{CellStatus, Feedback, FeedbackCell, feedback};
 pub use limit::{limit_outputs, timeout_error};

@@ -106,9 +106,10 @@ pub fn is_loopback_host(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether a request body is JSON, or absent: a cross-site form or a
-/// no-CORS `fetch` can send `text/plain`, form or multipart bodies, never
-/// `application/json`.
+/// Whether a request body is JSON, raw bytes (`application/octet-stream`:
+/// a file upload), or absent: a cross-site form or a no-CORS `fetch` can
+/// send `text/plain`, form or multipart bodies, never these two, which
+/// need a CORS preflight that this server never grants.
 fn json_or_empty(headers: &axum::http::HeaderMap) -> bool {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
     match headers.get(CONTENT_TYPE) {
@@ -119,7 +120,9 @@ fn json_or_empty(headers: &axum::http::HeaderMap) -> bool {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
+            essence == "application/json"
+                || essence.ends_with("+json")
+                || essence == "application/octet-stream"
         }),
         None => {
             !headers.contains_key(TRANSFER_ENCODING)
@@ -130,8 +133,7 @@ fn json_or_empty(headers: &axum::http::HeaderMap) -> bool {
     }
 }
 
-const JSON_ONLY: &str =
-    "a request from a browser that changes something must send its body as application/json";
+const JSON_ONLY: &str = "a request from a browser that changes something must send its body as application/json (or a file as application/octet-stream)";
 
 /// The checks `--no-auth` makes instead of a credential (see the module doc).
 fn check_no_auth(parts: &Parts) -> Result<(), ApiError> {

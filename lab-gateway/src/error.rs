@@ -119,6 +119,16 @@ impl From<crate::sessions::SessionError> for ApiError {
     }
 }
 
+impl From<crate::coursework::data::DataError> for ApiError {
+    fn from(e: crate::coursework::data::DataError) -> Self {
+        use crate::coursework::data::DataError;
+        match e {
+            DataError::Limit(e) => ApiError::BadRequest(e.to_string()),
+            DataError::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

@@ -220,6 +220,18 @@ pub fn app(state: AppState) -> Router {
             ),
         )
         .route(
+            "/api/courses/{course}/assignments/{name}/files",
+            get(assignments::data::list),
+        )
+        .route(
+            "/api/courses/{course}/assignments/{name}/files/{*path}",
+            large_bodies(
+                get(assignments::data::download)
+                    .put(assignments::data::put)
+                    .delete(assignments::data::remove),
+            ),
+        )
+        .route(
             "/api/courses/{course}/assignments/{name}/fetch",
             post(assignments::engineer::fetch),
         )

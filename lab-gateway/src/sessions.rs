@@ -215,6 +215,7 @@ impl Sessions {
                         user,
                         StartRequest {
                             name: kernel_ref.name,
+                            folder: notebook_folder(&path),
                             ..Default::default()
                         },
                     )
@@ -264,6 +265,7 @@ impl Sessions {
                             user,
                             StartRequest {
                                 name: Some(name),
+                                folder: notebook_folder(&s.path),
                                 ..Default::default()
                             },
                         )
@@ -293,5 +295,39 @@ impl Sessions {
             kernels.shutdown(&s.kernel).await?;
         }
         Ok(())
+    }
+}
+
+/// The folder a session's kernel starts in, as Jupyter Server starts it:
+/// the notebook's, relative to the user's folder; `None` for a notebook
+/// at the top, or a path that is not a plain relative one (the kernel
+/// then starts at the top of the user's folder).
+fn notebook_folder(path: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Component, Path};
+    let parent = Path::new(path).parent()?;
+    let plain = parent
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    (plain && !parent.as_os_str().is_empty()).then(|| parent.to_path_buf())
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::notebook_folder;
+
+    #[test]
+    fn a_notebook_kernel_starts_in_its_folder_never_outside() {
+        assert_eq!(notebook_folder("ml101/squares.ipynb"), Some("ml101".into()));
+        assert_eq!(notebook_folder("a/b/c.ipynb"), Some("a/b".into()));
+        for top in [
+            "c.ipynb",
+            "",
+            "../x/c.ipynb",
+            "/etc/c.ipynb",
+            "a/../c.ipynb",
+            "./c.ipynb",
+        ] {
+            assert_eq!(notebook_folder(top), None, "{top:?}");
+        }
     }
 }

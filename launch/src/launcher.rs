@@ -19,8 +19,13 @@ pub struct LaunchSpec {
     pub argv: Vec<String>,
     /// The kernelspec's env plus the user's (KERNEL_USERNAME, …).
     pub env: BTreeMap<String, String>,
-    /// The user's own working directory.
+    /// The user's own folder: all of it is theirs to read and write.
     pub cwd: PathBuf,
+    /// Where the kernel starts, when not in `cwd` itself: a folder inside
+    /// it (the notebook's, as Jupyter starts a notebook's kernel). Ignored
+    /// when it is not a folder inside `cwd`. Pods start in their image's
+    /// working folder whatever it says.
+    pub workdir: Option<PathBuf>,
     /// GPUs admitted for this kernel (`CUDA_VISIBLE_DEVICES`), empty for none.
     pub gpus: Vec<String>,
     /// Who the kernel is for, and their group (pod labels, Kueue queue).

@@ -41,6 +41,7 @@ fn spec(gpus: u32) -> LaunchSpec {
         ],
         env: BTreeMap::from([("KERNEL_USERNAME".into(), "e2e".into())]),
         cwd: "/unused".into(),
+        workdir: None,
         gpus: (0..gpus).map(|i| i.to_string()).collect(),
         user: "e2e".into(),
         group: None,

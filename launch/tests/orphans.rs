@@ -67,6 +67,7 @@ async fn what_an_exited_kernel_left_running_is_killed_and_nothing_else() {
         ],
         env: BTreeMap::new(),
         cwd: work.clone(),
+        workdir: None,
         gpus: vec![],
         user: "alice".into(),
         group: None,

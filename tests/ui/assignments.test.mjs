@@ -104,6 +104,21 @@ test("a trainer makes an assignment; engineers validate, submit and read feedbac
     await trainer.locator(".assignment-state", { hasText: "Draft" }).waitFor();
     assert.match(await trainer.locator(".assignment-state").textContent(), /4 points in 3 graded cells \(candle\)/);
 
+    // 2b. Data files: one released (engineers get it beside their copy),
+    // one hidden (only gradings get it).
+    const upload = async (name, text, path, hidden) => {
+      await trainer.locator('input[name="data-file"]').setInputFiles({ name, mimeType: "text/csv", buffer: Buffer.from(text) });
+      assert.equal(await trainer.locator('input[name="data-path"]').inputValue(), name, "the path defaults to the file's name");
+      await trainer.locator('input[name="data-path"]').fill(path);
+      await trainer.locator('input[name="data-hidden"]').setChecked(hidden);
+      await trainer.locator(".data-upload").getByRole("button", { name: "Upload" }).click();
+      await trainer.locator(`.data-files-manage tr[data-path="${path}"]`).waitFor();
+    };
+    await upload("points.csv", "x\n1\n2\n", "data/points.csv", false);
+    await upload("expected.csv", "y\n1\n4\n", "expected.csv", true);
+    assert.equal(await trainer.locator('.data-files-manage tr[data-path="expected.csv"] .visibility').textContent(), "hidden: gradings only");
+    assert.equal(await trainer.locator('.data-files-manage tr[data-path="data/points.csv"] .visibility').textContent(), "released");
+
     // 3. Dates and policies: due in 40 s, hidden results when published.
     const dueMs = Date.now() + 40_000;
     const dueLocal = await trainer.evaluate((ms) => {
@@ -216,6 +231,13 @@ test("a trainer makes an assignment; engineers validate, submit and read feedbac
     assert.match(await detail.locator(".feedback-score").textContent(), /Score: 4 \/ 4/);
     const shown = await eve.locator("main").textContent();
     assert.ok(!shown.includes("square(-4)"), "no hidden test source is shown");
+    // The released data file is listed and came with the copy; the hidden one did neither.
+    await detail.page().locator('.data-files a', { hasText: "data/points.csv" }).waitFor();
+    assert.ok(!shown.includes("expected.csv"), "no hidden data file is named");
+    const folder = await rest("eve", "GET", "/api/contents/ml101?content=1");
+    const names = folder.content.map((f) => f.name);
+    assert.ok(names.includes("data") && names.includes("squares.ipynb") && !names.includes("expected.csv"), names.join(", "));
+    assert.equal((await rest("eve", "GET", "/api/contents/ml101/data/points.csv")).content, "x\n1\n2\n");
     await ui.shot(eve, "07-published");
 
     // 10. The CSV export downloads: a row per engineer.

@@ -65,6 +65,12 @@ pub async fn get(
         let source = super::source(s, &course, &assignment)?;
         let mut v = views::assignment(&row, &p, Some(&source), staff);
         v["mine"] = views::my_state(s, user, &row, &p)?;
+        let reach = if staff {
+            classroom::Run::Grading
+        } else {
+            classroom::Run::Engineer
+        };
+        v["files"] = super::data::listing(s, &course, &assignment, reach)?;
         Ok(Json(v))
     })
     .await
@@ -80,11 +86,19 @@ pub fn copy_path(course: &str, assignment: &str) -> String {
 pub struct Fetch {
     #[serde(default)]
     overwrite: bool,
+    /// Only the released data files the caller lacks; their notebook is
+    /// left as it is.
+    #[serde(default)]
+    data_only: bool,
 }
 
 /// `POST /api/courses/{course}/assignments/{name}/fetch`: the released
-/// notebook into the caller's folder at `COURSE/NAME.ipynb`. An existing
-/// copy is kept (409) unless `"overwrite": true`.
+/// notebook into the caller's folder at `COURSE/NAME.ipynb`, and the
+/// assignment's released data files beside it (`COURSE/PATH`). An existing
+/// copy is kept (409) unless `"overwrite": true`; an existing data file is
+/// kept unless `"overwrite": true` too. `"data_only": true` fetches the
+/// data files the caller lacks and nothing else (a file the trainer added
+/// after they took their copy).
 pub async fn fetch(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -96,24 +110,66 @@ pub async fn fetch(
         if row.released.is_none() && !staff {
             return Err(super::not_found(&course, Some(&assignment)));
         }
-        let req: Fetch = super::options(&body, "{\"overwrite\": BOOL}")?;
-        let bytes = std::fs::read(s.classroom.release(&course, &assignment))
-            .map_err(|e| ApiError::Internal(format!("the released notebook: {e}")))?;
+        let req: Fetch = super::options(&body, "{\"overwrite\": BOOL, \"data_only\": BOOL}")?;
         let mine = Root::new(s.users_root.join(&user.name))?;
         let target = mine.resolve(&copy_path(&course, &assignment))?;
-        if mine.exists(&target) && !req.overwrite {
-            return Err(ApiError::Conflict(format!(
-                "you already have {}: open it, or fetch with \"overwrite\": true to start again",
-                target.api_path()
-            )));
+        if !req.data_only {
+            if mine.exists(&target) && !req.overwrite {
+                return Err(ApiError::Conflict(format!(
+                    "you already have {}: open it, or fetch with \"overwrite\": true to start again",
+                    target.api_path()
+                )));
+            }
+            let bytes = std::fs::read(s.classroom.release(&course, &assignment))
+                .map_err(|e| ApiError::Internal(format!("the released notebook: {e}")))?;
+            mine.write(&target, &bytes)?;
         }
-        mine.write(&target, &bytes)?;
+        let (files, kept) = fetch_data(s, &mine, &course, &assignment, req.overwrite && !req.data_only)?;
+        let status = if req.data_only { StatusCode::OK } else { StatusCode::CREATED };
         Ok((
-            StatusCode::CREATED,
-            Json(json!({"path": target.api_path(), "type": "notebook"})),
+            status,
+            Json(json!({
+                "path": target.api_path(),
+                "type": "notebook",
+                "files": files,
+                "kept": kept,
+            })),
         ))
     })
     .await
+}
+
+/// Copies the assignment's released data files into `mine` beside the
+/// copy (`COURSE/PATH`): the paths written, and those kept as they were.
+fn fetch_data(
+    s: &AppState,
+    mine: &Root,
+    course: &str,
+    assignment: &str,
+    overwrite: bool,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let dir = s.classroom.data(course, assignment);
+    let (mut files, mut kept) = (Vec::new(), Vec::new());
+    for f in crate::coursework::data::list(&dir)? {
+        if !f.visibility.reaches(classroom::Run::Engineer) {
+            continue;
+        }
+        let target = mine.resolve(&format!("{course}/{}", f.path))?;
+        if mine.exists(&target) && !overwrite {
+            kept.push(target.api_path());
+            continue;
+        }
+        let bytes = crate::coursework::data::read(&dir, &f.path, classroom::Run::Engineer)?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "the data file {} was just removed: fetch again",
+                    f.path
+                ))
+            })?;
+        mine.write(&target, &bytes)?;
+        files.push(target.api_path());
+    }
+    Ok((files, kept))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

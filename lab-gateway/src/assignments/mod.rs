@@ -8,9 +8,11 @@
 //! submissions only. Anything else is a 404, the same as for a submission
 //! that does not exist, so ids cannot be probed.
 //!
-//! `staff` holds the trainers' routes, `engineer` the engineers', `views`
-//! turns rows and the `classroom` crate's results into JSON and CSV.
+//! `staff` holds the trainers' routes, `engineer` the engineers', `data`
+//! the assignment's data files (both sides), `views` turns rows and the
+//! `classroom` crate's results into JSON and CSV.
 
+pub mod data;
 pub mod engineer;
 pub mod staff;
 pub mod views;

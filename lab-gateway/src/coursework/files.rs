@@ -5,7 +5,8 @@
 //! (which grants only its own folder) reaches it:
 //!
 //! - `assignments/COURSE/NAME/source.ipynb`: the trainer's notebook, with
-//!   solutions and hidden tests; `release.ipynb`: what engineers get.
+//!   solutions and hidden tests; `release.ipynb`: what engineers get;
+//!   `data/{released,hidden}/PATH`: its data files (`data`).
 //! - `submissions/ID.ipynb`: each submission, written once, never changed.
 //! - `graded/GRADING.ipynb`: the notebook a grading ran, with its outputs.
 //!
@@ -40,6 +41,11 @@ impl Files {
 
     pub fn release(&self, course: &str, name: &str) -> PathBuf {
         self.assignment_dir(course, name).join("release.ipynb")
+    }
+
+    /// The assignment's data files (see `coursework::data`).
+    pub fn data(&self, course: &str, name: &str) -> PathBuf {
+        self.assignment_dir(course, name).join("data")
     }
 
     pub fn submission(&self, id: &str) -> PathBuf {

@@ -5,6 +5,7 @@
 //! `classroom` crate; this module stores, schedules and executes. The HTTP
 //! routes are in `assignments`.
 
+pub mod data;
 pub mod execute;
 pub mod files;
 pub mod grader;

@@ -6,8 +6,10 @@
 //!    the sandbox) for a grading user of its own, `.grading-ID`: a name no
 //!    person can have (names never start with a dot), whose folder
 //!    `DATA/users/.grading-ID` is the kernel's scratch and all it may write.
-//!    The rebuilt notebook is *not* put there: it holds the hidden tests,
-//!    and answer cells run before them.
+//!    It starts with copies of the assignment's data files (released and
+//!    hidden ones; released ones only for validation), each at its path
+//!    relative to the notebook. The rebuilt notebook is *not* put there: it
+//!    holds the hidden tests, and answer cells run before them.
 //! 3. The code cells run in order within the assignment's limits
 //!    (`execute`); the outputs go into the rebuilt notebook, which is kept
 //!    beside the submission; `classroom::score` turns it into points.
@@ -95,13 +97,19 @@ pub async fn validate(
         role: Role::Engineer,
         group: cx.group_for(course),
     };
-    let executed = run_notebook(cx, &user, public.language(), rebuilt.notebook, policy).await?;
+    let data = (
+        cx.files.data(course, assignment),
+        classroom::Run::Validation,
+    );
+    let executed =
+        run_notebook(cx, &user, public.language(), rebuilt.notebook, policy, data).await?;
     let scores = classroom::score(&public, &executed);
     Ok(classroom::feedback(&public, &executed, &scores, 0.0, true))
 }
 
 /// Runs `notebook`'s code cells in a fresh, offline kernel of `user`'s,
-/// within the policy's memory, whose folder is an empty scratch removed
+/// within the policy's memory, whose folder is a scratch holding the data
+/// files `run` may have (from the data folder `data.0`), removed
 /// afterwards; the notebook with its outputs.
 async fn run_notebook(
     cx: &Context,
@@ -109,6 +117,7 @@ async fn run_notebook(
     language: classroom::Language,
     mut notebook: Notebook,
     policy: &Policy,
+    data: (std::path::PathBuf, classroom::Run),
 ) -> Result<Notebook, RunError> {
     let cells: Vec<(usize, String)> = notebook
         .cells()
@@ -118,7 +127,28 @@ async fn run_notebook(
         .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
         .collect();
     let scratch = cx.users_root.join(&user.name);
-    let _ = std::fs::remove_dir_all(&scratch);
+    let staged = {
+        let scratch = scratch.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    super::data::stage(&data.0, data.1, &scratch).map_err(|e| e.to_string())
+                })
+        })
+        .await
+    };
+    match staged {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(RunError::Platform(format!(
+                "cannot put the assignment's data files in the grading folder: {e}"
+            )));
+        }
+        Err(e) => return Err(RunError::Platform(format!("staging the data files: {e}"))),
+    }
     let request = StartRequest {
         name: Some(language.kernel_name().to_owned()),
         env: BTreeMap::new(),
@@ -128,12 +158,17 @@ async fn run_notebook(
             offline: true,
             memory_limit: Some(policy.memory_mb.saturating_mul(1024 * 1024)),
         },
+        folder: None,
     };
-    let kernel = cx
-        .kernels
-        .start_running(user, request)
-        .await
-        .map_err(|e| RunError::Platform(format!("cannot start a grading kernel: {e}")))?;
+    let kernel = match cx.kernels.start_running(user, request).await {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(RunError::Platform(format!(
+                "cannot start a grading kernel: {e}"
+            )));
+        }
+    };
     let limits = Limits {
         cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
         total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
@@ -186,7 +221,19 @@ pub async fn grade(cx: &Context, row: &GradingRow) -> Result<GradingOutcome, Run
 
     let rebuilt = source.rebuild(&submitted);
     let user = grading_user(row.id, cx.group_for(&submission.course));
-    let notebook = run_notebook(cx, &user, source.language(), rebuilt.notebook, &policy).await?;
+    let data = (
+        cx.files.data(&submission.course, &submission.assignment),
+        classroom::Run::Grading,
+    );
+    let notebook = run_notebook(
+        cx,
+        &user,
+        source.language(),
+        rebuilt.notebook,
+        &policy,
+        data,
+    )
+    .await?;
     files::write_atomic(&cx.files.graded(row.id), &notebook.to_bytes())
         .map_err(|e| platform("cannot keep the graded notebook", &e))?;
     let scores = classroom::score(&source, &notebook);

@@ -96,6 +96,9 @@ pub struct Kernel {
     /// What the gateway imposed at its start (a grading kernel: offline,
     /// a memory limit), which every restart imposes again.
     pub restrictions: Restrictions,
+    /// The folder it started in when not its owner's own (a notebook's);
+    /// a restart starts there again.
+    folder: Mutex<Option<std::path::PathBuf>>,
     /// Set once the kernel is shut down; what hangs on it (websocket
     /// sessions) lets go.
     retired: watch::Sender<bool>,
@@ -137,6 +140,7 @@ impl Kernel {
             busy_parent: Mutex::new(bytes::Bytes::from_static(b"{}")),
             grant: Mutex::new(None),
             restrictions,
+            folder: Mutex::new(None),
             retired: watch::Sender::new(false),
         })
     }
@@ -362,5 +366,16 @@ pub(crate) fn resources_model(grant: Option<&Grant>) -> Value {
             "borrowed": g.borrowed,
         }),
         _ => json!({"gpus": 0}),
+    }
+}
+
+impl Kernel {
+    pub(crate) fn set_folder(&self, folder: Option<std::path::PathBuf>) {
+        *self.folder.lock() = folder;
+    }
+
+    /// The folder it started in, when not its owner's own.
+    pub fn folder(&self) -> Option<std::path::PathBuf> {
+        self.folder.lock().clone()
     }
 }

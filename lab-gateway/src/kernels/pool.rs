@@ -72,6 +72,7 @@ impl Pool {
                         spec,
                         env: &BTreeMap::new(),
                         cwd: pool_dir.to_owned(),
+                        workdir: None,
                         grant: None,
                         progress: None,
                         restrictions: Default::default(),
@@ -100,12 +101,15 @@ impl Pool {
     }
 }
 
-/// Hands a pooled kernel to `user`: it moves to their folder (`cwd`) and
-/// becomes theirs. `false` when the kernel did not take the folder; the
-/// caller then stops it.
-pub async fn hand_over(kernel: &Kernel, user: &str, cwd: &Path) -> bool {
+/// Hands a pooled kernel to `user`: it moves to their folder (`cwd`), or
+/// to `workdir` in it, and becomes theirs. `false` when the kernel did not
+/// take the folder; the caller then stops it.
+pub async fn hand_over(kernel: &Kernel, user: &str, cwd: &Path, workdir: Option<&Path>) -> bool {
     let endpoint = kernel.current_endpoint();
-    let cd = kernel_client::silent_execute(format!(":cd {}", cwd.display()));
+    let into = workdir
+        .filter(|w| w.starts_with(cwd) && w.is_dir())
+        .unwrap_or(cwd);
+    let cd = kernel_client::silent_execute(format!(":cd {}", into.display()));
     let reply = kernel_client::request(
         &endpoint.connection,
         Channel::Shell,
@@ -118,5 +122,6 @@ pub async fn hand_over(kernel: &Kernel, user: &str, cwd: &Path) -> bool {
         return false;
     }
     kernel.set_owner(user);
+    kernel.set_folder((into != cwd).then(|| into.to_owned()));
     true
 }

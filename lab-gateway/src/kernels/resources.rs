@@ -3,6 +3,7 @@
 //! declared defaults. Pure functions, so every rule is unit-tested here.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use scheduler::Grant;
 use serde_json::Value;
@@ -25,6 +26,10 @@ pub struct StartRequest {
     /// No network, a memory limit (grading kernels); gateway only, too.
     #[serde(skip)]
     pub restrictions: Restrictions,
+    /// The folder to start in, relative to the user's (a session's
+    /// notebook folder); the user's folder itself when `None`.
+    #[serde(skip)]
+    pub folder: Option<PathBuf>,
 }
 
 /// What the gateway imposes on a kernel beyond the sandbox every kernel
@@ -167,6 +172,7 @@ mod tests {
             resources,
             fresh: false,
             restrictions: Restrictions::default(),
+            folder: None,
         }
     }
 

@@ -137,6 +137,7 @@ impl KernelManager {
             resources,
             pooled,
             req.restrictions,
+            req.folder.clone(),
         );
         // Recorded before admission is asked, so its later events find it.
         if !self.starts.wait(start.clone()) {
@@ -300,10 +301,11 @@ impl KernelManager {
         grant: Grant,
     ) -> Result<Arc<Kernel>, StartError> {
         let cwd = self.users_root.join(&start.user.name);
+        let workdir = start.folder.as_ref().map(|f| cwd.join(f));
         let kernel = match start.take_pooled() {
             Some(k) => {
                 let handed = match std::fs::create_dir_all(&cwd) {
-                    Ok(()) => pool::hand_over(&k, &start.user.name, &cwd).await,
+                    Ok(()) => pool::hand_over(&k, &start.user.name, &cwd, workdir.as_deref()).await,
                     Err(e) => {
                         tracing::warn!(path = %cwd.display(), error = %e, "cannot make a user's folder");
                         false
@@ -314,10 +316,10 @@ impl KernelManager {
                     k
                 } else {
                     self.supervisor.kill(&k).await;
-                    self.launch_cold(start, &grant, cwd).await?
+                    self.launch_cold(start, &grant, cwd, workdir).await?
                 }
             }
-            None => self.launch_cold(start, &grant, cwd).await?,
+            None => self.launch_cold(start, &grant, cwd, workdir).await?,
         };
         kernel.set_grant(Some(grant));
         if let Err(e) = self.store.save_kernel(&row_of(&kernel)) {
@@ -333,6 +335,7 @@ impl KernelManager {
         start: &Arc<Start>,
         grant: &Grant,
         cwd: PathBuf,
+        workdir: Option<PathBuf>,
     ) -> Result<Arc<Kernel>, StartError> {
         start.launching(resources_model(Some(grant)));
         let (progress, mut said) = mpsc::unbounded_channel::<String>();
@@ -353,6 +356,7 @@ impl KernelManager {
                 spec: &start.spec,
                 env: &start.env,
                 cwd,
+                workdir,
                 grant: Some(grant),
                 progress: Some(progress),
                 restrictions: start.restrictions,

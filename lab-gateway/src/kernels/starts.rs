@@ -60,6 +60,8 @@ pub struct Start {
     pub resources: ResourceRequest,
     /// No network, a memory limit (grading kernels).
     pub restrictions: Restrictions,
+    /// Where it starts, relative to the user's folder (`StartRequest::folder`).
+    pub folder: Option<std::path::PathBuf>,
     state: watch::Sender<StartState>,
     phase: Mutex<Phase>,
     reclaim: Mutex<Option<Reclaim>>,
@@ -71,6 +73,7 @@ pub struct Start {
 }
 
 impl Start {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: uuid::Uuid,
         user: &User,
@@ -79,6 +82,7 @@ impl Start {
         resources: ResourceRequest,
         pooled: Option<Arc<Kernel>>,
         restrictions: Restrictions,
+        folder: Option<std::path::PathBuf>,
     ) -> Arc<Start> {
         Arc::new(Start {
             id,
@@ -88,6 +92,7 @@ impl Start {
             env,
             resources,
             restrictions,
+            folder,
             state: watch::Sender::new(StartState::Waiting),
             phase: Mutex::new(Phase::Queued),
             reclaim: Mutex::new(None),

@@ -47,6 +47,8 @@ pub struct LaunchRequest<'a> {
     /// The client's variables; only `KERNEL_*` ones pass.
     pub env: &'a BTreeMap<String, String>,
     pub cwd: PathBuf,
+    /// Where it starts, inside `cwd` (`LaunchSpec::workdir`).
+    pub workdir: Option<PathBuf>,
     pub grant: Option<&'a Grant>,
     /// Where the backend's word on a slow start goes.
     pub progress: Option<mpsc::UnboundedSender<String>>,
@@ -123,6 +125,7 @@ impl Supervisor {
             argv: spec.argv(),
             env,
             cwd: r.cwd.clone(),
+            workdir: r.workdir.clone(),
             gpus,
             user: r.user.to_owned(),
             group: r.group.clone(),
@@ -159,6 +162,7 @@ impl Supervisor {
             self.message_limits,
             r.restrictions,
         );
+        kernel.set_folder(r.workdir.clone());
         self.attach(&kernel);
         if !self.wait_ready(&kernel).await {
             let alive = self.launcher.is_alive(&launched.locator).await;
@@ -418,6 +422,8 @@ impl Supervisor {
                 spec: &kernel.spec,
                 env: &no_env,
                 cwd,
+                // A restarted kernel starts where it first did.
+                workdir: kernel.folder(),
                 grant: grant.as_ref(),
                 progress: None,
                 // A grading kernel stays offline and limited, whoever restarts it.

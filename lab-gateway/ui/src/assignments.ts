@@ -4,6 +4,7 @@
 // trainer's page (`manage`) from here.
 
 import { api, contentsUrl } from "./api";
+import { releasedFiles, type DataFile } from "./datafiles";
 import { h, toast } from "./dom";
 import { feedbackView, followSubmission, stateText, when, type Feedback, type Submission } from "./feedback";
 
@@ -33,6 +34,8 @@ export interface Assignment {
   path: string;
   language?: string;
   cells?: { grade_id: string; kind: string; points: number; hidden: boolean }[];
+  /// Its data files (released ones only, for engineers).
+  files?: DataFile[];
   mine?: {
     window: { kind: "not_open" | "open" | "late" | "locked"; opens?: string; due?: string; locked?: string };
     extension_s: number | null;
@@ -63,6 +66,8 @@ function windowText(a: Assignment): string {
 /// have none (or when asked for a fresh one).
 export async function openCopy(a: Assignment, fresh = false): Promise<void> {
   if (!fresh && (await exists(a.path))) {
+    // Data files the trainer added since the copy was taken.
+    await api(assignmentUrl(a.course, a.name) + "/fetch", { method: "POST", body: { data_only: true } });
     location.hash = `#/nb/${a.path}`;
     return;
   }
@@ -214,6 +219,7 @@ export async function assignmentPage(course: string, name: string): Promise<HTML
     ),
     actions,
     validateOut,
+    releasedFiles(assignmentUrl(course, name), (a.files ?? []).filter((f) => !f.hidden)) ?? "",
     h("h3", {}, "My submissions"),
     h("table", { class: "submissions" }, subsBody),
     detail,

@@ -1,10 +1,11 @@
 // The trainer's page for one assignment: dates and policies, release and
-// publish, grading progress, the gradebook (CSV too), one submission's
+// publish, data files, grading progress, the gradebook (CSV too), one submission's
 // feedback with manual grading, regrades and extensions. Everything here
 // is a call to the assignment routes a course's staff may use.
 
 import { api } from "./api";
 import { assignmentUrl, type Assignment, type Policy } from "./assignments";
+import { dataFilesSection } from "./datafiles";
 import { h, toast } from "./dom";
 import { feedbackView, pts, stateText, type Submission } from "./feedback";
 
@@ -255,6 +256,7 @@ export async function managePage(course: string, name: string): Promise<HTMLElem
       form.el,
       h("button", { type: "submit", class: "save-policy" }, "Save policy"),
     ),
+    dataFilesSection(url),
     h("h3", {}, "Gradebook"),
     progress,
     bookEl,

@@ -16,7 +16,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jupyter_protocol::{ConnectionInfo, Transport};
 use nix::sys::signal::{Signal, killpg};
@@ -233,7 +233,7 @@ impl Launcher for LocalLauncher {
         )
         .env_clear()
         .envs(&env)
-        .current_dir(&spec.cwd)
+        .current_dir(start_in(&spec.cwd, spec.workdir.as_deref()))
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -401,5 +401,43 @@ impl Launcher for LocalLauncher {
             }
         }
         Ok(stopped)
+    }
+}
+
+/// Where a kernel starts: `workdir` when it is a folder inside `home`
+/// (checked on the real paths, so a symlink out does not count), else
+/// `home`.
+fn start_in<'a>(home: &'a Path, workdir: Option<&'a Path>) -> &'a Path {
+    let inside = |w: &Path| match (std::fs::canonicalize(home), std::fs::canonicalize(w)) {
+        (Ok(h), Ok(w)) => w.starts_with(h) && w.is_dir(),
+        _ => false,
+    };
+    match workdir {
+        Some(w) if inside(w) => w,
+        _ => home,
+    }
+}
+
+#[cfg(test)]
+mod start_in_tests {
+    use super::start_in;
+
+    #[test]
+    fn a_kernel_starts_in_a_folder_of_its_users_never_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("alice");
+        std::fs::create_dir_all(home.join("ml101")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bob")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("bob"), home.join("out")).unwrap();
+        let inside = home.join("ml101");
+        assert_eq!(start_in(&home, Some(&inside)), inside);
+        assert_eq!(start_in(&home, None), home);
+        for elsewhere in [
+            home.join("missing"),
+            home.join("out"),
+            dir.path().join("bob"),
+        ] {
+            assert_eq!(start_in(&home, Some(&elsewhere)), home, "{elsewhere:?}");
+        }
     }
 }

@@ -15,6 +15,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         argv: vec![],
         env: BTreeMap::new(),
         cwd: PathBuf::new(),
+        workdir: None,
         gpus: vec![],
         user: user.into(),
         group: None,
@@ -59,6 +60,7 @@ async fn launches_a_process_group_with_a_private_connection_file_and_kills_it() 
         ],
         env: BTreeMap::from([("KERNEL_USERNAME".into(), "alice".into())]),
         cwd: dir.path().join("alice"),
+        workdir: None,
         gpus: vec!["1".into()],
         ..spec_for("alice")
     };
@@ -112,6 +114,7 @@ async fn confined_run(script: &str) -> String {
         argv: vec!["/bin/sh".into(), "-c".into(), script + "; echo END"],
         env: BTreeMap::new(),
         cwd: data.join("users/alice"),
+        workdir: None,
         gpus: vec![],
         ..spec_for("alice")
     };
@@ -193,6 +196,7 @@ pub(super) async fn run_with(
         argv,
         env: BTreeMap::new(),
         cwd: data.join("users").join(user),
+        workdir: None,
         gpus,
         offline,
         memory_limit,
@@ -390,6 +394,7 @@ pub(super) async fn start_script(
         kernel_id: id,
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
         cwd: dir.join("work"),
+        workdir: None,
         memory_limit,
         ..spec_for("alice")
     };

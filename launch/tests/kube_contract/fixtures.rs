@@ -41,6 +41,7 @@ pub(crate) fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
             ("ACADEMY_VIRTUAL_GPU".into(), "1".into()),
         ]),
         cwd: "/unused".into(),
+        workdir: None,
         gpus: (0..gpus).map(|i| i.to_string()).collect(),
         user: user.into(),
         group: Some("Cohort 7".into()),

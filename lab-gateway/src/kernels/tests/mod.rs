@@ -473,3 +473,28 @@ async fn a_restarted_kernel_keeps_its_restrictions() {
     assert_eq!(restricted(lab.launcher.last_spec().unwrap()), first);
     assert_eq!(lab.run(&kernel.id.to_string(), "again").await, "again\n");
 }
+
+/// A session's kernel starts in its notebook's folder, and a restart
+/// starts it there again.
+#[tokio::test]
+async fn a_kernel_started_in_a_folder_restarts_in_it() {
+    let lab = lab("", |k| k).await;
+    let kernel = lab
+        .kernels
+        .start_running(
+            &lab.user(),
+            StartRequest {
+                name: Some("fake".into()),
+                fresh: true,
+                folder: Some("ml101".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = lab.launcher.last_spec().unwrap();
+    assert_eq!(first.workdir, Some(first.cwd.join("ml101")));
+    lab.kernels.restart(&kernel).await.unwrap();
+    let again = lab.launcher.last_spec().unwrap();
+    assert_eq!((again.cwd, again.workdir), (first.cwd, first.workdir));
+}
