@@ -19,7 +19,8 @@ pub const MAX_FILES: usize = 200;
 pub const MAX_TOTAL_BYTES: u64 = 1 << 30;
 const MAX_DEPTH: usize = 8;
 const MAX_PATH_BYTES: usize = 1024;
-const MAX_NAME_BYTES: usize = 255;
+/// Below the file system's 255, leaving room for a temporary name.
+const MAX_NAME_BYTES: usize = 200;
 
 /// Where a data file lands, relative to the notebook: plain names joined
 /// by `/`, none empty, `.` or `..`, none starting with a dot (so no file
@@ -68,14 +69,16 @@ impl DataPath {
                 return refuse("a name starting with a dot");
             }
             if name.len() > MAX_NAME_BYTES {
-                return refuse("a name longer than 255 bytes");
+                return refuse("a name longer than 200 bytes");
+            }
+            if name.to_ascii_lowercase().ends_with(".ipynb") {
+                return refuse(
+                    "a notebook (or a folder named like one): data files are what the notebook reads",
+                );
             }
             if name.chars().any(|c| c.is_control() || c == '\\') {
                 return refuse("a control character or a backslash");
             }
-        }
-        if path.to_ascii_lowercase().ends_with(".ipynb") {
-            return refuse("a notebook: data files are what the notebook reads");
         }
         Ok(DataPath(path.to_owned()))
     }
@@ -201,7 +204,7 @@ mod tests {
     #[test]
     fn escaping_hidden_and_odd_paths_are_refused() {
         let deep = ["d"; 9].join("/");
-        let long = "x".repeat(256);
+        let long = "x".repeat(201);
         for bad in [
             "",
             "/etc/passwd",
@@ -216,6 +219,7 @@ mod tests {
             "a\nb",
             "other.ipynb",
             "x/A.IPYNB",
+            "hw1.ipynb/x",
             deep.as_str(),
             long.as_str(),
         ] {

@@ -54,6 +54,12 @@ fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataError {
 
 const BOTH: [Visibility; 2] = [Visibility::Released, Visibility::Hidden];
 
+/// A path that names nothing here: missing, a folder, or through a file.
+fn absent(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound};
+    matches!(e.kind(), NotFound | NotADirectory | IsADirectory)
+}
+
 fn side(dir: &Path, visibility: Visibility) -> PathBuf {
     dir.join(visibility.as_str())
 }
@@ -138,7 +144,7 @@ fn remove_one(dir: &Path, visibility: Visibility, path: &DataPath) -> Result<boo
     let file = on_disk(dir, visibility, path);
     match std::fs::remove_file(&file) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if absent(&e) => return Ok(false),
         Err(e) => return Err(io(format!("remove the data file {path}"))(e)),
     }
     // Its folders, as far up as they are empty.
@@ -159,7 +165,7 @@ pub fn read(dir: &Path, path: &DataPath, run: Run) -> Result<Option<Vec<u8>>, Da
     for visibility in BOTH.into_iter().filter(|v| v.reaches(run)) {
         match std::fs::read(on_disk(dir, visibility, path)) {
             Ok(bytes) => return Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if absent(&e) => {}
             Err(e) => return Err(io(format!("read the data file {path}"))(e)),
         }
     }

@@ -66,8 +66,13 @@ function windowText(a: Assignment): string {
 /// have none (or when asked for a fresh one).
 export async function openCopy(a: Assignment, fresh = false): Promise<void> {
   if (!fresh && (await exists(a.path))) {
-    // Data files the trainer added since the copy was taken.
-    await api(assignmentUrl(a.course, a.name) + "/fetch", { method: "POST", body: { data_only: true } });
+    // Data files the trainer added since the copy was taken; the copy
+    // opens even if they cannot come.
+    try {
+      await api(assignmentUrl(a.course, a.name) + "/fetch", { method: "POST", body: { data_only: true } });
+    } catch (e) {
+      toast(`Data files: ${(e as Error).message}`, "error");
+    }
     location.hash = `#/nb/${a.path}`;
     return;
   }
