@@ -14,7 +14,8 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const require = createRequire(join(ROOT, "lab-gateway", "ui", "package.json"));
 const { chromium } = require("playwright-core");
-export const LAB = join(ROOT, "target", "debug", "lab");
+/// The `lab` binary: the debug build the tests use, or LAB_BIN (a benchmark's release build).
+export const LAB = process.env.LAB_BIN ?? join(ROOT, "target", "debug", "lab");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /// A `lab serve` on a fresh data dir; resolves once it printed its login URL
@@ -24,7 +25,7 @@ export async function startLab(args, prepare = () => {}) {
   const dir = mkdtempSync(join(tmpdir(), "lab-ui-"));
   prepare((...a) => execFileSync(LAB, [...a, "--data-dir", dir], { encoding: "utf8" }).trim(), dir);
   const proc = spawn(LAB, ["serve", "--port", "0", "--data-dir", dir, ...args], {
-    env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: join(ROOT, ".venv", "share", "jupyter") },
+    env: { ...process.env, LAB_LOG: "warn", JUPYTER_PATH: process.env.LAB_JUPYTER_PATH ?? join(ROOT, ".venv", "share", "jupyter") },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise((resolve, reject) => {

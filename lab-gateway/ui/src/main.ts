@@ -10,6 +10,7 @@ import { filesPage } from "./files";
 import { confirmLoginPage, loginPage, takeLoginFromUrl } from "./login";
 import { NotebookView } from "./notebook";
 import { opsPage } from "./ops";
+import { settingsForm } from "./settings";
 
 const app = document.getElementById("app") as HTMLElement;
 let current: NotebookView | null = null;
@@ -37,6 +38,7 @@ function header(u: Identity): HTMLElement {
         },
         "Log out",
       ),
+      settingsForm(),
     ),
   );
   const ops = u.role === "ops" || u.role === "admin";

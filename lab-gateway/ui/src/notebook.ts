@@ -10,6 +10,7 @@ import { h, toast } from "./dom";
 import { makeEditor } from "./editor";
 import { KernelConnection, type Connection, type Msg } from "./kernel";
 import { OutputArea, type Output } from "./outputs";
+import { beforePaint } from "./paint";
 import { createAssignmentDialog, gradingTools } from "./authoring";
 import { assignmentAt, worksheetBar } from "./worksheet";
 
@@ -50,15 +51,20 @@ function cellId(): string {
 
 class Cell {
   readonly el: HTMLElement;
-  readonly editor: EditorView;
   readonly outputs: OutputArea;
   private readonly prompt: HTMLElement;
   private readonly rendered: HTMLElement | null = null;
+  private readonly editorHost: HTMLElement;
+  /// Made when the cell first comes near the screen, or is edited: a
+  /// notebook of hundreds of cells opens without hundreds of editors.
+  private view: EditorView | null = null;
+  /// The source until the editor exists.
+  private source: string;
   count: number | null;
   running = false;
 
   constructor(
-    nb: NotebookView,
+    private readonly nb: NotebookView,
     public readonly type: "code" | "markdown" | "raw",
     text: string,
     public readonly id: string,
@@ -70,16 +76,26 @@ class Cell {
     private readonly extra: Record<string, unknown> = {},
   ) {
     this.count = count;
+    this.source = text;
     this.prompt = h("div", { class: "prompt" });
     this.outputs = new OutputArea(outputs);
-    const editorHost = h("div", { class: "editor" });
-    this.el = h("section", { class: `cell ${type}`, "data-cell-id": id }, this.prompt, editorHost);
-    this.editor = makeEditor(editorHost, text, type === "code" ? "code" : "markdown", {
-      runAndAdvance: () => void nb.runAndAdvance(this),
-      run: () => void nb.run(this),
-      save: () => void nb.save(),
-      changed: () => nb.markDirty(),
+    // Until then, the source as plain text where the editor will be,
+    // laid out as the editor lays it out.
+    const placeholder = h(
+      "pre",
+      { class: "editor-placeholder", tabindex: "0", "aria-label": type === "code" ? "code cell" : "markdown cell" },
+      text || " ",
+    );
+    placeholder.addEventListener("focus", () => this.editor.focus());
+    placeholder.addEventListener("mousedown", (e) => {
+      e.preventDefault();
+      const view = this.editor;
+      const at = view.posAtCoords({ x: e.clientX, y: e.clientY });
+      view.focus();
+      if (at != null) view.dispatch({ selection: { anchor: at } });
     });
+    this.editorHost = h("div", { class: "editor" }, placeholder);
+    this.el = h("section", { class: `cell ${type}`, "data-cell-id": id }, this.prompt, this.editorHost);
     if (type === "markdown") {
       this.rendered = h("div", { class: "markdown-rendered", tabindex: "0", title: "Enter or double-click to edit" });
       this.rendered.addEventListener("dblclick", () => this.edit());
@@ -98,8 +114,32 @@ class Cell {
     this.showCount();
   }
 
+  /// The cell's editor, made now if it was not yet.
+  get editor(): EditorView {
+    if (this.view) return this.view;
+    this.editorHost.replaceChildren();
+    this.view = makeEditor(this.editorHost, this.source, this.type === "code" ? "code" : "markdown", {
+      runAndAdvance: () => void this.nb.runAndAdvance(this),
+      run: () => void this.nb.run(this),
+      save: () => void this.nb.save(),
+      changed: () => this.nb.markDirty(),
+    });
+    this.source = "";
+    return this.view;
+  }
+
+  /// Where the editor will be: the notebook watches it to make the editor
+  /// when it comes near the screen.
+  get editorSpot(): HTMLElement {
+    return this.editorHost;
+  }
+
+  get hasEditor(): boolean {
+    return this.view !== null;
+  }
+
   get text(): string {
-    return this.editor.state.doc.toString();
+    return this.view ? this.view.state.doc.toString() : this.source;
   }
 
   showCount(): void {
@@ -151,7 +191,22 @@ export class NotebookView {
   private disposed = false;
   /// The connect in flight: a kernel switch waits for it, so no start is lost.
   private connecting: Promise<void> = Promise.resolve();
-  private runQueue: Promise<void> = Promise.resolve();
+  /// Cells waiting to run, in order; one runs at a time, as in the kernel.
+  private queue: { cell: Cell; done: () => void }[] = [];
+  private pumping = false;
+  /// Ends the cell that runs now (a restart, a new kernel, a dead one).
+  private abandonRunning: (() => void) | null = null;
+  /// Makes a cell's editor when the cell comes near the screen.
+  private readonly nearScreen = new IntersectionObserver(
+    (entries) => {
+      for (const e of entries) {
+        if (!e.isIntersecting) continue;
+        this.nearScreen.unobserve(e.target);
+        this.cells.find((c) => c.editorSpot === e.target)?.editor;
+      }
+    },
+    { rootMargin: "1500px 0px" },
+  );
 
   constructor(
     public readonly path: string,
@@ -245,6 +300,8 @@ export class NotebookView {
   dispose(): void {
     this.disposed = true;
     window.clearInterval(this.autosave);
+    this.nearScreen.disconnect();
+    this.stopRunning();
     this.kernel?.close();
   }
 
@@ -325,7 +382,11 @@ export class NotebookView {
     }
     this.showKernel(kernel);
     this.kernel = new KernelConnection(kernel.id);
-    this.kernel.onStatus = (s) => this.setStatus(s);
+    this.kernel.onStatus = (s) => {
+      this.setStatus(s);
+      // A dead kernel answers nothing: what waited for it is over.
+      if (s === "dead") this.stopRunning();
+    };
     this.kernel.onConnection = (c) => this.setConnection(c);
     this.kernel.onNotice = (n) => void this.notice(n.kind, n.message);
     // What the kernel is doing now (an existing session's kernel may be
@@ -344,6 +405,7 @@ export class NotebookView {
   private async replaceKernel(name: string): Promise<void> {
     const sessions = await api<{ id: string; path: string }[]>("/api/sessions");
     const mine = sessions.find((s) => s.path === this.path);
+    this.stopRunning();
     this.kernel?.close();
     this.kernel = null;
     if (mine) await api(`/api/sessions/${mine.id}`, { method: "DELETE" });
@@ -370,6 +432,7 @@ export class NotebookView {
     const next = this.cells[i + 1];
     if (next) this.cellsEl.insertBefore(cell.el, next.el);
     else this.cellsEl.append(cell.el);
+    if (!cell.hasEditor) this.nearScreen.observe(cell.editorSpot);
   }
 
   addCell(type: "code" | "markdown", after: Cell | null = this.selected): Cell {
@@ -388,39 +451,85 @@ export class NotebookView {
     await this.run(cell);
   }
 
-  /// Runs cells one after another, as the kernel would.
+  /// Queues a cell; cells run one after another, as the kernel would run
+  /// them. Resolves when the cell has run, or was taken off the queue.
   run(cell: Cell): Promise<void> {
-    if (cell.type === "markdown") {
+    if (cell.type === "raw") return Promise.resolve();
+    if (cell.type === "markdown" && !this.pumping) {
       cell.render();
       return Promise.resolve();
     }
-    if (cell.type !== "code") return Promise.resolve();
-    cell.running = true;
+    cell.running = cell.type === "code";
     cell.showCount();
-    const p = this.runQueue.then(() => this.execute(cell));
-    this.runQueue = p.catch(() => {});
-    return p;
+    return new Promise<void>((done) => {
+      this.queue.push({ cell, done });
+      void this.pump();
+    });
   }
 
-  private execute(cell: Cell): Promise<void> {
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        const { cell, done } = next;
+        if (cell.type === "markdown") {
+          cell.render();
+          done();
+          continue;
+        }
+        const ok = await this.execute(cell);
+        done();
+        // Like Jupyter's stop_on_error: a failed cell takes the cells
+        // queued after it off the queue.
+        if (!ok) this.unqueue();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /// Takes every queued cell off the queue, unrun.
+  private unqueue(): void {
+    for (const { cell, done } of this.queue.splice(0)) {
+      cell.running = false;
+      cell.showCount();
+      done();
+    }
+  }
+
+  /// Ends the running cell and empties the queue (the kernel is restarting,
+  /// replaced or dead, so no reply will come).
+  private stopRunning(): void {
+    this.unqueue();
+    this.abandonRunning?.();
+  }
+
+  /// Runs one code cell; whether it ran without an error.
+  private execute(cell: Cell): Promise<boolean> {
     const kernel = this.kernel;
     if (!kernel) {
       cell.running = false;
       cell.showCount();
       toast("No kernel: pick one above", "error");
-      return Promise.resolve();
+      return Promise.resolve(false);
     }
     cell.outputs.clear();
     this.markDirty();
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       let replied = false;
       let idle = false;
-      const finish = () => {
-        if (!replied || !idle) return;
+      let ok = true;
+      const end = () => {
+        this.abandonRunning = null;
         kernel.done(id);
         cell.running = false;
-        cell.showCount();
-        resolve();
+        // Shown as done once its last output is on the page.
+        beforePaint(() => cell.showCount());
+        resolve(ok);
+      };
+      const finish = () => {
+        if (replied && idle) end();
       };
       const id = kernel.request(
         "shell",
@@ -429,6 +538,7 @@ export class NotebookView {
         (m: Msg) => {
           if (m.channel === "shell" && m.header.msg_type === "execute_reply") {
             replied = true;
+            if (m.content.status !== "ok") ok = false;
             if (m.content.execution_count != null) cell.count = m.content.execution_count;
             finish();
             return;
@@ -451,16 +561,17 @@ export class NotebookView {
           }
         },
       );
+      this.abandonRunning = () => {
+        ok = false;
+        end();
+      };
     });
   }
 
+  /// Queues every cell at once (each shows as waiting); the page stays
+  /// responsive while they run.
   async runAll(): Promise<void> {
-    this.runQueue = Promise.resolve();
-    for (const c of this.cells) {
-      await this.run(c);
-      // Like Jupyter's run all: stop at the first cell that failed.
-      if (c.type === "code" && c.outputs.outputs.some((o) => o.output_type === "error")) break;
-    }
+    await Promise.all(this.cells.map((c) => this.run(c)));
   }
 
   async interrupt(): Promise<void> {
@@ -471,14 +582,8 @@ export class NotebookView {
   async restart(): Promise<void> {
     if (!this.kernelModel) return;
     this.setStatus("restarting");
+    this.stopRunning();
     await api(`/api/kernels/${this.kernelModel.id}/restart`, { method: "POST" });
-    this.runQueue = Promise.resolve();
-    for (const c of this.cells) {
-      if (c.running) {
-        c.running = false;
-        c.showCount();
-      }
-    }
   }
 
   toJSON(): Notebook {
