@@ -183,7 +183,7 @@ async function main() {
       const jctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
       const jp = await jctx.newPage();
       await jp.goto(`${jl.base}/lab/tree/${name}?token=${jl.token}`);
-      await jp.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 120_000 });
+      await jp.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first().waitFor({ timeout: 120_000 });
       row.lab = await timeRun(jp, jp.locator(".jp-Notebook .jp-Cell .cm-content").first(), () => {
         const p = document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt");
         return p && /^\[\d+\]:$/.test(p.textContent.trim());
