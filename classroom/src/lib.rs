@@ -33,6 +33,7 @@
 //! docs state the rules it copies and where it deliberately does not.
 
 pub mod checksum;
+pub mod competition;
 pub mod data;
 pub mod error;
 pub mod feedback;

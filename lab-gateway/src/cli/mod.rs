@@ -11,6 +11,7 @@ use crate::config::ServeArgs;
 
 mod accounts;
 mod assignments;
+mod competitions;
 mod execute;
 mod quotas;
 mod simulate;
@@ -66,6 +67,11 @@ pub enum Command {
         #[command(flatten)]
         remote: assignments::Remote,
     },
+    /// Competitions: score a submission against a solution offline.
+    Competition {
+        #[command(subcommand)]
+        command: competitions::CompetitionCommand,
+    },
     /// Show, import and export every quota; set a user's own caps.
     Quota {
         #[command(subcommand)]
@@ -87,6 +93,7 @@ pub fn run(cli: Cli, serve: fn(ServeArgs) -> anyhow::Result<()>) -> anyhow::Resu
         Command::K8s { command } => quotas::k8s(command),
         Command::Quota { command, data_dir } => quotas::quota(command, data_dir),
         Command::Assignment { command, remote } => assignments::run(remote, command),
+        Command::Competition { command } => competitions::run(command),
     }
 }
 

@@ -1,0 +1,142 @@
+//! Typed columns of a solution or a submission, and the parsing of one CSV
+//! field into them with a message a participant can act on.
+
+use std::fmt;
+
+/// What a column's values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any non-empty text: a class label.
+    Label,
+    /// A whole number: an ordinal rating.
+    Integer,
+    /// A finite number.
+    Real,
+    /// A finite number above -1 (RMSLE takes `ln(1 + x)`).
+    AboveMinusOne,
+    /// A number from 0 to 1.
+    Probability,
+    /// Space-separated items, best first; may be empty.
+    List,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Label => "a label",
+            Kind::Integer => "a whole number",
+            Kind::Real => "a number",
+            Kind::AboveMinusOne => "a number above -1",
+            Kind::Probability => "a probability from 0 to 1",
+            Kind::List => "a space-separated list",
+        })
+    }
+}
+
+/// One column's values, in row order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Labels(Vec<String>),
+    Integers(Vec<i64>),
+    /// Reals, probabilities and numbers above -1.
+    Reals(Vec<f64>),
+    Lists(Vec<Vec<String>>),
+}
+
+/// Longest stretch of a participant's value quoted back in a message.
+const QUOTE: usize = 40;
+
+fn quoted(raw: &str) -> String {
+    match raw.char_indices().nth(QUOTE) {
+        Some((cut, _)) => format!("{:?}…", &raw[..cut]),
+        None => format!("{raw:?}"),
+    }
+}
+
+impl Column {
+    /// An empty column for values of `kind`.
+    pub fn new(kind: Kind, capacity: usize) -> Column {
+        match kind {
+            Kind::Label => Column::Labels(Vec::with_capacity(capacity)),
+            Kind::Integer => Column::Integers(Vec::with_capacity(capacity)),
+            Kind::Real | Kind::AboveMinusOne | Kind::Probability => {
+                Column::Reals(Vec::with_capacity(capacity))
+            }
+            Kind::List => Column::Lists(Vec::with_capacity(capacity)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Labels(v) => v.len(),
+            Column::Integers(v) => v.len(),
+            Column::Reals(v) => v.len(),
+            Column::Lists(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Parses `raw` as `kind` and appends it; the message says what is
+    /// wrong with the value, quoting at most 40 characters of it.
+    pub fn push(&mut self, kind: Kind, raw: &str) -> Result<(), String> {
+        if raw.is_empty() && kind != Kind::List {
+            return Err(format!("is empty; expected {kind}"));
+        }
+        match (self, kind) {
+            (Column::Labels(v), Kind::Label) => v.push(raw.to_string()),
+            (Column::Integers(v), Kind::Integer) => {
+                let n = raw
+                    .parse::<i64>()
+                    .map_err(|_| format!("{} is not {kind}", quoted(raw)))?;
+                v.push(n);
+            }
+            (Column::Reals(v), Kind::Real | Kind::AboveMinusOne | Kind::Probability) => {
+                let x = raw
+                    .parse::<f64>()
+                    .map_err(|_| format!("{} is not a number", quoted(raw)))?;
+                if x.is_nan() {
+                    return Err("is NaN; expected a finite number".to_string());
+                }
+                if x.is_infinite() {
+                    return Err("is infinite; expected a finite number".to_string());
+                }
+                match kind {
+                    Kind::Probability if !(0.0..=1.0).contains(&x) => {
+                        return Err(format!("{} is not {kind}", quoted(raw)));
+                    }
+                    Kind::AboveMinusOne if x <= -1.0 => {
+                        return Err(format!("{} is not {kind}", quoted(raw)));
+                    }
+                    _ => {}
+                }
+                v.push(x);
+            }
+            (Column::Lists(v), Kind::List) => {
+                v.push(raw.split_whitespace().map(str::to_string).collect())
+            }
+            _ => return Err(format!("cannot hold {kind}")),
+        }
+        Ok(())
+    }
+
+    /// The values at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Column {
+        match self {
+            Column::Labels(v) => Column::Labels(rows.iter().map(|r| v[*r].clone()).collect()),
+            Column::Integers(v) => Column::Integers(rows.iter().map(|r| v[*r]).collect()),
+            Column::Reals(v) => Column::Reals(rows.iter().map(|r| v[*r]).collect()),
+            Column::Lists(v) => Column::Lists(rows.iter().map(|r| v[*r].clone()).collect()),
+        }
+    }
+
+    /// The label at `row`, for a label column.
+    pub fn label(&self, row: usize) -> Option<&str> {
+        match self {
+            Column::Labels(v) => v.get(row).map(String::as_str),
+            _ => None,
+        }
+    }
+}

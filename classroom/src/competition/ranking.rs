@@ -1,0 +1,123 @@
+//! Metrics on scores, probabilities and ranked lists: ROC AUC, log loss
+//! and MAP@K.
+//!
+//! ROC AUC and log loss are scikit-learn 1.9's `roc_auc_score` (binary)
+//! and `log_loss` (probabilities clipped to `[eps, 1 - eps]` with
+//! `eps = f64::EPSILON`, rows not renormalised). scikit-learn has no MAP@K;
+//! ours is the `apk`/`mapk` of Kaggle's ml_metrics, which Kaggle's
+//! competitions use, and the fixture script compares against that.
+
+use super::Undefined;
+use super::sum::{Sum, mean};
+
+/// The area under the ROC curve of `scores` for the rows where `positive`
+/// holds: the probability that a positive row outscores a negative one,
+/// ties counting a half (what sklearn's trapezoids give). Undefined when
+/// only one class is present.
+pub fn roc_auc(positive: &[bool], scores: &[f64]) -> Result<f64, Undefined> {
+    if positive.len() != scores.len() {
+        return Err(Undefined("the two columns differ in length"));
+    }
+    let n_pos = positive.iter().filter(|p| **p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return Err(Undefined(
+            "only one class is present, so ROC AUC is not defined",
+        ));
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    // Sum of the positives' ranks, each tie group sharing its mean rank.
+    let mut rank_sum = 0.0f64;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        // Ranks start..end (0-based) → mean 1-based rank (start + end + 1) / 2.
+        let mid = (start + end + 1) as f64 / 2.0;
+        let positives = order[start..end].iter().filter(|i| positive[**i]).count();
+        rank_sum += mid * positives as f64;
+        start = end;
+    }
+    let (p, n) = (n_pos as f64, n_neg as f64);
+    Ok((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+fn clip(p: f64) -> f64 {
+    p.clamp(f64::EPSILON, 1.0 - f64::EPSILON)
+}
+
+/// Binary log loss: `probability` is that of the positive class.
+pub fn log_loss_binary(positive: &[bool], probability: &[f64]) -> Result<f64, Undefined> {
+    if positive.len() != probability.len() {
+        return Err(Undefined("the two columns differ in length"));
+    }
+    mean(
+        positive
+            .iter()
+            .zip(probability)
+            .map(|(pos, p)| -(if *pos { clip(*p) } else { clip(1.0 - p) }).ln()),
+    )
+    .ok_or(Undefined("no rows to score"))
+}
+
+/// Multiclass log loss: row `r`'s probabilities are
+/// `probabilities[r * classes .. (r + 1) * classes]`, and `truth[r]` is the
+/// index of its true class among them.
+pub fn log_loss(truth: &[usize], probabilities: &[f64], classes: usize) -> Result<f64, Undefined> {
+    if classes < 2 || probabilities.len() != truth.len() * classes {
+        return Err(Undefined("the probabilities do not fit the classes"));
+    }
+    if truth.iter().any(|t| *t >= classes) {
+        return Err(Undefined("a true class is not among the classes"));
+    }
+    mean(
+        truth
+            .iter()
+            .enumerate()
+            .map(|(row, t)| -clip(probabilities[row * classes + t]).ln()),
+    )
+    .ok_or(Undefined("no rows to score"))
+}
+
+/// Average precision at `k` of one ranked list against its relevant items
+/// (ml_metrics' `apk`: a repeated prediction counts once; an empty
+/// relevant list scores 0).
+pub fn average_precision_at_k<S: AsRef<str>>(relevant: &[S], predicted: &[S], k: usize) -> f64 {
+    if relevant.is_empty() || k == 0 {
+        return 0.0;
+    }
+    let predicted = &predicted[..predicted.len().min(k)];
+    let mut hits = 0.0;
+    let mut score = Sum::default();
+    for (i, p) in predicted.iter().enumerate() {
+        let p = p.as_ref();
+        let relevant_hit = relevant.iter().any(|r| r.as_ref() == p);
+        let seen = predicted[..i].iter().any(|q| q.as_ref() == p);
+        if relevant_hit && !seen {
+            hits += 1.0;
+            score.add(hits / (i as f64 + 1.0));
+        }
+    }
+    score.value() / relevant.len().min(k) as f64
+}
+
+/// Mean of [`average_precision_at_k`] over the rows.
+pub fn map_at_k<S: AsRef<str>>(
+    relevant: &[Vec<S>],
+    predicted: &[Vec<S>],
+    k: usize,
+) -> Result<f64, Undefined> {
+    if relevant.len() != predicted.len() {
+        return Err(Undefined("the two columns differ in length"));
+    }
+    mean(
+        relevant
+            .iter()
+            .zip(predicted)
+            .map(|(r, p)| average_precision_at_k(r, p, k)),
+    )
+    .ok_or(Undefined("no rows to score"))
+}

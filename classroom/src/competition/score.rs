@@ -1,0 +1,47 @@
+//! Scoring a checked submission on both boards at once, as Kaggle does:
+//! the private score exists from the moment of submission, and what the
+//! gateway shows of it is decided elsewhere (the reveal).
+
+use serde::Serialize;
+
+use super::Undefined;
+use super::metric::Metric;
+use super::solution::{Solution, Usage};
+use super::submission::Predictions;
+
+/// A submission's two scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Scores {
+    pub public: f64,
+    pub private: f64,
+}
+
+/// A board on which the metric is undefined for this submission (a
+/// quadratic weighted kappa where every row has one rating, say): the
+/// competition's fault, not the participant's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the metric is not defined on the {board} rows: {reason}")]
+pub struct ScoringError {
+    pub board: &'static str,
+    pub reason: &'static str,
+}
+
+/// `predictions` scored by `metric` on the Public and the Private rows.
+pub fn score(
+    metric: &Metric,
+    solution: &Solution,
+    predictions: &Predictions,
+) -> Result<Scores, ScoringError> {
+    let on = |usage: Usage, board: &'static str| {
+        let rows = solution.board(usage);
+        let target = solution.target().select(rows);
+        let columns: Vec<_> = predictions.columns.iter().map(|c| c.select(rows)).collect();
+        metric
+            .score(&target, &columns)
+            .map_err(|Undefined(reason)| ScoringError { board, reason })
+    };
+    Ok(Scores {
+        public: on(Usage::Public, "Public")?,
+        private: on(Usage::Private, "Private")?,
+    })
+}
