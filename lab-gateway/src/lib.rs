@@ -16,6 +16,7 @@ pub mod auth;
 pub mod blocking;
 pub mod cli;
 pub mod client;
+pub mod competitions;
 pub mod config;
 pub mod contents;
 pub mod courses;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// The grading queue (started by `lab serve`, or a test, with
     /// `Grader::start`).
     pub grader: Arc<coursework::Grader>,
+    /// Where competitions are kept, and their parsed solutions.
+    pub competitions: Arc<competitions::Competitions>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
         let classroom = coursework::Files::beside(&users_root);
         let grader = Self::grader(&store, &kernels, &users_root, None, None);
         AppState {
+            competitions: Arc::new(competitions::Competitions::beside(&users_root)),
             classroom,
             grader,
             store,
@@ -205,6 +209,52 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/courses/{course}/trainers/{user}",
             axum::routing::put(courses::add_trainer).delete(courses::remove_trainer),
+        )
+        .route(
+            "/api/competitions",
+            get(competitions::participant::list).post(competitions::staff::create),
+        )
+        .route(
+            "/api/competitions/{slug}",
+            get(competitions::participant::get).patch(competitions::staff::change),
+        )
+        .route(
+            "/api/competitions/{slug}/solution",
+            large_bodies(axum::routing::put(competitions::staff::put_solution)),
+        )
+        .route(
+            "/api/competitions/{slug}/publish",
+            post(competitions::staff::publish),
+        )
+        .route(
+            "/api/competitions/{slug}/reveal",
+            post(competitions::staff::reveal),
+        )
+        .route(
+            "/api/competitions/{slug}/join",
+            post(competitions::participant::join),
+        )
+        .route(
+            "/api/competitions/{slug}/data/{name}",
+            large_bodies(
+                get(competitions::participant::download)
+                    .put(competitions::staff::put_data)
+                    .delete(competitions::staff::remove_data),
+            ),
+        )
+        .route(
+            "/api/competitions/{slug}/submissions",
+            large_bodies(
+                get(competitions::participant::entries).post(competitions::participant::submit),
+            ),
+        )
+        .route(
+            "/api/competitions/{slug}/submissions/{id}/selected",
+            axum::routing::put(competitions::participant::select),
+        )
+        .route(
+            "/api/competitions/{slug}/leaderboard",
+            get(competitions::participant::leaderboard),
         )
         .route("/api/assignments", get(assignments::engineer::list_all))
         .route(

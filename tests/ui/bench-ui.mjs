@@ -72,6 +72,9 @@ async function startJupyterLab(gatewayUrl, gatewayToken, dir) {
     "lab", "--no-browser", "--ip", "127.0.0.1", "--port", String(port), `--notebook-dir=${dir}`,
     `--gateway-url=${gatewayUrl}`, `--IdentityProvider.token=${token}`, "--allow-root",
     "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    // So the bench can wait until the notebook's kernel is connected: a cell run
+    // before that is silently not run (it keeps its "[ ]").
+    "--LabApp.expose_app_in_browser=True",
   ], { env: { ...process.env, JUPYTER_GATEWAY_AUTH_TOKEN: gatewayToken }, stdio: ["ignore", "ignore", "pipe"] });
   await new Promise((resolve, reject) => {
     let err = "";
@@ -184,10 +187,22 @@ async function main() {
       const jp = await jctx.newPage();
       await jp.goto(`${jl.base}/lab/tree/${name}?token=${jl.token}`);
       await jp.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first().waitFor({ timeout: 120_000 });
+      await jp.waitForFunction(() => {
+        const kernel = window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel;
+        return kernel?.connectionStatus === "connected" && kernel?.status === "idle";
+      }, null, { timeout: 120_000, polling: 100 });
       row.lab = await timeRun(jp, jp.locator(".jp-Notebook .jp-Cell .cm-content").first(), () => {
         const p = document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt");
         return p && /^\[\d+\]:$/.test(p.textContent.trim());
       }, LAB_LIMIT_S);
+      if (row.lab == null) {
+        // What JupyterLab showed when it was stopped, to tell slow from stuck.
+        mkdirSync(join(ROOT, "target", "bench"), { recursive: true });
+        await jp.screenshot({ path: join(ROOT, "target", "bench", `jupyterlab-${n}.png`) });
+        row.labPrompt = await jp.evaluate(() => document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt")?.textContent);
+        row.labLines = await jp.evaluate(() => (document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea")?.textContent ?? "").split("\n").length);
+        console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown`);
+      }
       await jctx.close();
       results.sizes.push(row);
       console.error(`${n} lines: kernel ${fmt(row.kernel)} s, ours ${fmt(row.ours)} s, JupyterLab ${row.lab == null ? `> ${LAB_LIMIT_S}` : fmt(row.lab)} s`);

@@ -1,6 +1,6 @@
-//! Competitions (issue 16), the scoring half: a metric, the hidden
-//! solution it is computed against, and the check every submission passes
-//! before it is scored. Pure functions over bytes, no storage.
+//! Competitions (issue 16), the decisions: a metric, the hidden
+//! solution it is computed against, the check every submission passes
+//! before it is scored, the caps and the boards. Pure functions, no storage.
 //!
 //! 1. [`metric`]: which metric with which settings ([`MetricSpec`] as
 //!    configured, [`Metric`] once checked), what it needs of each column.
@@ -9,17 +9,21 @@
 //! 3. [`submission`]: a participant's CSV checked line by line; a
 //!    [`Rejection`] names line and column for each problem.
 //! 4. [`mod@score`]: the public and the private score, both at submit.
+//! 5. [`rules`]: dates, caps per UTC day, merges, the reveal.
+//! 6. [`board`]: public and private leaderboards and the shake-up.
 //!
 //! The metrics ([`labels`], [`ranking`], [`regression`]) are scikit-learn
 //! 1.9's with default arguments (MAP@K: Kaggle's ml_metrics), and
 //! `tests/test_competition_metrics.py` holds them to it to 1e-9.
 
+pub mod board;
 pub mod column;
 pub mod labels;
 pub mod metric;
 pub mod problems;
 pub mod ranking;
 pub mod regression;
+pub mod rules;
 pub mod score;
 pub mod solution;
 pub mod submission;
@@ -30,10 +34,12 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use board::{Move, Scored, Standing};
 pub use column::{Column, Kind};
 pub use labels::{Average, Rate};
 pub use metric::{METRIC_NAMES, Metric, MetricSpec, MetricSpecError};
 pub use problems::{Problem, Rejection};
+pub use rules::{CapError, MergeError, Phase, Reveal, Rules, RulesError};
 pub use score::{Scores, ScoringError, score};
 pub use solution::{Columns, Solution, USAGE, Usage};
 pub use submission::Predictions;

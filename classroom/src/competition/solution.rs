@@ -250,7 +250,8 @@ impl Solution {
         &self.target
     }
 
-    pub(super) fn board(&self, usage: Usage) -> &[usize] {
+    /// The rows of one board (their positions, nothing of their targets).
+    pub fn board(&self, usage: Usage) -> &[usize] {
         match usage {
             Usage::Public => &self.public,
             Usage::Private => &self.private,

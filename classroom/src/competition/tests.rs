@@ -301,3 +301,151 @@ fn a_solution_is_checked_at_upload() {
     )
     .unwrap();
 }
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().unwrap()
+}
+
+fn rules() -> Rules {
+    serde_json::from_value(serde_json::json!({
+        "metric": {"name": "roc_auc", "positive": "1"},
+        "start": "2027-01-01T00:00:00Z",
+        "merger_deadline": "2027-01-20T00:00:00Z",
+        "end": "2027-01-31T00:00:00Z",
+        "daily_cap": 5,
+        "total_cap": 40,
+        "team_size": 3
+    }))
+    .unwrap()
+}
+
+#[test]
+fn caps_count_per_utc_day_and_say_when_they_reset() {
+    let r = rules();
+    r.check().unwrap();
+    let noon = at("2027-01-03T12:00:00Z");
+    r.may_submit(noon, 4, 10).unwrap();
+    let err = r.may_submit(noon, 5, 10).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "your team has made 5 of its 5 submissions today (UTC); the count resets at 2027-01-04 00:00:00 UTC"
+    );
+    assert!(matches!(
+        r.may_submit(noon, 0, 40),
+        Err(CapError::Total { cap: 40 })
+    ));
+    assert!(matches!(
+        r.may_submit(at("2026-12-31T23:59:59Z"), 0, 0),
+        Err(CapError::Closed(_))
+    ));
+    assert!(matches!(
+        r.may_submit(at("2027-01-31T00:00:00Z"), 0, 0),
+        Err(CapError::Closed(_))
+    ));
+}
+
+#[test]
+fn merges_follow_kaggles_rule() {
+    let r = rules();
+    // Day 3 (Jan 1, 2, 3): at most 15 submissions between the two teams.
+    let day3 = at("2027-01-03T08:00:00Z");
+    r.may_merge(day3, (1, 2), 15).unwrap();
+    assert_eq!(
+        r.may_merge(day3, (1, 2), 16).unwrap_err(),
+        MergeError::TooManySubmissions {
+            made: 16,
+            allowed: 15,
+            days: 3
+        }
+    );
+    assert_eq!(
+        r.may_merge(day3, (2, 2), 0).unwrap_err(),
+        MergeError::TooBig { size: 4, limit: 3 }
+    );
+    assert_eq!(
+        r.may_merge(at("2027-01-20T00:00:01Z"), (1, 1), 0)
+            .unwrap_err(),
+        MergeError::Deadline
+    );
+}
+
+#[test]
+fn rules_that_contradict_themselves_are_refused() {
+    let mut r = rules();
+    r.merger_deadline = at("2027-02-01T00:00:00Z");
+    assert!(
+        r.check()
+            .unwrap_err()
+            .to_string()
+            .contains("merger deadline")
+    );
+    let mut r = rules();
+    r.columns.target = "id".into();
+    assert!(r.check().is_err());
+    let unknown =
+        serde_json::from_value::<Rules>(serde_json::json!({"metric": {"name": "mae"}, "begin": 1}));
+    assert!(unknown.is_err());
+    assert!(!rules().private_visible(at("2027-01-30T00:00:00Z"), false));
+    assert!(rules().private_visible(at("2027-01-31T00:00:00Z"), false));
+    let mut staff = rules();
+    staff.reveal = Reveal::ByStaff;
+    assert!(!staff.private_visible(at("2027-03-01T00:00:00Z"), false));
+    assert!(staff.private_visible(at("2027-01-05T00:00:00Z"), true));
+}
+
+fn sub(
+    team: i64,
+    submission: i64,
+    minute: u32,
+    public: f64,
+    private: f64,
+    selected: bool,
+) -> Scored {
+    Scored {
+        team,
+        submission,
+        at: at("2027-01-02T10:00:00Z") + chrono::Duration::minutes(minute.into()),
+        public,
+        private,
+        selected,
+    }
+}
+
+#[test]
+fn boards_rank_best_scores_with_ties_to_the_earlier_submission() {
+    let scored = vec![
+        sub(1, 10, 0, 0.80, 0.70, false),
+        sub(1, 11, 5, 0.90, 0.60, false),
+        sub(2, 20, 1, 0.90, 0.95, false),
+        sub(3, 30, 2, 0.85, 0.99, false),
+        sub(3, 31, 3, 0.50, 0.50, true),
+    ];
+    let public = board::public_board(&scored, true);
+    let order: Vec<(i64, i64)> = public.iter().map(|s| (s.team, s.submission)).collect();
+    // Teams 1 and 2 tie at 0.90; team 2's came earlier.
+    assert_eq!(order, vec![(2, 20), (1, 11), (3, 30)]);
+    assert_eq!(public[1].entries, 2);
+    // Private: team 1 selected nothing, so its best 2 by public (11, 10) count
+    // and 10's 0.70 is its best; team 3 selected 31, so 30's 0.99 does not count.
+    let private = board::private_board(&scored, true, 2);
+    let order: Vec<(i64, i64, f64)> = private
+        .iter()
+        .map(|s| (s.team, s.submission, s.score))
+        .collect();
+    assert_eq!(order, vec![(2, 20, 0.95), (1, 10, 0.70), (3, 31, 0.50)]);
+    let moves = board::shake_up(&public, &private);
+    assert_eq!(
+        moves[2],
+        Move {
+            team: 3,
+            public_rank: Some(3),
+            private_rank: 3,
+            change: Some(0)
+        }
+    );
+    assert_eq!(moves[0].change, Some(0));
+    // Lower is better: the same data turns around.
+    let low = board::public_board(&scored, false);
+    assert_eq!(low[0].team, 3);
+    assert_eq!(board::shown(0.123456789, 4), "0.1235");
+}

@@ -1,7 +1,8 @@
-//! `lab competition`: what staff do with a competition from a terminal.
-//! Today `score`: a submission scored against a solution offline, exactly
-//! as the gateway scores it (the same checks, the same metric code), so a
-//! trainer can try a baseline and a solution before a competition opens.
+//! `lab competition score`: a submission scored against a solution
+//! offline, exactly as the gateway scores it (the same checks, the same
+//! metric code), so a trainer can try a baseline and a solution before a
+//! competition opens. `lab submit`: a participant's CSV sent to a gateway,
+//! one shell line from a notebook.
 
 use std::path::PathBuf;
 
@@ -82,4 +83,89 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     let scores = competition::score(&metric, &solution, &predictions)?;
     println!("{}", serde_json::to_string(&scores)?);
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    /// The competition's name (its slug).
+    competition: String,
+    /// The CSV to submit.
+    file: PathBuf,
+    /// A note kept with the submission.
+    #[arg(long, short)]
+    message: Option<String>,
+    /// The gateway, e.g. http://127.0.0.1:8888.
+    #[arg(long, env = "LAB_URL", default_value = "http://127.0.0.1:8888")]
+    url: String,
+    #[arg(long, env = "LAB_TOKEN")]
+    token: String,
+}
+
+/// `lab submit`: prints the public score, or each problem and fails.
+pub(super) fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let url = format!(
+        "{}/api/competitions/{}/submissions",
+        args.url.trim_end_matches('/'),
+        args.competition
+    );
+    let (status, body): (reqwest::StatusCode, serde_json::Value) = runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header("Authorization", format!("token {}", args.token))
+            .header("Content-Type", "text/csv")
+            .body(bytes);
+        if let Some(message) = &args.message {
+            request = request.query(&[("description", message)]);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .context("the gateway's answer was cut")?;
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        anyhow::Ok((status, body))
+    })?;
+    let message = |b: &serde_json::Value| {
+        b["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| b.to_string())
+    };
+    match status.as_u16() {
+        201 => {
+            println!(
+                "submission {}: public score {}",
+                body["id"],
+                body["public_shown"].as_str().unwrap_or("(none)")
+            );
+            Ok(())
+        }
+        422 => {
+            eprintln!("the submission is refused:");
+            for p in body["problems"].as_array().into_iter().flatten() {
+                let at = match (p["line"].as_u64(), p["column"].as_str()) {
+                    (Some(l), Some(c)) => format!("line {l}, column {c:?}: "),
+                    (Some(l), None) => format!("line {l}: "),
+                    (None, Some(c)) => format!("column {c:?}: "),
+                    (None, None) => String::new(),
+                };
+                eprintln!("  {at}{}", p["message"].as_str().unwrap_or_default());
+            }
+            if let Some(more) = body["more"].as_u64().filter(|m| *m > 0) {
+                eprintln!("  and {more} more");
+            }
+            anyhow::bail!("nothing was counted against your caps")
+        }
+        _ => anyhow::bail!("{status}: {}", message(&body)),
+    }
 }

@@ -67,6 +67,8 @@ pub enum Command {
         #[command(flatten)]
         remote: assignments::Remote,
     },
+    /// Submit a CSV to a competition on a gateway.
+    Submit(competitions::SubmitArgs),
     /// Competitions: score a submission against a solution offline.
     Competition {
         #[command(subcommand)]
@@ -94,6 +96,7 @@ pub fn run(cli: Cli, serve: fn(ServeArgs) -> anyhow::Result<()>) -> anyhow::Resu
         Command::Quota { command, data_dir } => quotas::quota(command, data_dir),
         Command::Assignment { command, remote } => assignments::run(remote, command),
         Command::Competition { command } => competitions::run(command),
+        Command::Submit(args) => competitions::submit(args),
     }
 }
 

@@ -12,7 +12,7 @@
 //! One file per job: `schema` (migrations), `users`, `tokens` (and login
 //! codes), `kernels` (kernels, sessions, queued starts), `sealing`,
 //! `ledger` (usage), `settings`, `courses`, `classroom` (assignments,
-//! submissions, gradings). This module holds the
+//! submissions, gradings), `competitions` (competitions, teams, entries). This module holds the
 //! connection and the error type, and no SQL of its own but a ping.
 
 use std::path::Path;
@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 mod classroom;
+mod competitions;
 mod courses;
 mod kernels;
 mod ledger;
@@ -32,6 +33,9 @@ mod users;
 
 pub use classroom::{
     AssignmentRow, GradingOutcome, GradingRow, GradingState, ManualGrade, SubmissionRow,
+};
+pub use competitions::{
+    CompetitionMark, CompetitionRow, EntryRow, EntryState, SelectError, TeamRow,
 };
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};

@@ -178,11 +178,76 @@ CREATE TABLE IF NOT EXISTS manual_grades (
 );
 ";
 
+/// Competitions (issue 16): a competition's rules, its teams and members,
+/// and every submission with its state and both scores. Which scores a
+/// participant may see is the routes' decision (`classroom::competition`'s
+/// `Rules::private_visible`); the private score is stored from the start.
+/// Idempotent, as the others.
+const V3: &str = "
+CREATE TABLE IF NOT EXISTS competitions (
+    slug TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    -- Markdown, shown to participants.
+    overview TEXT NOT NULL,
+    rules_text TEXT NOT NULL,
+    -- classroom::competition::Rules as JSON: metric, dates, caps, teams.
+    rules TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    -- The solution file's SHA-256, once staff uploaded one.
+    solution TEXT,
+    -- NULL while only staff see it.
+    published TEXT,
+    -- When staff revealed the private board (Reveal::ByStaff).
+    revealed TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS competition_teams (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    competition TEXT NOT NULL REFERENCES competitions(slug) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE (competition, name)
+);
+CREATE TABLE IF NOT EXISTS competition_members (
+    competition TEXT NOT NULL REFERENCES competitions(slug) ON DELETE CASCADE,
+    user_name TEXT NOT NULL,
+    team INTEGER NOT NULL REFERENCES competition_teams(id) ON DELETE CASCADE,
+    joined TEXT NOT NULL,
+    PRIMARY KEY (competition, user_name)
+);
+CREATE INDEX IF NOT EXISTS competition_members_by_team ON competition_members(team);
+CREATE TABLE IF NOT EXISTS competition_submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    competition TEXT NOT NULL REFERENCES competitions(slug) ON DELETE CASCADE,
+    team INTEGER NOT NULL REFERENCES competition_teams(id),
+    user_name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    -- The file as received, kept for rescoring: DATA/competitions/SLUG/submissions/FILE.
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    -- The server's clock; day is its UTC date, what the daily cap counts.
+    submitted TEXT NOT NULL,
+    day TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('scored', 'rejected', 'failed')),
+    -- 1 when it counts against the caps: scored, or the participant's failure.
+    counted INTEGER NOT NULL,
+    public_score REAL,
+    private_score REAL,
+    -- What was wrong (a rejection's problems as JSON, or a message).
+    error TEXT,
+    selected INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS competition_submissions_by_team ON competition_submissions(competition, team, day);
+CREATE INDEX IF NOT EXISTS competition_submissions_scored ON competition_submissions(competition, state);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up_with_hook(V1, v1_add_missing_columns)
             .comment("the schema before versions, idempotent"),
         M::up(V2).comment("assignments, submissions and gradings"),
+        M::up(V3).comment("competitions, teams and their submissions"),
     ])
 }
 
@@ -257,7 +322,7 @@ mod tests {
         let version: i64 = old
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let (role, resources): (String, String) = old
             .query_row(
                 "SELECT u.role, k.resources FROM users u JOIN kernels k ON k.owner = u.name",

@@ -118,6 +118,12 @@ pub async fn serve(
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
     let closing: Option<Message> = 'outer: loop {
+        // Registered before the buffer is read, so a message pushed while we
+        // send (or flush) still wakes us: `notify_waiters` only wakes
+        // futures already enabled.
+        let notified = session.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         // Send everything buffered past our cursor.
         loop {
             if session.attachments.load(Ordering::SeqCst) != me {
@@ -164,19 +170,25 @@ pub async fn serve(
                 }
             }
             let Some((seq, channel, msg)) = next else {
+                // Everything buffered is queued on the socket: one write for the lot.
+                if ws_tx.flush().await.is_err() {
+                    break 'outer None;
+                }
                 break;
             };
             metrics.relayed(&TO_CLIENT, size_of(&msg));
-            if ws_tx.send(encode(&msg, channel, v1)).await.is_err() {
+            // Queued, not flushed: a burst of output goes out in a few large
+            // writes (the transport writes once its buffer passes 128 KiB),
+            // and the flush above ends the burst, so a lone message waits for none.
+            if ws_tx.feed(encode(&msg, channel, v1)).await.is_err() {
                 break 'outer None;
             }
             cursor = seq + 1;
             let mut b = session.buffer.lock();
             b.delivered = b.delivered.max(cursor);
         }
-        let notified = session.notify.notified();
         tokio::select! {
-            _ = notified => {}
+            _ = &mut notified => {}
             _ = ping.tick() => {
                 if heard.elapsed() > PING_EVERY * 3 {
                     break Some(close_frame(close::POLICY, "no pong: connection presumed dead"));

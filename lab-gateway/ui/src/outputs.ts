@@ -287,36 +287,47 @@ const FRAME_STYLE =
   "table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:2px 6px}" +
   "img,svg{max-width:100%}pre,code{font-family:ui-monospace,monospace;font-size:13px}";
 
-/// Frames get their document when they come near the screen: a notebook
-/// with hundreds of rich outputs opens without loading hundreds of frames.
-const unloaded = new WeakMap<HTMLIFrameElement, string>();
+/// A frame is made only when its slot comes near the screen, and its
+/// document (sanitised then) with it: a notebook with hundreds of rich
+/// outputs opens without making hundreds of frames (each costs a browsing
+/// context, about 15 ms, even empty).
+const pending = new WeakMap<HTMLElement, () => string>();
 const nearScreen = new IntersectionObserver(
   (entries) => {
     for (const e of entries) {
       if (!e.isIntersecting) continue;
-      const f = e.target as HTMLIFrameElement;
-      nearScreen.unobserve(f);
-      const doc = unloaded.get(f);
-      unloaded.delete(f);
-      if (doc !== undefined) f.srcdoc = doc;
+      const slot = e.target as HTMLElement;
+      nearScreen.unobserve(slot);
+      load(slot);
     }
   },
   { rootMargin: "1000px 0px" },
 );
 
-/// Sanitised HTML in a sandboxed frame of its own (see the module doc).
-function frame(cls: string, html: string): HTMLIFrameElement {
-  const f = h("iframe", { class: `out-frame ${cls}`, sandbox: "allow-scripts", title: "output", scrolling: "auto" }) as HTMLIFrameElement;
+function load(slot: HTMLElement): void {
+  const doc = pending.get(slot);
+  pending.delete(slot);
+  if (doc === undefined) return;
+  const f = h("iframe", { class: `out-frame ${slot.dataset.kind ?? ""}`, sandbox: "allow-scripts", title: "output", scrolling: "auto" }) as HTMLIFrameElement;
   f.style.height = "1.6em";
-  unloaded.set(f, frameDoc(html));
-  nearScreen.observe(f);
-  return f;
+  f.srcdoc = doc();
+  slot.replaceChildren(f);
 }
 
-/// Gives a frame a new document (a display updated in place).
-function setFrameDoc(f: HTMLIFrameElement, doc: string): void {
-  if (unloaded.has(f)) unloaded.set(f, doc);
-  else f.srcdoc = doc;
+/// Sanitised HTML in a sandboxed frame of its own (see the module doc),
+/// made near the screen: `html` is called then.
+function frame(kind: string, html: () => string): HTMLElement {
+  const slot = h("div", { class: "out-frame-slot", "data-kind": kind });
+  pending.set(slot, () => frameDoc(html()));
+  nearScreen.observe(slot);
+  return slot;
+}
+
+/// Gives a frame's slot a new document (a display updated in place).
+function setFrameDoc(slot: HTMLElement, doc: () => string): void {
+  const f = slot.querySelector("iframe");
+  if (f) f.srcdoc = doc();
+  else pending.set(slot, doc);
 }
 
 function frameDoc(html: string): string {
@@ -363,10 +374,9 @@ function renderData(data: Record<string, any>): HTMLElement {
 function renderRich(mime: "text/html" | "image/svg+xml" | "image/png" | "text/markdown", data: Record<string, any>): HTMLElement {
   switch (mime) {
     case "text/html":
-      return frame("out-html", DOMPurify.sanitize(joined(data["text/html"])));
+      return frame("out-html", () => DOMPurify.sanitize(joined(data["text/html"])));
     case "image/svg+xml":
-      return frame(
-        "out-svg",
+      return frame("out-svg", () =>
         DOMPurify.sanitize(joined(data["image/svg+xml"]), { USE_PROFILES: { svg: true, svgFilters: true } }),
       );
     case "image/png": {
@@ -374,17 +384,19 @@ function renderRich(mime: "text/html" | "image/svg+xml" | "image/png" | "text/ma
       return h("img", { class: "out-img", src, alt: "image output" });
     }
     case "text/markdown":
-      return frame("out-markdown", DOMPurify.sanitize(marked.parse(joined(data["text/markdown"]), { async: false }) as string));
+      return frame("out-markdown", () =>
+        DOMPurify.sanitize(marked.parse(joined(data["text/markdown"]), { async: false }) as string),
+      );
   }
 }
 
 /// Puts `next` where `old` is; a frame that stays a frame only gets its new
 /// document (a progress bar redraws in place, keeping its height).
 function replaceNode(old: HTMLElement, next: HTMLElement): HTMLElement {
-  if (old instanceof HTMLIFrameElement && next instanceof HTMLIFrameElement && old.className === next.className) {
+  if (old.classList.contains("out-frame-slot") && next.classList.contains("out-frame-slot") && old.dataset.kind === next.dataset.kind) {
     nearScreen.unobserve(next);
-    const doc = unloaded.get(next);
-    unloaded.delete(next);
+    const doc = pending.get(next);
+    pending.delete(next);
     if (doc !== undefined) setFrameDoc(old, doc);
     return old;
   }

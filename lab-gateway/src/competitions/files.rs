@@ -1,0 +1,54 @@
+//! Where competitions live on disk: `DATA/competitions/SLUG/`, beside the
+//! users' roots and the classroom and outside every one of them, so neither
+//! the contents API nor a kernel's sandbox (which grants only its user's
+//! folder) reaches the solution:
+//!
+//! - `solution.csv`: ids, targets, Usage. Read only by the scorer.
+//! - `data/NAME`: the participants' files (train set, test features, sample
+//!   submission), downloadable by anyone who may see the competition.
+//! - `submissions/UUID.csv`: each submission as received, written once.
+
+use std::path::{Path, PathBuf};
+
+use crate::coursework::files::write_atomic;
+
+/// The competitions' folders, from the data dir.
+#[derive(Debug, Clone)]
+pub struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    /// `users_root` is `DATA/users`; competitions are `DATA/competitions`.
+    pub fn beside(users_root: &Path) -> Files {
+        Files {
+            root: users_root.with_file_name("competitions"),
+        }
+    }
+
+    fn dir(&self, slug: &str) -> PathBuf {
+        self.root.join(slug)
+    }
+
+    pub fn solution(&self, slug: &str) -> PathBuf {
+        self.dir(slug).join("solution.csv")
+    }
+
+    /// A participant data file; `name` is a checked plain file name.
+    pub fn data(&self, slug: &str, name: &str) -> PathBuf {
+        self.dir(slug).join("data").join(name)
+    }
+
+    pub fn data_dir(&self, slug: &str) -> PathBuf {
+        self.dir(slug).join("data")
+    }
+
+    pub fn submission(&self, slug: &str, file: &str) -> PathBuf {
+        self.dir(slug).join("submissions").join(file)
+    }
+
+    /// Writes `bytes` to `path` whole or not at all (0600).
+    pub fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        write_atomic(path, bytes)
+    }
+}

@@ -1,0 +1,171 @@
+//! Competitions over HTTP (issue 16): staff create one, upload its data
+//! files and hidden solution, publish and reveal; participants join, submit
+//! CSVs, pick finals and read the boards.
+//!
+//! What is valid, what it scores and who ranks where is decided by
+//! `classroom::competition`; this module stores, routes and shows. Who may
+//! see what: a competition's staff (its creator, and admins) see all of it;
+//! anyone signed in sees a published competition, their own team's
+//! submissions and the public board, and the private board and private
+//! scores only once `Rules::private_visible` says so. Anything else is a 404,
+//! as for a competition that does not exist.
+//!
+//! `files` keeps them on disk, `staff` and `participant` hold the routes,
+//! `views` turns rows into JSON and CSV.
+
+pub mod files;
+pub mod participant;
+pub mod staff;
+pub mod views;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use classroom::competition::{Rules, Solution};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{CompetitionRow, Role, User};
+
+pub use files::Files;
+
+/// The competitions' files, and each one's parsed solution, kept while its
+/// file and rules are unchanged (parsing a 100,000-row solution for every
+/// submission would cost more than scoring it).
+pub struct Competitions {
+    pub files: Files,
+    solutions: Mutex<HashMap<String, Parsed>>,
+}
+
+/// A parsed solution, with the file's SHA-256 and the rules it was parsed for.
+struct Parsed {
+    sha: String,
+    rules: String,
+    solution: Arc<Solution>,
+}
+
+impl Competitions {
+    pub fn beside(users_root: &std::path::Path) -> Competitions {
+        Competitions {
+            files: Files::beside(users_root),
+            solutions: Mutex::default(),
+        }
+    }
+
+    /// The competition's solution, parsed for its rules.
+    pub(crate) fn solution(
+        &self,
+        row: &CompetitionRow,
+        rules: &Rules,
+    ) -> Result<Arc<Solution>, ApiError> {
+        let sha = row.solution.clone().ok_or_else(|| {
+            ApiError::Conflict(format!("competition {:?} has no solution yet", row.slug))
+        })?;
+        if let Some(parsed) = self.solutions.lock().map_err(poisoned)?.get(&row.slug)
+            && parsed.sha == sha
+            && parsed.rules == row.rules
+        {
+            return Ok(parsed.solution.clone());
+        }
+        let bytes = std::fs::read(self.files.solution(&row.slug))
+            .map_err(|e| ApiError::Internal(format!("competition {}'s solution: {e}", row.slug)))?;
+        let solution =
+            Solution::parse(&bytes, usize::MAX, &rules.columns, &rules.metric).map_err(|e| {
+                ApiError::Internal(format!(
+                    "competition {}'s solution no longer parses: {e}",
+                    row.slug
+                ))
+            })?;
+        let solution = Arc::new(solution);
+        self.solutions.lock().map_err(poisoned)?.insert(
+            row.slug.clone(),
+            Parsed {
+                sha,
+                rules: row.rules.clone(),
+                solution: solution.clone(),
+            },
+        );
+        Ok(solution)
+    }
+
+    pub(crate) fn forget(&self, slug: &str) {
+        if let Ok(mut cache) = self.solutions.lock() {
+            cache.remove(slug);
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> ApiError {
+    ApiError::Internal("the solutions cache lock was poisoned".into())
+}
+
+/// A competition's slug: one plain name, as course names are.
+pub(crate) fn slug(value: &str) -> Result<&str, ApiError> {
+    scheduler::quota::validate_name(value)
+        .map(|()| value)
+        .map_err(|e| ApiError::BadRequest(format!("competition name: {e}")))
+}
+
+pub(crate) fn not_found(slug: &str) -> ApiError {
+    ApiError::NotFound(format!("no competition {slug:?}"))
+}
+
+/// Whether `user` runs the competition: its creator, or an admin.
+pub(crate) fn is_staff(row: &CompetitionRow, user: &User) -> bool {
+    user.is_admin() || row.created_by == user.name
+}
+
+/// Trainers, ops and admins create competitions.
+pub(crate) fn may_create(user: &User) -> Result<(), ApiError> {
+    match user.role {
+        Role::Trainer | Role::Ops | Role::Admin => Ok(()),
+        Role::Engineer => Err(ApiError::Forbidden(
+            "only trainers and ops create competitions".into(),
+        )),
+    }
+}
+
+/// The competition as `user` may see it: staff see it from creation, others
+/// once published; a 404 otherwise.
+pub(crate) fn visible(
+    s: &AppState,
+    user: &User,
+    slug: &str,
+) -> Result<(CompetitionRow, bool), ApiError> {
+    let row = s.store.competition(slug)?.ok_or_else(|| not_found(slug))?;
+    let staff = is_staff(&row, user);
+    if !staff && row.published.is_none() {
+        return Err(not_found(slug));
+    }
+    Ok((row, staff))
+}
+
+/// Staff only; everyone else gets the 404 of a competition they cannot see.
+pub(crate) fn staff_only(
+    s: &AppState,
+    user: &User,
+    slug: &str,
+) -> Result<CompetitionRow, ApiError> {
+    match visible(s, user, slug)? {
+        (row, true) => Ok(row),
+        (_, false) => Err(not_found(slug)),
+    }
+}
+
+pub(crate) fn rules(row: &CompetitionRow) -> Result<Rules, ApiError> {
+    serde_json::from_str(&row.rules)
+        .map_err(|e| ApiError::Internal(format!("competition {}'s rules: {e}", row.slug)))
+}
+
+/// Runs a route's work (SQLite, files, scoring) on the blocking pool,
+/// within the caller's share of it (see [`crate::blocking`]).
+pub(crate) async fn offload<T: Send + 'static>(
+    s: &AppState,
+    user: &User,
+    work: impl FnOnce(&AppState, &User) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (state, who) = (s.clone(), user.clone());
+    s.blocking
+        .run(&user.name, move || work(&state, &who))
+        .await?
+}

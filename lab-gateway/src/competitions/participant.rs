@@ -1,0 +1,454 @@
+//! The routes of participants (and everyone who may see a competition):
+//! the list, one competition with the caller's team and counts, joining,
+//! submitting a CSV, their team's submissions, final selections, the data
+//! files and the leaderboards.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use classroom::competition::{self, CapError, Rules, board, rules::next_utc_midnight};
+use serde_json::{Value, json};
+
+use super::{offload, rules, views, visible};
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::store::{EntryRow, EntryState, TeamRow, User};
+
+/// `GET /api/competitions`: every competition the caller may see.
+pub async fn list(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for row in s.store.competitions()? {
+            let staff = super::is_staff(&row, user);
+            if !staff && row.published.is_none() {
+                continue;
+            }
+            let mut v = views::competition(&row, &rules(&row)?, staff, now);
+            v["joined"] = json!(s.store.team_of(&row.slug, &user.name)?.is_some());
+            out.push(v);
+        }
+        Ok(Json(json!(out)))
+    })
+    .await
+}
+
+/// The caller's standing with the caps: made today, in all, and when the
+/// day's count resets.
+fn counts(s: &AppState, slug: &str, team: &TeamRow, rules: &Rules) -> Result<Value, ApiError> {
+    let now = Utc::now();
+    let today = now.date_naive().to_string();
+    let entries = s.store.entries(slug, Some(team.id))?;
+    let counted = entries.iter().filter(|e| e.state.counted());
+    let made_today = counted.clone().filter(|e| e.day == today).count();
+    Ok(json!({
+        "today": made_today,
+        "daily_cap": rules.daily_cap,
+        "total": counted.count(),
+        "total_cap": rules.total_cap,
+        "resets_at": crate::timefmt::iso(next_utc_midnight(now)),
+    }))
+}
+
+/// `GET /api/competitions/{slug}`: the competition, the caller's team and
+/// counts, and the data files.
+pub async fn get(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, staff) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let mut v = views::competition(&row, &rules, staff, Utc::now());
+        if let Some(team) = s.store.team_of(&slug, &user.name)? {
+            v["team"] = views::team(&team);
+            v["submissions"] = counts(s, &slug, &team, &rules)?;
+        }
+        v["data"] = json!(data_files(s, &slug)?);
+        Ok(Json(v))
+    })
+    .await
+}
+
+fn data_files(s: &AppState, slug: &str) -> Result<Vec<Value>, ApiError> {
+    let dir = s.competitions.files.data_dir(slug);
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        files.push(json!({"name": name, "size": size}));
+    }
+    files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(files)
+}
+
+/// `GET /api/competitions/{slug}/data/{name}`: a participant file.
+pub async fn download(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((slug, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    offload(&s, &user, move |s, user| {
+        visible(s, user, &slug)?;
+        let file = super::staff::data_name(&file)?.to_string();
+        let bytes = std::fs::read(s.competitions.files.data(&slug, &file)).map_err(|e| match e
+            .kind()
+        {
+            std::io::ErrorKind::NotFound => ApiError::NotFound(format!("no data file {file:?}")),
+            _ => ApiError::Internal(e.to_string()),
+        })?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// `POST /api/competitions/{slug}/join`: the caller accepts the rules and
+/// gets a team of their own (or keeps the one they are on).
+pub async fn join(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, _) = visible(s, user, &slug)?;
+        if rules(&row)?.phase(Utc::now()) == competition::Phase::Ended {
+            return Err(ApiError::Conflict("the competition has ended".into()));
+        }
+        let team = s.store.join_competition(&slug, &user.name)?;
+        Ok(Json(views::team(&team)))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromFolder {
+    path: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `POST /api/competitions/{slug}/submissions[?description=...]`: the body
+/// is the CSV, or JSON `{"path": "...", "description": "..."}` naming one
+/// in the caller's folder. Checked, scored on both boards and recorded in
+/// one step: 201 with the public score; 422 naming each problem (stored,
+/// costs nothing); 429 when the caps are spent (not stored).
+pub async fn submit(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+    Query(q): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    offload(&s, &user, move |s, user| {
+        let (row, _) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let now = Utc::now();
+        if let Err(e) = rules.may_submit(now, 0, 0) {
+            return Err(ApiError::Conflict(e.to_string()));
+        }
+        let team = s.store.team_of(&slug, &user.name)?.ok_or_else(|| {
+            ApiError::Forbidden(format!("join the competition first (POST /api/competitions/{slug}/join)"))
+        })?;
+        let (bytes, description) = if json_body {
+            let from: FromFolder = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("expected {{\"path\": \"...\"}} or a CSV body: {e}")))?;
+            (read_own(s, user, &from.path, rules.max_bytes)?, from.description.or(q.description))
+        } else {
+            (body.to_vec(), q.description)
+        };
+        let description = description.unwrap_or_default().chars().take(500).collect::<String>();
+        let solution = s.competitions.solution(&row, &rules)?;
+        let outcome = competition::submission::read(&bytes, rules.max_bytes, &rules.columns, &rules.metric, &solution)
+            .map(|predictions| competition::score(&rules.metric, &solution, &predictions));
+        let file = format!("{}.csv", uuid::Uuid::new_v4().simple());
+        s.competitions
+            .files
+            .write(&s.competitions.files.submission(&slug, &file), &bytes)
+            .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
+        let mut entry = EntryRow {
+            id: 0,
+            competition: slug.clone(),
+            team: team.id,
+            user_name: user.name.clone(),
+            description,
+            file: file.clone(),
+            sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
+            submitted: crate::timefmt::iso(now),
+            day: now.date_naive().to_string(),
+            state: EntryState::Scored,
+            public_score: None,
+            private_score: None,
+            error: None,
+            selected: false,
+        };
+        let mut rejection = None;
+        match &outcome {
+            Ok(Ok(scores)) => {
+                entry.public_score = Some(scores.public);
+                entry.private_score = Some(scores.private);
+            }
+            Ok(Err(undefined)) => {
+                entry.state = EntryState::Failed;
+                tracing::warn!(competition = %slug, error = %undefined, "a submission could not be scored");
+                entry.error = Some(json!({"message": format!("scoring error: {undefined}; this costs you nothing")}).to_string());
+            }
+            Err(rejected) => {
+                entry.state = EntryState::Rejected;
+                entry.error = Some(json!({"message": rejected.to_string(), "problems": rejected.problems, "more": rejected.more}).to_string());
+                rejection = Some(rejected.clone());
+            }
+        }
+        let recorded = s.store.add_entry_if(&entry, |today, total| rules.may_submit(now, today, total))?;
+        let id = match recorded {
+            Ok(id) => id,
+            Err(cap) => {
+                let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &file));
+                return Ok(cap_response(&cap));
+            }
+        };
+        entry.id = id;
+        let shown = views::entry(&entry, false, rules.decimals);
+        tracing::info!(competition = %slug, submission = id, user = %user.name, state = ?entry.state, "submission recorded");
+        Ok(match rejection {
+            Some(r) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "reason": "Unprocessable Entity",
+                    "message": format!("the submission is refused: {r}"),
+                    "problems": r.problems,
+                    "more": r.more,
+                    "submission": shown,
+                })),
+            )
+                .into_response(),
+            None => (StatusCode::CREATED, Json(shown)).into_response(),
+        })
+    })
+    .await
+}
+
+fn cap_response(cap: &CapError) -> Response {
+    let mut body = json!({"reason": "Too Many Requests", "message": cap.to_string()});
+    match cap {
+        CapError::Daily {
+            made,
+            cap,
+            resets_at,
+        } => {
+            body["made"] = json!(made);
+            body["cap"] = json!(cap);
+            body["resets_at"] = json!(crate::timefmt::iso(*resets_at));
+        }
+        CapError::Total { cap } => body["cap"] = json!(cap),
+        CapError::Closed(_) => return (StatusCode::CONFLICT, Json(body)).into_response(),
+    }
+    (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
+}
+
+/// A file from the caller's own folder, within the competition's size.
+fn read_own(s: &AppState, user: &User, path: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    let mine = crate::contents::Root::new(s.users_root.join(&user.name))?
+        .with_max_file(s.caps.contents_file.min(max as u64));
+    Ok(mine.read(&mine.resolve(path)?)?)
+}
+
+/// `GET /api/competitions/{slug}/submissions[?all=true]`: the caller's
+/// team's, newest first; staff may ask for everyone's.
+pub async fn entries(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+    Query(q): Query<AllQuery>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, staff) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let show_private = staff || rules.private_visible(Utc::now(), row.revealed.is_some());
+        let rows = if q.all && staff {
+            s.store.entries(&slug, None)?
+        } else {
+            match s.store.team_of(&slug, &user.name)? {
+                Some(team) => s.store.entries(&slug, Some(team.id))?,
+                None => Vec::new(),
+            }
+        };
+        Ok(Json(json!(
+            rows.iter()
+                .map(|e| views::entry(e, show_private, rules.decimals))
+                .collect::<Vec<_>>()
+        )))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AllQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    selected: bool,
+}
+
+/// `PUT /api/competitions/{slug}/submissions/{id}/selected` with
+/// `{"selected": true}`: a final submission for the private board, up to
+/// the rules' number; until the end.
+pub async fn select(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((slug, id)): Path<(String, i64)>,
+    Json(sel): Json<Selection>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, _) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        if rules.phase(Utc::now()) == competition::Phase::Ended {
+            return Err(ApiError::Conflict(
+                "final selections closed at the end".into(),
+            ));
+        }
+        let team = s
+            .store
+            .team_of(&slug, &user.name)?
+            .ok_or_else(|| ApiError::NotFound(format!("no scored submission {id} of your team")))?;
+        match s
+            .store
+            .select_entry(&slug, team.id, id, sel.selected, rules.selections)?
+        {
+            Ok(()) => Ok(Json(json!({"id": id, "selected": sel.selected}))),
+            Err(e @ crate::store::SelectError::NotYours(_)) => {
+                Err(ApiError::NotFound(e.to_string()))
+            }
+            Err(e) => Err(ApiError::Conflict(e.to_string())),
+        }
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BoardQuery {
+    #[serde(default)]
+    board: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/competitions/{slug}/leaderboard[?board=public|private|shakeup][&format=csv]`.
+/// Public for everyone who may see the competition; private and the
+/// shake-up for staff, and for everyone once revealed.
+pub async fn leaderboard(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+    Query(q): Query<BoardQuery>,
+) -> Result<Response, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, staff) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let which = q.board.as_deref().unwrap_or("public");
+        if which != "public" && !staff && !rules.private_visible(Utc::now(), row.revealed.is_some())
+        {
+            return Err(ApiError::Forbidden(
+                "the private leaderboard is not revealed yet".into(),
+            ));
+        }
+        let scored: Vec<board::Scored> = s
+            .store
+            .scored_entries(&slug)?
+            .into_iter()
+            .filter_map(|e| {
+                Some(board::Scored {
+                    team: e.team,
+                    submission: e.id,
+                    at: chrono::DateTime::parse_from_rfc3339(&e.submitted)
+                        .ok()?
+                        .with_timezone(&Utc),
+                    public: e.public_score?,
+                    private: e.private_score?,
+                    selected: e.selected,
+                })
+            })
+            .collect();
+        let names = s.store.team_names(&slug)?;
+        let higher = rules.metric.higher_is_better();
+        let public = board::public_board(&scored, higher);
+        let rows = match which {
+            "public" => views::standings(&public, &names, rules.decimals),
+            "private" => views::standings(
+                &board::private_board(&scored, higher, rules.selections as usize),
+                &names,
+                rules.decimals,
+            ),
+            "shakeup" => {
+                let private = board::private_board(&scored, higher, rules.selections as usize);
+                views::moves(&board::shake_up(&public, &private), &names)
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "board {other:?}: public, private or shakeup"
+                )));
+            }
+        };
+        if q.format.as_deref() == Some("csv") && which != "shakeup" {
+            let csv = views::standings_csv(&rows);
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{slug}-{which}.csv\""),
+                    ),
+                ],
+                csv,
+            )
+                .into_response());
+        }
+        Ok(Json(json!({"board": which, "higher_is_better": higher, "rows": rows})).into_response())
+    })
+    .await
+}

@@ -1,0 +1,301 @@
+//! The routes of a competition's staff: create and edit it, upload its
+//! participant files and its solution, publish it, reveal the private
+//! board, and read every submission.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use classroom::competition::{Rules, Solution, USAGE};
+use serde_json::{Value, json};
+
+use super::{may_create, offload, rules, slug, staff_only, views};
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::store::{CompetitionMark, CompetitionRow};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCompetition {
+    slug: String,
+    title: String,
+    #[serde(default)]
+    overview: String,
+    #[serde(default)]
+    rules_text: String,
+    rules: Rules,
+}
+
+fn checked(rules: &Rules) -> Result<String, ApiError> {
+    rules
+        .check()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    serde_json::to_string(rules).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `POST /api/competitions`: the caller becomes its staff.
+pub async fn create(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    may_create(&user)?;
+    let new: NewCompetition = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{slug, title, overview, rules_text, rules}}: {e}"
+        ))
+    })?;
+    offload(&s, &user, move |s, user| {
+        slug(&new.slug)?;
+        if new.title.trim().is_empty() {
+            return Err(ApiError::BadRequest("a competition needs a title".into()));
+        }
+        let row = CompetitionRow {
+            slug: new.slug.clone(),
+            title: new.title,
+            overview: new.overview,
+            rules_text: new.rules_text,
+            rules: checked(&new.rules)?,
+            created_by: user.name.clone(),
+            solution: None,
+            published: None,
+            revealed: None,
+            created: String::new(),
+            updated: String::new(),
+        };
+        if !s.store.create_competition(&row)? {
+            return Err(ApiError::Conflict(format!(
+                "competition {:?} already exists",
+                new.slug
+            )));
+        }
+        tracing::info!(competition = %new.slug, by = %user.name, "competition created");
+        let row = staff_only(s, user, &new.slug)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(views::competition(
+                &row,
+                &new.rules,
+                true,
+                chrono::Utc::now(),
+            )),
+        ))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    title: Option<String>,
+    overview: Option<String>,
+    rules_text: Option<String>,
+    rules: Option<Rules>,
+}
+
+/// `PATCH /api/competitions/{slug}`: texts and rules. The metric and the
+/// columns are fixed once anyone has submitted (their scores would mean
+/// something else); a new metric must still fit the solution.
+pub async fn change(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let change: Change = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{title, overview, rules_text, rules}}: {e}"
+        ))
+    })?;
+    offload(&s, &user, move |s, user| {
+        let mut row = staff_only(s, user, &name)?;
+        let old = rules(&row)?;
+        if let Some(new) = &change.rules {
+            let scoring_changed = new.metric != old.metric || new.columns != old.columns;
+            if scoring_changed && !s.store.entries(&name, None)?.is_empty() {
+                return Err(ApiError::Conflict(
+                    "the metric and columns cannot change once there are submissions".into(),
+                ));
+            }
+            if scoring_changed && row.solution.is_some() {
+                let bytes = std::fs::read(s.competitions.files.solution(&name))
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                Solution::parse(&bytes, usize::MAX, &new.columns, &new.metric).map_err(|e| {
+                    ApiError::BadRequest(format!("the solution does not fit the new metric: {e}"))
+                })?;
+            }
+            row.rules = checked(new)?;
+        }
+        if let Some(title) = change.title {
+            row.title = title;
+        }
+        if let Some(overview) = change.overview {
+            row.overview = overview;
+        }
+        if let Some(text) = change.rules_text {
+            row.rules_text = text;
+        }
+        s.store.update_competition(&row)?;
+        s.competitions.forget(&name);
+        let row = staff_only(s, user, &name)?;
+        Ok(Json(views::competition(
+            &row,
+            &rules(&row)?,
+            true,
+            chrono::Utc::now(),
+        )))
+    })
+    .await
+}
+
+/// `PUT /api/competitions/{slug}/solution`: the body is the solution CSV
+/// (id, target, `Usage`), checked against the metric before it replaces
+/// the old one. The answer gives row counts, never a target.
+pub async fn put_solution(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let row = staff_only(s, user, &name)?;
+        let rules = rules(&row)?;
+        if !s.store.entries(&name, None)?.is_empty() {
+            return Err(ApiError::Conflict(
+                "there are submissions already; a new solution would change their scores (rescoring is not built yet)".into(),
+            ));
+        }
+        let solution = Solution::parse(&body, usize::MAX, &rules.columns, &rules.metric).map_err(|e| {
+            ApiError::BadRequest(format!("the solution is refused: {e}"))
+        })?;
+        s.competitions
+            .files
+            .write(&s.competitions.files.solution(&name), &body)
+            .map_err(|e| ApiError::Internal(format!("cannot store the solution: {e}")))?;
+        let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
+        s.store.set_competition_solution(&name, &sha)?;
+        s.competitions.forget(&name);
+        tracing::info!(competition = %name, rows = solution.len(), by = %user.name, "solution stored");
+        Ok(Json(json!({
+            "rows": solution.len(),
+            "public": solution.board(classroom::competition::Usage::Public).len(),
+            "private": solution.board(classroom::competition::Usage::Private).len(),
+            "usage_column": USAGE,
+        })))
+    })
+    .await
+}
+
+/// `POST /api/competitions/{slug}/publish`: participants can see it and
+/// join. It needs a solution first.
+pub async fn publish(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let row = staff_only(s, user, &name)?;
+        if row.solution.is_none() {
+            return Err(ApiError::Conflict(
+                "upload the solution before publishing".into(),
+            ));
+        }
+        s.store
+            .mark_competition(&name, CompetitionMark::Published)?;
+        let row = staff_only(s, user, &name)?;
+        Ok(Json(views::competition(
+            &row,
+            &rules(&row)?,
+            true,
+            chrono::Utc::now(),
+        )))
+    })
+    .await
+}
+
+/// `POST /api/competitions/{slug}/reveal`: the private board shows to
+/// everyone. Only after the end.
+pub async fn reveal(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let row = staff_only(s, user, &name)?;
+        let rules = rules(&row)?;
+        let now = chrono::Utc::now();
+        if now < rules.end {
+            return Err(ApiError::Conflict(
+                "the private board can be revealed only after the end".into(),
+            ));
+        }
+        s.store.mark_competition(&name, CompetitionMark::Revealed)?;
+        tracing::info!(competition = %name, by = %user.name, "private board revealed");
+        let row = staff_only(s, user, &name)?;
+        Ok(Json(views::competition(&row, &rules, true, now)))
+    })
+    .await
+}
+
+/// A participant data file's name: one plain file name.
+pub(crate) fn data_name(name: &str) -> Result<&str, ApiError> {
+    let plain = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if plain {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "data file name {name:?}: letters, digits, '.', '-' and '_', not starting with '.', at most 200"
+        )))
+    }
+}
+
+/// `PUT /api/competitions/{slug}/data/{name}`: the body is the file.
+pub async fn put_data(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((name, file)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    offload(&s, &user, move |s, user| {
+        staff_only(s, user, &name)?;
+        let file = data_name(&file)?;
+        let path = s.competitions.files.data(&name, file);
+        let existed = path.exists();
+        s.competitions
+            .files
+            .write(&path, &body)
+            .map_err(|e| ApiError::Internal(format!("cannot store {file}: {e}")))?;
+        Ok(if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        })
+    })
+    .await
+}
+
+/// `DELETE /api/competitions/{slug}/data/{name}`.
+pub async fn remove_data(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((name, file)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    offload(&s, &user, move |s, user| {
+        staff_only(s, user, &name)?;
+        let file = data_name(&file)?;
+        match std::fs::remove_file(s.competitions.files.data(&name, file)) {
+            Ok(()) => Ok(StatusCode::NO_CONTENT),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ApiError::NotFound(format!("no data file {file:?}")))
+            }
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
+    })
+    .await
+}

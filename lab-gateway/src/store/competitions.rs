@@ -1,0 +1,421 @@
+//! Competitions in SQLite: the competition, its teams and members, and its
+//! submissions with both scores.
+//!
+//! A submission row is written once, whole, after its file is on disk and
+//! it has been checked and scored (scoring a CSV takes milliseconds), so a
+//! gateway killed at any moment leaves either no row (the participant was
+//! not answered, nothing counted) or a final one; never one stuck half way.
+//! The caps are checked in the same transaction as the insert, so fifty
+//! submissions at once cannot pass a cap of five.
+
+use rusqlite::{OptionalExtension as _, Row, params};
+
+use super::{Store, StoreError, now};
+
+/// A competition as stored. `rules` is `classroom::competition::Rules` as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompetitionRow {
+    pub slug: String,
+    pub title: String,
+    pub overview: String,
+    pub rules_text: String,
+    pub rules: String,
+    pub created_by: String,
+    /// The solution's SHA-256, once uploaded.
+    pub solution: Option<String>,
+    pub published: Option<String>,
+    pub revealed: Option<String>,
+    pub created: String,
+    pub updated: String,
+}
+
+/// A team and its members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRow {
+    pub id: i64,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// Where a submission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// Checked and scored; counts against the caps.
+    Scored,
+    /// The file was refused by the checks; costs nothing.
+    Rejected,
+    /// Scoring failed through no fault of the participant; costs nothing.
+    Failed,
+}
+
+impl EntryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryState::Scored => "scored",
+            EntryState::Rejected => "rejected",
+            EntryState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> EntryState {
+        match s {
+            "scored" => EntryState::Scored,
+            "rejected" => EntryState::Rejected,
+            _ => EntryState::Failed,
+        }
+    }
+
+    /// Whether it counts against the caps.
+    pub fn counted(self) -> bool {
+        self == EntryState::Scored
+    }
+}
+
+/// One submission to a competition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub id: i64,
+    pub competition: String,
+    pub team: i64,
+    pub user_name: String,
+    pub description: String,
+    pub file: String,
+    pub sha256: String,
+    pub submitted: String,
+    pub day: String,
+    pub state: EntryState,
+    pub public_score: Option<f64>,
+    pub private_score: Option<f64>,
+    pub error: Option<String>,
+    pub selected: bool,
+}
+
+const ENTRY_COLUMNS: &str = "id, competition, team, user_name, description, file, sha256, submitted, day, state, \
+     public_score, private_score, error, selected";
+
+fn entry_row(r: &Row<'_>) -> rusqlite::Result<EntryRow> {
+    Ok(EntryRow {
+        id: r.get(0)?,
+        competition: r.get(1)?,
+        team: r.get(2)?,
+        user_name: r.get(3)?,
+        description: r.get(4)?,
+        file: r.get(5)?,
+        sha256: r.get(6)?,
+        submitted: r.get(7)?,
+        day: r.get(8)?,
+        state: EntryState::parse(&r.get::<_, String>(9)?),
+        public_score: r.get(10)?,
+        private_score: r.get(11)?,
+        error: r.get(12)?,
+        selected: r.get::<_, i64>(13)? != 0,
+    })
+}
+
+const COMPETITION_COLUMNS: &str = "slug, title, overview, rules_text, rules, created_by, solution, published, revealed, created, updated";
+
+fn competition_row(r: &Row<'_>) -> rusqlite::Result<CompetitionRow> {
+    Ok(CompetitionRow {
+        slug: r.get(0)?,
+        title: r.get(1)?,
+        overview: r.get(2)?,
+        rules_text: r.get(3)?,
+        rules: r.get(4)?,
+        created_by: r.get(5)?,
+        solution: r.get(6)?,
+        published: r.get(7)?,
+        revealed: r.get(8)?,
+        created: r.get(9)?,
+        updated: r.get(10)?,
+    })
+}
+
+/// A selection the rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("no scored submission {0} of your team")]
+    NotYours(i64),
+    #[error("your team has already selected {0} final submissions; unselect one first")]
+    TooMany(u32),
+}
+
+impl Store {
+    /// Records a new competition; `false` if the slug is taken.
+    pub fn create_competition(&self, row: &CompetitionRow) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let added = c.execute(
+                "INSERT OR IGNORE INTO competitions (slug, title, overview, rules_text, rules, created_by, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                params![row.slug, row.title, row.overview, row.rules_text, row.rules, row.created_by, now()],
+            )?;
+            Ok(added == 1)
+        })
+    }
+
+    pub fn competition(&self, slug: &str) -> Result<Option<CompetitionRow>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {COMPETITION_COLUMNS} FROM competitions WHERE slug = ?1"),
+                params![slug],
+                competition_row,
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn competitions(&self) -> Result<Vec<CompetitionRow>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .prepare(&format!(
+                    "SELECT {COMPETITION_COLUMNS} FROM competitions ORDER BY created, slug"
+                ))?
+                .query_map([], competition_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Sets what staff edit: title, texts and rules.
+    pub fn update_competition(&self, row: &CompetitionRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE competitions SET title = ?2, overview = ?3, rules_text = ?4, rules = ?5, updated = ?6 WHERE slug = ?1",
+                params![row.slug, row.title, row.overview, row.rules_text, row.rules, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn set_competition_solution(&self, slug: &str, sha256: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE competitions SET solution = ?2, updated = ?3 WHERE slug = ?1",
+                params![slug, sha256, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Publishes (participants see it) or reveals (the private board shows).
+    pub fn mark_competition(&self, slug: &str, what: CompetitionMark) -> Result<(), StoreError> {
+        let column = match what {
+            CompetitionMark::Published => "published",
+            CompetitionMark::Revealed => "revealed",
+        };
+        self.with(|c| {
+            c.execute(
+                &format!("UPDATE competitions SET {column} = COALESCE({column}, ?2), updated = ?2 WHERE slug = ?1"),
+                params![slug, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The caller's team, joining the competition with a team of their own
+    /// (named after them) if they have none.
+    pub fn join_competition(&self, slug: &str, user: &str) -> Result<TeamRow, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let team: Option<i64> = tx
+                .query_row(
+                    "SELECT team FROM competition_members WHERE competition = ?1 AND user_name = ?2",
+                    params![slug, user],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if team.is_none() {
+                // A team name taken by another team gets a suffix.
+                let mut name = user.to_string();
+                let mut n = 1;
+                while tx
+                    .query_row(
+                        "SELECT 1 FROM competition_teams WHERE competition = ?1 AND name = ?2",
+                        params![slug, name],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some()
+                {
+                    n += 1;
+                    name = format!("{user}-{n}");
+                }
+                let at = now();
+                tx.execute(
+                    "INSERT INTO competition_teams (competition, name, created) VALUES (?1, ?2, ?3)",
+                    params![slug, name, at],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "INSERT INTO competition_members (competition, user_name, team, joined) VALUES (?1, ?2, ?3, ?4)",
+                    params![slug, user, id, at],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })?;
+        self.team_of(slug, user)?
+            .ok_or_else(|| StoreError::NoUser(user.to_string()))
+    }
+
+    /// The team `user` is on, if they joined.
+    pub fn team_of(&self, slug: &str, user: &str) -> Result<Option<TeamRow>, StoreError> {
+        self.with(|c| {
+            let Some((id, name)) = c
+                .query_row(
+                    "SELECT t.id, t.name FROM competition_members m JOIN competition_teams t ON t.id = m.team
+                     WHERE m.competition = ?1 AND m.user_name = ?2",
+                    params![slug, user],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let members = c
+                .prepare("SELECT user_name FROM competition_members WHERE team = ?1 ORDER BY joined, user_name")?
+                .query_map(params![id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(Some(TeamRow { id, name, members }))
+        })
+    }
+
+    /// Every team's name, by id.
+    pub fn team_names(
+        &self,
+        slug: &str,
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .prepare("SELECT id, name FROM competition_teams WHERE competition = ?1")?
+                .query_map(params![slug], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Records a finished submission. A counted one is recorded only if
+    /// `allow`, given the team's counted submissions today (`row.day`) and
+    /// in all, lets it, in the same transaction as the insert.
+    pub fn add_entry_if<E>(
+        &self,
+        row: &EntryRow,
+        allow: impl FnOnce(u32, u32) -> Result<(), E>,
+    ) -> Result<Result<i64, E>, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            if row.state.counted() {
+                let (today, total): (i64, i64) = tx.query_row(
+                    "SELECT COALESCE(SUM(day = ?3), 0), COUNT(*) FROM competition_submissions
+                     WHERE competition = ?1 AND team = ?2 AND counted = 1",
+                    params![row.competition, row.team, row.day],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+                if let Err(refused) = allow(count(today), count(total)) {
+                    return Ok(Err(refused));
+                }
+            }
+            tx.execute(
+                "INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
+                     submitted, day, state, counted, public_score, private_score, error, selected)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0)",
+                params![
+                    row.competition,
+                    row.team,
+                    row.user_name,
+                    row.description,
+                    row.file,
+                    row.sha256,
+                    row.submitted,
+                    row.day,
+                    row.state.as_str(),
+                    row.state.counted(),
+                    row.public_score,
+                    row.private_score,
+                    row.error,
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Ok(id))
+        })
+    }
+
+    /// A competition's submissions, newest first: a team's, or all.
+    pub fn entries(&self, slug: &str, team: Option<i64>) -> Result<Vec<EntryRow>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .prepare(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM competition_submissions
+                     WHERE competition = ?1 AND (?2 IS NULL OR team = ?2) ORDER BY id DESC"
+                ))?
+                .query_map(params![slug, team], entry_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Every scored submission, for the boards.
+    pub fn scored_entries(&self, slug: &str) -> Result<Vec<EntryRow>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .prepare(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM competition_submissions
+                     WHERE competition = ?1 AND state = 'scored' ORDER BY id"
+                ))?
+                .query_map(params![slug], entry_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Selects or unselects one of `team`'s scored submissions as final,
+    /// keeping at most `max` selected, in one transaction.
+    pub fn select_entry(
+        &self,
+        slug: &str,
+        team: i64,
+        id: i64,
+        selected: bool,
+        max: u32,
+    ) -> Result<Result<(), SelectError>, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let found: Option<bool> = tx
+                .query_row(
+                    "SELECT selected FROM competition_submissions
+                     WHERE id = ?1 AND competition = ?2 AND team = ?3 AND state = 'scored'",
+                    params![id, slug, team],
+                    |r| Ok(r.get::<_, i64>(0)? != 0),
+                )
+                .optional()?;
+            let Some(already) = found else {
+                return Ok(Err(SelectError::NotYours(id)));
+            };
+            if selected && !already {
+                let count: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM competition_submissions WHERE competition = ?1 AND team = ?2 AND selected = 1",
+                    params![slug, team],
+                    |r| r.get(0),
+                )?;
+                if count >= i64::from(max) {
+                    return Ok(Err(SelectError::TooMany(max)));
+                }
+            }
+            tx.execute(
+                "UPDATE competition_submissions SET selected = ?2 WHERE id = ?1",
+                params![id, selected],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+    }
+}
+
+/// What [`Store::mark_competition`] sets, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompetitionMark {
+    Published,
+    Revealed,
+}

@@ -1,0 +1,285 @@
+"""Competitions end to end through a real `lab serve` (issue 16): a trainer creates one with a
+hidden solution, participants join and submit CSVs over HTTP, the caps hold under a race of
+fifty, the boards rank, finals are picked, and nothing of the solution leaks before the reveal.
+
+Marker values are planted in the solution (the negative class's label and the ids' Usage are
+what a participant must never learn); every response body, every file under the users'
+folders and the gateway's log are scanned for them.
+"""
+import csv
+import io
+import json
+import random
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import os
+import subprocess
+
+import pytest
+
+from test_gateway import LAB, VENV_DATA, free_port, start_lab
+
+RUN = uuid.uuid4().hex[:8]
+NEG = f"neg-MARKER-{RUN}"
+SEEN = []  # every response body, for the leak scan
+
+
+def add_user(data, name, role):
+    return subprocess.run([str(LAB), "user", "add", name, "--role", role, "--data-dir", str(data)],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    data = tmp_path_factory.mktemp("lab-data")
+    port = free_port()
+    env = dict(os.environ, JUPYTER_PATH=str(VENV_DATA), LAB_LOG="debug")
+    proc, token, _ = start_lab(data, port, env)
+    tokens = {"admin": token}
+    for name, role in (("tess", "trainer"), ("pat", "engineer"), ("quinn", "engineer"), ("rob", "engineer")):
+        tokens[name] = add_user(data, name, role)
+    yield {"url": f"http://127.0.0.1:{port}", "tokens": tokens, "data": data, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def call(lab, who, method, path, body=None, raw=None, content_type="application/json"):
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(lab["url"] + path, method=method, data=data,
+                                 headers={"Authorization": f"token {lab['tokens'][who]}",
+                                          "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            text = r.read().decode()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        status = e.code
+    SEEN.append(text)
+    try:
+        return status, json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return status, text
+
+
+def iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_data(n=400, seed=7):
+    rnd = random.Random(seed)
+    ids = [f"t{i:04d}" for i in range(n)]
+    labels = ["pos" if rnd.random() < 0.4 else NEG for _ in ids]
+    usage = ["Public" if i % 2 == 0 else "Private" for i in range(n)]
+    solution = "id,target,Usage\n" + "".join(f"{i},{l},{u}\n" for i, l, u in zip(ids, labels, usage))
+    return ids, labels, usage, solution
+
+
+def submission(ids, labels, skill, seed):
+    """Scores that separate pos from neg with some skill."""
+    rnd = random.Random(seed)
+    rows = [f"{i},{(1.0 if l == 'pos' else 0.0) * skill + rnd.random():.6f}\n" for i, l in zip(ids, labels)]
+    return ("id,target\n" + "".join(rows)).encode()
+
+
+def create(lab, slug, daily_cap=5, end_in=timedelta(days=10)):
+    now = datetime.now(timezone.utc)
+    rules = {
+        "metric": {"name": "roc_auc", "positive": "pos"},
+        "start": iso(now - timedelta(days=2)),
+        "merger_deadline": iso(now + end_in / 2),
+        "end": iso(now + end_in),
+        "daily_cap": daily_cap,
+        "selections": 2,
+        "decimals": 4,
+    }
+    status, body = call(lab, "tess", "POST", "/api/competitions",
+                        {"slug": slug, "title": f"Spirals {slug}", "overview": "# Find the spirals", "rules": rules})
+    assert status == 201, body
+    return rules
+
+
+def test_a_competition_from_creation_to_reveal(lab):
+    ids, labels, usage, solution = make_data()
+    rules = create(lab, "spirals")
+    # Not published: participants get the 404 of a competition that does not exist.
+    assert call(lab, "pat", "GET", "/api/competitions/spirals")[0] == 404
+    assert call(lab, "pat", "POST", "/api/competitions", {"slug": "x", "title": "x", "rules": rules})[0] == 403
+    status, body = call(lab, "tess", "POST", "/api/competitions/spirals/publish")
+    assert status == 409 and "solution" in body["message"]
+    # A solution that does not fit the metric is refused, naming line and column.
+    status, body = call(lab, "tess", "PUT", "/api/competitions/spirals/solution",
+                        raw=b"id,target,Usage\na,pos,Public\nb,neg,Secret\n", content_type="text/csv")
+    assert status == 400 and 'line 3, column "Usage"' in body["message"], body
+    status, body = call(lab, "tess", "PUT", "/api/competitions/spirals/solution", raw=solution.encode(),
+                        content_type="text/csv")
+    assert status == 200 and body["rows"] == 400 and body["public"] == 200, body
+    features = "id,x,y\n" + "".join(f"{i},{k * 0.1:.1f},{k * 0.2:.1f}\n" for k, i in enumerate(ids))
+    assert call(lab, "tess", "PUT", "/api/competitions/spirals/data/test.csv", raw=features.encode(),
+                content_type="text/csv")[0] == 201
+    assert call(lab, "tess", "POST", "/api/competitions/spirals/publish")[0] == 200
+
+    # Participants: see it, join, submit.
+    status, listing = call(lab, "pat", "GET", "/api/competitions")
+    assert status == 200 and [c["slug"] for c in listing] == ["spirals"] and listing[0]["joined"] is False
+    assert "has_solution" not in listing[0]
+    status, body = call(lab, "pat", "POST", "/api/competitions/spirals/submissions",
+                        raw=submission(ids, labels, 0.5, 1), content_type="text/csv")
+    assert status == 403 and "join" in body["message"]
+    for who in ("pat", "quinn", "rob"):
+        status, team = call(lab, who, "POST", "/api/competitions/spirals/join")
+        assert status == 200 and team["members"] == [who], team
+    status, got = call(lab, "pat", "GET", "/api/competitions/spirals")
+    assert got["team"]["name"] == "pat" and got["submissions"]["today"] == 0 and got["data"] == [
+        {"name": "test.csv", "size": len(features)}]
+
+    scores = {}
+    for who, skill, seed in (("pat", 0.3, 1), ("pat", 0.9, 2), ("quinn", 0.6, 3), ("rob", 0.1, 4)):
+        status, body = call(lab, who, "POST", f"/api/competitions/spirals/submissions?description={who}{seed}",
+                            raw=submission(ids, labels, skill, seed), content_type="text/csv")
+        assert status == 201, body
+        assert body["state"] == "scored" and 0.5 < body["public_score"] <= 1.0, body
+        assert "private_score" not in body, "no private score before the reveal"
+        scores[(who, seed)] = body
+
+    # A file with problems: 422 naming each, stored, costs nothing.
+    bad = b"id,target\nt0000,0.5\nt0000,0.2\nnope,0.1\nt0002,NaN\n"
+    status, body = call(lab, "quinn", "POST", "/api/competitions/spirals/submissions", raw=bad,
+                        content_type="text/csv")
+    assert status == 422, body
+    text = " ".join(p.get("message", "") for p in body["problems"])
+    assert 'id "t0000" is also on line 2' in text and 'id "nope" is not in the test set' in text, body
+    assert any(p.get("line") == 5 and p.get("column") == "target" for p in body["problems"]), body
+    assert body["submission"]["state"] == "rejected"
+    status, got = call(lab, "quinn", "GET", "/api/competitions/spirals")
+    assert got["submissions"]["today"] == 1, "the rejected file cost nothing"
+
+    # From the participant's own folder.
+    csv_text = submission(ids, labels, 0.7, 5).decode()
+    status, _ = call(lab, "rob", "PUT", "/api/contents/preds.csv",
+                     {"type": "file", "format": "text", "content": csv_text})
+    assert status in (200, 201)
+    status, body = call(lab, "rob", "POST", "/api/competitions/spirals/submissions",
+                        {"path": "preds.csv", "description": "from my folder"})
+    assert status == 201 and body["description"] == "from my folder", body
+    scores[("rob", 5)] = body
+    assert call(lab, "rob", "POST", "/api/competitions/spirals/submissions", {"path": "../pat/x.csv"})[0] in (403, 404)
+
+    # `lab submit`, as a notebook's shell line would run it.
+    path = lab["data"].parent / f"cli-{RUN}.csv"
+    path.write_bytes(submission(ids, labels, 0.2, 6))
+    cli = [str(LAB), "submit", "spirals", str(path), "--url", lab["url"], "--token", lab["tokens"]["quinn"]]
+    r = subprocess.run([*cli, "-m", "from the CLI"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "public score 0." in r.stdout, (r.stdout, r.stderr)
+    path.write_bytes(b"id,target\nt0000,x\n")
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and 'line 2, column "target"' in r.stderr and "nothing was counted" in r.stderr, r.stderr
+    status, quinns = call(lab, "quinn", "GET", "/api/competitions/spirals/submissions")
+    cli_entry = next(e for e in quinns if e["description"] == "from the CLI")
+    scores[("quinn", 6)] = cli_entry
+
+    # Each team sees only its own submissions.
+    status, mine = call(lab, "pat", "GET", "/api/competitions/spirals/submissions?all=true")
+    assert {e["user"] for e in mine} == {"pat"} and len(mine) == 2
+    assert all("private_score" not in e for e in mine)
+
+    # The public board: one row per team, best public score first.
+    status, board = call(lab, "rob", "GET", "/api/competitions/spirals/leaderboard")
+    best = {}
+    for (who, _), e in scores.items():
+        best[who] = max(best.get(who, 0.0), e["public_score"])
+    assert status == 200 and [r["team"] for r in board["rows"]] == sorted(best, key=lambda t: -best[t]), board
+    ranked = [float(r["score"]) for r in board["rows"]]
+    assert ranked == sorted(ranked, reverse=True) and len(ranked) == 3
+    assert all(len(r["score"].split(".")[1]) == 4 for r in board["rows"]), "4 decimals shown"
+    status, body = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private")
+    assert status == 403, body
+    status, body = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=shakeup")
+    assert status == 403, body
+    status, staff_board = call(lab, "tess", "GET", "/api/competitions/spirals/leaderboard?board=private")
+    assert status == 200 and len(staff_board["rows"]) == 3
+
+    # Finals: pat picks the weaker one; at most 2.
+    weaker = scores[("pat", 1)]["id"]
+    assert call(lab, "pat", "PUT", f"/api/competitions/spirals/submissions/{weaker}/selected", {"selected": True})[0] == 200
+    assert call(lab, "quinn", "PUT", f"/api/competitions/spirals/submissions/{weaker}/selected",
+                {"selected": True})[0] == 404, "not quinn's"
+
+    # Reveal only after the end; staff move the end into the past, then reveal.
+    status, body = call(lab, "tess", "POST", "/api/competitions/spirals/reveal")
+    assert status == 409, body
+    now = datetime.now(timezone.utc)
+    ended = dict(rules, end=iso(now - timedelta(seconds=1)), merger_deadline=iso(now - timedelta(days=1)),
+                 reveal="by_staff")
+    assert call(lab, "tess", "PATCH", "/api/competitions/spirals", {"rules": ended})[0] == 200
+    status, body = call(lab, "pat", "POST", "/api/competitions/spirals/submissions",
+                        raw=submission(ids, labels, 0.9, 9), content_type="text/csv")
+    assert status == 409 and "ended" in body["message"], body
+    assert call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private")[0] == 403
+    scan_for_leaks(lab)
+
+    assert call(lab, "tess", "POST", "/api/competitions/spirals/reveal")[0] == 200
+    status, private = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private")
+    assert status == 200 and len(private["rows"]) == 3
+    # pat's private score is that of the submission pat selected, not of pat's best.
+    status, mine = call(lab, "pat", "GET", "/api/competitions/spirals/submissions")
+    selected = next(e for e in mine if e["selected"])
+    pat_row = next(r for r in private["rows"] if r["team"] == "pat")
+    assert pat_row["score"] == selected["private_shown"], (pat_row, selected)
+    status, shake = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=shakeup")
+    assert status == 200 and {m["team"] for m in shake["rows"]} == {"pat", "quinn", "rob"}
+    for m in shake["rows"]:
+        assert m["change"] == m["public_rank"] - m["private_rank"]
+    status, text = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private&format=csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["team"] for r in rows] == [r["team"] for r in private["rows"]]
+
+
+def test_fifty_concurrent_submissions_pass_a_daily_cap_of_five_exactly(lab):
+    ids, labels, usage, solution = make_data(seed=11)
+    create(lab, "race", daily_cap=5)
+    assert call(lab, "tess", "PUT", "/api/competitions/race/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    assert call(lab, "tess", "POST", "/api/competitions/race/publish")[0] == 200
+    assert call(lab, "quinn", "POST", "/api/competitions/race/join")[0] == 200
+    body = submission(ids, labels, 0.5, 3)
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        r = call(lab, "quinn", "POST", "/api/competitions/race/submissions", raw=body, content_type="text/csv")
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    statuses = sorted(s for s, _ in results)
+    assert len(results) == 50
+    assert statuses.count(201) == 5 and statuses.count(429) == 45, statuses
+    refused = next(b for s, b in results if s == 429)
+    assert refused["made"] == 5 and refused["cap"] == 5 and refused["resets_at"].endswith("T00:00:00.000000Z"), refused
+    assert "resets at" in refused["message"]
+    status, mine = call(lab, "quinn", "GET", "/api/competitions/race/submissions")
+    assert len(mine) == 5, "a refused submission is not stored"
+    # A rejected file is still accepted for checking (and costs nothing) after the cap.
+    status, body = call(lab, "quinn", "POST", "/api/competitions/race/submissions", raw=b"id,target\n",
+                        content_type="text/csv")
+    assert status in (422, 429), body
+
+
+def scan_for_leaks(lab):
+    """No response, no file under the users' folders and no log line names the hidden label."""
+    for text in SEEN:
+        assert NEG not in text, text[:500]
+        assert "solution.csv" not in text, text[:500]
+    for path in (lab["data"] / "users").rglob("*"):
+        if path.is_file():
+            assert NEG.encode() not in path.read_bytes(), path
+    assert NEG not in (lab["data"] / "lab.log").read_text()
