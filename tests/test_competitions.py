@@ -86,7 +86,7 @@ def submission(ids, labels, skill, seed):
     return ("id,target\n" + "".join(rows)).encode()
 
 
-def create(lab, slug, daily_cap=5, end_in=timedelta(days=10)):
+def create(lab, slug, daily_cap=5, end_in=timedelta(days=10), max_bytes=None):
     now = datetime.now(timezone.utc)
     rules = {
         "metric": {"name": "roc_auc", "positive": "pos"},
@@ -97,6 +97,8 @@ def create(lab, slug, daily_cap=5, end_in=timedelta(days=10)):
         "selections": 2,
         "decimals": 4,
     }
+    if max_bytes:
+        rules["max_bytes"] = max_bytes
     status, body = call(lab, "tess", "POST", "/api/competitions",
                         {"slug": slug, "title": f"Spirals {slug}", "overview": "# Find the spirals", "rules": rules})
     assert status == 201, body
@@ -105,7 +107,7 @@ def create(lab, slug, daily_cap=5, end_in=timedelta(days=10)):
 
 def test_a_competition_from_creation_to_reveal(lab):
     ids, labels, usage, solution = make_data()
-    rules = create(lab, "spirals")
+    rules = create(lab, "spirals", max_bytes=10 << 20)
     # Not published: participants get the 404 of a competition that does not exist.
     assert call(lab, "pat", "GET", "/api/competitions/spirals")[0] == 404
     assert call(lab, "pat", "POST", "/api/competitions", {"slug": "x", "title": "x", "rules": rules})[0] == 403
@@ -157,6 +159,14 @@ def test_a_competition_from_creation_to_reveal(lab):
     assert body["submission"]["state"] == "rejected"
     status, got = call(lab, "quinn", "GET", "/api/competitions/spirals")
     assert got["submissions"]["today"] == 1, "the rejected file cost nothing"
+    # Missing ids are listed by id, never in the solution's order.
+    status, body = call(lab, "quinn", "POST", "/api/competitions/spirals/submissions",
+                        raw=b"id,target\nt0003,0.5\n", content_type="text/csv")
+    assert status == 422 and '399 ids of the test set are missing: "t0000", "t0001", "t0002", "t0004", "t0005"' in body["message"], body
+    # Over the competition's size: 413 before anything is read or kept.
+    huge = b"id,target\n" + b"t0000,0.5\n" * ((11 << 20) // 10)
+    assert call(lab, "quinn", "POST", "/api/competitions/spirals/submissions", raw=huge,
+                content_type="text/csv")[0] == 413
 
     # From the participant's own folder.
     csv_text = submission(ids, labels, 0.7, 5).decode()
@@ -181,6 +191,12 @@ def test_a_competition_from_creation_to_reveal(lab):
     status, quinns = call(lab, "quinn", "GET", "/api/competitions/spirals/submissions")
     cli_entry = next(e for e in quinns if e["description"] == "from the CLI")
     scores[("quinn", 6)] = cli_entry
+
+    # Only scored files are kept; a refused one is recorded without its file.
+    kept = list((lab["data"] / "competitions" / "spirals" / "submissions").iterdir())
+    status, every = call(lab, "tess", "GET", "/api/competitions/spirals/submissions?all=true")
+    assert len(kept) == sum(e["state"] == "scored" for e in every) == 6, (kept, every)
+    assert all(e["public_score"] == round(e["public_score"], 4) for e in mine_all(lab, "rob")), "rounded"
 
     # Each team sees only its own submissions.
     status, mine = call(lab, "pat", "GET", "/api/competitions/spirals/submissions?all=true")
@@ -272,6 +288,10 @@ def test_fifty_concurrent_submissions_pass_a_daily_cap_of_five_exactly(lab):
     status, body = call(lab, "quinn", "POST", "/api/competitions/race/submissions", raw=b"id,target\n",
                         content_type="text/csv")
     assert status in (422, 429), body
+
+
+def mine_all(lab, who):
+    return call(lab, who, "GET", "/api/competitions/spirals/submissions")[1]
 
 
 def scan_for_leaks(lab):

@@ -46,7 +46,7 @@ pub enum Column {
 /// Longest stretch of a participant's value quoted back in a message.
 const QUOTE: usize = 40;
 
-fn quoted(raw: &str) -> String {
+pub(crate) fn quoted(raw: &str) -> String {
     match raw.char_indices().nth(QUOTE) {
         Some((cut, _)) => format!("{:?}…", &raw[..cut]),
         None => format!("{raw:?}"),
@@ -88,10 +88,14 @@ impl Column {
         match (self, kind) {
             (Column::Labels(v), Kind::Label) => v.push(raw.to_string()),
             (Column::Integers(v), Kind::Integer) => {
-                let n = raw
-                    .parse::<i64>()
-                    .map_err(|_| format!("{} is not {kind}", quoted(raw)))?;
-                v.push(n);
+                // "3" and "3.0" are the same rating, as sklearn reads them.
+                let n = raw.parse::<i64>().ok().or_else(|| {
+                    raw.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+                        .map(|x| x as i64)
+                });
+                v.push(n.ok_or_else(|| format!("{} is not {kind}", quoted(raw)))?);
             }
             (Column::Reals(v), Kind::Real | Kind::AboveMinusOne | Kind::Probability) => {
                 let x = raw

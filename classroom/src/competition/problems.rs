@@ -73,11 +73,16 @@ pub struct Problems {
 }
 
 impl Problems {
+    /// Adds one; a column name (which may come from the file) is cut to
+    /// 80 characters.
     pub fn add(&mut self, line: Option<u64>, column: Option<&str>, message: impl Into<String>) {
         if self.shown.len() < SHOWN {
             self.shown.push(Problem {
                 line,
-                column: column.map(str::to_string),
+                column: column.map(|c| match c.char_indices().nth(80) {
+                    Some((cut, _)) => format!("{}…", &c[..cut]),
+                    None => c.to_string(),
+                }),
                 message: message.into(),
             });
         } else {

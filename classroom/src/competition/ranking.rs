@@ -7,6 +7,8 @@
 //! ours is the `apk`/`mapk` of Kaggle's ml_metrics, which Kaggle's
 //! competitions use, and the fixture script compares against that.
 
+use std::collections::HashSet;
+
 use super::Undefined;
 use super::sum::{Sum, mean};
 
@@ -89,14 +91,14 @@ pub fn average_precision_at_k<S: AsRef<str>>(relevant: &[S], predicted: &[S], k:
     if relevant.is_empty() || k == 0 {
         return 0.0;
     }
-    let predicted = &predicted[..predicted.len().min(k)];
+    let relevant_set: HashSet<&str> = relevant.iter().map(AsRef::as_ref).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut hits = 0.0;
     let mut score = Sum::default();
-    for (i, p) in predicted.iter().enumerate() {
+    for (i, p) in predicted.iter().take(k).enumerate() {
         let p = p.as_ref();
-        let relevant_hit = relevant.iter().any(|r| r.as_ref() == p);
-        let seen = predicted[..i].iter().any(|q| q.as_ref() == p);
-        if relevant_hit && !seen {
+        // `insert` is false for a repeat: ml_metrics' `p not in predicted[:i]`.
+        if seen.insert(p) && relevant_set.contains(p) {
             hits += 1.0;
             score.add(hits / (i as f64 + 1.0));
         }

@@ -16,11 +16,13 @@ pub struct Scores {
     pub private: f64,
 }
 
-/// A board on which the metric is undefined for this submission (a
-/// quadratic weighted kappa where every row has one rating, say): the
-/// competition's fault, not the participant's.
+/// A board on which the metric is undefined for this submission. The
+/// solution's checks at upload leave no way to get here with a valid
+/// submission; if one is found, it is the platform's fault, not the
+/// participant's. Its message names no board (which board failed would
+/// tell something about that board's rows); `board` is for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the metric is not defined on the {board} rows: {reason}")]
+#[error("the submission could not be scored")]
 pub struct ScoringError {
     pub board: &'static str,
     pub reason: &'static str,

@@ -145,7 +145,25 @@ impl Solution {
         problems.finish(solution)
     }
 
+    /// Refuses a solution on which some valid submission would not score:
+    /// a failed scoring must never tell a participant anything about the
+    /// boards, so every way to fail is closed here, at upload.
     fn check_boards(&self, metric: &Metric, target: &str, problems: &mut Problems) {
+        // A binary average: exactly two labels over all rows, one of them the
+        // positive one (predictions are held to those two), so no label a
+        // participant submits can tell one board from the other.
+        if let Metric::Rates {
+            average: super::Average::Binary { positive },
+            ..
+        } = metric
+            && (self.labels.len() != 2 || !self.labels.contains(positive))
+        {
+            problems.add(
+                None,
+                Some(target),
+                format!("a binary average needs exactly two labels in all rows, one of them the positive label {positive:?}"),
+            );
+        }
         for (board, rows) in [("Public", &self.public), ("Private", &self.private)] {
             if rows.is_empty() {
                 problems.add(
@@ -172,19 +190,20 @@ impl Solution {
                         ),
                     );
                 }
-                // sklearn refuses a binary average over more than two labels,
-                // or over two that leave out the positive one.
-                Metric::Rates {
-                    average: super::Average::Binary { positive },
-                    ..
-                } if present.len() > 2
-                    || (present.len() == 2 && !present.contains(positive.as_str())) =>
-                {
-                    problems.add(
-                        None,
-                        Some(target),
-                        format!("the {board} rows need at most two labels, one of them the positive label {positive:?}"),
-                    );
+                // A board with one rating makes the kappa undefined for a
+                // submission that predicts that rating everywhere.
+                Metric::QuadraticWeightedKappa => {
+                    let ratings: BTreeSet<i64> = match &self.target {
+                        Column::Integers(v) => rows.iter().map(|r| v[*r]).collect(),
+                        _ => BTreeSet::new(),
+                    };
+                    if ratings.len() < 2 {
+                        problems.add(
+                            None,
+                            Some(target),
+                            format!("the {board} rows need at least two different ratings"),
+                        );
+                    }
                 }
                 _ => {}
             }

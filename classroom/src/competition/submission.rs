@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::column::{Column, Kind};
+use super::column::{Column, Kind, quoted};
 use super::metric::Metric;
 use super::problems::{Problems, Rejection};
 use super::solution::{Columns, Solution};
@@ -86,14 +86,14 @@ pub fn read(
                 problems.add(
                     Some(row.line),
                     Some(&columns.id),
-                    format!("id {id:?} is also on line {first}"),
+                    format!("id {} is also on line {first}", quoted(id)),
                 );
             } else {
                 unknown_at.insert(id.to_string(), row.line);
                 problems.add(
                     Some(row.line),
                     Some(&columns.id),
-                    format!("id {id:?} is not in the test set"),
+                    format!("id {} is not in the test set", quoted(id)),
                 );
             }
             return;
@@ -102,7 +102,7 @@ pub fn read(
             problems.add(
                 Some(row.line),
                 Some(&columns.id),
-                format!("id {id:?} is also on line {first}"),
+                format!("id {} is also on line {first}", quoted(id)),
             );
             return;
         }
@@ -116,7 +116,7 @@ pub fn read(
                 problems.add(
                     Some(row.line),
                     Some(name),
-                    format!("{raw:?} is not a label of this competition"),
+                    format!("{} is not a label of this competition", quoted(raw)),
                 );
                 continue;
             }
@@ -126,17 +126,20 @@ pub fn read(
             }
         }
     });
-    let missing: Vec<&str> = slots
+    // Sorted by id, never in the solution's order: that order may follow
+    // the boards or the targets.
+    let mut missing: Vec<&str> = slots
         .iter()
         .enumerate()
         .filter(|(_, s)| s.is_none())
         .map(|(row, _)| solution.ids()[row].as_str())
         .collect();
+    missing.sort_unstable();
     if !missing.is_empty() {
         let shown: Vec<String> = missing
             .iter()
             .take(MISSING_SHOWN)
-            .map(|id| format!("{id:?}"))
+            .map(|id| quoted(id))
             .collect();
         let rest = missing.len().saturating_sub(MISSING_SHOWN);
         problems.add(

@@ -449,3 +449,84 @@ fn boards_rank_best_scores_with_ties_to_the_earlier_submission() {
     assert_eq!(low[0].team, 3);
     assert_eq!(board::shown(0.123456789, 4), "0.1235");
 }
+
+#[test]
+fn a_kappa_over_every_distinct_rating_takes_linear_memory() {
+    // 200,000 distinct ratings: a confusion matrix would be 320 GB.
+    let t: Vec<i64> = (0..200_000).collect();
+    let p: Vec<i64> = (0..200_000).map(|x| x + 1).collect();
+    let k = quadratic_weighted_kappa(&t, &p).unwrap();
+    assert!(k > 0.99 && k < 1.0, "{k}");
+    // "3.0" is the rating 3, as sklearn reads it.
+    let mut c = Column::new(Kind::Integer, 1);
+    c.push(Kind::Integer, "3.0").unwrap();
+    assert_eq!(c, Column::Integers(vec![3]));
+    assert!(c.push(Kind::Integer, "3.5").is_err());
+}
+
+#[test]
+fn a_solution_on_which_some_valid_submission_would_not_score_is_refused() {
+    let check = |csv: &str, metric: &Metric| {
+        Solution::parse(csv.as_bytes(), 1 << 20, &Columns::default(), metric)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let binary = Metric::Rates {
+        rate: Rate::F1,
+        average: Average::Binary {
+            positive: "1".into(),
+        },
+    };
+    // Two labels per board, three in all (an Ignored row's included).
+    let err = check(
+        "id,target,Usage\na,1,Public\nb,0,Public\nc,1,Private\nd,2,Private\n",
+        &binary,
+    )
+    .unwrap_err();
+    assert!(err.contains("exactly two labels"), "{err}");
+    let err = check(
+        "id,target,Usage\na,1,Public\nb,0,Public\nc,1,Private\nd,0,Private\ne,x,Ignored\n",
+        &binary,
+    )
+    .unwrap_err();
+    assert!(err.contains("exactly two labels"), "{err}");
+    check(
+        "id,target,Usage\na,1,Public\nb,0,Public\nc,1,Private\nd,0,Private\n",
+        &binary,
+    )
+    .unwrap();
+    // One rating on a board: a constant prediction would leave the kappa undefined there.
+    let err = check(
+        "id,target,Usage\na,3,Public\nb,3,Public\nc,1,Private\nd,2,Private\n",
+        &Metric::QuadraticWeightedKappa,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the Public rows need at least two different ratings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_ids_are_listed_by_id_never_in_the_solutions_order() {
+    // The solution lists z before a; a rejection must not give that order away.
+    let sol = Solution::parse(
+        b"id,target,Usage\nz,1,Public\ny,0,Private\na,0,Public\nb,1,Private\n",
+        1 << 20,
+        &Columns::default(),
+        &auc(),
+    )
+    .unwrap();
+    let err = submission::read(b"id,target\n", 1 << 20, &Columns::default(), &auc(), &sol)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"4 ids of the test set are missing: "a", "b", "y", "z""#),
+        "{err}"
+    );
+    // A repeated prediction counts once for MAP@K, with K past the list.
+    close(
+        average_precision_at_k(&s(&["a", "b"]), &s(&["a", "a", "b"]), 10),
+        (1.0 + 2.0 / 3.0) / 2.0,
+    );
+}

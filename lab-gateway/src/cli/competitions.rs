@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use classroom::competition::{self, Columns, Metric, MetricSpec, Solution};
 
-/// The largest file `score` reads, as the gateway's default.
+/// The largest file `score` reads (a solution or submission of some
+/// millions of rows; the gateway's own limit is the competition's `max_bytes`).
 const MAX_BYTES: usize = 512 << 20;
 
 #[derive(clap::Subcommand)]

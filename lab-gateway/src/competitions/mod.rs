@@ -19,7 +19,7 @@ pub mod staff;
 pub mod views;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use classroom::competition::{Rules, Solution};
 
@@ -35,6 +35,10 @@ pub use files::Files;
 pub struct Competitions {
     pub files: Files,
     solutions: Mutex<HashMap<String, Parsed>>,
+    /// Held to read while a submission is scored and recorded, to write
+    /// while a solution or the metric changes: a submission is never scored
+    /// against one solution and recorded after another replaced it.
+    scoring: RwLock<()>,
 }
 
 /// A parsed solution, with the file's SHA-256 and the rules it was parsed for.
@@ -49,7 +53,18 @@ impl Competitions {
         Competitions {
             files: Files::beside(users_root),
             solutions: Mutex::default(),
+            scoring: RwLock::default(),
         }
+    }
+
+    /// Held while one submission is scored and recorded.
+    pub(crate) fn scoring(&self) -> Result<RwLockReadGuard<'_, ()>, ApiError> {
+        self.scoring.read().map_err(poisoned)
+    }
+
+    /// Held while a solution or the rules change.
+    pub(crate) fn changing(&self) -> Result<RwLockWriteGuard<'_, ()>, ApiError> {
+        self.scoring.write().map_err(poisoned)
     }
 
     /// The competition's solution, parsed for its rules.

@@ -16,7 +16,7 @@ use super::{offload, rules, views, visible};
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::store::{EntryRow, EntryState, TeamRow, User};
+use crate::store::{EntryCounts, EntryRow, EntryState, TeamRow, User};
 
 /// `GET /api/competitions`: every competition the caller may see.
 pub async fn list(
@@ -162,11 +162,16 @@ struct FromFolder {
     description: Option<String>,
 }
 
+/// Refused or failed files a team may send per UTC day: they cost no quota,
+/// so this is what bounds them.
+const FREE_PER_DAY: u32 = 100;
+
 /// `POST /api/competitions/{slug}/submissions[?description=...]`: the body
 /// is the CSV, or JSON `{"path": "...", "description": "..."}` naming one
 /// in the caller's folder. Checked, scored on both boards and recorded in
-/// one step: 201 with the public score; 422 naming each problem (stored,
-/// costs nothing); 429 when the caps are spent (not stored).
+/// one step: 201 with the public score; 422 naming each problem (recorded
+/// without its file, costs nothing); 429 when the caps are spent (nothing
+/// recorded).
 pub async fn submit(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -182,10 +187,6 @@ pub async fn submit(
     offload(&s, &user, move |s, user| {
         let (row, _) = visible(s, user, &slug)?;
         let rules = rules(&row)?;
-        let now = Utc::now();
-        if let Err(e) = rules.may_submit(now, 0, 0) {
-            return Err(ApiError::Conflict(e.to_string()));
-        }
         let team = s.store.team_of(&slug, &user.name)?.ok_or_else(|| {
             ApiError::Forbidden(format!("join the competition first (POST /api/competitions/{slug}/join)"))
         })?;
@@ -196,22 +197,24 @@ pub async fn submit(
         } else {
             (body.to_vec(), q.description)
         };
+        if bytes.len() > rules.max_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "the file is {} bytes; this competition takes at most {}",
+                bytes.len(),
+                rules.max_bytes
+            )));
+        }
         let description = description.unwrap_or_default().chars().take(500).collect::<String>();
-        let solution = s.competitions.solution(&row, &rules)?;
-        let outcome = competition::submission::read(&bytes, rules.max_bytes, &rules.columns, &rules.metric, &solution)
-            .map(|predictions| competition::score(&rules.metric, &solution, &predictions));
-        let file = format!("{}.csv", uuid::Uuid::new_v4().simple());
-        s.competitions
-            .files
-            .write(&s.competitions.files.submission(&slug, &file), &bytes)
-            .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
+        // Nothing to score once the caps are spent: ask before the work (the
+        // insert asks again, in its transaction, and that answer counts).
+        let now = Utc::now();
         let mut entry = EntryRow {
             id: 0,
             competition: slug.clone(),
             team: team.id,
             user_name: user.name.clone(),
             description,
-            file: file.clone(),
+            file: String::new(),
             sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
             submitted: crate::timefmt::iso(now),
             day: now.date_naive().to_string(),
@@ -221,16 +224,39 @@ pub async fn submit(
             error: None,
             selected: false,
         };
+        let caps = |counts: EntryCounts, state: EntryState| {
+            let at = Utc::now();
+            if state.counted() {
+                rules.may_submit(at, counts.today, counts.total)
+            } else if counts.free_today >= FREE_PER_DAY {
+                Err(CapError::Closed("your team has sent its refused files for today; fix the file and try again tomorrow"))
+            } else {
+                rules.may_submit(at, 0, 0)
+            }
+        };
+        // A scoring and a new solution never overlap (see `Competitions`).
+        let _scoring = s.competitions.scoring()?;
+        if let Err(cap) = caps(s.store.entry_counts(&slug, team.id, &entry.day)?, EntryState::Scored) {
+            return Ok(cap_response(&cap));
+        }
+        let solution = s.competitions.solution(&row, &rules)?;
+        let outcome = competition::submission::read(&bytes, rules.max_bytes, &rules.columns, &rules.metric, &solution)
+            .map(|predictions| competition::score(&rules.metric, &solution, &predictions));
         let mut rejection = None;
         match &outcome {
             Ok(Ok(scores)) => {
                 entry.public_score = Some(scores.public);
                 entry.private_score = Some(scores.private);
+                entry.file = format!("{}.csv", uuid::Uuid::new_v4().simple());
+                s.competitions
+                    .files
+                    .write(&s.competitions.files.submission(&slug, &entry.file), &bytes)
+                    .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
             }
-            Ok(Err(undefined)) => {
+            Ok(Err(failed)) => {
                 entry.state = EntryState::Failed;
-                tracing::warn!(competition = %slug, error = %undefined, "a submission could not be scored");
-                entry.error = Some(json!({"message": format!("scoring error: {undefined}; this costs you nothing")}).to_string());
+                tracing::error!(competition = %slug, board = failed.board, reason = failed.reason, "a valid submission could not be scored");
+                entry.error = Some(json!({"message": format!("{failed}; a platform error, which costs you nothing")}).to_string());
             }
             Err(rejected) => {
                 entry.state = EntryState::Rejected;
@@ -238,19 +264,21 @@ pub async fn submit(
                 rejection = Some(rejected.clone());
             }
         }
-        let recorded = s.store.add_entry_if(&entry, |today, total| rules.may_submit(now, today, total))?;
-        let id = match recorded {
+        let state = entry.state;
+        let id = match s.store.add_entry_if(&entry, |counts| caps(counts, state))? {
             Ok(id) => id,
             Err(cap) => {
-                let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &file));
+                if !entry.file.is_empty() {
+                    let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &entry.file));
+                }
                 return Ok(cap_response(&cap));
             }
         };
         entry.id = id;
-        let shown = views::entry(&entry, false, rules.decimals);
+        let shown = views::entry(&entry, false, rules.decimals, false);
         tracing::info!(competition = %slug, submission = id, user = %user.name, state = ?entry.state, "submission recorded");
-        Ok(match rejection {
-            Some(r) => (
+        Ok(match (rejection, state) {
+            (Some(r), _) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({
                     "reason": "Unprocessable Entity",
@@ -261,7 +289,16 @@ pub async fn submit(
                 })),
             )
                 .into_response(),
-            None => (StatusCode::CREATED, Json(shown)).into_response(),
+            (None, EntryState::Failed) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "reason": "Service Unavailable",
+                    "message": "the submission could not be scored, through no fault of yours; it costs you nothing, and staff can see it",
+                    "submission": shown,
+                })),
+            )
+                .into_response(),
+            (None, _) => (StatusCode::CREATED, Json(shown)).into_response(),
         })
     })
     .await
@@ -314,7 +351,7 @@ pub async fn entries(
         };
         Ok(Json(json!(
             rows.iter()
-                .map(|e| views::entry(e, show_private, rules.decimals))
+                .map(|e| views::entry(e, show_private, rules.decimals, staff))
                 .collect::<Vec<_>>()
         )))
     })
@@ -341,8 +378,10 @@ pub async fn select(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
     Path((slug, id)): Path<(String, i64)>,
-    Json(sel): Json<Selection>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let sel: Selection = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"selected\": true|false}}: {e}")))?;
     offload(&s, &user, move |s, user| {
         let (row, _) = visible(s, user, &slug)?;
         let rules = rules(&row)?;
@@ -434,7 +473,17 @@ pub async fn leaderboard(
                 )));
             }
         };
-        if q.format.as_deref() == Some("csv") && which != "shakeup" {
+        if q.format.as_deref() == Some("csv") && which == "shakeup" {
+            return Err(ApiError::BadRequest(
+                "the shake-up is JSON only; CSV is for the public and private boards".into(),
+            ));
+        }
+        if let Some(other) = q.format.as_deref().filter(|f| *f != "csv" && *f != "json") {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?}: csv or json"
+            )));
+        }
+        if q.format.as_deref() == Some("csv") {
             let csv = views::standings_csv(&rows);
             return Ok((
                 [

@@ -40,8 +40,19 @@ pub fn team(team: &TeamRow) -> Value {
     json!({"id": team.id, "name": team.name, "members": team.members})
 }
 
+/// A score as a participant gets it: rounded to the shown decimals (full
+/// precision would let a participant read counts off a score), or whole for
+/// staff.
+fn score(score: Option<f64>, decimals: u32, staff: bool) -> Value {
+    match score {
+        Some(s) if staff => json!(s),
+        Some(s) => json!(board::shown(s, decimals).parse::<f64>().unwrap_or(s)),
+        None => Value::Null,
+    }
+}
+
 /// A submission; its private score only with `show_private`.
-pub fn entry(e: &EntryRow, show_private: bool, decimals: u32) -> Value {
+pub fn entry(e: &EntryRow, show_private: bool, decimals: u32, staff: bool) -> Value {
     let mut v = json!({
         "id": e.id,
         "team": e.team,
@@ -49,12 +60,12 @@ pub fn entry(e: &EntryRow, show_private: bool, decimals: u32) -> Value {
         "description": e.description,
         "submitted": e.submitted,
         "state": e.state,
-        "public_score": e.public_score,
+        "public_score": score(e.public_score, decimals, staff),
         "public_shown": e.public_score.map(|s| board::shown(s, decimals)),
         "selected": e.selected,
     });
     if show_private {
-        v["private_score"] = json!(e.private_score);
+        v["private_score"] = score(e.private_score, decimals, staff);
         v["private_shown"] = json!(e.private_score.map(|s| board::shown(s, decimals)));
     }
     if let Some(error) = &e.error {
@@ -77,7 +88,7 @@ pub fn standings(
                 "team_id": r.team,
                 "score": board::shown(r.score, decimals),
                 "entries": r.entries,
-                "last": crate::timefmt::iso(r.at),
+                "submitted": crate::timefmt::iso(r.at),
             })
         })
         .collect()
@@ -98,9 +109,9 @@ pub fn moves(moves: &[Move], names: &std::collections::HashMap<i64, String>) -> 
         .collect()
 }
 
-/// A board as CSV: rank, team, score, entries, last submission.
+/// A board as CSV: rank, team, score, entries, when the ranked submission came.
 pub fn standings_csv(rows: &[Value]) -> String {
-    let mut out = String::from("rank,team,score,entries,last\n");
+    let mut out = String::from("rank,team,score,entries,submitted\n");
     for r in rows {
         let field = |k: &str| match &r[k] {
             Value::String(s) => s.clone(),

@@ -81,7 +81,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    Ok(())
+    // The rename itself survives a crash only once the folder is synced; a
+    // row that names this file may be committed right after.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 use std::os::unix::fs::DirBuilderExt as _;

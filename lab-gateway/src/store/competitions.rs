@@ -294,27 +294,28 @@ impl Store {
         })
     }
 
-    /// Records a finished submission. A counted one is recorded only if
-    /// `allow`, given the team's counted submissions today (`row.day`) and
-    /// in all, lets it, in the same transaction as the insert.
+    /// A team's counts for `day` (see [`EntryCounts`]).
+    pub fn entry_counts(
+        &self,
+        slug: &str,
+        team: i64,
+        day: &str,
+    ) -> Result<EntryCounts, StoreError> {
+        self.with(|c| counts(c, slug, team, day))
+    }
+
+    /// Records a finished submission, only if `allow`, given the team's
+    /// counts for `row.day` and in all, lets it: in the same transaction as
+    /// the insert, so concurrent submissions cannot pass a cap together.
     pub fn add_entry_if<E>(
         &self,
         row: &EntryRow,
-        allow: impl FnOnce(u32, u32) -> Result<(), E>,
+        allow: impl FnOnce(EntryCounts) -> Result<(), E>,
     ) -> Result<Result<i64, E>, StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            if row.state.counted() {
-                let (today, total): (i64, i64) = tx.query_row(
-                    "SELECT COALESCE(SUM(day = ?3), 0), COUNT(*) FROM competition_submissions
-                     WHERE competition = ?1 AND team = ?2 AND counted = 1",
-                    params![row.competition, row.team, row.day],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-                if let Err(refused) = allow(count(today), count(total)) {
-                    return Ok(Err(refused));
-                }
+            if let Err(refused) = allow(counts(&tx, &row.competition, row.team, &row.day)?) {
+                return Ok(Err(refused));
             }
             tx.execute(
                 "INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
@@ -411,6 +412,39 @@ impl Store {
             Ok(Ok(()))
         })
     }
+}
+
+fn counts(
+    c: &rusqlite::Connection,
+    slug: &str,
+    team: i64,
+    day: &str,
+) -> Result<EntryCounts, StoreError> {
+    let (today, total, free_today): (i64, i64, i64) = c.query_row(
+        "SELECT COALESCE(SUM(counted = 1 AND day = ?3), 0), COALESCE(SUM(counted = 1), 0),
+                COALESCE(SUM(counted = 0 AND day = ?3), 0)
+         FROM competition_submissions WHERE competition = ?1 AND team = ?2",
+        params![slug, team, day],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(EntryCounts {
+        today: count(today),
+        total: count(total),
+        free_today: count(free_today),
+    })
+}
+
+/// A team's submissions, as the caps count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Counted (scored) submissions on the row's UTC day.
+    pub today: u32,
+    /// Counted submissions in all.
+    pub total: u32,
+    /// Refused or failed ones on the row's UTC day (they cost no quota, but
+    /// are limited so nobody can fill the disk with them).
+    pub free_today: u32,
 }
 
 /// What [`Store::mark_competition`] sets, once.

@@ -35,7 +35,7 @@ pub use classroom::{
     AssignmentRow, GradingOutcome, GradingRow, GradingState, ManualGrade, SubmissionRow,
 };
 pub use competitions::{
-    CompetitionMark, CompetitionRow, EntryRow, EntryState, SelectError, TeamRow,
+    CompetitionMark, CompetitionRow, EntryCounts, EntryRow, EntryState, SelectError, TeamRow,
 };
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};

@@ -223,14 +223,16 @@ CREATE TABLE IF NOT EXISTS competition_submissions (
     team INTEGER NOT NULL REFERENCES competition_teams(id),
     user_name TEXT NOT NULL,
     description TEXT NOT NULL,
-    -- The file as received, kept for rescoring: DATA/competitions/SLUG/submissions/FILE.
+    -- The file as received, kept for rescoring: DATA/competitions/SLUG/submissions/FILE
+    -- ('' for a refused file, which is not kept).
     file TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     -- The server's clock; day is its UTC date, what the daily cap counts.
     submitted TEXT NOT NULL,
     day TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('scored', 'rejected', 'failed')),
-    -- 1 when it counts against the caps: scored, or the participant's failure.
+    -- 1 when it counts against the caps: scored (a refused file or the
+    -- platform's failure costs nothing).
     counted INTEGER NOT NULL,
     public_score REAL,
     private_score REAL,

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use super::size_of;
 use crate::wire::{Channel, RawMessage};
 
-/// Messages kept per session for a client that is away.
-const BUFFER_MESSAGES: usize = 20_000;
+/// Messages kept per session for a client that is away, or behind: a cell
+/// that prints 100,000 lines sends 100,000 messages, faster than a browser
+/// takes them. Bytes bound the payloads; this bounds what they do not
+/// count (about 200 bytes a message, 20 MiB at most).
+const BUFFER_MESSAGES: usize = 100_000;
 /// Bytes kept per session for a client that is away.
 const BUFFER_BYTES: usize = 64 << 20;
 /// Already-sent messages kept so `resume_after` can look back.
