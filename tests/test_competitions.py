@@ -303,3 +303,60 @@ def scan_for_leaks(lab):
         if path.is_file():
             assert NEG.encode() not in path.read_bytes(), path
     assert NEG not in (lab["data"] / "lab.log").read_text()
+
+
+def test_teams_merge_by_kaggles_rule_and_become_one_row(lab):
+    ids, labels, usage, solution = make_data(seed=23)
+    now = datetime.now(timezone.utc)
+    rules = {
+        "metric": {"name": "roc_auc", "positive": "pos"},
+        # Opened today: a merged team may have made at most 2 × 1 submissions.
+        "start": iso(now.replace(hour=0, minute=0, second=0)),
+        "merger_deadline": iso(now + timedelta(days=5)),
+        "end": iso(now + timedelta(days=10)),
+        "daily_cap": 2,
+        "team_size": 2,
+    }
+    assert call(lab, "tess", "POST", "/api/competitions", {"slug": "teams", "title": "Teams", "rules": rules})[0] == 201
+    assert call(lab, "tess", "PUT", "/api/competitions/teams/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    assert call(lab, "tess", "POST", "/api/competitions/teams/publish")[0] == 200
+    for who in ("pat", "quinn", "rob"):
+        assert call(lab, who, "POST", "/api/competitions/teams/join")[0] == 200
+    for who, seed in (("pat", 1), ("pat", 2), ("rob", 3)):
+        status, body = call(lab, who, "POST", "/api/competitions/teams/submissions",
+                            raw=submission(ids, labels, 0.5, seed), content_type="text/csv")
+        assert status == 201, body
+
+    # pat's team (2 made) asks rob's (1 made): 3 > 2 × 1 day, refused on acceptance.
+    status, body = call(lab, "pat", "POST", "/api/competitions/teams/team/invitations", {"user": "rob"})
+    assert status == 200, body
+    status, robs = call(lab, "rob", "GET", "/api/competitions/teams/team")
+    received = next(i for i in robs["invitations"] if i["direction"] == "received")
+    assert received["from"] == "pat"
+    status, body = call(lab, "rob", "POST", f"/api/competitions/teams/team/invitations/{received['id']}/accept")
+    assert status == 409 and "at most 2" in body["message"], body
+    assert call(lab, "quinn", "POST", f"/api/competitions/teams/team/invitations/{received['id']}/accept")[0] == 404
+    assert call(lab, "rob", "DELETE", f"/api/competitions/teams/team/invitations/{received['id']}")[0] == 204
+
+    # quinn (nothing made) accepts pat's: one team of two, pat's submissions, one board row.
+    assert call(lab, "pat", "POST", "/api/competitions/teams/team/invitations", {"user": "quinn"})[0] == 200
+    status, quinns = call(lab, "quinn", "GET", "/api/competitions/teams/team")
+    inv = next(i for i in quinns["invitations"] if i["direction"] == "received")
+    status, team = call(lab, "quinn", "POST", f"/api/competitions/teams/team/invitations/{inv['id']}/accept")
+    assert status == 200 and sorted(team["members"]) == ["pat", "quinn"], team
+    status, mine = call(lab, "quinn", "GET", "/api/competitions/teams/submissions")
+    assert len(mine) == 2 and {e["user"] for e in mine} == {"pat"}
+    # The caps are the team's now: pat's two used today's cap for quinn too.
+    status, body = call(lab, "quinn", "POST", "/api/competitions/teams/submissions",
+                        raw=submission(ids, labels, 0.5, 9), content_type="text/csv")
+    assert status == 429 and body["made"] == 2, body
+    # A third member is over the team size.
+    status, body = call(lab, "pat", "POST", "/api/competitions/teams/team/invitations", {"user": "rob"})
+    assert status == 409 and "limit is 2" in body["message"], body
+    status, board = call(lab, "rob", "GET", "/api/competitions/teams/leaderboard")
+    assert sorted(r["team"] for r in board["rows"]) == ["pat", "rob"]
+    assert call(lab, "pat", "PATCH", "/api/competitions/teams/team", {"name": "Spiral Hunters"})[0] == 200
+    status, board = call(lab, "rob", "GET", "/api/competitions/teams/leaderboard")
+    assert sorted(r["team"] for r in board["rows"]) == ["Spiral Hunters", "rob"]
+    assert call(lab, "rob", "PATCH", "/api/competitions/teams/team", {"name": "Spiral Hunters"})[0] == 409

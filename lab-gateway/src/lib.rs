@@ -253,6 +253,22 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(competitions::participant::select),
         )
         .route(
+            "/api/competitions/{slug}/team",
+            get(competitions::teams::get).patch(competitions::teams::rename),
+        )
+        .route(
+            "/api/competitions/{slug}/team/invitations",
+            post(competitions::teams::invite),
+        )
+        .route(
+            "/api/competitions/{slug}/team/invitations/{id}",
+            axum::routing::delete(competitions::teams::drop),
+        )
+        .route(
+            "/api/competitions/{slug}/team/invitations/{id}/accept",
+            post(competitions::teams::accept),
+        )
+        .route(
             "/api/competitions/{slug}/leaderboard",
             get(competitions::participant::leaderboard),
         )

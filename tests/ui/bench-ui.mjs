@@ -6,7 +6,8 @@
 // Rows, for a cell printing N lines (academy-candle, one print per line):
 //   kernel   Shift-Enter to idle seen by a bare websocket client in the page
 //            (what the kernel and gateway take, with no rendering);
-//   ours     Shift-Enter to the cell showing done in our UI;
+//   ours     Shift-Enter to the cell showing done in our UI: its count in
+//            the prompt and its last line on the page;
 //   lab      the same in JupyterLab.
 // And: a 500-cell notebook (mixed code, markdown, outputs) from navigation to
 // an editable first code cell, in both; key-to-paint latency while typing in
@@ -75,6 +76,9 @@ async function startJupyterLab(gatewayUrl, gatewayToken, dir) {
     // So the bench can wait until the notebook's kernel is connected: a cell run
     // before that is silently not run (it keeps its "[ ]").
     "--LabApp.expose_app_in_browser=True",
+    // Jupyter Server's own output rate limits off, as ours are: both UIs get every line.
+    "--ServerApp.iopub_msg_rate_limit=0", "--ServerApp.iopub_data_rate_limit=0",
+    "--ZMQChannelsWebsocketConnection.iopub_msg_rate_limit=0", "--ZMQChannelsWebsocketConnection.iopub_data_rate_limit=0",
   ], { env: { ...process.env, JUPYTER_GATEWAY_AUTH_TOKEN: gatewayToken }, stdio: ["ignore", "ignore", "pipe"] });
   await new Promise((resolve, reject) => {
     let err = "";
@@ -87,11 +91,21 @@ async function startJupyterLab(gatewayUrl, gatewayToken, dir) {
   return { proc, base: `http://127.0.0.1:${port}`, token };
 }
 
-/// Times from Shift-Enter to `done()` becoming true in the page, where a
-/// mutation observer checks it after every DOM change.
-async function timeRun(page, editor, done, limitS) {
-  await page.evaluate((doneSrc) => {
+/// Times from Shift-Enter to `done(last)` becoming true in the page, where a
+/// mutation observer checks it after every DOM change. `last` is the line
+/// the cell prints last: done means the prompt shows the count *and* that
+/// line is on the page (a reply can overtake the output still streaming).
+async function timeRun(page, editor, done, last, limitS) {
+  await page.evaluate(({ doneSrc, last }) => {
     window.__bench = { t0: 0, t1: 0 };
+    // The text of the last text node under `el`: O(depth), so checking it
+    // on every mutation costs nothing like the output's size.
+    window.__lastText = (el) => {
+      let n = el;
+      while (n && n.lastChild) n = n.lastChild;
+      return n?.nodeValue ?? "";
+    };
+    window.__last = last;
     const isDone = new Function(`return (${doneSrc})()`);
     document.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && e.shiftKey && !window.__bench.t0) window.__bench.t0 = performance.now();
@@ -103,7 +117,7 @@ async function timeRun(page, editor, done, limitS) {
       }
     });
     obs.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
-  }, done.toString());
+  }, { doneSrc: done.toString(), last });
   await editor.click();
   await page.keyboard.press("Shift+Enter");
   try {
@@ -173,10 +187,12 @@ async function main() {
       const ours = await context.newPage();
       await ours.goto(`${lab.base}/#/nb/${name}`);
       await ours.locator('.kernel-status[data-state="idle"]').waitFor({ timeout: 60_000 });
+      const last = `step ${n - 1} loss`;
       row.ours = await timeRun(ours, ours.locator("section.cell.code .cm-content").first(), () => {
         const p = document.querySelector("section.cell.code .prompt");
-        return p && /^\[\d+\]:$/.test(p.textContent);
-      }, LAB_LIMIT_S);
+        const out = document.querySelector("section.cell.code .outputs");
+        return p && /^\[\d+\]:$/.test(p.textContent) && out && window.__lastText(out).includes(window.__last);
+      }, last, LAB_LIMIT_S);
       const tail = await ours.locator("section.cell.code .outputs").first().textContent();
       assert.ok(tail.includes(`step ${n - 1} loss`), "the last line is shown");
       await ours.close();
@@ -193,8 +209,9 @@ async function main() {
       }, null, { timeout: 120_000, polling: 100 });
       row.lab = await timeRun(jp, jp.locator(".jp-Notebook .jp-Cell .cm-content").first(), () => {
         const p = document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt");
-        return p && /^\[\d+\]:$/.test(p.textContent.trim());
-      }, LAB_LIMIT_S);
+        const out = document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea");
+        return p && /^\[\d+\]:$/.test(p.textContent.trim()) && out && window.__lastText(out).includes(window.__last);
+      }, last, LAB_LIMIT_S);
       if (row.lab == null) {
         // What JupyterLab showed when it was stopped, to tell slow from stuck.
         mkdirSync(join(ROOT, "target", "bench"), { recursive: true });

@@ -12,7 +12,8 @@
 //! One file per job: `schema` (migrations), `users`, `tokens` (and login
 //! codes), `kernels` (kernels, sessions, queued starts), `sealing`,
 //! `ledger` (usage), `settings`, `courses`, `classroom` (assignments,
-//! submissions, gradings), `competitions` (competitions, teams, entries). This module holds the
+//! submissions, gradings), `competitions` (competitions, teams, entries), `teams` (invitations,
+//! merges). This module holds the
 //! connection and the error type, and no SQL of its own but a ping.
 
 use std::path::Path;
@@ -28,6 +29,7 @@ mod ledger;
 mod schema;
 mod sealing;
 mod settings;
+mod teams;
 mod tokens;
 mod users;
 
@@ -40,6 +42,7 @@ pub use competitions::{
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;
+pub use teams::{InvitationRow, MergeCounts};
 pub use tokens::hash_token;
 pub use users::{Role, UnknownRole, User};
 

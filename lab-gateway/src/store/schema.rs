@@ -241,6 +241,16 @@ CREATE TABLE IF NOT EXISTS competition_submissions (
     selected INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS competition_submissions_by_team ON competition_submissions(competition, team, day);
+-- A team's request to merge another into it; the other team accepts or not.
+CREATE TABLE IF NOT EXISTS competition_invitations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    competition TEXT NOT NULL REFERENCES competitions(slug) ON DELETE CASCADE,
+    from_team INTEGER NOT NULL REFERENCES competition_teams(id) ON DELETE CASCADE,
+    to_team INTEGER NOT NULL REFERENCES competition_teams(id) ON DELETE CASCADE,
+    by_user TEXT NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE (from_team, to_team)
+);
 CREATE INDEX IF NOT EXISTS competition_submissions_scored ON competition_submissions(competition, state);
 ";
 
