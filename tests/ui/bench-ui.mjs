@@ -98,11 +98,12 @@ async function startJupyterLab(gatewayUrl, gatewayToken, dir) {
 async function timeRun(page, editor, done, last, limitS) {
   await page.evaluate(({ doneSrc, last }) => {
     window.__bench = { t0: 0, t1: 0 };
-    // The text of the last text node under `el`: O(depth), so checking it
+    // The last non-blank text node under `el`: about O(depth), so checking it
     // on every mutation costs nothing like the output's size.
     window.__lastText = (el) => {
-      let n = el;
-      while (n && n.lastChild) n = n.lastChild;
+      const w = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      let n = w.lastChild();
+      while (n && !n.nodeValue.trim()) n = w.previousNode();
       return n?.nodeValue ?? "";
     };
     window.__last = last;
@@ -209,7 +210,8 @@ async function main() {
       }, null, { timeout: 120_000, polling: 100 });
       row.lab = await timeRun(jp, jp.locator(".jp-Notebook .jp-Cell .cm-content").first(), () => {
         const p = document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt");
-        const out = document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea");
+        const outs = document.querySelectorAll(".jp-Notebook .jp-Cell .jp-OutputArea-output");
+        const out = outs[outs.length - 1];
         return p && /^\[\d+\]:$/.test(p.textContent.trim()) && out && window.__lastText(out).includes(window.__last);
       }, last, LAB_LIMIT_S);
       if (row.lab == null) {
@@ -218,7 +220,8 @@ async function main() {
         await jp.screenshot({ path: join(ROOT, "target", "bench", `jupyterlab-${n}.png`) });
         row.labPrompt = await jp.evaluate(() => document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt")?.textContent);
         row.labLines = await jp.evaluate(() => (document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea")?.textContent ?? "").split("\n").length);
-        console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown`);
+        const tail = await jp.evaluate(() => { const o = document.querySelectorAll(".jp-OutputArea-output"); const e = o[o.length - 1]; return e ? e.outerHTML.slice(-300) : "(no output)"; });
+        console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown; the output ends: ${tail}`);
       }
       await jctx.close();
       results.sizes.push(row);
