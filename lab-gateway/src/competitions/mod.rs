@@ -20,7 +20,7 @@ pub mod teams;
 pub mod views;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use classroom::competition::{Rules, Solution};
 
@@ -58,14 +58,15 @@ impl Competitions {
         }
     }
 
-    /// Held while one submission is scored and recorded.
-    pub(crate) fn scoring(&self) -> Result<RwLockReadGuard<'_, ()>, ApiError> {
-        self.scoring.read().map_err(poisoned)
+    /// Held while one submission is scored and recorded. The lock guards no
+    /// data, so a panic while it was held leaves nothing to distrust.
+    pub(crate) fn scoring(&self) -> RwLockReadGuard<'_, ()> {
+        self.scoring.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Held while a solution or the rules change.
-    pub(crate) fn changing(&self) -> Result<RwLockWriteGuard<'_, ()>, ApiError> {
-        self.scoring.write().map_err(poisoned)
+    pub(crate) fn changing(&self) -> RwLockWriteGuard<'_, ()> {
+        self.scoring.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The competition's solution, parsed for its rules.

@@ -185,6 +185,9 @@ pub async fn submit(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     offload(&s, &user, move |s, user| {
+        // The rules and solution read here are the ones the submission is
+        // scored against and recorded under: no change overlaps (see `Competitions`).
+        let _scoring = s.competitions.scoring();
         let (row, _) = visible(s, user, &slug)?;
         let rules = rules(&row)?;
         let team = s.store.team_of(&slug, &user.name)?.ok_or_else(|| {
@@ -227,17 +230,15 @@ pub async fn submit(
         let caps = |counts: EntryCounts, state: EntryState| {
             let at = Utc::now();
             if state.counted() {
-                rules.may_submit(at, counts.today, counts.total)
+                rules.may_submit(at, counts.today, counts.total).map_err(Refusal::Cap)
             } else if counts.free_today >= FREE_PER_DAY {
-                Err(CapError::Closed("your team has sent its refused files for today; fix the file and try again tomorrow"))
+                Err(Refusal::FreeSpent { resets_at: next_utc_midnight(at) })
             } else {
-                rules.may_submit(at, 0, 0)
+                rules.may_submit(at, 0, 0).map_err(Refusal::Cap)
             }
         };
-        // A scoring and a new solution never overlap (see `Competitions`).
-        let _scoring = s.competitions.scoring()?;
-        if let Err(cap) = caps(s.store.entry_counts(&slug, team.id, &entry.day)?, EntryState::Scored) {
-            return Ok(cap_response(&cap));
+        if let Err(refused) = caps(s.store.entry_counts(&slug, team.id, &entry.day)?, EntryState::Scored) {
+            return Ok(refused.response(None));
         }
         let solution = s.competitions.solution(&row, &rules)?;
         let outcome = competition::submission::read(&bytes, rules.max_bytes, &rules.columns, &rules.metric, &solution)
@@ -265,16 +266,17 @@ pub async fn submit(
             }
         }
         let state = entry.state;
-        let id = match s.store.add_entry_if(&entry, |counts| caps(counts, state))? {
-            Ok(id) => id,
-            Err(cap) => {
-                if !entry.file.is_empty() {
-                    let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &entry.file));
-                }
-                return Ok(cap_response(&cap));
-            }
+        let recorded = s.store.add_entry_if(&entry, |counts| caps(counts, state));
+        if !matches!(recorded, Ok(Ok(_))) && !entry.file.is_empty() {
+            // No row names the file: it goes.
+            let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &entry.file));
+        }
+        let (id, team_now) = match recorded? {
+            Ok(recorded) => recorded,
+            Err(refused) => return Ok(refused.response(rejection.as_ref())),
         };
         entry.id = id;
+        entry.team = team_now;
         let shown = views::entry(&entry, false, rules.decimals, false);
         tracing::info!(competition = %slug, submission = id, user = %user.name, state = ?entry.state, "submission recorded");
         Ok(match (rejection, state) {
@@ -304,22 +306,53 @@ pub async fn submit(
     .await
 }
 
-fn cap_response(cap: &CapError) -> Response {
-    let mut body = json!({"reason": "Too Many Requests", "message": cap.to_string()});
-    match cap {
-        CapError::Daily {
-            made,
-            cap,
-            resets_at,
-        } => {
-            body["made"] = json!(made);
-            body["cap"] = json!(cap);
-            body["resets_at"] = json!(crate::timefmt::iso(*resets_at));
+/// Why a submission was not recorded.
+enum Refusal {
+    /// A cap of the rules, or the competition is closed.
+    Cap(CapError),
+    /// The team's refused (or failed) files for the UTC day are spent.
+    FreeSpent { resets_at: chrono::DateTime<Utc> },
+}
+
+impl Refusal {
+    /// 429 with the counts and when they reset (409 when closed); a refused
+    /// file's problems with it, so the participant can still fix it.
+    fn response(&self, problems: Option<&competition::Rejection>) -> Response {
+        let mut body = json!({"reason": "Too Many Requests"});
+        match self {
+            Refusal::Cap(cap) => {
+                body["message"] = json!(cap.to_string());
+                match cap {
+                    CapError::Daily {
+                        made,
+                        cap,
+                        resets_at,
+                    } => {
+                        body["made"] = json!(made);
+                        body["cap"] = json!(cap);
+                        body["resets_at"] = json!(crate::timefmt::iso(*resets_at));
+                    }
+                    CapError::Total { cap } => body["cap"] = json!(cap),
+                    CapError::Closed(_) => {
+                        body["reason"] = json!("Conflict");
+                        return (StatusCode::CONFLICT, Json(body)).into_response();
+                    }
+                }
+            }
+            Refusal::FreeSpent { resets_at } => {
+                body["message"] = json!(format!(
+                    "your team has sent {FREE_PER_DAY} files today that were refused or could not be scored; more are taken from {}",
+                    crate::timefmt::iso(*resets_at)
+                ));
+                body["resets_at"] = json!(crate::timefmt::iso(*resets_at));
+            }
         }
-        CapError::Total { cap } => body["cap"] = json!(cap),
-        CapError::Closed(_) => return (StatusCode::CONFLICT, Json(body)).into_response(),
+        if let Some(r) = problems {
+            body["problems"] = json!(r.problems);
+            body["more"] = json!(r.more);
+        }
+        (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
     }
-    (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
 }
 
 /// A file from the caller's own folder, within the competition's size.

@@ -304,17 +304,27 @@ impl Store {
         self.with(|c| counts(c, slug, team, day))
     }
 
-    /// Records a finished submission, only if `allow`, given the team's
-    /// counts for `row.day` and in all, lets it: in the same transaction as
-    /// the insert, so concurrent submissions cannot pass a cap together.
+    /// Records a finished submission for the team its submitter is on *now*
+    /// (a merge may have moved them since `row.team` was read), only if
+    /// `allow`, given that team's counts for `row.day` and in all, lets it:
+    /// in the same transaction as the insert, so concurrent submissions
+    /// cannot pass a cap together. Returns the id and the team.
     pub fn add_entry_if<E>(
         &self,
         row: &EntryRow,
         allow: impl FnOnce(EntryCounts) -> Result<(), E>,
-    ) -> Result<Result<i64, E>, StoreError> {
+    ) -> Result<Result<(i64, i64), E>, StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            if let Err(refused) = allow(counts(&tx, &row.competition, row.team, &row.day)?) {
+            let team: i64 = tx
+                .query_row(
+                    "SELECT team FROM competition_members WHERE competition = ?1 AND user_name = ?2",
+                    params![row.competition, row.user_name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(row.team);
+            if let Err(refused) = allow(counts(&tx, &row.competition, team, &row.day)?) {
                 return Ok(Err(refused));
             }
             tx.execute(
@@ -323,7 +333,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0)",
                 params![
                     row.competition,
-                    row.team,
+                    team,
                     row.user_name,
                     row.description,
                     row.file,
@@ -339,7 +349,7 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(Ok(id))
+            Ok(Ok((id, team)))
         })
     }
 

@@ -49,6 +49,8 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub const FRAME_SLACK: usize = 1 << 20;
 /// Each websocket's read buffer: what an idle connection costs in memory.
 pub const READ_BUFFER: usize = 8 << 10;
+/// Messages queued on a socket between flushes in a burst.
+const FLUSH_EVERY: usize = 256;
 /// The subprotocol of jupyter_server's binary framing.
 pub const V1: &str = "v1.kernel.websocket.jupyter.org";
 
@@ -125,6 +127,7 @@ pub async fn serve(
         tokio::pin!(notified);
         notified.as_mut().enable();
         // Send everything buffered past our cursor.
+        let mut fed = 0usize;
         loop {
             if session.attachments.load(Ordering::SeqCst) != me {
                 break 'outer Some(close_frame(
@@ -174,18 +177,28 @@ pub async fn serve(
                 if ws_tx.flush().await.is_err() {
                     break 'outer None;
                 }
+                let mut b = session.buffer.lock();
+                b.delivered = b.delivered.max(cursor);
                 break;
             };
             metrics.relayed(&TO_CLIENT, size_of(&msg));
             // Queued, not flushed: a burst of output goes out in a few large
-            // writes (the transport writes once its buffer passes 128 KiB),
-            // and the flush above ends the burst, so a lone message waits for none.
+            // writes, and the flush above ends the burst, so a lone message
+            // waits for none. A message counts as delivered only once
+            // flushed, so a socket that fails mid-burst loses nothing a
+            // resuming client would not be sent again.
             if ws_tx.feed(encode(&msg, channel, v1)).await.is_err() {
                 break 'outer None;
             }
             cursor = seq + 1;
-            let mut b = session.buffer.lock();
-            b.delivered = b.delivered.max(cursor);
+            fed += 1;
+            if fed % FLUSH_EVERY == 0 {
+                if ws_tx.flush().await.is_err() {
+                    break 'outer None;
+                }
+                let mut b = session.buffer.lock();
+                b.delivered = b.delivered.max(cursor);
+            }
         }
         tokio::select! {
             _ = &mut notified => {}
