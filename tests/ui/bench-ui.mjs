@@ -208,7 +208,9 @@ async function main() {
       writeFileSync(join(jlDir, name), JSON.stringify(notebook([code(printCell(n), "bench")])));
       const jctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
       const jp = await jctx.newPage();
-      await jp.goto(`${jl.base}/lab/tree/${name}?token=${jl.token}`);
+      // `reset`: JupyterLab keeps its workspace on the server, and would
+      // reopen the previous size's notebook beside this one.
+      await jp.goto(`${jl.base}/lab/tree/${name}?reset&token=${jl.token}`);
       await jp.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first().waitFor({ timeout: 120_000 });
       await jp.waitForFunction(() => {
         const kernel = window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel;
@@ -247,7 +249,7 @@ async function main() {
       await p.close();
       const jctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
       const jp = await jctx.newPage();
-      await jp.goto(`${jl.base}/lab/tree/big.ipynb?token=${jl.token}`);
+      await jp.goto(`${jl.base}/lab/tree/big.ipynb?reset&token=${jl.token}`);
       await jp.locator(".jp-Notebook .jp-CodeCell .cm-content").first().click({ timeout: 120_000 });
       opens.lab.push(await jp.evaluate(() => performance.now() / 1000));
       await jctx.close();

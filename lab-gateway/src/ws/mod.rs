@@ -192,7 +192,7 @@ pub async fn serve(
             }
             cursor = seq + 1;
             fed += 1;
-            if fed % FLUSH_EVERY == 0 {
+            if fed.is_multiple_of(FLUSH_EVERY) {
                 if ws_tx.flush().await.is_err() {
                     break 'outer None;
                 }
