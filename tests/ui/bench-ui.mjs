@@ -216,9 +216,9 @@ async function main() {
         const kernel = window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel;
         return kernel?.connectionStatus === "connected" && kernel?.status === "idle";
       }, null, { timeout: 120_000, polling: 100 });
-      row.lab = await timeRun(jp, jp.locator(".jp-Notebook .jp-Cell .cm-content").first(), () => {
-        const p = document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt");
-        const outs = document.querySelectorAll(".jp-Notebook .jp-Cell .jp-OutputArea-output");
+      row.lab = await timeRun(jp, jp.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first(), () => {
+        const p = document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt");
+        const outs = document.querySelectorAll(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-OutputArea-output");
         const out = outs[outs.length - 1];
         return p && /^\[\d+\]:$/.test(p.textContent.trim()) && out && window.__lastText(out).includes(window.__last);
       }, last, LAB_LIMIT_S);
@@ -226,7 +226,7 @@ async function main() {
         // What JupyterLab showed when it was stopped, to tell slow from stuck.
         mkdirSync(join(ROOT, "target", "bench"), { recursive: true });
         await jp.screenshot({ path: join(ROOT, "target", "bench", `jupyterlab-${n}.png`) });
-        row.labPrompt = await jp.evaluate(() => document.querySelector(".jp-Notebook .jp-Cell .jp-InputPrompt")?.textContent);
+        row.labPrompt = await jp.evaluate(() => document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt")?.textContent);
         row.labLines = await jp.evaluate(() => (document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea")?.textContent ?? "").split("\n").length);
         const tail = await jp.evaluate(() => { const o = document.querySelectorAll(".jp-OutputArea-output"); const e = o[o.length - 1]; return e ? e.outerHTML.slice(-300) : "(no output)"; });
         console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown; the output ends: ${tail}`);
