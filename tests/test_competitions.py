@@ -22,15 +22,11 @@ import subprocess
 import pytest
 
 from test_gateway import LAB, VENV_DATA, free_port, start_lab
+from test_grading_nbgrader import add_user
 
 RUN = uuid.uuid4().hex[:8]
 NEG = f"neg-MARKER-{RUN}"
 SEEN = []  # every response body, for the leak scan
-
-
-def add_user(data, name, role):
-    return subprocess.run([str(LAB), "user", "add", name, "--role", role, "--data-dir", str(data)],
-                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
 @pytest.fixture(scope="module")

@@ -175,14 +175,5 @@ pub(crate) fn rules(row: &CompetitionRow) -> Result<Rules, ApiError> {
 }
 
 /// Runs a route's work (SQLite, files, scoring) on the blocking pool,
-/// within the caller's share of it (see [`crate::blocking`]).
-pub(crate) async fn offload<T: Send + 'static>(
-    s: &AppState,
-    user: &User,
-    work: impl FnOnce(&AppState, &User) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let (state, who) = (s.clone(), user.clone());
-    s.blocking
-        .run(&user.name, move || work(&state, &who))
-        .await?
-}
+/// within the caller's share of it, as the assignments' routes do.
+pub(crate) use crate::assignments::offload;
