@@ -27,6 +27,21 @@ pub struct NewCompetition {
     rules: Rules,
 }
 
+/// The competition as staff see it, read again after a change.
+fn staff_view(
+    s: &AppState,
+    user: &crate::store::User,
+    slug: &str,
+) -> Result<Json<Value>, ApiError> {
+    let row = staff_only(s, user, slug)?;
+    Ok(Json(views::competition(
+        &row,
+        &rules(&row)?,
+        true,
+        chrono::Utc::now(),
+    )))
+}
+
 fn checked(rules: &Rules) -> Result<String, ApiError> {
     rules
         .check()
@@ -71,16 +86,7 @@ pub async fn create(
             )));
         }
         tracing::info!(competition = %new.slug, by = %user.name, "competition created");
-        let row = staff_only(s, user, &new.slug)?;
-        Ok((
-            StatusCode::CREATED,
-            Json(views::competition(
-                &row,
-                &new.rules,
-                true,
-                chrono::Utc::now(),
-            )),
-        ))
+        Ok((StatusCode::CREATED, staff_view(s, user, &new.slug)?))
     })
     .await
 }
@@ -139,13 +145,7 @@ pub async fn change(
         }
         s.store.update_competition(&row)?;
         s.competitions.forget(&name);
-        let row = staff_only(s, user, &name)?;
-        Ok(Json(views::competition(
-            &row,
-            &rules(&row)?,
-            true,
-            chrono::Utc::now(),
-        )))
+        staff_view(s, user, &name)
     })
     .await
 }
@@ -205,13 +205,7 @@ pub async fn publish(
         }
         s.store
             .mark_competition(&name, CompetitionMark::Published)?;
-        let row = staff_only(s, user, &name)?;
-        Ok(Json(views::competition(
-            &row,
-            &rules(&row)?,
-            true,
-            chrono::Utc::now(),
-        )))
+        staff_view(s, user, &name)
     })
     .await
 }
