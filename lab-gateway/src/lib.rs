@@ -72,6 +72,9 @@ pub struct AppState {
     pub grader: Arc<coursework::Grader>,
     /// Where competitions are kept, and their parsed solutions.
     pub competitions: Arc<competitions::Competitions>,
+    /// Code submissions' runs (started by `lab serve`, or a test, with
+    /// `Runner::start`).
+    pub code_runs: Arc<competitions::Runner>,
 }
 
 impl AppState {
@@ -80,8 +83,17 @@ impl AppState {
     pub fn new(store: Store, kernels: Arc<KernelManager>, users_root: std::path::PathBuf) -> Self {
         let classroom = coursework::Files::beside(&users_root);
         let grader = Self::grader(&store, &kernels, &users_root, None, None);
+        let competitions = Arc::new(competitions::Competitions::beside(&users_root));
+        let code_runs = competitions::Runner::new(
+            store.clone(),
+            kernels.clone(),
+            competitions.clone(),
+            users_root.clone(),
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        );
         AppState {
-            competitions: Arc::new(competitions::Competitions::beside(&users_root)),
+            competitions,
+            code_runs,
             classroom,
             grader,
             store,

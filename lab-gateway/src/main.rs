@@ -203,6 +203,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     .with_grading(config.grading.parallel, config.grading.group.clone());
     // Gradings a stopped gateway left running go back in the queue.
     state.grader.start().await;
+    state.code_runs.start().await;
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");
     }

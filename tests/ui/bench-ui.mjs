@@ -224,12 +224,13 @@ async function main() {
       }, last, LAB_LIMIT_S);
       if (row.lab == null) {
         // What JupyterLab showed when it was stopped, to tell slow from stuck.
+        // Its page may be too busy to answer: each look has a time limit.
         mkdirSync(join(ROOT, "target", "bench"), { recursive: true });
-        await jp.screenshot({ path: join(ROOT, "target", "bench", `jupyterlab-${n}.png`) });
-        row.labPrompt = await jp.evaluate(() => document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt")?.textContent);
-        row.labLines = await jp.evaluate(() => (document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea")?.textContent ?? "").split("\n").length);
-        const tail = await jp.evaluate(() => { const o = document.querySelectorAll(".jp-OutputArea-output"); const e = o[o.length - 1]; return e ? e.outerHTML.slice(-300) : "(no output)"; });
-        console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown; the output ends: ${tail}`);
+        const within = (p, ms) => Promise.race([p.catch((e) => `(${e.name})`), new Promise((r) => setTimeout(() => r("(no answer)"), ms))]);
+        await within(jp.screenshot({ path: join(ROOT, "target", "bench", `jupyterlab-${n}.png`), timeout: 10_000 }), 12_000);
+        row.labPrompt = await within(jp.evaluate(() => document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt")?.textContent), 5_000);
+        row.labLines = await within(jp.evaluate(() => (document.querySelector(".jp-Notebook .jp-Cell .jp-OutputArea")?.textContent ?? "").split("\n").length), 5_000);
+        console.error(`JupyterLab stopped at ${LAB_LIMIT_S} s: prompt ${row.labPrompt}, ${row.labLines} lines shown`);
       }
       await jctx.close();
       results.sizes.push(row);

@@ -11,12 +11,14 @@
 //! 4. [`mod@score`]: the public and the private score, both at submit.
 //! 5. [`rules`]: dates, caps per UTC day, merges, the reveal.
 //! 6. [`board`]: public and private leaderboards and the shake-up.
+//! 7. [`code`]: a code submission's failure categories and shown runtime.
 //!
 //! The metrics ([`labels`], [`ranking`], [`regression`]) are scikit-learn
 //! 1.9's with default arguments (MAP@K: Kaggle's ml_metrics), and
 //! `tests/test_competition_metrics.py` holds them to it to 1e-9.
 
 pub mod board;
+pub mod code;
 pub mod column;
 pub mod labels;
 pub mod metric;
@@ -39,7 +41,7 @@ pub use column::{Column, Kind};
 pub use labels::{Average, Rate};
 pub use metric::{METRIC_NAMES, Metric, MetricSpec, MetricSpecError};
 pub use problems::{Problem, Rejection};
-pub use rules::{CapError, MergeError, Phase, Reveal, Rules, RulesError};
+pub use rules::{CapError, CodeLimits, MergeError, Phase, Reveal, Rules, RulesError};
 pub use score::{Scores, ScoringError, score};
 pub use solution::{Columns, Solution, USAGE, Usage};
 pub use submission::Predictions;

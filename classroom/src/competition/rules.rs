@@ -52,6 +52,52 @@ pub struct Rules {
     /// Largest submission file, in bytes.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
+    /// Whether participants may send prediction files (a code competition
+    /// takes notebooks only: its test features are hidden).
+    #[serde(default = "default_csv")]
+    pub csv: bool,
+    /// Whether, and within what, participants may send a notebook that
+    /// the platform runs offline on the hidden test features.
+    #[serde(default)]
+    pub code: Option<CodeLimits>,
+}
+
+/// What one code submission's run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeLimits {
+    /// The whole notebook's time, in seconds (Kaggle's is 9 hours).
+    #[serde(default = "default_time_limit")]
+    pub time_limit_s: u64,
+    /// Memory of the kernel, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u64,
+    /// GPUs the kernel gets, through the quotas like anyone's.
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+impl Default for CodeLimits {
+    fn default() -> Self {
+        CodeLimits {
+            time_limit_s: default_time_limit(),
+            memory_mb: default_memory(),
+            gpus: 0,
+        }
+    }
+}
+
+/// The longest run a competition may allow: 9 hours, as Kaggle's.
+pub const MAX_TIME_LIMIT_S: u64 = 9 * 3600;
+
+fn default_time_limit() -> u64 {
+    3600
+}
+fn default_memory() -> u64 {
+    4096
+}
+fn default_csv() -> bool {
+    true
 }
 
 fn default_daily() -> u32 {
@@ -144,6 +190,20 @@ impl Rules {
         }
         if self.max_bytes == 0 {
             return fail("the largest submission must be at least one byte");
+        }
+        if !self.csv && self.code.is_none() {
+            return fail("a competition takes prediction files, notebooks, or both");
+        }
+        if let Some(code) = &self.code {
+            if code.time_limit_s == 0 || code.time_limit_s > MAX_TIME_LIMIT_S {
+                return fail("a code submission's time limit must be between 1 s and 9 hours");
+            }
+            if code.memory_mb < 64 {
+                return fail("a code submission needs at least 64 MiB of memory");
+            }
+            if code.gpus > 16 {
+                return fail("a code submission may have at most 16 GPUs");
+            }
         }
         if self.columns.id.is_empty()
             || self.columns.target.is_empty()

@@ -1,4 +1,5 @@
-//! Small data sets for exercises: synthetic ones, and CSV files.
+//! Small data sets for exercises: synthetic ones, and CSV files to read
+//! and (a competition's predictions) to write.
 //!
 //! Generators take a seed so a notebook gives the same data on every run,
 //! which lets tests assert on a trained model's loss and accuracy. Each call
@@ -190,6 +191,73 @@ fn read_csv(s: &Session, path: &str) -> RResult<Map> {
     Ok(m)
 }
 
+/// One column of `write_csv`: a 1-D tensor or an array of numbers.
+fn column_values(v: &Dynamic, name: &str) -> RResult<Vec<f64>> {
+    if let Some(t) = v.clone().try_cast::<ScriptTensor>() {
+        let t = c(t.t.to_dtype(candle_core::DType::F64))?;
+        return match t.rank() {
+            1 => c(t.to_vec1::<f64>()),
+            2 if c(t.dim(1))? == 1 => c(c(t.squeeze(1))?.to_vec1::<f64>()),
+            _ => err(format!(
+                "column {name:?}: expected a 1-D tensor, found shape {:?}",
+                t.dims()
+            )),
+        };
+    }
+    if let Some(a) = v.clone().try_cast::<Array>() {
+        return floats(&a);
+    }
+    err(format!(
+        "column {name:?}: expected a tensor or an array of numbers, found {}",
+        v.type_name()
+    ))
+}
+
+/// A number as a CSV field: whole numbers without a point (ids, class
+/// labels), others with the shortest digits that read back the same.
+fn field(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Writes `columns` (names) and `values` (one tensor or array per column,
+/// of equal length) as a CSV file with a header: a competition's
+/// `submission.csv`, for one.
+fn write_csv(path: &str, columns: Array, values: Array) -> RResult<()> {
+    if columns.len() != values.len() {
+        return err(format!(
+            "{} column names for {} columns",
+            columns.len(),
+            values.len()
+        ));
+    }
+    let names: Vec<String> = columns.iter().map(|n| n.to_string()).collect();
+    let data: Vec<Vec<f64>> = names
+        .iter()
+        .zip(&values)
+        .map(|(name, v)| column_values(v, name))
+        .collect::<RResult<_>>()?;
+    let rows = data.first().map_or(0, Vec::len);
+    if let Some((name, col)) = names.iter().zip(&data).find(|(_, d)| d.len() != rows) {
+        return err(format!(
+            "column {name:?} has {} values; the first has {rows}",
+            col.len()
+        ));
+    }
+    let mut w = csv::Writer::from_path(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let fail = |e: csv::Error| -> Box<rhai::EvalAltResult> { format!("{path}: {e}").into() };
+    w.write_record(&names).map_err(fail)?;
+    for i in 0..rows {
+        w.write_record(data.iter().map(|col| field(col[i])))
+            .map_err(fail)?;
+    }
+    w.flush().map_err(|e| format!("{path}: {e}"))?;
+    Ok(())
+}
+
 /// Shuffles and splits `x`/`y` row-wise into train and test parts.
 fn split(x: ScriptTensor, y: ScriptTensor, test_fraction: f64, seed: INT) -> RResult<Map> {
     let n = c(x.t.dim(0))?;
@@ -263,6 +331,7 @@ pub fn register(engine: &mut Engine, session: &Rc<Session>) {
     });
     let s = session.clone();
     engine.register_fn("read_csv", move |path: &str| read_csv(&s, path));
+    engine.register_fn("write_csv", write_csv);
     engine.register_fn("train_test_split", split);
     engine.register_fn(
         "train_test_split",

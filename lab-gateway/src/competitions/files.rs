@@ -6,7 +6,9 @@
 //! - `solution.csv`: ids, targets, Usage. Read only by the scorer.
 //! - `data/NAME`: the participants' files (train set, test features, sample
 //!   submission), downloadable by anyone who may see the competition.
-//! - `submissions/UUID.csv`: each submission as received, written once.
+//! - `hidden/NAME`: files only code submissions' runs get (the hidden test
+//!   features, in place of the participants' sample of the same name).
+//! - `submissions/UUID.csv|ipynb`: each submission as received, written once.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,12 @@ impl Files {
 
     pub fn data_dir(&self, slug: &str) -> PathBuf {
         self.dir(slug).join("data")
+    }
+
+    /// Files only code submissions' runs get (the hidden test features),
+    /// over the participants' of the same name.
+    pub fn hidden_dir(&self, slug: &str) -> PathBuf {
+        self.dir(slug).join("hidden")
     }
 
     pub fn submission(&self, slug: &str, file: &str) -> PathBuf {

@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod participant;
+pub mod runner;
 pub mod staff;
 pub mod teams;
 pub mod views;
@@ -29,6 +30,7 @@ use crate::error::ApiError;
 use crate::store::{CompetitionRow, Role, User};
 
 pub use files::Files;
+pub use runner::Runner;
 
 /// The competitions' files, and each one's parsed solution, kept while its
 /// file and rules are unchanged (parsing a 100,000-row solution for every

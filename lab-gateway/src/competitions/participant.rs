@@ -16,7 +16,7 @@ use super::{offload, rules, views, visible};
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::store::{EntryCounts, EntryRow, EntryState, TeamRow, User};
+use crate::store::{EntryCounts, EntryKind, EntryRow, EntryState, TeamRow, User};
 
 /// `GET /api/competitions`: every competition the caller may see.
 pub async fn list(
@@ -46,7 +46,7 @@ fn counts(s: &AppState, slug: &str, team: &TeamRow, rules: &Rules) -> Result<Val
     let now = Utc::now();
     let today = now.date_naive().to_string();
     let entries = s.store.entries(slug, Some(team.id))?;
-    let counted = entries.iter().filter(|e| e.state.counted());
+    let counted = entries.iter().filter(|e| e.counted);
     let made_today = counted.clone().filter(|e| e.day == today).count();
     Ok(json!({
         "today": made_today,
@@ -72,16 +72,18 @@ pub async fn get(
             v["team"] = views::team(&team);
             v["submissions"] = counts(s, &slug, &team, &rules)?;
         }
-        v["data"] = json!(data_files(s, &slug)?);
+        v["data"] = json!(data_files(&s.competitions.files.data_dir(&slug))?);
+        if staff {
+            v["hidden_data"] = json!(data_files(&s.competitions.files.hidden_dir(&slug))?);
+        }
         Ok(Json(v))
     })
     .await
 }
 
-fn data_files(s: &AppState, slug: &str) -> Result<Vec<Value>, ApiError> {
-    let dir = s.competitions.files.data_dir(slug);
+fn data_files(dir: &std::path::Path) -> Result<Vec<Value>, ApiError> {
     let mut files = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
+    let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
         Err(e) => return Err(ApiError::Internal(e.to_string())),
@@ -154,10 +156,15 @@ pub struct SubmitQuery {
     description: Option<String>,
 }
 
+/// A file from the caller's folder: a prediction file (`path`) or a
+/// notebook to run (`notebook`).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FromFolder {
-    path: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    notebook: Option<String>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -171,7 +178,8 @@ const FREE_PER_DAY: u32 = 100;
 /// in the caller's folder. Checked, scored on both boards and recorded in
 /// one step: 201 with the public score; 422 naming each problem (recorded
 /// without its file, costs nothing); 429 when the caps are spent (nothing
-/// recorded).
+/// recorded). JSON `{"notebook": "..."}` names a notebook to run instead
+/// (a code submission): stored and queued, 202; see [`submit_code`].
 pub async fn submit(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -195,11 +203,25 @@ pub async fn submit(
         })?;
         let (bytes, description) = if json_body {
             let from: FromFolder = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::BadRequest(format!("expected {{\"path\": \"...\"}} or a CSV body: {e}")))?;
-            (read_own(s, user, &from.path, rules.max_bytes)?, from.description.or(q.description))
+                .map_err(|e| ApiError::BadRequest(format!("expected {{\"path\": \"...\"}}, {{\"notebook\": \"...\"}} or a CSV body: {e}")))?;
+            let description = from.description.or(q.description);
+            match (from.path, from.notebook) {
+                (Some(path), None) => (read_own(s, user, &path, rules.max_bytes)?, description),
+                (None, Some(notebook)) => {
+                    return submit_code(s, user, &slug, &rules, &team, &notebook, description);
+                }
+                _ => return Err(ApiError::BadRequest(
+                    "name either a prediction file (\"path\") or a notebook to run (\"notebook\")".into(),
+                )),
+            }
         } else {
             (body.to_vec(), q.description)
         };
+        if !rules.csv {
+            return Err(ApiError::BadRequest(
+                "this competition takes notebooks only (its test features are hidden): send {\"notebook\": \"PATH\"}".into(),
+            ));
+        }
         if bytes.len() > rules.max_bytes {
             return Err(ApiError::TooLarge(format!(
                 "the file is {} bytes; this competition takes at most {}",
@@ -226,18 +248,14 @@ pub async fn submit(
             private_score: None,
             error: None,
             selected: false,
+            kind: EntryKind::Csv,
+            folder: String::new(),
+            counted: true,
+            attempts: 0,
+            deadline: None,
+            runtime_min: None,
         };
-        let caps = |counts: EntryCounts, state: EntryState| {
-            let at = Utc::now();
-            if state.counted() {
-                rules.may_submit(at, counts.today, counts.total).map_err(Refusal::Cap)
-            } else if counts.free_today >= FREE_PER_DAY {
-                Err(Refusal::FreeSpent { resets_at: next_utc_midnight(at) })
-            } else {
-                rules.may_submit(at, 0, 0).map_err(Refusal::Cap)
-            }
-        };
-        if let Err(refused) = caps(s.store.entry_counts(&slug, team.id, &entry.day)?, EntryState::Scored) {
+        if let Err(refused) = caps(&rules, s.store.entry_counts(&slug, team.id, &entry.day)?, true) {
             return Ok(refused.response(None));
         }
         let solution = s.competitions.solution(&row, &rules)?;
@@ -266,7 +284,8 @@ pub async fn submit(
             }
         }
         let state = entry.state;
-        let recorded = s.store.add_entry_if(&entry, |counts| caps(counts, state));
+        entry.counted = state == EntryState::Scored;
+        let recorded = s.store.add_entry_if(&entry, |counts| caps(&rules, counts, entry.counted));
         if !matches!(recorded, Ok(Ok(_))) && !entry.file.is_empty() {
             // No row names the file: it goes.
             let _ = std::fs::remove_file(s.competitions.files.submission(&slug, &entry.file));
@@ -304,6 +323,120 @@ pub async fn submit(
         })
     })
     .await
+}
+
+/// Whether a team with `counts` may send one more submission now:
+/// within the caps when it will count (`counted`), else within the free
+/// ones a day.
+fn caps(rules: &Rules, counts: EntryCounts, counted: bool) -> Result<(), Refusal> {
+    let at = Utc::now();
+    if counted {
+        rules
+            .may_submit(at, counts.today, counts.total)
+            .map_err(Refusal::Cap)
+    } else if counts.free_today >= FREE_PER_DAY {
+        Err(Refusal::FreeSpent {
+            resets_at: next_utc_midnight(at),
+        })
+    } else {
+        rules.may_submit(at, 0, 0).map_err(Refusal::Cap)
+    }
+}
+
+/// A code submission: the notebook at `path` in the caller's folder is
+/// checked (a notebook of a kernel we run), kept, and queued for a run,
+/// counted against the caps from now on (a failure of the platform gives
+/// it back). 202 with the queued submission; 422 for a file that is not a
+/// notebook we can run (nothing recorded, nothing counted); 429 as for a
+/// CSV.
+fn submit_code(
+    s: &AppState,
+    user: &User,
+    slug: &str,
+    rules: &Rules,
+    team: &TeamRow,
+    path: &str,
+    description: Option<String>,
+) -> Result<Response, ApiError> {
+    if rules.code.is_none() {
+        return Err(ApiError::BadRequest(
+            "this competition takes prediction files, not notebooks to run".into(),
+        ));
+    }
+    let now = Utc::now();
+    let day = now.date_naive().to_string();
+    if let Err(refused) = caps(rules, s.store.entry_counts(slug, team.id, &day)?, true) {
+        return Ok(refused.response(None));
+    }
+    let mine = crate::contents::Root::new(s.users_root.join(&user.name))?
+        .with_max_file(s.caps.contents_file);
+    let inside = mine.resolve(path)?;
+    let bytes = mine.read(&inside)?;
+    let unrunnable = |why: String| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"reason": "Unprocessable Entity", "message": format!("{path:?} cannot be run: {why}")})),
+        )
+            .into_response()
+    };
+    let notebook = match classroom::Notebook::parse(&bytes) {
+        Ok(nb) => nb,
+        Err(e) => return Ok(unrunnable(e.to_string())),
+    };
+    if let Err(e) = notebook.language() {
+        return Ok(unrunnable(e.to_string()));
+    }
+    let api_path = inside.api_path();
+    let folder = api_path
+        .rsplit_once('/')
+        .map_or("", |(dir, _)| dir)
+        .to_owned();
+    let mut entry = EntryRow {
+        id: 0,
+        competition: slug.to_owned(),
+        team: team.id,
+        user_name: user.name.clone(),
+        description: description.unwrap_or(api_path).chars().take(500).collect(),
+        kind: EntryKind::Code,
+        file: format!("{}.ipynb", uuid::Uuid::new_v4().simple()),
+        folder,
+        sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
+        submitted: crate::timefmt::iso(now),
+        day,
+        state: EntryState::Queued,
+        public_score: None,
+        private_score: None,
+        error: None,
+        selected: false,
+        counted: true,
+        attempts: 0,
+        deadline: None,
+        runtime_min: None,
+    };
+    // On disk before the row names it: a queued row always has its notebook.
+    let stored = s.competitions.files.submission(slug, &entry.file);
+    s.competitions
+        .files
+        .write(&stored, &bytes)
+        .map_err(|e| ApiError::Internal(format!("cannot store the submission: {e}")))?;
+    let recorded = s
+        .store
+        .add_entry_if(&entry, |counts| caps(rules, counts, true));
+    if !matches!(recorded, Ok(Ok(_))) {
+        let _ = std::fs::remove_file(&stored);
+    }
+    let (id, team_now) = match recorded? {
+        Ok(recorded) => recorded,
+        Err(refused) => return Ok(refused.response(None)),
+    };
+    entry.id = id;
+    entry.team = team_now;
+    let position = s.store.code_queue_position(slug, id)?;
+    s.code_runs.wake();
+    tracing::info!(competition = %slug, submission = id, user = %user.name, "code submission queued");
+    let mut shown = views::entry(&entry, false, rules.decimals, false);
+    shown["position"] = json!(position);
+    Ok((StatusCode::ACCEPTED, Json(shown)).into_response())
 }
 
 /// Why a submission was not recorded.
@@ -382,11 +515,15 @@ pub async fn entries(
                 None => Vec::new(),
             }
         };
-        Ok(Json(json!(
-            rows.iter()
-                .map(|e| views::entry(e, show_private, rules.decimals, staff))
-                .collect::<Vec<_>>()
-        )))
+        let mut shown = Vec::with_capacity(rows.len());
+        for e in &rows {
+            let mut v = views::entry(e, show_private, rules.decimals, staff);
+            if e.state == EntryState::Queued {
+                v["position"] = json!(s.store.code_queue_position(&slug, e.id)?);
+            }
+            shown.push(v);
+        }
+        Ok(Json(json!(shown)))
     })
     .await
 }

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use classroom::competition::{Rules, Solution, USAGE};
 use serde_json::{Value, json};
@@ -251,17 +251,37 @@ pub(crate) fn data_name(name: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// `PUT /api/competitions/{slug}/data/{name}`: the body is the file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataQuery {
+    /// A file only code submissions' runs get (the hidden test features).
+    #[serde(default)]
+    hidden: bool,
+}
+
+impl DataQuery {
+    fn path(&self, s: &AppState, slug: &str, file: &str) -> std::path::PathBuf {
+        if self.hidden {
+            s.competitions.files.hidden_dir(slug).join(file)
+        } else {
+            s.competitions.files.data(slug, file)
+        }
+    }
+}
+
+/// `PUT /api/competitions/{slug}/data/{name}[?hidden=true]`: the body is
+/// the file; a hidden one goes only to code submissions' runs.
 pub async fn put_data(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
     Path((name, file)): Path<(String, String)>,
+    Query(q): Query<DataQuery>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     offload(&s, &user, move |s, user| {
         staff_only(s, user, &name)?;
         let file = data_name(&file)?;
-        let path = s.competitions.files.data(&name, file);
+        let path = q.path(s, &name, file);
         let existed = path.exists();
         s.competitions
             .files
@@ -276,16 +296,17 @@ pub async fn put_data(
     .await
 }
 
-/// `DELETE /api/competitions/{slug}/data/{name}`.
+/// `DELETE /api/competitions/{slug}/data/{name}[?hidden=true]`.
 pub async fn remove_data(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
     Path((name, file)): Path<(String, String)>,
+    Query(q): Query<DataQuery>,
 ) -> Result<StatusCode, ApiError> {
     offload(&s, &user, move |s, user| {
         staff_only(s, user, &name)?;
         let file = data_name(&file)?;
-        match std::fs::remove_file(s.competitions.files.data(&name, file)) {
+        match std::fs::remove_file(q.path(s, &name, file)) {
             Ok(()) => Ok(StatusCode::NO_CONTENT),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(ApiError::NotFound(format!("no data file {file:?}")))

@@ -59,7 +59,9 @@ pub fn entry(e: &EntryRow, show_private: bool, decimals: u32, staff: bool) -> Va
         "user": e.user_name,
         "description": e.description,
         "submitted": e.submitted,
+        "kind": e.kind,
         "state": e.state,
+        "counted": e.counted,
         "public_score": score(e.public_score, decimals, staff),
         "public_shown": e.public_score.map(|s| board::shown(s, decimals)),
         "selected": e.selected,
@@ -67,6 +69,9 @@ pub fn entry(e: &EntryRow, show_private: bool, decimals: u32, staff: bool) -> Va
     if show_private {
         v["private_score"] = score(e.private_score, decimals, staff);
         v["private_shown"] = json!(e.private_score.map(|s| board::shown(s, decimals)));
+    }
+    if let Some(minutes) = e.runtime_min {
+        v["runtime_minutes"] = json!(minutes);
     }
     if let Some(error) = &e.error {
         v["error"] = serde_json::from_str(error).unwrap_or_else(|_| json!({"message": error}));

@@ -199,6 +199,11 @@ impl Client {
                         return Err((out.finish_with("DeadKernelError", "the kernel died"), "the grading kernel died"));
                     };
                     if msg.parent_msg_id().as_deref() != Some(msg_id.as_str()) {
+                        // The supervisor's word that the process died (it sets the state
+                        // before it says so: a kernel cannot forge this).
+                        if msg.ids().1 == "status" && kernel.execution_state() == "dead" {
+                            return Err((out.finish_with("DeadKernelError", "the kernel died"), "the grading kernel died"));
+                        }
                         continue;
                     }
                     if out.take(&msg) {

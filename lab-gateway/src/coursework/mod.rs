@@ -9,6 +9,7 @@ pub mod data;
 pub mod execute;
 pub mod files;
 pub mod grader;
+pub mod offline;
 pub mod run;
 
 pub use files::Files;

@@ -18,15 +18,15 @@
 //! [`validate`] runs the same way from the release (public tests only),
 //! recording nothing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use classroom::{Notebook, Policy, Source};
 
-use super::execute::{self, Limits};
+use super::execute::Limits;
 use super::files::{self, Files};
-use crate::kernels::{KernelManager, Restrictions, StartRequest};
+use super::offline::{self, Offline};
+use crate::kernels::KernelManager;
 use crate::store::{GradingOutcome, GradingRow, Role, Store, User};
 
 /// What a grading needs of the gateway.
@@ -107,10 +107,10 @@ pub async fn validate(
     Ok(classroom::feedback(&public, &executed, &scores, 0.0, true))
 }
 
-/// Runs `notebook`'s code cells in a fresh, offline kernel of `user`'s,
-/// within the policy's memory, whose folder is a scratch holding the data
-/// files `run` may have (from the data folder `data.0`), removed
-/// afterwards; the notebook with its outputs.
+/// Runs `notebook`'s code cells in a fresh, offline kernel of `user`'s
+/// (`offline`), within the policy's limits, whose scratch holds the data
+/// files `run` may have (from the data folder `data.0`); the notebook with
+/// its outputs.
 async fn run_notebook(
     cx: &Context,
     user: &User,
@@ -126,66 +126,26 @@ async fn run_notebook(
         .filter(|(_, c)| c["cell_type"] == "code")
         .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
         .collect();
-    let scratch = cx.users_root.join(&user.name);
-    let staged = {
-        let scratch = scratch.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(&scratch);
-            std::fs::create_dir_all(&scratch)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    super::data::stage(&data.0, data.1, &scratch).map_err(|e| e.to_string())
-                })
-        })
-        .await
-    };
-    match staged {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(RunError::Platform(format!(
-                "cannot put the assignment's data files in the grading folder: {e}"
-            )));
-        }
-        Err(e) => return Err(RunError::Platform(format!("staging the data files: {e}"))),
-    }
-    let request = StartRequest {
-        name: Some(language.kernel_name().to_owned()),
-        env: BTreeMap::new(),
-        resources: None,
-        fresh: true,
-        restrictions: Restrictions {
-            offline: true,
-            memory_limit: Some(policy.memory_mb.saturating_mul(1024 * 1024)),
-        },
+    let run = Offline {
+        user,
+        kernel: language.kernel_name(),
+        memory_bytes: policy.memory_mb.saturating_mul(1024 * 1024),
+        gpus: None,
         folder: None,
+        limits: Limits {
+            cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
+            total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
+            output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
+        },
     };
-    let kernel = match cx.kernels.start_running(user, request).await {
-        Ok(k) => k,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(RunError::Platform(format!(
-                "cannot start a grading kernel: {e}"
-            )));
-        }
+    let stage = move |scratch: &std::path::Path| {
+        super::data::stage(&data.0, data.1, scratch)
+            .map(|_| ())
+            .map_err(|e| format!("the assignment's data files: {e}"))
     };
-    let limits = Limits {
-        cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
-        total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
-        output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
-    };
-    let runs = execute::run_cells(&cx.kernels, &kernel, &cells, limits).await;
-    // Its outputs are in: the kernel is killed, not asked to stop.
-    if let Err(e) = cx.kernels.kill(&kernel).await {
-        tracing::warn!(kernel_id = %kernel.id, error = %e, "a grading kernel did not shut down cleanly");
-    }
-    let scratch_gone = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await;
-    if let Ok(Err(e)) = scratch_gone {
-        tracing::debug!(error = %e, "a grading scratch folder was not removed");
-    }
-    let runs = runs.map_err(|lost| {
-        RunError::Platform(format!("the grader missed {lost} of the kernel's messages"))
-    })?;
+    let (runs, ()) = offline::run(&cx.kernels, &cx.users_root, run, &cells, stage, |_| ())
+        .await
+        .map_err(RunError::Platform)?;
     for (index, run) in runs {
         // nbgrader's LimitOutput (lines per stream, traceback entries).
         let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);

@@ -1,10 +1,12 @@
 //! Competitions in SQLite: the competition, its teams and members, and its
 //! submissions with both scores.
 //!
-//! A submission row is written once, whole, after its file is on disk and
-//! it has been checked and scored (scoring a CSV takes milliseconds), so a
+//! A CSV's row is written once, whole, after its file is on disk and it
+//! has been checked and scored (scoring a CSV takes milliseconds), so a
 //! gateway killed at any moment leaves either no row (the participant was
 //! not answered, nothing counted) or a final one; never one stuck half way.
+//! A notebook's row is written queued, after its file is on disk; its run
+//! is `code_runs`'.
 //! The caps are checked in the same transaction as the insert, so fifty
 //! submissions at once cannot pass a cap of five.
 
@@ -37,21 +39,27 @@ pub struct TeamRow {
     pub members: Vec<String>,
 }
 
-/// Where a submission ended.
+/// Where a submission stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryState {
-    /// Checked and scored; counts against the caps.
+    /// A code submission waiting for its run.
+    Queued,
+    /// A code submission whose notebook runs now, until its deadline.
+    Running,
+    /// Checked and scored.
     Scored,
-    /// The file was refused by the checks; costs nothing.
+    /// The file was refused by the checks.
     Rejected,
-    /// Scoring failed through no fault of the participant; costs nothing.
+    /// No score: the platform's failure, or a code submission's own.
     Failed,
 }
 
 impl EntryState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
+            EntryState::Queued => "queued",
+            EntryState::Running => "running",
             EntryState::Scored => "scored",
             EntryState::Rejected => "rejected",
             EntryState::Failed => "failed",
@@ -60,15 +68,44 @@ impl EntryState {
 
     fn parse(s: &str) -> EntryState {
         match s {
+            "queued" => EntryState::Queued,
+            "running" => EntryState::Running,
             "scored" => EntryState::Scored,
             "rejected" => EntryState::Rejected,
             _ => EntryState::Failed,
         }
     }
 
-    /// Whether it counts against the caps.
-    pub fn counted(self) -> bool {
-        self == EntryState::Scored
+    /// Whether it has reached its end.
+    pub fn is_final(self) -> bool {
+        !matches!(self, EntryState::Queued | EntryState::Running)
+    }
+}
+
+/// What was submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A prediction file, scored at once.
+    Csv,
+    /// A notebook, run offline on the hidden test features, then scored.
+    Code,
+}
+
+impl EntryKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Csv => "csv",
+            EntryKind::Code => "code",
+        }
+    }
+
+    fn parse(s: &str) -> EntryKind {
+        if s == "code" {
+            EntryKind::Code
+        } else {
+            EntryKind::Csv
+        }
     }
 }
 
@@ -80,7 +117,11 @@ pub struct EntryRow {
     pub team: i64,
     pub user_name: String,
     pub description: String,
+    pub kind: EntryKind,
+    /// The file as received, under the competition's `submissions/`.
     pub file: String,
+    /// A notebook's folder in its submitter's: where its kernel starts.
+    pub folder: String,
     pub sha256: String,
     pub submitted: String,
     pub day: String,
@@ -89,12 +130,22 @@ pub struct EntryRow {
     pub private_score: Option<f64>,
     pub error: Option<String>,
     pub selected: bool,
+    /// Whether it counts against the caps: a scored one, a queued or
+    /// running notebook, and one that failed through its own code; never a
+    /// refused file or the platform's failure.
+    pub counted: bool,
+    /// A code submission's runs so far (a platform failure runs it again).
+    pub attempts: i64,
+    /// When a running code submission's run must have ended.
+    pub deadline: Option<String>,
+    /// A finished run's time as shown, in whole minutes.
+    pub runtime_min: Option<i64>,
 }
 
-const ENTRY_COLUMNS: &str = "id, competition, team, user_name, description, file, sha256, submitted, day, state, \
-     public_score, private_score, error, selected";
+pub(super) const ENTRY_COLUMNS: &str = "id, competition, team, user_name, description, file, sha256, submitted, day, state, \
+     public_score, private_score, error, selected, kind, folder, counted, attempts, deadline, runtime_min";
 
-fn entry_row(r: &Row<'_>) -> rusqlite::Result<EntryRow> {
+pub(super) fn entry_row(r: &Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok(EntryRow {
         id: r.get(0)?,
         competition: r.get(1)?,
@@ -110,6 +161,12 @@ fn entry_row(r: &Row<'_>) -> rusqlite::Result<EntryRow> {
         private_score: r.get(11)?,
         error: r.get(12)?,
         selected: r.get::<_, i64>(13)? != 0,
+        kind: EntryKind::parse(&r.get::<_, String>(14)?),
+        folder: r.get(15)?,
+        counted: r.get::<_, i64>(16)? != 0,
+        attempts: r.get(17)?,
+        deadline: r.get(18)?,
+        runtime_min: r.get(19)?,
     })
 }
 
@@ -304,7 +361,7 @@ impl Store {
         self.with(|c| counts(c, slug, team, day))
     }
 
-    /// Records a finished submission for the team its submitter is on *now*
+    /// Records a submission (a finished CSV, a queued notebook) for the team its submitter is on *now*
     /// (a merge may have moved them since `row.team` was read), only if
     /// `allow`, given that team's counts for `row.day` and in all, lets it:
     /// in the same transaction as the insert, so concurrent submissions
@@ -329,8 +386,8 @@ impl Store {
             }
             tx.execute(
                 "INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
-                     submitted, day, state, counted, public_score, private_score, error, selected)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0)",
+                     submitted, day, state, counted, public_score, private_score, error, selected, kind, folder)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, ?14, ?15)",
                 params![
                     row.competition,
                     team,
@@ -341,10 +398,12 @@ impl Store {
                     row.submitted,
                     row.day,
                     row.state.as_str(),
-                    row.state.counted(),
+                    row.counted,
                     row.public_score,
                     row.private_score,
                     row.error,
+                    row.kind.as_str(),
+                    row.folder,
                 ],
             )?;
             let id = tx.last_insert_rowid();

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 mod classroom;
+mod code_runs;
 mod competitions;
 mod courses;
 mod kernels;
@@ -36,8 +37,10 @@ mod users;
 pub use classroom::{
     AssignmentRow, GradingOutcome, GradingRow, GradingState, ManualGrade, SubmissionRow,
 };
+pub use code_runs::RunEnd;
 pub use competitions::{
-    CompetitionMark, CompetitionRow, EntryCounts, EntryRow, EntryState, SelectError, TeamRow,
+    CompetitionMark, CompetitionRow, EntryCounts, EntryKind, EntryRow, EntryState, SelectError,
+    TeamRow,
 };
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};

@@ -254,12 +254,62 @@ CREATE TABLE IF NOT EXISTS competition_invitations (
 CREATE INDEX IF NOT EXISTS competition_submissions_scored ON competition_submissions(competition, state);
 ";
 
+/// Code submissions (issue 16): a submission is a prediction file or a
+/// notebook the platform runs; a notebook's row is queued, then running
+/// (with its attempt and deadline) until it ends. SQLite cannot change a
+/// CHECK, so the table is rebuilt; nothing references it.
+const V4: &str = "
+CREATE TABLE competition_submissions_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    competition TEXT NOT NULL REFERENCES competitions(slug) ON DELETE CASCADE,
+    team INTEGER NOT NULL REFERENCES competition_teams(id),
+    user_name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    -- 'csv': a prediction file, scored at once; 'code': a notebook, run offline first.
+    kind TEXT NOT NULL DEFAULT 'csv' CHECK (kind IN ('csv', 'code')),
+    -- The file as received, kept for rescoring: DATA/competitions/SLUG/submissions/FILE
+    -- ('' for a refused file, which is not kept).
+    file TEXT NOT NULL,
+    -- A notebook's folder in its submitter's, where its kernel starts.
+    folder TEXT NOT NULL DEFAULT '',
+    sha256 TEXT NOT NULL,
+    -- The server's clock; day is its UTC date, what the daily cap counts.
+    submitted TEXT NOT NULL,
+    day TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'scored', 'rejected', 'failed')),
+    -- 1 when it counts against the caps: scored, queued or running, or a
+    -- notebook's own failure (a refused file or the platform's failure costs nothing).
+    counted INTEGER NOT NULL,
+    public_score REAL,
+    private_score REAL,
+    -- What was wrong (JSON: a message, and problems, a category or a traceback).
+    error TEXT,
+    selected INTEGER NOT NULL DEFAULT 0,
+    -- A notebook's runs so far, when the running one must end, and the
+    -- finished run's time as shown (whole minutes).
+    attempts INTEGER NOT NULL DEFAULT 0,
+    deadline TEXT,
+    runtime_min INTEGER
+);
+INSERT INTO competition_submissions_v4 (id, competition, team, user_name, description, file,
+    sha256, submitted, day, state, counted, public_score, private_score, error, selected)
+SELECT id, competition, team, user_name, description, file, sha256, submitted, day, state,
+    counted, public_score, private_score, error, selected FROM competition_submissions;
+DROP TABLE competition_submissions;
+ALTER TABLE competition_submissions_v4 RENAME TO competition_submissions;
+CREATE INDEX competition_submissions_by_team ON competition_submissions(competition, team, day);
+CREATE INDEX competition_submissions_scored ON competition_submissions(competition, state);
+CREATE INDEX competition_submissions_waiting ON competition_submissions(state)
+    WHERE state IN ('queued', 'running');
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up_with_hook(V1, v1_add_missing_columns)
             .comment("the schema before versions, idempotent"),
         M::up(V2).comment("assignments, submissions and gradings"),
         M::up(V3).comment("competitions, teams and their submissions"),
+        M::up(V4).comment("code submissions: queued and running notebooks"),
     ])
 }
 
@@ -334,7 +384,7 @@ mod tests {
         let version: i64 = old
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let (role, resources): (String, String) = old
             .query_row(
                 "SELECT u.role, k.resources FROM users u JOIN kernels k ON k.owner = u.name",
@@ -353,6 +403,40 @@ mod tests {
         assert_eq!(settings, 3);
         // Opening again is a no-op.
         migrate(&mut old).unwrap();
+    }
+
+    #[test]
+    fn v4_keeps_the_competition_submissions_of_v3() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrations().to_version(&mut c, 3).unwrap();
+        c.execute_batch(
+            "INSERT INTO competitions VALUES ('c', 'C', '', '', '{}', 'ann', NULL, NULL, NULL, 'x', 'x');
+             INSERT INTO competition_teams (competition, name, created) VALUES ('c', 'ann', 'x');
+             INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
+                 submitted, day, state, counted, public_score, private_score, error, selected)
+             VALUES ('c', 1, 'ann', 'first', 'f.csv', 'abc', 't', '2026-12-01', 'scored', 1, 0.5, 0.25, NULL, 1);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let (kind, state, public, selected, counted): (String, String, f64, i64, i64) = c
+            .query_row(
+                "SELECT kind, state, public_score, selected, counted FROM competition_submissions WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (kind.as_str(), state.as_str(), public, selected, counted),
+            ("csv", "scored", 0.5, 1, 1)
+        );
+        c.execute(
+            "INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
+                 submitted, day, state, counted, kind) VALUES ('c', 1, 'ann', '', 'n.ipynb', '', 't', 'd', 'queued', 1, 'code')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.last_insert_rowid(), 2);
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! One notebook's code cells run in a fresh, offline kernel, in a scratch
+//! folder that holds only what the run may read, removed afterwards.
+//! Gradings and validations (here) and code submissions (`competitions`)
+//! all run this way.
+//!
+//! The kernel's owner is a user of the run's own with a dotted name, which
+//! no person can have (`.grading-ID`, `.compete-ID`): its folder
+//! `DATA/users/NAME` is the scratch, all the sandbox lets the kernel
+//! touch. The kernel starts through the scheduler (admission, quotas, the
+//! fair queue) and never comes from the warm pool; it has no network and
+//! a memory limit, and it is killed once its cells have run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::execute::{self, CellRun, Limits};
+use crate::kernels::{KernelManager, ResourceRequest, Restrictions, StartRequest};
+use crate::store::User;
+
+/// What one run is, beyond its cells.
+pub struct Offline<'a> {
+    /// The run's own user (a dotted name, see the module's doc).
+    pub user: &'a User,
+    /// The kernelspec.
+    pub kernel: &'a str,
+    pub memory_bytes: u64,
+    /// GPUs, through the quotas like anyone's; none when `None`.
+    pub gpus: Option<u32>,
+    /// Where in the scratch the kernel starts (the notebook's folder);
+    /// the scratch's top when `None`.
+    pub folder: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// Runs `cells` (index in the notebook, code) as `run` says. `stage` fills
+/// the empty scratch first; `collect` reads what the run left there before
+/// it is removed. `Err` is the platform's failure (staging, no kernel, the
+/// gateway missed some of the kernel's output): the run says nothing of
+/// the notebook and may be tried again.
+pub async fn run<S, C, T>(
+    kernels: &Arc<KernelManager>,
+    users_root: &Path,
+    run: Offline<'_>,
+    cells: &[(usize, String)],
+    stage: S,
+    collect: C,
+) -> Result<(Vec<(usize, CellRun)>, T), String>
+where
+    S: FnOnce(&Path) -> Result<(), String> + Send + 'static,
+    C: FnOnce(&Path) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let scratch = users_root.join(&run.user.name);
+    let staged = {
+        let scratch = scratch.clone();
+        let folder = run.folder.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+            if let Some(folder) = folder {
+                std::fs::create_dir_all(scratch.join(folder)).map_err(|e| e.to_string())?;
+            }
+            stage(&scratch)
+        })
+        .await
+    };
+    match staged {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            remove(scratch).await;
+            return Err(format!("cannot prepare the run's folder: {e}"));
+        }
+        Err(e) => return Err(format!("preparing the run's folder: {e}")),
+    }
+    let request = StartRequest {
+        name: Some(run.kernel.to_owned()),
+        env: BTreeMap::new(),
+        resources: run.gpus.map(|gpus| ResourceRequest {
+            gpus: Some(gpus),
+            ..Default::default()
+        }),
+        fresh: true,
+        restrictions: Restrictions {
+            offline: true,
+            memory_limit: Some(run.memory_bytes),
+        },
+        folder: run.folder.clone(),
+    };
+    let kernel = match kernels.start_running(run.user, request).await {
+        Ok(k) => k,
+        Err(e) => {
+            remove(scratch).await;
+            return Err(format!("cannot start a kernel for the run: {e}"));
+        }
+    };
+    let runs = execute::run_cells(kernels, &kernel, cells, run.limits).await;
+    // Its outputs are in: the kernel is killed, not asked to stop.
+    if let Err(e) = kernels.kill(&kernel).await {
+        tracing::warn!(kernel_id = %kernel.id, error = %e, "a run's kernel did not shut down cleanly");
+    }
+    let collected = {
+        let scratch = scratch.clone();
+        tokio::task::spawn_blocking(move || collect(&scratch)).await
+    };
+    remove(scratch).await;
+    let collected = collected.map_err(|e| format!("reading what the run left: {e}"))?;
+    let runs =
+        runs.map_err(|lost| format!("the gateway missed {lost} of the kernel's messages"))?;
+    Ok((runs, collected))
+}
+
+async fn remove(scratch: PathBuf) {
+    let gone = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await;
+    if let Ok(Err(e)) = gone {
+        tracing::debug!(error = %e, "a run's scratch folder was not removed");
+    }
+}

@@ -1,0 +1,280 @@
+"""Code submissions end to end through a real `lab serve` (issue 16), on the example
+competition in `examples/competitions/spirals`: its data made by the example's script, its
+baseline notebook run offline in a real academy-candle kernel on the hidden test features and
+scored; notebooks that loop forever, raise, write nothing or write a bad file each fail with
+their category (a timeout, an error, out of memory, no file, a bad file); one that tries the network and the solution file gets neither; and a gateway
+killed with `kill -9` during a run loses nothing and scores nothing twice.
+
+The hidden labels carry no marker (they are the example's), so the leak checks here are that
+the solution's path and content never reach a participant's notebook; the full marker scan is
+`test_competitions.py`'s.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from test_gateway import LAB, free_port
+from test_grading_security import Client, Trap, add_user, landlock_abi, serve, wait_until
+
+pytestmark = pytest.mark.skipif(landlock_abi() < 6, reason="this Linux lacks Landlock ABI 6")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "competitions" / "spirals"
+SLUG = "spirals-code"
+# The baseline trains in about 10 s here; a notebook that loops is stopped at the short limit.
+LONG_LIMIT_S, SHORT_LIMIT_S = 240, 10
+
+
+def iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    base = tmp_path_factory.mktemp("code")
+    data, logs, made = base / "data", base / "logs", base / "example"
+    subprocess.run([sys.executable, str(EXAMPLE / "make_data.py"), str(made)], check=True)
+    port = free_port()
+    proc, admin = serve(data, port, logs)
+    url = f"http://127.0.0.1:{port}"
+    tokens = {name: add_user(data, name, role)
+              for name, role in (("tess", "trainer"), ("pat", "engineer"), ("quinn", "engineer"))}
+    lab = {"url": url, "data": data, "logs": logs, "port": port, "proc": proc, "made": made,
+           "clients": {n: Client(url, t, n) for n, t in tokens.items()}}
+    staff = lab["clients"]["tess"]
+    now = datetime.now(timezone.utc)
+    rules = {
+        "metric": {"name": "accuracy"},
+        "columns": {"id": "id", "target": "label"},
+        "start": iso(now - timedelta(days=1)),
+        "merger_deadline": iso(now + timedelta(days=5)),
+        "end": iso(now + timedelta(days=10)),
+        "daily_cap": 20,
+        "csv": False,
+        "code": {"time_limit_s": LONG_LIMIT_S, "memory_mb": 2048},
+    }
+    lab["rules"] = rules
+    status, body = staff.call("POST", "/api/competitions", {
+        "slug": SLUG, "title": "Spirals (code)", "overview": "Tell the arms apart.", "rules": rules})
+    assert status == 201, body
+    put = lambda path, file: raw(staff, "PUT", path, (made / file).read_bytes())  # noqa: E731
+    assert put(f"/api/competitions/{SLUG}/solution", "solution.csv")[0] == 200
+    for name, file in (("train.csv", "data/train.csv"), ("test.csv", "sample/test.csv"),
+                       ("sample_submission.csv", "data/sample_submission.csv")):
+        assert put(f"/api/competitions/{SLUG}/data/{name}", file)[0] == 201
+    assert put(f"/api/competitions/{SLUG}/data/test.csv?hidden=true", "hidden/test.csv")[0] == 201
+    assert staff.call("POST", f"/api/competitions/{SLUG}/publish")[0] == 200
+    for who in ("pat", "quinn"):
+        assert lab["clients"][who].call("POST", f"/api/competitions/{SLUG}/join")[0] == 200
+    yield lab
+    lab["proc"].terminate()
+    lab["proc"].wait(timeout=30)
+
+
+def time_limit(lab, seconds):
+    """Staff change the competition's time limit; runs read it when they start."""
+    rules = dict(lab["rules"], code={"time_limit_s": seconds, "memory_mb": 2048})
+    status, body = lab["clients"]["tess"].call("PATCH", f"/api/competitions/{SLUG}", {"rules": rules})
+    assert status == 200, body
+
+
+def raw(client, method, path, body):
+    import urllib.request
+    import urllib.error
+    req = urllib.request.Request(client.base + path, method=method, data=body,
+                                 headers={"Authorization": f"token {client.token}",
+                                          "Content-Type": "text/csv"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def notebook(kernel, *sources):
+    meta = {"academy-candle": {"kernelspec": {"name": "academy-candle", "display_name": "Candle",
+                                              "language": "rhai"}},
+            "python3": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}}}[kernel]
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": meta,
+            "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                       "source": s} for s in sources]}
+
+
+def put_notebook(client, path, nb):
+    status, body = client.call("PUT", f"/api/contents/{path}",
+                               {"type": "notebook", "format": "json", "content": nb})
+    assert status in (200, 201), body
+
+
+def submit(client, path):
+    status, body = client.call("POST", f"/api/competitions/{SLUG}/submissions", {"notebook": path})
+    assert status == 202, body
+    assert body["state"] == "queued" and body["kind"] == "code" and body["position"] >= 1, body
+    return body["id"]
+
+
+def final(client, ids, timeout):
+    """Waits until every submission in `ids` is scored or failed; their views by id."""
+    def probe():
+        status, mine = client.get(f"/api/competitions/{SLUG}/submissions")
+        assert status == 200, mine
+        got = {e["id"]: e for e in mine if e["id"] in ids}
+        done = all(e["state"] in ("scored", "failed", "rejected") for e in got.values())
+        return got if len(got) == len(ids) and done else None
+    return wait_until(f"submissions {ids} to end", timeout, probe)
+
+
+def baseline():
+    return json.loads((EXAMPLE / "code-baseline.ipynb").read_text())
+
+
+def test_the_example_baseline_runs_offline_on_the_hidden_test_set_and_scores(lab):
+    pat = lab["clients"]["pat"]
+    assert pat.call("PUT", "/api/contents/work", {"type": "directory"})[0] in (200, 201)
+    put_notebook(pat, "work/baseline.ipynb", baseline())
+    # The notebook's folder is where its kernel starts: the baseline reads
+    # competitions/spirals-code/ relative to the top, so one folder down it must fail...
+    moved = baseline()
+    moved["cells"][1]["source"] = moved["cells"][1]["source"].replace(
+        '"competitions/', '"../competitions/')
+    put_notebook(pat, "work/moved.ipynb", moved)
+    top = submit(pat, "work/baseline.ipynb")
+    down = submit(pat, "work/moved.ipynb")
+    got = final(pat, {top, down}, 300)
+    assert got[top]["state"] == "failed" and got[top]["error"]["category"] == "error", got[top]
+    assert "competitions/spirals-code/train.csv" in got[top]["error"]["message"], got[top]
+    scored = got[down]
+    assert scored["state"] == "scored", scored
+    # 5,000 hidden rows predicted: the sample of 100 would have been refused as missing ids.
+    assert scored["public_score"] > 0.85, scored
+    assert "private_score" not in scored and scored["runtime_minutes"] == 1, scored
+    status, board = pat.get(f"/api/competitions/{SLUG}/leaderboard")
+    assert status == 200 and [r["team"] for r in board["rows"]] == ["pat"], board
+    # Both counted (a notebook's own failure counts, as on Kaggle).
+    status, comp = pat.get(f"/api/competitions/{SLUG}")
+    assert comp["submissions"]["today"] == 2, comp
+    # The run's scratch is gone, and nothing of it is in the participant's folder.
+    users = lab["data"] / "users"
+    assert not [p for p in users.iterdir() if p.name.startswith(".compete-")]
+    assert not (users / "pat" / "work" / "submission.csv").exists()
+
+
+def test_failures_are_reported_by_category(lab):
+    quinn = lab["clients"]["quinn"]
+    time_limit(lab, SHORT_LIMIT_S)
+    cases = {
+        "loop.ipynb": (notebook("academy-candle", "let i = 0;\nloop { i += 1; }"), "timeout"),
+        "boom.ipynb": (notebook("academy-candle", 'print("starting");', 'throw "boom from my notebook";'),
+                       "error"),
+        "nothing.ipynb": (notebook("academy-candle", 'print("no file");'), "no_submission_file"),
+        "hog.ipynb": (notebook("academy-candle", "let t = ones([40000, 40000]);\nprint(t.sum());"),
+                      "out_of_memory"),
+        "pyhog.ipynb": (notebook("python3", "x = bytearray(3 * 1024 ** 3)"), "out_of_memory"),
+        "badfile.ipynb": (notebook("academy-candle",
+                                   'write_csv("submission.csv", ["id", "guess"], [[1, 2], [0, 1]]);'),
+                          "format_error"),
+    }
+    ids = {}
+    for name, (nb, _) in cases.items():
+        put_notebook(quinn, name, nb)
+        ids[submit(quinn, name)] = name
+    # Not a notebook we can run: 422, nothing counted.
+    status, _ = quinn.call("PUT", "/api/contents/plain.ipynb",
+                           {"type": "file", "format": "text", "content": "not json"})
+    assert status in (200, 201)
+    status, body = quinn.call("POST", f"/api/competitions/{SLUG}/submissions", {"notebook": "plain.ipynb"})
+    assert status == 422 and "cannot be run" in body["message"], body
+    # This competition takes notebooks only.
+    status, body = raw(quinn, "POST", f"/api/competitions/{SLUG}/submissions", b"id,label\n1,0\n")
+    assert status == 400 and "notebooks only" in body, body
+
+    got = final(quinn, set(ids), 240)
+    time_limit(lab, LONG_LIMIT_S)
+    for id_, name in ids.items():
+        entry = got[id_]
+        want = cases[name][1]
+        assert entry["state"] == "failed" and entry["error"]["category"] == want, (name, entry)
+        assert entry["counted"] is True, entry
+    by_name = {ids[i]: e for i, e in got.items()}
+    assert f"{SHORT_LIMIT_S} s" in by_name["loop.ipynb"]["error"]["message"]
+    boom = by_name["boom.ipynb"]["error"]
+    assert "boom from my notebook" in boom["message"] and boom["traceback"], boom
+    bad = by_name["badfile.ipynb"]["error"]
+    assert bad["problems"], bad
+    status, comp = quinn.get(f"/api/competitions/{SLUG}")
+    assert comp["submissions"]["today"] == len(cases), comp
+
+
+def test_a_code_run_reaches_neither_the_network_nor_the_solution(lab):
+    pat = lab["clients"]["pat"]
+    trap = Trap()
+    marker = f"net-{uuid.uuid4().hex[:8]}"
+    probe = notebook("python3", f"""
+import pathlib, socket
+results = {{}}
+here = pathlib.Path.cwd()
+# The run's folder is DATA/users/.compete-ID; the solution sits in DATA/competitions.
+for name, path in (("solution", here.parent.parent / "competitions" / "{SLUG}" / "solution.csv"),
+                   ("hidden", here.parent.parent / "competitions" / "{SLUG}" / "hidden" / "test.csv")):
+    try:
+        results[name] = "READ " + path.read_text()[:40]
+    except Exception as e:
+        results[name] = "refused " + type(e).__name__
+for port in [p for p in ({trap.tcp_port or 0}, {lab["port"]}) if p]:
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        s.sendall(b"{marker}")
+        results[f"tcp {{port}}"] = "CONNECTED"
+    except Exception as e:
+        results[f"tcp {{port}}"] = "refused " + type(e).__name__
+try:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"{marker}", ("127.0.0.1", {trap.udp_port}))
+    results["udp"] = "SENT"
+except Exception as e:
+    results["udp"] = "refused " + type(e).__name__
+raise RuntimeError("probe " + repr(sorted(results.items())))
+""")
+    try:
+        put_notebook(pat, "probe.ipynb", probe)
+        got = final(pat, {submit(pat, "probe.ipynb")}, 240)
+        entry = next(iter(got.values()))
+        assert entry["error"]["category"] == "error", entry
+        message = entry["error"]["message"]
+        assert "probe" in message and "READ" not in message and "CONNECTED" not in message \
+            and "SENT" not in message, message
+        assert "refused" in message, message
+        assert marker.encode() not in bytes(trap.received)
+    finally:
+        trap.close()
+
+
+def test_a_kill_during_runs_loses_nothing_and_scores_nothing_twice(lab):
+    quinn = lab["clients"]["quinn"]
+    nb = baseline()
+    put_notebook(quinn, "baseline.ipynb", nb)
+    ids = {submit(quinn, "baseline.ipynb") for _ in range(3)}
+
+    def running():
+        status, mine = quinn.get(f"/api/competitions/{SLUG}/submissions")
+        return any(e["state"] == "running" for e in mine if e["id"] in ids)
+    wait_until("a run to start", 120, running)
+    os.kill(lab["proc"].pid, signal.SIGKILL)
+    lab["proc"].wait(timeout=30)
+    lab["proc"], _ = serve(lab["data"], lab["port"], lab["logs"])
+    got = final(quinn, ids, 600)
+    assert all(e["state"] == "scored" and e["public_score"] > 0.85 for e in got.values()), got
+    # One row each, each scored once: the restart's log says which runs it took back.
+    log = (lab["logs"] / "stdout.log").read_text() + (lab["logs"] / "stderr.log").read_text()
+    assert "code submissions interrupted by a restart queued again" in log
+    assert "its end is dropped" not in log
+    status, every = lab["clients"]["tess"].get(f"/api/competitions/{SLUG}/submissions?all=true")
+    assert sorted(e["id"] for e in every if e["id"] in ids) == sorted(ids)
