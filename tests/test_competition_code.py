@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_gateway import LAB, free_port
+from test_gateway import LAB, execute_over_ws, free_port
 from test_grading_security import Client, Trap, add_user, landlock_abi, serve, wait_until
 
 pytestmark = pytest.mark.skipif(landlock_abi() < 6, reason="this Linux lacks Landlock ABI 6")
@@ -257,11 +257,57 @@ raise RuntimeError("probe " + repr(sorted(results.items())))
         trap.close()
 
 
+def test_a_participants_kernel_reads_the_competitions_files_and_writes_none(lab):
+    """At competitions/NAME in the participant's folder, read-only; nothing beside them (the
+    solution, the hidden files) even when the kernel repoints the link."""
+    probe = """
+import os, pathlib
+p = pathlib.Path("competitions/spirals-code")
+out = {"exists": p.exists()}
+def attempt(name, f):
+    try:
+        out[name] = f()
+    except Exception as e:
+        out[name] = "refused " + type(e).__name__
+if p.exists():
+    attempt("train", lambda: (p / "train.csv").read_text()[:12])
+    attempt("test rows", lambda: len((p / "test.csv").read_text().splitlines()))
+    attempt("write", lambda: (p / "train.csv").write_text("x") and "WROTE")
+    attempt("create", lambda: (p / "mine.csv").write_text("x") and "CREATED")
+    real = p.resolve()
+    attempt("solution", lambda: "READ " + (real.parent / "solution.csv").read_text()[:20])
+    attempt("hidden", lambda: "READ " + (real.parent / "hidden" / "test.csv").read_text()[:20])
+    os.remove(p)
+    os.symlink(real.parent, p)
+    attempt("repointed", lambda: "READ " + (p / "solution.csv").read_text()[:20])
+out
+"""
+    results = {}
+    for who in ("pat", "tess"):
+        client = lab["clients"][who]
+        status, kernel = client.call("POST", "/api/kernels", {"name": "python3"})
+        assert status == 201, kernel
+        ws = lab["url"].replace("http", "ws") + f"/api/kernels/{kernel['id']}/channels?token={client.token}"
+        reply, result = execute_over_ws(ws, probe, timeout=120)
+        assert reply["status"] == "ok", reply
+        results[who] = eval(result)  # the kernel's repr of a dict of str/int/bool
+        assert client.call("DELETE", f"/api/kernels/{kernel['id']}")[0] == 204
+    pat = results["pat"]
+    assert pat["exists"] and pat["train"] == "id,x,y,label" and pat["test rows"] == 101, pat
+    for key in ("write", "create", "solution", "hidden", "repointed"):
+        assert pat[key].startswith("refused"), (key, pat)
+    # Staff who did not join see no such folder (they download what they need).
+    assert results["tess"] == {"exists": False}, results["tess"]
+    # The link is the gateway's again at the next start; the participant's file is intact.
+    assert (lab["data"] / "competitions" / SLUG / "data" / "train.csv").read_text().startswith("id,x,y,label\n1,")
+
+
 def test_a_kill_during_runs_loses_nothing_and_scores_nothing_twice(lab):
     quinn = lab["clients"]["quinn"]
     nb = baseline()
     put_notebook(quinn, "baseline.ipynb", nb)
     ids = {submit(quinn, "baseline.ipynb") for _ in range(3)}
+    counted = quinn.get(f"/api/competitions/{SLUG}")[1]["submissions"]["today"]
 
     def running():
         status, mine = quinn.get(f"/api/competitions/{SLUG}/submissions")
@@ -272,9 +318,13 @@ def test_a_kill_during_runs_loses_nothing_and_scores_nothing_twice(lab):
     lab["proc"], _ = serve(lab["data"], lab["port"], lab["logs"])
     got = final(quinn, ids, 600)
     assert all(e["state"] == "scored" and e["public_score"] > 0.85 for e in got.values()), got
-    # One row each, each scored once: the restart's log says which runs it took back.
+    # The restart took back what was running, and ran it again.
     log = (lab["logs"] / "stdout.log").read_text() + (lab["logs"] / "stderr.log").read_text()
     assert "code submissions interrupted by a restart queued again" in log
-    assert "its end is dropped" not in log
-    status, every = lab["clients"]["tess"].get(f"/api/competitions/{SLUG}/submissions?all=true")
-    assert sorted(e["id"] for e in every if e["id"] in ids) == sorted(ids)
+    # Nothing was charged twice, nor given back: the same three count.
+    status, comp = quinn.get(f"/api/competitions/{SLUG}")
+    assert comp["submissions"]["today"] == counted, (counted, comp)
+    status, board = quinn.get(f"/api/competitions/{SLUG}/leaderboard")
+    assert "quinn" in [r["team"] for r in board["rows"]], board
+    # No scratch and no kernel of a run is left.
+    assert not [p for p in (lab["data"] / "users").iterdir() if p.name.startswith(".compete-")]

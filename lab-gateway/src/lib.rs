@@ -84,6 +84,10 @@ impl AppState {
         let classroom = coursework::Files::beside(&users_root);
         let grader = Self::grader(&store, &kernels, &users_root, None, None);
         let competitions = Arc::new(competitions::Competitions::beside(&users_root));
+        kernels.share_read_only(Arc::new(competitions::ParticipantFiles {
+            store: store.clone(),
+            files: competitions.files.clone(),
+        }));
         let code_runs = competitions::Runner::new(
             store.clone(),
             kernels.clone(),

@@ -47,8 +47,23 @@ pub struct LaunchSpec {
     /// one), so an allocation past it fails in the cell that made it; pods
     /// get it as their memory request and limit.
     pub memory_limit: Option<u64>,
+    /// Folders the kernel reads and never writes, each shown at a path in
+    /// its own folder (a competition's participant files at
+    /// `competitions/NAME`). The local backend puts a symlink there and
+    /// grants its target read-only; pod backends mount them read-only
+    /// where they can (see each backend).
+    pub read_only: Vec<ReadOnlyMount>,
     /// Where a slow start reports what it is doing (pulling an image, …).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// A folder a kernel reads, shown at a path inside its own folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOnlyMount {
+    /// The folder, on the gateway's machine.
+    pub source: PathBuf,
+    /// Where the kernel sees it: relative to its folder, plain names only.
+    pub at: PathBuf,
 }
 
 /// How to find a running kernel again, persisted by the gateway.

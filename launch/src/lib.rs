@@ -15,4 +15,6 @@ pub mod launcher;
 pub mod local;
 pub mod sandbox;
 
-pub use launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
+pub use launcher::{
+    KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher, ReadOnlyMount,
+};

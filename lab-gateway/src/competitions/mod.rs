@@ -16,6 +16,7 @@
 pub mod files;
 pub mod participant;
 pub mod runner;
+pub mod shares;
 pub mod staff;
 pub mod teams;
 pub mod views;
@@ -31,6 +32,7 @@ use crate::store::{CompetitionRow, Role, User};
 
 pub use files::Files;
 pub use runner::Runner;
+pub use shares::ParticipantFiles;
 
 /// The competitions' files, and each one's parsed solution, kept while its
 /// file and rules are unchanged (parsing a 100,000-row solution for every

@@ -70,9 +70,35 @@ pub struct Runner {
     competitions: Arc<Competitions>,
     users_root: PathBuf,
     parallel: usize,
-    /// Runs going on now, per competition.
-    running: Mutex<HashMap<String, usize>>,
+    /// Runs going on now, per competition, and their submissions: the
+    /// deadline check never takes back a row this process still runs.
+    running: Mutex<Running>,
     wake: Notify,
+}
+
+#[derive(Default)]
+struct Running {
+    per_competition: HashMap<String, usize>,
+    ids: std::collections::HashSet<i64>,
+}
+
+/// Gives a run's place back however the run ends (a panic included).
+struct Slot {
+    runner: Arc<Runner>,
+    competition: String,
+    id: i64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut running = self.runner.running.lock();
+        if let Some(n) = running.per_competition.get_mut(&self.competition) {
+            *n = n.saturating_sub(1);
+        }
+        running.ids.remove(&self.id);
+        drop(running);
+        self.runner.wake();
+    }
 }
 
 /// Why a run gave no end to record: the platform's, tried again.
@@ -92,7 +118,7 @@ impl Runner {
             competitions,
             users_root,
             parallel: parallel.max(1),
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(Running::default()),
             wake: Notify::new(),
         })
     }
@@ -118,7 +144,7 @@ impl Runner {
         let _ = tokio::task::spawn_blocking(move || remove_scratches(&root)).await;
         match self
             .store
-            .reclaim_code_entries(None, ATTEMPTS, &platform_error(ATTEMPTS))
+            .reclaim_code_entries(None, &[], ATTEMPTS, &platform_error(ATTEMPTS))
         {
             Ok(ids) if ids.is_empty() => {}
             Ok(ids) => tracing::info!(
@@ -134,10 +160,13 @@ impl Runner {
     async fn serve(self: Arc<Self>) {
         loop {
             let now = crate::timefmt::iso(Utc::now());
-            match self
-                .store
-                .reclaim_code_entries(Some(&now), ATTEMPTS, &platform_error(ATTEMPTS))
-            {
+            let mine: Vec<i64> = self.running.lock().ids.iter().copied().collect();
+            match self.store.reclaim_code_entries(
+                Some(&now),
+                &mine,
+                ATTEMPTS,
+                &platform_error(ATTEMPTS),
+            ) {
                 Ok(ids) if ids.is_empty() => {}
                 Ok(ids) => {
                     tracing::warn!(submissions = ?ids, "code runs past their deadline taken back")
@@ -146,15 +175,19 @@ impl Runner {
             }
             while self.running_total() < self.parallel {
                 let Some(row) = self.next() else { break };
-                let me = self.clone();
-                tokio::spawn(async move { me.run(row).await });
+                let slot = Slot {
+                    runner: self.clone(),
+                    competition: row.competition.clone(),
+                    id: row.id,
+                };
+                tokio::spawn(async move { slot.runner.clone().run(row, slot).await });
             }
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
         }
     }
 
     fn running_total(&self) -> usize {
-        self.running.lock().values().sum()
+        self.running.lock().per_competition.values().sum()
     }
 
     /// Takes the next run: the competition with the fewest running first,
@@ -173,7 +206,8 @@ impl Runner {
             let mut seen = std::collections::HashSet::new();
             for (id, slug) in queued {
                 if seen.insert(slug.clone()) {
-                    heads.push((running.get(&slug).copied().unwrap_or(0), id, slug));
+                    let n = running.per_competition.get(&slug).copied().unwrap_or(0);
+                    heads.push((n, id, slug));
                 }
             }
         }
@@ -185,11 +219,12 @@ impl Runner {
                 .take_code_entry(id, &crate::timefmt::iso(Utc::now() + deadline))
             {
                 Ok(Some(row)) => {
-                    *self
-                        .running
-                        .lock()
+                    let mut running = self.running.lock();
+                    *running
+                        .per_competition
                         .entry(row.competition.clone())
                         .or_default() += 1;
+                    running.ids.insert(row.id);
                     return Some(row);
                 }
                 Ok(None) => continue,
@@ -213,10 +248,10 @@ impl Runner {
             .and_then(|r| r.code)
             .unwrap_or_default();
         chrono::Duration::from_std(Duration::from_secs(limit.time_limit_s) + ALLOWANCE)
-            .unwrap_or(chrono::Duration::MAX)
+            .unwrap_or(chrono::Duration::days(365))
     }
 
-    async fn run(self: Arc<Self>, row: EntryRow) {
+    async fn run(self: Arc<Self>, row: EntryRow, _slot: Slot) {
         tracing::info!(competition = %row.competition, submission = row.id, attempt = row.attempts, "code run");
         let (id, attempt) = (row.id, row.attempts);
         let recorded = match self.execute(&row).await {
@@ -235,27 +270,13 @@ impl Runner {
             ),
             Err(e) => tracing::error!(submission = id, error = %e, "cannot record a code run"),
         }
-        if let Some(n) = self.running.lock().get_mut(&row.competition) {
-            *n = n.saturating_sub(1);
-        }
-        self.wake();
     }
 
-    /// One run, within the row's deadline.
+    /// One run. Bounded without a timer around it (which would drop a
+    /// kernel mid-run): admission waits at most until the row's deadline
+    /// less the time limit (then the start is cancelled), the cells stop at
+    /// the time limit, and staging and scoring are bounded by file sizes.
     async fn execute(&self, row: &EntryRow) -> Result<RunEnd, Platform> {
-        let deadline = row
-            .deadline
-            .as_deref()
-            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-            .and_then(|d| (d.with_timezone(&Utc) - Utc::now()).to_std().ok())
-            .unwrap_or(Duration::ZERO);
-        match tokio::time::timeout(deadline, self.execute_within(row)).await {
-            Ok(end) => end,
-            Err(_) => Err(Platform("the run passed its deadline".into())),
-        }
-    }
-
-    async fn execute_within(&self, row: &EntryRow) -> Result<RunEnd, Platform> {
         let platform = |what: &str, e: &dyn std::fmt::Display| Platform(format!("{what}: {e}"));
         let comp = self
             .store
@@ -279,8 +300,10 @@ impl Runner {
             .filter(|(_, c)| c["cell_type"] == "code")
             .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
             .collect();
+        // An attempt's own owner and scratch: an attempt still running
+        // somewhere never shares them with the next.
         let user = User {
-            name: format!("{OWNER_PREFIX}{}", row.id),
+            name: format!("{OWNER_PREFIX}{}-{}", row.id, row.attempts),
             role: Role::Engineer,
             group: Some(self.group_for(&row.competition)),
         };
@@ -295,23 +318,31 @@ impl Runner {
                 cell_timeout: Duration::from_secs(limits.time_limit_s),
                 total_timeout: Duration::from_secs(limits.time_limit_s),
                 output_bytes: OUTPUT_BYTES,
+                stop_on_error: true,
             },
+            admission_wait: admission_wait(row, &limits),
         };
         let sources = (
             files.data_dir(&row.competition),
             files.hidden_dir(&row.competition),
         );
-        let into = Path::new("competitions").join(&row.competition);
+        let into = super::shares::place(&row.competition);
         let stage = move |scratch: &Path| stage(&sources.0, &sources.1, &scratch.join(&into));
         let max = rules.max_bytes;
         let written = folder.unwrap_or_default().join(SUBMISSION_FILE);
         let collect = move |scratch: &Path| read_capped(scratch, &written, max);
-        let started = tokio::time::Instant::now();
-        let (runs, file) =
-            offline::run(&self.kernels, &self.users_root, run, &cells, stage, collect)
-                .await
-                .map_err(Platform)?;
-        let took = started.elapsed();
+        let ran = offline::run(&self.kernels, &self.users_root, run, &cells, stage, collect)
+            .await
+            .map_err(Platform)?;
+        if ran.lost > 0 {
+            // What decides is the file; an error is also in the cell's reply.
+            tracing::debug!(
+                submission = row.id,
+                lost = ran.lost,
+                "a code run's output was cut"
+            );
+        }
+        let (runs, file, took) = (ran.runs, ran.collected, ran.took);
         let runtime_min = i64::try_from(shown_runtime(took)).unwrap_or(i64::MAX);
         let failed = |f: Failure| {
             Ok(RunEnd::Failed {
@@ -319,13 +350,13 @@ impl Runner {
                 runtime_min,
             })
         };
-        if let Some(failure) = judge(&runs, &limits, took) {
-            return failed(failure);
+        match judge(&runs, &limits, took) {
+            Judged::Clean => {}
+            Judged::Failed(failure) => return failed(failure),
+            Judged::Platform(why) => return Err(Platform(why)),
         }
-        let bytes = match file {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return failed(Failure::NoSubmissionFile),
-            Err(e) => return Err(platform("reading submission.csv", &e)),
+        let Some(bytes) = file else {
+            return failed(Failure::NoSubmissionFile);
         };
         let competitions = self.competitions.clone();
         let scored =
@@ -361,8 +392,9 @@ fn score(
     rules: &Rules,
     bytes: &[u8],
 ) -> Result<Result<competition::Scores, Failure>, Platform> {
-    // The solution read here is the one the submission is recorded under
-    // (see `Competitions`).
+    // The rules and the solution are used under one lock, so a solution
+    // replaced meanwhile is never half used (see `Competitions`); the row is
+    // recorded after it is released.
     let _scoring = competitions.scoring();
     let solution = competitions
         .solution(comp, rules)
@@ -385,27 +417,42 @@ fn score(
 fn platform_error(attempts: i64) -> String {
     json!({
         "category": "platform",
-        "message": format!("the platform could not run this notebook ({attempts} tries); it costs you nothing, and staff can see it"),
+        "message": format!("the platform could not run this notebook ({attempts} tries); it costs you nothing (the reason is in the gateway's log)"),
     })
     .to_string()
 }
 
-/// How the notebook failed, from its cells' runs and the time they took:
-/// past the time limit it is a timeout (whatever error the interrupted cell
+/// What a run's cells say.
+enum Judged {
+    Clean,
+    Failed(Failure),
+    /// The gateway lost the kernel (it could not reach it, or it stopped
+    /// answering): not the notebook's doing.
+    Platform(String),
+}
+
+/// How the notebook did, from its cells' runs and their own time: past
+/// the time limit it is a timeout (whatever error the interrupted cell
 /// raised); else the first error decides (the gateway's own names for a
-/// timeout and a dead kernel, else the notebook's error).
-fn judge(runs: &[(usize, CellRun)], limits: &CodeLimits, took: Duration) -> Option<Failure> {
+/// timeout, a dead kernel and a lost one, else the notebook's error).
+fn judge(runs: &[(usize, CellRun)], limits: &CodeLimits, took: Duration) -> Judged {
     if took >= Duration::from_secs(limits.time_limit_s) {
-        return Some(Failure::Timeout {
+        return Judged::Failed(Failure::Timeout {
             limit_s: limits.time_limit_s,
         });
     }
-    let error = runs
+    let Some(error) = runs
         .iter()
         .flat_map(|(_, run)| &run.outputs)
-        .find(|o| o["output_type"] == "error")?;
+        .find(|o| o["output_type"] == "error")
+    else {
+        return Judged::Clean;
+    };
     let ename = error["ename"].as_str().unwrap_or("Error");
-    Some(match ename {
+    if ename == "GradingStopped" {
+        return Judged::Platform(error["evalue"].as_str().unwrap_or(ename).to_owned());
+    }
+    Judged::Failed(match ename {
         "CellTimeoutError" => Failure::Timeout {
             limit_s: limits.time_limit_s,
         },
@@ -462,27 +509,44 @@ fn stage(public: &Path, hidden: &Path, into: &Path) -> Result<(), String> {
 
 /// The file at `rel` in `scratch` if there is one, up to `max` bytes and
 /// one more (so the checks can say it is too large); `None` when there is
-/// no regular file there. The run wrote the scratch, so anything in the
-/// way may be a symlink to elsewhere: the path must resolve inside it.
-fn read_capped(scratch: &Path, rel: &Path, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+/// no regular file there or it cannot be read. The run wrote the scratch,
+/// so anything in the way may be a symlink, a loop or a locked folder: the
+/// path must resolve inside the scratch, the file is opened without
+/// following a last symlink, and whatever fails is the notebook's (no
+/// file), never the platform's (which would give the run back for free).
+fn read_capped(scratch: &Path, rel: &Path, max: usize) -> Option<Vec<u8>> {
     use std::io::Read;
-    let path = match scratch.join(rel).canonicalize() {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !path.starts_with(scratch.canonicalize()?) {
-        return Ok(None);
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = scratch.canonicalize().ok()?;
+    let path = scratch.join(rel);
+    let parent = path.parent()?.canonicalize().ok()?;
+    if !parent.starts_with(&root) {
+        return None;
     }
-    let file = match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => std::fs::File::open(&path)?,
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(parent.join(path.file_name()?))
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut bytes = Vec::new();
-    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
+    file.take(max as u64 + 1).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// How long a run's kernel may wait for admission: until the row's
+/// deadline less the time limit, and at least a minute.
+fn admission_wait(row: &EntryRow, limits: &CodeLimits) -> Duration {
+    let left = row
+        .deadline
+        .as_deref()
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .and_then(|d| (d.with_timezone(&Utc) - Utc::now()).to_std().ok())
+        .unwrap_or_default();
+    left.saturating_sub(Duration::from_secs(limits.time_limit_s))
+        .max(Duration::from_secs(60))
 }
 
 /// Removes the scratch folders of runs a stopped gateway left.

@@ -29,6 +29,9 @@ pub struct Limits {
     pub total_timeout: Duration,
     /// Stream and display output kept per cell, in bytes.
     pub output_bytes: usize,
+    /// No cell runs after one that failed (a code submission: its first
+    /// error decides); a grading runs every cell, each scoring on its own.
+    pub stop_on_error: bool,
 }
 
 /// One cell's run.
@@ -42,17 +45,24 @@ pub struct CellRun {
 /// taken as stuck.
 const AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
+/// Every cell's run, and how many of the kernel's messages the gateway
+/// missed (its fan-out dropped them): with any missed, the outputs are
+/// incomplete (a grading is tried again).
+pub struct CellRuns {
+    pub runs: Vec<(usize, CellRun)>,
+    pub lost: u64,
+}
+
 /// Runs `cells` (index in the notebook, code) in order. Every cell gets a
-/// run: once the kernel is dead, stuck or out of total time, the rest get
-/// an error output saying so (and score nothing). `Err` when the gateway
-/// missed some of the kernel's output (its fan-out dropped messages): the
-/// runs cannot be trusted, and the grading is tried again.
+/// run: once the kernel is dead, stuck or out of total time (or, with
+/// `stop_on_error`, after a failed cell), the rest get an error output
+/// saying so (and score nothing).
 pub async fn run_cells(
     manager: &KernelManager,
     kernel: &Arc<Kernel>,
     cells: &[(usize, String)],
     limits: Limits,
-) -> Result<Vec<(usize, CellRun)>, u64> {
+) -> CellRuns {
     let started = Instant::now();
     let deadline = later(limits.total_timeout);
     let mut runs = Vec::with_capacity(cells.len());
@@ -76,7 +86,12 @@ pub async fn run_cells(
         };
         let run = c.run(manager, kernel, code, limits, deadline).await;
         match run {
-            Ok(run) => runs.push((*index, run)),
+            Ok(run) => {
+                if limits.stop_on_error && run.outputs.iter().any(|o| o["output_type"] == "error") {
+                    broken = Some("an earlier cell failed");
+                }
+                runs.push((*index, run));
+            }
             Err((run, why)) => {
                 runs.push((*index, run));
                 broken = Some(why);
@@ -95,7 +110,7 @@ pub async fn run_cells(
         ms = started.elapsed().as_millis() as u64,
         "grading cells ran"
     );
-    if lost > 0 { Err(lost) } else { Ok(runs) }
+    CellRuns { runs, lost }
 }
 
 /// `now + d`, or a year from now for a `d` too large to add.
@@ -199,9 +214,9 @@ impl Client {
                         return Err((out.finish_with("DeadKernelError", "the kernel died"), "the grading kernel died"));
                     };
                     if msg.parent_msg_id().as_deref() != Some(msg_id.as_str()) {
-                        // The supervisor's word that the process died (it sets the state
-                        // before it says so: a kernel cannot forge this).
-                        if msg.ids().1 == "status" && kernel.execution_state() == "dead" {
+                        // The supervisor's word that the process died: its flag is
+                        // set before it says so, and nothing the kernel sends sets it.
+                        if msg.ids().1 == "status" && kernel.has_died() {
                             return Err((out.finish_with("DeadKernelError", "the kernel died"), "the grading kernel died"));
                         }
                         continue;

@@ -8,11 +8,14 @@
 //! `DATA/users/NAME` is the scratch, all the sandbox lets the kernel
 //! touch. The kernel starts through the scheduler (admission, quotas, the
 //! fair queue) and never comes from the warm pool; it has no network and
-//! a memory limit, and it is killed once its cells have run.
+//! a memory limit, and it is killed once its cells have run. A start still
+//! queued after the run's admission wait is cancelled, so no kernel
+//! launches later for nobody.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::execute::{self, CellRun, Limits};
 use crate::kernels::{KernelManager, ResourceRequest, Restrictions, StartRequest};
@@ -31,13 +34,27 @@ pub struct Offline<'a> {
     /// the scratch's top when `None`.
     pub folder: Option<PathBuf>,
     pub limits: Limits,
+    /// How long the kernel may wait for admission (a GPU, the quotas).
+    pub admission_wait: Duration,
+}
+
+/// What a run did.
+pub struct Ran<T> {
+    /// Each cell's run (index in the notebook).
+    pub runs: Vec<(usize, CellRun)>,
+    /// What `collect` read from the scratch.
+    pub collected: T,
+    /// The cells' own time, from the first request to the last reply.
+    pub took: Duration,
+    /// iopub messages the gateway missed (its fan-out dropped them): the
+    /// outputs are incomplete.
+    pub lost: u64,
 }
 
 /// Runs `cells` (index in the notebook, code) as `run` says. `stage` fills
 /// the empty scratch first; `collect` reads what the run left there before
-/// it is removed. `Err` is the platform's failure (staging, no kernel, the
-/// gateway missed some of the kernel's output): the run says nothing of
-/// the notebook and may be tried again.
+/// it is removed. `Err` is the platform's failure (staging, no kernel): the
+/// run says nothing of the notebook and may be tried again.
 pub async fn run<S, C, T>(
     kernels: &Arc<KernelManager>,
     users_root: &Path,
@@ -45,7 +62,7 @@ pub async fn run<S, C, T>(
     cells: &[(usize, String)],
     stage: S,
     collect: C,
-) -> Result<(Vec<(usize, CellRun)>, T), String>
+) -> Result<Ran<T>, String>
 where
     S: FnOnce(&Path) -> Result<(), String> + Send + 'static,
     C: FnOnce(&Path) -> T + Send + 'static,
@@ -87,14 +104,19 @@ where
         },
         folder: run.folder.clone(),
     };
-    let kernel = match kernels.start_running(run.user, request).await {
+    let kernel = match kernels
+        .start_offline(run.user, request, run.admission_wait)
+        .await
+    {
         Ok(k) => k,
         Err(e) => {
             remove(scratch).await;
             return Err(format!("cannot start a kernel for the run: {e}"));
         }
     };
+    let started = tokio::time::Instant::now();
     let runs = execute::run_cells(kernels, &kernel, cells, run.limits).await;
+    let took = started.elapsed();
     // Its outputs are in: the kernel is killed, not asked to stop.
     if let Err(e) = kernels.kill(&kernel).await {
         tracing::warn!(kernel_id = %kernel.id, error = %e, "a run's kernel did not shut down cleanly");
@@ -105,9 +127,12 @@ where
     };
     remove(scratch).await;
     let collected = collected.map_err(|e| format!("reading what the run left: {e}"))?;
-    let runs =
-        runs.map_err(|lost| format!("the gateway missed {lost} of the kernel's messages"))?;
-    Ok((runs, collected))
+    Ok(Ran {
+        runs: runs.runs,
+        collected,
+        took,
+        lost: runs.lost,
+    })
 }
 
 async fn remove(scratch: PathBuf) {

@@ -29,6 +29,10 @@ use super::offline::{self, Offline};
 use crate::kernels::KernelManager;
 use crate::store::{GradingOutcome, GradingRow, Role, Store, User};
 
+/// How long a grading's kernel may wait for admission before the grading
+/// is queued again (as a platform failure).
+const ADMISSION_WAIT: Duration = Duration::from_secs(60);
+
 /// What a grading needs of the gateway.
 pub struct Context {
     pub store: Store,
@@ -136,17 +140,25 @@ async fn run_notebook(
             cell_timeout: Duration::from_secs(policy.cell_timeout_s.max(1)),
             total_timeout: Duration::from_secs(policy.total_timeout_s.max(1)),
             output_bytes: usize::try_from(policy.output_limit_bytes).unwrap_or(usize::MAX),
+            stop_on_error: false,
         },
+        admission_wait: ADMISSION_WAIT,
     };
     let stage = move |scratch: &std::path::Path| {
         super::data::stage(&data.0, data.1, scratch)
             .map(|_| ())
             .map_err(|e| format!("the assignment's data files: {e}"))
     };
-    let (runs, ()) = offline::run(&cx.kernels, &cx.users_root, run, &cells, stage, |_| ())
+    let ran = offline::run(&cx.kernels, &cx.users_root, run, &cells, stage, |_| ())
         .await
         .map_err(RunError::Platform)?;
-    for (index, run) in runs {
+    if ran.lost > 0 {
+        return Err(RunError::Platform(format!(
+            "the grader missed {} of the kernel's messages",
+            ran.lost
+        )));
+    }
+    for (index, run) in ran.runs {
         // nbgrader's LimitOutput (lines per stream, traceback entries).
         let outputs = classroom::limit_outputs(run.outputs, policy.output_limit_bytes);
         notebook.set_outputs(index, outputs, run.execution_count);

@@ -102,6 +102,9 @@ pub struct Kernel {
     /// Set once the kernel is shut down; what hangs on it (websocket
     /// sessions) lets go.
     retired: watch::Sender<bool>,
+    /// Set by the supervisor when the process is gone (never by anything
+    /// the kernel sends, unlike the execution state); a new process clears it.
+    died: std::sync::atomic::AtomicBool,
 }
 
 impl Kernel {
@@ -142,6 +145,7 @@ impl Kernel {
             restrictions,
             folder: Mutex::new(None),
             retired: watch::Sender::new(false),
+            died: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -184,7 +188,18 @@ impl Kernel {
     }
 
     pub(crate) fn replace_endpoint(&self, endpoint: Endpoint) {
+        self.died.store(false, std::sync::atomic::Ordering::SeqCst);
         self.endpoint.send_replace(endpoint);
+    }
+
+    /// The supervisor saw the process gone.
+    pub(crate) fn mark_died(&self) {
+        self.died.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the supervisor saw the process gone (since its last start).
+    pub fn has_died(&self) -> bool {
+        self.died.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A new subscription to this kernel's iopub messages.

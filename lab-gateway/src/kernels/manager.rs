@@ -159,6 +159,11 @@ impl KernelManager {
         self
     }
 
+    /// Sets what users' kernels are shown read-only; the first call counts.
+    pub fn share_read_only(&self, shares: Arc<dyn super::supervisor::Shares>) {
+        let _ = self.supervisor.shares.set(shares);
+    }
+
     pub fn scheduling(&self) -> &Arc<Scheduling> {
         &self.scheduling
     }

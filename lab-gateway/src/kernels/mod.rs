@@ -39,4 +39,4 @@ pub use manager::{KernelManager, Started};
 pub use notice::NOTICE_MIMETYPE;
 pub use resources::{ResourceRequest, Restrictions, StartRequest};
 pub use starts::{Start, StartState};
-pub use supervisor::DEFAULT_ORPHAN_TIMEOUT;
+pub use supervisor::{DEFAULT_ORPHAN_TIMEOUT, Shares};

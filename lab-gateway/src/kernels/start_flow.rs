@@ -67,6 +67,37 @@ impl KernelManager {
         }
     }
 
+    /// Starts a kernel for work of the gateway's own (a grading, a code
+    /// run), waiting through the queue for up to `wait`; past it the start
+    /// is cancelled, so nothing launches later for nobody.
+    pub async fn start_offline(
+        self: &Arc<Self>,
+        user: &User,
+        req: StartRequest,
+        wait: Duration,
+    ) -> Result<Arc<Kernel>, StartError> {
+        match self.start(user, req).await? {
+            Started::Running(k) => Ok(k),
+            Started::Queued(s) => match s.wait(wait).await {
+                StartState::Started(k) => Ok(k),
+                StartState::Failed(why) => Err(why),
+                _ => {
+                    let position = self
+                        .scheduling
+                        .ticket(s.id, now_ms())
+                        .map_or(0, |t| t.position);
+                    if !self.cancel(&s) {
+                        // It started as the wait ended.
+                        if let StartState::Started(k) = s.state() {
+                            return Ok(k);
+                        }
+                    }
+                    Err(StartError::StillQueued { id: s.id, position })
+                }
+            },
+        }
+    }
+
     /// Queues again the starts that waited when the gateway stopped, oldest
     /// first and under the same ids, so their clients find them.
     pub async fn requeue(self: &Arc<Self>) {

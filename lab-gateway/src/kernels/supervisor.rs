@@ -65,6 +65,14 @@ pub struct Supervisor {
     pub(crate) orphan_timeout: Option<Duration>,
     metrics: Arc<Metrics>,
     deaths: mpsc::UnboundedSender<uuid::Uuid>,
+    /// What each user's kernels are shown read-only (set once, at wiring).
+    pub(crate) shares: std::sync::OnceLock<Arc<dyn Shares>>,
+}
+
+/// The folders a user's kernels read and never write (a competition's
+/// participant files), asked at every launch of theirs, restarts included.
+pub trait Shares: Send + Sync {
+    fn read_only(&self, user: &str) -> Vec<launch::ReadOnlyMount>;
 }
 
 impl Supervisor {
@@ -81,6 +89,7 @@ impl Supervisor {
             orphan_timeout: Some(DEFAULT_ORPHAN_TIMEOUT),
             metrics,
             deaths,
+            shares: std::sync::OnceLock::new(),
         }
     }
 
@@ -135,6 +144,11 @@ impl Supervisor {
             progress: None,
             offline: r.restrictions.offline,
             memory_limit: r.restrictions.memory_limit,
+            read_only: self
+                .shares
+                .get()
+                .map(|s| s.read_only(r.user))
+                .unwrap_or_default(),
         })
     }
 
@@ -256,6 +270,7 @@ impl Supervisor {
                     if deaths.send(k.id).is_err() {
                         tracing::debug!(kernel_id = %k.id, "nobody hears of deaths any more");
                     }
+                    k.mark_died();
                     k.set_state("dead");
                     k.announce("dead").await;
                 }

@@ -123,11 +123,13 @@ impl Store {
     }
 
     /// Takes back every running submission whose deadline is before `now`
-    /// (every running one when `now` is `None`: a restart), as
-    /// [`Store::release_code_entry`] does. The ids taken back.
+    /// (every running one when `now` is `None`: a restart), except those in
+    /// `running_here` (runs this process holds, which end by themselves),
+    /// as [`Store::release_code_entry`] does. The ids taken back.
     pub fn reclaim_code_entries(
         &self,
         now: Option<&str>,
+        running_here: &[i64],
         max_attempts: i64,
         error: &str,
     ) -> Result<Vec<i64>, StoreError> {
@@ -139,6 +141,7 @@ impl Store {
                      WHERE state = 'running' AND (?1 IS NULL OR deadline < ?1)",
                 )?
                 .query_map(params![now], |r| r.get(0))?
+                .filter(|id| !matches!(id, Ok(id) if running_here.contains(id)))
                 .collect::<Result<_, _>>()?;
             for id in &ids {
                 tx.execute(
@@ -184,5 +187,157 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CompetitionRow, EntryKind, Role};
+
+    const ATTEMPTS: i64 = 3;
+
+    fn queued_entry(store: &Store) -> i64 {
+        store.add_user("ann", Role::Engineer, None).unwrap();
+        store
+            .create_competition(&CompetitionRow {
+                slug: "c".into(),
+                title: "C".into(),
+                overview: String::new(),
+                rules_text: String::new(),
+                rules: "{}".into(),
+                created_by: "tess".into(),
+                solution: None,
+                published: Some("x".into()),
+                revealed: None,
+                created: "x".into(),
+                updated: "x".into(),
+            })
+            .unwrap();
+        let team = store.join_competition("c", "ann").unwrap();
+        let row = EntryRow {
+            id: 0,
+            competition: "c".into(),
+            team: team.id,
+            user_name: "ann".into(),
+            description: String::new(),
+            kind: EntryKind::Code,
+            file: "n.ipynb".into(),
+            folder: String::new(),
+            sha256: String::new(),
+            submitted: "2026-12-03T00:00:00.000000Z".into(),
+            day: "2026-12-03".into(),
+            state: EntryState::Queued,
+            public_score: None,
+            private_score: None,
+            error: None,
+            selected: false,
+            counted: true,
+            attempts: 0,
+            deadline: None,
+            runtime_min: None,
+        };
+        store
+            .add_entry_if(&row, |_| Ok::<(), ()>(()))
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn state(store: &Store, id: i64) -> (EntryState, bool) {
+        let e = store
+            .entries("c", None)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == id)
+            .unwrap();
+        (e.state, e.counted)
+    }
+
+    /// Each attempt is ended only by itself; a passed deadline takes a row
+    /// back unless this process runs it; the third platform failure fails it
+    /// at no cost.
+    #[test]
+    fn a_code_run_is_ended_once_by_the_attempt_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        let id = queued_entry(&store);
+        let past = "2000-01-01T00:00:00.000000Z";
+        let first = store.take_code_entry(id, past).unwrap().unwrap();
+        assert_eq!((first.state, first.attempts), (EntryState::Running, 1));
+        assert!(
+            store.take_code_entry(id, past).unwrap().is_none(),
+            "taken once"
+        );
+        // Past its deadline, but this process still runs it: left alone.
+        let now = "2026-12-03T00:00:00.000000Z";
+        assert!(
+            store
+                .reclaim_code_entries(Some(now), &[id], ATTEMPTS, "x")
+                .unwrap()
+                .is_empty()
+        );
+        // Nobody runs it (a restart, another process's crash): queued again.
+        assert_eq!(
+            store
+                .reclaim_code_entries(Some(now), &[], ATTEMPTS, "x")
+                .unwrap(),
+            vec![id]
+        );
+        assert_eq!(state(&store, id), (EntryState::Queued, true));
+        let second = store
+            .take_code_entry(id, "2999-01-01T00:00:00.000000Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.attempts, 2);
+        // The first attempt's late end is dropped.
+        let end = RunEnd::Scored {
+            public: 0.9,
+            private: 0.8,
+            runtime_min: 1,
+        };
+        assert!(!store.finish_code_entry(id, 1, &end).unwrap());
+        // A deadline in the future is not passed.
+        assert!(
+            store
+                .reclaim_code_entries(Some(now), &[], ATTEMPTS, "x")
+                .unwrap()
+                .is_empty()
+        );
+        // The platform fails it twice more: failed, and given back.
+        assert!(store.release_code_entry(id, 2, ATTEMPTS, "p").unwrap());
+        assert_eq!(state(&store, id), (EntryState::Queued, true));
+        let third = store.take_code_entry(id, past).unwrap().unwrap();
+        assert!(store.release_code_entry(id, 3, ATTEMPTS, "p").unwrap());
+        assert_eq!(third.attempts, 3);
+        assert_eq!(state(&store, id), (EntryState::Failed, false));
+        assert!(!store.finish_code_entry(id, 3, &end).unwrap(), "ended once");
+    }
+
+    #[test]
+    fn a_notebooks_own_failure_counts_and_a_scored_run_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        let id = queued_entry(&store);
+        let taken = store
+            .take_code_entry(id, "2999-01-01T00:00:00.000000Z")
+            .unwrap()
+            .unwrap();
+        let failed = RunEnd::Failed {
+            error: "{}".into(),
+            runtime_min: 1,
+        };
+        assert!(
+            store
+                .finish_code_entry(id, taken.attempts, &failed)
+                .unwrap()
+        );
+        assert_eq!(state(&store, id), (EntryState::Failed, true));
+        assert!(
+            !store
+                .release_code_entry(id, taken.attempts, ATTEMPTS, "p")
+                .unwrap()
+        );
+        assert_eq!(state(&store, id), (EntryState::Failed, true));
     }
 }

@@ -269,6 +269,21 @@ impl Store {
         })
     }
 
+    /// The published competitions `user` has joined.
+    pub fn joined_competitions(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let rows = c
+                .prepare(
+                    "SELECT m.competition FROM competition_members m
+                     JOIN competitions c ON c.slug = m.competition
+                     WHERE m.user_name = ?1 AND c.published IS NOT NULL ORDER BY m.competition",
+                )?
+                .query_map(params![user], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
     /// The caller's team, joining the competition with a team of their own
     /// (named after them) if they have none.
     pub fn join_competition(&self, slug: &str, user: &str) -> Result<TeamRow, StoreError> {
@@ -507,7 +522,8 @@ fn counts(
 /// A team's submissions, as the caps count them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryCounts {
-    /// Counted (scored) submissions on the row's UTC day.
+    /// Counted submissions on the row's UTC day (scored, queued or running
+    /// notebooks, and notebooks that failed by their own fault).
     pub today: u32,
     /// Counted submissions in all.
     pub total: u32,

@@ -295,6 +295,13 @@ INSERT INTO competition_submissions_v4 (id, competition, team, user_name, descri
     sha256, submitted, day, state, counted, public_score, private_score, error, selected)
 SELECT id, competition, team, user_name, description, file, sha256, submitted, day, state,
     counted, public_score, private_score, error, selected FROM competition_submissions;
+-- Ids are never reused: the new table's AUTOINCREMENT counter starts where the old one was.
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'competition_submissions_v4', 0
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'competition_submissions_v4');
+UPDATE sqlite_sequence SET seq = MAX(seq, COALESCE(
+    (SELECT seq FROM sqlite_sequence WHERE name = 'competition_submissions'), 0))
+    WHERE name = 'competition_submissions_v4';
 DROP TABLE competition_submissions;
 ALTER TABLE competition_submissions_v4 RENAME TO competition_submissions;
 CREATE INDEX competition_submissions_by_team ON competition_submissions(competition, team, day);
@@ -415,7 +422,11 @@ mod tests {
              INSERT INTO competition_teams (competition, name, created) VALUES ('c', 'ann', 'x');
              INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
                  submitted, day, state, counted, public_score, private_score, error, selected)
-             VALUES ('c', 1, 'ann', 'first', 'f.csv', 'abc', 't', '2026-12-01', 'scored', 1, 0.5, 0.25, NULL, 1);",
+             VALUES ('c', 1, 'ann', 'first', 'f.csv', 'abc', 't', '2026-12-01', 'scored', 1, 0.5, 0.25, NULL, 1);
+             INSERT INTO competition_submissions (competition, team, user_name, description, file, sha256,
+                 submitted, day, state, counted, public_score, private_score, error, selected)
+             VALUES ('c', 1, 'ann', 'gone', '', 'abc', 't', '2026-12-01', 'rejected', 0, NULL, NULL, NULL, 0);
+             DELETE FROM competition_submissions WHERE id = 2;",
         )
         .unwrap();
         migrate(&mut c).unwrap();
@@ -436,7 +447,8 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(c.last_insert_rowid(), 2);
+        // Id 2 was used (and deleted) before the migration: never again.
+        assert_eq!(c.last_insert_rowid(), 3);
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod error;
 mod ports;
 mod process;
 mod reaper;
+mod shares;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -192,6 +193,15 @@ impl Launcher for LocalLauncher {
             env.insert("CARGO_HOME".into(), own.display().to_string());
             read_write.push(own);
         }
+        let mut shared = Vec::new();
+        for mount in &spec.read_only {
+            match shares::show(&spec.cwd, mount) {
+                Ok(source) => shared.push(source),
+                Err(e) => {
+                    tracing::warn!(kernel_id = %spec.kernel_id, error = %e, "a read-only folder is not shown to a kernel")
+                }
+            }
+        }
         let confinement = match &self.sandbox {
             None => None,
             Some(sandbox) => sandbox
@@ -199,6 +209,7 @@ impl Launcher for LocalLauncher {
                     read_write,
                     read: std::iter::once(file.clone())
                         .chain(self.spec_files(args))
+                        .chain(shared)
                         .collect(),
                     program: find_program(program, env.get("PATH").map(String::as_str)),
                     toolchain: toolchain_dirs(&env),

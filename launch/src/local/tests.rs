@@ -25,6 +25,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         progress: None,
         offline: false,
         memory_limit: None,
+        read_only: Vec::new(),
     }
 }
 
@@ -200,6 +201,7 @@ pub(super) async fn run_with(
         gpus,
         offline,
         memory_limit,
+        read_only: Vec::new(),
         ..spec_for(user)
     };
     let launched = launcher.launch(spec).await.unwrap();
@@ -396,6 +398,7 @@ pub(super) async fn start_script(
         cwd: dir.join("work"),
         workdir: None,
         memory_limit,
+        read_only: Vec::new(),
         ..spec_for("alice")
     };
     let launched = launcher.launch(spec).await.unwrap();

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 pub struct Grants {
     /// Read, write, create and delete beneath these.
     pub read_write: Vec<PathBuf>,
-    /// Read only (the connection file).
+    /// Read only: the connection file, and read-only folders shown to the
+    /// kernel (`LaunchSpec::read_only`).
     pub read: Vec<PathBuf>,
     /// The kernelspec's program, as found on `PATH`: it and its prefix
     /// (the `bin` dir's parent), before and after resolving symlinks.
