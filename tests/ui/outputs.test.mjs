@@ -143,6 +143,8 @@ test("a 500-cell notebook opens editable, makes editors as cells come near, and 
   }
   await putNotebook(page, "big.ipynb", cells);
   await openNotebook(page, "big.ipynb");
+  // The first screen comes at once, the rest while the page is idle.
+  await page.locator("section.cell").nth(499).waitFor({ timeout: 10_000 });
   assert.equal(await page.locator("section.cell").count(), 500);
   const editors = await page.locator(".cm-editor").count();
   assert.ok(editors > 0 && editors < 200, `${editors} editors made at first, not 400`);
