@@ -24,7 +24,7 @@ pub mod views;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use classroom::competition::{Rules, Solution};
+use classroom::competition::{Rules, Solution, board};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -44,6 +44,19 @@ pub struct Competitions {
     /// while a solution or the metric changes: a submission is never scored
     /// against one solution and recorded after another replaced it.
     scoring: RwLock<()>,
+    /// Each competition's scored submissions, team names and public board,
+    /// with the store's boards generation they were read at: a board is
+    /// read from SQLite again only after a write that can change it.
+    boards: Mutex<HashMap<String, (u64, Arc<Board>)>>,
+}
+
+/// What the leaderboards are built from.
+pub(crate) struct Board {
+    pub scored: Vec<board::Scored>,
+    pub names: HashMap<i64, String>,
+    /// The public board, ranked for `higher`.
+    pub public: Vec<board::Standing>,
+    pub higher: bool,
 }
 
 /// A parsed solution, with the file's SHA-256 and the rules it was parsed for.
@@ -59,6 +72,7 @@ impl Competitions {
             files: Files::beside(users_root),
             solutions: Mutex::default(),
             scoring: RwLock::default(),
+            boards: Mutex::default(),
         }
     }
 
@@ -107,6 +121,50 @@ impl Competitions {
             },
         );
         Ok(solution)
+    }
+
+    /// The competition's board data, from the cache while no write made it stale.
+    pub(crate) fn board(
+        &self,
+        store: &crate::store::Store,
+        slug: &str,
+        higher: bool,
+    ) -> Result<Arc<Board>, ApiError> {
+        // Read before the rows: a write after this makes the entry stale.
+        let generation = store.boards_generation();
+        if let Some((at, b)) = self.boards.lock().map_err(poisoned)?.get(slug)
+            && *at == generation
+            && b.higher == higher
+        {
+            return Ok(b.clone());
+        }
+        let scored: Vec<board::Scored> = store
+            .scored_entries(slug)?
+            .into_iter()
+            .filter_map(|e| {
+                Some(board::Scored {
+                    team: e.team,
+                    submission: e.id,
+                    at: chrono::DateTime::parse_from_rfc3339(&e.submitted)
+                        .ok()?
+                        .with_timezone(&chrono::Utc),
+                    public: e.public_score?,
+                    private: e.private_score?,
+                    selected: e.selected,
+                })
+            })
+            .collect();
+        let built = Arc::new(Board {
+            public: board::public_board(&scored, higher),
+            names: store.team_names(slug)?,
+            scored,
+            higher,
+        });
+        self.boards
+            .lock()
+            .map_err(poisoned)?
+            .insert(slug.to_owned(), (generation, built.clone()));
+        Ok(built)
     }
 
     pub(crate) fn forget(&self, slug: &str) {

@@ -606,36 +606,19 @@ pub async fn leaderboard(
                 "the private leaderboard is not revealed yet".into(),
             ));
         }
-        let scored: Vec<board::Scored> = s
-            .store
-            .scored_entries(&slug)?
-            .into_iter()
-            .filter_map(|e| {
-                Some(board::Scored {
-                    team: e.team,
-                    submission: e.id,
-                    at: chrono::DateTime::parse_from_rfc3339(&e.submitted)
-                        .ok()?
-                        .with_timezone(&Utc),
-                    public: e.public_score?,
-                    private: e.private_score?,
-                    selected: e.selected,
-                })
-            })
-            .collect();
-        let names = s.store.team_names(&slug)?;
         let higher = rules.metric.higher_is_better();
-        let public = board::public_board(&scored, higher);
+        let b = s.competitions.board(&s.store, &slug, higher)?;
+        let (scored, names, public) = (&b.scored, &b.names, &b.public);
         let rows = match which {
-            "public" => views::standings(&public, &names, rules.decimals),
+            "public" => views::standings(public, names, rules.decimals),
             "private" => views::standings(
-                &board::private_board(&scored, higher, rules.selections as usize),
-                &names,
+                &board::private_board(scored, higher, rules.selections as usize),
+                names,
                 rules.decimals,
             ),
             "shakeup" => {
-                let private = board::private_board(&scored, higher, rules.selections as usize);
-                views::moves(&board::shake_up(&public, &private), &names)
+                let private = board::private_board(scored, higher, rules.selections as usize);
+                views::moves(&board::shake_up(public, &private), names)
             }
             other => {
                 return Err(ApiError::BadRequest(format!(

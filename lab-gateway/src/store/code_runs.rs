@@ -75,7 +75,7 @@ impl Store {
         attempt: i64,
         end: &RunEnd,
     ) -> Result<bool, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let n = match end {
                 RunEnd::Scored {
                     public,
@@ -95,7 +95,9 @@ impl Store {
                 )?,
             };
             Ok(n == 1)
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// The platform failed attempt `attempt` of `id`: queued again, or,
@@ -108,7 +110,7 @@ impl Store {
         max_attempts: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let n = c.execute(
                 "UPDATE competition_submissions SET
                      state = CASE WHEN attempts >= ?3 THEN 'failed' ELSE 'queued' END,
@@ -119,7 +121,9 @@ impl Store {
                 params![id, attempt, max_attempts, error],
             )?;
             Ok(n == 1)
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// Takes back every running submission whose deadline is before `now`
@@ -133,7 +137,7 @@ impl Store {
         max_attempts: i64,
         error: &str,
     ) -> Result<Vec<i64>, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let ids: Vec<i64> = tx
                 .prepare(
@@ -156,7 +160,9 @@ impl Store {
             }
             tx.commit()?;
             Ok(ids)
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// Where submission `id` stands in its competition's queue (1 is

@@ -235,13 +235,15 @@ impl Store {
 
     /// Sets what staff edit: title, texts and rules.
     pub fn update_competition(&self, row: &CompetitionRow) -> Result<(), StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             c.execute(
                 "UPDATE competitions SET title = ?2, overview = ?3, rules_text = ?4, rules = ?5, updated = ?6 WHERE slug = ?1",
                 params![row.slug, row.title, row.overview, row.rules_text, row.rules, now()],
             )?;
             Ok(())
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     pub fn set_competition_solution(&self, slug: &str, sha256: &str) -> Result<(), StoreError> {
@@ -260,13 +262,15 @@ impl Store {
             CompetitionMark::Published => "published",
             CompetitionMark::Revealed => "revealed",
         };
-        self.with(|c| {
+        let done = self.with(|c| {
             c.execute(
                 &format!("UPDATE competitions SET {column} = COALESCE({column}, ?2), updated = ?2 WHERE slug = ?1"),
                 params![slug, now()],
             )?;
             Ok(())
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// The published competitions `user` has joined.
@@ -326,6 +330,7 @@ impl Store {
             tx.commit()?;
             Ok(())
         })?;
+        self.boards_changed();
         self.team_of(slug, user)?
             .ok_or_else(|| StoreError::NoUser(user.to_string()))
     }
@@ -386,7 +391,7 @@ impl Store {
         row: &EntryRow,
         allow: impl FnOnce(EntryCounts) -> Result<(), E>,
     ) -> Result<Result<(i64, i64), E>, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let team: i64 = tx
                 .query_row(
@@ -424,7 +429,9 @@ impl Store {
             let id = tx.last_insert_rowid();
             tx.commit()?;
             Ok(Ok((id, team)))
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// A competition's submissions, newest first: a team's, or all.
@@ -465,7 +472,7 @@ impl Store {
         selected: bool,
         max: u32,
     ) -> Result<Result<(), SelectError>, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let found: Option<bool> = tx
                 .query_row(
@@ -494,7 +501,9 @@ impl Store {
             )?;
             tx.commit()?;
             Ok(Ok(()))
-        })
+        });
+        self.boards_changed();
+        done
     }
 }
 

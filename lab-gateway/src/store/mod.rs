@@ -74,6 +74,10 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Bumped by every write that can change a competition's boards
+    /// (submissions, their states and selections, teams), so what is built
+    /// from them can be kept until it changes.
+    boards: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now() -> String {
@@ -89,6 +93,7 @@ impl Store {
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            boards: Arc::default(),
         })
     }
 
@@ -98,6 +103,17 @@ impl Store {
     ) -> Result<T, StoreError> {
         let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&conn)
+    }
+
+    /// The boards' generation: it changes whenever a competition's
+    /// submissions or teams do.
+    pub fn boards_generation(&self) -> u64 {
+        self.boards.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A write that can change a board was made (after it commits).
+    pub(super) fn boards_changed(&self) {
+        self.boards.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether the database answers (`/readyz`).

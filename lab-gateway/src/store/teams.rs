@@ -99,7 +99,7 @@ impl Store {
         team: i64,
         allow: impl FnOnce(MergeCounts) -> Result<(), E>,
     ) -> Result<Option<Result<i64, E>>, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let Some(into) = tx
                 .query_row(
@@ -133,17 +133,21 @@ impl Store {
             tx.execute("DELETE FROM competition_teams WHERE id = ?1", params![team])?;
             tx.commit()?;
             Ok(Some(Ok(into)))
-        })
+        });
+        self.boards_changed();
+        done
     }
 
     /// Renames `team`; `false` if another team of the competition has the name.
     pub fn rename_team(&self, slug: &str, team: i64, name: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+        let done = self.with(|c| {
             let n = c.execute(
                 "UPDATE OR IGNORE competition_teams SET name = ?3 WHERE id = ?2 AND competition = ?1",
                 params![slug, team, name],
             )?;
             Ok(n == 1)
-        })
+        });
+        self.boards_changed();
+        done
     }
 }
