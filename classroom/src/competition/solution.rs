@@ -48,7 +48,9 @@ pub enum Usage {
 #[derive(Debug, Clone)]
 pub struct Solution {
     ids: Vec<String>,
-    index: HashMap<String, usize>,
+    /// Id to row. foldhash, seeded per process: fast, and an id a
+    /// participant chooses cannot aim at a bucket.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     target: Column,
     public: Vec<usize>,
     private: Vec<usize>,
@@ -87,20 +89,21 @@ impl Solution {
         let kind = metric.target_kind();
         let mut solution = Solution {
             ids: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             target: Column::new(kind, 0),
             public: Vec::new(),
             private: Vec::new(),
             labels: BTreeSet::new(),
         };
-        let mut seen_at: HashMap<String, u64> = HashMap::new();
+        // Each kept row's line, for a repeated id's message.
+        let mut lines: Vec<u64> = Vec::new();
         let _ = table.rows(&mut problems, |row, problems| {
-            let id = &row.fields[id_at];
+            let id = row.field(id_at);
             if id.is_empty() {
                 problems.add(Some(row.line), Some(&columns.id), "is empty");
                 return;
             }
-            if let Some(first) = seen_at.get(id) {
+            if let Some(first) = solution.index.get(id).map(|&i| lines[i]) {
                 problems.add(
                     Some(row.line),
                     Some(&columns.id),
@@ -108,7 +111,7 @@ impl Solution {
                 );
                 return;
             }
-            let raw_usage = &row.fields[usage_at];
+            let raw_usage = row.field(usage_at);
             let usage = match raw_usage.to_ascii_lowercase().as_str() {
                 "public" => Usage::Public,
                 "private" => Usage::Private,
@@ -122,12 +125,12 @@ impl Solution {
                     return;
                 }
             };
-            if let Err(e) = solution.target.push(kind, &row.fields[target_at]) {
+            if let Err(e) = solution.target.push(kind, row.field(target_at)) {
                 problems.add(Some(row.line), Some(&columns.target), e);
                 return;
             }
             let index = solution.ids.len();
-            seen_at.insert(id.to_string(), row.line);
+            lines.push(row.line);
             solution.index.insert(id.to_string(), index);
             solution.ids.push(id.to_string());
             match usage {
@@ -136,7 +139,7 @@ impl Solution {
                 Usage::Ignored => {}
             }
             if kind == Kind::Label {
-                solution.labels.insert(row.fields[target_at].to_string());
+                solution.labels.insert(row.field(target_at).to_string());
             }
         });
         if problems.is_empty() {

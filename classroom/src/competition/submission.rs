@@ -76,9 +76,9 @@ pub fn read(
         .iter()
         .map(|(_, kind)| Column::new(*kind, n))
         .collect();
-    let mut unknown_at: HashMap<String, u64> = HashMap::new();
+    let mut unknown_at: HashMap<String, u64, foldhash::fast::RandomState> = HashMap::default();
     let rows = table.rows(&mut problems, |row, problems| {
-        let id = &row.fields[id_at];
+        let id = row.field(id_at);
         let Some(slot) = solution.row_of(id) else {
             if id.is_empty() {
                 problems.add(Some(row.line), Some(&columns.id), "is empty");
@@ -108,7 +108,7 @@ pub fn read(
         }
         slots[slot] = Some(row.line);
         for (c, ((name, kind), field)) in wanted.iter().zip(&at).enumerate() {
-            let raw = &row.fields[*field];
+            let raw = row.field(*field);
             if let (Kind::Label, Some(allowed)) = (kind, &allowed)
                 && !raw.is_empty()
                 && !allowed.contains(raw)

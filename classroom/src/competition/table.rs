@@ -2,7 +2,7 @@
 //! crate), a UTF-8 byte-order mark and spaces around fields ignored, and
 //! every malformed line reported by number instead of stopping the read.
 
-use csv::{ReaderBuilder, StringRecord, Trim};
+use csv::{ReaderBuilder, StringRecord};
 
 use super::problems::{Problems, Rejection, reject};
 
@@ -15,7 +15,15 @@ pub struct Table<'a> {
 /// One data row and its line number.
 pub struct Row<'r> {
     pub line: u64,
-    pub fields: &'r StringRecord,
+    fields: &'r StringRecord,
+}
+
+impl Row<'_> {
+    /// Field `i`, spaces around it ignored (trimmed here, not by the reader,
+    /// which would allocate for every record).
+    pub fn field(&self, i: usize) -> &str {
+        self.fields.get(i).unwrap_or("").trim()
+    }
 }
 
 impl<'a> Table<'a> {
@@ -28,13 +36,10 @@ impl<'a> Table<'a> {
                 bytes.len()
             )));
         }
-        let mut reader = ReaderBuilder::new()
-            .flexible(true)
-            .trim(Trim::All)
-            .from_reader(bytes);
+        let mut reader = ReaderBuilder::new().flexible(true).from_reader(bytes);
         let header: Vec<String> = match reader.headers() {
-            Ok(h) if !h.is_empty() && (h.len() != 1 || !h[0].is_empty()) => {
-                h.iter().map(str::to_string).collect()
+            Ok(h) if !h.is_empty() && (h.len() != 1 || !h[0].trim().is_empty()) => {
+                h.iter().map(|f| f.trim().to_string()).collect()
             }
             Ok(_) => return Err(reject("the file is empty; expected a header line")),
             Err(e) => return Err(reject(format!("line 1 (the header): {}", csv_error(&e)))),

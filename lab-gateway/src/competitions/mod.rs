@@ -48,6 +48,9 @@ pub struct Competitions {
     /// with the store's boards generation they were read at: a board is
     /// read from SQLite again only after a write that can change it.
     boards: Mutex<HashMap<String, (u64, Arc<Board>)>>,
+    /// Held while a board is read from SQLite: a hundred readers that find
+    /// it stale at once wait for one read, not make a hundred.
+    building: Mutex<()>,
 }
 
 /// What the leaderboards are built from.
@@ -73,6 +76,7 @@ impl Competitions {
             solutions: Mutex::default(),
             scoring: RwLock::default(),
             boards: Mutex::default(),
+            building: Mutex::default(),
         }
     }
 
@@ -130,13 +134,23 @@ impl Competitions {
         slug: &str,
         higher: bool,
     ) -> Result<Arc<Board>, ApiError> {
+        let cached = |generation: u64| -> Result<Option<Arc<Board>>, ApiError> {
+            Ok(self
+                .boards
+                .lock()
+                .map_err(poisoned)?
+                .get(slug)
+                .filter(|(at, b)| *at == generation && b.higher == higher)
+                .map(|(_, b)| b.clone()))
+        };
+        if let Some(b) = cached(store.boards_generation())? {
+            return Ok(b);
+        }
+        let _building = self.building.lock().map_err(poisoned)?;
         // Read before the rows: a write after this makes the entry stale.
         let generation = store.boards_generation();
-        if let Some((at, b)) = self.boards.lock().map_err(poisoned)?.get(slug)
-            && *at == generation
-            && b.higher == higher
-        {
-            return Ok(b.clone());
+        if let Some(b) = cached(generation)? {
+            return Ok(b);
         }
         let scored: Vec<board::Scored> = store
             .scored_entries(slug)?

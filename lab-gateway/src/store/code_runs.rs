@@ -96,7 +96,10 @@ impl Store {
             };
             Ok(n == 1)
         });
-        self.boards_changed();
+        // Only a row that changed can change a board: the runner asks every few seconds.
+        if matches!(&done, Ok(true)) {
+            self.boards_changed();
+        }
         done
     }
 
@@ -122,7 +125,10 @@ impl Store {
             )?;
             Ok(n == 1)
         });
-        self.boards_changed();
+        // Only a row that changed can change a board: the runner asks every few seconds.
+        if matches!(&done, Ok(true)) {
+            self.boards_changed();
+        }
         done
     }
 
@@ -161,7 +167,9 @@ impl Store {
             tx.commit()?;
             Ok(ids)
         });
-        self.boards_changed();
+        if matches!(&done, Ok(ids) if !ids.is_empty()) {
+            self.boards_changed();
+        }
         done
     }
 
