@@ -113,7 +113,8 @@ impl Store {
 
     /// A write that can change a board was made (after it commits).
     pub(super) fn boards_changed(&self) {
-        self.boards.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.boards
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether the database answers (`/readyz`).
