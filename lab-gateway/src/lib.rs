@@ -261,7 +261,7 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/competitions/{slug}/submissions",
             large_bodies(
-                get(competitions::participant::entries).post(competitions::participant::submit),
+                get(competitions::participant::entries).post(competitions::intake::submit),
             ),
         )
         .route(

@@ -10,10 +10,11 @@
 //! scores only once `Rules::private_visible` says so. Anything else is a 404,
 //! as for a competition that does not exist.
 //!
-//! `files` keeps them on disk, `staff`, `participant` and `teams` hold the routes,
+//! `files` keeps them on disk, `staff`, `participant`, `intake` and `teams` hold the routes,
 //! `views` turns rows into JSON and CSV.
 
 pub mod files;
+pub mod intake;
 pub mod participant;
 pub mod runner;
 pub mod shares;
