@@ -178,6 +178,10 @@ def test_failures_are_reported_by_category(lab):
         "hog.ipynb": (notebook("academy-candle", "let t = ones([40000, 40000]);\nprint(t.sum());"),
                       "out_of_memory"),
         "pyhog.ipynb": (notebook("python3", "x = bytearray(3 * 1024 ** 3)"), "out_of_memory"),
+        # An error named as the gateway's own is still the notebook's (and counts).
+        "forged.ipynb": (notebook("python3", "class GradingStopped(Exception):\n    pass\n"
+                                             "raise GradingStopped('the grading kernel stopped answering')"),
+                         "error"),
         "badfile.ipynb": (notebook("academy-candle",
                                    'write_csv("submission.csv", ["id", "guess"], [[1, 2], [0, 1]]);'),
                           "format_error"),

@@ -147,7 +147,8 @@ impl Competitions {
         if let Some(b) = cached(store.boards_generation())? {
             return Ok(b);
         }
-        let _building = self.building.lock().map_err(poisoned)?;
+        // It guards no data: a panic while it was held leaves nothing to distrust.
+        let _building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
         // Read before the rows: a write after this makes the entry stale.
         let generation = store.boards_generation();
         if let Some(b) = cached(generation)? {

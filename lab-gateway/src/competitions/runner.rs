@@ -441,15 +441,17 @@ fn judge(runs: &[(usize, CellRun)], limits: &CodeLimits, took: Duration) -> Judg
             limit_s: limits.time_limit_s,
         });
     }
-    let Some(error) = runs
-        .iter()
-        .flat_map(|(_, run)| &run.outputs)
-        .find(|o| o["output_type"] == "error")
-    else {
+    let Some((run, error)) = runs.iter().find_map(|(_, run)| {
+        run.outputs
+            .iter()
+            .find(|o| o["output_type"] == "error")
+            .map(|e| (run, e))
+    }) else {
         return Judged::Clean;
     };
     let ename = error["ename"].as_str().unwrap_or("Error");
-    if ename == "GradingStopped" {
+    // The gateway's own word, not an error's name, which a notebook can raise.
+    if run.lost {
         return Judged::Platform(error["evalue"].as_str().unwrap_or(ename).to_owned());
     }
     Judged::Failed(match ename {

@@ -39,6 +39,10 @@ pub struct Limits {
 pub struct CellRun {
     pub outputs: Vec<Value>,
     pub execution_count: Option<u64>,
+    /// The gateway lost the kernel (it could not be reached, or stopped
+    /// answering): the run says nothing of the notebook. Set only here,
+    /// never from anything the kernel sends (which can name any error).
+    pub lost: bool,
 }
 
 /// How long an interrupted cell may take to stop before the kernel is
@@ -81,7 +85,9 @@ pub async fn run_cells(
         }
         let Some(c) = client.as_mut().filter(|_| broken.is_none()) else {
             let why = broken.unwrap_or("the grading kernel could not be reached");
-            runs.push((*index, failed_run("GradingStopped", why)));
+            let mut run = failed_run("GradingStopped", why);
+            run.lost = broken.is_none();
+            runs.push((*index, run));
             continue;
         };
         let run = c.run(manager, kernel, code, limits, deadline).await;
@@ -129,6 +135,7 @@ fn failed_run(ename: &str, evalue: &str) -> CellRun {
             "traceback": [format!("{ename}: {evalue}")],
         })],
         execution_count: None,
+        lost: false,
     }
 }
 
@@ -196,10 +203,9 @@ impl Client {
             Err(_) => false,
         };
         if !sent {
-            return Err((
-                failed_run("GradingStopped", "the grading kernel stopped answering"),
-                "the grading kernel stopped answering",
-            ));
+            let mut run = failed_run("GradingStopped", "the grading kernel stopped answering");
+            run.lost = true;
+            return Err((run, "the grading kernel stopped answering"));
         }
         let cell_deadline = later(limits.cell_timeout).min(total_deadline);
         let mut deadline = cell_deadline;
@@ -433,6 +439,7 @@ impl Outputs {
         CellRun {
             outputs: self.outputs,
             execution_count: self.execution_count,
+            lost: false,
         }
     }
 }

@@ -86,13 +86,15 @@ impl KernelManager {
                         .scheduling
                         .ticket(s.id, now_ms())
                         .map_or(0, |t| t.position);
-                    if !self.cancel(&s) {
-                        // It started as the wait ended.
-                        if let StartState::Started(k) = s.state() {
-                            return Ok(k);
-                        }
+                    if self.cancel(&s) {
+                        return Err(StartError::StillQueued { id: s.id, position });
                     }
-                    Err(StartError::StillQueued { id: s.id, position })
+                    // It is running already, its start about to say so.
+                    match s.wait(Duration::from_secs(60)).await {
+                        StartState::Started(k) => Ok(k),
+                        StartState::Failed(why) => Err(why),
+                        _ => Err(StartError::StillQueued { id: s.id, position }),
+                    }
                 }
             },
         }

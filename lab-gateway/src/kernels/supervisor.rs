@@ -260,7 +260,7 @@ impl Supervisor {
             loop {
                 tokio::time::sleep(MONITOR_EVERY).await;
                 let locator = rx.borrow_and_update().locator.clone();
-                if !launcher.is_alive(&locator).await && k.execution_state() != "dead" {
+                if !launcher.is_alive(&locator).await && !k.has_died() {
                     // Unless a restart replaced the process meanwhile.
                     if rx.has_changed().unwrap_or(false) {
                         continue;

@@ -303,11 +303,14 @@ export class NotebookView {
     this.metadata = nb.metadata ?? {};
     // The kernel is found (or started) while the cells are made.
     this.connecting = this.fillPicker().then(() => this.connect());
+    // Each file cell goes right after the file's previous one: a cell the
+    // user adds while the rest arrive stays where they put it.
+    let lastFromFile: Cell | undefined;
     const add = (c: NbCell) => {
       const { id, cell_type, source: text, metadata, outputs, execution_count, ...extra } = c;
-      this.appendCell(
-        new Cell(this, cell_type, source(text), id ?? cellId(), outputs ?? [], execution_count ?? null, metadata ?? {}, extra),
-      );
+      const cell = new Cell(this, cell_type, source(text), id ?? cellId(), outputs ?? [], execution_count ?? null, metadata ?? {}, extra);
+      this.appendCell(cell, lastFromFile);
+      lastFromFile = cell;
     };
     // The first screen at once; the rest a batch at a time, so the page is
     // laid out, and its first cells editable, before hundreds of cells are
@@ -328,7 +331,8 @@ export class NotebookView {
       let next = FIRST_CELLS;
       // When the page is idle (input and painting first), within 300 ms.
       const more = (idle: IdleDeadline) => {
-        if (this.disposed) return done();
+        // Closed half loaded: `allCells` stays false, so nothing saves it.
+        if (this.disposed) return resolve();
         // Appending a file's cells is no edit of the user's.
         const dirty = this.dirty;
         do {
@@ -355,6 +359,7 @@ export class NotebookView {
       })
       .catch(() => {});
     await this.connecting;
+    if (this.disposed) return;
     this.autosave = window.setInterval(() => {
       if (this.dirty) void this.save(true);
     }, 30_000);
@@ -490,7 +495,9 @@ export class NotebookView {
 
   private appendCell(cell: Cell, after?: Cell): void {
     if (this.canPublish) cell.el.insertBefore(gradingTools(cell, () => this.markDirty()), cell.el.children[1]);
-    const i = after ? this.cells.indexOf(after) + 1 : this.cells.length;
+    // After `after`, or at the end when there is none (or it was deleted).
+    const at = after ? this.cells.indexOf(after) : -1;
+    const i = at >= 0 ? at + 1 : this.cells.length;
     this.cells.splice(i, 0, cell);
     const next = this.cells[i + 1];
     if (next) this.cellsEl.insertBefore(cell.el, next.el);
@@ -665,8 +672,10 @@ export class NotebookView {
 
   /// Whether the notebook as shown is now on the server.
   async save(auto = false): Promise<boolean> {
-    // Never a notebook cut short: the file's cells are all in first.
+    // Never a notebook cut short: the file's cells are all in first (and a
+    // view closed before they were is never saved).
     await this.complete;
+    if (!this.allCells) return false;
     // Edits made while the request is out stay unsaved.
     this.dirty = false;
     try {

@@ -6,60 +6,80 @@
 //! mount is then not shown). A kernel that repoints the symlink gains
 //! nothing: the sandbox grants the target, not the link.
 
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::launcher::ReadOnlyMount;
 
 /// Puts `mount` in `cwd`; the folder to grant read-only.
+///
+/// Every step is taken relative to a folder already opened, each opened
+/// without following a symlink: another kernel of the same user may swap a
+/// folder on the way for a symlink at any moment, and the gateway must
+/// never create or remove anything outside the user's folder.
 pub(super) fn show(cwd: &Path, mount: &ReadOnlyMount) -> Result<PathBuf, String> {
-    if mount.at.as_os_str().is_empty()
-        || !mount
-            .at
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Err(format!("{}: not a plain relative path", mount.at.display()));
-    }
+    let names: Vec<&std::ffi::OsStr> = mount
+        .at
+        .components()
+        .map(|c| match c {
+            Component::Normal(name) => Ok(name),
+            _ => Err(()),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|()| format!("{}: not a plain relative path", mount.at.display()))?;
+    let Some((last, folders)) = names.split_last() else {
+        return Err("an empty path".into());
+    };
     let source = mount
         .source
         .canonicalize()
         .map_err(|e| format!("{}: {e}", mount.source.display()))?;
-    let link = cwd.join(&mount.at);
-    let parent = link.parent().unwrap_or(cwd);
-    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    // A folder on the way may be a symlink a kernel planted: the link goes
-    // in the user's folder or nowhere.
-    let root = cwd
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", cwd.display()))?;
-    let real_parent = parent
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    if !real_parent.starts_with(&root) {
-        return Err(format!(
-            "{} leads out of the kernel's folder",
-            parent.display()
-        ));
+    let fail = |what: &dyn std::fmt::Display, e: Errno| format!("{what}: {e}");
+    let dir_flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+    let mut dir: OwnedFd =
+        rustix::fs::open(cwd, dir_flags, Mode::empty()).map_err(|e| fail(&cwd.display(), e))?;
+    for name in folders {
+        match rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(fail(&name.to_string_lossy(), e)),
+        }
+        // A symlink here (planted, or swapped in since) fails with ELOOP.
+        dir = rustix::fs::openat(&dir, *name, dir_flags, Mode::empty())
+            .map_err(|e| fail(&name.to_string_lossy(), e))?;
     }
-    let link = real_parent.join(link.file_name().unwrap_or_default());
-    match std::fs::symlink_metadata(&link) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            if std::fs::read_link(&link).is_ok_and(|to| to == source) {
+    for _ in 0..2 {
+        match rustix::fs::readlinkat(&dir, *last, Vec::new()) {
+            Ok(to) if Path::new(std::ffi::OsStr::from_bytes(to.as_bytes())) == source => {
                 return Ok(source);
             }
-            std::fs::remove_file(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+            // Another link: the gateway's to put back.
+            Ok(_) => rustix::fs::unlinkat(&dir, *last, AtFlags::empty())
+                .map_err(|e| fail(&last.to_string_lossy(), e))?,
+            Err(Errno::NOENT) => {}
+            // Not a link (EINVAL): something of the user's, left alone.
+            Err(Errno::INVAL) => {
+                return Err(format!(
+                    "{} is the user's own; it is left as it is",
+                    mount.at.display()
+                ));
+            }
+            Err(e) => return Err(fail(&last.to_string_lossy(), e)),
         }
-        Ok(_) => {
-            return Err(format!(
-                "{} is the user's own; it is left as it is",
-                link.display()
-            ));
+        match rustix::fs::symlinkat(&source, dir.as_fd(), *last) {
+            Ok(()) => return Ok(source),
+            // Made meanwhile (another launch of the user's): looked at again.
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(fail(&last.to_string_lossy(), e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: {e}", link.display())),
     }
-    std::os::unix::fs::symlink(&source, &link).map_err(|e| format!("{}: {e}", link.display()))?;
-    Ok(source)
+    Err(format!(
+        "{}: changed while the link was made",
+        mount.at.display()
+    ))
 }
 
 #[cfg(test)]
