@@ -168,6 +168,17 @@ impl Notebook {
         self.0["cells"].as_array().map_or(&[], Vec::as_slice)
     }
 
+    /// The code cells to run, in order: each one's index among the cells
+    /// and its source.
+    pub fn code_cells(&self) -> Vec<(usize, String)> {
+        self.cells()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c["cell_type"] == "code")
+            .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    }
+
     /// Records what the grader got from running cell `index`: its outputs
     /// (nbformat output objects; lists of lines are joined; anything not an
     /// object, or nested deeper than [`OUTPUT_DEPTH`], is dropped) and the

@@ -293,13 +293,7 @@ impl Runner {
         let language = notebook
             .language()
             .map_err(|e| platform("the stored notebook", &e))?;
-        let cells: Vec<(usize, String)> = notebook
-            .cells()
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c["cell_type"] == "code")
-            .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
-            .collect();
+        let cells = notebook.code_cells();
         // An attempt's own owner and scratch: an attempt still running
         // somewhere never shares them with the next.
         let user = User {

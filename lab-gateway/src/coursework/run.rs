@@ -123,13 +123,7 @@ async fn run_notebook(
     policy: &Policy,
     data: (std::path::PathBuf, classroom::Run),
 ) -> Result<Notebook, RunError> {
-    let cells: Vec<(usize, String)> = notebook
-        .cells()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c["cell_type"] == "code")
-        .map(|(i, c)| (i, c["source"].as_str().unwrap_or("").to_owned()))
-        .collect();
+    let cells = notebook.code_cells();
     let run = Offline {
         user,
         kernel: language.kernel_name(),
