@@ -9,8 +9,8 @@
 //! admitted in the quota group `competitions` (or `competitions-SLUG`
 //! when ops made one), fair against interactive users like every kernel.
 //!
-//! A run is `coursework::offline`'s: a fresh offline kernel of the run's
-//! own user `.compete-ID`, whose scratch holds the participant files and
+//! A run is `coursework::offline`'s: a fresh offline kernel of the
+//! attempt's own user `.compete-ID-ATTEMPT`, whose scratch holds the participant files and
 //! the hidden test features under `competitions/SLUG/` (the same place as
 //! in a participant's own folder) and never the solution, which stays in
 //! `DATA/competitions` where no kernel's sandbox reaches. The notebook's
@@ -18,11 +18,11 @@
 //!
 //! How a run ends: scored; the notebook's own failure (timeout, error,
 //! out of memory, no `submission.csv`, a refused file), which counts against
-//! the caps as on Kaggle; or the platform's failure (no kernel, a missed
-//! message, a scoring error), which queues it again, up to [`ATTEMPTS`]
+//! the caps as on Kaggle; or the platform's failure (no kernel, a lost
+//! kernel, a scoring error), which queues it again, up to [`ATTEMPTS`]
 //! times, and then fails it at no cost. Every running row has a deadline:
-//! past it the row is taken back whatever became of its run, and only the
-//! attempt that holds a row may end it.
+//! past it a row no run of this process holds is taken back (a restart
+//! takes back all), and only the attempt that holds a row may end it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

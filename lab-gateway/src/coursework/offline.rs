@@ -4,7 +4,7 @@
 //! all run this way.
 //!
 //! The kernel's owner is a user of the run's own with a dotted name, which
-//! no person can have (`.grading-ID`, `.compete-ID`): its folder
+//! no person can have (`.grading-ID`, `.compete-ID-ATTEMPT`): its folder
 //! `DATA/users/NAME` is the scratch, all the sandbox lets the kernel
 //! touch. The kernel starts through the scheduler (admission, quotas, the
 //! fair queue) and never comes from the warm pool; it has no network and
