@@ -42,6 +42,9 @@ def lab(tmp_path_factory):
     data, logs, made = base / "data", base / "logs", base / "example"
     subprocess.run([sys.executable, str(EXAMPLE / "make_data.py"), str(made)], check=True)
     port = free_port()
+    # Two runs at once whatever the machine: the cancel test needs a queue behind them.
+    data.mkdir(parents=True)
+    (data / "lab.toml").write_text("[competitions]\nparallel = 2\n")
     proc, admin = serve(data, port, logs)
     url = f"http://127.0.0.1:{port}"
     tokens = {name: add_user(data, name, role)
@@ -232,6 +235,17 @@ for name, path in (("solution", here.parent.parent / "competitions" / "{SLUG}" /
         results[name] = "READ " + path.read_text()[:40]
     except Exception as e:
         results[name] = "refused " + type(e).__name__
+# The staged files: read where participants read theirs, never changed, nothing beside them.
+staged = here / "competitions" / "{SLUG}"
+results["staged rows"] = str(len((staged / "test.csv").read_text().splitlines()))
+for name, act in (("write", lambda: (staged / "test.csv").write_text("x")),
+                  ("create", lambda: (staged / "new.csv").write_text("x")),
+                  ("beside", lambda: (staged.resolve().parent.parent / "solution.csv").read_text())):
+    try:
+        act()
+        results[name] = "DONE"
+    except Exception as e:
+        results[name] = "refused " + type(e).__name__
 for port in [p for p in ({trap.tcp_port or 0}, {lab["port"]}) if p]:
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=3)
@@ -255,7 +269,10 @@ raise RuntimeError("probe " + repr(sorted(results.items())))
         message = entry["error"]["message"]
         assert "probe" in message and "READ" not in message and "CONNECTED" not in message \
             and "SENT" not in message, message
-        assert "refused" in message, message
+        assert "refused" in message and "DONE" not in message, message
+        assert "('staged rows', '5001')" in message, message
+        for key in ("write", "create", "beside"):
+            assert f"('{key}', 'refused" in message, message
         assert marker.encode() not in bytes(trap.received)
     finally:
         trap.close()
@@ -311,6 +328,14 @@ def test_a_kill_during_runs_loses_nothing_and_scores_nothing_twice(lab):
     nb = baseline()
     put_notebook(quinn, "baseline.ipynb", nb)
     ids = {submit(quinn, "baseline.ipynb") for _ in range(3)}
+    # A fourth waits behind two runs; its submitter cancels it, at no cost; nobody else can.
+    extra = submit(quinn, "baseline.ipynb")
+    assert lab["clients"]["pat"].call("DELETE", f"/api/competitions/{SLUG}/submissions/{extra}")[0] == 404
+    status, cancelled = quinn.call("DELETE", f"/api/competitions/{SLUG}/submissions/{extra}")
+    assert status == 200 and cancelled["state"] == "failed" and not cancelled["counted"], cancelled
+    assert cancelled["error"]["category"] == "cancelled", cancelled
+    status, body = quinn.call("DELETE", f"/api/competitions/{SLUG}/submissions/{extra}")
+    assert status == 409 and "failed" in body["message"], body
     counted = quinn.get(f"/api/competitions/{SLUG}")[1]["submissions"]["today"]
 
     def running():
@@ -332,3 +357,9 @@ def test_a_kill_during_runs_loses_nothing_and_scores_nothing_twice(lab):
     assert "quinn" in [r["team"] for r in board["rows"]], board
     # No scratch and no kernel of a run is left.
     assert not [p for p in (lab["data"] / "users").iterdir() if p.name.startswith(".compete-")]
+    # Each scored run kept the submission.csv it wrote: staff rescore them all from it.
+    status, body = lab["clients"]["tess"].call("POST", f"/api/competitions/{SLUG}/rescore")
+    assert status == 200 and body["rescored"] >= 4 and body["missing"] == 0 and body["refused"] == 0, body
+    status, again = quinn.get(f"/api/competitions/{SLUG}/submissions")
+    assert {e["id"]: e["public_score"] for e in again if e["id"] in ids} == \
+        {i: e["public_score"] for i, e in got.items()}

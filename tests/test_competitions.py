@@ -356,3 +356,75 @@ def test_teams_merge_by_kaggles_rule_and_become_one_row(lab):
     status, board = call(lab, "rob", "GET", "/api/competitions/teams/leaderboard")
     assert sorted(r["team"] for r in board["rows"]) == ["Spiral Hunters", "rob"]
     assert call(lab, "rob", "PATCH", "/api/competitions/teams/team", {"name": "Spiral Hunters"})[0] == 409
+
+
+def test_a_member_leaves_a_team_only_before_it_submits(lab):
+    ids, labels, usage, solution = make_data(seed=29)
+    create(lab, "leave", daily_cap=3)
+    assert call(lab, "tess", "PUT", "/api/competitions/leave/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    assert call(lab, "tess", "POST", "/api/competitions/leave/publish")[0] == 200
+    for who in ("pat", "quinn"):
+        assert call(lab, who, "POST", "/api/competitions/leave/join")[0] == 200
+    status, body = call(lab, "pat", "POST", "/api/competitions/leave/team/leave")
+    assert status == 409 and "only member" in body["message"], body
+    assert call(lab, "pat", "POST", "/api/competitions/leave/team/invitations", {"user": "quinn"})[0] == 200
+    inv = next(i for i in call(lab, "quinn", "GET", "/api/competitions/leave/team")[1]["invitations"])
+    assert call(lab, "quinn", "POST", f"/api/competitions/leave/team/invitations/{inv['id']}/accept")[0] == 200
+    # Nothing submitted yet: quinn leaves, and has a team of her own again.
+    status, team = call(lab, "quinn", "POST", "/api/competitions/leave/team/leave")
+    assert status == 200 and team["members"] == ["quinn"], team
+    assert call(lab, "pat", "GET", "/api/competitions/leave/team")[1]["members"] == ["pat"]
+    # Together again; once the team has submitted, nobody leaves it (as on Kaggle).
+    assert call(lab, "pat", "POST", "/api/competitions/leave/team/invitations", {"user": "quinn"})[0] == 200
+    inv = next(i for i in call(lab, "quinn", "GET", "/api/competitions/leave/team")[1]["invitations"]
+               if i["direction"] == "received")
+    assert call(lab, "quinn", "POST", f"/api/competitions/leave/team/invitations/{inv['id']}/accept")[0] == 200
+    assert call(lab, "pat", "POST", "/api/competitions/leave/submissions", raw=submission(ids, labels, 0.5, 1),
+                content_type="text/csv")[0] == 201
+    status, body = call(lab, "quinn", "POST", "/api/competitions/leave/team/leave")
+    assert status == 409 and "has submitted" in body["message"], body
+    assert sorted(call(lab, "quinn", "GET", "/api/competitions/leave/team")[1]["members"]) == ["pat", "quinn"]
+
+
+def test_a_new_solution_rescores_every_submission(lab):
+    ids, labels, usage, solution = make_data(seed=31)
+    create(lab, "rescore", daily_cap=5)
+    assert call(lab, "tess", "PUT", "/api/competitions/rescore/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    assert call(lab, "tess", "POST", "/api/competitions/rescore/publish")[0] == 200
+    assert call(lab, "rob", "POST", "/api/competitions/rescore/join")[0] == 200
+    made = []
+    for skill in (2.0, 0.3):
+        status, body = call(lab, "rob", "POST", "/api/competitions/rescore/submissions",
+                            raw=submission(ids, labels, skill, 5), content_type="text/csv")
+        assert status == 201, body
+        made.append(body)
+    status, before = call(lab, "tess", "GET", "/api/competitions/rescore/submissions?all=true")
+    # Staff find a wrong label: every label flipped is the extreme case, where AUC becomes 1 - AUC.
+    flipped = "id,target,Usage\n" + "".join(
+        f"{i},{NEG if l == 'pos' else 'pos'},{u}\n" for i, l, u in zip(ids, labels, usage))
+    status, body = call(lab, "tess", "PUT", "/api/competitions/rescore/solution", raw=flipped.encode(),
+                        content_type="text/csv")
+    assert status == 200 and body["rescored"] == {"rescored": 2, "refused": 0, "missing": 0}, body
+    status, after = call(lab, "tess", "GET", "/api/competitions/rescore/submissions?all=true")
+    for b, a in zip(before, after):
+        assert a["state"] == "scored" and a["id"] == b["id"]
+        assert abs(a["public_score"] - (1 - b["public_score"])) < 1e-3, (a, b)
+        assert abs(a["private_score"] - (1 - b["private_score"])) < 1e-3, (a, b)
+    status, board = call(lab, "rob", "GET", "/api/competitions/rescore/leaderboard")
+    assert abs(float(board["rows"][0]["score"]) - max(a["public_score"] for a in after)) < 1e-4, board
+    # The explicit rescore is idempotent.
+    status, body = call(lab, "tess", "POST", "/api/competitions/rescore/rescore")
+    assert status == 200 and body == {"rescored": 2, "refused": 0, "missing": 0}, body
+    assert call(lab, "rob", "POST", "/api/competitions/rescore/rescore")[0] == 404
+    # A solution for other ids refuses every file: rejected, and it frees the cap.
+    other = "id,target,Usage\n" + "".join(f"x{i},{l},{u}\n" for i, l, u in zip(ids, labels, usage))
+    status, body = call(lab, "tess", "PUT", "/api/competitions/rescore/solution", raw=other.encode(),
+                        content_type="text/csv")
+    assert status == 200 and body["rescored"]["refused"] == 2, body
+    status, mine = call(lab, "rob", "GET", "/api/competitions/rescore/submissions")
+    assert {e["state"] for e in mine} == {"rejected"} and not any(e["counted"] for e in mine), mine
+    assert all("t0000" in json.dumps(e["error"]) for e in mine), mine
+    assert call(lab, "rob", "GET", "/api/competitions/rescore/leaderboard")[1]["rows"] == []
+    scan_for_leaks(lab)

@@ -112,6 +112,20 @@ impl AppState {
         }
     }
 
+    /// Runs `parallel` code submissions at once (default: the CPUs).
+    pub fn with_code_runs(mut self, parallel: Option<usize>) -> Self {
+        if let Some(parallel) = parallel {
+            self.code_runs = competitions::Runner::new(
+                self.store.clone(),
+                self.kernels.clone(),
+                self.competitions.clone(),
+                self.users_root.clone(),
+                parallel,
+            );
+        }
+        self
+    }
+
     /// Grades `parallel` submissions at once (default: the CPUs), in quota
     /// group `group` (default [`coursework::GRADING_GROUP`]).
     pub fn with_grading(mut self, parallel: Option<usize>, group: Option<String>) -> Self {
@@ -263,6 +277,18 @@ pub fn app(state: AppState) -> Router {
             large_bodies(
                 get(competitions::participant::entries).post(competitions::intake::submit),
             ),
+        )
+        .route(
+            "/api/competitions/{slug}/submissions/{id}",
+            axum::routing::delete(competitions::participant::cancel),
+        )
+        .route(
+            "/api/competitions/{slug}/rescore",
+            post(competitions::rescore::rescore),
+        )
+        .route(
+            "/api/competitions/{slug}/team/leave",
+            post(competitions::teams::leave),
         )
         .route(
             "/api/competitions/{slug}/submissions/{id}/selected",

@@ -200,7 +200,8 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         )),
         ..AppState::new(store, kernels.clone(), data.join("users"))
     }
-    .with_grading(config.grading.parallel, config.grading.group.clone());
+    .with_grading(config.grading.parallel, config.grading.group.clone())
+    .with_code_runs(config.competitions.parallel);
     // Gradings a stopped gateway left running go back in the queue.
     state.grader.start().await;
     state.code_runs.start().await;

@@ -198,6 +198,10 @@ fn check_overlay(overlay: &str) {
                 cpu: None,
                 memory: None,
                 offline,
+                work: None,
+                start_in: None,
+                read_only: Vec::new(),
+                deadline_s: None,
             },
         )
         .metadata

@@ -47,6 +47,11 @@ pub struct LaunchSpec {
     /// one), so an allocation past it fails in the cell that made it; pods
     /// get it as their memory request and limit.
     pub memory_limit: Option<u64>,
+    /// The longest the kernel may live (a code submission's run): pods get
+    /// it as `activeDeadlineSeconds`, so the cluster ends a run even if the
+    /// gateway that started it is gone. The local backend leaves it to the
+    /// gateway, which kills its kernels itself.
+    pub deadline: Option<std::time::Duration>,
     /// Folders the kernel reads and never writes, each shown at a path in
     /// its own folder (a competition's participant files at
     /// `competitions/NAME`). The local backend puts a symlink there and

@@ -51,6 +51,7 @@ fn spec(gpus: u32) -> LaunchSpec {
         progress: None,
         offline: false,
         memory_limit: None,
+        deadline: None,
         read_only: Vec::new(),
     }
 }

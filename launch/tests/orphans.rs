@@ -77,6 +77,7 @@ async fn what_an_exited_kernel_left_running_is_killed_and_nothing_else() {
         progress: None,
         offline: false,
         memory_limit: None,
+        deadline: None,
         read_only: Vec::new(),
     };
     let launched = launcher.launch(spec).await.unwrap();

@@ -8,7 +8,9 @@
 //!   submission), downloadable by anyone who may see the competition.
 //! - `hidden/NAME`: files only code submissions' runs get (the hidden test
 //!   features, in place of the participants' sample of the same name).
-//! - `submissions/UUID.csv|ipynb`: each submission as received, written once.
+//! - `runs/ID-ATTEMPT/`: a code run's staged files, while it runs.
+//! - `submissions/UUID.csv|ipynb`: each submission as received, written once;
+//!   `UUID.output.csv` the `submission.csv` a notebook's run wrote (rescoring reads it).
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +53,25 @@ impl Files {
         self.dir(slug).join("hidden")
     }
 
+    /// Where competitions are (`DATA/competitions`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A code run's staged files (`staging`): attempt `attempt` of
+    /// submission `id`.
+    pub fn run_dir(&self, slug: &str, id: i64, attempt: i64) -> PathBuf {
+        self.dir(slug).join("runs").join(format!("{id}-{attempt}"))
+    }
+
     pub fn submission(&self, slug: &str, file: &str) -> PathBuf {
         self.dir(slug).join("submissions").join(file)
+    }
+
+    /// The name under `submissions/` of what notebook `file`'s run wrote.
+    pub fn output_of(file: &str) -> String {
+        let stem = file.strip_suffix(".ipynb").unwrap_or(file);
+        format!("{stem}.output.csv")
     }
 
     /// Writes `bytes` to `path` whole or not at all (0600).

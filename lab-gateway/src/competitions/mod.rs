@@ -16,9 +16,11 @@
 pub mod files;
 pub mod intake;
 pub mod participant;
+pub mod rescore;
 pub mod runner;
 pub mod shares;
 pub mod staff;
+pub mod staging;
 pub mod teams;
 pub mod views;
 

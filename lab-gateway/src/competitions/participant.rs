@@ -182,6 +182,43 @@ pub async fn entries(
     .await
 }
 
+/// `DELETE /api/competitions/{slug}/submissions/{id}`: cancels a code
+/// submission of the caller's team (any, for staff) still waiting for its
+/// run: failed with "cancelled", at no cost. A run that started is not
+/// stopped (409).
+pub async fn cancel(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((slug, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, staff) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let team = match (staff, s.store.team_of(&slug, &user.name)?) {
+            (true, _) => None,
+            (false, Some(team)) => Some(team.id),
+            (false, None) => return Err(ApiError::NotFound(format!("no submission {id} of your team"))),
+        };
+        let error = json!({"category": "cancelled", "message": format!("cancelled by {} before its run", user.name)});
+        if !s.store.cancel_code_entry(&slug, id, team, &error.to_string())? {
+            return match s.store.entry(&slug, id)? {
+                Some(e) if team.is_none_or(|t| t == e.team) => Err(ApiError::Conflict(format!(
+                    "submission {id} is {}; only a queued one can be cancelled",
+                    e.state.as_api()
+                ))),
+                _ => Err(ApiError::NotFound(format!("no submission {id} of your team"))),
+            };
+        }
+        tracing::info!(competition = %slug, submission = id, by = %user.name, "code submission cancelled");
+        let entry = s
+            .store
+            .entry(&slug, id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no submission {id}")))?;
+        Ok(Json(views::entry(&entry, staff, rules.decimals, staff)))
+    })
+    .await
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AllQuery {

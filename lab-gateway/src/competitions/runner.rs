@@ -10,10 +10,10 @@
 //! when ops made one), fair against interactive users like every kernel.
 //!
 //! A run is `coursework::offline`'s: a fresh offline kernel of the
-//! attempt's own user `.compete-ID-ATTEMPT`, whose scratch holds the participant files and
-//! the hidden test features under `competitions/SLUG/` (the same place as
-//! in a participant's own folder) and never the solution, which stays in
-//! `DATA/competitions` where no kernel's sandbox reaches. The notebook's
+//! attempt's own user `.compete-ID-ATTEMPT`, which reads the participant files and
+//! the hidden test features at `competitions/SLUG/` (the same place as in a
+//! participant's own folder), read-only (`staging`), and never the
+//! solution, which stays in `DATA/competitions` where no kernel reaches. The notebook's
 //! kernel starts in the notebook's own folder, as it did for its author.
 //!
 //! How a run ends: scored; the notebook's own failure (timeout, error,
@@ -37,11 +37,13 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::Competitions;
+use super::files::Files;
+use super::{Competitions, staging};
 use crate::coursework::execute::{CellRun, Limits};
 use crate::coursework::offline::{self, Offline};
 use crate::kernels::KernelManager;
 use crate::store::{EntryRow, Role, RunEnd, Store, User};
+use launch::ReadOnlyMount;
 
 /// How many times a run is tried when the platform fails it.
 pub const ATTEMPTS: i64 = 3;
@@ -50,7 +52,7 @@ pub const ATTEMPTS: i64 = 3;
 pub const GROUP: &str = "competitions";
 
 /// Owners of code runs' kernels start with this: no person's name can.
-const OWNER_PREFIX: &str = ".compete-";
+pub(super) const OWNER_PREFIX: &str = ".compete-";
 
 /// Time a run may take beyond the notebook's own limit: waiting for its
 /// kernel (admission, a GPU), starting it, scoring.
@@ -141,7 +143,12 @@ impl Runner {
             }
         }
         let root = self.users_root.clone();
-        let _ = tokio::task::spawn_blocking(move || remove_scratches(&root)).await;
+        let staged = self.competitions.files.root().to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            staging::remove_scratches(&root);
+            staging::remove_staged(&staged);
+        })
+        .await;
         match self
             .store
             .reclaim_code_entries(None, &[], ATTEMPTS, &platform_error(ATTEMPTS))
@@ -302,6 +309,18 @@ impl Runner {
             group: Some(self.group_for(&row.competition)),
         };
         let folder = (!row.folder.is_empty()).then(|| PathBuf::from(&row.folder));
+        // The competition's files and the hidden ones, read-only, outside
+        // the scratch; gone when this run is (`Staged`).
+        let staged = staging::Staged(files.run_dir(&row.competition, row.id, row.attempts));
+        let sources = (
+            files.data_dir(&row.competition),
+            files.hidden_dir(&row.competition),
+            staged.0.clone(),
+        );
+        tokio::task::spawn_blocking(move || staging::stage(&sources.0, &sources.1, &sources.2))
+            .await
+            .map_err(|e| platform("staging the competition's files", &e))?
+            .map_err(|e| platform("staging the competition's files", &e))?;
         let run = Offline {
             user: &user,
             kernel: language.kernel_name(),
@@ -315,19 +334,25 @@ impl Runner {
                 stop_on_error: true,
             },
             admission_wait: admission_wait(row, &limits),
+            read_only: vec![ReadOnlyMount {
+                source: staged.0.clone(),
+                at: super::shares::place(&row.competition),
+            }],
         };
-        let sources = (
-            files.data_dir(&row.competition),
-            files.hidden_dir(&row.competition),
-        );
-        let into = super::shares::place(&row.competition);
-        let stage = move |scratch: &Path| stage(&sources.0, &sources.1, &scratch.join(&into));
         let max = rules.max_bytes;
         let written = folder.unwrap_or_default().join(SUBMISSION_FILE);
-        let collect = move |scratch: &Path| read_capped(scratch, &written, max);
-        let ran = offline::run(&self.kernels, &self.users_root, run, &cells, stage, collect)
-            .await
-            .map_err(Platform)?;
+        let collect = move |scratch: &Path| staging::read_capped(scratch, &written, max);
+        let nothing = |_: &Path| Ok(());
+        let ran = offline::run(
+            &self.kernels,
+            &self.users_root,
+            run,
+            &cells,
+            nothing,
+            collect,
+        )
+        .await
+        .map_err(Platform)?;
         if ran.lost > 0 {
             // What decides is the file; an error is also in the cell's reply.
             tracing::debug!(
@@ -352,6 +377,11 @@ impl Runner {
         let Some(bytes) = file else {
             return failed(Failure::NoSubmissionFile);
         };
+        // Kept for rescoring (a new solution scores what the run wrote).
+        let output = files.submission(&row.competition, &Files::output_of(&row.file));
+        files
+            .write(&output, &bytes)
+            .map_err(|e| platform("storing the run's submission.csv", &e))?;
         let competitions = self.competitions.clone();
         let scored =
             tokio::task::spawn_blocking(move || score(&competitions, &comp, &rules, &bytes))
@@ -471,67 +501,6 @@ fn judge(runs: &[(usize, CellRun)], limits: &CodeLimits, took: Duration) -> Judg
     })
 }
 
-/// Copies the participant files, then the hidden ones over them (a hidden
-/// `test.csv` replaces the public sample of the same name), into `into`,
-/// read-only.
-fn stage(public: &Path, hidden: &Path, into: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(into).map_err(|e| e.to_string())?;
-    for dir in [public, hidden] {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.')
-                || !entry.file_type().is_ok_and(|t| t.is_file())
-            {
-                continue;
-            }
-            let to = into.join(&name);
-            let _ = std::fs::remove_file(&to);
-            std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
-            let mut perms = std::fs::metadata(&to)
-                .map_err(|e| e.to_string())?
-                .permissions();
-            perms.set_readonly(true);
-            std::fs::set_permissions(&to, perms).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
-/// The file at `rel` in `scratch` if there is one, up to `max` bytes and
-/// one more (so the checks can say it is too large); `None` when there is
-/// no regular file there or it cannot be read. The run wrote the scratch,
-/// so anything in the way may be a symlink, a loop or a locked folder: the
-/// path must resolve inside the scratch, the file is opened without
-/// following a last symlink, and whatever fails is the notebook's (no
-/// file), never the platform's (which would give the run back for free).
-fn read_capped(scratch: &Path, rel: &Path, max: usize) -> Option<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let root = scratch.canonicalize().ok()?;
-    let path = scratch.join(rel);
-    let parent = path.parent()?.canonicalize().ok()?;
-    if !parent.starts_with(&root) {
-        return None;
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(parent.join(path.file_name()?))
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
-}
-
 /// How long a run's kernel may wait for admission: until the row's
 /// deadline less the time limit, and at least a minute.
 fn admission_wait(row: &EntryRow, limits: &CodeLimits) -> Duration {
@@ -543,20 +512,4 @@ fn admission_wait(row: &EntryRow, limits: &CodeLimits) -> Duration {
         .unwrap_or_default();
     left.saturating_sub(Duration::from_secs(limits.time_limit_s))
         .max(Duration::from_secs(60))
-}
-
-/// Removes the scratch folders of runs a stopped gateway left.
-fn remove_scratches(users_root: &Path) {
-    let Ok(entries) = std::fs::read_dir(users_root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(OWNER_PREFIX)
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }

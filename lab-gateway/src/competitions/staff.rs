@@ -152,7 +152,9 @@ pub async fn change(
 
 /// `PUT /api/competitions/{slug}/solution`: the body is the solution CSV
 /// (id, target, `Usage`), checked against the metric before it replaces
-/// the old one. The answer gives row counts, never a target.
+/// the old one; every scored submission is then rescored against it
+/// (`rescore`). Refused after the reveal. The answer gives row counts and
+/// what the rescore changed, never a target.
 pub async fn put_solution(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -163,9 +165,9 @@ pub async fn put_solution(
         let _changing = s.competitions.changing();
         let row = staff_only(s, user, &name)?;
         let rules = rules(&row)?;
-        if !s.store.entries(&name, None)?.is_empty() {
+        if row.revealed.is_some() {
             return Err(ApiError::Conflict(
-                "there are submissions already; a new solution would change their scores (rescoring is not built yet)".into(),
+                "the private board is revealed; the solution is final".into(),
             ));
         }
         let solution = Solution::parse(&body, usize::MAX, &rules.columns, &rules.metric).map_err(|e| {
@@ -179,7 +181,11 @@ pub async fn put_solution(
         s.store.set_competition_solution(&name, &sha)?;
         s.competitions.forget(&name);
         tracing::info!(competition = %name, rows = solution.len(), by = %user.name, "solution stored");
+        // Every scored submission is scored again against it.
+        let row = staff_only(s, user, &name)?;
+        let rescored = super::rescore::rescore_all(&s.store, &s.competitions, &row, &rules)?;
         Ok(Json(json!({
+            "rescored": rescored,
             "rows": solution.len(),
             "public": solution.board(classroom::competition::Usage::Public).len(),
             "private": solution.board(classroom::competition::Usage::Private).len(),

@@ -185,3 +185,30 @@ pub async fn drop(
     })
     .await
 }
+
+/// `POST /api/competitions/{slug}/team/leave`: the caller leaves their team
+/// for a team of their own, as on Kaggle only before the merger deadline
+/// and while the team has no counted submission (so nobody walks away
+/// with a share of its caps, and no score is split).
+pub async fn leave(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    offload(&s, &user, move |s, user| {
+        let (row, _) = visible(s, user, &slug)?;
+        let rules = rules(&row)?;
+        let mine = my_team(s, user, &slug)?;
+        if Utc::now() >= rules.merger_deadline {
+            return Err(ApiError::Conflict(
+                "teams are fixed after the merger deadline".into(),
+            ));
+        }
+        s.store
+            .leave_team(&slug, mine.id, &user.name)?
+            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        tracing::info!(competition = %slug, by = %user.name, team = %mine.name, "left a team");
+        Ok(Json(views::team(&my_team(s, user, &slug)?)))
+    })
+    .await
+}

@@ -179,6 +179,18 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     #[serde(default)]
     pub grading: GradingFile,
+    #[serde(default)]
+    pub competitions: CompetitionsFile,
+}
+
+/// `[competitions]` in lab.toml: how many code submissions run at once
+/// (across competitions; fair between them). Their quota group is
+/// `competitions`, or `competitions-SLUG` where ops made one.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompetitionsFile {
+    /// At most this many code runs at once (default: the CPUs).
+    pub parallel: Option<usize>,
 }
 
 /// `[grading]` in lab.toml: how many submissions are graded at once, and
@@ -220,6 +232,7 @@ pub struct Config {
     /// See `KernelManager::with_orphan_timeout`.
     pub orphan_timeout: Option<Duration>,
     pub grading: GradingFile,
+    pub competitions: CompetitionsFile,
 }
 
 /// Where kernels run.
@@ -420,6 +433,7 @@ impl Config {
             keep_kernels: args.keep_kernels,
             orphan_timeout,
             grading: file.grading.clone(),
+            competitions: file.competitions.clone(),
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

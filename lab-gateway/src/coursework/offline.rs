@@ -36,7 +36,14 @@ pub struct Offline<'a> {
     pub limits: Limits,
     /// How long the kernel may wait for admission (a GPU, the quotas).
     pub admission_wait: Duration,
+    /// Folders the kernel reads and never writes (a code run's staged
+    /// competition files), beside its scratch.
+    pub read_only: Vec<launch::ReadOnlyMount>,
 }
+
+/// What a kernel's start may take on top of its cells' time before a pod
+/// backend's deadline ends it (`LaunchSpec::deadline`).
+const START_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
 
 /// What a run did.
 pub struct Ran<T> {
@@ -101,6 +108,10 @@ where
         restrictions: Restrictions {
             offline: true,
             memory_limit: Some(run.memory_bytes),
+            // The cells' time and a start's (an image pull included): past
+            // it, a pod backend's cluster ends the kernel itself.
+            deadline: Some(run.limits.total_timeout + START_ALLOWANCE),
+            read_only: run.read_only.clone(),
         },
         folder: run.folder.clone(),
     };

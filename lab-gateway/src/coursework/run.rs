@@ -137,6 +137,7 @@ async fn run_notebook(
             stop_on_error: false,
         },
         admission_wait: ADMISSION_WAIT,
+        read_only: Vec::new(),
     };
     let stage = move |scratch: &std::path::Path| {
         super::data::stage(&data.0, data.1, scratch)

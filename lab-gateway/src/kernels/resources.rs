@@ -34,13 +34,18 @@ pub struct StartRequest {
 
 /// What the gateway imposes on a kernel beyond the sandbox every kernel
 /// gets (grading kernels); never a client's to set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restrictions {
     /// No network: no outbound port, no UDP.
     pub offline: bool,
     /// The most memory each of its processes may allocate, in bytes
     /// (`LaunchSpec::memory_limit`).
     pub memory_limit: Option<u64>,
+    /// The longest it may live (`LaunchSpec::deadline`).
+    pub deadline: Option<std::time::Duration>,
+    /// Folders this kernel alone reads (a code run's competition files),
+    /// beside its user's shares (`LaunchSpec::read_only`).
+    pub read_only: Vec<launch::ReadOnlyMount>,
 }
 
 /// GPUs and CPUs a kernel asks for.

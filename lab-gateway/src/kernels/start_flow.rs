@@ -169,7 +169,7 @@ impl KernelManager {
             req.env.clone(),
             resources,
             pooled,
-            req.restrictions,
+            req.restrictions.clone(),
             req.folder.clone(),
         );
         // Recorded before admission is asked, so its later events find it.
@@ -392,7 +392,7 @@ impl KernelManager {
                 workdir,
                 grant: Some(grant),
                 progress: Some(progress),
-                restrictions: start.restrictions,
+                restrictions: start.restrictions.clone(),
             })
             .await
     }

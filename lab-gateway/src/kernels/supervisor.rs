@@ -144,11 +144,15 @@ impl Supervisor {
             progress: None,
             offline: r.restrictions.offline,
             memory_limit: r.restrictions.memory_limit,
+            deadline: r.restrictions.deadline,
             read_only: self
                 .shares
                 .get()
                 .map(|s| s.read_only(r.user))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(r.restrictions.read_only.iter().cloned())
+                .collect(),
         })
     }
 
@@ -442,7 +446,7 @@ impl Supervisor {
                 grant: grant.as_ref(),
                 progress: None,
                 // A grading kernel stays offline and limited, whoever restarts it.
-                restrictions: kernel.restrictions,
+                restrictions: kernel.restrictions.clone(),
             })
             .map_err(KernelError::Restart)?;
         let launched = self.launcher.launch(launch).await.map_err(|e| {

@@ -76,6 +76,11 @@ impl EntryState {
         }
     }
 
+    /// As the API names it.
+    pub fn as_api(self) -> &'static str {
+        self.as_str()
+    }
+
     /// Whether it has reached its end.
     pub fn is_final(self) -> bool {
         !matches!(self, EntryState::Queued | EntryState::Running)
@@ -301,21 +306,7 @@ impl Store {
                 )
                 .optional()?;
             if team.is_none() {
-                // A team name taken by another team gets a suffix.
-                let mut name = user.to_string();
-                let mut n = 1;
-                while tx
-                    .query_row(
-                        "SELECT 1 FROM competition_teams WHERE competition = ?1 AND name = ?2",
-                        params![slug, name],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some()
-                {
-                    n += 1;
-                    name = format!("{user}-{n}");
-                }
+                let name = free_team_name(&tx, slug, user)?;
                 let at = now();
                 tx.execute(
                     "INSERT INTO competition_teams (competition, name, created) VALUES (?1, ?2, ?3)",
@@ -505,6 +496,29 @@ impl Store {
         self.boards_changed();
         done
     }
+}
+
+/// `user` as a team name, with a suffix when another team has it.
+pub(super) fn free_team_name(
+    c: &rusqlite::Connection,
+    slug: &str,
+    user: &str,
+) -> Result<String, StoreError> {
+    let mut name = user.to_string();
+    let mut n = 1;
+    while c
+        .query_row(
+            "SELECT 1 FROM competition_teams WHERE competition = ?1 AND name = ?2",
+            params![slug, name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some()
+    {
+        n += 1;
+        name = format!("{user}-{n}");
+    }
+    Ok(name)
 }
 
 fn counts(

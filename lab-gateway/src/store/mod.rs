@@ -27,6 +27,7 @@ mod competitions;
 mod courses;
 mod kernels;
 mod ledger;
+mod rescoring;
 mod schema;
 mod sealing;
 mod settings;
@@ -45,7 +46,8 @@ pub use competitions::{
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;
-pub use teams::{InvitationRow, MergeCounts};
+pub use rescoring::Rescored;
+pub use teams::{InvitationRow, LeaveRefused, MergeCounts};
 pub use tokens::hash_token;
 pub use users::{Role, UnknownRole, User};
 

@@ -5,6 +5,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
+use super::competitions::free_team_name;
 use super::{Store, StoreError, now};
 
 /// A pending invitation, with both teams' names.
@@ -25,6 +26,15 @@ pub struct InvitationRow {
 pub struct MergeCounts {
     pub sizes: (u32, u32),
     pub made: u32,
+}
+
+/// Why a member may not leave their team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaveRefused {
+    #[error("you are your team's only member; there is nothing to leave")]
+    Alone,
+    #[error("a team that has submitted cannot be left")]
+    Submitted,
 }
 
 fn count(n: i64) -> u32 {
@@ -146,6 +156,60 @@ impl Store {
                 params![slug, team, name],
             )?;
             Ok(n == 1)
+        });
+        self.boards_changed();
+        done
+    }
+
+    /// Moves `user` out of `team` into a new team of their own (named
+    /// after them). The submissions stay with the team they were made for.
+    /// Refused, with nothing written, when they are its only member or not
+    /// on it, or when the team has a counted submission (asked in the same
+    /// transaction as the move).
+    pub fn leave_team(
+        &self,
+        slug: &str,
+        team: i64,
+        user: &str,
+    ) -> Result<Result<i64, LeaveRefused>, StoreError> {
+        let done = self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let size: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM competition_members WHERE team = ?1 AND competition = ?2",
+                params![team, slug],
+                |r| r.get(0),
+            )?;
+            let member = tx
+                .query_row(
+                    "SELECT 1 FROM competition_members WHERE team = ?1 AND user_name = ?2",
+                    params![team, user],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if size < 2 || !member {
+                return Ok(Err(LeaveRefused::Alone));
+            }
+            let made: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM competition_submissions WHERE team = ?1 AND counted = 1",
+                params![team],
+                |r| r.get(0),
+            )?;
+            if made > 0 {
+                return Ok(Err(LeaveRefused::Submitted));
+            }
+            let name = free_team_name(&tx, slug, user)?;
+            tx.execute(
+                "INSERT INTO competition_teams (competition, name, created) VALUES (?1, ?2, ?3)",
+                params![slug, name, now()],
+            )?;
+            let own = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE competition_members SET team = ?1 WHERE team = ?2 AND user_name = ?3",
+                params![own, team, user],
+            )?;
+            tx.commit()?;
+            Ok(Ok(own))
         });
         self.boards_changed();
         done

@@ -103,6 +103,58 @@ impl KubeLauncher {
     }
 }
 
+/// Where the pod works and what it reads, on the shared data claim: the
+/// launch's folder and read-only folders as paths on it. Without a shared
+/// claim the pod has its own volume and no read-only folders (the gateway's
+/// folders are not on the nodes).
+fn shared_folders(
+    config: &KubeConfig,
+    spec: &LaunchSpec,
+) -> Result<(Option<String>, Vec<pod::SharedFolder>), LaunchError> {
+    let Some(shared) = &config.shared_data else {
+        if !spec.read_only.is_empty() {
+            tracing::debug!(user = %spec.user, "no [kubernetes.shared_data]: the pod gets no read-only folders");
+        }
+        return Ok((None, Vec::new()));
+    };
+    let on_claim = |path: &std::path::Path, what: &str| {
+        relative_plain(path.strip_prefix(&shared.mount).ok()).ok_or_else(|| {
+            LaunchError::Spec(format!(
+                "{what} {} is not a folder on the shared data volume (mounted at {})",
+                path.display(),
+                shared.mount.display()
+            ))
+        })
+    };
+    let work = on_claim(&spec.cwd, "the kernel's folder")?;
+    let read_only = spec
+        .read_only
+        .iter()
+        .map(|m| {
+            Ok(pod::SharedFolder {
+                sub_path: on_claim(&m.source, "the read-only folder")?,
+                at: relative_plain(Some(&m.at)).ok_or_else(|| {
+                    LaunchError::Spec(format!(
+                        "a read-only folder's place {:?} is not a plain relative path",
+                        m.at
+                    ))
+                })?,
+            })
+        })
+        .collect::<Result<_, LaunchError>>()?;
+    Ok((Some(work), read_only))
+}
+
+/// `path` as a subPath: relative, not empty, plain names only (no `..`).
+fn relative_plain(path: Option<&std::path::Path>) -> Option<String> {
+    let path = path?;
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let text = path.to_str()?;
+    (plain && !text.is_empty()).then(|| text.to_owned())
+}
+
 /// The kernel's command: the kernelspec's argv, reading the mounted
 /// connection file.
 fn pod_argv(argv: &[String]) -> Vec<String> {
@@ -117,6 +169,13 @@ impl Launcher for KubeLauncher {
         if spec.argv.is_empty() {
             return Err(LaunchError::Spec("the kernelspec has an empty argv".into()));
         }
+        let (work, read_only) = shared_folders(&self.config, &spec)?;
+        // The notebook's folder, inside the work folder (only where the pod
+        // works in the user's folder as the gateway sees it).
+        let start_in = work.as_ref().and_then(|_| {
+            let folder = spec.workdir.as_ref()?.strip_prefix(&spec.cwd).ok()?;
+            relative_plain(Some(folder))
+        });
         let mut env = spec.env.clone();
         // Modelled GPUs are the real thing in a pod.
         env.remove("ACADEMY_VIRTUAL_GPU");
@@ -139,6 +198,12 @@ impl Launcher for KubeLauncher {
             // namespace before the pod exists; k8s/base has it in the
             // shared one).
             offline: spec.offline,
+            work,
+            start_in,
+            read_only,
+            deadline_s: spec
+                .deadline
+                .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
         };
         let pod = pod::build_pod(&self.config, &kernel);
         pod::check_extended_resources(&pod).map_err(KubeFailure::Invalid)?;

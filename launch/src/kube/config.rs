@@ -35,6 +35,13 @@ pub struct KubeConfig {
     /// A per-user PVC for notebooks, e.g. `notebooks-{user}`, created on
     /// demand (and kept when the user's kernels go).
     pub notebooks_pvc: Option<String>,
+    /// The volume the gateway keeps its data dir on, when kernel pods share
+    /// it (a ReadWriteMany claim): each pod then works in its user's folder
+    /// on it (`users/USER`, the folder the contents API serves; instead of
+    /// `notebooks_pvc`), and gets each read-only folder of its launch (a
+    /// competition's participant files) from it, read-only, by subPath.
+    /// Without it pods work on their own volume and get no such folders.
+    pub shared_data: Option<SharedData>,
     /// The size of a notebooks PVC it creates.
     pub notebooks_pvc_size: String,
     /// Its storage class; the cluster's default without one.
@@ -76,6 +83,7 @@ impl Default for KubeConfig {
             memory: "4Gi".into(),
             shm: Some("1Gi".into()),
             notebooks_pvc: None,
+            shared_data: None,
             notebooks_pvc_size: "10Gi".into(),
             notebooks_storage_class: None,
             launch_timeout: Timeout(Duration::from_secs(300)),
@@ -86,6 +94,16 @@ impl Default for KubeConfig {
             egress: Vec::new(),
         }
     }
+}
+
+/// `[kubernetes.shared_data]`: a claim and where the gateway mounts it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SharedData {
+    /// The PersistentVolumeClaim (ReadWriteMany), in the kernels' namespace.
+    pub claim: String,
+    /// Where the gateway has it mounted: its `--data-dir` (`/data`).
+    pub mount: std::path::PathBuf,
 }
 
 /// A duration written `90s`, `5m`, `1h` or `1m 30s` (humantime's grammar,

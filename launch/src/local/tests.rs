@@ -25,6 +25,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         progress: None,
         offline: false,
         memory_limit: None,
+        deadline: None,
         read_only: Vec::new(),
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
         progress: None,
         offline: false,
         memory_limit: None,
+        deadline: None,
         read_only: Vec::new(),
     }
 }

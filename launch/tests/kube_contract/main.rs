@@ -10,6 +10,7 @@
 //! By job: `fake` is the API server, `fixtures` what the tests start from,
 //! then one module per theme of tests.
 
+mod code_runs;
 mod failures;
 mod fake;
 mod fixtures;

@@ -30,6 +30,10 @@ fn the_pod_builder_follows_the_api_servers_rules_for_extended_resources() {
             cpu: Some("2".into()),
             memory: Some("8Gi".into()),
             offline: false,
+            work: None,
+            start_in: None,
+            read_only: Vec::new(),
+            deadline_s: None,
         };
         let p = pod::build_pod(&c, &k);
         pod::check_extended_resources(&p).unwrap();
@@ -77,6 +81,10 @@ fn the_pod_builder_follows_the_api_servers_rules_for_extended_resources() {
             cpu: None,
             memory: None,
             offline: false,
+            work: None,
+            start_in: None,
+            read_only: Vec::new(),
+            deadline_s: None,
         },
     );
     let res = p.spec.as_mut().unwrap().containers[0]
@@ -187,6 +195,10 @@ async fn a_cpu_kernel_pod_sees_no_gpu_and_gets_no_nvidia_runtime_class() {
         cpu: None,
         memory: None,
         offline: false,
+        work: None,
+        start_in: None,
+        read_only: Vec::new(),
+        deadline_s: None,
     };
     let gpu = serde_json::to_value(pod::build_pod(&config(), &k)).unwrap();
     assert_eq!(gpu["spec"]["runtimeClassName"], "nvidia");

@@ -127,6 +127,10 @@ async fn a_gpu_kernel_gets_a_restricted_pod_then_its_secret_and_connects_when_re
         cpu: None,
         memory: None,
         offline: false,
+        work: None,
+        start_in: None,
+        read_only: Vec::new(),
+        deadline_s: None,
     };
     assert_eq!(
         body,

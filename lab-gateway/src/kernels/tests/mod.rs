@@ -451,6 +451,8 @@ async fn a_restarted_kernel_keeps_its_restrictions() {
     let restrictions = Restrictions {
         offline: true,
         memory_limit: Some(256 << 20),
+        deadline: Some(std::time::Duration::from_secs(600)),
+        ..Default::default()
     };
     let kernel = lab
         .kernels
@@ -459,15 +461,22 @@ async fn a_restarted_kernel_keeps_its_restrictions() {
             StartRequest {
                 name: Some("fake".into()),
                 fresh: true,
-                restrictions,
+                restrictions: restrictions.clone(),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    let restricted = |spec: launch::LaunchSpec| (spec.offline, spec.memory_limit);
+    let restricted = |spec: launch::LaunchSpec| (spec.offline, spec.memory_limit, spec.deadline);
     let first = restricted(lab.launcher.last_spec().unwrap());
-    assert_eq!(first, (true, Some(256 << 20)));
+    assert_eq!(
+        first,
+        (
+            true,
+            Some(256 << 20),
+            Some(std::time::Duration::from_secs(600))
+        )
+    );
     lab.kernels.restart(&kernel).await.unwrap();
     assert_eq!(lab.launcher.launches(), 2);
     assert_eq!(restricted(lab.launcher.last_spec().unwrap()), first);

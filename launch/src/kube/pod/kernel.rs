@@ -37,7 +37,30 @@ pub struct KernelPod {
     /// [`LABEL_EGRESS`]`=`[`EGRESS_NONE`], so only the offline
     /// NetworkPolicy selects it, which allows no egress, not even DNS.
     pub offline: bool,
+    /// The user's folder on `shared_data`'s claim (its subPath), where the
+    /// pod works; its own volume (`notebooks_pvc` or an emptyDir) if `None`.
+    pub work: Option<String>,
+    /// Where in the work folder it starts (a notebook's folder), when on
+    /// the shared claim; the work folder itself if `None`.
+    pub start_in: Option<String>,
+    /// Folders on `shared_data`'s claim the pod reads and never writes: a
+    /// subPath each, and where it shows under the work folder.
+    pub read_only: Vec<SharedFolder>,
+    /// `activeDeadlineSeconds`: the cluster ends the pod after that long.
+    pub deadline_s: Option<i64>,
 }
+
+/// A read-only folder from the shared data claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFolder {
+    /// Its path on the claim (relative, plain names only).
+    pub sub_path: String,
+    /// Where it shows, relative to the work folder (plain names only).
+    pub at: String,
+}
+
+/// The volume of the shared claim's read-only folders.
+const SHARED_READ_ONLY: &str = "shared-read-only";
 
 /// Variables that choose GPU devices, for the container runtime's hook
 /// (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_MIG_CONFIG_DEVICES`, ...) or CUDA.
@@ -150,8 +173,24 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
             ..Default::default()
         },
     ];
-    volumes.push(match notebooks_pvc_name(config, &k.user) {
-        Some(claim_name) => Volume {
+    let shared = |read_only: Option<bool>, name: &str| {
+        config.shared_data.as_ref().map(|d| Volume {
+            name: name.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: d.claim.clone(),
+                read_only,
+            }),
+            ..Default::default()
+        })
+    };
+    let work_volume = k.work.as_ref().and_then(|_| shared(None, "work"));
+    let shared_read_only = (!k.read_only.is_empty())
+        .then(|| shared(Some(true), SHARED_READ_ONLY))
+        .flatten();
+    volumes.extend(shared_read_only);
+    volumes.push(match (work_volume, notebooks_pvc_name(config, &k.user)) {
+        (Some(volume), _) => volume,
+        (None, Some(claim_name)) => Volume {
             name: "work".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name,
@@ -159,7 +198,7 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
             }),
             ..Default::default()
         },
-        None => Volume {
+        (None, None) => Volume {
             name: "work".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
@@ -170,7 +209,10 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
         image: Some(config.kernel_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
         command: Some(k.argv.clone()),
-        working_dir: Some(WORK_DIR.into()),
+        working_dir: Some(match &k.start_in {
+            Some(folder) if k.work.is_some() => format!("{WORK_DIR}/{folder}"),
+            _ => WORK_DIR.into(),
+        }),
         env: Some(env),
         ports: Some(
             ["shell", "iopub", "stdin", "control", "hb"]
@@ -207,24 +249,37 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "connection".into(),
-                mount_path: CONNECTION_DIR.into(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "connection".into(),
+                    mount_path: CONNECTION_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "dshm".into(),
+                    mount_path: "/dev/shm".into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "work".into(),
+                    mount_path: WORK_DIR.into(),
+                    sub_path: k.work.clone(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            // After the work folder: they show inside it.
+            .chain(k.read_only.iter().map(|f| VolumeMount {
+                name: SHARED_READ_ONLY.into(),
+                mount_path: format!("{WORK_DIR}/{}", f.at),
+                sub_path: Some(f.sub_path.clone()),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: "dshm".into(),
-                mount_path: "/dev/shm".into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "work".into(),
-                mount_path: WORK_DIR.into(),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
     Pod {
@@ -240,6 +295,7 @@ pub fn build_pod(config: &KubeConfig, k: &KernelPod) -> Pod {
         },
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
+            active_deadline_seconds: k.deadline_s,
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             // Only a pod holding GPUs runs under the GPU runtime.

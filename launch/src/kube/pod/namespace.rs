@@ -266,6 +266,10 @@ mod tests {
             cpu: None,
             memory: None,
             offline,
+            work: None,
+            start_in: None,
+            read_only: Vec::new(),
+            deadline_s: None,
         };
         build_pod(&KubeConfig::default(), &k)
             .metadata
