@@ -153,7 +153,9 @@ def test_the_example_baseline_runs_offline_on_the_hidden_test_set_and_scores(lab
     down = submit(pat, "work/moved.ipynb")
     got = final(pat, {top, down}, 300)
     assert got[top]["state"] == "failed" and got[top]["error"]["category"] == "error", got[top]
-    assert "competitions/spirals-code/train.csv" in got[top]["error"]["message"], got[top]
+    # Its message (the missing file's path) was computed in the run: not shown (see the
+    # hidden-data test); the same notebook shows it in the participant's own kernel.
+    assert "RuntimeError" in got[top]["error"]["message"] and "not shown" in got[top]["error"]["message"], got[top]
     scored = got[down]
     assert scored["state"] == "scored", scored
     # 5,000 hidden rows predicted: the sample of 100 would have been refused as missing ids.
@@ -259,7 +261,12 @@ try:
     results["udp"] = "SENT"
 except Exception as e:
     results["udp"] = "refused " + type(e).__name__
-raise RuntimeError("probe " + repr(sorted(results.items())))
+# A run's failure shows only what its source holds (no value it computed), so the probe
+# answers with one of two messages of its own.
+ok = results.pop("staged rows") == "5001" and all(v.startswith("refused") for v in results.values())
+if ok:
+    raise RuntimeError("probe: every access refused")
+raise RuntimeError("probe: LEAKED")
 """)
     try:
         put_notebook(pat, "probe.ipynb", probe)
@@ -267,15 +274,49 @@ raise RuntimeError("probe " + repr(sorted(results.items())))
         entry = next(iter(got.values()))
         assert entry["error"]["category"] == "error", entry
         message = entry["error"]["message"]
-        assert "probe" in message and "READ" not in message and "CONNECTED" not in message \
-            and "SENT" not in message, message
-        assert "refused" in message and "DONE" not in message, message
-        assert "('staged rows', '5001')" in message, message
-        for key in ("write", "create", "beside"):
-            assert f"('{key}', 'refused" in message, message
+        assert "probe: every access refused" in message, message
         assert marker.encode() not in bytes(trap.received)
     finally:
         trap.close()
+
+
+def test_a_failed_run_shows_nothing_it_computed_on_the_hidden_data(lab):
+    """A notebook that tries to carry hidden test features out through its failure: in an
+    error's message, a verbose traceback's locals, an exception class named at run time, or
+    values written in a refused submission.csv. Each fails with its category; none of the
+    values reaches the participant."""
+    pat = lab["clients"]["pat"]
+    hidden = (lab["made"] / "hidden" / "test.csv").read_text().splitlines()[201:211]
+    values = [v for row in hidden for v in row.split(",")[1:]]
+    read = (f'import csv\nrows = list(csv.DictReader(open("competitions/{SLUG}/test.csv")))\n'
+            'secret = ",".join(r["x"] for r in rows[200:210])\n')
+    cases = {
+        "message": (read + "raise ValueError(secret)", "error"),
+        "verbose": ("%xmode Verbose", read + "def f(v):\n    return 1 / 0\nf(secret)", "error"),
+        "named": (read + 'raise type("E" + secret.replace(",", "_").replace(".", "_").replace("-", "m"),'
+                         ' (Exception,), {})()', "error"),
+        "written": (read + 'with open("submission.csv", "w") as f:\n'
+                           '    f.write("id,label\\n" + "".join(f"{r[\'x\']},0\\n" for r in rows))',
+                    "format_error"),
+        "header": (read + 'open("submission.csv", "w").write("id," + secret + "\\n1,0\\n")', "format_error"),
+    }
+    ids = {}
+    for name, (*sources, _) in cases.items():
+        put_notebook(pat, f"leak-{name}.ipynb", notebook("python3", *sources))
+        ids[submit(pat, f"leak-{name}.ipynb")] = name
+    got = final(pat, set(ids), 240)
+    for id_, entry in got.items():
+        name = ids[id_]
+        assert entry["state"] == "failed" and entry["error"]["category"] == cases[name][-1], (name, entry)
+        shown = json.dumps(entry)
+        assert not [v for v in values if v in shown], (name, shown)
+    message = next(e for i, e in got.items() if ids[i] == "message")["error"]
+    assert "ValueError" in message["message"] and "not shown" in message["message"], message
+    # The notebook's own lines and places stay: the failure can still be found.
+    assert "raise ValueError(secret)" in "\n".join(message["traceback"]), message
+    for body in pat.seen:
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        assert not [v for v in values if v in text], text[:300]
 
 
 def test_a_participants_kernel_reads_the_competitions_files_and_writes_none(lab):

@@ -20,6 +20,7 @@
 pub mod board;
 pub mod code;
 pub mod column;
+pub mod hidden;
 pub mod labels;
 pub mod metric;
 pub mod problems;

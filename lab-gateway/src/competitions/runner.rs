@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::Utc;
 use classroom::Notebook;
 use classroom::competition::code::{Failure, SUBMISSION_FILE, shown_runtime};
-use classroom::competition::{self, CodeLimits, Rules};
+use classroom::competition::{self, CodeLimits, Rules, hidden};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -363,9 +363,13 @@ impl Runner {
         }
         let (runs, file, took) = (ran.runs, ran.collected, ran.took);
         let runtime_min = i64::try_from(shown_runtime(took)).unwrap_or(i64::MAX);
+        // Shown as its team may see it: nothing computed on the hidden data.
+        let source: String = cells.iter().map(|(_, code)| format!("{code}\n")).collect();
+        let columns = [rules.columns.id.clone(), rules.columns.target.clone()];
         let failed = |f: Failure| {
+            let columns = [columns[0].as_str(), columns[1].as_str()];
             Ok(RunEnd::Failed {
-                error: f.to_json().to_string(),
+                error: hidden::withhold(f, &source, &columns).to_json().to_string(),
                 runtime_min,
             })
         };
