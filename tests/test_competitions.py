@@ -249,6 +249,8 @@ def test_a_competition_from_creation_to_reveal(lab):
     status, text = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private&format=csv")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["team"] for r in rows] == [r["team"] for r in private["rows"]]
+    assert [(r["rank"], r["score"], r["submitted"]) for r in rows] == \
+        [(str(r["rank"]), r["score"], r["submitted"]) for r in private["rows"]], (rows, private)
 
 
 def test_fifty_concurrent_submissions_pass_a_daily_cap_of_five_exactly(lab):
@@ -356,6 +358,10 @@ def test_teams_merge_by_kaggles_rule_and_become_one_row(lab):
     status, board = call(lab, "rob", "GET", "/api/competitions/teams/leaderboard")
     assert sorted(r["team"] for r in board["rows"]) == ["Spiral Hunters", "rob"]
     assert call(lab, "rob", "PATCH", "/api/competitions/teams/team", {"name": "Spiral Hunters"})[0] == 409
+    # A name a spreadsheet would run as a formula is exported as text.
+    assert call(lab, "rob", "PATCH", "/api/competitions/teams/team", {"name": "=1+2"})[0] == 200
+    status, text = call(lab, "rob", "GET", "/api/competitions/teams/leaderboard?format=csv")
+    assert status == 200 and "'=1+2" in text and "\n=1+2" not in text and ",=1+2" not in text, text
 
 
 def test_a_member_leaves_a_team_only_before_it_submits(lab):

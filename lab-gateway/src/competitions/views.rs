@@ -122,8 +122,12 @@ pub fn standings_csv(rows: &[Value]) -> String {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let team = field("team");
-        let team = if team.contains([',', '"', '\n']) {
+        let mut team = field("team");
+        // A name a spreadsheet would run as a formula is shown as text.
+        if team.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            team.insert(0, '\'');
+        }
+        let team = if team.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", team.replace('"', "\"\""))
         } else {
             team
@@ -134,7 +138,7 @@ pub fn standings_csv(rows: &[Value]) -> String {
             team,
             field("score"),
             field("entries"),
-            field("last")
+            field("submitted")
         ));
     }
     out

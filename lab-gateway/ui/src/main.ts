@@ -1,9 +1,12 @@
 // The single-page app: a hash router over the login, files, notebook,
-// courses, assignments and ops pages, and the header with the user menu.
+// courses, assignments, competitions and ops pages, and the header with
+// the user menu.
 
 import { api, me, type Identity } from "./api";
 import { clear, h, toast } from "./dom";
 import { assignmentPage, assignmentsPage } from "./assignments";
+import { CompetitionView } from "./competition";
+import { competitionsPage } from "./competitions";
 import { coursesPage } from "./courses";
 import { managePage } from "./manage";
 import { filesPage } from "./files";
@@ -13,7 +16,9 @@ import { opsPage } from "./ops";
 import { settingsForm } from "./settings";
 
 const app = document.getElementById("app") as HTMLElement;
-let current: NotebookView | null = null;
+/// The page shown, while it holds something to stop when it is left (a
+/// notebook's kernel connection, a competition tab's refreshes).
+let current: { dispose(): void } | null = null;
 let user: Identity | null = null;
 
 function header(u: Identity): HTMLElement {
@@ -52,6 +57,7 @@ function header(u: Identity): HTMLElement {
       h("a", { href: "#/files/" }, "Files"),
       h("a", { href: "#/courses" }, "Courses"),
       h("a", { href: "#/assignments" }, "Assignments"),
+      h("a", { href: "#/competitions" }, "Competitions"),
       ops && h("a", { href: "#/ops" }, "Ops"),
     ),
     menu,
@@ -96,6 +102,14 @@ async function route(): Promise<void> {
     } else if (/^\/(assignment|manage)\/[^/]+\/[^/]+$/.test(hash)) {
       const [, page, course, name] = hash.split("/");
       main.append(await (page === "manage" ? managePage(course, name) : assignmentPage(course, name)));
+    } else if (hash === "/competitions") {
+      main.append(await competitionsPage(user));
+    } else if (/^\/competition\/[^/]+(\/[a-z]+)?$/.test(hash)) {
+      const [, , slug, tab] = hash.split("/");
+      const view = new CompetitionView(slug, tab ?? "overview", user);
+      current = view;
+      main.append(view.el);
+      await view.load();
     } else if (hash === "/courses") {
       main.append(await coursesPage());
     } else if (hash === "/ops") {

@@ -8,6 +8,7 @@ import { assignmentUrl, type Assignment, type Policy } from "./assignments";
 import { dataFilesSection } from "./datafiles";
 import { h, toast } from "./dom";
 import { feedbackView, pts, stateText, type Submission } from "./feedback";
+import { field, fromLocalInput, toLocalInput } from "./forms";
 
 interface Gradebook {
   max_score: number;
@@ -25,26 +26,6 @@ interface Gradebook {
     total: number | null;
   }[];
   progress: Record<"queued" | "grading" | "graded" | "failed", number>;
-}
-
-/// An ISO time as a `datetime-local` input shows it (the reader's clock).
-function toLocalInput(iso: string | null): string {
-  if (!iso) return "";
-  const d = new Date(iso);
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-}
-
-/// A `datetime-local` value (the reader's clock) as an ISO time; empty is none.
-function fromLocalInput(v: string): string | null {
-  if (!v) return null;
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new Error(`${v} is not a date`);
-  return d.toISOString();
-}
-
-function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
-  return h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
 }
 
 function select(name: string, value: string, options: [string, string][]): HTMLSelectElement {
