@@ -63,6 +63,25 @@ pub(crate) struct Board {
     /// The public board, ranked for `higher`.
     pub public: Vec<board::Standing>,
     pub higher: bool,
+    /// The public board as its JSON answer, made by the first reader that
+    /// wants it with these decimals: every other reader until the next
+    /// write gets the same bytes.
+    public_json: std::sync::OnceLock<(u32, bytes::Bytes)>,
+}
+
+impl Board {
+    /// The public board's JSON answer for `decimals`, `make`d once.
+    pub fn public_json(&self, decimals: u32, make: impl Fn() -> Vec<u8>) -> bytes::Bytes {
+        let (at, bytes) = self
+            .public_json
+            .get_or_init(|| (decimals, bytes::Bytes::from(make())));
+        if *at == decimals {
+            bytes.clone()
+        } else {
+            // The rules changed the decimals since (rare): made again, not kept.
+            bytes::Bytes::from(make())
+        }
+    }
 }
 
 /// A parsed solution, with the file's SHA-256 and the rules it was parsed for.
@@ -177,6 +196,7 @@ impl Competitions {
             names: store.team_names(slug)?,
             scored,
             higher,
+            public_json: std::sync::OnceLock::new(),
         });
         self.boards
             .lock()

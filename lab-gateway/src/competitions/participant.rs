@@ -297,9 +297,31 @@ pub async fn leaderboard(
                 "the private leaderboard is not revealed yet".into(),
             ));
         }
+        if q.format.as_deref() == Some("csv") && which == "shakeup" {
+            return Err(ApiError::BadRequest(
+                "the shake-up is JSON only; CSV is for the public and private boards".into(),
+            ));
+        }
+        if let Some(other) = q.format.as_deref().filter(|f| *f != "csv" && *f != "json") {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?}: csv or json"
+            )));
+        }
         let higher = rules.metric.higher_is_better();
         let b = s.competitions.board(&s.store, &slug, higher)?;
         let (scored, names, public) = (&b.scored, &b.names, &b.public);
+        if which == "public" && q.format.as_deref() != Some("csv") {
+            // The answer everyone reads, made once per change of the board.
+            let body = b.public_json(rules.decimals, || {
+                serde_json::to_vec(&json!({
+                    "board": "public",
+                    "higher_is_better": higher,
+                    "rows": views::standings(public, names, rules.decimals),
+                }))
+                .unwrap_or_default()
+            });
+            return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
         let rows = match which {
             "public" => views::standings(public, names, rules.decimals),
             "private" => views::standings(
@@ -317,16 +339,6 @@ pub async fn leaderboard(
                 )));
             }
         };
-        if q.format.as_deref() == Some("csv") && which == "shakeup" {
-            return Err(ApiError::BadRequest(
-                "the shake-up is JSON only; CSV is for the public and private boards".into(),
-            ));
-        }
-        if let Some(other) = q.format.as_deref().filter(|f| *f != "csv" && *f != "json") {
-            return Err(ApiError::BadRequest(format!(
-                "format {other:?}: csv or json"
-            )));
-        }
         if q.format.as_deref() == Some("csv") {
             let csv = views::standings_csv(&rows);
             return Ok((
