@@ -299,6 +299,16 @@ def test_a_failed_run_shows_nothing_it_computed_on_the_hidden_data(lab):
                            '    f.write("id,label\\n" + "".join(f"{r[\'x\']},0\\n" for r in rows))',
                     "format_error"),
         "header": (read + 'open("submission.csv", "w").write("id," + secret + "\\n1,0\\n")', "format_error"),
+        # IPython prints what _render_traceback_ returns, places included.
+        "rendered": (read + "class Leak(Exception):\n    def _render_traceback_(self):\n"
+                            "        return [f'Cell In[1], line {v}' for v in secret.replace('.', '').split(',')]"
+                            " + ['x ' + secret]\nraise Leak()", "error"),
+        # One character of a value is in the source ("0123456789"), but is no string of its own.
+        "char": (read + 'DIGITS = "0123456789.-"\nraise ValueError(secret[0])', "error"),
+        # How many rows, and which line is wrong, chosen by the hidden values.
+        "counts": (read + 'n = int(float(rows[200]["x"]) * 1000) % 997 + 2\n'
+                          'open("submission.csv", "w").write("id,label\\n" + "".join(f"{r[\'id\']},0\\n" '
+                          'for r in rows[:n]))', "format_error"),
     }
     ids = {}
     for name, (*sources, _) in cases.items():
@@ -310,10 +320,16 @@ def test_a_failed_run_shows_nothing_it_computed_on_the_hidden_data(lab):
         assert entry["state"] == "failed" and entry["error"]["category"] == cases[name][-1], (name, entry)
         shown = json.dumps(entry)
         assert not [v for v in values if v in shown], (name, shown)
-    message = next(e for i, e in got.items() if ids[i] == "message")["error"]
+    by_name = {ids[i]: e["error"] for i, e in got.items()}
+    message = by_name["message"]
     assert "ValueError" in message["message"] and "not shown" in message["message"], message
-    # The notebook's own lines and places stay: the failure can still be found.
-    assert "raise ValueError(secret)" in "\n".join(message["traceback"]), message
+    # The place and the line, from the notebook as sent: the failure can still be found.
+    assert message["traceback"][:2] == ["in the notebook's cell 1, line 4:", "    raise ValueError(secret)"], message
+    assert "not shown" in by_name["char"]["message"], by_name["char"]
+    assert by_name["rendered"]["traceback"][0] == "in the notebook's cell 1", by_name["rendered"]
+    for name in ("written", "header", "counts"):
+        shown = json.dumps([by_name[name]["message"], by_name[name]["problems"]], ensure_ascii=False)
+        assert not any(ch.isdigit() for ch in shown), (name, shown)
     for body in pat.seen:
         text = body.decode() if isinstance(body, bytes) else str(body)
         assert not [v for v in values if v in text], text[:300]

@@ -412,7 +412,7 @@ def test_a_new_solution_rescores_every_submission(lab):
         f"{i},{NEG if l == 'pos' else 'pos'},{u}\n" for i, l, u in zip(ids, labels, usage))
     status, body = call(lab, "tess", "PUT", "/api/competitions/rescore/solution", raw=flipped.encode(),
                         content_type="text/csv")
-    assert status == 200 and body["rescored"] == {"rescored": 2, "refused": 0, "missing": 0}, body
+    assert status == 200 and body["rescored"] == {"rescored": 2, "refused": 0, "missing": 0, "failed": 0}, body
     status, after = call(lab, "tess", "GET", "/api/competitions/rescore/submissions?all=true")
     for b, a in zip(before, after):
         assert a["state"] == "scored" and a["id"] == b["id"]
@@ -422,7 +422,7 @@ def test_a_new_solution_rescores_every_submission(lab):
     assert abs(float(board["rows"][0]["score"]) - max(a["public_score"] for a in after)) < 1e-4, board
     # The explicit rescore is idempotent.
     status, body = call(lab, "tess", "POST", "/api/competitions/rescore/rescore")
-    assert status == 200 and body == {"rescored": 2, "refused": 0, "missing": 0}, body
+    assert status == 200 and body == {"rescored": 2, "refused": 0, "missing": 0, "failed": 0}, body
     assert call(lab, "rob", "POST", "/api/competitions/rescore/rescore")[0] == 404
     # A solution for other ids refuses every file: rejected, and it frees the cap.
     other = "id,target,Usage\n" + "".join(f"x{i},{l},{u}\n" for i, l, u in zip(ids, labels, usage))

@@ -89,7 +89,7 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
         Ok(competition::score(&metric, &solution, &predictions)?)
     };
     let scores = once()?;
-    let mut out = serde_json::to_value(&scores)?;
+    let mut out = serde_json::to_value(scores)?;
     if args.repeat > 0 {
         let mut fastest = f64::INFINITY;
         for _ in 0..args.repeat {

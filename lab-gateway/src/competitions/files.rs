@@ -10,7 +10,8 @@
 //!   features, in place of the participants' sample of the same name).
 //! - `runs/ID-ATTEMPT/`: a code run's staged files, while it runs.
 //! - `submissions/UUID.csv|ipynb`: each submission as received, written once;
-//!   `UUID.output.csv` the `submission.csv` a notebook's run wrote (rescoring reads it).
+//!   `UUID.ATTEMPT.output.csv` the `submission.csv` a notebook's run wrote
+//!   (rescoring reads the scored attempt's).
 
 use std::path::{Path, PathBuf};
 
@@ -68,10 +69,12 @@ impl Files {
         self.dir(slug).join("submissions").join(file)
     }
 
-    /// The name under `submissions/` of what notebook `file`'s run wrote.
-    pub fn output_of(file: &str) -> String {
+    /// The name under `submissions/` of what attempt `attempt` of notebook
+    /// `file`'s run wrote (per attempt: one taken back never overwrites the
+    /// one that counted).
+    pub fn output_of(file: &str, attempt: i64) -> String {
         let stem = file.strip_suffix(".ipynb").unwrap_or(file);
-        format!("{stem}.output.csv")
+        format!("{stem}.{attempt}.output.csv")
     }
 
     /// Writes `bytes` to `path` whole or not at all (0600).

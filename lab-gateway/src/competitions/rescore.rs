@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use classroom::competition::{self, Rules, Solution, code::Failure};
+use classroom::competition::{self, Rules, Solution, code::Failure, hidden};
 use serde_json::{Value, json};
 
 use super::{Competitions, offload, rules, staff_only};
@@ -27,6 +27,9 @@ pub struct Counts {
     pub refused: u32,
     /// Scored rows whose file is gone (reported, left as they were).
     pub missing: u32,
+    /// Scored rows the metric could not score again (the platform's; left
+    /// as they were, and logged).
+    pub failed: u32,
 }
 
 /// Rescores every scored submission of `row`'s competition; the caller
@@ -45,7 +48,15 @@ pub(crate) fn rescore_all(
             counts.missing += 1;
             continue;
         };
-        let result = judge(&entry, &bytes, rules, &solution)?;
+        let result = match judge(&entry, &bytes, rules, &solution) {
+            Ok(result) => result,
+            Err(e) => {
+                // Left as it was; the others are still rescored.
+                tracing::error!(competition = %row.slug, submission = entry.id, error = %e, "a submission could not be rescored");
+                counts.failed += 1;
+                continue;
+            }
+        };
         if !matches!(result, Rescored::Scored { .. }) {
             counts.refused += 1;
         }
@@ -61,7 +72,7 @@ pub(crate) fn rescore_all(
 fn stored_file(competitions: &Competitions, entry: &EntryRow) -> Option<Vec<u8>> {
     let name = match entry.kind {
         EntryKind::Csv => entry.file.clone(),
-        EntryKind::Code => super::files::Files::output_of(&entry.file),
+        EntryKind::Code => super::files::Files::output_of(&entry.file, entry.attempts),
     };
     std::fs::read(competitions.files.submission(&entry.competition, &name)).ok()
 }
@@ -86,8 +97,14 @@ fn judge(
                 error: json!({"message": rejected.to_string(), "problems": rejected.problems, "more": rejected.more})
                     .to_string(),
             },
+            // What a run wrote on hidden data is told by kind only.
             EntryKind::Code => Rescored::Failed {
-                error: Failure::Format(rejected).to_json().to_string(),
+                error: Failure::Format(hidden::withhold_problems(
+                    rejected,
+                    &[rules.columns.id.as_str(), rules.columns.target.as_str()],
+                ))
+                .to_json()
+                .to_string(),
             },
         }),
     }
@@ -103,12 +120,13 @@ pub async fn rescore(
     offload(&s, &user, move |s, user| {
         let _changing = s.competitions.changing();
         let row = staff_only(s, user, &slug)?;
-        if row.revealed.is_some() {
+        let rules = rules(&row)?;
+        if rules.private_visible(chrono::Utc::now(), row.revealed.is_some()) {
             return Err(ApiError::Conflict(
-                "the private board is revealed; its scores are final".into(),
+                "the private board is public; its scores are final".into(),
             ));
         }
-        let counts = rescore_all(&s.store, &s.competitions, &row, &rules(&row)?)?;
+        let counts = rescore_all(&s.store, &s.competitions, &row, &rules)?;
         tracing::info!(competition = %slug, by = %user.name, "rescore asked");
         Ok(Json(json!(counts)))
     })

@@ -261,8 +261,15 @@ impl Runner {
     async fn run(self: Arc<Self>, row: EntryRow, _slot: Slot) {
         tracing::info!(competition = %row.competition, submission = row.id, attempt = row.attempts, "code run");
         let (id, attempt) = (row.id, row.attempts);
-        let recorded = match self.execute(&row).await {
-            Ok(end) => self.store.finish_code_entry(id, attempt, &end),
+        let mut solution = None;
+        let recorded = match self.execute(&row, &mut solution).await {
+            Ok(end) => {
+                let recorded = self.store.finish_code_entry(id, attempt, &end);
+                if matches!(recorded, Ok(true)) && matches!(end, RunEnd::Scored { .. }) {
+                    self.rescore_if_changed(&row.competition, solution).await;
+                }
+                recorded
+            }
             Err(Platform(reason)) => {
                 tracing::warn!(submission = id, attempt, %reason, "a code run failed on the platform");
                 self.store
@@ -279,11 +286,43 @@ impl Runner {
         }
     }
 
+    /// Staff replaced the solution between this run's scoring and its
+    /// record (the rescore then skipped the row, still running): the
+    /// competition is rescored now, against the solution it has.
+    async fn rescore_if_changed(&self, slug: &str, used: Option<String>) {
+        let (store, competitions, name) = (
+            self.store.clone(),
+            self.competitions.clone(),
+            slug.to_owned(),
+        );
+        let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let _changing = competitions.changing();
+            let Some(comp) = store.competition(&name).map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            if comp.solution == used {
+                return Ok(());
+            }
+            let rules: Rules = serde_json::from_str(&comp.rules).map_err(|e| e.to_string())?;
+            super::rescore::rescore_all(&store, &competitions, &comp, &rules)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            tracing::error!(competition = %slug, error = %e, "cannot rescore after a solution changed during a run");
+        }
+    }
+
     /// One run. Bounded without a timer around it (which would drop a
     /// kernel mid-run): admission waits at most until the row's deadline
     /// less the time limit (then the start is cancelled), the cells stop at
     /// the time limit, and staging and scoring are bounded by file sizes.
-    async fn execute(&self, row: &EntryRow) -> Result<RunEnd, Platform> {
+    async fn execute(
+        &self,
+        row: &EntryRow,
+        solution: &mut Option<String>,
+    ) -> Result<RunEnd, Platform> {
         let platform = |what: &str, e: &dyn std::fmt::Display| Platform(format!("{what}: {e}"));
         let comp = self
             .store
@@ -364,12 +403,19 @@ impl Runner {
         let (runs, file, took) = (ran.runs, ran.collected, ran.took);
         let runtime_min = i64::try_from(shown_runtime(took)).unwrap_or(i64::MAX);
         // Shown as its team may see it: nothing computed on the hidden data.
-        let source: String = cells.iter().map(|(_, code)| format!("{code}\n")).collect();
         let columns = [rules.columns.id.clone(), rules.columns.target.clone()];
+        let failing = runs
+            .iter()
+            .find(|(_, run)| run.outputs.iter().any(|o| o["output_type"] == "error"))
+            .and_then(|(index, _)| cells.iter().position(|(i, _)| i == index));
         let failed = |f: Failure| {
             let columns = [columns[0].as_str(), columns[1].as_str()];
+            let ran = hidden::Ran {
+                cells: &cells,
+                failing,
+            };
             Ok(RunEnd::Failed {
-                error: hidden::withhold(f, &source, &columns).to_json().to_string(),
+                error: hidden::withhold(f, ran, &columns).to_json().to_string(),
                 runtime_min,
             })
         };
@@ -382,15 +428,19 @@ impl Runner {
             return failed(Failure::NoSubmissionFile);
         };
         // Kept for rescoring (a new solution scores what the run wrote).
-        let output = files.submission(&row.competition, &Files::output_of(&row.file));
+        let output = files.submission(&row.competition, &Files::output_of(&row.file, row.attempts));
         files
             .write(&output, &bytes)
             .map_err(|e| platform("storing the run's submission.csv", &e))?;
         let competitions = self.competitions.clone();
-        let scored =
-            tokio::task::spawn_blocking(move || score(&competitions, &comp, &rules, &bytes))
-                .await
-                .map_err(|e| platform("scoring", &e))??;
+        let store = self.store.clone();
+        let slug = row.competition.clone();
+        let (scored, used) = tokio::task::spawn_blocking(move || {
+            score(&store, &competitions, &slug, &rules, &bytes)
+        })
+        .await
+        .map_err(|e| platform("scoring", &e))??;
+        *solution = used;
         match scored {
             Ok(scores) => Ok(RunEnd::Scored {
                 public: scores.public,
@@ -415,30 +465,37 @@ impl Runner {
 /// Checks and scores `bytes` against the competition's solution; `Err`
 /// is the platform's failure, `Ok(Err)` the file's.
 fn score(
+    store: &Store,
     competitions: &Competitions,
-    comp: &crate::store::CompetitionRow,
+    slug: &str,
     rules: &Rules,
     bytes: &[u8],
-) -> Result<Result<competition::Scores, Failure>, Platform> {
+) -> Result<(Result<competition::Scores, Failure>, Option<String>), Platform> {
     // The rules and the solution are used under one lock, so a solution
     // replaced meanwhile is never half used (see `Competitions`); the row is
-    // recorded after it is released.
+    // recorded after it is released, so the solution's SHA-256 goes with
+    // the scores (`Runner::run` rescores if it changed in between).
     let _scoring = competitions.scoring();
+    let comp = store
+        .competition(slug)
+        .map_err(|e| Platform(format!("reading the competition: {e}")))?
+        .ok_or_else(|| Platform("the competition is gone".into()))?;
+    let used = comp.solution.clone();
     let solution = competitions
-        .solution(comp, rules)
+        .solution(&comp, rules)
         .map_err(|e| Platform(format!("the solution: {e}")))?;
-    match competition::submission::read(
+    let scored = match competition::submission::read(
         bytes,
         rules.max_bytes,
         &rules.columns,
         &rules.metric,
         &solution,
     ) {
-        Err(rejected) => Ok(Err(Failure::Format(rejected))),
-        Ok(predictions) => competition::score(&rules.metric, &solution, &predictions)
-            .map(Ok)
-            .map_err(|e| Platform(format!("scoring: {e}"))),
-    }
+        Err(rejected) => Err(Failure::Format(rejected)),
+        Ok(predictions) => Ok(competition::score(&rules.metric, &solution, &predictions)
+            .map_err(|e| Platform(format!("scoring: {e}")))?),
+    };
+    Ok((scored, used))
 }
 
 /// The message of a submission the platform failed [`ATTEMPTS`] times.

@@ -165,9 +165,9 @@ pub async fn put_solution(
         let _changing = s.competitions.changing();
         let row = staff_only(s, user, &name)?;
         let rules = rules(&row)?;
-        if row.revealed.is_some() {
+        if rules.private_visible(chrono::Utc::now(), row.revealed.is_some()) {
             return Err(ApiError::Conflict(
-                "the private board is revealed; the solution is final".into(),
+                "the private board is public; the solution is final".into(),
             ));
         }
         let solution = Solution::parse(&body, usize::MAX, &rules.columns, &rules.metric).map_err(|e| {

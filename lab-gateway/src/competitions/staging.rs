@@ -5,8 +5,8 @@
 //!
 //! The staged folder is `DATA/competitions/SLUG/runs/ID-ATTEMPT`: the
 //! participant files, then the hidden ones over them (a hidden `test.csv`
-//! replaces the public sample of the same name), hard links where the
-//! filesystem allows (a large test set is not copied per run). It is
+//! replaces the public sample of the same name), copied (a link would
+//! share the originals' inode, whose mode the run's kernel could change). It is
 //! outside every user's folder and shown to the run's kernel as a
 //! read-only mount (`launch::ReadOnlyMount`: a symlink the local sandbox
 //! grants read-only, a read-only subPath of the shared claim for a pod),
@@ -38,9 +38,10 @@ pub(super) fn stage(public: &Path, hidden: &Path, into: &Path) -> Result<(), Str
             }
             let to = into.join(&name);
             let _ = std::fs::remove_file(&to);
-            if std::fs::hard_link(entry.path(), &to).is_err() {
-                std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
-            }
+            // A copy, not a link: a run's kernel (the gateway's uid on the
+            // local backend, which Landlock does not stop from chmod) must
+            // not reach the originals' inode.
+            std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
             let mut perms = std::fs::metadata(&to)
                 .map_err(|e| e.to_string())?
                 .permissions();

@@ -112,6 +112,14 @@ fn shared_folders(
     spec: &LaunchSpec,
 ) -> Result<(Option<String>, Vec<pod::SharedFolder>), LaunchError> {
     let Some(shared) = &config.shared_data else {
+        // An offline run (a code submission's) reads its files and leaves
+        // its output in its folder: without the shared claim it could do
+        // neither, and its failure would be charged to its notebook.
+        if spec.offline && !spec.read_only.is_empty() {
+            return Err(LaunchError::Spec(
+                "an offline run with read-only folders needs [kubernetes.shared_data]".into(),
+            ));
+        }
         if !spec.read_only.is_empty() {
             tracing::debug!(user = %spec.user, "no [kubernetes.shared_data]: the pod gets no read-only folders");
         }

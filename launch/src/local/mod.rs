@@ -197,6 +197,14 @@ impl Launcher for LocalLauncher {
         for mount in &spec.read_only {
             match shares::show(&spec.cwd, mount) {
                 Ok(source) => shared.push(source),
+                // An offline run (a code submission's) cannot do without its
+                // files: the start fails, the gateway's failure, not the run's.
+                Err(e) if spec.offline => {
+                    return Err(LaunchError::Spec(format!(
+                        "the read-only folder {} cannot be shown to the run: {e}",
+                        mount.at.display()
+                    )));
+                }
                 Err(e) => {
                     tracing::warn!(kernel_id = %spec.kernel_id, error = %e, "a read-only folder is not shown to a kernel")
                 }

@@ -172,19 +172,31 @@ async fn a_participants_kernel_reads_the_participant_files_read_only() {
     );
 }
 
-/// Without a shared claim the pod keeps its own volume: the gateway's
-/// folders are not on the nodes, so it gets none of them (never the
-/// gateway's path as if it were the pod's).
+/// Without a shared claim a participant's pod keeps its own volume: the
+/// gateway's folders are not on the nodes, so it gets none of them (never
+/// the gateway's path as if it were the pod's). A code run, which could
+/// neither read its files nor leave its output, is refused before anything
+/// is created (the gateway's platform failure, never charged to its team).
 #[tokio::test]
-async fn without_a_shared_claim_the_pod_gets_no_folder_of_the_gateway() {
-    let pod = created_pod(config(), code_run()).await;
+async fn without_a_shared_claim_a_participant_gets_no_folder_and_a_code_run_no_pod() {
+    let mut s = code_run();
+    s.offline = false;
+    s.deadline = None;
+    let pod = created_pod(config(), s).await;
     assert!(claim_mounts(&pod).is_empty());
     let mounts = pod["spec"]["containers"][0]["volumeMounts"].to_string();
     assert!(
         !mounts.contains("competitions") && !mounts.contains("subPath"),
         "{mounts}"
     );
-    assert_eq!(pod["spec"]["activeDeadlineSeconds"], 4200);
+
+    let (server, launcher) = launcher_with(config()).await;
+    let got = launch(&launcher, code_run()).await.unwrap();
+    assert!(
+        matches!(&got, Err(LaunchError::Spec(m)) if m.contains("shared_data")),
+        "{got:?}"
+    );
+    assert!(server.calls().iter().all(|c| c.method != "POST"));
 }
 
 /// A folder not on the claim, or a place that climbs out of the work
