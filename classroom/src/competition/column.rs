@@ -18,6 +18,9 @@ pub enum Kind {
     Probability,
     /// Space-separated items, best first; may be empty.
     List,
+    /// A [`Kind::List`] of which only the first `k` items count (MAP@K's
+    /// predictions): the rest are not kept.
+    Ranked(usize),
 }
 
 impl fmt::Display for Kind {
@@ -28,7 +31,7 @@ impl fmt::Display for Kind {
             Kind::Real => "a number",
             Kind::AboveMinusOne => "a number above -1",
             Kind::Probability => "a probability from 0 to 1",
-            Kind::List => "a space-separated list",
+            Kind::List | Kind::Ranked(_) => "a space-separated list",
         })
     }
 }
@@ -62,7 +65,7 @@ impl Column {
             Kind::Real | Kind::AboveMinusOne | Kind::Probability => {
                 Column::Reals(Vec::with_capacity(capacity))
             }
-            Kind::List => Column::Lists(Vec::with_capacity(capacity)),
+            Kind::List | Kind::Ranked(_) => Column::Lists(Vec::with_capacity(capacity)),
         }
     }
 
@@ -82,7 +85,7 @@ impl Column {
     /// Parses `raw` as `kind` and appends it; the message says what is
     /// wrong with the value, quoting at most 40 characters of it.
     pub fn push(&mut self, kind: Kind, raw: &str) -> Result<(), String> {
-        if raw.is_empty() && kind != Kind::List {
+        if raw.is_empty() && !matches!(kind, Kind::List | Kind::Ranked(_)) {
             return Err(format!("is empty; expected {kind}"));
         }
         match (self, kind) {
@@ -121,9 +124,27 @@ impl Column {
             (Column::Lists(v), Kind::List) => {
                 v.push(raw.split_whitespace().map(str::to_string).collect())
             }
+            (Column::Lists(v), Kind::Ranked(k)) => {
+                v.push(raw.split_whitespace().take(k).map(str::to_string).collect())
+            }
             _ => return Err(format!("cannot hold {kind}")),
         }
         Ok(())
+    }
+
+    /// The values at `rows`, in that order, moved out (each row taken at
+    /// most once; a string or list taken twice is empty the second time).
+    pub fn take_rows(&mut self, rows: &[usize]) -> Column {
+        match self {
+            Column::Labels(v) => {
+                Column::Labels(rows.iter().map(|r| std::mem::take(&mut v[*r])).collect())
+            }
+            Column::Integers(v) => Column::Integers(rows.iter().map(|r| v[*r]).collect()),
+            Column::Reals(v) => Column::Reals(rows.iter().map(|r| v[*r]).collect()),
+            Column::Lists(v) => {
+                Column::Lists(rows.iter().map(|r| std::mem::take(&mut v[*r])).collect())
+            }
+        }
     }
 
     /// The values at `rows`, in that order.

@@ -304,6 +304,8 @@ impl Metric {
                 .collect(),
             Metric::RocAuc { .. } => vec![(target.to_string(), Kind::Real)],
             Metric::LogLossBinary { .. } => vec![(target.to_string(), Kind::Probability)],
+            // Items past K never count, so they are not kept.
+            Metric::MapAtK { k } => vec![(target.to_string(), Kind::Ranked(*k))],
             _ => vec![(target.to_string(), self.target_kind())],
         }
     }

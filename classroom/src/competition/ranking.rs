@@ -91,14 +91,27 @@ pub fn average_precision_at_k<S: AsRef<str>>(relevant: &[S], predicted: &[S], k:
     if relevant.is_empty() || k == 0 {
         return 0.0;
     }
-    let relevant_set: HashSet<&str> = relevant.iter().map(AsRef::as_ref).collect();
+    // Short lists (the usual case: a few relevant labels, K of 5 or 12) are
+    // scanned; long ones hashed.
+    const SCAN: usize = 16;
+    let relevant_set: Option<HashSet<&str>> =
+        (relevant.len() > SCAN).then(|| relevant.iter().map(AsRef::as_ref).collect());
+    let is_relevant = |p: &str| match &relevant_set {
+        Some(set) => set.contains(p),
+        None => relevant.iter().any(|r| r.as_ref() == p),
+    };
     let mut seen: HashSet<&str> = HashSet::new();
     let mut hits = 0.0;
     let mut score = Sum::default();
     for (i, p) in predicted.iter().take(k).enumerate() {
         let p = p.as_ref();
-        // `insert` is false for a repeat: ml_metrics' `p not in predicted[:i]`.
-        if seen.insert(p) && relevant_set.contains(p) {
+        // ml_metrics' `p not in predicted[:i]`: a repeat never counts.
+        let repeat = if k > SCAN {
+            !seen.insert(p)
+        } else {
+            predicted[..i].iter().any(|q| q.as_ref() == p)
+        };
+        if !repeat && is_relevant(p) {
             hits += 1.0;
             score.add(hits / (i as f64 + 1.0));
         }

@@ -28,18 +28,19 @@ pub struct ScoringError {
     pub reason: &'static str,
 }
 
-/// `predictions` scored by `metric` on the Public and the Private rows.
+/// `predictions` scored by `metric` on the Public and the Private rows
+/// (moved into each board's columns, not copied: a submission is scored once).
 pub fn score(
     metric: &Metric,
     solution: &Solution,
-    predictions: &Predictions,
+    predictions: Predictions,
 ) -> Result<Scores, ScoringError> {
-    let on = |usage: Usage, board: &'static str| {
+    let mut columns = predictions.columns;
+    let mut on = |usage: Usage, board: &'static str| {
         let rows = solution.board(usage);
-        let target = solution.target().select(rows);
-        let columns: Vec<_> = predictions.columns.iter().map(|c| c.select(rows)).collect();
+        let board_columns: Vec<_> = columns.iter_mut().map(|c| c.take_rows(rows)).collect();
         metric
-            .score(&target, &columns)
+            .score(solution.board_target(usage), &board_columns)
             .map_err(|Undefined(reason)| ScoringError { board, reason })
     };
     Ok(Scores {

@@ -54,6 +54,9 @@ pub struct Solution {
     target: Column,
     public: Vec<usize>,
     private: Vec<usize>,
+    /// Each board's targets (Public, Private, and Ignored's none), in its
+    /// rows' order: made once, used by every submission's scoring.
+    boards: [Column; 3],
     labels: BTreeSet<String>,
 }
 
@@ -93,6 +96,11 @@ impl Solution {
             target: Column::new(kind, 0),
             public: Vec::new(),
             private: Vec::new(),
+            boards: [
+                Column::new(kind, 0),
+                Column::new(kind, 0),
+                Column::new(kind, 0),
+            ],
             labels: BTreeSet::new(),
         };
         // Each kept row's line, for a repeated id's message.
@@ -145,6 +153,11 @@ impl Solution {
         if problems.is_empty() {
             solution.check_boards(metric, &columns.target, &mut problems);
         }
+        solution.boards = [
+            solution.target.select(&solution.public),
+            solution.target.select(&solution.private),
+            Column::new(kind, 0),
+        ];
         problems.finish(solution)
     }
 
@@ -268,8 +281,13 @@ impl Solution {
         }
     }
 
-    pub(super) fn target(&self) -> &Column {
-        &self.target
+    /// The targets of one board, in [`Solution::board`]'s order.
+    pub(super) fn board_target(&self, usage: Usage) -> &Column {
+        match usage {
+            Usage::Public => &self.boards[0],
+            Usage::Private => &self.boards[1],
+            Usage::Ignored => &self.boards[2],
+        }
     }
 
     /// The rows of one board (their positions, nothing of their targets).

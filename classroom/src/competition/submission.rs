@@ -181,11 +181,11 @@ pub fn read(
     }
     // Every slot is filled exactly once, so reorder into solution order.
     let columns = parsed
-        .iter()
+        .into_iter()
         .zip(&values)
-        .map(|(column, order)| {
+        .map(|(mut column, order)| {
             let order: Vec<usize> = order.iter().map(|v| v.unwrap_or(0)).collect();
-            column.select(&order)
+            column.take_rows(&order)
         })
         .collect();
     Ok(Predictions { columns })

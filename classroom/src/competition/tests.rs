@@ -186,7 +186,7 @@ fn read(csv: &str) -> Result<Predictions, Rejection> {
 #[test]
 fn a_valid_submission_is_scored_on_both_boards_in_any_row_and_column_order() {
     let p = read("\u{feff}target, id\n0.9,a\n0.2,b\n0.1,c\n0.8,d\n0.5,e\n").unwrap();
-    let scores = score(&auc(), &solution(), &p).unwrap();
+    let scores = score(&auc(), &solution(), p).unwrap();
     assert_eq!(
         scores,
         Scores {

@@ -86,7 +86,7 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("the submission {} is refused", args.submission.display())
                 })?;
-        Ok(competition::score(&metric, &solution, &predictions)?)
+        Ok(competition::score(&metric, &solution, predictions)?)
     };
     let scores = once()?;
     let mut out = serde_json::to_value(scores)?;

@@ -130,7 +130,7 @@ pub async fn submit(
         }
         let solution = s.competitions.solution(&row, &rules)?;
         let outcome = competition::submission::read(&bytes, rules.max_bytes, &rules.columns, &rules.metric, &solution)
-            .map(|predictions| competition::score(&rules.metric, &solution, &predictions));
+            .map(|predictions| competition::score(&rules.metric, &solution, predictions));
         let mut rejection = None;
         match &outcome {
             Ok(Ok(scores)) => {

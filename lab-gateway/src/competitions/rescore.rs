@@ -85,7 +85,7 @@ fn judge(
 ) -> Result<Rescored, ApiError> {
     match competition::submission::read(bytes, rules.max_bytes, &rules.columns, &rules.metric, solution) {
         Ok(predictions) => {
-            let scores = competition::score(&rules.metric, solution, &predictions)
+            let scores = competition::score(&rules.metric, solution, predictions)
                 .map_err(|e| ApiError::Internal(format!("rescoring submission {}: {e}", entry.id)))?;
             Ok(Rescored::Scored {
                 public: scores.public,

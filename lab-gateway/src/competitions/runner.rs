@@ -492,7 +492,7 @@ fn score(
         &solution,
     ) {
         Err(rejected) => Err(Failure::Format(rejected)),
-        Ok(predictions) => Ok(competition::score(&rules.metric, &solution, &predictions)
+        Ok(predictions) => Ok(competition::score(&rules.metric, &solution, predictions)
             .map_err(|e| Platform(format!("scoring: {e}")))?),
     };
     Ok((scored, used))
