@@ -27,19 +27,29 @@ pub fn roc_auc(positive: &[bool], scores: &[f64]) -> Result<f64, Undefined> {
             "only one class is present, so ROC AUC is not defined",
         ));
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_unstable_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    // Scores as integers in the same order (and -0.0 as 0.0, which `==`
+    // ties), each beside its label: one sort of plain pairs.
+    let key = |x: f64| {
+        let bits = (x + 0.0).to_bits();
+        if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+    };
+    let mut pairs: Vec<(u64, bool)> = scores
+        .iter()
+        .zip(positive)
+        .map(|(s, p)| (key(*s), *p))
+        .collect();
+    pairs.sort_unstable_by_key(|p| p.0);
     // Sum of the positives' ranks, each tie group sharing its mean rank.
     let mut rank_sum = 0.0f64;
     let mut start = 0;
-    while start < order.len() {
+    while start < pairs.len() {
         let mut end = start + 1;
-        while end < order.len() && scores[order[end]] == scores[order[start]] {
+        while end < pairs.len() && pairs[end].0 == pairs[start].0 {
             end += 1;
         }
         // Ranks start..end (0-based) → mean 1-based rank (start + end + 1) / 2.
         let mid = (start + end + 1) as f64 / 2.0;
-        let positives = order[start..end].iter().filter(|i| positive[**i]).count();
+        let positives = pairs[start..end].iter().filter(|p| p.1).count();
         rank_sum += mid * positives as f64;
         start = end;
     }
