@@ -120,11 +120,12 @@ impl Solution {
                 return;
             }
             let raw_usage = row.field(usage_at);
-            let usage = match raw_usage.to_ascii_lowercase().as_str() {
-                "public" => Usage::Public,
-                "private" => Usage::Private,
-                "ignored" => Usage::Ignored,
-                _ => {
+            let is = |word: &str| raw_usage.eq_ignore_ascii_case(word);
+            let usage = match () {
+                () if is("public") => Usage::Public,
+                () if is("private") => Usage::Private,
+                () if is("ignored") => Usage::Ignored,
+                () => {
                     problems.add(
                         Some(row.line),
                         Some(USAGE),
@@ -146,7 +147,7 @@ impl Solution {
                 Usage::Private => solution.private.push(index),
                 Usage::Ignored => {}
             }
-            if kind == Kind::Label {
+            if kind == Kind::Label && !solution.labels.contains(row.field(target_at)) {
                 solution.labels.insert(row.field(target_at).to_string());
             }
         });
