@@ -21,7 +21,10 @@ import subprocess
 
 import pytest
 
-from test_gateway import LAB, VENV_DATA, free_port, start_lab
+import websocket
+
+from test_gateway import LAB, VENV_DATA, free_port, send_execute_on, start_lab
+from test_sandbox import landlock_abi
 from test_grading_nbgrader import add_user
 
 RUN = uuid.uuid4().hex[:8]
@@ -433,4 +436,91 @@ def test_a_new_solution_rescores_every_submission(lab):
     assert {e["state"] for e in mine} == {"rejected"} and not any(e["counted"] for e in mine), mine
     assert all("t0000" in json.dumps(e["error"]) for e in mine), mine
     assert call(lab, "rob", "GET", "/api/competitions/rescore/leaderboard")[1]["rows"] == []
+    scan_for_leaks(lab)
+
+
+def notebook(*sources):
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": s}
+                      for s in sources]}
+
+
+@pytest.mark.skipif(landlock_abi() < 6, reason="this Linux lacks Landlock ABI 6")
+def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
+    """The marker scan over the rest of a competition: a participant's own kernel (every
+    websocket message), and code runs on the hidden test set, scored and failing, one of them
+    looking for the solution. No response, message, log line or file names the hidden label."""
+    ids, labels, usage, solution = make_data(seed=37)
+    now = datetime.now(timezone.utc)
+    rules = {"metric": {"name": "roc_auc", "positive": "pos"}, "start": iso(now - timedelta(days=1)),
+             "merger_deadline": iso(now + timedelta(days=5)), "end": iso(now + timedelta(days=10)),
+             "daily_cap": 10, "code": {"time_limit_s": 60, "memory_mb": 1024}}
+    assert call(lab, "tess", "POST", "/api/competitions",
+                {"slug": "markers", "title": "Markers", "rules": rules})[0] == 201
+    assert call(lab, "tess", "PUT", "/api/competitions/markers/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    features = "id,x\n" + "".join(f"{i},{k * 0.5:.1f}\n" for k, i in enumerate(ids))
+    for query in ("", "?hidden=true"):
+        assert call(lab, "tess", "PUT", f"/api/competitions/markers/data/test.csv{query}",
+                    raw=features.encode(), content_type="text/csv")[0] in (200, 201)
+    assert call(lab, "tess", "POST", "/api/competitions/markers/publish")[0] == 200
+    assert call(lab, "rob", "POST", "/api/competitions/markers/join")[0] == 200
+
+    # rob's own kernel reads the participant files and looks for the solution beside them.
+    status, kernel = call(lab, "rob", "POST", "/api/kernels", {"name": "python3"})
+    assert status == 201, kernel
+    ws_url = lab["url"].replace("http", "ws") + f"/api/kernels/{kernel['id']}/channels?token={lab['tokens']['rob']}"
+    ws = websocket.create_connection(ws_url, timeout=60)
+    probe = ("import pathlib\nhere = pathlib.Path('competitions/markers')\n"
+             "print(sorted(p.name for p in here.iterdir()), here.joinpath('test.csv').read_text()[:60])\n"
+             "name = 'solution' + '.csv'\n"
+             "for p in (here.resolve().parent / name, here / '..' / '..' / '..' / 'competitions' / 'markers' / name):\n"
+             "    try:\n        print(p.read_text())\n    except Exception as e:\n        print('refused', type(e).__name__)\n")
+    msg_id = send_execute_on(ws, probe)
+    texts = []
+    while True:
+        raw = ws.recv()
+        SEEN.append(raw)
+        m = json.loads(raw)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream":
+            texts.append(m["content"]["text"])
+        if (m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"):
+            break
+    ws.close()
+    out = "".join(texts)
+    assert "['test.csv']" in out and out.count("refused") == 2, out
+    assert call(lab, "rob", "DELETE", f"/api/kernels/{kernel['id']}")[0] == 204
+
+    # Code runs on the hidden test set: one scores, the others fail their own ways.
+    read = "import csv\nrows = list(csv.DictReader(open('competitions/markers/test.csv')))\n"
+    runs = {
+        "good.ipynb": (notebook(read, "import random\nrandom.seed(1)\nopen('submission.csv', 'w').write("
+                                      "'id,target\\n' + ''.join(f\"{r['id']},{random.random()}\\n\" for r in rows))"),
+                       "scored"),
+        "snoop.ipynb": (notebook(read, "import pathlib\nraise RuntimeError(pathlib.Path("
+                                       "'competitions/markers').resolve().parent.parent.joinpath('solution' + '.csv').read_text())"),
+                        "failed"),
+        "labels.ipynb": (notebook(read, "open('submission.csv', 'w').write('id,target\\n' + "
+                                        "''.join(f\"{r['id']},pos\\n\" for r in rows))"), "failed"),
+    }
+    submitted = {}
+    for name, (nb, _) in runs.items():
+        assert call(lab, "rob", "PUT", f"/api/contents/{name}",
+                    {"type": "notebook", "format": "json", "content": nb})[0] in (200, 201)
+        status, body = call(lab, "rob", "POST", "/api/competitions/markers/submissions", {"notebook": name})
+        assert status == 202, body
+        submitted[body["id"]] = name
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=240)
+    while True:
+        mine = {e["id"]: e for e in call(lab, "rob", "GET", "/api/competitions/markers/submissions")[1]}
+        if all(mine[i]["state"] in ("scored", "failed", "rejected") for i in submitted):
+            break
+        assert datetime.now(timezone.utc) < deadline, mine
+        threading.Event().wait(0.3)
+    for i, name in submitted.items():
+        assert mine[i]["state"] == runs[name][1], (name, mine[i])
+    assert mine[next(i for i, n in submitted.items() if n == "snoop.ipynb")]["error"]["category"] == "error"
+    call(lab, "rob", "GET", "/api/competitions/markers/leaderboard")
     scan_for_leaks(lab)
