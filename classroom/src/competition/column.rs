@@ -46,6 +46,63 @@ pub enum Column {
     Lists(Vec<Vec<String>>),
 }
 
+/// One parsed field, before it goes into its [`Column`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Label(String),
+    Integer(i64),
+    Real(f64),
+    List(Vec<String>),
+}
+
+impl Value {
+    /// Parses `raw` as `kind`; the message says what is wrong with the
+    /// value, quoting at most 40 characters of it.
+    pub fn parse(kind: Kind, raw: &str) -> Result<Value, String> {
+        if raw.is_empty() && !matches!(kind, Kind::List | Kind::Ranked(_)) {
+            return Err(format!("is empty; expected {kind}"));
+        }
+        Ok(match kind {
+            Kind::Label => Value::Label(raw.to_string()),
+            Kind::Integer => {
+                // "3" and "3.0" are the same rating, as sklearn reads them.
+                let n = raw.parse::<i64>().ok().or_else(|| {
+                    raw.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+                        .map(|x| x as i64)
+                });
+                Value::Integer(n.ok_or_else(|| format!("{} is not {kind}", quoted(raw)))?)
+            }
+            Kind::Real | Kind::AboveMinusOne | Kind::Probability => {
+                let x = raw
+                    .parse::<f64>()
+                    .map_err(|_| format!("{} is not a number", quoted(raw)))?;
+                if x.is_nan() {
+                    return Err("is NaN; expected a finite number".to_string());
+                }
+                if x.is_infinite() {
+                    return Err("is infinite; expected a finite number".to_string());
+                }
+                match kind {
+                    Kind::Probability if !(0.0..=1.0).contains(&x) => {
+                        return Err(format!("{} is not {kind}", quoted(raw)));
+                    }
+                    Kind::AboveMinusOne if x <= -1.0 => {
+                        return Err(format!("{} is not {kind}", quoted(raw)));
+                    }
+                    _ => {}
+                }
+                Value::Real(x)
+            }
+            Kind::List => Value::List(raw.split_whitespace().map(str::to_string).collect()),
+            Kind::Ranked(k) => {
+                Value::List(raw.split_whitespace().take(k).map(str::to_string).collect())
+            }
+        })
+    }
+}
+
 /// Longest stretch of a participant's value quoted back in a message.
 const QUOTE: usize = 40;
 
@@ -85,49 +142,40 @@ impl Column {
     /// Parses `raw` as `kind` and appends it; the message says what is
     /// wrong with the value, quoting at most 40 characters of it.
     pub fn push(&mut self, kind: Kind, raw: &str) -> Result<(), String> {
-        if raw.is_empty() && !matches!(kind, Kind::List | Kind::Ranked(_)) {
-            return Err(format!("is empty; expected {kind}"));
+        let value = Value::parse(kind, raw)?;
+        self.push_value(value)
+    }
+
+    /// A column of `rows` placeholder values of `kind`, each to be [`Column::set`].
+    pub fn filled(kind: Kind, rows: usize) -> Column {
+        match kind {
+            Kind::Label => Column::Labels(vec![String::new(); rows]),
+            Kind::Integer => Column::Integers(vec![0; rows]),
+            Kind::Real | Kind::AboveMinusOne | Kind::Probability => Column::Reals(vec![0.0; rows]),
+            Kind::List | Kind::Ranked(_) => Column::Lists(vec![Vec::new(); rows]),
         }
-        match (self, kind) {
-            (Column::Labels(v), Kind::Label) => v.push(raw.to_string()),
-            (Column::Integers(v), Kind::Integer) => {
-                // "3" and "3.0" are the same rating, as sklearn reads them.
-                let n = raw.parse::<i64>().ok().or_else(|| {
-                    raw.parse::<f64>()
-                        .ok()
-                        .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
-                        .map(|x| x as i64)
-                });
-                v.push(n.ok_or_else(|| format!("{} is not {kind}", quoted(raw)))?);
-            }
-            (Column::Reals(v), Kind::Real | Kind::AboveMinusOne | Kind::Probability) => {
-                let x = raw
-                    .parse::<f64>()
-                    .map_err(|_| format!("{} is not a number", quoted(raw)))?;
-                if x.is_nan() {
-                    return Err("is NaN; expected a finite number".to_string());
-                }
-                if x.is_infinite() {
-                    return Err("is infinite; expected a finite number".to_string());
-                }
-                match kind {
-                    Kind::Probability if !(0.0..=1.0).contains(&x) => {
-                        return Err(format!("{} is not {kind}", quoted(raw)));
-                    }
-                    Kind::AboveMinusOne if x <= -1.0 => {
-                        return Err(format!("{} is not {kind}", quoted(raw)));
-                    }
-                    _ => {}
-                }
-                v.push(x);
-            }
-            (Column::Lists(v), Kind::List) => {
-                v.push(raw.split_whitespace().map(str::to_string).collect())
-            }
-            (Column::Lists(v), Kind::Ranked(k)) => {
-                v.push(raw.split_whitespace().take(k).map(str::to_string).collect())
-            }
-            _ => return Err(format!("cannot hold {kind}")),
+    }
+
+    /// Puts a value [`Value::parse`] made for this column's kind at `row`.
+    pub fn set(&mut self, row: usize, value: Value) -> Result<(), String> {
+        let fits = match (self, value) {
+            (Column::Labels(v), Value::Label(x)) => v.get_mut(row).map(|slot| *slot = x),
+            (Column::Integers(v), Value::Integer(x)) => v.get_mut(row).map(|slot| *slot = x),
+            (Column::Reals(v), Value::Real(x)) => v.get_mut(row).map(|slot| *slot = x),
+            (Column::Lists(v), Value::List(x)) => v.get_mut(row).map(|slot| *slot = x),
+            _ => None,
+        };
+        fits.ok_or_else(|| "cannot hold this value".to_string())
+    }
+
+    /// Appends a value [`Value::parse`] made for this column's kind.
+    pub fn push_value(&mut self, value: Value) -> Result<(), String> {
+        match (self, value) {
+            (Column::Labels(v), Value::Label(x)) => v.push(x),
+            (Column::Integers(v), Value::Integer(x)) => v.push(x),
+            (Column::Reals(v), Value::Real(x)) => v.push(x),
+            (Column::Lists(v), Value::List(x)) => v.push(x),
+            _ => return Err("cannot hold this value".to_string()),
         }
         Ok(())
     }

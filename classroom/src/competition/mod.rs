@@ -35,6 +35,8 @@ mod sum;
 mod table;
 
 #[cfg(test)]
+mod parts_tests;
+#[cfg(test)]
 mod tests;
 
 pub use board::{Move, Scored, Standing};

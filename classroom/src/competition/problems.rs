@@ -108,6 +108,21 @@ impl Problems {
         }
     }
 
+    /// The problems several readers of one file found, each reading its
+    /// own run of lines in order, as one reader would have found them: the
+    /// first [`SHOWN`] by line (each reader kept its first ones, which hold
+    /// them), the rest counted.
+    pub fn merged(parts: Vec<Problems>) -> Problems {
+        let total: usize = parts.iter().map(Problems::count).sum();
+        let mut shown: Vec<Problem> = parts.into_iter().flat_map(|p| p.shown).collect();
+        shown.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
+        shown.truncate(SHOWN);
+        Problems {
+            more: total - shown.len(),
+            shown,
+        }
+    }
+
     pub fn rejection(self) -> Rejection {
         Rejection {
             problems: self.shown,

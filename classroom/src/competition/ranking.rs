@@ -31,7 +31,11 @@ pub fn roc_auc(positive: &[bool], scores: &[f64]) -> Result<f64, Undefined> {
     // ties), each beside its label: one sort of plain pairs.
     let key = |x: f64| {
         let bits = (x + 0.0).to_bits();
-        if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | 1 << 63
+        }
     };
     let mut pairs: Vec<(u64, bool)> = scores
         .iter()
