@@ -102,15 +102,16 @@ def scoring(tmp, rows=100_000):
         m = a.merge(b, on="id", suffixes=("", "_p"))
         t_metric, _ = best_of(3, lambda: (fn(m[m.Usage == "Public"]), fn(m[m.Usage == "Private"])))
         # Per submission, as the gateway scores (its solution parsed once and kept): ours in
-        # process (fastest of 10), the reference with its solution frame loaded once.
-        per = ours(*flags, "--repeat", "10")
+        # process, the reference with its solution frame loaded once; the fastest of 20 each
+        # (a 2-core VM's noise is most of the spread).
+        per = ours(*flags, "--repeat", "20")
         assert abs(per["public"] - want[0]) < 1e-9, (per, want)
 
         def sk_kept(fn=fn, a=a):
             bb = pd.read_csv(sub)
             mm = a.merge(bb, on="id", suffixes=("", "_p"))
             return fn(mm[mm.Usage == "Public"]), fn(mm[mm.Usage == "Private"])
-        t_sk_kept, _ = best_of(10, sk_kept)
+        t_sk_kept, _ = best_of(20, sk_kept)
         out.append((name, t_ours, t_sk, t_metric, per["per_submission_s"], t_sk_kept))
     # MAP@5: ten labels a row, five predicted.
     labels = [f"l{i}" for i in range(50)]

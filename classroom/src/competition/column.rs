@@ -43,7 +43,9 @@ pub enum Column {
     Integers(Vec<i64>),
     /// Reals, probabilities and numbers above -1.
     Reals(Vec<f64>),
-    Lists(Vec<Vec<String>>),
+    /// Each row's items as written: separated by white space, best first
+    /// (split where they are scored, so a row costs one string).
+    Lists(Vec<String>),
 }
 
 /// One parsed field, before it goes into its [`Column`].
@@ -52,7 +54,8 @@ pub enum Value {
     Label(String),
     Integer(i64),
     Real(f64),
-    List(Vec<String>),
+    /// The items as written, separated by white space.
+    List(String),
 }
 
 impl Value {
@@ -95,12 +98,31 @@ impl Value {
                 }
                 Value::Real(x)
             }
-            Kind::List => Value::List(raw.split_whitespace().map(str::to_string).collect()),
-            Kind::Ranked(k) => {
-                Value::List(raw.split_whitespace().take(k).map(str::to_string).collect())
-            }
+            Kind::List => Value::List(raw.to_string()),
+            // Items past the K-th never count: they are not kept.
+            Kind::Ranked(k) => Value::List(first_items(raw, k).to_string()),
         })
     }
+}
+
+/// `raw` up to the end of its `k`-th white-space-separated item.
+fn first_items(raw: &str, k: usize) -> &str {
+    let mut items = 0;
+    let mut in_item = false;
+    for (i, c) in raw.char_indices() {
+        if c.is_whitespace() {
+            if in_item {
+                items += 1;
+                in_item = false;
+                if items == k {
+                    return &raw[..i];
+                }
+            }
+        } else {
+            in_item = true;
+        }
+    }
+    raw
 }
 
 /// Longest stretch of a participant's value quoted back in a message.
@@ -152,7 +174,7 @@ impl Column {
             Kind::Label => Column::Labels(vec![String::new(); rows]),
             Kind::Integer => Column::Integers(vec![0; rows]),
             Kind::Real | Kind::AboveMinusOne | Kind::Probability => Column::Reals(vec![0.0; rows]),
-            Kind::List | Kind::Ranked(_) => Column::Lists(vec![Vec::new(); rows]),
+            Kind::List | Kind::Ranked(_) => Column::Lists(vec![String::new(); rows]),
         }
     }
 

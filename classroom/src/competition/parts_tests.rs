@@ -114,3 +114,29 @@ fn a_refused_file_read_in_parts_names_the_same_problems() {
     assert_eq!(parts.problems.len(), problems::SHOWN);
     assert!(parts.more > 8000, "{}", parts.more);
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_named_whole_or_split_across_fields() {
+    let solution = Solution::parse(
+        b"id,target,Usage\na,1,Public\nb,0,Public\nc,1,Private\nd,0,Private\n",
+        usize::MAX,
+        &Columns::default(),
+        &metric(),
+    )
+    .unwrap();
+    let mut csv = b"id,target\na,0.5\nb,0.\xff\nc\xc3,\xa90.5\nd,0.5\n".to_vec();
+    let read =
+        |csv: &[u8]| submission::read(csv, usize::MAX, &Columns::default(), &metric(), &solution);
+    let problems = read(&csv).unwrap_err().problems;
+    let utf8: Vec<Option<u64>> = problems
+        .iter()
+        .filter(|p| p.message == "is not valid UTF-8 text")
+        .map(|p| p.line)
+        .collect();
+    assert_eq!(utf8, [Some(3), Some(4)], "{problems:?}");
+    // Whole characters are fine.
+    csv = "id,target\na,0.5\nb,0.5\nc,0.5\nd,0.5\n"
+        .as_bytes()
+        .to_vec();
+    assert!(read(&csv).is_ok());
+}

@@ -133,20 +133,20 @@ pub fn average_precision_at_k<S: AsRef<str>>(relevant: &[S], predicted: &[S], k:
     score.value() / relevant.len().min(k) as f64
 }
 
-/// Mean of [`average_precision_at_k`] over the rows.
-pub fn map_at_k<S: AsRef<str>>(
-    relevant: &[Vec<S>],
-    predicted: &[Vec<S>],
-    k: usize,
-) -> Result<f64, Undefined> {
+/// Mean of [`average_precision_at_k`] over the rows, whose lists are as
+/// written (items separated by white space): split row by row into
+/// buffers used again for every row.
+pub fn map_at_k(relevant: &[String], predicted: &[String], k: usize) -> Result<f64, Undefined> {
     if relevant.len() != predicted.len() {
         return Err(Undefined("the two columns differ in length"));
     }
-    mean(
-        relevant
-            .iter()
-            .zip(predicted)
-            .map(|(r, p)| average_precision_at_k(r, p, k)),
-    )
+    let (mut r, mut p): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    mean(relevant.iter().zip(predicted).map(|(rel, pred)| {
+        r.clear();
+        r.extend(rel.split_whitespace());
+        p.clear();
+        p.extend(pred.split_whitespace().take(k));
+        average_precision_at_k(&r, &p, k)
+    }))
     .ok_or(Undefined("no rows to score"))
 }
