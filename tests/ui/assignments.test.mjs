@@ -10,7 +10,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { Pages, launchBrowser, loginWith, startLab, typeInto } from "./harness.mjs";
+import { Pages, launchBrowser, loginWith, startLab, typeInto, restClient } from "./harness.mjs";
 
 let lab, browser, ui;
 const tokens = {};
@@ -31,16 +31,7 @@ after(async () => {
 });
 
 /// A REST call as `user`.
-async function rest(user, method, path, body) {
-  const r = await fetch(lab.base + path, {
-    method,
-    headers: { Authorization: `token ${tokens[user]}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
+const rest = restClient(() => lab, tokens);
 
 /// Waits for a submission to end graded (or fails the test with its state).
 async function graded(user, id) {

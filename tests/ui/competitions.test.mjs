@@ -18,7 +18,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Pages, ROOT, launchBrowser, loginWith, startLab } from "./harness.mjs";
+import { Pages, ROOT, launchBrowser, loginWith, startLab, restClient } from "./harness.mjs";
 
 let lab, browser, ui, data;
 const tokens = {};
@@ -41,16 +41,7 @@ after(async () => {
 });
 
 /// A REST call as `user`.
-async function rest(user, method, path, body) {
-  const r = await fetch(lab.base + path, {
-    method,
-    headers: { Authorization: `token ${tokens[user]}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
+const rest = restClient(() => lab, tokens);
 
 /// The hidden solution's rows: id, label, Usage.
 function solution() {

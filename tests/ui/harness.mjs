@@ -112,3 +112,19 @@ export async function loginWith(page, base, token) {
   await page.getByRole("button", { name: "Log in" }).click();
   await page.locator("header.top").waitFor();
 }
+
+/// A REST client on `lab` for the users in `tokens` (name → API token):
+/// `rest(user, method, path, body)` gives the JSON answer, and fails the
+/// test on any status but success.
+export function restClient(lab, tokens) {
+  return async function rest(user, method, path, body) {
+    const r = await fetch(lab().base + path, {
+      method,
+      headers: { Authorization: `token ${tokens[user]}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+}
