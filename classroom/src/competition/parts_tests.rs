@@ -140,3 +140,28 @@ fn a_line_that_is_not_utf8_is_named_whole_or_split_across_fields() {
         .to_vec();
     assert!(read(&csv).is_ok());
 }
+
+#[test]
+fn a_line_that_is_not_utf8_reads_the_same_in_parts() {
+    let solution = solution();
+    let read = |bytes: &[u8]| {
+        submission::read(bytes, usize::MAX, &Columns::default(), &metric(), &solution)
+    };
+    let lines = valid();
+    let mut plain = file(&lines, false);
+    let mut quoted = file(&lines, true);
+    // Past the middle, in the second part; and a blank line before it. The
+    // same line in both files (the quoted one is two quotes longer, on its
+    // first row).
+    let at = plain.len() * 3 / 4;
+    let at = at + plain[at..].iter().position(|b| *b == b'\n').unwrap() + 1;
+    for (bytes, at) in [(&mut plain, at), (&mut quoted, at + 2)] {
+        bytes.splice(at..at, b"\nr1,0.\xff\n".iter().copied());
+    }
+    let bad = plain.windows(6).position(|w| w == b"r1,0.\xff").unwrap();
+    let line = 1 + plain[..bad].iter().filter(|b| **b == b'\n').count() as u64;
+    let (parts, whole) = (read(&plain).unwrap_err(), read(&quoted).unwrap_err());
+    assert_eq!(parts.problems[0].line, Some(line), "{parts}");
+    assert_eq!(parts, whole);
+    assert_eq!(parts.problems[0].message, "is not valid UTF-8 text");
+}
