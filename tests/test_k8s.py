@@ -130,6 +130,33 @@ def test_offline_kernel_pods_may_send_nothing_not_even_dns(overlay):
     assert offline["ingress"] == policies["academy-lab-kernels"]["ingress"]
 
 
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_shared_data_names_a_claim_the_gateway_mounts_at_its_data_dir_and_pods_can_share(overlay):
+    """Where lab.toml has `[kubernetes.shared_data]` (the production overlay:
+    code runs and participants' kernels get competition files from it), its
+    claim is the gateway's own data volume, mounted at `mount` = `data_dir`,
+    and ReadWriteMany, so kernel pods on other nodes can mount it too."""
+    import tomllib
+    docs = kustomize(ROOT / "k8s" / "overlays" / overlay)
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "academy-lab-config")
+    toml = tomllib.loads(config["data"]["lab.toml"])
+    shared = toml.get("kubernetes", {}).get("shared_data")
+    if overlay == "production":
+        assert shared is not None, "production runs code submissions: it needs shared_data"
+    if shared is None:
+        return
+    assert set(shared) == {"claim", "mount"}
+    assert shared["mount"] == toml["data_dir"]
+    pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == shared["claim"])
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    volume = next(v["name"] for v in pod["volumes"]
+                  if v.get("persistentVolumeClaim", {}).get("claimName") == shared["claim"])
+    mounts = [m for c in pod["containers"] for m in c.get("volumeMounts", []) if m["name"] == volume]
+    assert [m["mountPath"] for m in mounts] == [shared["mount"]]
+    assert not any(m.get("readOnly") for m in mounts)
+
+
 def test_per_user_mode_writes_only_in_namespaces_the_gateway_created(tmp_path):
     """Issue 13, item 10: the ClusterRoleBinding alone would let the gateway
     create pods and secrets in kube-system. An admission policy bound with
