@@ -18,7 +18,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::ledger::{self, Bucket, By};
 use crate::scheduling::now_ms;
-use crate::store::{Role, User};
+use crate::store::{Account, Role, User};
 
 fn require_ops(user: &User) -> Result<(), ApiError> {
     match user.role {
@@ -243,19 +243,23 @@ pub async fn list_users(
     let quotas = s.kernels.scheduling().quotas();
     let users: Vec<Value> = s
         .store
-        .users()?
+        .accounts()?
         .iter()
         .map(|u| user_model(u, &quotas))
         .collect();
     Ok(Json(json!(users)))
 }
 
-/// A user as the admin API shows them: role, group and own caps.
-fn user_model(u: &User, quotas: &QuotaConfig) -> Value {
+/// A user as the admin API shows them: e-mail, role, group, whether
+/// active, and own caps.
+fn user_model(u: &Account, quotas: &QuotaConfig) -> Value {
     json!({
         "name": u.name,
+        "email": u.email,
         "role": u.role.as_str(),
         "group": u.group,
+        "active": u.deactivated.is_none(),
+        "deactivated": u.deactivated,
         "limits": quotas.user(&u.name).map(|q| &q.limits),
     })
 }
@@ -269,6 +273,10 @@ pub struct UserPatch {
     /// Replaces the user's own caps; `null` removes them.
     #[serde(default, with = "double_option")]
     pub limits: Option<Option<UserLimits>>,
+    /// `false` deactivates the user (their kernels stop, their queued
+    /// starts are cancelled, their tokens and sessions end; their files
+    /// stay); `true` lets them sign in again.
+    pub active: Option<bool>,
 }
 
 mod double_option {
@@ -312,11 +320,76 @@ pub async fn patch_user(
         }
         store_quotas(&s, quotas)?;
     }
+    if patch.active.is_some() {
+        let target = s.store.account(&name)?;
+        if name == user.name {
+            return Err(ApiError::BadRequest(
+                "you cannot deactivate or reactivate yourself".into(),
+            ));
+        }
+        if target.is_some_and(|t| t.role == Role::Admin) && !user.is_admin() {
+            return Err(ApiError::Forbidden(
+                "only an admin deactivates or reactivates an admin".into(),
+            ));
+        }
+    }
+    match patch.active {
+        Some(false) => {
+            s.store.deactivate_user(&name)?;
+            let (kernels, starts) = s.kernels.end_user(&name).await;
+            tracing::info!(user = %name, by = %user.name, kernels, starts, "deactivated a user");
+        }
+        Some(true) if s.store.reactivate_user(&name)? => {
+            tracing::info!(user = %name, by = %user.name, "reactivated a user");
+        }
+        _ => {}
+    }
     let u = s
         .store
-        .user(&name)?
+        .account(&name)?
         .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
     Ok(Json(user_model(&u, &s.kernels.scheduling().quotas())))
+}
+
+/// Many people at once (`lab user import` through the API): JSON
+/// `{"users": [{"name", "email"?, "role"?, "group"?}], "dry_run"?}`. The
+/// list is checked whole first; it is applied all or nothing.
+pub async fn enrol(
+    State(s): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::store::Enrolment>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        users: Vec<crate::store::Person>,
+        #[serde(default)]
+        dry_run: bool,
+    }
+    require_ops(&user)?;
+    let body: Body = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid list of users: {e}")))?;
+    crate::roster::check_list(&body.users)
+        .map_err(|e| ApiError::BadRequest(format!("the list is refused, nothing changed: {e}")))?;
+    let store = s.store.clone();
+    let admin = user.is_admin();
+    let report = tokio::task::spawn_blocking(move || {
+        // Only an admin makes or changes an admin: what the list would do
+        // is known (a dry run) before anything is written.
+        if !admin && touches_admins(&store.enrol(&body.users, true)?) {
+            return Ok(None);
+        }
+        store.enrol(&body.users, body.dry_run).map(Some)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("enrolment stopped: {e}")))??
+    .ok_or_else(|| {
+        ApiError::Forbidden("only an admin adds, changes or makes an admin; nothing changed".into())
+    })?;
+    if !report.dry_run {
+        tracing::info!(by = %user.name, added = report.added.len(), changed = report.changed.len(), "enrolled users");
+    }
+    Ok(Json(report))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -389,4 +462,14 @@ pub async fn usage(
             )));
         }
     })
+}
+
+/// Whether an enrolment adds an admin, or changes an admin or someone's
+/// role to admin.
+fn touches_admins(report: &crate::store::Enrolment) -> bool {
+    let admin = Some(Role::Admin.as_str().to_owned());
+    report.added.iter().any(|a| a.role == Role::Admin)
+        || report.changed.iter().any(|(_, changes)| {
+            changes.iter().any(|c| c.field == "role" && (c.before == admin || c.after == admin))
+        })
 }

@@ -136,6 +136,7 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::InvalidName(_) => ApiError::BadRequest(e.to_string()),
             StoreError::UserExists(_) => ApiError::Conflict(e.to_string()),
             StoreError::NoUser(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Deactivated(_) => ApiError::Conflict(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
     }

@@ -31,6 +31,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod quota_cli;
 pub mod replay;
+pub mod roster;
 pub mod scheduling;
 pub mod seed;
 pub mod sessions;
@@ -394,7 +395,10 @@ pub fn app(state: AppState) -> Router {
                 .put(admin::put_group)
                 .delete(admin::delete_group),
         )
-        .route("/api/admin/users", get(admin::list_users))
+        .route(
+            "/api/admin/users",
+            get(admin::list_users).post(admin::enrol),
+        )
         .route("/api/admin/users/{name}", patch(admin::patch_user))
         .route("/api/admin/usage", get(admin::usage))
         .route("/metrics", get(api::metrics))

@@ -22,6 +22,31 @@ pub enum UserCommand {
         #[arg(long, env = "LAB_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Enrol people from a CSV (columns `name`, and any of `email`, `role`,
+    /// `group`): new ones are added, changed ones updated, all or nothing.
+    /// Run twice, the second run changes nothing. Prints what changed.
+    Import {
+        file: PathBuf,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "LAB_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Deactivate a user: their kernels stop (within a second, on a running
+    /// server), their queued starts are cancelled, their tokens and sessions
+    /// end; their files, submissions and scores stay.
+    Deactivate {
+        name: String,
+        #[arg(long, env = "LAB_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Let a deactivated user sign in again (with a new token or login URL).
+    Reactivate {
+        name: String,
+        #[arg(long, env = "LAB_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,7 +108,84 @@ pub(super) fn user(command: UserCommand) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        UserCommand::Import {
+            file,
+            dry_run,
+            data_dir,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let people = crate::roster::read_csv(&bytes)
+                .with_context(|| format!("{} is refused, nothing changed", file.display()))?;
+            let report = open_store(data_dir)?.enrol(&people, dry_run)?;
+            print!("{}", describe(&report));
+            Ok(())
+        }
+        UserCommand::Deactivate { name, data_dir } => {
+            if open_store(data_dir)?.deactivate_user(&name)? {
+                println!(
+                    "{name} is deactivated: tokens and sessions ended; a running server stops their kernels within a second"
+                );
+            } else {
+                println!("{name} was deactivated already");
+            }
+            Ok(())
+        }
+        UserCommand::Reactivate { name, data_dir } => {
+            if open_store(data_dir)?.reactivate_user(&name)? {
+                println!(
+                    "{name} is active again; give them a new token (lab token create {name}) or a login URL"
+                );
+            } else {
+                println!("{name} was active already");
+            }
+            Ok(())
+        }
     }
+}
+
+/// What an enrolment did (or would do), a line per change and a summary.
+fn describe(report: &crate::store::Enrolment) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verb = if report.dry_run { "would " } else { "" };
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for a in &report.added {
+        let _ = writeln!(
+            out,
+            "+ {} ({}, group {}, {})",
+            a.name,
+            a.role.as_str(),
+            shown(&a.group),
+            shown(&a.email)
+        );
+    }
+    for (name, changes) in &report.changed {
+        let what: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} {} -> {}", c.field, shown(&c.before), shown(&c.after)))
+            .collect();
+        let _ = writeln!(out, "~ {name}: {}", what.join(", "));
+    }
+    for name in &report.deactivated {
+        let _ = writeln!(
+            out,
+            "! {name} is deactivated and stays so (lab user reactivate {name})"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{verb}add {}, {verb}change {}, unchanged {}{}",
+        report.added.len(),
+        report.changed.len(),
+        report.unchanged,
+        if report.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    out
 }
 
 pub(super) fn token(command: TokenCommand) -> anyhow::Result<()> {

@@ -308,6 +308,7 @@ impl KernelManager {
                 events.extend(me.scheduling.dispatch(now));
                 me.handle(events);
                 me.cull().await;
+                me.end_deactivated().await;
             }
         });
     }
@@ -407,6 +408,56 @@ impl KernelManager {
         }
         self.store.delete_kernel(kernel.id)?;
         Ok(())
+    }
+
+    /// Ends what a user runs and waits for, at once: their kernels are
+    /// killed (their state is not theirs to keep: they were deactivated)
+    /// and their queued starts cancelled. Returns how many of each.
+    pub async fn end_user(self: &Arc<Self>, name: &str) -> (usize, usize) {
+        let cancelled = self
+            .starts
+            .starts()
+            .into_iter()
+            .filter(|s| s.user.name == name)
+            .filter(|s| self.cancel(s))
+            .count();
+        let kernels: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter(|k| k.owner() == name)
+            .collect();
+        futures_util::future::join_all(kernels.iter().map(|k| async move {
+            if let Err(e) = self.kill(k).await {
+                tracing::warn!(kernel_id = %k.id, error = %e, "cannot stop a deactivated user's kernel");
+            }
+        }))
+        .await;
+        (kernels.len(), cancelled)
+    }
+
+    /// [`KernelManager::end_user`] for every owner of a kernel or a queued
+    /// start who was deactivated since (by `lab user deactivate`, which
+    /// writes the database, not to this process).
+    async fn end_deactivated(self: &Arc<Self>) {
+        let mut owners: Vec<String> = self.all().iter().map(|k| k.owner()).collect();
+        owners.extend(self.starts.starts().iter().map(|s| s.user.name.clone()));
+        if owners.is_empty() {
+            return;
+        }
+        owners.sort();
+        owners.dedup();
+        match self
+            .store
+            .deactivated_among(owners.iter().map(String::as_str))
+        {
+            Ok(names) => {
+                for name in names {
+                    let (kernels, starts) = self.end_user(&name).await;
+                    tracing::info!(user = %name, kernels, starts, "ended a deactivated user's kernels");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check for deactivated users"),
+        }
     }
 
     /// Stops every running kernel (a clean stop of a local gateway), at

@@ -11,7 +11,7 @@
 //!
 //! One file per job: `schema` (migrations), `users`, `tokens` (and login
 //! codes), `kernels` (kernels, sessions, queued starts), `sealing`,
-//! `ledger` (usage), `settings`, `courses`, `classroom` (assignments,
+//! `people` (enrolment in bulk, deactivation), `ledger` (usage), `settings`, `courses`, `classroom` (assignments,
 //! submissions, gradings), `competitions` (competitions, teams, entries), `teams` (invitations,
 //! merges). This module holds the
 //! connection and the error type, and no SQL of its own but a ping.
@@ -27,6 +27,7 @@ mod competitions;
 mod courses;
 mod kernels;
 mod ledger;
+mod people;
 mod rescoring;
 mod schema;
 mod sealing;
@@ -46,6 +47,7 @@ pub use competitions::{
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;
+pub use people::{Account, Enrolment, FieldChange, Person};
 pub use rescoring::Rescored;
 pub use teams::{InvitationRow, LeaveRefused, MergeCounts};
 pub use tokens::hash_token;
@@ -61,6 +63,8 @@ pub enum StoreError {
     UserExists(String),
     #[error("no user {0:?}")]
     NoUser(String),
+    #[error("user {0:?} is deactivated")]
+    Deactivated(String),
     #[error("{0}")]
     InvalidName(String),
     #[error("the database lock was poisoned")]

@@ -310,6 +310,14 @@ CREATE INDEX competition_submissions_waiting ON competition_submissions(state)
     WHERE state IN ('queued', 'running');
 ";
 
+/// People enrolled in bulk and deactivated (issue 17): an e-mail address,
+/// and when a user was deactivated (none: active). A deactivated user's
+/// rows stay; only signing in and acting stop.
+const V5: &str = "
+ALTER TABLE users ADD COLUMN email TEXT;
+ALTER TABLE users ADD COLUMN deactivated TEXT;
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up_with_hook(V1, v1_add_missing_columns)
@@ -317,6 +325,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V2).comment("assignments, submissions and gradings"),
         M::up(V3).comment("competitions, teams and their submissions"),
         M::up(V4).comment("code submissions: queued and running notebooks"),
+        M::up(V5).comment("users' e-mail and deactivation"),
     ])
 }
 

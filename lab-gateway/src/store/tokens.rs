@@ -21,9 +21,7 @@ impl Store {
         let token = hex::encode(bytes);
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         self.with(|c| {
-            if !Store::user_exists(c, user)? {
-                return Err(StoreError::NoUser(user.to_owned()));
-            }
+            Store::active_user(c, user)?;
             c.execute(
                 "INSERT INTO tokens (id, user_name, sha256, label, created) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, user, hash_token(&token), label, now()],
@@ -78,9 +76,7 @@ impl Store {
         let code = hex::encode(bytes);
         let expires = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
         self.with(|c| {
-            if !Store::user_exists(c, user)? {
-                return Err(StoreError::NoUser(user.to_owned()));
-            }
+            Store::active_user(c, user)?;
             c.execute(
                 "DELETE FROM login_codes WHERE expires < ?1",
                 [chrono::Utc::now().timestamp()],
@@ -101,7 +97,7 @@ impl Store {
             let user = c
                 .query_row(
                     "SELECT u.name, u.role, u.grp FROM login_codes l JOIN users u ON u.name = l.user_name
-                     WHERE l.sha256 = ?1 AND l.expires >= ?2",
+                     WHERE l.sha256 = ?1 AND l.expires >= ?2 AND u.deactivated IS NULL",
                     params![hash_token(code), chrono::Utc::now().timestamp()],
                     User::from_row,
                 )
@@ -122,7 +118,7 @@ impl Store {
         self.with(|c| {
             Ok(c.query_row(
                 "SELECT u.name, u.role, u.grp FROM tokens t JOIN users u ON u.name = t.user_name
-                 WHERE t.sha256 = ?1 AND t.revoked IS NULL",
+                 WHERE t.sha256 = ?1 AND t.revoked IS NULL AND u.deactivated IS NULL",
                 [hash_token(token)],
                 User::from_row,
             )
