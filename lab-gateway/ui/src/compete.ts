@@ -96,6 +96,12 @@ export function at(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleString() : "–";
 }
 
+/// A code run's time limit as the server words it (in hours, minutes or
+/// seconds, whichever is whole): 90 s is not "2 min", nor 20 s "0 min".
+export function limitText(s: number): string {
+  return s % 3600 === 0 ? `${s / 3600} h` : s % 60 === 0 ? `${s / 60} min` : `${s} s`;
+}
+
 /// Where the competition is in time, as one line.
 export function phaseText(c: Competition): string {
   switch (c.phase) {

@@ -5,7 +5,7 @@
 // the router leaves it, so no refresh runs for a page nobody sees.
 
 import { api, type Identity } from "./api";
-import { at, compUrl, failed, markdown, metricText, phaseText, type Competition, type Poll, type Tab } from "./compete";
+import { at, compUrl, failed, limitText, markdown, metricText, phaseText, type Competition, type Poll, type Tab } from "./compete";
 import { dataTab } from "./compdata";
 import { h, toast } from "./dom";
 import { leaderboardTab } from "./boards";
@@ -73,7 +73,7 @@ function rulesTab(t: Tab): HTMLElement {
       h("li", {}, `Teams have at most ${r.team_size} members and merge until ${at(r.merger_deadline)}; a merged team may have made no more submissions than the daily cap times the days so far.`),
       h("li", {}, `Each team picks up to ${r.selections} final submissions for the private board; with none picked, its best public ones count.`),
       h("li", {}, `A submission file has at most ${(r.max_bytes / (1 << 20)).toFixed(1)} MiB.`),
-      r.code && h("li", {}, `A notebook runs offline for at most ${Math.round(r.code.time_limit_s / 60)} min with ${r.code.memory_mb} MiB of memory.`),
+      r.code && h("li", {}, `A notebook runs offline for at most ${limitText(r.code.time_limit_s)} with ${r.code.memory_mb} MiB of memory.`),
     ),
   );
 }

@@ -6,7 +6,7 @@
 // only sends and shows.
 
 import { api, contentsUrl } from "./api";
-import { at, failed, joinFirst, send, type Answer, type Competition, type Tab } from "./compete";
+import { at, failed, joinFirst, limitText, send, type Answer, type Competition, type Tab } from "./compete";
 import { h, toast } from "./dom";
 import { problemsList, type Entry } from "./entries";
 
@@ -171,7 +171,7 @@ export function submitTab(t: Tab): HTMLElement {
         h(
           "p",
           { class: "muted" },
-          `It runs offline on the hidden test set, in at most ${Math.round(lim.time_limit_s / 60)} min with ${lim.memory_mb} MiB` +
+          `It runs offline on the hidden test set, in at most ${limitText(lim.time_limit_s)} with ${lim.memory_mb} MiB` +
             (lim.gpus ? ` and ${lim.gpus} GPU(s)` : "") +
             `, and must write submission.csv beside itself (header ${columns}).`,
         ),
