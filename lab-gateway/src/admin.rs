@@ -470,6 +470,8 @@ fn touches_admins(report: &crate::store::Enrolment) -> bool {
     let admin = Some(Role::Admin.as_str().to_owned());
     report.added.iter().any(|a| a.role == Role::Admin)
         || report.changed.iter().any(|(_, changes)| {
-            changes.iter().any(|c| c.field == "role" && (c.before == admin || c.after == admin))
+            changes
+                .iter()
+                .any(|c| c.field == "role" && (c.before == admin || c.after == admin))
         })
 }

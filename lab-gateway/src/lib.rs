@@ -37,6 +37,7 @@ pub mod seed;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;
+pub mod tokens;
 pub mod ui;
 pub mod wire;
 pub mod ws;
@@ -76,6 +77,8 @@ pub struct AppState {
     /// Code submissions' runs (started by `lab serve`, or a test, with
     /// `Runner::start`).
     pub code_runs: Arc<competitions::Runner>,
+    /// Browser sessions' lifetime and idle timeout; personal tokens' longest.
+    pub login: config::LoginPolicy,
 }
 
 impl AppState {
@@ -108,6 +111,7 @@ impl AppState {
             no_auth: false,
             started: timefmt::iso(chrono::Utc::now()),
             caps: Default::default(),
+            login: Default::default(),
             blocking: Default::default(),
             channels: Default::default(),
         }
@@ -400,6 +404,13 @@ pub fn app(state: AppState) -> Router {
             get(admin::list_users).post(admin::enrol),
         )
         .route("/api/admin/users/{name}", patch(admin::patch_user))
+        .route("/api/admin/users/{name}/tokens", get(tokens::of_user))
+        .route(
+            "/api/admin/users/{name}/sessions",
+            axum::routing::delete(tokens::end_sessions),
+        )
+        .route("/api/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/admin/usage", get(admin::usage))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))

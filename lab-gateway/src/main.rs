@@ -194,6 +194,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         sessions,
         no_auth: config.no_auth,
         caps: config.caps,
+        login: config.login,
         channels: Arc::new(lab_gateway::ws::Channels::new(
             config.limits,
             Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),

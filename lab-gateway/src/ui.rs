@@ -81,12 +81,14 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
 
 /// The login cookie; `Secure` when a TLS proxy in front says the browser
 /// came over HTTPS (lab serve itself speaks plain HTTP).
-fn cookie(token: &str, headers: &HeaderMap) -> String {
+fn cookie(token: &str, headers: &HeaderMap, lifetime: std::time::Duration) -> String {
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     session_cookie(token)
-        .max_age(cookie::time::Duration::days(30))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+        ))
         .secure(https)
         .build()
         .to_string()
@@ -246,11 +248,15 @@ pub async fn login(
         return Ok(Json(json!({"identity": identity(&user)})).into_response());
     }
     let name = user.name.clone();
-    let (_, session) = with_store(&s, move |store| store.create_token(&name, "browser")).await?;
+    let policy = s.login;
+    let (_, session) = with_store(&s, move |store| {
+        store.create_session(&name, policy.session_lifetime, policy.session_idle)
+    })
+    .await?;
     let mut r = Json(json!({"identity": identity(&user)})).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie(&session, &headers))
+        HeaderValue::from_str(&cookie(&session, &headers, policy.session_lifetime))
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(r)
@@ -304,19 +310,20 @@ mod tests {
     #[test]
     fn the_login_cookie_keeps_its_attributes() {
         let mut headers = HeaderMap::new();
-        let set = cookie("abc", &headers);
+        let week = crate::config::LoginPolicy::default().session_lifetime;
+        let set = cookie("abc", &headers, week);
         for part in [
             "lab_token=abc",
             "Path=/",
             "HttpOnly",
             "SameSite=Strict",
-            "Max-Age=2592000",
+            "Max-Age=604800",
         ] {
             assert!(set.contains(part), "{part} missing from {set}");
         }
         assert!(!set.contains("Secure"), "{set}");
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        assert!(cookie("abc", &headers).contains("; Secure"));
+        assert!(cookie("abc", &headers, week).contains("; Secure"));
         let cleared = session_cookie("").removal().build().to_string();
         for part in [
             "lab_token=;",

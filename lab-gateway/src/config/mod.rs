@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod limits;
+mod login;
 mod settings;
 
 pub use limits::{Limits, LimitsFile};
+pub use login::{LoginFile, LoginPolicy};
 
 pub use settings::{
     BudgetLimits, CullPolicy, DEFAULT_ORPHAN_TIMEOUT, MessageLimits, RateLimits, RoleLimits,
@@ -181,6 +183,8 @@ pub struct FileConfig {
     pub grading: GradingFile,
     #[serde(default)]
     pub competitions: CompetitionsFile,
+    #[serde(default)]
+    pub login: LoginFile,
 }
 
 /// `[competitions]` in lab.toml: how many code submissions run at once
@@ -233,6 +237,8 @@ pub struct Config {
     pub orphan_timeout: Option<Duration>,
     pub grading: GradingFile,
     pub competitions: CompetitionsFile,
+    /// Browser sessions' lifetime and idle timeout; personal tokens' longest.
+    pub login: LoginPolicy,
 }
 
 /// Where kernels run.
@@ -434,6 +440,7 @@ impl Config {
             orphan_timeout,
             grading: file.grading.clone(),
             competitions: file.competitions.clone(),
+            login: file.login.policy()?,
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

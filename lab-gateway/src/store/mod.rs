@@ -50,7 +50,7 @@ pub use ledger::UsageRow;
 pub use people::{Account, Enrolment, FieldChange, Person};
 pub use rescoring::Rescored;
 pub use teams::{InvitationRow, LeaveRefused, MergeCounts};
-pub use tokens::hash_token;
+pub use tokens::{TokenInfo, TokenKind, hash_token};
 pub use users::{Role, UnknownRole, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,13 +143,17 @@ mod tests {
         let store = Store::open(&path).unwrap();
         store.add_user("alice", Role::Trainer, None).unwrap();
         let (_, token) = store.create_token("alice", "cli").unwrap();
-        // Back to an unversioned database without the later column.
+        // Back to an unversioned database without the later columns.
         store
             .with(|c| {
                 c.execute_batch(
                     "PRAGMA user_version = 0; DROP TABLE kernels;
                      CREATE TABLE kernels (id TEXT PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
-                        connection TEXT NOT NULL, locator TEXT NOT NULL, created TEXT NOT NULL);",
+                        connection TEXT NOT NULL, locator TEXT NOT NULL, created TEXT NOT NULL);
+                     DROP INDEX tokens_by_user;
+                     ALTER TABLE users DROP COLUMN email; ALTER TABLE users DROP COLUMN deactivated;
+                     ALTER TABLE tokens DROP COLUMN kind; ALTER TABLE tokens DROP COLUMN expires;
+                     ALTER TABLE tokens DROP COLUMN idle_s; ALTER TABLE tokens DROP COLUMN last_used;",
                 )?;
                 Ok(())
             })

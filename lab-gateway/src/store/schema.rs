@@ -310,12 +310,22 @@ CREATE INDEX competition_submissions_waiting ON competition_submissions(state)
     WHERE state IN ('queued', 'running');
 ";
 
-/// People enrolled in bulk and deactivated (issue 17): an e-mail address,
-/// and when a user was deactivated (none: active). A deactivated user's
-/// rows stay; only signing in and acting stop.
+/// Sign-in for the academy (issue 17): users' e-mail and when they were
+/// deactivated (none: active; their rows stay, only signing in and acting
+/// stop); tokens' kind, expiry, idle timeout and last use.
 const V5: &str = "
 ALTER TABLE users ADD COLUMN email TEXT;
 ALTER TABLE users ADD COLUMN deactivated TEXT;
+-- A token is an API token (`api`: the CLI's, personal ones made in the UI)
+-- or a browser session (`session`, made by signing in). `expires` ends it
+-- (unix seconds; none: never); a session also ends `idle_s` after its
+-- `last_used` (unix seconds, kept to the minute for API tokens).
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE tokens ADD COLUMN expires INTEGER;
+ALTER TABLE tokens ADD COLUMN idle_s INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used INTEGER;
+UPDATE tokens SET kind = 'session' WHERE label = 'browser';
+CREATE INDEX tokens_by_user ON tokens(user_name) WHERE revoked IS NULL;
 ";
 
 fn migrations() -> Migrations<'static> {
@@ -325,7 +335,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V2).comment("assignments, submissions and gradings"),
         M::up(V3).comment("competitions, teams and their submissions"),
         M::up(V4).comment("code submissions: queued and running notebooks"),
-        M::up(V5).comment("users' e-mail and deactivation"),
+        M::up(V5).comment("users' e-mail and deactivation; tokens' kind, expiry and last use"),
     ])
 }
 
@@ -400,7 +410,7 @@ mod tests {
         let version: i64 = old
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         let (role, resources): (String, String) = old
             .query_row(
                 "SELECT u.role, k.resources FROM users u JOIN kernels k ON k.owner = u.name",

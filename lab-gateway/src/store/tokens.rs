@@ -1,8 +1,17 @@
 //! API tokens, browser sessions and one-time login codes: each stored as a
 //! SHA-256 hash, never in plain text.
+//!
+//! A token is an API token (the CLI's, and personal ones a user makes with
+//! a label and an expiry) or a browser session (made by signing in, with an
+//! absolute lifetime and an idle timeout). Its last use is kept, to the
+//! minute (or a quarter of a session's idle timeout, if shorter), so
+//! checking a token rarely writes.
+
+use std::time::Duration;
 
 use rand::RngCore;
 use rusqlite::{OptionalExtension as _, params};
+use serde::Serialize;
 
 use super::{Store, StoreError, User, now};
 
@@ -13,18 +22,111 @@ pub fn hash_token(token: &str) -> String {
     ))
 }
 
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// For scripts, `lab` commands and `jupyter server --gateway-url`.
+    Api,
+    /// A browser's sign-in (its cookie).
+    Session,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Api => "api",
+            TokenKind::Session => "session",
+        }
+    }
+}
+
+/// A live token as its owner (or ops) sees it: never the token itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub kind: TokenKind,
+    pub label: String,
+    pub created: String,
+    /// RFC 3339; none: never.
+    pub expires: Option<String>,
+    pub last_used: Option<String>,
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn iso_of(unix: Option<i64>) -> Option<String> {
+    unix.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(crate::timefmt::iso)
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// A token that is live now: not revoked, not expired, not idle too long.
+const LIVE: &str = "t.revoked IS NULL AND (t.expires IS NULL OR t.expires > ?2)
+     AND (t.idle_s IS NULL OR t.last_used IS NULL OR t.last_used + t.idle_s > ?2)";
+
 impl Store {
-    /// Creates a token for `user`; returns (token id, plain token).
+    /// Creates an API token for `user` that does not expire; returns
+    /// (token id, plain token).
     pub fn create_token(&self, user: &str, label: &str) -> Result<(String, String), StoreError> {
+        self.insert_token(user, label, TokenKind::Api, None, None)
+    }
+
+    /// A personal API token that expires `lifetime` from now.
+    pub fn create_personal_token(
+        &self,
+        user: &str,
+        label: &str,
+        lifetime: Duration,
+    ) -> Result<(String, String), StoreError> {
+        self.insert_token(user, label, TokenKind::Api, Some(lifetime), None)
+    }
+
+    /// A browser session: it ends `lifetime` from now, or after `idle`
+    /// without a request, whichever comes first.
+    pub fn create_session(
+        &self,
+        user: &str,
+        lifetime: Duration,
+        idle: Option<Duration>,
+    ) -> Result<(String, String), StoreError> {
+        self.insert_token(user, "browser", TokenKind::Session, Some(lifetime), idle)
+    }
+
+    fn insert_token(
+        &self,
+        user: &str,
+        label: &str,
+        kind: TokenKind,
+        lifetime: Option<Duration>,
+        idle: Option<Duration>,
+    ) -> Result<(String, String), StoreError> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let at = unix_now();
         self.with(|c| {
             Store::active_user(c, user)?;
             c.execute(
-                "INSERT INTO tokens (id, user_name, sha256, label, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, user, hash_token(&token), label, now()],
+                "INSERT INTO tokens (id, user_name, sha256, label, created, kind, expires, idle_s, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    user,
+                    hash_token(&token),
+                    label,
+                    now(),
+                    kind.as_str(),
+                    lifetime.map(|l| at.saturating_add(secs(l))),
+                    idle.map(secs),
+                    idle.map(|_| at),
+                ],
             )?;
             Ok(())
         })?;
@@ -42,15 +144,68 @@ impl Store {
         })
     }
 
-    /// Revokes a browser session (a token `/api/login` created) by its
-    /// token; API tokens are left alone. Returns whether one was revoked.
+    /// Revokes one of `user`'s own tokens by its id; `false` if they have
+    /// no live token with that id (someone else's is not theirs to end).
+    pub fn revoke_own_token(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE tokens SET revoked = ?1 WHERE id = ?2 AND user_name = ?3 AND revoked IS NULL",
+                params![now(), id, user],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Revokes a browser session by its token; API tokens are left alone.
+    /// Returns whether one was revoked.
     pub fn revoke_session(&self, token: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             let n = c.execute(
-                "UPDATE tokens SET revoked = ?1 WHERE sha256 = ?2 AND label = 'browser' AND revoked IS NULL",
+                "UPDATE tokens SET revoked = ?1 WHERE sha256 = ?2 AND kind = 'session' AND revoked IS NULL",
                 params![now(), hash_token(token)],
             )?;
             Ok(n > 0)
+        })
+    }
+
+    /// Ends every live browser session of `user`; returns how many.
+    pub fn end_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                &format!(
+                    "UPDATE tokens AS t SET revoked = ?1
+                     WHERE t.user_name = ?3 AND t.kind = 'session' AND {LIVE}"
+                ),
+                params![now(), unix_now(), user],
+            )?)
+        })
+    }
+
+    /// `user`'s live tokens and sessions, newest first.
+    pub fn tokens_of(&self, user: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT t.id, t.kind, t.label, t.created, t.expires, t.last_used FROM tokens t
+                 WHERE t.user_name = ?1 AND {LIVE} ORDER BY t.created DESC, t.id"
+            ))?;
+            let rows = stmt
+                .query_map(params![user, unix_now()], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        kind: if kind == "session" {
+                            TokenKind::Session
+                        } else {
+                            TokenKind::Api
+                        },
+                        label: r.get(2)?,
+                        created: r.get(3)?,
+                        expires: iso_of(r.get(4)?),
+                        last_used: iso_of(r.get(5)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
     }
 
@@ -113,16 +268,26 @@ impl Store {
         })
     }
 
-    /// The user a live token belongs to.
+    /// The user a live token belongs to (and its last use, kept).
     pub fn user_for_token(&self, token: &str) -> Result<Option<User>, StoreError> {
+        let sha = hash_token(token);
+        let at = unix_now();
         self.with(|c| {
-            Ok(c.query_row(
-                "SELECT u.name, u.role, u.grp FROM tokens t JOIN users u ON u.name = t.user_name
-                 WHERE t.sha256 = ?1 AND t.revoked IS NULL AND u.deactivated IS NULL",
-                [hash_token(token)],
-                User::from_row,
-            )
-            .optional()?)
+            let user = c
+                .prepare_cached(&format!(
+                    "SELECT u.name, u.role, u.grp FROM tokens t JOIN users u ON u.name = t.user_name
+                     WHERE t.sha256 = ?1 AND {LIVE} AND u.deactivated IS NULL"
+                ))?
+                .query_row(params![sha, at], User::from_row)
+                .optional()?;
+            if user.is_some() {
+                c.prepare_cached(
+                    "UPDATE tokens SET last_used = ?2 WHERE sha256 = ?1
+                     AND (last_used IS NULL OR last_used < ?2 - MIN(60, COALESCE(idle_s, 240) / 4))",
+                )?
+                .execute(params![sha, at])?;
+            }
+            Ok(user)
         })
     }
 }
@@ -162,5 +327,44 @@ mod tests {
         assert!(store.user_for_token(&first).unwrap().is_none());
         assert!(store.user_for_token(&second).unwrap().is_some());
         assert!(store.user_for_token(&api).unwrap().is_some());
+    }
+
+    #[test]
+    fn expired_and_idle_tokens_are_dead_and_listed_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        store.add_user("ana", Role::Engineer, None).unwrap();
+        let hour = Duration::from_secs(3600);
+        let (id, personal) = store.create_personal_token("ana", "laptop", hour).unwrap();
+        let (_, session) = store.create_session("ana", hour, Some(hour)).unwrap();
+        let (_, expired) = store
+            .create_personal_token("ana", "old", Duration::ZERO)
+            .unwrap();
+        let (_, idle) = store
+            .create_session("ana", hour, Some(Duration::ZERO))
+            .unwrap();
+        assert!(store.user_for_token(&personal).unwrap().is_some());
+        assert!(store.user_for_token(&session).unwrap().is_some());
+        assert!(store.user_for_token(&expired).unwrap().is_none());
+        assert!(store.user_for_token(&idle).unwrap().is_none());
+        let listed = store.tokens_of("ana").unwrap();
+        let kinds: Vec<_> = listed.iter().map(|t| (t.label.as_str(), t.kind)).collect();
+        assert_eq!(kinds.len(), 2);
+        assert!(
+            kinds.contains(&("laptop", TokenKind::Api))
+                && kinds.contains(&("browser", TokenKind::Session))
+        );
+        assert!(
+            listed
+                .iter()
+                .all(|t| t.expires.is_some() && t.last_used.is_some())
+        );
+        // Someone else cannot revoke it; its owner can; sessions end apart.
+        store.add_user("bob", Role::Engineer, None).unwrap();
+        assert!(!store.revoke_own_token("bob", &id).unwrap());
+        assert!(store.revoke_own_token("ana", &id).unwrap());
+        assert!(store.user_for_token(&personal).unwrap().is_none());
+        assert_eq!(store.end_sessions("ana").unwrap(), 1);
+        assert!(store.user_for_token(&session).unwrap().is_none());
     }
 }
