@@ -272,6 +272,11 @@ struct Outputs {
     used: usize,
     cut: bool,
     timeout: Option<(Duration, bool)>,
+    /// The error output a failed execute_reply stands for, kept until the
+    /// cell is over: the reply comes straight from the shell and often
+    /// before the iopub `error`, whose traceback (with the cell's line) is
+    /// the one to keep.
+    failed_reply: Option<Value>,
 }
 
 impl Outputs {
@@ -283,6 +288,7 @@ impl Outputs {
             used: 0,
             cut: false,
             timeout: None,
+            failed_reply: None,
         }
     }
 
@@ -383,10 +389,28 @@ impl Outputs {
             self.execution_count = content["execution_count"].as_u64();
         }
         let status = content["status"].as_str().unwrap_or("error");
-        if status != "ok" && self.first_of("error") {
+        if status != "ok" {
             let ename = content["ename"].as_str().unwrap_or("Error");
             let evalue = content["evalue"].as_str().unwrap_or(status);
-            self.outputs.extend(failed_run(ename, evalue).outputs);
+            let traceback = match content.get("traceback") {
+                Some(Value::Array(lines)) if !lines.is_empty() => Value::Array(lines.clone()),
+                _ => json!([format!("{ename}: {evalue}")]),
+            };
+            self.failed_reply = Some(json!({
+                "output_type": "error",
+                "ename": ename,
+                "evalue": evalue,
+                "traceback": traceback,
+            }));
+        }
+    }
+
+    /// A failed reply's error, where no iopub `error` came for the cell.
+    fn settle_reply(&mut self) {
+        if let Some(error) = self.failed_reply.take()
+            && self.first_of("error")
+        {
+            self.outputs.push(error);
         }
     }
 
@@ -411,6 +435,7 @@ impl Outputs {
     }
 
     fn finish_with(mut self, ename: &str, evalue: &str) -> CellRun {
+        self.settle_reply();
         if !self.outputs.iter().any(|o| o["output_type"] == "error") {
             self.outputs.extend(failed_run(ename, evalue).outputs);
         }
@@ -418,6 +443,7 @@ impl Outputs {
     }
 
     fn finish(mut self) -> CellRun {
+        self.settle_reply();
         if self.cut {
             self.outputs.push(json!({
                 "output_type": "stream",
@@ -469,6 +495,35 @@ mod tests {
         assert_eq!(run.outputs[0]["text"], "0123456789");
         assert_eq!(run.outputs[1]["ename"], "AssertionError");
         assert!(run.outputs[2]["text"].as_str().unwrap().contains("cut"));
+    }
+
+    /// The reply comes from the shell, the error from iopub: whichever is
+    /// first, the cell has one error, with the kernel's traceback.
+    #[test]
+    fn a_reply_before_its_error_leaves_one_error_with_the_kernels_traceback() {
+        let error = json!({"ename": "RuntimeError", "evalue": "boom",
+            "traceback": ["--> cell line 2, column 1", "RuntimeError: boom"]});
+        let reply = json!({"status": "error", "ename": "RuntimeError", "evalue": "boom", "execution_count": 3});
+        for reply_first in [true, false] {
+            let mut out = Outputs::new(1000);
+            if reply_first {
+                out.replied(&msg("execute_reply", reply.clone()));
+            }
+            out.take(&msg("error", error.clone()));
+            if !reply_first {
+                out.replied(&msg("execute_reply", reply.clone()));
+            }
+            let run = out.finish();
+            let errors: Vec<_> = run.outputs.iter().filter(|o| o["output_type"] == "error").collect();
+            assert_eq!(errors.len(), 1, "{reply_first}: {:?}", run.outputs);
+            assert_eq!(errors[0]["traceback"], error["traceback"]);
+            assert_eq!(run.execution_count, Some(3));
+        }
+        // A failed reply with no iopub error (a silenced display) still fails the cell.
+        let mut out = Outputs::new(1000);
+        out.replied(&msg("execute_reply", reply));
+        let run = out.finish();
+        assert_eq!(run.outputs[0]["traceback"], json!(["RuntimeError: boom"]));
     }
 
     #[test]
