@@ -10,6 +10,7 @@ their files stay; reactivation lets a new token in.
 """
 
 import csv
+import json
 import os
 import subprocess
 import time
@@ -210,3 +211,37 @@ def test_a_deactivated_user_is_locked_out_at_once_and_their_kernels_end(lab, how
     assert status == 200 and kernels == []
     status, kept = api(url, "/api/contents/keep.txt", fresh)
     assert status == 200 and kept["content"] == "my work"
+
+
+def test_the_ops_list_is_paged_searched_and_shows_kernels_and_gpu_hours(lab):
+    url, admin = lab["url"], lab["admin"]
+    people = [{"name": f"s{i:03}", "email": f"s{i:03}@uni.example", "group": "cohort-a" if i % 2 else "cohort_b"}
+              for i in range(120)]
+    assert api(url, "/api/admin/users", admin, "POST", {"users": people})[0] == 200
+    token = lab_cli("token", "create", "s007", data=lab["data"]).stdout.strip()
+    status, kernel = api(url, "/api/kernels", token, "POST", {"name": "academy-candle", "resources": {"gpus": 1}})
+    assert status == 201, kernel
+
+    def page(query=""):
+        req = urllib.request.Request(f"{url}/api/admin/users{query}", headers={
+            "Authorization": f"token {admin}", "Accept": "application/jupyterhub-pagination+json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    first = page()
+    assert first["_pagination"]["total"] == 121 and len(first["items"]) == 50  # and the admin
+    assert first["_pagination"]["next"] == {"offset": 50, "limit": 50}
+    last = page("?offset=100&limit=50")
+    assert [u["name"] for u in last["items"]][-1] == "s119" and last["_pagination"]["next"] is None
+    # A search by name, e-mail or group, literal and in any case.
+    assert page("?search=S00")["_pagination"]["total"] == 10
+    assert page("?search=cohort_b")["_pagination"]["total"] == 60
+    s7 = page("?search=s007")["items"][0]
+    assert s7["kernels"] == 1 and s7["last_seen"] and s7["email"] == "s007@uni.example", s7
+    assert s7["gpu_hours"] >= 0 and page("?search=s008")["items"][0]["last_seen"] is None
+    # Without the media type: the plain list (everyone), as before.
+    status, everyone = api(url, "/api/admin/users", admin)
+    assert status == 200 and len(everyone) == 121
+    status, err = api(url, "/api/admin/users?period=year", admin)
+    assert status == 400 and "invalid query" in err["message"]
+    assert api(url, f"/api/kernels/{kernel['id']}", token, "DELETE")[0] == 204

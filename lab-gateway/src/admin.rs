@@ -234,20 +234,85 @@ pub async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Users with their role, group and caps.
+/// `GET /api/admin/users`: the ops list of users, searched and paged.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersQuery {
+    /// Part of a name, an e-mail or a group (any case).
+    pub search: Option<String>,
+    pub offset: Option<u64>,
+    /// At most 1,000 a page (default: everyone, or 50 a page when the
+    /// client asks for pages).
+    pub limit: Option<u64>,
+    /// The period of `gpu_hours`: `day`, `week` (default) or `month`.
+    pub period: Option<scheduler::quota::Period>,
+}
+
+/// The media type with which a client asks for pages, as JupyterHub's
+/// REST API answers it: `{"items", "_pagination": {offset, limit, total,
+/// next}}` instead of a plain list.
+const PAGINATION: &str = "application/jupyterhub-pagination+json";
+
+/// Users with their e-mail, role, group, state, caps, last request,
+/// running kernels and GPU-hours this period; searched and paged.
 pub async fn list_users(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
+    headers: HeaderMap,
+    query: Result<Query<UsersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     require_ops(&user)?;
-    let quotas = s.kernels.scheduling().quotas();
-    let users: Vec<Value> = s
-        .store
-        .accounts()?
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let paged = headers
+        .get_all(header::ACCEPT)
         .iter()
-        .map(|u| user_model(u, &quotas))
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(PAGINATION));
+    let offset = q.offset.unwrap_or(0);
+    let limit = match (q.limit, paged) {
+        (Some(l), _) => l.clamp(1, 1000),
+        (None, true) => 50,
+        (None, false) => u64::MAX,
+    };
+    let now = chrono::Utc::now();
+    let (from, to) = q.period.unwrap_or_default().bounds(now);
+    let ms = |t: chrono::DateTime<chrono::Utc>| u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    let store = s.store.clone();
+    let search = q.search.unwrap_or_default();
+    let page = tokio::task::spawn_blocking(move || {
+        store.people_page(&search, offset, limit, (ms(from), ms(to).min(ms(now))))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the user list stopped: {e}")))??;
+    let mut running: std::collections::HashMap<String, usize> = Default::default();
+    for k in s.kernels.all() {
+        *running.entry(k.owner()).or_default() += 1;
+    }
+    let quotas = s.kernels.scheduling().quotas();
+    let items: Vec<Value> = page
+        .users
+        .iter()
+        .map(|p| {
+            let mut v = user_model(&p.account, &quotas);
+            v["last_seen"] = json!(p.last_seen);
+            v["kernels"] = json!(running.get(&p.account.name).copied().unwrap_or(0));
+            v["gpu_hours"] = json!((p.gpu_hours * 1000.0).round() / 1000.0);
+            v
+        })
         .collect();
-    Ok(Json(json!(users)))
+    if !paged {
+        return Ok(Json(json!(items)));
+    }
+    let next = offset.saturating_add(items.len() as u64);
+    Ok(Json(json!({
+        "items": items,
+        "_pagination": {
+            "offset": offset,
+            "limit": limit,
+            "total": page.total,
+            "next": (next < page.total).then(|| json!({"offset": next, "limit": limit})),
+        },
+    })))
 }
 
 /// A user as the admin API shows them: e-mail, role, group, whether

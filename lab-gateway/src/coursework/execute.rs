@@ -514,7 +514,11 @@ mod tests {
                 out.replied(&msg("execute_reply", reply.clone()));
             }
             let run = out.finish();
-            let errors: Vec<_> = run.outputs.iter().filter(|o| o["output_type"] == "error").collect();
+            let errors: Vec<_> = run
+                .outputs
+                .iter()
+                .filter(|o| o["output_type"] == "error")
+                .collect();
             assert_eq!(errors.len(), 1, "{reply_first}: {:?}", run.outputs);
             assert_eq!(errors[0]["traceback"], error["traceback"]);
             assert_eq!(run.execution_count, Some(3));

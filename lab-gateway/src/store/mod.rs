@@ -47,7 +47,7 @@ pub use competitions::{
 pub use courses::CourseStaff;
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;
-pub use people::{Account, Enrolment, FieldChange, Person};
+pub use people::{Account, Enrolment, FieldChange, PeoplePage, Person, PersonRow};
 pub use rescoring::Rescored;
 pub use teams::{InvitationRow, LeaveRefused, MergeCounts};
 pub use tokens::{TokenInfo, TokenKind, hash_token};
@@ -150,7 +150,7 @@ mod tests {
                     "PRAGMA user_version = 0; DROP TABLE kernels;
                      CREATE TABLE kernels (id TEXT PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
                         connection TEXT NOT NULL, locator TEXT NOT NULL, created TEXT NOT NULL);
-                     DROP INDEX tokens_by_user;
+                     DROP INDEX tokens_by_user; DROP INDEX usage_by_user;
                      ALTER TABLE users DROP COLUMN email; ALTER TABLE users DROP COLUMN deactivated;
                      ALTER TABLE tokens DROP COLUMN kind; ALTER TABLE tokens DROP COLUMN expires;
                      ALTER TABLE tokens DROP COLUMN idle_s; ALTER TABLE tokens DROP COLUMN last_used;",

@@ -178,17 +178,6 @@ impl Store {
         Ok(report)
     }
 
-    /// Every user with their e-mail and state, by name.
-    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!("{ACCOUNT} ORDER BY name"))?;
-            let rows = stmt
-                .query_map([], Account::from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-    }
-
     /// One user with their e-mail and state.
     pub fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
         self.with(|c| {
@@ -271,6 +260,88 @@ impl Store {
             Some(Some(_)) => Err(StoreError::Deactivated(name.to_owned())),
             Some(None) => Ok(()),
         }
+    }
+}
+
+/// One user on the ops list.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonRow {
+    #[serde(flatten)]
+    pub account: Account,
+    /// The last request with any of their tokens or sessions (RFC 3339).
+    pub last_seen: Option<String>,
+    /// GPU-hours of their kernels within the period asked for.
+    pub gpu_hours: f64,
+}
+
+/// A page of the ops list, and how many match in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeoplePage {
+    pub total: u64,
+    pub users: Vec<PersonRow>,
+}
+
+/// `search` as a LIKE pattern that matches it anywhere, literally.
+fn like_anywhere(search: &str) -> String {
+    let mut p = String::from("%");
+    for ch in search.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+impl Store {
+    /// Users whose name, e-mail or group holds `search` (all for ""), by
+    /// name, `limit` of them from `offset`; with their last request and
+    /// their GPU-hours between `from_ms` and `to_ms`.
+    pub fn people_page(
+        &self,
+        search: &str,
+        offset: u64,
+        limit: u64,
+        (from_ms, to_ms): (u64, u64),
+    ) -> Result<PeoplePage, StoreError> {
+        let pattern = like_anywhere(search.trim());
+        let filter = "(?1 = '%%' OR u.name LIKE ?1 ESCAPE '\\' OR u.email LIKE ?1 ESCAPE '\\'
+                       OR u.grp LIKE ?1 ESCAPE '\\')";
+        self.with(|c| {
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {filter}"))?
+                .query_row([&pattern], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT u.name, u.email, u.role, u.grp, u.deactivated,
+                    (SELECT MAX(t.last_used) FROM tokens t WHERE t.user_name = u.name),
+                    (SELECT COALESCE(SUM(g.gpus * (MIN(COALESCE(g.ended, ?5), ?5) - MAX(g.started, ?4))), 0)
+                     FROM usage g WHERE g.user_name = u.name AND g.gpus > 0
+                       AND g.started < ?5 AND (g.ended IS NULL OR g.ended > ?4))
+                 FROM users u WHERE {filter} ORDER BY u.name LIMIT ?2 OFFSET ?3"
+            ))?;
+            let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let users = stmt
+                .query_map(
+                    params![pattern, clamp(limit), clamp(offset), clamp(from_ms), clamp(to_ms)],
+                    |r| {
+                        let last: Option<i64> = r.get(5)?;
+                        let gpu_ms: f64 = r.get(6)?;
+                        Ok(PersonRow {
+                            account: Account::from_row(r)?,
+                            last_seen: last
+                                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                                .map(crate::timefmt::iso),
+                            gpu_hours: gpu_ms / 3_600_000.0,
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(PeoplePage {
+                total: u64::try_from(total).unwrap_or(0),
+                users,
+            })
+        })
     }
 }
 
@@ -366,5 +437,53 @@ mod tests {
             store.user_for_token(&fresh).unwrap().unwrap().role,
             Role::Trainer
         );
+    }
+
+    #[test]
+    fn the_ops_list_pages_searches_literally_and_sums_gpu_hours_in_the_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db")).unwrap();
+        let people: Vec<Person> = (0..30)
+            .map(|i| {
+                person(
+                    &format!("u{i:02}"),
+                    None,
+                    Some(if i < 10 { "cohort_a" } else { "cohortxa" }),
+                )
+            })
+            .collect();
+        store.enrol(&people, false).unwrap();
+        let page = store.people_page("", 25, 10, (0, 1)).unwrap();
+        assert_eq!(page.total, 30);
+        let names: Vec<_> = page.users.iter().map(|u| u.account.name.as_str()).collect();
+        assert_eq!(names, ["u25", "u26", "u27", "u28", "u29"]);
+        // `_` is a letter here, not LIKE's any-character.
+        assert_eq!(
+            store.people_page("cohort_a", 0, 100, (0, 1)).unwrap().total,
+            10
+        );
+        assert_eq!(
+            store.people_page("U0", 0, 100, (0, 1)).unwrap().total,
+            10,
+            "case-insensitive"
+        );
+        // 2 GPUs for an hour, half of it inside the period.
+        let hour = 3_600_000;
+        store
+            .ledger_start(&super::super::UsageRow {
+                kernel_id: uuid::Uuid::new_v4(),
+                user: "u03".into(),
+                group: "cohort_a".into(),
+                spec: "academy-candle".into(),
+                model: None,
+                gpus: 2,
+                cpus: 1.0,
+                started: 10 * hour,
+                ended: None,
+            })
+            .unwrap();
+        let row = |from, to| store.people_page("u03", 0, 1, (from, to)).unwrap().users[0].gpu_hours;
+        assert!((row(10 * hour + hour / 2, 11 * hour) - 1.0).abs() < 1e-9);
+        assert_eq!(row(0, 10 * hour), 0.0);
     }
 }

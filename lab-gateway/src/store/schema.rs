@@ -325,7 +325,8 @@ ALTER TABLE tokens ADD COLUMN expires INTEGER;
 ALTER TABLE tokens ADD COLUMN idle_s INTEGER;
 ALTER TABLE tokens ADD COLUMN last_used INTEGER;
 UPDATE tokens SET kind = 'session' WHERE label = 'browser';
-CREATE INDEX tokens_by_user ON tokens(user_name) WHERE revoked IS NULL;
+CREATE INDEX tokens_by_user ON tokens(user_name, last_used);
+CREATE INDEX usage_by_user ON usage(user_name, started);
 ";
 
 fn migrations() -> Migrations<'static> {
