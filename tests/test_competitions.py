@@ -29,7 +29,8 @@ from test_grading_nbgrader import add_user
 
 RUN = uuid.uuid4().hex[:8]
 NEG = f"neg-MARKER-{RUN}"
-SEEN = []  # every response body, for the leak scan
+SEEN = []  # (who, text): every response body and message, for the leak scan
+STAFF = {"tess", "admin"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def call(lab, who, method, path, body=None, raw=None, content_type="application/
     except urllib.error.HTTPError as e:
         text = e.read().decode()
         status = e.code
-    SEEN.append(text)
+    SEEN.append((who, text))
     try:
         return status, json.loads(text) if text else None
     except json.JSONDecodeError:
@@ -183,9 +184,11 @@ def test_a_competition_from_creation_to_reveal(lab):
     path.write_bytes(submission(ids, labels, 0.2, 6))
     cli = [str(LAB), "submit", "spirals", str(path), "--url", lab["url"], "--token", lab["tokens"]["quinn"]]
     r = subprocess.run([*cli, "-m", "from the CLI"], capture_output=True, text=True, timeout=60)
+    SEEN.append(("quinn", r.stdout + r.stderr))
     assert r.returncode == 0 and "public score 0." in r.stdout, (r.stdout, r.stderr)
     path.write_bytes(b"id,target\nt0000,x\n")
     r = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    SEEN.append(("quinn", r.stdout + r.stderr))
     assert r.returncode != 0 and 'line 2, column "target"' in r.stderr and "nothing was counted" in r.stderr, r.stderr
     status, quinns = call(lab, "quinn", "GET", "/api/competitions/spirals/submissions")
     cli_entry = next(e for e in quinns if e["description"] == "from the CLI")
@@ -235,7 +238,7 @@ def test_a_competition_from_creation_to_reveal(lab):
                         raw=submission(ids, labels, 0.9, 9), content_type="text/csv")
     assert status == 409 and "ended" in body["message"], body
     assert call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private")[0] == 403
-    scan_for_leaks(lab)
+    scan_for_leaks(lab, before_reveal=["spirals"])
 
     assert call(lab, "tess", "POST", "/api/competitions/spirals/reveal")[0] == 200
     status, private = call(lab, "pat", "GET", "/api/competitions/spirals/leaderboard?board=private")
@@ -285,25 +288,78 @@ def test_fifty_concurrent_submissions_pass_a_daily_cap_of_five_exactly(lab):
     assert "resets at" in refused["message"]
     status, mine = call(lab, "quinn", "GET", "/api/competitions/race/submissions")
     assert len(mine) == 5, "a refused submission is not stored"
-    # A rejected file is still accepted for checking (and costs nothing) after the cap.
+    # Past the cap nothing is read, not even a bad file: the same 429, and nothing stored.
     status, body = call(lab, "quinn", "POST", "/api/competitions/race/submissions", raw=b"id,target\n",
                         content_type="text/csv")
-    assert status in (422, 429), body
+    assert status == 429, body
+    assert len(call(lab, "quinn", "GET", "/api/competitions/race/submissions")[1]) == 5
 
 
 def mine_all(lab, who):
     return call(lab, who, "GET", "/api/competitions/spirals/submissions")[1]
 
 
-def scan_for_leaks(lab):
-    """No response, no file under the users' folders and no log line names the hidden label."""
-    for text in SEEN:
+def private_scores(lab, slug):
+    """Every private score of a competition, as staff see them, in the forms a JSON body or a
+    page could show one: the full value, and rounded to 4 to 9 decimals."""
+    status, every = call(lab, "tess", "GET", f"/api/competitions/{slug}/submissions?all=true")
+    assert status == 200
+    values = [e["private_score"] for e in every if e.get("private_score") is not None]
+    assert values, "staff see the private scores"
+    forms = set()
+    for v in values:
+        forms.add(repr(v))
+        forms.update(f"{v:.{d}f}" for d in range(4, 10))
+    # A form that is also some public score's would prove nothing.
+    public = {repr(e["public_score"]) for e in every if e.get("public_score") is not None}
+    public |= {f"{float(p):.{d}f}" for p in public for d in range(4, 10)}
+    return forms - public
+
+
+def gateway_output(lab):
+    """What the gateway printed since it started (its stdout after the login URL), without
+    waiting."""
+    fd = lab["proc"].stdout.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(fd, True)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def scan_for_leaks(lab, before_reveal=()):
+    """No response, no websocket message, no CLI output, no file under the users' folders, and
+    nothing the gateway printed or logged names the hidden label or the solution's file; and
+    nothing a participant saw holds a private score of the competitions in `before_reveal`."""
+    printed = gateway_output(lab)
+    log = (lab["data"] / "lab.log").read_text()
+    secret = set()
+    for slug in before_reveal:
+        secret |= private_scores(lab, slug)
+    if secret:
+        # The forms are the ones the gateway writes: staff's own answers hold them.
+        assert any(v in text for who, text in SEEN if who in STAFF for v in secret)
+    for who, text in SEEN:
         assert NEG not in text, text[:500]
         assert "solution.csv" not in text, text[:500]
+        if who not in STAFF:
+            leaked = [v for v in secret if v in text]
+            assert not leaked, (who, leaked, text[:500])
     for path in (lab["data"] / "users").rglob("*"):
         if path.is_file():
-            assert NEG.encode() not in path.read_bytes(), path
-    assert NEG not in (lab["data"] / "lab.log").read_text()
+            data = path.read_bytes()
+            assert NEG.encode() not in data and b"solution.csv" not in data, path
+    for text in (printed, log):
+        assert NEG not in text
+        assert "solution.csv" not in text, [line for line in text.splitlines() if "solution.csv" in line][:3]
 
 
 def test_teams_merge_by_kaggles_rule_and_become_one_row(lab):
@@ -449,13 +505,15 @@ def notebook(*sources):
 @pytest.mark.skipif(landlock_abi() < 6, reason="this Linux lacks Landlock ABI 6")
 def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
     """The marker scan over the rest of a competition: a participant's own kernel (every
-    websocket message), and code runs on the hidden test set, scored and failing, one of them
-    looking for the solution. No response, message, log line or file names the hidden label."""
+    websocket message), and code runs on the hidden test set, scored and failing in every way
+    (an error, a bad file, a timeout, out of memory, no file), one of them looking for the
+    solution. No response, message, log line or file names the hidden label or the solution's
+    file, and nothing rob sees holds a private score."""
     ids, labels, usage, solution = make_data(seed=37)
     now = datetime.now(timezone.utc)
     rules = {"metric": {"name": "roc_auc", "positive": "pos"}, "start": iso(now - timedelta(days=1)),
              "merger_deadline": iso(now + timedelta(days=5)), "end": iso(now + timedelta(days=10)),
-             "daily_cap": 10, "code": {"time_limit_s": 60, "memory_mb": 1024}}
+             "daily_cap": 10, "code": {"time_limit_s": 20, "memory_mb": 1024}}
     assert call(lab, "tess", "POST", "/api/competitions",
                 {"slug": "markers", "title": "Markers", "rules": rules})[0] == 201
     assert call(lab, "tess", "PUT", "/api/competitions/markers/solution", raw=solution.encode(),
@@ -481,7 +539,7 @@ def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
     texts = []
     while True:
         raw = ws.recv()
-        SEEN.append(raw)
+        SEEN.append(("rob", raw))
         m = json.loads(raw)
         if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream":
             texts.append(m["content"]["text"])
@@ -498,15 +556,21 @@ def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
     runs = {
         "good.ipynb": (notebook(read, "import random\nrandom.seed(1)\nopen('submission.csv', 'w').write("
                                       "'id,target\\n' + ''.join(f\"{r['id']},{random.random()}\\n\" for r in rows))"),
-                       "scored"),
-        "snoop.ipynb": (notebook(read, "import pathlib\nraise RuntimeError(pathlib.Path("
-                                       "'competitions/markers').resolve().parent.parent.joinpath('solution' + '.csv').read_text())"),
-                        "failed"),
+                       "scored", None),
+        # Fails either way, with one of two literal messages, which the participant sees.
+        "snoop.ipynb": (notebook(read, "import pathlib\nhere = pathlib.Path('competitions/markers').resolve()\n"
+                                       "try:\n    here.parent.parent.joinpath('solution' + '.csv').read_text()\n"
+                                       "except OSError:\n    raise RuntimeError('the solution is out of reach')\n"
+                                       "raise RuntimeError('the solution was read')"),
+                        "failed", "error"),
         "labels.ipynb": (notebook(read, "open('submission.csv', 'w').write('id,target\\n' + "
-                                        "''.join(f\"{r['id']},pos\\n\" for r in rows))"), "failed"),
+                                        "''.join(f\"{r['id']},pos\\n\" for r in rows))"), "failed", "format_error"),
+        "loop.ipynb": (notebook(read, "while True:\n    pass"), "failed", "timeout"),
+        "hog.ipynb": (notebook(read, "x = bytearray(3 * 1024 ** 3)"), "failed", "out_of_memory"),
+        "nothing.ipynb": (notebook(read, "print(len(rows))"), "failed", "no_submission_file"),
     }
     submitted = {}
-    for name, (nb, _) in runs.items():
+    for name, (nb, _, _) in runs.items():
         assert call(lab, "rob", "PUT", f"/api/contents/{name}",
                     {"type": "notebook", "format": "json", "content": nb})[0] in (200, 201)
         status, body = call(lab, "rob", "POST", "/api/competitions/markers/submissions", {"notebook": name})
@@ -521,6 +585,9 @@ def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
         threading.Event().wait(0.3)
     for i, name in submitted.items():
         assert mine[i]["state"] == runs[name][1], (name, mine[i])
-    assert mine[next(i for i, n in submitted.items() if n == "snoop.ipynb")]["error"]["category"] == "error"
+        if runs[name][2]:
+            assert mine[i]["error"]["category"] == runs[name][2], (name, mine[i])
+    snooped = mine[next(i for i, n in submitted.items() if n == "snoop.ipynb")]["error"]
+    assert "the solution is out of reach" in snooped["message"], snooped
     call(lab, "rob", "GET", "/api/competitions/markers/leaderboard")
-    scan_for_leaks(lab)
+    scan_for_leaks(lab, before_reveal=["markers"])
