@@ -591,3 +591,39 @@ def test_no_marker_reaches_a_participant_through_kernels_or_code_runs(lab):
     assert "the solution is out of reach" in snooped["message"], snooped
     call(lab, "rob", "GET", "/api/competitions/markers/leaderboard")
     scan_for_leaks(lab, before_reveal=["markers"])
+
+
+def test_the_private_board_shows_by_itself_at_the_end_and_the_total_cap_holds(lab):
+    """The default reveal (`at_end`): nobody but staff sees a private score until the end, and
+    everyone signed in sees the private board and the shake-up from then on, with no staff
+    action. A total cap refuses the submission past it with its numbers, as the daily cap does."""
+    ids, labels, usage, solution = make_data(seed=41)
+    now = datetime.now(timezone.utc)
+    end = now + timedelta(seconds=6)
+    rules = {"metric": {"name": "roc_auc", "positive": "pos"}, "start": iso(now - timedelta(days=1)),
+             "merger_deadline": iso(now), "end": iso(end), "daily_cap": 5, "total_cap": 2}
+    assert call(lab, "tess", "POST", "/api/competitions", {"slug": "atend", "title": "At end", "rules": rules})[0] == 201
+    assert call(lab, "tess", "PUT", "/api/competitions/atend/solution", raw=solution.encode(),
+                content_type="text/csv")[0] == 200
+    assert call(lab, "tess", "POST", "/api/competitions/atend/publish")[0] == 200
+    for who in ("pat", "rob"):
+        assert call(lab, who, "POST", "/api/competitions/atend/join")[0] == 200
+    for who, seed in (("pat", 1), ("pat", 2), ("rob", 3)):
+        status, body = call(lab, who, "POST", "/api/competitions/atend/submissions",
+                            raw=submission(ids, labels, 0.5, seed), content_type="text/csv")
+        assert status == 201 and "private_score" not in body, body
+    status, body = call(lab, "pat", "POST", "/api/competitions/atend/submissions",
+                        raw=submission(ids, labels, 0.5, 4), content_type="text/csv")
+    assert status == 429 and body["made"] == 2 and body["cap"] == 2, body
+    assert "2 of its 2 submissions in all" in body["message"], body
+    assert call(lab, "rob", "GET", "/api/competitions/atend/leaderboard?board=private")[0] == 403
+    scan_for_leaks(lab, before_reveal=["atend"])
+
+    while datetime.now(timezone.utc) < end + timedelta(seconds=1):
+        threading.Event().wait(0.2)
+    status, private = call(lab, "rob", "GET", "/api/competitions/atend/leaderboard?board=private")
+    assert status == 200 and {r["team"] for r in private["rows"]} == {"pat", "rob"}, private
+    status, shake = call(lab, "rob", "GET", "/api/competitions/atend/leaderboard?board=shakeup")
+    assert status == 200 and len(shake["rows"]) == 2, shake
+    status, mine = call(lab, "pat", "GET", "/api/competitions/atend/submissions")
+    assert all(e.get("private_score") is not None for e in mine), mine

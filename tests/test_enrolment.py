@@ -125,11 +125,15 @@ def test_ops_enrol_many_through_the_api_all_or_nothing(lab):
         status, err = api(url, "/api/admin/users", ops, "POST", {"users": users})
         assert status == 403 and "nothing changed" in err["message"], (users, err)
     assert api(url, "/api/admin/users/admin", ops, "PATCH", {"active": False})[0] == 403
-    status, err = api(url, "/api/admin/users/olga", ops, "PATCH", {"active": False})
+    assert api(url, "/api/admin/users/admin/sessions", ops, "DELETE")[0] == 403
+    # A refused change changes nothing, not even the fields beside the refused one.
+    status, err = api(url, "/api/admin/users/olga", ops, "PATCH", {"group": "elsewhere", "active": False})
     assert status == 400 and "yourself" in err["message"], err
+    assert api(url, "/api/admin/users/admin", ops, "PATCH", {"group": "elsewhere", "active": False})[0] == 403
     status, listed = api(url, "/api/admin/users", admin)
     roles = {u["name"]: (u["role"], u["active"]) for u in listed}
     assert roles["olga"] == ("ops", True) and roles["admin"] == ("admin", True) and "gil" not in roles
+    assert not any(u["group"] == "elsewhere" for u in listed)
     assert not {"cy", "dee", "eve"} & set(roles)
 
 

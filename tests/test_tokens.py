@@ -90,7 +90,7 @@ def test_tokens_expire_and_are_only_their_owners_to_revoke(lab):
     assert short["id"] not in [t["id"] for t in api(url, "/api/tokens", tess)[1]]
 
     for bad, why in [({"label": ""}, "label"), ({"label": "x", "expires_in": "off"}, "every token expires"),
-                     ({"label": "x", "expires_in": "400d"}, "at most 30days"), ({"label": "x", "scope": 1}, "expected")]:
+                     ({"label": "x", "expires_in": "400d"}, "at most 30 days here"), ({"label": "x", "scope": 1}, "expected")]:
         status, err = api(url, "/api/tokens", tess, "POST", bad)
         assert status == 400 and why in err["message"], (bad, err)
 

@@ -362,41 +362,45 @@ pub async fn patch_user(
     require_ops(&user)?;
     let patch: UserPatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid user change: {e}")))?;
-    if s.store.user(&name)?.is_none() {
-        return Err(ApiError::NotFound(format!("no user {name:?}")));
+    // Everything is checked before anything is written: a refused change
+    // changes nothing.
+    let target = s
+        .store
+        .account(&name)?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
+    if patch.active.is_some() {
+        if name == user.name {
+            return Err(ApiError::BadRequest(
+                "you cannot deactivate or reactivate yourself".into(),
+            ));
+        }
+        if target.role == Role::Admin && !user.is_admin() {
+            return Err(ApiError::Forbidden(
+                "only an admin deactivates or reactivates an admin".into(),
+            ));
+        }
+    }
+    if let Some(Some(g)) = &patch.group {
+        validate_name(g).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
+    if let Some(Some(limits)) = &patch.limits {
+        limits
+            .validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     if let Some(group) = &patch.group {
-        if let Some(g) = group {
-            validate_name(g).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        }
         s.store.set_user_group(&name, group.as_deref())?;
     }
     if let Some(limits) = patch.limits {
         let mut quotas = s.kernels.scheduling().quotas();
         quotas.users.retain(|u| u.name != name);
         if let Some(limits) = limits {
-            limits
-                .validate()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             quotas.put_user(UserQuota {
                 name: name.clone(),
                 limits,
             });
         }
         store_quotas(&s, quotas)?;
-    }
-    if patch.active.is_some() {
-        let target = s.store.account(&name)?;
-        if name == user.name {
-            return Err(ApiError::BadRequest(
-                "you cannot deactivate or reactivate yourself".into(),
-            ));
-        }
-        if target.is_some_and(|t| t.role == Role::Admin) && !user.is_admin() {
-            return Err(ApiError::Forbidden(
-                "only an admin deactivates or reactivates an admin".into(),
-            ));
-        }
     }
     match patch.active {
         Some(false) => {

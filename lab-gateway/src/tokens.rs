@@ -70,7 +70,7 @@ pub async fn create(
     if lifetime > longest {
         return Err(ApiError::BadRequest(format!(
             "expires_in: at most {} here",
-            humantime::format_duration(longest)
+            in_words(longest)
         )));
     }
     let live = s.store.tokens_of(&user.name)?;
@@ -107,6 +107,19 @@ pub async fn revoke(
     }
 }
 
+/// A limit as lab.toml would give it: whole days as days (humantime
+/// words 90 days as "2months 29days 2h 52m 48s").
+fn in_words(d: std::time::Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    let secs = d.as_secs();
+    if secs >= DAY && secs.is_multiple_of(DAY) {
+        let days = secs / DAY;
+        format!("{days} day{}", if days == 1 { "" } else { "s" })
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
 fn require_ops(role: Role) -> Result<(), ApiError> {
     match role {
         Role::Ops | Role::Admin => Ok(()),
@@ -137,8 +150,14 @@ pub async fn end_sessions(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_ops(user.role)?;
-    if s.store.account(&name)?.is_none() {
-        return Err(ApiError::NotFound(format!("no user {name:?}")));
+    let target = s
+        .store
+        .account(&name)?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {name:?}")))?;
+    if target.role == Role::Admin && !user.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only an admin ends an admin's sessions".into(),
+        ));
     }
     let ended = s.store.end_sessions(&name)?;
     tracing::info!(user = %name, by = %user.name, ended, "ended a user's sessions");

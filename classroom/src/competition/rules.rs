@@ -144,8 +144,10 @@ pub enum CapError {
         cap: u32,
         resets_at: DateTime<Utc>,
     },
-    #[error("your team has made all {cap} of its submissions for this competition")]
-    Total { cap: u32 },
+    #[error(
+        "your team has made {made} of its {cap} submissions in all (the competition's total cap)"
+    )]
+    Total { made: u32, cap: u32 },
     #[error("the competition is not open: {0}")]
     Closed(&'static str),
 }
@@ -235,7 +237,7 @@ impl Rules {
         if let Some(cap) = self.total_cap
             && total >= cap
         {
-            return Err(CapError::Total { cap });
+            return Err(CapError::Total { made: total, cap });
         }
         if today >= self.daily_cap {
             return Err(CapError::Daily {

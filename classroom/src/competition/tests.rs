@@ -332,7 +332,7 @@ fn caps_count_per_utc_day_and_say_when_they_reset() {
     );
     assert!(matches!(
         r.may_submit(noon, 0, 40),
-        Err(CapError::Total { cap: 40 })
+        Err(CapError::Total { made: 40, cap: 40 })
     ));
     assert!(matches!(
         r.may_submit(at("2026-12-31T23:59:59Z"), 0, 0),

@@ -335,7 +335,10 @@ impl Refusal {
                         body["cap"] = json!(cap);
                         body["resets_at"] = json!(crate::timefmt::iso(*resets_at));
                     }
-                    CapError::Total { cap } => body["cap"] = json!(cap),
+                    CapError::Total { made, cap } => {
+                        body["made"] = json!(made);
+                        body["cap"] = json!(cap);
+                    }
                     CapError::Closed(_) => {
                         body["reason"] = json!("Conflict");
                         return (StatusCode::CONFLICT, Json(body)).into_response();
