@@ -14,12 +14,12 @@ export class ApiError extends Error {
 
 export async function api<T = any>(
   path: string,
-  init: { method?: string; body?: unknown; raw?: boolean } = {},
+  init: { method?: string; body?: unknown; raw?: boolean; headers?: Record<string, string> } = {},
 ): Promise<T> {
   const r = await fetch(path, {
     method: init.method ?? "GET",
     credentials: "same-origin",
-    headers: init.body === undefined ? {} : { "Content-Type": "application/json" },
+    headers: { ...init.headers, ...(init.body === undefined ? {} : { "Content-Type": "application/json" }) },
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
   });
   if (!r.ok) {

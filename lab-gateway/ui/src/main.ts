@@ -1,6 +1,6 @@
 // The single-page app: a hash router over the login, files, notebook,
-// courses, assignments, competitions and ops pages, and the header with
-// the user menu.
+// courses, assignments, competitions, ops and tokens pages, and the header
+// with the user menu.
 
 import { api, me, type Identity } from "./api";
 import { clear, h, toast } from "./dom";
@@ -14,6 +14,7 @@ import { confirmLoginPage, loginPage, takeLoginFromUrl } from "./login";
 import { NotebookView } from "./notebook";
 import { opsPage } from "./ops";
 import { settingsForm } from "./settings";
+import { tokensPage } from "./tokens";
 
 const app = document.getElementById("app") as HTMLElement;
 /// The page shown, while it holds something to stop when it is left (a
@@ -31,6 +32,7 @@ function header(u: Identity): HTMLElement {
       { class: "menu" },
       h("p", {}, `Role: ${u.role}`),
       h("p", {}, `Group: ${u.group ?? "none"}`),
+      h("p", {}, h("a", { href: "#/tokens", class: "tokens-link" }, "Tokens and sessions")),
       h(
         "button",
         {
@@ -112,6 +114,15 @@ async function route(): Promise<void> {
       await view.load();
     } else if (hash === "/courses") {
       main.append(await coursesPage());
+    } else if (hash === "/tokens") {
+      main.append(
+        // This browser's session was revoked: the login page (the hash
+        // change routes there).
+        await tokensPage(() => {
+          user = null;
+          location.hash = "#/";
+        }),
+      );
     } else if (hash === "/ops") {
       main.append(await opsPage());
     } else {

@@ -1,9 +1,12 @@
 // The ops page: groups and their quotas as an editable table, live GPU
-// allocation per pool with the queue, and usage per group from the ledger.
+// allocation per pool with the queue, usage per group from the ledger, and
+// the people: the user list (people.ts) and the CSV import (enrol.ts).
 
 import DOMPurify from "dompurify";
 import { api } from "./api";
 import { h, toast } from "./dom";
+import { importSection } from "./enrol";
+import { usersSection } from "./people";
 
 interface GroupQuota {
   name: string;
@@ -116,6 +119,7 @@ export async function opsPage(): Promise<HTMLElement> {
     .catch((e) => {
       chart.textContent = `No usage chart: ${(e as Error).message}`;
     });
+  const users = usersSection();
   const page = h(
     "div",
     { class: "ops" },
@@ -132,6 +136,8 @@ export async function opsPage(): Promise<HTMLElement> {
     h("table", { class: "queue" }, queueBody),
     h("h2", {}, "Usage per group (GPU hours per day)"),
     chart,
+    users.el,
+    importSection(() => void users.reload()),
   );
   // Live: the allocation and the queue refresh while the page is open.
   const timer = window.setInterval(async () => {
