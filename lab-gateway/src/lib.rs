@@ -35,6 +35,7 @@ pub mod roster;
 pub mod scheduling;
 pub mod seed;
 pub mod sessions;
+pub mod sso;
 pub mod store;
 pub mod timefmt;
 pub mod tokens;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub code_runs: Arc<competitions::Runner>,
     /// Browser sessions' lifetime and idle timeout; personal tokens' longest.
     pub login: config::LoginPolicy,
+    /// OpenID Connect providers, and the sign-ins under way.
+    pub sso: Arc<sso::Sso>,
 }
 
 impl AppState {
@@ -112,6 +115,7 @@ impl AppState {
             started: timefmt::iso(chrono::Utc::now()),
             caps: Default::default(),
             login: Default::default(),
+            sso: Default::default(),
             blocking: Default::default(),
             channels: Default::default(),
         }
@@ -409,6 +413,9 @@ pub fn app(state: AppState) -> Router {
             "/api/admin/users/{name}/sessions",
             axum::routing::delete(tokens::end_sessions),
         )
+        .route("/api/login/providers", get(sso::list))
+        .route("/login/oidc/{name}", get(sso::start))
+        .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/api/tokens", get(tokens::list).post(tokens::create))
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/admin/usage", get(admin::usage))

@@ -195,6 +195,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         no_auth: config.no_auth,
         caps: config.caps,
         login: config.login,
+        sso: Arc::new(lab_gateway::sso::Sso::new(config.oidc.clone())),
         channels: Arc::new(lab_gateway::ws::Channels::new(
             config.limits,
             Arc::new(lab_gateway::replay::Budget::new(config.caps.replay)),

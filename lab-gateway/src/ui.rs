@@ -81,6 +81,16 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
 
 /// The login cookie; `Secure` when a TLS proxy in front says the browser
 /// came over HTTPS (lab serve itself speaks plain HTTP).
+/// The `Set-Cookie` value of a new browser session (for a sign-in
+/// elsewhere, such as an OpenID provider's callback).
+pub fn session_cookie_header(
+    token: &str,
+    headers: &HeaderMap,
+    lifetime: std::time::Duration,
+) -> String {
+    cookie(token, headers, lifetime)
+}
+
 fn cookie(token: &str, headers: &HeaderMap, lifetime: std::time::Duration) -> String {
     let https = headers
         .get("x-forwarded-proto")

@@ -17,6 +17,9 @@ pub struct LoginFile {
     pub session_idle: Option<String>,
     /// The longest expiry a personal token may be given (default `366d`).
     pub token_max_lifetime: Option<String>,
+    /// OpenID Connect providers (`[[login.oidc]]`), beside the token login.
+    #[serde(default)]
+    pub oidc: Vec<super::oidc::OidcFile>,
 }
 
 /// Sessions' and personal tokens' lifetimes.

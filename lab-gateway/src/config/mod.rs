@@ -12,10 +12,12 @@ use serde::Deserialize;
 
 mod limits;
 mod login;
+mod oidc;
 mod settings;
 
 pub use limits::{Limits, LimitsFile};
 pub use login::{LoginFile, LoginPolicy};
+pub use oidc::{OidcFile, OidcProvider};
 
 pub use settings::{
     BudgetLimits, CullPolicy, DEFAULT_ORPHAN_TIMEOUT, MessageLimits, RateLimits, RoleLimits,
@@ -239,6 +241,8 @@ pub struct Config {
     pub competitions: CompetitionsFile,
     /// Browser sessions' lifetime and idle timeout; personal tokens' longest.
     pub login: LoginPolicy,
+    /// OpenID Connect providers to sign in with, their secrets read.
+    pub oidc: Vec<OidcProvider>,
 }
 
 /// Where kernels run.
@@ -441,6 +445,7 @@ impl Config {
             grading: file.grading.clone(),
             competitions: file.competitions.clone(),
             login: file.login.policy()?,
+            oidc: oidc::providers(&file.login.oidc)?,
             warm_pool: {
                 let mut pool = file.warm_pool;
                 pool.extend(args.warm_pool.iter().cloned());

@@ -25,6 +25,7 @@ mod classroom;
 mod code_runs;
 mod competitions;
 mod courses;
+mod identities;
 mod kernels;
 mod ledger;
 mod people;
@@ -45,6 +46,7 @@ pub use competitions::{
     TeamRow,
 };
 pub use courses::CourseStaff;
+pub use identities::{SignIn, SignInRefused};
 pub use kernels::{KernelRow, QueuedRow, SessionRow};
 pub use ledger::UsageRow;
 pub use people::{Account, Enrolment, FieldChange, PeoplePage, Person, PersonRow};
@@ -150,7 +152,7 @@ mod tests {
                     "PRAGMA user_version = 0; DROP TABLE kernels;
                      CREATE TABLE kernels (id TEXT PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
                         connection TEXT NOT NULL, locator TEXT NOT NULL, created TEXT NOT NULL);
-                     DROP INDEX tokens_by_user; DROP INDEX usage_by_user;
+                     DROP INDEX tokens_by_user; DROP INDEX usage_by_user; DROP TABLE identities;
                      ALTER TABLE users DROP COLUMN email; ALTER TABLE users DROP COLUMN deactivated;
                      ALTER TABLE tokens DROP COLUMN kind; ALTER TABLE tokens DROP COLUMN expires;
                      ALTER TABLE tokens DROP COLUMN idle_s; ALTER TABLE tokens DROP COLUMN last_used;",

@@ -327,6 +327,16 @@ ALTER TABLE tokens ADD COLUMN last_used INTEGER;
 UPDATE tokens SET kind = 'session' WHERE label = 'browser';
 CREATE INDEX tokens_by_user ON tokens(user_name, last_used);
 CREATE INDEX usage_by_user ON usage(user_name, started);
+-- Who signed in through an OpenID provider: its subject, for good tied to
+-- one user here (the name claim may change; the subject does not).
+CREATE TABLE identities (
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    linked TEXT NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+CREATE INDEX identities_by_user ON identities(user_name);
 ";
 
 fn migrations() -> Migrations<'static> {

@@ -31,6 +31,17 @@ export function loginPage(onLogin: () => void): HTMLElement {
       error.textContent = err instanceof ApiError && err.status === 401 ? "That token is not valid." : (err as Error).message;
     }
   });
+  // "Sign in with …" for each OpenID provider the server has, beside the token.
+  const providers = h("div", { class: "sso-providers" });
+  form.insertBefore(providers, form.children[1]);
+  api<{ name: string; display_name: string; url: string }[]>("/api/login/providers")
+    .then((list) => {
+      for (const p of list) {
+        providers.append(h("a", { class: "button sso", href: p.url, "data-provider": p.name }, `Sign in with ${p.display_name}`));
+      }
+      if (list.length) providers.append(h("p", { class: "or" }, "or, with a token:"));
+    })
+    .catch(() => {});
   setTimeout(() => input.focus());
   return form;
 }

@@ -1,0 +1,265 @@
+//! The provider side of a sign-in, through the `openidconnect` crate:
+//! discovery (kept, and read again when a token is signed by a key the
+//! kept JWKS lacks), the authorization URL with PKCE, `state` and `nonce`,
+//! and the code exchange whose ID token is checked before any claim of it
+//! is read.
+
+use std::sync::Arc;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+};
+use serde_json::Value;
+
+use crate::config::OidcProvider;
+
+/// Why a sign-in could not be completed with the provider.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("its discovery document cannot be read ({0})")]
+    Discovery(String),
+    #[error("its configuration is unusable ({0})")]
+    Config(String),
+    #[error("the code was not accepted ({0})")]
+    Exchange(String),
+    #[error("it sent no ID token")]
+    NoIdToken,
+    #[error("its ID token was refused ({0})")]
+    IdToken(String),
+}
+
+/// What a browser is sent to the provider with, and what its callback
+/// must bring back to be finished.
+pub struct Authorization {
+    pub url: String,
+    pub state: String,
+    pub verifier: String,
+    pub nonce: String,
+}
+
+/// The checked ID token's subject and every claim in it.
+pub struct Checked {
+    pub subject: String,
+    pub claims: Value,
+}
+
+struct Entry {
+    config: OidcProvider,
+    metadata: tokio::sync::Mutex<Option<Arc<CoreProviderMetadata>>>,
+}
+
+/// The configured providers, each with its discovery document once read.
+pub struct Providers {
+    entries: Vec<Entry>,
+    http: openidconnect::reqwest::Client,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Providers::new(Vec::new())
+    }
+}
+
+impl Providers {
+    pub fn new(list: Vec<OidcProvider>) -> Providers {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            // Following redirects would let a provider send us anywhere.
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap_or_default();
+        Providers {
+            entries: list
+                .into_iter()
+                .map(|config| Entry {
+                    config,
+                    metadata: tokio::sync::Mutex::new(None),
+                })
+                .collect(),
+            http,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&OidcProvider> {
+        self.entries
+            .iter()
+            .find(|e| e.config.name == name)
+            .map(|e| &e.config)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &OidcProvider> {
+        self.entries.iter().map(|e| &e.config)
+    }
+
+    /// The provider's discovery document (with its JWKS): the kept one, or
+    /// read afresh when there is none or `fresh`.
+    async fn metadata(
+        &self,
+        provider: &OidcProvider,
+        fresh: bool,
+    ) -> Result<Arc<CoreProviderMetadata>, FlowError> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.config.name == provider.name)
+            .ok_or_else(|| FlowError::Config("unknown provider".into()))?;
+        let mut kept = entry.metadata.lock().await;
+        if let Some(m) = kept.as_ref()
+            && !fresh
+        {
+            return Ok(m.clone());
+        }
+        let issuer = IssuerUrl::new(provider.issuer.clone())
+            .map_err(|e| FlowError::Config(format!("issuer: {e}")))?;
+        let m = Arc::new(
+            CoreProviderMetadata::discover_async(issuer, &self.http)
+                .await
+                .map_err(|e| FlowError::Discovery(e.to_string()))?,
+        );
+        *kept = Some(m.clone());
+        Ok(m)
+    }
+
+    fn client(
+        provider: &OidcProvider,
+        metadata: &CoreProviderMetadata,
+        redirect: &str,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        FlowError,
+    > {
+        Ok(CoreClient::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(provider.client_id.clone()),
+            Some(ClientSecret::new(provider.client_secret().to_owned())),
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(redirect.to_owned())
+                .map_err(|e| FlowError::Config(format!("redirect URL: {e}")))?,
+        ))
+    }
+
+    /// Where to send the browser: the provider's authorization endpoint
+    /// with a fresh `state`, `nonce` and PKCE challenge.
+    pub async fn authorize(
+        &self,
+        provider: &OidcProvider,
+        redirect: &str,
+    ) -> Result<Authorization, FlowError> {
+        let metadata = self.metadata(provider, false).await?;
+        let client = Self::client(provider, &metadata, redirect)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        for scope in provider.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        Ok(Authorization {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            verifier: verifier.secret().clone(),
+            nonce: nonce.secret().clone(),
+        })
+    }
+
+    /// The code exchanged (with the PKCE verifier), and its ID token
+    /// checked against the provider's keys, this client and `nonce`.
+    pub async fn finish(
+        &self,
+        provider: &OidcProvider,
+        code: String,
+        verifier: &str,
+        nonce: &str,
+        redirect: &str,
+    ) -> Result<Checked, FlowError> {
+        let metadata = self.metadata(provider, false).await?;
+        let client = Self::client(provider, &metadata, redirect)?;
+        let token = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| FlowError::Config(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| FlowError::Exchange(error_chain(&e)))?;
+        let id_token = token
+            .extra_fields()
+            .id_token()
+            .ok_or(FlowError::NoIdToken)?
+            .clone();
+        let nonce = Nonce::new(nonce.to_owned());
+        let subject = match Self::subject(&client, &id_token, &nonce) {
+            // A key the kept JWKS lacks: the provider may have rotated its
+            // keys. Read them again, once.
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                let metadata = self.metadata(provider, true).await?;
+                let client = Self::client(provider, &metadata, redirect)?;
+                Self::subject(&client, &id_token, &nonce)
+            }
+            other => other,
+        }
+        .map_err(|e| FlowError::IdToken(e.to_string()))?;
+        Ok(Checked {
+            subject,
+            claims: payload(&id_token)
+                .ok_or_else(|| FlowError::IdToken("unreadable claims".into()))?,
+        })
+    }
+
+    fn subject<HA, HD, HI, HR, HT, HU>(
+        client: &CoreClient<HA, HD, HI, HR, HT, HU>,
+        id_token: &CoreIdToken,
+        nonce: &Nonce,
+    ) -> Result<String, ClaimsVerificationError>
+    where
+        HA: openidconnect::EndpointState,
+        HD: openidconnect::EndpointState,
+        HI: openidconnect::EndpointState,
+        HR: openidconnect::EndpointState,
+        HT: openidconnect::EndpointState,
+        HU: openidconnect::EndpointState,
+    {
+        id_token
+            .claims(&client.id_token_verifier(), nonce)
+            .map(|c| c.subject().to_string())
+    }
+}
+
+/// Every claim of an ID token (read only after it was checked): its
+/// payload, the JWT's middle part.
+fn payload(id_token: &CoreIdToken) -> Option<Value> {
+    use base64::Engine as _;
+    let compact = id_token.to_string();
+    let middle = compact.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(middle.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// An error and its causes, on one line (the crate's outer error says
+/// little: "Server returned error response").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
