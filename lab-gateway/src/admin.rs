@@ -20,7 +20,8 @@ use crate::ledger::{self, Bucket, By};
 use crate::scheduling::now_ms;
 use crate::store::{Account, Role, User};
 
-fn require_ops(user: &User) -> Result<(), ApiError> {
+/// 403 unless `user` is ops or an admin.
+pub(crate) fn require_ops(user: &User) -> Result<(), ApiError> {
     match user.role {
         Role::Ops | Role::Admin => Ok(()),
         _ => Err(ApiError::Forbidden(

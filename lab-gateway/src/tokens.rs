@@ -120,22 +120,13 @@ fn in_words(d: std::time::Duration) -> String {
     }
 }
 
-fn require_ops(role: Role) -> Result<(), ApiError> {
-    match role {
-        Role::Ops | Role::Admin => Ok(()),
-        _ => Err(ApiError::Forbidden(
-            "the admin API is for the ops and admin roles".into(),
-        )),
-    }
-}
-
 /// `GET /api/admin/users/NAME/tokens`: a user's live tokens and sessions.
 pub async fn of_user(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-    require_ops(user.role)?;
+    crate::admin::require_ops(&user)?;
     if s.store.account(&name)?.is_none() {
         return Err(ApiError::NotFound(format!("no user {name:?}")));
     }
@@ -149,7 +140,7 @@ pub async fn end_sessions(
     AuthUser(user): AuthUser,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_ops(user.role)?;
+    crate::admin::require_ops(&user)?;
     let target = s
         .store
         .account(&name)?

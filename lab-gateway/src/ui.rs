@@ -299,12 +299,20 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Res
             "log out from this server's own page".into(),
         ));
     }
+    let mut logout_url = None;
     if let Some(token) = cookie_token(&headers) {
+        // A session an OpenID provider made: the browser signs out there too.
+        let back = crate::sso::own_url(&headers).map(|b| b + "/");
+        logout_url = back.and_then(|back| s.sso.logout_url(&token, &back));
         // Only a browser session: an API token sent as a cookie by a client
         // is the client's to revoke (`lab token revoke`).
         with_store(&s, move |store| store.revoke_session(&token)).await?;
     }
-    let mut r = (StatusCode::OK, Json(Value::Null)).into_response();
+    let body = match logout_url {
+        Some(url) => json!({"logout_url": url}),
+        None => Value::Null,
+    };
+    let mut r = (StatusCode::OK, Json(body)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&session_cookie("").removal().build().to_string())

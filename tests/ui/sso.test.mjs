@@ -7,7 +7,8 @@
 // is fetched; ID tokens with the wrong audience, expired, replayed (another
 // flow's nonce), unsigned, or signed by a key not the provider's are
 // refused, as are a wrong `state` and a callback in a browser that did not
-// start the sign-in; sign-out ends the session; the client secret is never
+// start the sign-in; sign-out ends the session here and at the provider;
+// the client secret is never
 // in the log, /api/status or the quota export.
 
 import { test, before, after } from "node:test";
@@ -212,9 +213,17 @@ test("sign-out ends the session, and the client secret is nowhere to be read", {
     assert.ok(cookie);
     const asCookie = () => fetch(lab.base + "/api/kernels", { headers: { cookie: `lab_token=${cookie.value}` } });
     assert.equal((await asCookie()).status, 200);
-    const out = await s.page.evaluate(async () => (await fetch("/api/logout", { method: "POST" })).status);
-    assert.ok(out < 300, `logout answered ${out}`);
+    // Log out in the app: the session ends here, and the browser signs out at
+    // the provider too (RP-initiated logout), then comes back to the lab.
+    await s.page.locator("details.user-menu summary").click();
+    await s.page.getByRole("button", { name: "Log out" }).click();
+    await s.page.locator("#logout-yes").click({ timeout: 30_000 });
+    await s.page.waitForURL(`${lab.base}/`, { timeout: 30_000 });
+    await s.page.getByRole("link", { name: "Sign in with Academy SSO" }).waitFor();
     assert.equal((await asCookie()).status, 401);
+    // The provider's session is over too: signing in again asks for the login.
+    await s.page.getByRole("link", { name: "Sign in with Academy SSO" }).click();
+    await s.page.locator('input[name="login"]').waitFor({ timeout: 30_000 });
 
     for (const path of ["/api/status", "/api/admin/quotas", "/api/login/providers"]) {
       const r = await admin(path);

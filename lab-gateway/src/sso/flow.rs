@@ -39,15 +39,20 @@ pub struct Authorization {
     pub nonce: String,
 }
 
-/// The checked ID token's subject and every claim in it.
+/// The checked ID token's subject and every claim in it, and the token
+/// (the hint of a later sign-out at the provider).
 pub struct Checked {
     pub subject: String,
     pub claims: Value,
+    pub id_token: String,
 }
 
 struct Entry {
     config: OidcProvider,
     metadata: tokio::sync::Mutex<Option<Arc<CoreProviderMetadata>>>,
+    /// The discovery document's `end_session_endpoint` (RP-initiated
+    /// logout), which the core metadata type does not carry.
+    end_session: parking_lot::Mutex<Option<String>>,
 }
 
 /// The configured providers, each with its discovery document once read.
@@ -76,6 +81,7 @@ impl Providers {
                 .map(|config| Entry {
                     config,
                     metadata: tokio::sync::Mutex::new(None),
+                    end_session: parking_lot::Mutex::new(None),
                 })
                 .collect(),
             http,
@@ -119,7 +125,31 @@ impl Providers {
                 .map_err(|e| FlowError::Discovery(e.to_string()))?,
         );
         *kept = Some(m.clone());
+        *entry.end_session.lock() = self.end_session_endpoint(provider).await;
         Ok(m)
+    }
+
+    /// The provider's `end_session_endpoint`, read from its discovery
+    /// document; none if it has none or it cannot be read.
+    async fn end_session_endpoint(&self, provider: &OidcProvider) -> Option<String> {
+        let url = format!("{}/.well-known/openid-configuration", provider.issuer);
+        let doc: Value = self.http.get(url).send().await.ok()?.json().await.ok()?;
+        let end = doc.get("end_session_endpoint")?.as_str()?;
+        (end.starts_with("https://") || end.starts_with("http://")).then(|| end.to_owned())
+    }
+
+    /// Where to send a browser to sign out at the provider too: its end
+    /// session endpoint with the session's ID token as the hint, back to
+    /// `back` after; none if the provider has no such endpoint.
+    pub fn logout_url(&self, provider: &str, id_token: &str, back: &str) -> Option<String> {
+        let entry = self.entries.iter().find(|e| e.config.name == provider)?;
+        let end = entry.end_session.lock().clone()?;
+        let mut url = openidconnect::url::Url::parse(&end).ok()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token)
+            .append_pair("client_id", &entry.config.client_id)
+            .append_pair("post_logout_redirect_uri", back);
+        Some(url.to_string())
     }
 
     fn client(
@@ -217,6 +247,7 @@ impl Providers {
             subject,
             claims: payload(&id_token)
                 .ok_or_else(|| FlowError::IdToken("unreadable claims".into()))?,
+            id_token: id_token.to_string(),
         })
     }
 

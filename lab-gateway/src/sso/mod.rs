@@ -43,19 +43,38 @@ const PENDING_FOR: Duration = Duration::from_secs(600);
 /// The most logins under way at once (older ones go first).
 const PENDING_MAX: usize = 10_000;
 
-/// The providers and the logins under way.
+/// The providers, the logins under way, and the sessions they made (by
+/// the session token's hash: the provider and the ID token, the hint of a
+/// sign-out there). Kept in memory only: after a restart, a sign-out ends
+/// the session here alone.
 #[derive(Default)]
 pub struct Sso {
     providers: Providers,
     pending: Mutex<HashMap<String, Pending>>,
+    sessions: Mutex<HashMap<String, (String, String)>>,
 }
+
+/// The most sign-ins remembered for a sign-out at their provider.
+const SESSIONS_MAX: usize = 100_000;
 
 impl Sso {
     pub fn new(providers: Vec<OidcProvider>) -> Sso {
         Sso {
             providers: Providers::new(providers),
             pending: Mutex::default(),
+            sessions: Mutex::default(),
         }
+    }
+
+    /// Where a browser signing out of `session` goes next, to sign out at
+    /// the provider that made it too (back to `back`); none for a session
+    /// a provider did not make, or one whose provider has no endpoint.
+    pub fn logout_url(&self, session: &str, back: &str) -> Option<String> {
+        let (provider, id_token) = self
+            .sessions
+            .lock()
+            .remove(&crate::store::hash_token(session))?;
+        self.providers.logout_url(&provider, &id_token, back)
     }
 
     fn remember(&self, state: String, p: Pending) {
@@ -94,7 +113,7 @@ pub async fn list(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
 
 /// This server's own URL, as the browser reached it (the provider sends
 /// the browser back to it, so it must be one the provider knows).
-fn own_url(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn own_url(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     if host.is_empty() || host.contains(['/', '\\', '@', ' ']) {
         return None;
@@ -291,6 +310,16 @@ pub async fn callback(
                 );
             }
         };
+    {
+        let mut sessions = s.sso.sessions.lock();
+        if sessions.len() >= SESSIONS_MAX {
+            sessions.clear();
+        }
+        sessions.insert(
+            crate::store::hash_token(&session),
+            (name.clone(), checked.id_token),
+        );
+    }
     tracing::info!(provider = %name, user = %user.name, role = user.role.as_str(), "signed in");
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut()

@@ -37,7 +37,12 @@ function header(u: Identity): HTMLElement {
         "button",
         {
           onclick: async () => {
-            await api("/api/logout", { method: "POST" });
+            const out = await api<{ logout_url?: string } | null>("/api/logout", { method: "POST" });
+            // Signed in through a provider: sign out there too, and come back.
+            if (out?.logout_url) {
+              location.href = out.logout_url;
+              return;
+            }
             user = null;
             location.hash = "#/";
             void route();
