@@ -34,6 +34,35 @@ pub struct AuthUser(pub User);
 
 pub const COOKIE: &str = "lab_token";
 
+/// The `Set-Cookie` value of a browser session: `Secure` when a TLS proxy
+/// in front says the browser came over HTTPS (lab serve itself speaks
+/// plain HTTP), kept for the session's lifetime.
+pub fn session_cookie_value(
+    token: &str,
+    headers: &axum::http::HeaderMap,
+    lifetime: std::time::Duration,
+) -> String {
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    session_cookie(token)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .secure(https)
+        .build()
+        .to_string()
+}
+
+/// The attributes every `lab_token` cookie has, set or cleared: the whole
+/// site, HttpOnly, SameSite=Strict.
+pub fn session_cookie(value: &str) -> cookie::CookieBuilder<'static> {
+    cookie::Cookie::build((COOKIE, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+}
+
 /// A token, and whether it came from the cookie (which the browser adds by
 /// itself) rather than from the request's own header or URL.
 fn token_from(parts: &Parts) -> Option<(String, bool)> {

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{COOKIE, cookie_token};
+use crate::auth::{cookie_token, session_cookie, session_cookie_value};
 use crate::error::ApiError;
 use crate::store::User;
 
@@ -77,40 +77,6 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     r
-}
-
-/// The login cookie; `Secure` when a TLS proxy in front says the browser
-/// came over HTTPS (lab serve itself speaks plain HTTP).
-/// The `Set-Cookie` value of a new browser session (for a sign-in
-/// elsewhere, such as an OpenID provider's callback).
-pub fn session_cookie_header(
-    token: &str,
-    headers: &HeaderMap,
-    lifetime: std::time::Duration,
-) -> String {
-    cookie(token, headers, lifetime)
-}
-
-fn cookie(token: &str, headers: &HeaderMap, lifetime: std::time::Duration) -> String {
-    let https = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    session_cookie(token)
-        .max_age(cookie::time::Duration::seconds(
-            i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
-        ))
-        .secure(https)
-        .build()
-        .to_string()
-}
-
-/// The attributes every `lab_token` cookie has, set or cleared: the whole
-/// site, HttpOnly, SameSite=Strict.
-fn session_cookie(value: &str) -> cookie::CookieBuilder<'static> {
-    cookie::Cookie::build((COOKIE, value.to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(cookie::SameSite::Strict)
 }
 
 async fn with_store<T: Send + 'static>(
@@ -266,8 +232,12 @@ pub async fn login(
     let mut r = Json(json!({"identity": identity(&user)})).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie(&session, &headers, policy.session_lifetime))
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        HeaderValue::from_str(&session_cookie_value(
+            &session,
+            &headers,
+            policy.session_lifetime,
+        ))
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(r)
 }
@@ -329,7 +299,7 @@ mod tests {
     fn the_login_cookie_keeps_its_attributes() {
         let mut headers = HeaderMap::new();
         let week = crate::config::LoginPolicy::default().session_lifetime;
-        let set = cookie("abc", &headers, week);
+        let set = session_cookie_value("abc", &headers, week);
         for part in [
             "lab_token=abc",
             "Path=/",
@@ -341,7 +311,7 @@ mod tests {
         }
         assert!(!set.contains("Secure"), "{set}");
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        assert!(cookie("abc", &headers, week).contains("; Secure"));
+        assert!(session_cookie_value("abc", &headers, week).contains("; Secure"));
         let cleared = session_cookie("").removal().build().to_string();
         for part in [
             "lab_token=;",

@@ -324,7 +324,7 @@ pub async fn callback(
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/"));
-    if let Ok(v) = HeaderValue::from_str(&crate::ui::session_cookie_header(
+    if let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie_value(
         &session,
         &headers,
         policy.session_lifetime,
