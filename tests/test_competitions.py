@@ -23,6 +23,8 @@ import pytest
 
 import websocket
 
+import openapi_check
+
 from test_gateway import LAB, VENV_DATA, free_port, send_execute_on, start_lab
 from test_sandbox import landlock_abi
 from test_grading_nbgrader import add_user
@@ -55,10 +57,11 @@ def call(lab, who, method, path, body=None, raw=None, content_type="application/
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             text = r.read().decode()
-            status = r.status
+            status, kind = r.status, r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
         text = e.read().decode()
-        status = e.code
+        status, kind = e.code, e.headers.get("Content-Type")
+    openapi_check.check(lab["url"] + path, method, status, kind, text, data)
     SEEN.append((who, text))
     try:
         return status, json.loads(text) if text else None

@@ -15,6 +15,8 @@ import uuid
 import pytest
 import websocket
 
+import openapi_check
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAB = ROOT / "target" / "debug" / "lab"
 VENV_DATA = pathlib.Path(sys.prefix) / "share" / "jupyter"
@@ -73,10 +75,12 @@ def api(base, path, token, method="GET", body=None):
     try:
         with urllib.request.urlopen(req, timeout=90) as r:
             raw = r.read()
-            return r.status, json.loads(raw) if raw else None
+            status, kind = r.status, r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
         raw = e.read()
-        return e.code, json.loads(raw) if raw else None
+        status, kind = e.code, e.headers.get("Content-Type")
+    openapi_check.check(base + path, method, status, kind, raw, req.data)
+    return status, json.loads(raw) if raw else None
 
 
 def send_execute_on(ws, code):

@@ -171,7 +171,9 @@ fn check_notebook(bytes: Vec<u8>) -> Result<Vec<u8>, ApiError> {
     Ok(bytes)
 }
 
-/// `GET /api/courses`: every course and its notebooks.
+/// Every course and its published notebooks.
+#[utoipa::path(get, path = "/api/courses", tag = "courses",
+    responses((status = 200, description = "The courses", body = [Object])))]
 pub async fn list(
     State(s): State<AppState>,
     AuthUser(_): AuthUser,
@@ -214,8 +216,10 @@ pub struct Publish {
     from: String,
 }
 
-/// `PUT /api/courses/{course}/{notebook} {"from": PATH}`: publishes (or
-/// republishes) a notebook of the trainer's.
+/// Publishes (or republishes) a notebook of the trainer's in a course.
+#[utoipa::path(put, path = "/api/courses/{course}/{notebook}", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("notebook" = String, Path, description = "The notebook's file name (`….ipynb`)")),
+    request_body(content = Object, description = "`{\"from\": a notebook's path in the trainer's folder}`"),
+    responses((status = 200, description = "`{course, name, last_modified}`", body = Object)))]
 pub async fn publish(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -239,7 +243,9 @@ pub async fn publish(
     ))
 }
 
-/// `DELETE /api/courses/{course}/{notebook}`: unpublishes.
+/// Unpublishes a notebook.
+#[utoipa::path(delete, path = "/api/courses/{course}/{notebook}", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("notebook" = String, Path, description = "The notebook's file name (`….ipynb`)")),
+    responses((status = 204, description = "Unpublished")))]
 pub async fn unpublish(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -258,8 +264,11 @@ pub async fn unpublish(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/courses/{course}/{notebook}/copy`: the caller's own copy, at
-/// `<course>/<notebook>` in their root (or `<name>-1.ipynb`, … if taken).
+/// The caller's own copy of a course notebook.
+///
+/// It goes to `COURSE/NOTEBOOK` in their folder (or `NAME-1.ipynb`, … if taken).
+#[utoipa::path(post, path = "/api/courses/{course}/{notebook}/copy", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("notebook" = String, Path, description = "The notebook's file name (`….ipynb`)")),
+    responses((status = 201, description = "The copy's contents model", body = crate::openapi::models::Contents)))]
 pub async fn copy(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -283,8 +292,12 @@ pub struct Owner {
     user: String,
 }
 
-/// `PUT /api/courses/{course}/owner {"user": NAME}`: an admin gives a
-/// course (one from before owners, or one whose owner left) to a trainer.
+/// An admin gives a course to a trainer.
+///
+/// For a course from before owners, or one whose owner left.
+#[utoipa::path(put, path = "/api/courses/{course}/owner", tag = "courses", params(("course" = String, Path, description = "The course's folder name")),
+    request_body(content = Object, description = "`{\"user\": a trainer's name}`"),
+    responses((status = 200, description = "The course's staff", body = Object)))]
 pub async fn set_owner(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -311,8 +324,9 @@ pub async fn set_owner(
     )))
 }
 
-/// `PUT /api/courses/{course}/trainers/{user}`: the owner (or an admin)
-/// names a co-trainer.
+/// The owner (or an admin) names a co-trainer.
+#[utoipa::path(put, path = "/api/courses/{course}/trainers/{user}", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("user" = String, Path, description = "The trainer's name")),
+    responses((status = 200, description = "The course's staff", body = Object)))]
 pub async fn add_trainer(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -331,8 +345,9 @@ pub async fn add_trainer(
     )))
 }
 
-/// `DELETE /api/courses/{course}/trainers/{user}`: the owner (or an admin)
-/// takes a co-trainer off the course.
+/// The owner (or an admin) takes a co-trainer off the course.
+#[utoipa::path(delete, path = "/api/courses/{course}/trainers/{user}", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("user" = String, Path, description = "The trainer's name")),
+    responses((status = 204, description = "Removed")))]
 pub async fn remove_trainer(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

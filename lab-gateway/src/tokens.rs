@@ -21,7 +21,9 @@ const MAX_TOKENS: usize = 100;
 /// longest, if shorter).
 const DEFAULT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
-/// `GET /api/tokens`: the caller's live tokens and sessions.
+/// The caller's live API tokens and browser sessions (never the tokens themselves).
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    responses((status = 200, description = "The caller's tokens", body = [crate::store::TokenInfo])))]
 pub async fn list(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -38,7 +40,12 @@ struct NewToken {
     expires_in: Option<String>,
 }
 
-/// `POST /api/tokens {"label", "expires_in"?}`: a new token, shown this once.
+/// A new personal API token, shown this once.
+///
+/// It lasts 90 days unless `expires_in` says otherwise, and at most the configured longest (`[login] token_max_lifetime`).
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens",
+    request_body(content = Object, description = "`{\"label\": \"…\", \"expires_in\": \"30d\"}` (`expires_in` optional)"),
+    responses((status = 201, description = "The token's entry and, this once, `token`", body = Object)))]
 pub async fn create(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -94,7 +101,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// `DELETE /api/tokens/ID`: revokes one of the caller's tokens or sessions.
+/// Revokes one of the caller's tokens or sessions.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's id, from the list")),
+    responses((status = 204, description = "Revoked")))]
 pub async fn revoke(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -120,7 +130,12 @@ fn in_words(d: std::time::Duration) -> String {
     }
 }
 
-/// `GET /api/admin/users/NAME/tokens`: a user's live tokens and sessions.
+/// A user's live tokens and sessions.
+///
+/// For the ops and admin roles.
+#[utoipa::path(get, path = "/api/admin/users/{name}/tokens", tag = "admin",
+    params(("name" = String, Path, description = "The user's name")),
+    responses((status = 200, description = "Their tokens", body = [crate::store::TokenInfo])))]
 pub async fn of_user(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -133,8 +148,12 @@ pub async fn of_user(
     Ok(Json(s.store.tokens_of(&name)?))
 }
 
-/// `DELETE /api/admin/users/NAME/sessions`: ends a user's browser sessions
-/// (their API tokens stay).
+/// Ends a user's browser sessions; their API tokens stay.
+///
+/// For the ops and admin roles.
+#[utoipa::path(delete, path = "/api/admin/users/{name}/sessions", tag = "admin",
+    params(("name" = String, Path, description = "The user's name")),
+    responses((status = 200, description = "`{\"ended\": count}`", body = Object)))]
 pub async fn end_sessions(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

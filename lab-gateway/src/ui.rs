@@ -109,8 +109,11 @@ fn check_host(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// `/`: the app. A login URL's `?code=` or `?token=` is read by the app,
-/// which asks before it logs in (see the module doc); nothing logs in here.
+/// The web app.
+///
+/// A login URL's `?code=` or `?token=` is read by the app, which asks before it logs in; nothing logs in here.
+#[utoipa::path(get, path = "/", tag = "service", security(()),
+    responses((status = 200, description = "The app's page", content_type = "text/html", body = String)))]
 pub async fn index(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_host(&s, &headers)?;
     let mut r = serve(&INDEX, &headers);
@@ -139,7 +142,11 @@ pub async fn index(State(s): State<AppState>, headers: HeaderMap) -> Result<Resp
 /// posts the frame's height to the app): `scripts/build-ui` writes its hash.
 const FRAME_SCRIPT_HASH: &str = include_str!("../ui/dist/frame-script.csp");
 
-/// `/ui/{file}`: the app's script and stylesheet.
+/// The app's script and stylesheet.
+#[utoipa::path(get, path = "/ui/{file}", tag = "service", security(()),
+    params(("file" = String, Path, description = "`app.js` or `app.css`")),
+    responses((status = 200, description = "The file", content(
+        (String = "text/javascript"), (String = "text/css")))))]
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match file.as_str() {
         "app.js" => serve(&APP_JS, &headers),
@@ -162,9 +169,12 @@ fn identity(u: &User) -> Value {
     json!({"username": u.name, "role": u.role, "group": u.group})
 }
 
-/// `POST /api/login {"token"} | {"code"}` (and `"check": true` to only ask
-/// whose it is): creates a browser session and sets its cookie; 401 for a
-/// wrong token or a used or expired code.
+/// Signs a browser in with a token or a one-time login code, and sets its session cookie.
+///
+/// 401 for a wrong token or a used or expired code. With `"check": true` it only says whose the token is.
+#[utoipa::path(post, path = "/api/login", tag = "login", security(()),
+    request_body(content = Object, description = "`{\"token\"}` or `{\"code\"}`, and `\"check\": true` to only ask"),
+    responses((status = 200, description = "`{\"identity\": {username, role, group}}`; the cookie is set", body = Object)))]
 pub async fn login(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -242,8 +252,11 @@ pub async fn login(
     Ok(r)
 }
 
-/// `GET /api/login`: who the cookie says the caller is, or `null`; never
-/// 401, so the app's first look does not log an error.
+/// Who the browser's cookie says the caller is, or `null`.
+///
+/// Never 401, so the app's first look does not log an error.
+#[utoipa::path(get, path = "/api/login", tag = "login", security(()),
+    responses((status = 200, description = "`{\"identity\": {username, role, group} or null}`", body = Object)))]
 pub async fn whoami(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -261,8 +274,11 @@ pub async fn whoami(
     Ok(Json(json!({"identity": user.as_ref().map(identity)})))
 }
 
-/// `POST /api/logout`: revokes the browser session (the old cookie value no
-/// longer logs anyone in) and clears the cookie.
+/// Signs the browser out: its session ends and the cookie is cleared.
+///
+/// For a session an OpenID provider made, `logout_url` is where the browser goes to sign out there too.
+#[utoipa::path(post, path = "/api/logout", tag = "login", security(()),
+    responses((status = 200, description = "`{\"logout_url\": URL or null}`", body = Object)))]
 pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if headers.contains_key(header::ORIGIN) && !crate::auth::same_origin(&headers) {
         return Err(ApiError::Forbidden(
@@ -278,11 +294,7 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Res
         // is the client's to revoke (`lab token revoke`).
         with_store(&s, move |store| store.revoke_session(&token)).await?;
     }
-    let body = match logout_url {
-        Some(url) => json!({"logout_url": url}),
-        None => Value::Null,
-    };
-    let mut r = (StatusCode::OK, Json(body)).into_response();
+    let mut r = (StatusCode::OK, Json(json!({"logout_url": logout_url}))).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&session_cookie("").removal().build().to_string())

@@ -51,7 +51,22 @@ pub(crate) fn listing(
     Ok(json!(files))
 }
 
-/// `GET /api/courses/{course}/assignments/{name}/files`.
+/// The assignment's data files.
+///
+/// The course's staff see every file, with whether it is `hidden`; others
+/// the released ones.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}/files",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    responses(
+        (status = 200, description = "Each file's `path` and `size` (and `hidden`, for staff)", body = [Object])
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -64,8 +79,23 @@ pub async fn list(
     .await
 }
 
-/// `GET /api/courses/{course}/assignments/{name}/files/{*path}`: the file,
-/// as a download.
+/// Download one data file.
+///
+/// A hidden file is a 404 to everyone but the course's staff, like one
+/// that does not exist.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}/files/{*path}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("path" = String, Path, description = "The file's path among the assignment's data files"),
+    ),
+    responses(
+        (status = 200, description = "The file, as an attachment", content_type = "application/octet-stream", body = String)
+    )
+)]
 pub async fn download(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -112,10 +142,28 @@ pub struct PutOptions {
     hidden: bool,
 }
 
-/// `PUT /api/courses/{course}/assignments/{name}/files/{*path}[?hidden=true]`:
-/// the body is the file. Replaces a file at the same path (moving it to
-/// the side asked for). Engineers who already have their copy get a new
-/// released file by fetching with `"data_only": true`.
+/// Upload a data file.
+///
+/// The course's staff only. The body is the file. It replaces a file at
+/// the same path (moving it to the side asked for). A hidden file
+/// (`hidden=true`) only goes to gradings; engineers who already have their
+/// copy get a new released file by fetching with `"data_only": true`.
+#[utoipa::path(
+    put,
+    path = "/api/courses/{course}/assignments/{name}/files/{*path}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("path" = String, Path, description = "The file's path among the assignment's data files"),
+        ("hidden" = Option<bool>, Query, description = "Hidden: only gradings get it"),
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes"),
+    responses(
+        (status = 201, description = "The file is stored: its `path`, `hidden` and `size`", body = Object),
+        (status = 200, description = "The file replaced one at the same path: its `path`, `hidden` and `size`", body = Object)
+    )
+)]
 pub async fn put(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -151,7 +199,22 @@ pub async fn put(
     .await
 }
 
-/// `DELETE /api/courses/{course}/assignments/{name}/files/{*path}`.
+/// Remove a data file.
+///
+/// The course's staff only.
+#[utoipa::path(
+    delete,
+    path = "/api/courses/{course}/assignments/{name}/files/{*path}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("path" = String, Path, description = "The file's path among the assignment's data files"),
+    ),
+    responses(
+        (status = 204, description = "The file is removed")
+    )
+)]
 pub async fn remove(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

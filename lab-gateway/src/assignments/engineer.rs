@@ -16,8 +16,19 @@ use crate::coursework::files::write_atomic;
 use crate::error::ApiError;
 use crate::store::SubmissionRow;
 
-/// `GET /api/assignments`: every assignment the caller can see (released
-/// ones; drafts too for the courses they teach), with their own state.
+/// Every assignment the caller can see, with their own state.
+///
+/// The released assignments, and the drafts too of the courses the caller
+/// teaches (all of them, for an admin). Each has `mine`: the caller's
+/// submission window, extension, number of submissions and latest one.
+#[utoipa::path(
+    get,
+    path = "/api/assignments",
+    tag = "assignments",
+    responses(
+        (status = 200, description = "The assignments, each with `mine`", body = [Object])
+    )
+)]
 pub async fn list_all(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -25,7 +36,22 @@ pub async fn list_all(
     super::offload(&s, &user, move |s, user| list_in(s, user, None)).await
 }
 
-/// `GET /api/courses/{course}/assignments`.
+/// One course's assignments the caller can see, with their own state.
+///
+/// As the list of every assignment, for one course: the released ones, and
+/// the drafts too for the course's staff. An unknown course gives an empty
+/// list.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+    ),
+    responses(
+        (status = 200, description = "The assignments, each with `mine`", body = [Object])
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -53,7 +79,23 @@ fn list_in(
     Ok(Json(json!(out)))
 }
 
-/// `GET /api/courses/{course}/assignments/{name}`.
+/// One assignment, with the caller's state and its data files.
+///
+/// Its policy and graded cells, `mine` (the caller's state) and `files`:
+/// the released data files, and the hidden ones too for the course's
+/// staff. A draft is a 404 to everyone but the course's staff.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    responses(
+        (status = 200, description = "The assignment, with `mine` and `files`", body = Object)
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -92,13 +134,28 @@ pub struct Fetch {
     data_only: bool,
 }
 
-/// `POST /api/courses/{course}/assignments/{name}/fetch`: the released
-/// notebook into the caller's folder at `COURSE/NAME.ipynb`, and the
-/// assignment's released data files beside it (`COURSE/PATH`). An existing
-/// copy is kept (409) unless `"overwrite": true`; an existing data file is
-/// kept unless `"overwrite": true` too. `"data_only": true` fetches the
-/// data files the caller lacks and nothing else (a file the trainer added
-/// after they took their copy).
+/// Fetch the assignment into the caller's folder.
+///
+/// The released notebook goes to `COURSE/NAME.ipynb`, and the assignment's
+/// released data files beside it (`COURSE/PATH`). An existing copy is kept
+/// (409) unless `"overwrite": true`; an existing data file is kept unless
+/// `"overwrite": true` too. `"data_only": true` fetches the data files the
+/// caller lacks and nothing else (a file the trainer added after they took
+/// their copy).
+#[utoipa::path(
+    post,
+    path = "/api/courses/{course}/assignments/{name}/fetch",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Option<Object>, description = "Optional JSON: {\"overwrite\": bool, \"data_only\": bool}; no body, `null` or `{}` means both false"),
+    responses(
+        (status = 201, description = "The copy is written: its `path` and `type`, the data `files` written and those `kept` as they were", body = Object),
+        (status = 200, description = "With `data_only`: the same, the notebook left as it was", body = Object)
+    )
+)]
 pub async fn fetch(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -188,9 +245,27 @@ pub struct Submit {
     notebook: Option<Value>,
 }
 
-/// `POST /api/courses/{course}/assignments/{name}/submissions`: submits
-/// the caller's notebook. It is copied out of their folder at once, with
-/// the server's time, and queued for grading.
+/// Submit a notebook for grading.
+///
+/// The caller's notebook (their copy `COURSE/NAME.ipynb` by default,
+/// another `path` in their folder, or the `notebook` itself) is copied at
+/// once, with the server's time, and queued for grading. Refused before
+/// the assignment is released or when its dates no longer take
+/// submissions (409; the caller's extension counts), and past the policy's
+/// caps (429).
+#[utoipa::path(
+    post,
+    path = "/api/courses/{course}/assignments/{name}/submissions",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Option<Object>, description = "Optional JSON: {\"path\": PATH} (in the caller's folder) or {\"notebook\": {...}}; no body, `null` or `{}` means the caller's copy"),
+    responses(
+        (status = 201, description = "The submission, queued for grading", body = Object)
+    )
+)]
 pub async fn submit(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -258,10 +333,26 @@ pub async fn submit(
     .await
 }
 
-/// `POST /api/courses/{course}/assignments/{name}/validate`: runs the
-/// public tests on the caller's notebook (`{"path": …}`, default their
-/// copy, or `{"notebook": …}`), as nbgrader's Validate button does, and
-/// answers with the feedback. Nothing is submitted or recorded.
+/// Run the public tests on a notebook, without submitting it.
+///
+/// As nbgrader's Validate button: the caller's notebook (their copy by
+/// default, another `path` in their folder, or the `notebook` itself) runs
+/// against the public tests and the answer is the feedback. Nothing is
+/// submitted or recorded. One validation at a time per caller (429 while
+/// one runs); 503 when it could not run.
+#[utoipa::path(
+    post,
+    path = "/api/courses/{course}/assignments/{name}/validate",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Option<Object>, description = "Optional JSON: {\"path\": PATH} (in the caller's folder) or {\"notebook\": {...}}; no body, `null` or `{}` means the caller's copy"),
+    responses(
+        (status = 200, description = "The feedback of the public tests", body = Object)
+    )
+)]
 pub async fn validate(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -313,8 +404,22 @@ pub struct Whose {
     user: Option<String>,
 }
 
-/// `GET /api/courses/{course}/assignments/{name}/submissions`: the
-/// caller's own; staff see everyone's (or one user's with `?user=`).
+/// The caller's submissions to an assignment, oldest first.
+///
+/// The course's staff see everyone's, or one user's with `user=NAME`.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}/submissions",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("user" = Option<String>, Query, description = "Staff: only this user's submissions (ignored for others)"),
+    ),
+    responses(
+        (status = 200, description = "The submissions, oldest first", body = [Object])
+    )
+)]
 pub async fn submissions(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -338,8 +443,21 @@ pub async fn submissions(
     .await
 }
 
-/// `GET /api/submissions/{id}`: state, queue position, scores and
-/// feedback, as the caller may see them.
+/// One submission: its state, queue position, scores and feedback.
+///
+/// As the caller may see them: its submitter, and the course's staff; a
+/// 404 for anyone else.
+#[utoipa::path(
+    get,
+    path = "/api/submissions/{id}",
+    tag = "assignments",
+    params(
+        ("id" = String, Path, description = "The submission's id"),
+    ),
+    responses(
+        (status = 200, description = "The submission", body = Object)
+    )
+)]
 pub async fn submission(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -352,7 +470,20 @@ pub async fn submission(
     .await
 }
 
-/// `GET /api/submissions/{id}/notebook`: the notebook as submitted.
+/// The notebook as submitted.
+///
+/// For its submitter and the course's staff; a 404 for anyone else.
+#[utoipa::path(
+    get,
+    path = "/api/submissions/{id}/notebook",
+    tag = "assignments",
+    params(
+        ("id" = String, Path, description = "The submission's id"),
+    ),
+    responses(
+        (status = 200, description = "The notebook (nbformat JSON)", body = Object)
+    )
+)]
 pub async fn submitted_notebook(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -27,10 +27,27 @@ pub struct Import {
     policy: Option<Policy>,
 }
 
-/// `PUT /api/courses/{course}/assignments/{name}`: creates an assignment
-/// from an nbgrader source notebook, or replaces its source (a fixed test:
-/// regrade afterwards). The first assignment of a new course makes the
-/// trainer its owner.
+/// Create an assignment from an nbgrader source notebook, or replace its source.
+///
+/// Trainers and admins only. The source notebook is read from the caller's
+/// folder (`path`) or given itself (`notebook`); engineers get its release
+/// version. Replacing the source (a fixed test) keeps the assignment's
+/// policy unless a new one is given: regrade afterwards. The first
+/// assignment of a new course makes the caller its owner; in another's
+/// course the caller must be a co-trainer (403).
+#[utoipa::path(
+    put,
+    path = "/api/courses/{course}/assignments/{name}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Object, description = "JSON: {\"path\": PATH} or {\"notebook\": {...}}, and optionally \"policy\" (dates, late penalty, limits)"),
+    responses(
+        (status = 200, description = "The assignment, as staff see it", body = Object)
+    )
+)]
 pub async fn import(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -103,9 +120,24 @@ pub struct Change {
     published: Option<bool>,
 }
 
-/// `PATCH /api/courses/{course}/assignments/{name}`: dates and policies,
-/// `"released": true` (engineers see it), `"published": true` (hidden
-/// results show when the policy waits for that).
+/// Change an assignment's policy, release it, or publish its results.
+///
+/// The course's staff only. `policy` replaces the dates and policies;
+/// `"released": true` shows it to engineers; `"published": true` shows the
+/// hidden results when the policy waits for that.
+#[utoipa::path(
+    patch,
+    path = "/api/courses/{course}/assignments/{name}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Object, description = "JSON, every field optional: {\"policy\": {...}, \"released\": bool, \"published\": bool}"),
+    responses(
+        (status = 200, description = "The assignment, as staff see it", body = Object)
+    )
+)]
 pub async fn change(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -156,9 +188,23 @@ pub struct Regrade {
     submission: Option<String>,
 }
 
-/// `POST /api/courses/{course}/assignments/{name}/grade`: grades again one
-/// submission or every one (after a test was fixed). New grades are
-/// recorded beside the old.
+/// Grade again one submission, or every one of the assignment.
+///
+/// The course's staff only, after a test was fixed for instance. The new
+/// gradings are queued; their grades are recorded beside the old.
+#[utoipa::path(
+    post,
+    path = "/api/courses/{course}/assignments/{name}/grade",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    request_body(content = Option<Object>, description = "Optional JSON: {\"submission\": ID}; no body, `null` or `{}` regrades every submission"),
+    responses(
+        (status = 200, description = "`queued` (how many) and `gradings` (the queued gradings' ids)", body = Object)
+    )
+)]
 pub async fn regrade(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -201,8 +247,23 @@ pub struct Manual {
     comment: String,
 }
 
-/// `PUT /api/submissions/{id}/grades/{grade_id}`: a trainer grades a free
-/// answer (or overrides a cell) by hand, with a comment.
+/// Grade one cell of a submission by hand.
+///
+/// A trainer of the course grades a free answer (or overrides a graded
+/// cell) with a comment; the points are between 0 and the cell's maximum.
+#[utoipa::path(
+    put,
+    path = "/api/submissions/{id}/grades/{grade_id}",
+    tag = "assignments",
+    params(
+        ("id" = String, Path, description = "The submission's id"),
+        ("grade_id" = String, Path, description = "The graded cell's nbgrader `grade_id`"),
+    ),
+    request_body(content = Object, description = "JSON: {\"points\": N, \"comment\": TEXT (optional)}"),
+    responses(
+        (status = 200, description = "The submission, as staff see it", body = Object)
+    )
+)]
 pub async fn manual_grade(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -256,7 +317,24 @@ pub struct Extension {
     hours: f64,
 }
 
-/// `PUT /api/courses/{course}/assignments/{name}/extensions/{user}`.
+/// Give one engineer extra time on an assignment.
+///
+/// The course's staff only. Between 0 and a year of hours; 0 takes the
+/// extension back.
+#[utoipa::path(
+    put,
+    path = "/api/courses/{course}/assignments/{name}/extensions/{user}",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("user" = String, Path, description = "The engineer's user name"),
+    ),
+    request_body(content = Object, description = "JSON: {\"hours\": N}"),
+    responses(
+        (status = 200, description = "`{\"user\", \"seconds\"}`: the extension now", body = Object)
+    )
+)]
 pub async fn extension(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -289,9 +367,27 @@ pub struct Format {
     format: Option<String>,
 }
 
-/// `GET /api/courses/{course}/assignments/{name}/gradebook[?format=csv]`:
-/// one row per engineer who submitted: the counting submission's score per
-/// graded cell, total, late penalty, final score and state.
+/// The assignment's gradebook.
+///
+/// The course's staff only. One row per engineer who submitted: the
+/// counting submission's score per graded cell, total, late penalty, final
+/// score and state. `format=csv` gives it as a CSV download.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}/gradebook",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "The gradebook: its cells, rows and progress, or the rows as CSV", content(
+            (Object = "application/json"),
+            (String = "text/csv"),
+        ))
+    )
+)]
 pub async fn gradebook(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -331,8 +427,21 @@ pub async fn gradebook(
     .await
 }
 
-/// `GET /api/courses/{course}/assignments/{name}/source`: the trainer's
-/// source notebook (staff only).
+/// The trainer's source notebook.
+///
+/// The course's staff only.
+#[utoipa::path(
+    get,
+    path = "/api/courses/{course}/assignments/{name}/source",
+    tag = "assignments",
+    params(
+        ("course" = String, Path, description = "The course's name"),
+        ("name" = String, Path, description = "The assignment's name"),
+    ),
+    responses(
+        (status = 200, description = "The nbgrader source notebook (nbformat JSON)", body = Object)
+    )
+)]
 pub async fn source_notebook(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

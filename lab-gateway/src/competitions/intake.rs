@@ -43,13 +43,44 @@ struct FromFolder {
 /// so this is what bounds them.
 const FREE_PER_DAY: u32 = 100;
 
-/// `POST /api/competitions/{slug}/submissions[?description=...]`: the body
-/// is the CSV, or JSON `{"path": "...", "description": "..."}` naming one
-/// in the caller's folder. Checked, scored on both boards and recorded in
-/// one step: 201 with the public score; 422 naming each problem (recorded
-/// without its file, costs nothing); 429 when the caps are spent (nothing
-/// recorded). JSON `{"notebook": "..."}` names a notebook to run instead
-/// (a code submission): stored and queued, 202; see [`submit_code`].
+/// Make a submission: a prediction file, or a notebook to run.
+///
+/// The caller must have joined (403). The body is the prediction CSV, or
+/// (with `Content-Type: application/json`) `{"path": "..."}` naming one in
+/// the caller's folder, with an optional `"description"`. It is checked,
+/// scored on both boards and recorded in one step: 201 with the public
+/// score. A CSV the checks refuse is recorded without its file and costs
+/// nothing: 422 naming each problem. One that could not be scored through
+/// no fault of the caller is recorded too, at no cost: 503. A file over
+/// the rules' `max_bytes` is a 413.
+///
+/// JSON `{"notebook": "..."}` names a notebook in the caller's folder to
+/// run instead (a code submission, where the rules allow them): stored
+/// and queued for a run, 202; a file that is not a notebook we can run is
+/// a 422 with nothing recorded.
+///
+/// When the caps are spent nothing is recorded: 429 with the counts and
+/// when they reset (409 once the competition is closed). Files refused or
+/// failed are free, within 100 per team per UTC day.
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/submissions",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("description" = Option<String>, Query, description = "The submission's description (at most 500 characters kept); a JSON body's `description` wins"),
+    ),
+    request_body(description = "The prediction CSV, or JSON: {\"path\": PATH} (a CSV in the caller's folder) or {\"notebook\": PATH} (a notebook to run), each with an optional \"description\"", content(
+        (String = "text/csv"),
+        (Object = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "Scored and recorded: the submission, with its public score", body = Object),
+        (status = 202, description = "A code submission, stored and queued: the submission, with its `position` in the run queue", body = Object),
+        (status = 422, description = "The file is refused: `reason`, `message`, `problems`, `more`, and the recorded `submission` (none for a notebook)", body = Object),
+        (status = 503, description = "The file could not be scored, at no cost: `reason`, `message` and the recorded `submission`", body = Object)
+    )
+)]
 pub async fn submit(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -18,7 +18,19 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::store::{EntryState, TeamRow};
 
-/// `GET /api/competitions`: every competition the caller may see.
+/// Every competition the caller may see.
+///
+/// The published competitions, and the unpublished ones the caller runs
+/// (as their creator, or an admin). Each has `joined`: whether the caller
+/// is on one of its teams.
+#[utoipa::path(
+    get,
+    path = "/api/competitions",
+    tag = "competitions",
+    responses(
+        (status = 200, description = "The competitions, each with its rules, phase and `joined`", body = [Object])
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -57,8 +69,24 @@ fn counts(s: &AppState, slug: &str, team: &TeamRow, rules: &Rules) -> Result<Val
     }))
 }
 
-/// `GET /api/competitions/{slug}`: the competition, the caller's team and
-/// counts, and the data files.
+/// One competition, with the caller's team, counts and data files.
+///
+/// `team` and `submissions` (made today and in all, the caps, and when
+/// the day's count resets) once the caller has joined; `data` lists the
+/// participant files. Staff also get `hidden_data`, the files only code
+/// submissions' runs get. An unpublished competition is a 404 to everyone
+/// but its staff.
+#[utoipa::path(
+    get,
+    path = "/api/competitions/{slug}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The competition, with `team`, `submissions`, `data` (and `hidden_data` for staff)", body = Object)
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -101,7 +129,22 @@ fn data_files(dir: &std::path::Path) -> Result<Vec<Value>, ApiError> {
     Ok(files)
 }
 
-/// `GET /api/competitions/{slug}/data/{name}`: a participant file.
+/// Download a participant data file.
+///
+/// For everyone who may see the competition. Only the participant files
+/// are served here, not the hidden ones.
+#[utoipa::path(
+    get,
+    path = "/api/competitions/{slug}/data/{name}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("name" = String, Path, description = "The file's name"),
+    ),
+    responses(
+        (status = 200, description = "The file, as an attachment", content_type = "application/octet-stream", body = String)
+    )
+)]
 pub async fn download(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -131,8 +174,21 @@ pub async fn download(
     .await
 }
 
-/// `POST /api/competitions/{slug}/join`: the caller accepts the rules and
-/// gets a team of their own (or keeps the one they are on).
+/// Join the competition.
+///
+/// The caller accepts the rules and gets a team of their own, or keeps
+/// the one they are on. Refused once the competition has ended (409).
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/join",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The caller's team: `id`, `name` and `members`", body = Object)
+    )
+)]
 pub async fn join(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -149,8 +205,24 @@ pub async fn join(
     .await
 }
 
-/// `GET /api/competitions/{slug}/submissions[?all=true]`: the caller's
-/// team's, newest first; staff may ask for everyone's.
+/// The submissions of the caller's team, newest first.
+///
+/// Empty until the caller has joined. Staff may ask for every team's with
+/// `all=true`. Private scores show to staff, and to everyone once the
+/// private board is visible; a queued code submission has its `position`
+/// in the run queue.
+#[utoipa::path(
+    get,
+    path = "/api/competitions/{slug}/submissions",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("all" = Option<bool>, Query, description = "Staff: every team's submissions (ignored for others)"),
+    ),
+    responses(
+        (status = 200, description = "The submissions, newest first", body = [Object])
+    )
+)]
 pub async fn entries(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -182,10 +254,23 @@ pub async fn entries(
     .await
 }
 
-/// `DELETE /api/competitions/{slug}/submissions/{id}`: cancels a code
-/// submission of the caller's team (any, for staff) still waiting for its
-/// run: failed with "cancelled", at no cost. A run that started is not
-/// stopped (409).
+/// Cancel a queued code submission.
+///
+/// A code submission of the caller's team (of any team, for staff) still
+/// waiting for its run is failed with the category `cancelled`, at no
+/// cost. A run that started is not stopped (409).
+#[utoipa::path(
+    delete,
+    path = "/api/competitions/{slug}/submissions/{id}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("id" = i64, Path, description = "The submission's id"),
+    ),
+    responses(
+        (status = 200, description = "The cancelled submission", body = Object)
+    )
+)]
 pub async fn cancel(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -232,9 +317,23 @@ pub struct Selection {
     selected: bool,
 }
 
-/// `PUT /api/competitions/{slug}/submissions/{id}/selected` with
-/// `{"selected": true}`: a final submission for the private board, up to
-/// the rules' number; until the end.
+/// Pick or unpick a final submission for the private board.
+///
+/// A scored submission of the caller's team, up to the rules' number of
+/// `selections` (409 past it); until the competition ends (409 after).
+#[utoipa::path(
+    put,
+    path = "/api/competitions/{slug}/submissions/{id}/selected",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("id" = i64, Path, description = "The submission's id"),
+    ),
+    request_body(content = Object, description = "JSON: {\"selected\": true|false}"),
+    responses(
+        (status = 200, description = "`{\"id\", \"selected\"}`", body = Object)
+    )
+)]
 pub async fn select(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -278,9 +377,29 @@ pub struct BoardQuery {
     format: Option<String>,
 }
 
-/// `GET /api/competitions/{slug}/leaderboard[?board=public|private|shakeup][&format=csv]`.
-/// Public for everyone who may see the competition; private and the
-/// shake-up for staff, and for everyone once revealed.
+/// A leaderboard: the public board, the private one, or the shake-up.
+///
+/// The public board is for everyone who may see the competition. The
+/// private board and the shake-up (each team's move from its public to its
+/// private rank) are for staff, and for everyone once the private board is
+/// visible (403 before). `format=csv` gives the public or private board as
+/// a CSV download; the shake-up is JSON only.
+#[utoipa::path(
+    get,
+    path = "/api/competitions/{slug}/leaderboard",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("board" = Option<String>, Query, description = "`public` (default), `private` or `shakeup`"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "`{\"board\", \"higher_is_better\", \"rows\"}` with the rows best first, or the rows as CSV", content(
+            (Object = "application/json"),
+            (String = "text/csv"),
+        ))
+    )
+)]
 pub async fn leaderboard(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -110,8 +110,22 @@ fn judge(
     }
 }
 
-/// `POST /api/competitions/{slug}/rescore`: staff rescore every scored
-/// submission against the current solution; until the reveal.
+/// Rescore every scored submission against the current solution.
+///
+/// Staff only, until the private board is visible (409 after). A file the
+/// solution now refuses is rejected (a CSV, which then costs nothing) or
+/// failed as a format error (a code run's output).
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/rescore",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "What changed: `rescored`, `refused`, `missing` (file gone, left as it was) and `failed` (could not be scored again, left as it was)", body = Object)
+    )
+)]
 pub async fn rescore(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -49,7 +49,20 @@ fn checked(rules: &Rules) -> Result<String, ApiError> {
     serde_json::to_string(rules).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// `POST /api/competitions`: the caller becomes its staff.
+/// Create a competition.
+///
+/// Trainers, ops and admins only; the caller becomes its staff. It starts
+/// unpublished: upload its solution, then publish it. 409 when the slug is
+/// taken.
+#[utoipa::path(
+    post,
+    path = "/api/competitions",
+    tag = "competitions",
+    request_body(content = Object, description = "JSON: {\"slug\", \"title\", \"overview\" (optional), \"rules_text\" (optional), \"rules\": {\"metric\", \"columns\", \"start\", \"merger_deadline\", \"end\", caps, team size, selections, reveal, ...}}"),
+    responses(
+        (status = 201, description = "The new competition, as staff see it", body = Object)
+    )
+)]
 pub async fn create(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -100,9 +113,23 @@ pub struct Change {
     rules: Option<Rules>,
 }
 
-/// `PATCH /api/competitions/{slug}`: texts and rules. The metric and the
-/// columns are fixed once anyone has submitted (their scores would mean
-/// something else); a new metric must still fit the solution.
+/// Change a competition's texts and rules.
+///
+/// Staff only. The metric and the columns are fixed once anyone has
+/// submitted (409: their scores would mean something else); a new metric
+/// must still fit the solution.
+#[utoipa::path(
+    patch,
+    path = "/api/competitions/{slug}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    request_body(content = Object, description = "JSON, every field optional: {\"title\", \"overview\", \"rules_text\", \"rules\"}; `rules` replaces the whole rules"),
+    responses(
+        (status = 200, description = "The competition, as staff see it", body = Object)
+    )
+)]
 pub async fn change(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -150,11 +177,25 @@ pub async fn change(
     .await
 }
 
-/// `PUT /api/competitions/{slug}/solution`: the body is the solution CSV
-/// (id, target, `Usage`), checked against the metric before it replaces
-/// the old one; every scored submission is then rescored against it
-/// (`rescore`). Refused after the reveal. The answer gives row counts and
-/// what the rescore changed, never a target.
+/// Upload or replace the competition's solution.
+///
+/// Staff only. The body is the solution CSV (id, target, `Usage`), checked
+/// against the metric before it replaces the old one; every scored
+/// submission is then rescored against it. Refused once the private board
+/// is visible (409). The answer gives row counts and what the rescore
+/// changed, never a target.
+#[utoipa::path(
+    put,
+    path = "/api/competitions/{slug}/solution",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    request_body(content = String, content_type = "text/csv", description = "The solution CSV: the id and target columns, and `Usage` (public or private) for each row"),
+    responses(
+        (status = 200, description = "`rescored` (the rescore's counts), `rows`, `public`, `private` and `usage_column`", body = Object)
+    )
+)]
 pub async fn put_solution(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -195,8 +236,21 @@ pub async fn put_solution(
     .await
 }
 
-/// `POST /api/competitions/{slug}/publish`: participants can see it and
-/// join. It needs a solution first.
+/// Publish the competition.
+///
+/// Staff only. Participants can see it and join from then on. It needs a
+/// solution first (409).
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/publish",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The competition, as staff see it", body = Object)
+    )
+)]
 pub async fn publish(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -216,8 +270,20 @@ pub async fn publish(
     .await
 }
 
-/// `POST /api/competitions/{slug}/reveal`: the private board shows to
-/// everyone. Only after the end.
+/// Reveal the private board to everyone.
+///
+/// Staff only, and only after the end (409 before).
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/reveal",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The competition, as staff see it", body = Object)
+    )
+)]
 pub async fn reveal(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -275,8 +341,26 @@ impl DataQuery {
     }
 }
 
-/// `PUT /api/competitions/{slug}/data/{name}[?hidden=true]`: the body is
-/// the file; a hidden one goes only to code submissions' runs.
+/// Upload a data file.
+///
+/// Staff only. The body is the file; one of the same name is replaced.
+/// With `hidden=true` it goes only to code submissions' runs (the hidden
+/// test features), not to participants.
+#[utoipa::path(
+    put,
+    path = "/api/competitions/{slug}/data/{name}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("name" = String, Path, description = "The file's name: letters, digits, `.`, `-` and `_`, not starting with `.`, at most 200"),
+        ("hidden" = Option<bool>, Query, description = "A hidden file, for code submissions' runs only"),
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes"),
+    responses(
+        (status = 201, description = "The file is stored"),
+        (status = 200, description = "The file replaced one of the same name")
+    )
+)]
 pub async fn put_data(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -302,7 +386,22 @@ pub async fn put_data(
     .await
 }
 
-/// `DELETE /api/competitions/{slug}/data/{name}[?hidden=true]`.
+/// Remove a data file.
+///
+/// Staff only; `hidden=true` removes a hidden one.
+#[utoipa::path(
+    delete,
+    path = "/api/competitions/{slug}/data/{name}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("name" = String, Path, description = "The file's name"),
+        ("hidden" = Option<bool>, Query, description = "The hidden file of that name, not the participant one"),
+    ),
+    responses(
+        (status = 204, description = "The file is removed")
+    )
+)]
 pub async fn remove_data(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -32,8 +32,21 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<
         .map_err(|e| ApiError::BadRequest(format!("expected {expected}: {e}")))
 }
 
-/// `GET /api/competitions/{slug}/team`: the caller's team and its
-/// invitations, sent and received.
+/// The caller's team and its invitations.
+///
+/// The team (`id`, `name`, `members`) with its `invitations`, each `sent`
+/// or `received`. 403 until the caller has joined.
+#[utoipa::path(
+    get,
+    path = "/api/competitions/{slug}/team",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The team, with `invitations`", body = Object)
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -70,7 +83,22 @@ struct Rename {
     name: String,
 }
 
-/// `PATCH /api/competitions/{slug}/team` with `{"name": "..."}`.
+/// Rename the caller's team.
+///
+/// 1 to 60 characters, none of them control characters; 409 when another
+/// team has the name.
+#[utoipa::path(
+    patch,
+    path = "/api/competitions/{slug}/team",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    request_body(content = Object, description = "JSON: {\"name\": \"...\"}"),
+    responses(
+        (status = 200, description = "The team", body = Object)
+    )
+)]
 pub async fn rename(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -103,9 +131,24 @@ struct Invite {
     user: String,
 }
 
-/// `POST /api/competitions/{slug}/team/invitations` with `{"user": NAME}`:
-/// asks NAME's team to merge into the caller's. The rules are checked now
-/// (so a hopeless request is refused at once) and again on acceptance.
+/// Ask another team to merge into the caller's.
+///
+/// The other team is named by one of its members. The rules (merger
+/// deadline, team size) are checked now, so a hopeless request is refused
+/// at once (409), and again on acceptance. 404 when that user has not
+/// joined.
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/team/invitations",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    request_body(content = Object, description = "JSON: {\"user\": NAME}, a member of the team asked"),
+    responses(
+        (status = 200, description = "`{\"from\", \"to\"}`: the two teams' names", body = Object)
+    )
+)]
 pub async fn invite(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -141,8 +184,23 @@ pub async fn invite(
     .await
 }
 
-/// `POST /api/competitions/{slug}/team/invitations/{id}/accept`: the
-/// caller's team merges into the inviting one, if the rules allow it.
+/// Accept an invitation: the caller's team merges into the inviting one.
+///
+/// If the rules allow it (409 otherwise): before the merger deadline,
+/// within the team size, and no more counted submissions between the
+/// teams than the daily cap times the days so far.
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/team/invitations/{id}/accept",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("id" = i64, Path, description = "The invitation's id"),
+    ),
+    responses(
+        (status = 200, description = "The merged team", body = Object)
+    )
+)]
 pub async fn accept(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -165,8 +223,19 @@ pub async fn accept(
     .await
 }
 
-/// `DELETE /api/competitions/{slug}/team/invitations/{id}`: withdraw one
-/// the caller's team sent, or decline one it got.
+/// Withdraw an invitation the caller's team sent, or decline one it got.
+#[utoipa::path(
+    delete,
+    path = "/api/competitions/{slug}/team/invitations/{id}",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+        ("id" = i64, Path, description = "The invitation's id"),
+    ),
+    responses(
+        (status = 204, description = "The invitation is gone")
+    )
+)]
 pub async fn drop(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -186,10 +255,22 @@ pub async fn drop(
     .await
 }
 
-/// `POST /api/competitions/{slug}/team/leave`: the caller leaves their team
-/// for a team of their own, as on Kaggle only before the merger deadline
-/// and while the team has no counted submission (so nobody walks away
-/// with a share of its caps, and no score is split).
+/// Leave the caller's team for a team of their own.
+///
+/// As on Kaggle, only before the merger deadline and while the team has no
+/// counted submission (409 otherwise), so nobody walks away with a share
+/// of its caps and no score is split.
+#[utoipa::path(
+    post,
+    path = "/api/competitions/{slug}/team/leave",
+    tag = "competitions",
+    params(
+        ("slug" = String, Path, description = "The competition's short name"),
+    ),
+    responses(
+        (status = 200, description = "The caller's new team", body = Object)
+    )
+)]
 pub async fn leave(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

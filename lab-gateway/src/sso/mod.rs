@@ -99,7 +99,9 @@ impl Sso {
     }
 }
 
-/// `GET /api/login/providers`: the sign-in buttons the login page shows.
+/// The OpenID Connect providers the login page offers.
+#[utoipa::path(get, path = "/api/login/providers", tag = "login", security(()),
+    responses((status = 200, description = "`[{name, display_name, url}]`", body = [Object])))]
 pub async fn list(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(json!(
         s.sso
@@ -124,7 +126,13 @@ pub(crate) fn own_url(headers: &HeaderMap) -> Option<String> {
     Some(format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
-/// `GET /login/oidc/NAME`: off to the provider.
+/// Starts a sign-in with a provider: a redirect to its login page.
+#[utoipa::path(get, path = "/login/oidc/{name}", tag = "login", security(()), params(("name" = String, Path, description = "The provider's name in `[[login.oidc]]`")),
+    responses(
+        (status = 303, description = "To the provider"),
+        (status = 404, description = "A page: no such provider", content_type = "text/html", body = String),
+        (status = 500, description = "A page: this gateway failed", content_type = "text/html", body = String),
+        (status = 502, description = "A page: the provider does not answer", content_type = "text/html", body = String)))]
 pub async fn start(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -199,8 +207,20 @@ pub struct Callback {
     error_description: Option<String>,
 }
 
-/// `GET /login/oidc/NAME/callback`: back from the provider; on success a
-/// session and its cookie, and the app.
+/// Back from the provider: on success a session, its cookie, and a redirect to the app.
+///
+/// A refused sign-in gets a page that says why.
+#[utoipa::path(get, path = "/login/oidc/{name}/callback", tag = "login", security(()), params(("name" = String, Path, description = "The provider's name in `[[login.oidc]]`"),
+        ("code" = Option<String>, Query, description = "The authorization code"),
+        ("state" = Option<String>, Query, description = "The state this gateway sent"),
+        ("error" = Option<String>, Query, description = "The provider's error")),
+    responses(
+        (status = 303, description = "To the app, signed in"),
+        (status = 400, description = "A page: the provider sent an error or nothing to use", content_type = "text/html", body = String),
+        (status = 403, description = "A page that says why the sign-in was refused", content_type = "text/html", body = String),
+        (status = 404, description = "A page: no such provider", content_type = "text/html", body = String),
+        (status = 500, description = "A page: this gateway failed", content_type = "text/html", body = String),
+        (status = 502, description = "A page: the provider does not answer", content_type = "text/html", body = String)))]
 pub async fn callback(
     State(s): State<AppState>,
     Path(name): Path<String>,

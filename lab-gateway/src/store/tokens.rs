@@ -23,7 +23,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// What a token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     /// For scripts, `lab` commands and `jupyter server --gateway-url`.
@@ -42,7 +42,8 @@ impl TokenKind {
 }
 
 /// A live token as its owner (or ops) sees it: never the token itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
 pub struct TokenInfo {
     pub id: String,
     pub kind: TokenKind,
