@@ -197,8 +197,10 @@ function configuration() {
     scopes: ["openid", "profile", "email", "groups"],
     responseTypes: ["code"],
     // groups, preferred_username and email go into the ID token as well, so
-    // a relying party needs no userinfo call.
-    conformIdTokenClaims: false,
+    // a relying party needs no userinfo call; with POST /_test/conform they
+    // are only in userinfo, as a conforming provider (and Entra, Google for
+    // some claims) sends them.
+    conformIdTokenClaims: conform,
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: true },
@@ -213,6 +215,8 @@ function configuration() {
 // ---- test-control state shared by every Provider built -----------------
 
 let nextIdToken; // what the next /token response's id_token becomes (once)
+let conform = false; // scope claims only in userinfo, not in the ID token
+let userinfoCalls = 0; // how many times /me (userinfo) answered
 let lastIdToken; // the real id_token of the last /token response (for replays)
 
 const b64json = (part) => JSON.parse(Buffer.from(part, "base64url").toString("utf8"));
@@ -278,6 +282,11 @@ function build() {
       return;
     }
     return next();
+  });
+
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === "/me" && ctx.status === 200) userinfoCalls += 1;
   });
 
   // POST /_test/next_id_token: the next token response carries another id_token.
@@ -352,6 +361,16 @@ async function testControl(req, res) {
       build();
       const { client_secret: _, ...shown } = client;
       return send(200, shown);
+    }
+    if (route === "POST /_test/conform") {
+      const body = await readJsonBody(req);
+      conform = Boolean(body.on);
+      build();
+      console.error(`oidc test provider: claims ${conform ? "only in userinfo" : "in the ID token too"}`);
+      return send(200, { conform, userinfo_calls: userinfoCalls });
+    }
+    if (route === "GET /_test/userinfo_calls") {
+      return send(200, { userinfo_calls: userinfoCalls });
     }
     if (route === "PUT /_test/accounts") {
       writeJson(ACCOUNTS, await readJsonBody(req));

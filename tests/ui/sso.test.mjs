@@ -164,6 +164,34 @@ test("people sign in through the provider's own page and get the role and cohort
   }),
 );
 
+test("a provider that keeps the name, e-mail and groups out of the ID token: they come from userinfo", { timeout: 120_000 }, () =>
+  ui.withFailureShots(async () => {
+    const accounts = await control("GET", "/_test/accounts");
+    accounts.dana = { preferred_username: "dana", groups: ["academy-ops", "cohort-8"], email: "dana@agency.example" };
+    await control("PUT", "/_test/accounts", accounts);
+    const before = (await control("POST", "/_test/conform", { on: true })).userinfo_calls;
+    try {
+      const dana = await signIn("dana");
+      assert.equal(dana.refused, undefined, dana.refused);
+      // The ID token really lacked them; the gateway asked userinfo once.
+      const { id_token } = await control("GET", "/_test/last_id_token");
+      const claims = JSON.parse(Buffer.from(id_token.split(".")[1], "base64url"));
+      assert.equal(claims.sub, "dana");
+      for (const k of ["groups", "email", "preferred_username"]) assert.equal(claims[k], undefined, k);
+      assert.equal((await control("GET", "/_test/userinfo_calls")).userinfo_calls, before + 1);
+      const row = (await users()).dana;
+      assert.deepEqual([row.role, row.group, row.email], ["ops", "cohort-8", "dana@agency.example"]);
+    } finally {
+      await control("POST", "/_test/conform", { on: false });
+    }
+    // With the claims in the ID token, userinfo is not asked.
+    const calls = (await control("GET", "/_test/userinfo_calls")).userinfo_calls;
+    const again = await signIn("dana");
+    assert.equal(again.refused, undefined, again.refused);
+    assert.equal((await control("GET", "/_test/userinfo_calls")).userinfo_calls, calls);
+  }),
+);
+
 test("forged, expired, replayed and unsigned ID tokens, a wrong state and a foreign callback are refused", { timeout: 180_000 }, () =>
   ui.withFailureShots(async () => {
     const before = Object.keys(await users()).sort();

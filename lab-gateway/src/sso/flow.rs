@@ -2,14 +2,15 @@
 //! discovery (kept, and read again when a token is signed by a key the
 //! kept JWKS lacks), the authorization URL with PKCE, `state` and `nonce`,
 //! and the code exchange whose ID token is checked before any claim of it
-//! is read.
+//! is read; userinfo fills in the claims the ID token left out.
 
 use std::sync::Arc;
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    SignatureVerificationError,
 };
 use serde_json::Value;
 
@@ -28,7 +29,28 @@ pub enum FlowError {
     NoIdToken,
     #[error("its ID token was refused ({0})")]
     IdToken(String),
+    #[error("its userinfo could not be read ({0})")]
+    UserInfo(String),
 }
+
+/// A client made from the discovery document: authorization endpoint set,
+/// token and userinfo endpoints as the document gives them.
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// The claims of a userinfo answer beyond the standard ones (`groups` and
+/// the like), kept whole.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
+struct OtherClaims(serde_json::Map<String, Value>);
+
+impl openidconnect::AdditionalClaims for OtherClaims {}
 
 /// What a browser is sent to the provider with, and what its callback
 /// must bring back to be finished.
@@ -156,17 +178,7 @@ impl Providers {
         provider: &OidcProvider,
         metadata: &CoreProviderMetadata,
         redirect: &str,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        FlowError,
-    > {
+    ) -> Result<Client, FlowError> {
         Ok(CoreClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(provider.client_id.clone()),
@@ -243,12 +255,57 @@ impl Providers {
             other => other,
         }
         .map_err(|e| FlowError::IdToken(e.to_string()))?;
+        let mut claims =
+            payload(&id_token).ok_or_else(|| FlowError::IdToken("unreadable claims".into()))?;
+        // A conforming provider may keep the scopes' claims (the name, the
+        // e-mail, the groups) out of the ID token when it gives an access
+        // token: ask its userinfo endpoint for what is missing.
+        let wanted = [
+            &provider.username_claim,
+            &provider.groups_claim,
+            &provider.email_claim,
+        ];
+        if wanted.iter().any(|c| claims.get(c.as_str()).is_none())
+            && metadata.userinfo_endpoint().is_some()
+        {
+            let more = self
+                .user_info(&client, token.access_token().clone(), &subject)
+                .await?;
+            if let (Some(claims), Value::Object(more)) = (claims.as_object_mut(), more) {
+                for (k, v) in more {
+                    claims.entry(k).or_insert(v);
+                }
+            }
+        }
         Ok(Checked {
             subject,
-            claims: payload(&id_token)
-                .ok_or_else(|| FlowError::IdToken("unreadable claims".into()))?,
+            claims,
             id_token: id_token.to_string(),
         })
+    }
+
+    /// The userinfo endpoint's claims, asked with the access token; refused
+    /// when they are about another subject than the checked ID token's.
+    async fn user_info(
+        &self,
+        client: &Client,
+        access_token: openidconnect::AccessToken,
+        subject: &str,
+    ) -> Result<Value, FlowError> {
+        let request = client
+            .user_info(
+                access_token,
+                Some(openidconnect::SubjectIdentifier::new(subject.to_owned())),
+            )
+            .map_err(|e| FlowError::UserInfo(e.to_string()))?;
+        let answer: openidconnect::UserInfoClaims<
+            OtherClaims,
+            openidconnect::core::CoreGenderClaim,
+        > = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| FlowError::UserInfo(error_chain(&e)))?;
+        serde_json::to_value(&answer).map_err(|e| FlowError::UserInfo(e.to_string()))
     }
 
     fn subject<HA, HD, HI, HR, HT, HU>(
