@@ -46,6 +46,7 @@ def start_lab(data, port, env, *args):
         if line.startswith("Log in with: "):
             info = json.loads((data / "runtime" / "lab-server.json").read_text())
             assert info["pid"] == proc.pid, "lab-server.json is another server's"
+            openapi_check.prepare(f"http://127.0.0.1:{port}")
             return proc, info["token"], "".join(lines)
         if not line and proc.poll() is not None:
             break

@@ -95,11 +95,25 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             .collect(),
     );
 
-    // axum's catch-all `{*path}` is OpenAPI's `{path}`.
+    // axum's catch-all `{*path}` is OpenAPI's `{path}`, which says it may
+    // hold `/` (sent as is, or as `%2F`).
     let paths = std::mem::take(&mut api.paths.paths);
     api.paths.paths = paths
         .into_iter()
-        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .map(|(path, mut item)| {
+            if let Some((_, rest)) = path.split_once("{*") {
+                let name = rest.trim_end_matches('}');
+                for (_, op) in operations(&mut item) {
+                    for p in op.parameters.iter_mut().flatten() {
+                        if p.name == name {
+                            let about = p.description.get_or_insert_default();
+                            about.push_str(" It may hold `/`, sent as is or as `%2F`.");
+                        }
+                    }
+                }
+            }
+            (path.replace("{*", "{"), item)
+        })
         .collect();
 
     let components = api.components.get_or_insert_with(Default::default);
