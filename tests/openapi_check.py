@@ -5,6 +5,7 @@ through `check`, so the whole suite's traffic (kernels, assignments,
 competitions, ops) keeps the document true, success and error alike."""
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.parse
@@ -20,9 +21,28 @@ _lock = threading.Lock()
 
 
 def prepare(base):
-    """Reads and parses the server's document now, so that the first check
-    of a test that races the server does not spend its time parsing."""
+    """Reads and parses the server's document now (a new server on `base`),
+    so that the first check of a test that races the server does not spend
+    its time parsing."""
+    with _lock:
+        _specs.pop(base, None)
     _spec(base)
+
+
+def _catch_alls(doc):
+    """Patterns of the paths whose last parameter may hold `/` (the
+    document says so in its description), and their templates."""
+    out = []
+    for path, item in doc["paths"].items():
+        m = re.fullmatch(r"(.*)/{([^}/]+)}", path)
+        if not m:
+            continue
+        params = [p for op in item.values() if isinstance(op, dict)
+                  for p in op.get("parameters", []) if p.get("in") == "path" and p["name"] == m.group(2)]
+        if any("may hold `/`" in p.get("description", "") for p in params):
+            prefix = re.sub(r"{[^}/]+}", "[^/]+", re.escape(m.group(1)).replace(r"\{", "{").replace(r"\}", "}"))
+            out.append(re.compile(prefix + "/(.+)"))
+    return out
 
 
 def _spec(base):
@@ -39,7 +59,7 @@ def _spec(base):
                     _specs[base] = None
                 else:
                     if raw not in _parsed:
-                        _parsed[raw] = OpenAPI.from_dict(doc)
+                        _parsed[raw] = (OpenAPI.from_dict(doc), _catch_alls(doc))
                     _specs[base] = _parsed[raw]
             except (urllib.error.HTTPError, ValueError):
                 _specs[base] = None
@@ -72,9 +92,12 @@ def check(url, method, status, content_type, raw, body=None):
     # the document's template matches one segment, as OpenAPI's do, so the
     # rest of the path is matched as that one parameter, its `/` encoded as
     # `%2F` (which the server reads the same).
-    segments = parts.path.split("/")
-    tries = [parts.path] + ["/".join(segments[:i]) + "/" + "%2F".join(segments[i:])
-                            for i in range(len(segments) - 2, 1, -1)]
+    spec, catch_alls = spec
+    tries = [parts.path]
+    for pattern in catch_alls:
+        m = pattern.fullmatch(parts.path)
+        if m and "/" in m.group(1):
+            tries.append(parts.path[:m.start(1)] + m.group(1).replace("/", "%2F"))
     try:
         for i, path in enumerate(tries):
             try:

@@ -22,10 +22,19 @@ LAB = ROOT / "target" / "debug" / "lab"
 VENV_DATA = pathlib.Path(sys.prefix) / "share" / "jupyter"
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port, never one given before in this session (so a port's
+    server, and the document `openapi_check` keeps for it, is only ever one)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def start_lab(data, port, env, *args):

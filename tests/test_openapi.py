@@ -139,6 +139,13 @@ def test_every_operation_answers_as_the_document_says(lab):
     status, _, raw = fetch(url, "/api/tokens", admin, "POST", {"label": "for the tour"})
     assert status == 201, raw
     token_id = json.loads(raw)["id"]
+    # A file's checkpoints answer through the contents routes, in their own shapes.
+    for method, path, want in [("POST", "/api/contents/notes.txt/checkpoints", 201),
+                               ("GET", "/api/contents/notes.txt/checkpoints", 200)]:
+        status, kind, raw = fetch(url, path, admin, method)
+        assert status == want, raw
+        openapi_check.check(url + path, method, status, kind, raw)
+    assert json.loads(raw) and "id" in json.loads(raw)[0], raw
     values = {"name": "academy-candle", "resource": "logo-64x64.png", "id": kernel,
               "path": "notes.txt", "file": "app.js"}
 
@@ -230,3 +237,26 @@ def test_the_suites_answer_check_refuses_an_answer_the_document_does_not_give(la
     for wrong in [(200, b'{"kernels": []}'), (201, b"[]"), (404, b'{"detail": "gone"}')]:
         with pytest.raises(AssertionError, match="not as /api/swagger.json says"):
             openapi_check.check(url + "/api/kernels", "GET", wrong[0], "application/json", wrong[1])
+    # A route the document does not have is refused, even below a described
+    # one; only a parameter that may hold `/` takes the rest of a path.
+    gone = b'{"reason": "Not Found", "message": "no such route"}'
+    with pytest.raises(AssertionError, match="not as /api/swagger.json says"):
+        openapi_check.check(url + f"/api/kernels/{uuid.uuid4()}/elsewhere", "GET", 404, "application/json", gone)
+    openapi_check.check(url + "/api/contents/a/b/c.txt", "GET", 404, "application/json", gone)
+
+
+def test_axums_own_refusals_are_json_errors_with_their_headers(lab):
+    """A method a route does not have, and a path segment that is not the
+    number the route takes, are refused by axum itself; they come as the
+    documented JSON error like every other, and a 405 keeps its `Allow`."""
+    url, admin = lab["url"], lab["admin"]
+    req = urllib.request.Request(url + "/api/status", method="DELETE",
+                                 headers={"Authorization": f"token {admin}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 405 and e.value.headers.get("Content-Type") == "application/json"
+    assert "GET" in e.value.headers.get("Allow", ""), dict(e.value.headers)
+    assert json.loads(e.value.read())["reason"] == "Method Not Allowed"
+    status, kind, raw = fetch(url, "/api/competitions/x/submissions/not-a-number", admin, "DELETE")
+    assert status == 400 and kind == "application/json", (status, kind, raw)
+    assert "not-a-number" in json.loads(raw)["message"], raw

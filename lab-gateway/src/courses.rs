@@ -268,7 +268,7 @@ pub async fn unpublish(
 ///
 /// It goes to `COURSE/NOTEBOOK` in their folder (or `NAME-1.ipynb`, … if taken).
 #[utoipa::path(post, path = "/api/courses/{course}/{notebook}/copy", tag = "courses", params(("course" = String, Path, description = "The course's folder name"), ("notebook" = String, Path, description = "The notebook's file name (`….ipynb`)")),
-    responses((status = 201, description = "The copy's contents model", body = crate::openapi::models::Contents)))]
+    responses((status = 201, description = "`{\"path\", \"type\": \"notebook\"}`: where the copy is", body = Object)))]
 pub async fn copy(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

@@ -196,26 +196,35 @@ async fn json_errors(r: axum::response::Response) -> axum::response::Response {
     if !(r.status().is_client_error() || r.status().is_server_error()) || !plain {
         return r;
     }
-    let status = r.status();
-    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        return error::ApiError::TooLarge(
+    let (mut parts, body) = r.into_parts();
+    let status = parts.status;
+    let mut json = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        error::ApiError::TooLarge(
             "the request body is over this route's limit (the contents API's is limits.request_body; others take 2 MB)".into(),
         )
-        .into_response();
-    }
-    let text = axum::body::to_bytes(r.into_body(), 64 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let message = if text.is_empty() {
-        reason.to_owned()
-    } else {
-        text
-    };
-    (
-        status,
-        axum::Json(serde_json::json!({"reason": reason, "message": message})),
-    )
         .into_response()
+    } else {
+        let text = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default();
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let message = if text.is_empty() {
+            reason.to_owned()
+        } else {
+            text
+        };
+        (
+            status,
+            axum::Json(serde_json::json!({"reason": reason, "message": message})),
+        )
+            .into_response()
+    };
+    // The other headers stay (a 405's `Allow`, among them).
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    for (name, value) in &parts.headers {
+        json.headers_mut().append(name.clone(), value.clone());
+    }
+    json
 }

@@ -45,8 +45,7 @@ const PAGINATION: &str = "application/jupyterhub-pagination+json";
         ("offset" = Option<u64>, Query, description = "Rows to skip"),
         ("limit" = Option<u64>, Query, description = "At most 1,000 a page"),
         ("period" = Option<String>, Query, description = "The period of `gpu_hours`: `day`, `week` (default) or `month`")),
-    responses((status = 200, description = "The users (or a page of them)", content(
-        ([Object] = "application/json"), (Object = "application/jupyterhub-pagination+json")))))]
+    responses((status = 200, description = "A list of users; with `Accept: application/jupyterhub-pagination+json`, a page `{\"items\", \"_pagination\"}`", body = serde_json::Value)))]
 pub async fn list_users(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,

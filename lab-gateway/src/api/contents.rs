@@ -53,7 +53,7 @@ fn checkpoint_route(path: &str) -> Option<(&str, Option<&str>)> {
         ("content" = Option<String>, Query, description = "`0` for the model without its content"),
         ("format" = Option<String>, Query, description = "`text` or `base64` for a file"),
         ("type" = Option<String>, Query, description = "`file`, `notebook` or `directory`: 400 if it is not")),
-    responses((status = 200, description = "The model (or the list of checkpoints)", body = crate::openapi::models::Contents)))]
+    responses((status = 200, description = "The model (or the list of checkpoints)", body = crate::openapi::models::ContentsOrCheckpoints)))]
 pub async fn contents_get(
     State(s): State<AppState>,
     AuthUser(user): AuthUser,
@@ -111,7 +111,7 @@ pub async fn contents_put(
 #[utoipa::path(post, path = "/api/contents/{*path}", tag = "jupyter", params(("path" = String, Path, description = "A path beneath the caller's folder; `…/checkpoints[/ID]` for a file's checkpoints")),
     request_body(content = Object, description = "`{\"type\", \"ext\"}` or `{\"copy_from\"}`; none for a checkpoint"),
     responses(
-        (status = 201, description = "Created (or the new checkpoint)", body = crate::openapi::models::Contents),
+        (status = 201, description = "Created (or the new checkpoint)", body = crate::openapi::models::ContentsOrCheckpoint),
         (status = 204, description = "The checkpoint was restored")))]
 pub async fn contents_post(
     State(s): State<AppState>,

@@ -206,6 +206,7 @@ pub struct ChannelsQuery {
 #[utoipa::path(get, path = "/api/kernels/{id}/channels", tag = "jupyter",
     params(("id" = String, Path, description = "The kernel's id (a UUID)"),
         ("session_id" = Option<String>, Query, description = "The client's session; a reconnect with the same one gets what it missed"),
+        ("resume_after" = Option<String>, Query, description = "The id of the last message the client has; a reconnect resumes after it"),
         ("token" = Option<String>, Query, description = "The token, for clients that cannot set headers")),
     responses((status = 101, description = "Switching to the websocket protocol")))]
 pub async fn channels(

@@ -73,7 +73,7 @@ pub async fn healthz() -> &'static str {
 ///
 /// For Kubernetes, its pod watch has listed the pods; 503 with the reason if not.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
-    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "`ready`", content_type = "text/plain", body = String)))]
 pub async fn readyz(State(s): State<AppState>) -> Result<&'static str, ApiError> {
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || store.ping())

@@ -169,23 +169,12 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             .collect(),
     );
 
-    // Operation ids are the handlers' names; where two handlers share a
-    // name (`list` in several modules), the method and path instead
-    // (`get_competitions_slug_team`), which no two operations share.
-    let mut seen = std::collections::HashMap::<String, usize>::new();
-    for item in api.paths.paths.values_mut() {
-        for (_, op) in operations(item) {
-            *seen
-                .entry(op.operation_id.clone().unwrap_or_default())
-                .or_default() += 1;
-        }
-    }
+    // Operation ids come from the method and path
+    // (`get_competitions_slug_team`): no two operations share them, and a
+    // handler's name, or another's, never changes a client's method names.
     for (path, item) in api.paths.paths.iter_mut() {
         for (method, op) in operations(item) {
-            let id = op.operation_id.clone().unwrap_or_default();
-            if seen.get(&id).copied().unwrap_or_default() > 1 {
-                op.operation_id = Some(id_from(method, path));
-            }
+            op.operation_id = Some(id_from(method, path));
             op.responses
                 .responses
                 .entry("default".into())
@@ -210,13 +199,18 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut O
     .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
 }
 
-/// `get` and `/api/competitions/{slug}/team` → `get_competitions_slug_team`.
+/// `get` and `/api/competitions/{slug}/team` → `get_competitions_slug_team`;
+/// `/api` itself → `get_api`, `/` → `get_root`.
 fn id_from(method: &str, path: &str) -> String {
-    let words = path
-        .trim_start_matches("/api")
+    let rest = path.strip_prefix("/api/").unwrap_or(path);
+    let mut words: Vec<&str> = rest
         .split('/')
         .map(|w| w.trim_matches(|c| c == '{' || c == '}'))
-        .filter(|w| !w.is_empty());
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        words.push("root");
+    }
     std::iter::once(method)
         .chain(words)
         .collect::<Vec<_>>()

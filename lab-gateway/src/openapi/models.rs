@@ -21,8 +21,10 @@ pub struct ErrorBody {
     message: String,
 }
 
-/// A kernel, running or waiting for admission (`execution_state`
-/// `starting` with `launch.progress`), as Kernel Gateway models it.
+/// A kernel, as Kernel Gateway models it: running; launching
+/// (`execution_state` `starting`, with `launch.progress`); waiting for
+/// admission (`queued`, with `queue`); or a start that failed or was
+/// cancelled (`dead`, with `reason`).
 #[derive(ToSchema)]
 pub struct Kernel {
     id: String,
@@ -31,14 +33,17 @@ pub struct Kernel {
     /// `%Y-%m-%dT%H:%M:%S.%fZ`.
     #[schema(format = DateTime)]
     last_activity: String,
-    /// `starting`, `idle`, `busy`, `restarting` or `dead`.
+    /// `queued`, `starting`, `idle`, `busy`, `restarting` or `dead`.
     execution_state: String,
     /// Websockets open on it.
     connections: u64,
     /// The GPUs, memory and CPUs it was granted.
     resources: Option<Value>,
-    /// Where a start that waits stands (queue position, image pull).
+    /// Where a launching start stands (`progress`: the image pull, the node).
     launch: Option<Value>,
+    /// Where a queued start stands: `position`, `eta_seconds`, `gpu_model`,
+    /// `waiting_for`.
+    queue: Option<Value>,
     /// Why a start failed or was cancelled.
     reason: Option<String>,
 }
@@ -102,4 +107,20 @@ pub struct Checkpoint {
     id: String,
     #[schema(format = DateTime)]
     last_modified: String,
+}
+
+/// A file's model, or the list of its checkpoints (`…/checkpoints`).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ContentsOrCheckpoints {
+    Model(Contents),
+    Checkpoints(Vec<Checkpoint>),
+}
+
+/// A new file's model, or a new checkpoint (`POST …/checkpoints`).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ContentsOrCheckpoint {
+    Model(Contents),
+    Checkpoint(Checkpoint),
 }

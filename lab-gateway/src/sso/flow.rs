@@ -228,7 +228,7 @@ impl Providers {
         redirect: &str,
     ) -> Result<Checked, FlowError> {
         let metadata = self.metadata(provider, false).await?;
-        let client = Self::client(provider, &metadata, redirect)?;
+        let mut client = Self::client(provider, &metadata, redirect)?;
         let token = client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| FlowError::Config(e.to_string()))?
@@ -249,7 +249,7 @@ impl Providers {
                 SignatureVerificationError::NoMatchingKey,
             )) => {
                 let metadata = self.metadata(provider, true).await?;
-                let client = Self::client(provider, &metadata, redirect)?;
+                client = Self::client(provider, &metadata, redirect)?;
                 Self::subject(&client, &id_token, &nonce)
             }
             other => other,
@@ -260,20 +260,32 @@ impl Providers {
         // A conforming provider may keep the scopes' claims (the name, the
         // e-mail, the groups) out of the ID token when it gives an access
         // token: ask its userinfo endpoint for what is missing.
-        let wanted = [
-            &provider.username_claim,
-            &provider.groups_claim,
-            &provider.email_claim,
-        ];
-        if wanted.iter().any(|c| claims.get(c.as_str()).is_none())
-            && metadata.userinfo_endpoint().is_some()
+        // Without the name there is no sign-in, so a failure then refuses
+        // it; the groups and the e-mail may be absent for good (a person in
+        // no group), so a failure then leaves them out. The ID token's own
+        // claims are never replaced.
+        let lacks = |claims: &Value, c: &str| claims.get(c).is_none();
+        let need_name = lacks(&claims, &provider.username_claim);
+        if (need_name
+            || lacks(&claims, &provider.groups_claim)
+            || lacks(&claims, &provider.email_claim))
+            && client.user_info_url().is_some()
         {
-            let more = self
+            match self
                 .user_info(&client, token.access_token().clone(), &subject)
-                .await?;
-            if let (Some(claims), Value::Object(more)) = (claims.as_object_mut(), more) {
-                for (k, v) in more {
-                    claims.entry(k).or_insert(v);
+                .await
+            {
+                Ok(Value::Object(more)) => {
+                    if let Some(claims) = claims.as_object_mut() {
+                        for (k, v) in more {
+                            claims.entry(k).or_insert(v);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if need_name => return Err(e),
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name, error = %e, "userinfo unread; signing in with the ID token's claims");
                 }
             }
         }

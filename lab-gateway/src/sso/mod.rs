@@ -130,8 +130,8 @@ pub(crate) fn own_url(headers: &HeaderMap) -> Option<String> {
 #[utoipa::path(get, path = "/login/oidc/{name}", tag = "login", security(()), params(("name" = String, Path, description = "The provider's name in `[[login.oidc]]`")),
     responses(
         (status = 303, description = "To the provider"),
+        (status = 400, description = "A page: the request does not say which address the browser used", content_type = "text/html", body = String),
         (status = 404, description = "A page: no such provider", content_type = "text/html", body = String),
-        (status = 500, description = "A page: this gateway failed", content_type = "text/html", body = String),
         (status = 502, description = "A page: the provider does not answer", content_type = "text/html", body = String)))]
 pub async fn start(
     State(s): State<AppState>,
@@ -213,14 +213,12 @@ pub struct Callback {
 #[utoipa::path(get, path = "/login/oidc/{name}/callback", tag = "login", security(()), params(("name" = String, Path, description = "The provider's name in `[[login.oidc]]`"),
         ("code" = Option<String>, Query, description = "The authorization code"),
         ("state" = Option<String>, Query, description = "The state this gateway sent"),
-        ("error" = Option<String>, Query, description = "The provider's error")),
+        ("error" = Option<String>, Query, description = "The provider's error"),
+        ("error_description" = Option<String>, Query, description = "The provider's words on it")),
     responses(
         (status = 303, description = "To the app, signed in"),
-        (status = 400, description = "A page: the provider sent an error or nothing to use", content_type = "text/html", body = String),
         (status = 403, description = "A page that says why the sign-in was refused", content_type = "text/html", body = String),
-        (status = 404, description = "A page: no such provider", content_type = "text/html", body = String),
-        (status = 500, description = "A page: this gateway failed", content_type = "text/html", body = String),
-        (status = 502, description = "A page: the provider does not answer", content_type = "text/html", body = String)))]
+        (status = 500, description = "A page: this gateway failed", content_type = "text/html", body = String)))]
 pub async fn callback(
     State(s): State<AppState>,
     Path(name): Path<String>,
