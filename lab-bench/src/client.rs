@@ -64,6 +64,25 @@ impl Api {
             .ok_or_else(|| anyhow!("no kernel id in {body}"))
     }
 
+    /// A gauge from the server's `/metrics` (Academy Lab's; none for a
+    /// server without it).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .timeout(STEP_TIMEOUT)
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     pub async fn delete_kernel(&self, id: &str) -> Result<()> {
         self.http
             .delete(format!("{}/api/kernels/{id}", self.base))

@@ -114,7 +114,7 @@ impl Plan {
                 starts: 5,
                 held: vec![1000, 10_000],
                 held_on_kernels: 100,
-                running_kernels: 200,
+                running_kernels: 1000,
                 quick: false,
             }
         };
@@ -240,10 +240,25 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The server's memory 6 s after a stage: what it keeps, not what it is
+/// still letting go of (Academy Lab gives freed memory back at most every 5 s).
+async fn stage(server: &Server, api: &Api, after: &str) -> report::Stage {
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    report::Stage {
+        after: after.to_owned(),
+        rss_mib: server.rss_mib(),
+        replay_mib: api
+            .metric("lab_replay_buffer_bytes")
+            .await
+            .map(|b| b / (1024.0 * 1024.0)),
+    }
+}
+
 async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
     let api = Api::new(server);
     let on = server.kind.label();
     let mut r = KindResults::default();
+    r.rss_stages.push(stage(server, &api, "started").await);
     for k in &args.kernels {
         let mut entry = report::PerKernel::default();
         if args.runs("p1") {
@@ -278,6 +293,8 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
             .await;
         }
         r.per_kernel.insert(k.clone(), entry);
+        r.rss_stages
+            .push(stage(server, &api, &format!("P1–P3 {k}")).await);
     }
     if !args.runs("p5") {
         return r;
@@ -288,6 +305,7 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
         scenarios::running_kernels(server, &api, plan.running_kernels),
     )
     .await;
+    r.rss_stages.push(stage(server, &api, "P5 kernels").await);
     for &n in &plan.held {
         if let Some(h) = attempt(
             &format!("{on}: {n} idle websockets"),
@@ -297,6 +315,8 @@ async fn measure(server: &Server, args: &Args, plan: &Plan) -> KindResults {
         {
             r.held.push(h);
         }
+        r.rss_stages
+            .push(stage(server, &api, &format!("P5 {n} websockets")).await);
     }
     r
 }

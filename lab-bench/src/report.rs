@@ -22,6 +22,19 @@ pub struct KindResults {
     pub per_kernel: BTreeMap<String, PerKernel>,
     pub held: Vec<Held>,
     pub kernels: Option<Kernels>,
+    /// The server's RSS when it has just started, then after each stage of
+    /// the run (and, for Academy Lab, what its replay buffers hold then):
+    /// where memory a later table starts from came from.
+    #[serde(default)]
+    pub rss_stages: Vec<Stage>,
+}
+
+/// The server's memory at one point of the run, 6 s after the stage ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Stage {
+    pub after: String,
+    pub rss_mib: Option<f64>,
+    pub replay_mib: Option<f64>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -282,6 +295,20 @@ pub fn markdown(r: &Results) -> String {
             )),
         yes(held_10k.map(|h| h.reached == 10_000 && h.rss_mib.is_some_and(|m| m < 1024.0)))
     );
+    let per_kernel = |k: Option<&KindResults>| {
+        k.and_then(|k| k.kernels.as_ref())
+            .and_then(Kernels::kib_per_kernel)
+    };
+    let lab_kernels = r.of(lab).and_then(|k| k.kernels.as_ref());
+    let _ = writeln!(
+        s,
+        "| P5: gateway RSS per idle kernel < 0.5 MiB ({} kernels) | {} | {} | | {} |",
+        lab_kernels.map_or(r.plan.running_kernels, |k| k.wanted),
+        per_kernel(r.of(lab)).map_or(NA.into(), |v| format!("{v:.0} KiB")),
+        per_kernel(r.of(kg)).map_or(NA.into(), |v| format!("{v:.0} KiB")),
+        yes(lab_kernels
+            .and_then(|k| { Some(k.reached == k.wanted && k.kib_per_kernel()? < 512.0) }))
+    );
 
     // P1.
     let _ = writeln!(s, "\n## P1: execute round trip over the websocket\n");
@@ -467,22 +494,47 @@ pub fn markdown(r: &Results) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| Gateway | Kernels wanted | Running | Time to start all | Gateway RSS before → after | Stopped by |"
+        "\n| Gateway | Kernels wanted | Running | Time to start all | Gateway RSS before → after | Per idle kernel | Stopped by |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for (kind, k) in &r.servers {
         if let Some(n) = &k.kernels {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.1} s | {} → {} | {} |",
+                "| {} | {} | {} | {:.1} s | {} → {} | {} | {} |",
                 kind.label(),
                 n.wanted,
                 n.reached,
                 n.seconds,
                 mib(n.rss_before_mib),
                 mib(n.rss_mib),
+                n.kib_per_kernel()
+                    .map_or(NA.into(), |v| format!("{v:.0} KiB")),
                 n.error.as_deref().map_or("—".into(), first_line)
             );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nThe gateway's RSS from its start through the run (each server ran the scenarios above \
+         in this order, each read 6 s after its stage ended; the RSS a table starts from is what \
+         the stages before it left):\n"
+    );
+    for (kind, k) in &r.servers {
+        if !k.rss_stages.is_empty() {
+            let stages: Vec<String> = k
+                .rss_stages
+                .iter()
+                .map(|st| match st.replay_mib {
+                    Some(r) => format!(
+                        "{} {} (replay buffers {r:.0} MiB)",
+                        st.after,
+                        mib(st.rss_mib)
+                    ),
+                    None => format!("{} {}", st.after, mib(st.rss_mib)),
+                })
+                .collect();
+            let _ = writeln!(s, "- {}: {}", kind.label(), stages.join(" → "));
         }
     }
     if !r.failures.is_empty() {

@@ -301,6 +301,14 @@ pub struct Kernels {
     pub error: Option<String>,
 }
 
+impl Kernels {
+    /// What each running kernel added to the server's RSS, in KiB.
+    pub fn kib_per_kernel(&self) -> Option<f64> {
+        let (before, after) = (self.rss_before_mib?, self.rss_mib?);
+        (self.reached > 0).then(|| (after - before) * 1024.0 / self.reached as f64)
+    }
+}
+
 pub async fn running_kernels(server: &Server, api: &Api, wanted: usize) -> Result<Kernels> {
     let rss_before_mib = server.rss_mib();
     let started = Instant::now();

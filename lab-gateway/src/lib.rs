@@ -28,6 +28,7 @@ pub mod kernel_client;
 pub mod kernels;
 pub mod kernelspecs;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod quota_cli;

@@ -207,6 +207,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     // Gradings a stopped gateway left running go back in the queue.
     state.grader.start().await;
     state.code_runs.start().await;
+    tokio::spawn(lab_gateway::memory::give_back_freed());
     if config.no_auth {
         eprintln!("WARNING: --no-auth: this server is open to anyone who can reach {addr}");
     }
