@@ -3,7 +3,9 @@
 //! Jupyter finds kernels as `kernels/<name>/kernel.json` under its data path.
 //! `--user`, `--sys-prefix` and `--prefix` pick the same folders as
 //! `jupyter kernelspec install`. The spec's `metadata.academy.resources` is
-//! what the gateway's admission reads as the kernel's default request.
+//! what the gateway's admission reads as the kernel's default request;
+//! `launch_channel: 1` says the kernel speaks the launch channel (it can
+//! wait in the gateway's warm pool; see [`crate::launch`]).
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +70,7 @@ pub fn kernel_json(language: Language, binary: &Path) -> serde_json::Value {
             "metadata": {
                 "academy": {
                     "resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"},
+                    "launch_channel": 1,
                     "description": "Rust evaluated by evcxr; :dep, :vars and :timing work."
                 }
             }
@@ -81,6 +84,7 @@ pub fn kernel_json(language: Language, binary: &Path) -> serde_json::Value {
             "metadata": {
                 "academy": {
                     "resources": {"gpus": 1, "cpu": 2, "memory": "8Gi"},
+                    "launch_channel": 1,
                     "description": "Interactive ML with candle: instant cells, interruptible, on the admitted GPU."
                 }
             }

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod install;
+pub mod launch;
 pub mod notebook;
 pub mod rust;
 pub mod server;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use kernel_runtime::launch::{self, Begin, LaunchChannel};
 use kernel_runtime::{
     Language, candle, connection, device, executor::Executor, install, rust, server,
 };
@@ -60,10 +61,28 @@ fn main() -> anyhow::Result<()> {
     // before anything else and never returns in that child.
     evcxr::runtime_hook();
     let cli = Cli::parse();
+    let kernel = match &cli.command {
+        Command::Rust { .. } | Command::Candle { .. } => {
+            // SAFETY: no thread has been started yet (evcxr's hook returns
+            // at once outside its child, and parsing starts none).
+            match unsafe { launch::begin() } {
+                Ok(Begin::Abandoned) => std::process::exit(0),
+                Ok(Begin::Plain) => None,
+                Ok(Begin::Go(channel)) => Some(channel),
+                Err(e) => {
+                    init_tracing();
+                    anyhow::bail!("the kernel cannot start: {e}")
+                }
+            }
+        }
+        _ => None,
+    };
     init_tracing();
     match cli.command {
-        Command::Rust { connection_file } => run_kernel(Language::Rust, connection_file),
-        Command::Candle { connection_file } => run_kernel(Language::Candle, connection_file),
+        Command::Rust { connection_file } => run_kernel(Language::Rust, connection_file, kernel),
+        Command::Candle { connection_file } => {
+            run_kernel(Language::Candle, connection_file, kernel)
+        }
         Command::Execute { notebook } => {
             let binary = std::env::current_exe().context("cannot find this executable's path")?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,7 +142,11 @@ fn orphan_timeout() -> anyhow::Result<Option<std::time::Duration>> {
     }
 }
 
-fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()> {
+fn run_kernel(
+    language: Language,
+    connection_file: PathBuf,
+    channel: Option<LaunchChannel>,
+) -> anyhow::Result<()> {
     let orphan_timeout = orphan_timeout()?;
     let connection = connection::read_connection_file(&connection_file)?;
     let choice = device::select();
@@ -152,6 +175,7 @@ fn run_kernel(language: Language, connection_file: PathBuf) -> anyhow::Result<()
         device_line,
         executor,
         orphan_timeout,
+        on_listening: channel.map(|c| Box::new(move || c.listening()) as Box<_>),
     }))?;
     // The engine thread may still be inside a cell; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -49,6 +49,9 @@ pub struct KernelServer {
     /// Ends the kernel after this long without a heartbeat ping or a
     /// request (its gateway is gone); `None` serves until shutdown.
     pub orphan_timeout: Option<Duration>,
+    /// Called once, when all five sockets listen (the launch channel's
+    /// report to the gateway).
+    pub on_listening: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// When the kernel last heard from a client (a heartbeat ping or a valid
@@ -109,6 +112,7 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
         device_line,
         executor,
         orphan_timeout,
+        on_listening,
     } = server;
     let contact = Contact::new();
     let session_id = uuid::Uuid::new_v4().to_string();
@@ -129,6 +133,9 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
     let heartbeat = jupyter_zmq_client::create_kernel_heartbeat_connection(&connection)
         .await
         .map_err(channel("heartbeat"))?;
+    if let Some(said) = on_listening {
+        said();
+    }
 
     let (iopub_tx, iopub_rx) = mpsc::channel(IOPUB_QUEUE);
     let iopub_task = tokio::spawn(pump_iopub(iopub, iopub_rx));

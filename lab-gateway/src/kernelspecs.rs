@@ -63,6 +63,13 @@ impl Spec {
         self.json["interrupt_mode"] == "message"
     }
 
+    /// Whether the kernel speaks the launch channel (the academy kernels,
+    /// `metadata.academy.launch_channel: 1`): it says when it listens, and
+    /// it can wait in the warm pool for its user.
+    pub fn launch_channel(&self) -> bool {
+        self.json["metadata"]["academy"]["launch_channel"] == 1
+    }
+
     /// The resource files of the spec folder, as `/kernelspecs/...` URLs.
     pub fn resources(&self) -> Value {
         let mut res = serde_json::Map::new();
@@ -198,7 +205,7 @@ impl Specs {
                         "language": if lang == "rust" { "rust" } else { "rhai" },
                         "interrupt_mode": "message",
                         "env": {},
-                        "metadata": {"academy": {"resources": resources, "description": description}}
+                        "metadata": {"academy": {"resources": resources, "description": description, "launch_channel": 1}}
                     }),
                 });
             }

@@ -125,7 +125,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     );
     let mut warm_pool = config.warm_pool.clone();
     let launcher: Arc<dyn launch::Launcher> = match &config.backend {
-        Backend::Local => local_launcher(&config, data, &mut warm_pool)?,
+        Backend::Local => local_launcher(&config, data)?,
         Backend::Kubernetes(k) => {
             println!(
                 "Kernels: Kubernetes pods of {} in {}",
@@ -281,13 +281,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// The local backend, confined as `--sandbox` says; clears the warm pool
-/// when kernels are confined at all (a prespawned kernel has no user yet,
-/// so it could not be confined to one).
+/// The local backend, confined as `--sandbox` says (a warm-pool kernel
+/// too: it is confined at its handover, as a cold one before exec).
 fn local_launcher(
     config: &Config,
     data: &std::path::Path,
-    warm_pool: &mut std::collections::BTreeMap<String, usize>,
 ) -> anyhow::Result<Arc<dyn launch::Launcher>> {
     let sandbox = launch::sandbox::Sandbox::new(config.sandbox, data)
         .with_connect_ports(config.sandbox_connect_ports.clone())
@@ -317,12 +315,6 @@ fn local_launcher(
             Sandbox::abi_wanted(),
             Sandbox::losses(abi).join("; ")
         ),
-    }
-    if config.sandbox != SandboxMode::Off && Sandbox::abi().is_some() && !warm_pool.is_empty() {
-        println!(
-            "Warm pool: off, because a prespawned kernel cannot be confined to a user it does not know yet (use --sandbox off to keep it)"
-        );
-        warm_pool.clear();
     }
     // `lab serve` starts no process but its kernels, so it may adopt what
     // a kernel leaves running when it exits, and kill it then.

@@ -60,6 +60,21 @@ pub struct LaunchSpec {
     pub read_only: Vec<ReadOnlyMount>,
     /// Where a slow start reports what it is doing (pulling an image, …).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The kernel speaks the launch channel (the `handover` crate; the
+    /// academy kernels do): it says when it listens, and it can wait in a
+    /// warm pool. Backends that have no channel ignore it.
+    pub launch_channel: bool,
+}
+
+/// Whether a started kernel listens, as its backend knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listening {
+    /// It said so: a client may connect now.
+    Yes,
+    /// It cannot start (it exited, or refused its handover); why.
+    Failed(String),
+    /// This backend or kernel cannot tell: ask the kernel (kernel_info).
+    Unknown,
 }
 
 /// A folder a kernel reads, shown at a path inside its own folder.
@@ -182,6 +197,24 @@ pub trait Launcher: Send + Sync + 'static {
         locator: &KernelLocator,
         signal: KernelSignal,
     ) -> Result<(), LaunchError>;
+    /// Waits until the kernel says it listens, where it can say so; else
+    /// answers [`Listening::Unknown`] at once. Asked once per start.
+    async fn listening(&self, _kernel_id: uuid::Uuid) -> Listening {
+        Listening::Unknown
+    }
+    /// Starts a kernel for nobody yet, into a warm pool: `spec` is the
+    /// pool's (no user, its own folder). Returns once the kernel waits for
+    /// its [`Launcher::hand_over`]. Backends without a pool refuse.
+    async fn prespawn(&self, _spec: LaunchSpec) -> Result<Launched, LaunchError> {
+        Err(LaunchError::Spec("this backend keeps no warm pool".into()))
+    }
+    /// Makes the prespawned kernel `spec.kernel_id` the kernel `spec`
+    /// describes (its user's folder, environment, limits, confinement),
+    /// as if it had been launched so. Then [`Launcher::listening`] tells
+    /// when it listens.
+    async fn hand_over(&self, _spec: LaunchSpec) -> Result<(), LaunchError> {
+        Err(LaunchError::Spec("this backend keeps no warm pool".into()))
+    }
     /// Whether the kernel's process still runs.
     async fn is_alive(&self, locator: &KernelLocator) -> bool;
     /// Frees what the backend holds for a kernel that is gone (files, pods).

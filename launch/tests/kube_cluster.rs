@@ -49,6 +49,7 @@ fn spec(gpus: u32) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        launch_channel: false,
         offline: false,
         memory_limit: None,
         deadline: None,

@@ -75,6 +75,7 @@ async fn what_an_exited_kernel_left_running_is_killed_and_nothing_else() {
         cpu: None,
         memory: None,
         progress: None,
+        launch_channel: false,
         offline: false,
         memory_limit: None,
         deadline: None,

@@ -76,8 +76,8 @@ pub struct Subscription {
 
 pub struct Kernel {
     pub id: uuid::Uuid,
-    /// Empty while the kernel waits in the warm pool.
-    owner: Mutex<String>,
+    /// Whose it is (a warm-pool kernel becomes one only when handed over).
+    owner: String,
     pub spec: String,
     pub created: DateTime<Utc>,
     /// `created` on the runtime's clock (for the maximum runtime).
@@ -124,7 +124,7 @@ impl Kernel {
         let age = (Utc::now() - created).to_std().unwrap_or_default();
         Arc::new(Kernel {
             id,
-            owner: Mutex::new(owner),
+            owner,
             spec,
             created,
             started: now.checked_sub(age).unwrap_or(now),
@@ -167,15 +167,11 @@ impl Kernel {
     }
 
     pub fn owner(&self) -> String {
-        self.owner.lock().clone()
-    }
-
-    pub(crate) fn set_owner(&self, owner: &str) {
-        *self.owner.lock() = owner.to_owned();
+        self.owner.clone()
     }
 
     pub fn visible_to(&self, user: &User) -> bool {
-        user.is_admin() || *self.owner.lock() == user.name
+        user.is_admin() || self.owner == user.name
     }
 
     pub fn endpoint(&self) -> watch::Receiver<Endpoint> {

@@ -106,18 +106,18 @@ impl KernelManager {
         }
     }
 
-    /// Keeps `n` ready kernels of each spec, so a start answers at once. Only
-    /// kernels that can take on their user's folder after starting qualify:
-    /// academy-candle (`:cd`). Others are refused with a warning.
+    /// Keeps `n` waiting kernels of each spec, so a start answers at once.
+    /// Only kernels that speak the launch channel (the academy kernels) can
+    /// wait for their user; others are refused with a warning.
     pub fn with_warm_pool(mut self, sizes: BTreeMap<String, usize>) -> Self {
         let mut kept = BTreeMap::new();
         for (spec, n) in sizes {
             match self.supervisor.specs().get(&spec) {
-                Some(s) if s.json["language"] == "rhai" => {
+                Some(s) if s.launch_channel() => {
                     kept.insert(spec, n);
                 }
                 _ => {
-                    tracing::warn!(%spec, "warm pool: only academy-candle kernels can be prespawned")
+                    tracing::warn!(%spec, "warm pool: only the academy kernels can wait in the pool")
                 }
             }
         }

@@ -26,7 +26,6 @@ use super::error::StartError;
 use super::kernel::{Kernel, resources_model};
 use super::manager::{KernelManager, Started, row_of};
 use super::notice::NoticeKind;
-use super::pool;
 use super::resources::{self, StartRequest};
 use super::starts::{Reclaim, Start, StartState};
 use super::supervisor::{LaunchRequest, READY_TIMEOUT};
@@ -151,12 +150,12 @@ impl KernelManager {
             .ok_or_else(|| StartError::NoSuchSpec(spec_name.clone()))?;
         let lab_has_gpus = !self.scheduling.cluster().pools.is_empty();
         let resources = resources::resolve(&spec_name, Some(&spec.json), &req, lab_has_gpus)?;
-        // A CPU start with nothing of its own to pass takes a ready kernel
-        // from the pool, and the kernel's id with it.
-        let pooled =
-            (id.is_none() && !req.fresh && req.env.is_empty() && resources.gpu_count() == 0)
-                .then(|| self.pool.take(&spec_name))
-                .flatten();
+        // A CPU start takes a waiting kernel from the pool, and the
+        // kernel's id with it (its variables go with the handover). A GPU
+        // start may queue, and would hold a pooled kernel meanwhile.
+        let pooled = (id.is_none() && !req.fresh && resources.gpu_count() == 0)
+            .then(|| self.pool.take(&spec_name))
+            .flatten();
         let id = pooled
             .as_ref()
             .map(|k| k.id)
@@ -268,7 +267,7 @@ impl KernelManager {
         if let Some(k) = start.take_pooled() {
             let me = self.clone();
             tokio::spawn(async move {
-                me.supervisor.kill(&k).await;
+                me.supervisor.discard(&k).await;
                 me.fill_pool().await;
             });
         }
@@ -337,19 +336,34 @@ impl KernelManager {
         let workdir = start.folder.as_ref().map(|f| cwd.join(f));
         let kernel = match start.take_pooled() {
             Some(k) => {
-                let handed = match std::fs::create_dir_all(&cwd) {
-                    Ok(()) => pool::hand_over(&k, &start.user.name, &cwd, workdir.as_deref()).await,
-                    Err(e) => {
-                        tracing::warn!(path = %cwd.display(), error = %e, "cannot make a user's folder");
-                        false
-                    }
-                };
                 self.refill_pool();
-                if handed {
-                    k
-                } else {
-                    self.supervisor.kill(&k).await;
-                    self.launch_cold(start, &grant, cwd, workdir).await?
+                start.launching(resources_model(Some(&grant)));
+                let handed = self
+                    .supervisor
+                    .hand_over(
+                        &k,
+                        LaunchRequest {
+                            id: start.id,
+                            user: &start.user.name,
+                            group: start.user.group.clone(),
+                            spec: &start.spec,
+                            env: &start.env,
+                            cwd: cwd.clone(),
+                            workdir: workdir.clone(),
+                            grant: Some(&grant),
+                            progress: None,
+                            restrictions: start.restrictions.clone(),
+                        },
+                    )
+                    .await;
+                match handed {
+                    Ok(kernel) => kernel,
+                    Err(e) => {
+                        // The start goes on, cold, under the same id.
+                        tracing::warn!(kernel_id = %start.id, error = %e, "a pooled kernel was not handed over; starting one cold");
+                        self.supervisor.discard(&k).await;
+                        self.launch_cold(start, &grant, cwd, workdir).await?
+                    }
                 }
             }
             None => self.launch_cold(start, &grant, cwd, workdir).await?,

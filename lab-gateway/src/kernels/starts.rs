@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::error::StartError;
 use super::kernel::Kernel;
+use super::pool::Prespawned;
 use super::resources::{ResourceRequest, Restrictions};
 use crate::store::User;
 
@@ -66,7 +67,7 @@ pub struct Start {
     phase: Mutex<Phase>,
     reclaim: Mutex<Option<Reclaim>>,
     /// A warm-pool kernel set aside for it (its id is the start's).
-    pooled: Mutex<Option<Arc<Kernel>>>,
+    pooled: Mutex<Option<Prespawned>>,
     /// Set when admission admitted it: from then on its launch, not a
     /// cancel, gives its GPUs back (once its process is gone).
     admitted: std::sync::atomic::AtomicBool,
@@ -80,7 +81,7 @@ impl Start {
         spec: String,
         env: BTreeMap<String, String>,
         resources: ResourceRequest,
-        pooled: Option<Arc<Kernel>>,
+        pooled: Option<Prespawned>,
         restrictions: Restrictions,
         folder: Option<std::path::PathBuf>,
     ) -> Arc<Start> {
@@ -152,7 +153,7 @@ impl Start {
         }
     }
 
-    pub(crate) fn take_pooled(&self) -> Option<Arc<Kernel>> {
+    pub(crate) fn take_pooled(&self) -> Option<Prespawned> {
         self.pooled.lock().take()
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use jupyter_protocol::{ConnectionInfo, InterruptRequest, KernelInfoRequest, ShutdownRequest};
 use launch::launcher::KernelSignal;
+use launch::launcher::Listening;
 use launch::{LaunchSpec, Launched, Launcher};
 use scheduler::Grant;
 use serde_json::Value;
@@ -57,13 +58,13 @@ pub struct LaunchRequest<'a> {
 }
 
 pub struct Supervisor {
-    launcher: Arc<dyn Launcher>,
+    pub(super) launcher: Arc<dyn Launcher>,
     specs: Specs,
     pub(crate) message_limits: MessageLimits,
     /// Given to every kernel as `ACADEMY_ORPHAN_TIMEOUT`; `None` lets
     /// kernels outlive their gateway for ever.
     pub(crate) orphan_timeout: Option<Duration>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     deaths: mpsc::UnboundedSender<uuid::Uuid>,
     /// What each user's kernels are shown read-only (set once, at wiring).
     pub(crate) shares: std::sync::OnceLock<Arc<dyn Shares>>,
@@ -97,7 +98,7 @@ impl Supervisor {
         &self.specs
     }
 
-    fn launch_spec(&self, r: &LaunchRequest<'_>) -> Result<LaunchSpec, StartError> {
+    pub(super) fn launch_spec(&self, r: &LaunchRequest<'_>) -> Result<LaunchSpec, StartError> {
         let spec = self
             .specs
             .get(r.spec)
@@ -142,6 +143,7 @@ impl Supervisor {
             cpu: r.grant.and_then(|g| g.cpu.clone()),
             memory: r.grant.and_then(|g| g.memory.clone()),
             progress: None,
+            launch_channel: spec.launch_channel(),
             offline: r.restrictions.offline,
             memory_limit: r.restrictions.memory_limit,
             deadline: r.restrictions.deadline,
@@ -169,20 +171,31 @@ impl Supervisor {
                 source: Arc::new(e),
             }
         })?;
+        self.become_ready(&r, spec, &launched, started).await
+    }
+
+    /// A launched (or handed-over) kernel, once it answers: watched, not
+    /// yet recorded or listed. A kernel that does not answer is killed.
+    pub(super) async fn become_ready(
+        &self,
+        r: &LaunchRequest<'_>,
+        spec: String,
+        launched: &Launched,
+        started: std::time::Instant,
+    ) -> Result<Arc<Kernel>, StartError> {
         let kernel = Kernel::new(
             r.id,
             r.user.to_owned(),
             spec.clone(),
             Utc::now(),
             self.interrupt_by_message(&spec),
-            endpoint(&launched, 0),
+            endpoint(launched, 0),
             "starting",
             self.message_limits,
-            r.restrictions,
+            r.restrictions.clone(),
         );
         kernel.set_folder(r.workdir.clone());
-        self.attach(&kernel);
-        if !self.wait_ready(&kernel).await {
+        if !self.watch_when_ready(&kernel).await {
             let alive = self.launcher.is_alive(&launched.locator).await;
             let log = self.launcher.log_tail(r.id, 2000).await;
             self.kill(&kernel).await;
@@ -201,7 +214,7 @@ impl Supervisor {
         self.metrics
             .launch_seconds
             .observe(started.elapsed().as_secs_f64());
-        tracing::info!(kernel_id = %r.id, spec = %r.spec, user = %r.user, ms = started.elapsed().as_millis() as u64, "kernel ready");
+        tracing::info!(kernel_id = %r.id, spec = %spec, user = %r.user, ms = started.elapsed().as_millis() as u64, "kernel ready");
         Ok(kernel)
     }
 
@@ -287,6 +300,21 @@ impl Supervisor {
             let pinger = tokio::spawn(ping_heartbeat(connection, heartbeat_interval(window)));
             kernel.keep_task(pinger.abort_handle());
         }
+    }
+
+    /// Waits until a launched kernel listens (where its backend can tell),
+    /// watches it from then on, and waits until it answers.
+    async fn watch_when_ready(&self, kernel: &Arc<Kernel>) -> bool {
+        match tokio::time::timeout(READY_TIMEOUT, self.launcher.listening(kernel.id)).await {
+            Ok(Listening::Yes | Listening::Unknown) => {}
+            Ok(Listening::Failed(reason)) => {
+                tracing::warn!(kernel_id = %kernel.id, %reason, "a kernel did not start");
+                return false;
+            }
+            Err(_) => return false,
+        }
+        self.attach(kernel);
+        self.wait_ready(kernel).await
     }
 
     /// Waits until the kernel answers a kernel_info_request and our iopub
@@ -457,8 +485,7 @@ impl Supervisor {
         })?;
         kernel.replace_endpoint(endpoint(&launched, old.generation + 1));
         kernel.set_state("starting");
-        self.attach(kernel);
-        if !self.wait_ready(kernel).await {
+        if !self.watch_when_ready(kernel).await {
             return Err(KernelError::Restart(StartError::NotReady {
                 spec: kernel.spec.clone(),
                 seconds: READY_TIMEOUT.as_secs(),

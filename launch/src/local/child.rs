@@ -42,18 +42,11 @@
 //! so a kernel that forks N processes may hold N times the limit. Only a
 //! memory cgroup bounds a tree's sum (a pod has one).
 
+use handover::limits::{Limit, Limits};
+
 /// The soft stack limit of a kernel whose gateway has none: glibc's usual
 /// 8 MiB (it sizes every thread's stack by the soft limit).
 const DEFAULT_STACK: libc::rlim_t = 8 << 20;
-
-/// Set in the forked child before exec.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ChildSetup {
-    /// `RLIMIT_DATA`, in bytes.
-    data_limit: Option<libc::rlim_t>,
-    /// `RLIMIT_STACK` (soft, hard), when there is a memory limit.
-    stack_limit: Option<libc::rlimit>,
-}
 
 /// This process's `resource` limit (unlimited where it cannot be read).
 fn current(resource: libc::__rlimit_resource_t) -> libc::rlimit {
@@ -69,55 +62,41 @@ fn current(resource: libc::__rlimit_resource_t) -> libc::rlimit {
     current
 }
 
-impl ChildSetup {
-    /// The setup for a kernel whose processes may each allocate at most
-    /// `memory_limit` bytes (never above the gateway's own hard limit,
-    /// which the child could not raise).
-    pub(super) fn new(memory_limit: Option<u64>) -> ChildSetup {
-        let data_limit = memory_limit
-            .map(|bytes| (bytes as libc::rlim_t).min(current(libc::RLIMIT_DATA).rlim_max));
-        let stack_limit = memory_limit.map(|bytes| {
-            let now = current(libc::RLIMIT_STACK);
-            let hard = (bytes as libc::rlim_t).min(now.rlim_max);
-            let soft = if now.rlim_cur == libc::RLIM_INFINITY {
-                DEFAULT_STACK
-            } else {
-                now.rlim_cur
-            };
-            libc::rlimit {
-                rlim_cur: soft.min(hard),
-                rlim_max: hard,
-            }
-        });
-        ChildSetup {
-            data_limit,
-            stack_limit,
+/// The limits of a kernel whose processes may each allocate at most
+/// `memory_limit` bytes (never above the gateway's own hard limit, which
+/// the kernel could not raise). Set by the forked child, or by a pooled
+/// kernel at its handover.
+pub(super) fn limits(memory_limit: Option<u64>) -> Limits {
+    let data = memory_limit.map(|bytes| {
+        let limit = (bytes as libc::rlim_t).min(current(libc::RLIMIT_DATA).rlim_max);
+        Limit {
+            soft: limit as u64,
+            hard: limit as u64,
         }
-    }
+    });
+    let stack = memory_limit.map(|bytes| {
+        let now = current(libc::RLIMIT_STACK);
+        let hard = (bytes as libc::rlim_t).min(now.rlim_max);
+        let soft = if now.rlim_cur == libc::RLIM_INFINITY {
+            DEFAULT_STACK
+        } else {
+            now.rlim_cur
+        };
+        Limit {
+            soft: soft.min(hard) as u64,
+            hard: hard as u64,
+        }
+    });
+    Limits { data, stack }
+}
 
-    /// Runs in the forked child: no allocation, no locks.
-    pub(super) fn apply(&self) -> std::io::Result<()> {
-        // SAFETY: plain system calls with valid arguments.
-        unsafe {
-            // Kept across execve; not inherited by the kernel's children.
-            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(limit) = self.data_limit {
-                let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if let Some(stack) = &self.stack_limit
-                && libc::setrlimit(libc::RLIMIT_STACK, stack) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
+/// Makes the calling process a child subreaper (kept across execve; not
+/// inherited by the kernel's children). Runs in the forked child: no
+/// allocation, no locks.
+pub(super) fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: a plain system call with valid arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(())
 }

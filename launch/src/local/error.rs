@@ -10,6 +10,9 @@ pub enum LocalError {
     Ports(String),
     #[error("cannot signal kernel process {pid}: {errno}")]
     Signal { pid: i32, errno: nix::errno::Errno },
+    /// A warm-pool kernel could not be started or handed over.
+    #[error("warm pool: {0}")]
+    Pool(String),
 }
 
 impl From<LocalError> for LaunchError {

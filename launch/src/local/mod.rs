@@ -14,30 +14,31 @@
 //! orphans ([`LocalLauncher::adopting_orphans`]), what a kernel left
 //! running when it exited is killed then ([`reaper`]).
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt as _;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use jupyter_protocol::{ConnectionInfo, Transport};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::launcher::{KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher};
-use crate::sandbox::{Grants, Sandbox};
+use crate::launcher::{
+    KernelLocator, KernelSignal, LaunchError, LaunchSpec, Launched, Launcher, Listening,
+};
+use crate::sandbox::Sandbox;
 
 mod child;
 mod env;
 mod error;
+mod pooled;
 mod ports;
 mod process;
 mod reaper;
 mod shares;
+mod start;
 #[cfg(test)]
 mod tests;
 mod tree;
 
 pub use env::kernel_env;
-use env::{find_program, toolchain_dirs};
 pub use error::LocalError;
 use process::{command_lines, is_same_process, pid_reused};
 pub use process::{is_process_running, process_start};
@@ -48,6 +49,9 @@ pub struct LocalLauncher {
     /// What keeps kernels away from the gateway's data; `None` runs them
     /// as plain processes.
     sandbox: Option<Sandbox>,
+    /// The launch channels of kernels that have not said they listen yet
+    /// (the warm pool's among them), by kernel id.
+    channels: parking_lot::Mutex<HashMap<uuid::Uuid, pooled::Channel>>,
 }
 
 impl LocalLauncher {
@@ -55,6 +59,7 @@ impl LocalLauncher {
         LocalLauncher {
             runtime_dir: runtime_dir.into(),
             sandbox: None,
+            channels: Default::default(),
         }
     }
 
@@ -148,140 +153,40 @@ fn held_kernel(pid: i32, started: Option<&str>) -> Option<tree::Held> {
 #[async_trait::async_trait]
 impl Launcher for LocalLauncher {
     async fn launch(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
-        let (program, args) = spec
-            .argv
-            .split_first()
-            .ok_or_else(|| LaunchError::Spec("the kernelspec has an empty argv".into()))?;
-        let ports = ports::reserve(spec.kernel_id).await?;
-        let connection = ConnectionInfo {
-            ip: "127.0.0.1".into(),
-            transport: Transport::TCP,
-            shell_port: ports[0],
-            iopub_port: ports[1],
-            stdin_port: ports[2],
-            control_port: ports[3],
-            hb_port: ports[4],
-            key: uuid::Uuid::new_v4().simple().to_string()
-                + &uuid::Uuid::new_v4().simple().to_string(),
-            signature_scheme: "hmac-sha256".into(),
-            kernel_name: None,
-        };
-        let files = |source| LaunchError::Io {
-            doing: format!(
-                "prepare the kernel's files in {}",
-                self.runtime_dir.display()
-            ),
-            source,
-        };
-        std::fs::create_dir_all(&self.runtime_dir).map_err(files)?;
-        std::fs::create_dir_all(&spec.cwd).map_err(files)?;
-        let file = self.connection_file(spec.kernel_id);
-        let json = serde_json::to_vec(&connection).map_err(|e| files(std::io::Error::other(e)))?;
-        std::fs::write(&file, json).map_err(files)?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(files)?;
-
-        let tmp = self.temp_dir(spec.kernel_id);
-        std::fs::create_dir_all(&tmp).map_err(files)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(files)?;
-        let mut env = kernel_env(&spec.env, &spec.cwd);
-        // A confined kernel compiles from its user's own cargo home; the
-        // shared one stays readable (its binaries, its downloaded sources).
-        let shared_cargo = env.get("CARGO_HOME").map(PathBuf::from);
-        let mut read_write = vec![spec.cwd.clone(), tmp.clone()];
-        if let Some(own) = self.user_cargo_home(&spec.user) {
-            std::fs::create_dir_all(&own).map_err(files)?;
-            env.insert("CARGO_HOME".into(), own.display().to_string());
-            read_write.push(own);
+        let connection = self.make_files(&spec).await?;
+        let prepared = self.prepare(&spec, &connection)?;
+        if !spec.launch_channel {
+            return self.spawn(&spec, connection, prepared, None);
         }
-        let mut shared = Vec::new();
-        for mount in &spec.read_only {
-            match shares::show(&spec.cwd, mount) {
-                Ok(source) => shared.push(source),
-                // An offline run (a code submission's) cannot do without its
-                // files: the start fails, the gateway's failure, not the run's.
-                Err(e) if spec.offline => {
-                    return Err(LaunchError::Spec(format!(
-                        "the read-only folder {} cannot be shown to the run: {e}",
-                        mount.at.display()
-                    )));
-                }
-                Err(e) => {
-                    tracing::warn!(kernel_id = %spec.kernel_id, error = %e, "a read-only folder is not shown to a kernel")
-                }
+        let (gateway_end, kernel_end) =
+            handover::channel::pair().map_err(|source| LaunchError::Io {
+                doing: "make a launch channel".into(),
+                source,
+            })?;
+        let launched = self.spawn(&spec, connection.clone(), prepared, Some(&kernel_end))?;
+        drop(kernel_end);
+        match pooled::Channel::new(gateway_end, connection, false) {
+            Ok(channel) => {
+                self.channels.lock().insert(spec.kernel_id, channel);
+            }
+            // The start goes on; the gateway asks the kernel instead.
+            Err(e) => {
+                tracing::warn!(kernel_id = %spec.kernel_id, error = %e, "cannot watch a launch channel")
             }
         }
-        let confinement = match &self.sandbox {
-            None => None,
-            Some(sandbox) => sandbox
-                .prepare(&Grants {
-                    read_write,
-                    read: std::iter::once(file.clone())
-                        .chain(self.spec_files(args))
-                        .chain(shared)
-                        .collect(),
-                    program: find_program(program, env.get("PATH").map(String::as_str)),
-                    toolchain: toolchain_dirs(&env),
-                    cargo_home: shared_cargo,
-                    gpus: spec.gpus.clone(),
-                    bind_ports: ports.clone(),
-                    offline: spec.offline,
-                    memory_limited: spec.memory_limit.is_some(),
-                })
-                .map_err(LaunchError::from)?,
-        };
+        Ok(launched)
+    }
 
-        env.insert("TMPDIR".into(), tmp.display().to_string());
-        if spec.gpus.is_empty() {
-            env.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
-        } else {
-            env.insert("CUDA_VISIBLE_DEVICES".into(), spec.gpus.join(","));
-        }
-        // The kernel's output goes to its own log, never to the gateway's
-        // stdout: a gateway restart must not leave it writing to a dead pipe.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file(spec.kernel_id))
-            .map_err(files)?;
-        let log2 = log.try_clone().map_err(files)?;
-        let file_arg = file.display().to_string();
-        let mut cmd = std::process::Command::new(program);
-        cmd.args(
-            args.iter()
-                .map(|a| a.replace("{connection_file}", &file_arg)),
-        )
-        .env_clear()
-        .envs(&env)
-        .current_dir(start_in(&spec.cwd, spec.workdir.as_deref()))
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0);
-        let setup = child::ChildSetup::new(spec.memory_limit);
-        // SAFETY: both `apply`s only make system calls (no allocation, no
-        // locks), which is what may run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                setup.apply()?;
-                match &confinement {
-                    Some(confinement) => confinement.apply(),
-                    None => Ok(()),
-                }
-            });
-        }
-        let child = reaper::spawn(&mut cmd).map_err(|source| LaunchError::Io {
-            doing: format!("start {program}"),
-            source,
-        })?;
-        let pid = child.id() as i32;
-        let started = process_start(pid);
-        tracing::info!(kernel_id = %spec.kernel_id, pid, "kernel process started");
-        // Reap it when it exits, so it never stays a zombie.
-        reaper::watch(child);
-        Ok(Launched {
-            connection,
-            locator: KernelLocator::Local { pid, started },
-        })
+    async fn listening(&self, kernel_id: uuid::Uuid) -> Listening {
+        self.wait_listening(kernel_id).await
+    }
+
+    async fn prespawn(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
+        self.start_pooled(spec).await
+    }
+
+    async fn hand_over(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
+        self.give(spec).await
     }
 
     async fn signal(
@@ -349,6 +254,7 @@ impl Launcher for LocalLauncher {
             }
         }
         ports::release(kernel_id);
+        self.channels.lock().remove(&kernel_id);
     }
 
     async fn log_tail(&self, kernel_id: uuid::Uuid, max_bytes: usize) -> String {

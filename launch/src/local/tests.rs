@@ -23,6 +23,7 @@ fn spec_for(user: &str) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        launch_channel: false,
         offline: false,
         memory_limit: None,
         deadline: None,

@@ -52,17 +52,17 @@
 //!
 //! Landlock rules attach to the inodes that exist when the kernel starts.
 //! The ruleset and the seccomp program are built in the gateway (that opens
-//! files and allocates); the forked child only makes the async-signal-safe
-//! system calls of [`Confinement::apply`].
+//! files and allocates); the forked child, or a pooled kernel at its
+//! handover (the `handover` crate), only makes the async-signal-safe system
+//! calls of [`Confinement::apply`].
 //!
 //! By job: [`mode`] is `--sandbox`, `abi` what the running Linux offers,
 //! `grants` what one kernel may reach, `paths` turns that into the trees
 //! Landlock grants, `seccomp` and `mounts` prepare the filter and the
-//! private mounts, [`policy`] builds a kernel's [`Confinement`], and
-//! `confine` applies it in the forked child.
+//! private mounts, and [`policy`] builds a kernel's [`Confinement`], which
+//! `handover` applies.
 
 mod abi;
-mod confine;
 mod error;
 mod grants;
 pub mod mode;
@@ -73,9 +73,9 @@ mod seccomp;
 #[cfg(test)]
 mod tests;
 
-pub use confine::Confinement;
 pub use error::SandboxError;
 pub use grants::Grants;
+pub use handover::Confinement;
 pub use mode::SandboxMode;
 pub use paths::cargo_home_paths;
 pub use policy::{DEFAULT_CONNECT_PORTS, Sandbox};

@@ -5,49 +5,32 @@
 use std::ffi::CString;
 use std::path::Path;
 
+use handover::Mounts;
+
 use super::error::SandboxError;
 
-/// The strings of the child's mount calls, made before the fork, and the
-/// Landlock rights on the fresh mounts: a rule on the dir they hide would
-/// not count (Landlock skips hidden mount points). No right (0) adds no
-/// rule: the mount is there, out of the kernel's reach.
-#[derive(Debug)]
-pub(super) struct Mounts {
-    pub(super) shm_access: u64,
-    pub(super) proc_access: u64,
-    pub(super) root: CString,
-    pub(super) shm: Option<CString>,
-    pub(super) tmpfs: CString,
-    pub(super) shm_options: CString,
-    pub(super) proc_dir: CString,
-    pub(super) proc_fs: CString,
-    pub(super) proc_options: CString,
-}
-
-impl Mounts {
-    /// The private mounts, when this gateway may make them (root with
-    /// `CAP_SYS_ADMIN`); `None` otherwise.
-    pub(super) fn new() -> Result<Option<Mounts>, SandboxError> {
-        if !may_mount() {
-            return Ok(None);
-        }
-        Ok(Some(Mounts {
-            shm_access: 0,
-            proc_access: 0,
-            root: CString::new("/")?,
-            shm: Path::new("/dev/shm")
-                .is_dir()
-                .then(|| CString::new("/dev/shm"))
-                .transpose()?,
-            tmpfs: CString::new("tmpfs")?,
-            shm_options: CString::new("mode=1777,size=50%")?,
-            proc_dir: CString::new("/proc")?,
-            proc_fs: CString::new("proc")?,
-            // `gid` names a group no kernel is in: the default, root's group,
-            // would exempt a root gateway's kernels.
-            proc_options: CString::new("hidepid=1,gid=2147483646")?,
-        }))
+/// The private mounts, when this gateway may make them (root with
+/// `CAP_SYS_ADMIN`), with no Landlock right on them yet; `None` otherwise.
+pub(super) fn private() -> Result<Option<Mounts>, SandboxError> {
+    if !may_mount() {
+        return Ok(None);
     }
+    Ok(Some(Mounts {
+        shm_access: 0,
+        proc_access: 0,
+        root: CString::new("/")?,
+        shm: Path::new("/dev/shm")
+            .is_dir()
+            .then(|| CString::new("/dev/shm"))
+            .transpose()?,
+        tmpfs: CString::new("tmpfs")?,
+        shm_options: CString::new("mode=1777,size=50%")?,
+        proc_dir: CString::new("/proc")?,
+        proc_fs: CString::new("proc")?,
+        // `gid` names a group no kernel is in: the default, root's group,
+        // would exempt a root gateway's kernels.
+        proc_options: CString::new("hidepid=1,gid=2147483646")?,
+    }))
 }
 
 /// Whether this process is root with `CAP_SYS_ADMIN` (it may make a mount

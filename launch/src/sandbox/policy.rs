@@ -5,17 +5,17 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use handover::{Confinement, Instruction, Mounts};
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope, path_beneath_rules,
 };
 
 use super::abi;
-use super::confine::{self, Confinement};
 use super::error::SandboxError;
 use super::grants::Grants;
 use super::mode::SandboxMode;
-use super::mounts::Mounts;
+use super::mounts;
 use super::paths;
 use super::seccomp;
 
@@ -129,7 +129,7 @@ impl Sandbox {
             & AccessFs::from_all(ABI::from(abi::probe().unwrap_or(0)));
         // A kernel with a memory limit gets its own `/dev/shm` too, but
         // no right on it: files there are memory the limit does not count.
-        let mounts = Mounts::new()?.map(|m| Mounts {
+        let mounts = mounts::private()?.map(|m| Mounts {
             shm_access: if grants.memory_limited {
                 0
             } else {
@@ -138,10 +138,20 @@ impl Sandbox {
             proc_access: (handled & AccessFs::from_read(abi::ABI_WANTED)).bits(),
             ..m
         });
+        let seccomp = seccomp::program(grants)?
+            .into_iter()
+            .map(|i| Instruction {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
         Ok(Some(Confinement {
+            landlocked: ruleset.is_some(),
             ruleset,
-            drop_caps_to: confine::drop_caps_to(),
-            seccomp: seccomp::program(grants)?,
+            drop_caps_to: handover::confinement::drop_caps_to(),
+            seccomp,
             mounts,
         }))
     }

@@ -49,6 +49,7 @@ pub(crate) fn spec(user: &str, gpus: u32, model: Option<&str>) -> LaunchSpec {
         cpu: None,
         memory: None,
         progress: None,
+        launch_channel: false,
         offline: false,
         memory_limit: None,
         deadline: None,

@@ -322,6 +322,9 @@ async fn a_pooled_start_takes_the_pool_kernels_id_and_asks_admission_once() {
     assert_eq!(status, 201, "{model}");
     let id = model["id"].as_str().unwrap();
     assert_eq!(id, pool_kernel, "the start took the pool kernel and its id");
+    let handed = lab.launcher.handed_over().pop().unwrap();
+    assert_eq!(handed.kernel_id.to_string(), id, "it was handed over");
+    assert_eq!(handed.env["KERNEL_USERNAME"], "ada", "{:?}", handed.env);
     assert_eq!(lab.run(id, "pooled").await, "pooled\n");
     let by_id = lab.kernels.scheduling().grant_of(id.parse().unwrap());
     assert!(by_id.is_some(), "admission knows it by its own id");

@@ -1,27 +1,62 @@
-//! Applying a prepared confinement in the forked child, before exec:
-//! mounts, capabilities, `no_new_privs`, the seccomp filter and the
-//! Landlock domain. Only async-signal-safe system calls run here.
+//! Applying a prepared confinement to the calling process: mounts,
+//! capabilities, `no_new_privs`, the seccomp filter and the Landlock
+//! domain. The gateway builds it (`launch::sandbox`); a forked child
+//! applies it before exec, or a pooled kernel at its handover. Only
+//! async-signal-safe system calls run in [`Confinement::apply`].
 
+use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::mounts::Mounts;
+use serde::{Deserialize, Serialize};
 
-/// A prepared confinement, applied in the forked child.
-#[derive(Debug)]
+/// A prepared confinement. Serialisable, all but the ruleset, whose
+/// descriptor travels beside a [`crate::Handover`].
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Confinement {
-    pub(super) ruleset: Option<OwnedFd>,
+    /// The Landlock ruleset, when the kernel gets a domain.
+    #[serde(skip)]
+    pub ruleset: Option<OwnedFd>,
+    /// Whether a ruleset goes with it (for the receiving end).
+    pub landlocked: bool,
     /// The highest capability number, when capabilities must be dropped.
-    pub(super) drop_caps_to: Option<u32>,
+    pub drop_caps_to: Option<u32>,
     /// The seccomp program (denies `socket(AF_UNIX)` and io_uring, and
     /// under a memory limit what the limit does not count).
-    pub(super) seccomp: seccompiler::BpfProgram,
+    pub seccomp: Vec<Instruction>,
     /// A private `/dev/shm` and `/proc`, when the gateway may mount.
-    pub(super) mounts: Option<Mounts>,
+    pub mounts: Option<Mounts>,
 }
 
-/// The last capability number when the gateway runs as root (its kernels
+/// One classic BPF instruction, laid out as the kernel's `sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instruction {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// The strings of a private mount namespace's mount calls, made before
+/// the fork, and the Landlock rights on the fresh mounts: a rule on the dir
+/// they hide would not count (Landlock skips hidden mount points). No right
+/// (0) adds no rule: the mount is there, out of the kernel's reach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mounts {
+    pub shm_access: u64,
+    pub proc_access: u64,
+    pub root: CString,
+    pub shm: Option<CString>,
+    pub tmpfs: CString,
+    pub shm_options: CString,
+    pub proc_dir: CString,
+    pub proc_fs: CString,
+    pub proc_options: CString,
+}
+
+/// The last capability number when this process runs as root (its kernels
 /// must not), else `None`.
-pub(super) fn drop_caps_to() -> Option<u32> {
+pub fn drop_caps_to() -> Option<u32> {
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         return None;
@@ -150,7 +185,7 @@ impl Confinement {
                 ))?;
             }
             if !self.seccomp.is_empty() {
-                // seccompiler's `sock_filter` is `repr(C)` with the kernel's layout.
+                // `Instruction` is `repr(C)` with the kernel's layout.
                 let program = libc::sock_fprog {
                     len: self.seccomp.len() as u16,
                     filter: self.seccomp.as_ptr().cast::<libc::sock_filter>().cast_mut(),

@@ -1,0 +1,36 @@
+//! The launch channel: what a local kernel and the gateway that starts it
+//! say to each other while it starts, and the confinement a kernel applies
+//! to itself.
+//!
+//! The gateway gives each academy kernel one end of a `SOCK_SEQPACKET`
+//! socketpair ([`channel`]), named by `ACADEMY_LAUNCH_FD`. A kernel started
+//! for its user (a cold start, confined before exec by the gateway) only
+//! reports, once all five of its sockets listen, that it does
+//! ([`Report::Listening`]), so the gateway connects once, at the right
+//! moment, instead of polling a port.
+//!
+//! A *pooled* kernel (`ACADEMY_POOLED=1`) is started before anyone owns it.
+//! It loads, reads its connection file, reports [`Report::Waiting`] and
+//! blocks, with one thread and nothing of any user's open. When a start
+//! takes it, the gateway sends a [`Handover`]: the folder, the environment,
+//! the memory limits and the [`Confinement`] a cold start of the same user
+//! would get, with the Landlock ruleset's descriptor beside it
+//! (`SCM_RIGHTS`). The kernel applies all of it to itself, still single
+//! threaded, so the whole process is confined, and only then starts its
+//! runtime, binds and reports `Listening`. If the gateway goes away first,
+//! the kernel reads the end of the channel and exits.
+//!
+//! Applying happens in two places with the same code: in a forked child
+//! before exec (cold starts, `launch::local`) and in a pooled kernel at
+//! handover. Everything the kernel needs is built by the gateway; the
+//! kernel only makes system calls.
+
+pub mod channel;
+pub mod confinement;
+pub mod limits;
+mod message;
+
+pub use channel::End;
+pub use confinement::{Confinement, Instruction, Mounts};
+pub use limits::Limits;
+pub use message::{Handover, HandoverError, Report};
