@@ -209,7 +209,7 @@ tried("ssh-key", SSH);
 tried("bobs-file", BOB);
 tried("lab-db", DB);
 tried("own-csv", "data.csv");
-try { write_csv("written.csv", read_csv("data.csv")); print("own-write=OK"); } catch (e) { print("own-write=DENIED " + e); }
+try { write_csv("written.csv", ["a"], [[1.0, 2.0]]); print("own-write=OK"); } catch (e) { print("own-write=DENIED " + e); }
 """
 
 
@@ -223,12 +223,13 @@ def test_a_pooled_academy_candle_kernel_reads_only_its_users_files_as_a_cold_one
         code = (CANDLE_PROBE.replace("SSH", json.dumps(str(lab["home"] / ".ssh" / "id_test")))
                 .replace("BOB", json.dumps(str(lab["data"] / "users" / "bob" / "secret.csv")))
                 .replace("DB", json.dumps(str(lab["data"] / "lab.db"))))
-        out = stream_of_cell(url, code) + stream_of_cell(url, ":pwd")
+        out = stream_of_cell(url, code)
         stop(lab, kernel_id)
         out = normalised(lab, kernel_id, out)
         for label in ("ssh-key", "bobs-file", "lab-db"):
             assert f"{label}=DENIED" in out, (mode, out)
-        assert "own-csv=OK" in out and "own-write=OK" in out and "DATA/users/admin" in out, (mode, out)
+        # Relative paths: the kernel works in its user's folder.
+        assert "own-csv=OK" in out and "own-write=OK" in out, (mode, out)
         assert (lab["data"] / "users" / "admin" / "written.csv").exists()
         seen[mode] = out
     assert seen["pooled"] == seen["cold"], seen

@@ -29,8 +29,8 @@ impl Limits {
         ] {
             let Some(limit) = limit else { continue };
             let rlimit = libc::rlimit {
-                rlim_cur: limit.soft as libc::rlim_t,
-                rlim_max: limit.hard as libc::rlim_t,
+                rlim_cur: limit.soft,
+                rlim_max: limit.hard,
             };
             // SAFETY: setrlimit reads the struct it is given.
             if unsafe { libc::setrlimit(resource, &rlimit) } != 0 {

@@ -212,6 +212,14 @@ async fn main() -> Result<()> {
             scenarios::start_to_idle(&api, "academy-candle", plan.starts, Duration::from_secs(1)),
         )
         .await;
+        // evcxr starts after the handover (it runs threads and a child
+        // process, which the confinement must cover), so this row shows
+        // what the pool does not save.
+        results.warm_start_rust = attempt(
+            "Academy Lab, academy-rust: start from the warm pool",
+            scenarios::start_to_idle(&api, "academy-rust", plan.starts.min(5), Duration::from_secs(1)),
+        )
+        .await;
         server.stop().await;
     }
 

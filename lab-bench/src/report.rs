@@ -49,6 +49,9 @@ pub struct Results {
     pub servers: Vec<(Kind, KindResults)>,
     /// academy-candle from Academy Lab's warm pool.
     pub warm_start: Option<Stats>,
+    /// academy-rust from Academy Lab's warm pool.
+    #[serde(default)]
+    pub warm_start_rust: Option<Stats>,
     /// Scenarios that failed, and the error: a limit reached is a result too.
     #[serde(default)]
     pub failures: Vec<(String, String)>,
@@ -117,6 +120,7 @@ impl Results {
             direct: BTreeMap::new(),
             servers: Vec::new(),
             warm_start: None,
+            warm_start_rust: None,
             failures: Vec::new(),
         }
     }
@@ -309,6 +313,33 @@ pub fn markdown(r: &Results) -> String {
         yes(lab_kernels
             .and_then(|k| { Some(k.reached == k.wanted && k.kib_per_kernel()? < 512.0) }))
     );
+    let cold = |kind: Kind| {
+        r.kernel(kind, "academy-candle")
+            .and_then(|k| k.cold.as_ref())
+            .map(|c| c.median_ms)
+    };
+    let _ = writeln!(
+        s,
+        "| P3: cold academy-candle start < 30 ms (median, sandboxed) | {} | {} | {} | {} |",
+        cold(lab).map_or(NA.into(), |v| format!("{v:.1} ms")),
+        cold(kg).map_or(NA.into(), |v| format!("{v:.1} ms")),
+        ratio(cold(lab), cold(kg)),
+        yes(cold(lab).map(|v| v < 30.0))
+    );
+    let warm = r.warm_start.as_ref().map(|w| w.median_ms);
+    let _ = writeln!(
+        s,
+        "| P3: academy-candle from the warm pool < 20 ms (median, sandboxed) | {} | no pool | | {} |",
+        warm.map_or(NA.into(), |v| format!("{v:.1} ms")),
+        yes(warm.map(|v| v < 20.0))
+    );
+    let warm_rust = r.warm_start_rust.as_ref().map(|w| w.median_ms);
+    let _ = writeln!(
+        s,
+        "| P3: academy-rust from the warm pool < 200 ms (median, sandboxed) | {} | no pool | | {} |",
+        warm_rust.map_or(NA.into(), |v| format!("{v:.0} ms")),
+        yes(warm_rust.map(|v| v < 200.0))
+    );
 
     // P1.
     let _ = writeln!(s, "\n## P1: execute round trip over the websocket\n");
@@ -440,11 +471,21 @@ pub fn markdown(r: &Results) -> String {
     let cold_kg = r.kernel(kg, "academy-candle").and_then(|k| k.cold.as_ref());
     let _ = writeln!(
         s,
-        "| academy-candle | warm pool (`--sandbox off`) | {} | no pool (prespawn does not serve `POST /api/kernels`) | {} |",
+        "| academy-candle | warm pool (sandboxed) | {} | no pool (prespawn does not serve `POST /api/kernels`) | {} |",
         stats(r.warm_start.as_ref()),
         ratio(
             r.warm_start.as_ref().map(|x| x.median_ms),
             cold_kg.map(|x| x.median_ms)
+        )
+    );
+    let cold_kg_rust = r.kernel(kg, "academy-rust").and_then(|k| k.cold.as_ref());
+    let _ = writeln!(
+        s,
+        "| academy-rust | warm pool (sandboxed) | {} | no pool | {} |",
+        stats(r.warm_start_rust.as_ref()),
+        ratio(
+            r.warm_start_rust.as_ref().map(|x| x.median_ms),
+            cold_kg_rust.map(|x| x.median_ms)
         )
     );
 

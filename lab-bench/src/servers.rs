@@ -146,13 +146,14 @@ impl Server {
             .args(["--iopub-data-rate-limit", "1e15"])
             .args(["--cull-idle-cpu", "off", "--gpus", "none"]);
         if setup.warm_pool > 0 {
-            // A prespawned kernel cannot be confined to a user it does not
-            // know yet, so the pool runs with the sandbox off.
+            // With the default sandbox: a pooled kernel is confined at its
+            // handover, as a cold one before exec.
             cmd.args([
                 "--warm-pool",
-                &format!("academy-candle={}", setup.warm_pool),
-                "--sandbox",
-                "off",
+                &format!(
+                    "academy-candle={n},academy-rust={n}",
+                    n = setup.warm_pool
+                ),
             ]);
         }
         Ok((cmd, token))

@@ -70,8 +70,8 @@ pub(super) fn limits(memory_limit: Option<u64>) -> Limits {
     let data = memory_limit.map(|bytes| {
         let limit = (bytes as libc::rlim_t).min(current(libc::RLIMIT_DATA).rlim_max);
         Limit {
-            soft: limit as u64,
-            hard: limit as u64,
+            soft: limit,
+            hard: limit,
         }
     });
     let stack = memory_limit.map(|bytes| {
@@ -83,8 +83,8 @@ pub(super) fn limits(memory_limit: Option<u64>) -> Limits {
             now.rlim_cur
         };
         Limit {
-            soft: soft.min(hard) as u64,
-            hard: hard as u64,
+            soft: soft.min(hard),
+            hard,
         }
     });
     Limits { data, stack }

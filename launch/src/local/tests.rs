@@ -2,6 +2,7 @@
 //! environment, its process group, and what its sandbox lets it reach.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
