@@ -162,6 +162,14 @@ for (who, pid) in [("child", "self".to_string()), ("kernel", kernel.to_string())
         println!("{{who}}-limit={{}}", line.split_whitespace().collect::<Vec<_>>().join(" "));
     }}
 }}
+let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{{kernel}}/task"))
+    .map(|d| d.flatten().map(|t| t.path()).collect())
+    .unwrap_or_default();
+let confined = tasks.iter().filter(|t| {{
+    let s = std::fs::read_to_string(t.join("status")).unwrap_or_default();
+    s.contains("Seccomp:\t2") && s.contains("NoNewPrivs:\t1")
+}}).count();
+println!("kernel-threads-confined={{}}", !tasks.is_empty() && confined == tasks.len());
 let mut env: Vec<(String, String)> = std::env::vars().collect();
 env.sort();
 for (k, v) in env {{ println!("env {{k}}={{v}}"); }}
@@ -191,6 +199,7 @@ def test_a_pooled_academy_rust_kernel_is_confined_and_set_up_exactly_as_a_cold_o
         assert got["cwd"] == '"DATA/users/admin"', (mode, out)
         assert got["child-NoNewPrivs:"] == "1" and got["kernel-NoNewPrivs:"] == "1", (mode, out)
         assert got["child-Seccomp:"] == "2" and got["kernel-Seccomp:"] == "2", (mode, out)
+        assert got["kernel-threads-confined"] == "true", (mode, out)
         assert "env KERNEL_USERNAME=admin" in lines and "env KERNEL_ID=KERNEL" in lines, (mode, lines)
         assert not any(l.startswith("env ACADEMY_LAUNCH_FD") or l.startswith("env ACADEMY_POOLED")
                        for l in lines), (mode, lines)

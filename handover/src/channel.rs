@@ -20,9 +20,10 @@ pub const FD_VAR: &str = "ACADEMY_LAUNCH_FD";
 /// Set to `1` for a kernel started into the warm pool: it waits for its
 /// [`crate::Handover`] before anything else.
 pub const POOLED_VAR: &str = "ACADEMY_POOLED";
-/// The largest message either side sends (a handover's environment and
-/// seccomp program are a few KiB).
-const MAX_MESSAGE: usize = 1 << 20;
+/// The largest message either side sends: a handover's environment and
+/// seccomp program are a few KiB, and a `SOCK_SEQPACKET` message must fit
+/// the socket's send buffer whole (Linux's default is about 208 KiB).
+const MAX_MESSAGE: usize = 128 << 10;
 /// The most descriptors one message carries.
 const MAX_FDS: usize = 4;
 

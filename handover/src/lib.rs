@@ -10,8 +10,9 @@
 //! moment, instead of polling a port.
 //!
 //! A *pooled* kernel (`ACADEMY_POOLED=1`) is started before anyone owns it.
-//! It loads, reads its connection file, reports [`Report::Waiting`] and
-//! blocks, with one thread and nothing of any user's open. When a start
+//! It loads, reports [`Report::Waiting`] and blocks, with one thread and
+//! nothing of any user's open (it reads even its connection file only
+//! after its handover, confined). When a start
 //! takes it, the gateway sends a [`Handover`]: the folder, the environment,
 //! the memory limits and the [`Confinement`] a cold start of the same user
 //! would get, with the Landlock ruleset's descriptor beside it

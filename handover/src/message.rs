@@ -96,6 +96,24 @@ impl Handover {
     /// # Safety
     /// Replaces the environment: call it while this process has one thread.
     pub unsafe fn apply(&self) -> std::io::Result<()> {
+        // Landlock and seccomp confine the calling thread: any other would
+        // stay free. Refused rather than trusted to a convention.
+        let threads = std::fs::read_dir("/proc/self/task")?.count();
+        if threads != 1 {
+            return Err(std::io::Error::other(format!(
+                "a handover needs a process with one thread, this one has {threads}"
+            )));
+        }
+        // What `set_var` would panic on.
+        if let Some((key, _)) = self
+            .env
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+        {
+            return Err(std::io::Error::other(format!(
+                "the handover's environment has a variable no process can have: {key:?}"
+            )));
+        }
         self.limits.apply()?;
         std::env::set_current_dir(&self.cwd)?;
         let old: Vec<_> = std::env::vars_os().map(|(k, _)| k).collect();
@@ -112,5 +130,53 @@ impl Handover {
             Some(c) => c.apply(),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handover_is_refused_by_a_process_with_more_than_one_thread_before_it_changes_anything() {
+        let other = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+        let cwd = std::env::current_dir().unwrap();
+        let handover = Handover {
+            cwd: std::env::temp_dir(),
+            env: vec![("ONLY".into(), "this".into())],
+            limits: Limits::default(),
+            confinement: None,
+        };
+        // SAFETY: it refuses before touching the environment.
+        let e = unsafe { handover.apply() }.unwrap_err();
+        assert!(e.to_string().contains("one thread"), "{e}");
+        assert_eq!(std::env::current_dir().unwrap(), cwd);
+        assert!(std::env::var_os("ONLY").is_none());
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn a_handover_and_its_ruleset_arrive_together_and_a_report_reads_back() {
+        let (gateway, kernel) = crate::channel::pair().unwrap();
+        let ruleset = tempfile::tempfile().unwrap();
+        let handover = Handover {
+            cwd: "/home/ada".into(),
+            env: vec![("KERNEL_USERNAME".into(), "ada".into())],
+            limits: Limits::default(),
+            confinement: Some(Confinement {
+                ruleset: Some(ruleset.into()),
+                landlocked: true,
+                ..Default::default()
+            }),
+        };
+        handover.send(&gateway).unwrap();
+        let got = Handover::receive(&kernel).unwrap();
+        assert_eq!(got.cwd, std::path::Path::new("/home/ada"));
+        assert_eq!(got.env, handover.env);
+        assert!(got.confinement.unwrap().ruleset.is_some());
+        Report::Listening.send(&kernel).unwrap();
+        assert_eq!(Report::receive(&gateway).unwrap(), Some(Report::Listening));
+        drop(kernel);
+        assert_eq!(Report::receive(&gateway).unwrap(), None);
     }
 }

@@ -52,7 +52,8 @@ pub unsafe fn begin() -> Result<Begin, HandoverError> {
 fn refuse(end: &End, e: HandoverError) -> HandoverError {
     let reason = e.to_string();
     if let Err(report) = (Report::Failed { reason }).send(end) {
-        tracing::warn!(error = %report, "cannot report a failed handover");
+        // No log subscriber exists yet; stderr is the kernel's log.
+        eprintln!("cannot report a failed handover: {report}");
     }
     e
 }

@@ -217,7 +217,12 @@ async fn main() -> Result<()> {
         // what the pool does not save.
         results.warm_start_rust = attempt(
             "Academy Lab, academy-rust: start from the warm pool",
-            scenarios::start_to_idle(&api, "academy-rust", plan.starts.min(5), Duration::from_secs(1)),
+            scenarios::start_to_idle(
+                &api,
+                "academy-rust",
+                plan.starts.min(5),
+                Duration::from_secs(1),
+            ),
         )
         .await;
         server.stop().await;

@@ -150,10 +150,7 @@ impl Server {
             // handover, as a cold one before exec.
             cmd.args([
                 "--warm-pool",
-                &format!(
-                    "academy-candle={n},academy-rust={n}",
-                    n = setup.warm_pool
-                ),
+                &format!("academy-candle={n},academy-rust={n}", n = setup.warm_pool),
             ]);
         }
         Ok((cmd, token))

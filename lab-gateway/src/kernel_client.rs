@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use jupyter_protocol::{ConnectionInfo, ExecuteRequest, JupyterMessageContent};
+use jupyter_protocol::{ConnectionInfo, JupyterMessageContent};
 use zeromq::{Socket, SocketRecv, SocketSend, ZmqError};
 
 use crate::wire::{Channel, RawMessage, Signer};
@@ -21,7 +21,7 @@ const MIB: usize = 1024 * 1024;
 pub use crate::config::MessageLimits;
 
 /// The ceiling on replies to the gateway's own requests (kernel_info,
-/// interrupt, shutdown, the warm pool's `:cd`): all of them are small.
+/// interrupt, shutdown): all of them are small.
 pub const GATEWAY_REPLY_LIMIT: usize = MIB;
 
 fn options(max_message: usize) -> zeromq::SocketOptions {
@@ -158,28 +158,6 @@ pub async fn request(
     .await
     .ok()
     .flatten()
-}
-
-/// Whether a reply's content says `"status": "ok"`.
-pub fn reply_ok(reply: &RawMessage) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Status<'a> {
-        #[serde(borrow)]
-        status: Option<&'a str>,
-    }
-    serde_json::from_slice::<Status>(&reply.content).is_ok_and(|s| s.status == Some("ok"))
-}
-
-/// Code the kernel runs without a trace: no output, no history.
-pub fn silent_execute(code: String) -> ExecuteRequest {
-    ExecuteRequest {
-        silent: true,
-        store_history: false,
-        user_expressions: None,
-        allow_stdin: false,
-        stop_on_error: false,
-        ..ExecuteRequest::new(code)
-    }
 }
 
 #[cfg(test)]

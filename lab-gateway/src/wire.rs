@@ -440,8 +440,8 @@ impl RawMessage {
         out
     }
 
-    /// A request from the gateway itself (kernel_info, shutdown, interrupt,
-    /// the warm pool's `:cd`), from jupyter-protocol's typed content.
+    /// A request from the gateway itself (kernel_info, shutdown, interrupt),
+    /// from jupyter-protocol's typed content.
     pub fn request(content: impl Into<jupyter_protocol::JupyterMessageContent>) -> RawMessage {
         let content = content.into();
         let body = serde_json::to_value(&content).unwrap_or_else(|_| serde_json::json!({}));

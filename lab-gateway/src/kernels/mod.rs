@@ -24,6 +24,7 @@ mod kernel;
 mod manager;
 mod notice;
 mod pool;
+mod ready;
 mod resources;
 mod start_flow;
 mod starts;

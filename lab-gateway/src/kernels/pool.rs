@@ -1,8 +1,8 @@
 //! The warm pool: kernels started before anyone owns them, so a start
 //! answers at once.
 //!
-//! A pooled kernel has loaded and read its connection file, and waits (one
-//! thread, nothing of any user's open) for its handover: at a start, the
+//! A pooled kernel has loaded and waits (one thread, nothing of any user's
+//! open) for its handover: at a start, the
 //! gateway sends it what a cold launch of that start would have begun with
 //! (its user's folder, environment, limits, and under `--sandbox` the same
 //! confinement), and the kernel applies it to itself before it starts its

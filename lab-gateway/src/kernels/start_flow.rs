@@ -336,7 +336,6 @@ impl KernelManager {
         let workdir = start.folder.as_ref().map(|f| cwd.join(f));
         let kernel = match start.take_pooled() {
             Some(k) => {
-                self.refill_pool();
                 start.launching(resources_model(Some(&grant)));
                 let handed = self
                     .supervisor
@@ -356,12 +355,20 @@ impl KernelManager {
                         },
                     )
                     .await;
+                // Refilled once this start has its kernel: a prespawn's exec
+                // would take the CPU the handed-over kernel needs now.
+                self.refill_pool();
                 match handed {
                     Ok(kernel) => kernel,
                     Err(e) => {
+                        self.supervisor.discard(&k).await;
+                        // A death seen meanwhile gave the grant back: the
+                        // start fails rather than run unadmitted.
+                        if self.scheduling.grant_of(start.id).is_none() {
+                            return Err(e);
+                        }
                         // The start goes on, cold, under the same id.
                         tracing::warn!(kernel_id = %start.id, error = %e, "a pooled kernel was not handed over; starting one cold");
-                        self.supervisor.discard(&k).await;
                         self.launch_cold(start, &grant, cwd, workdir).await?
                     }
                 }

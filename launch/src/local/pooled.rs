@@ -67,6 +67,22 @@ async fn next_report(end: &AsyncFd<End>) -> Result<Option<Report>, String> {
     }
 }
 
+/// Waits until a pooled kernel says it waits; why not, when it does not.
+async fn waiting(end: &AsyncFd<End>) -> Option<String> {
+    Some(
+        match tokio::time::timeout(WAITING_TIMEOUT, next_report(end)).await {
+            Ok(Ok(Some(Report::Waiting))) => return None,
+            Ok(Ok(Some(other))) => format!("it reported {other:?} instead of waiting"),
+            Ok(Ok(None)) => "it exited before it was ready to wait".into(),
+            Ok(Err(e)) => e,
+            Err(_) => format!(
+                "it did not say it waits within {}s",
+                WAITING_TIMEOUT.as_secs()
+            ),
+        },
+    )
+}
+
 impl LocalLauncher {
     /// Starts `spec`'s kernel into the pool and waits until it says it
     /// waits for its handover.
@@ -94,19 +110,16 @@ impl LocalLauncher {
         );
         let launched = self.spawn(&spec, connection.clone(), prepared, Some(&kernel_end))?;
         drop(kernel_end);
-        let channel =
-            Channel::new(gateway_end, connection, true).map_err(io("watch a launch channel"))?;
-        let end = channel.end.clone();
-        self.channels.lock().insert(spec.kernel_id, channel);
-        let failure = match tokio::time::timeout(WAITING_TIMEOUT, next_report(&end)).await {
-            Ok(Ok(Some(Report::Waiting))) => return Ok(launched),
-            Ok(Ok(Some(other))) => format!("it reported {other:?} instead of waiting"),
-            Ok(Ok(None)) => "it exited before it was ready to wait".into(),
-            Ok(Err(e)) => e,
-            Err(_) => format!(
-                "it did not say it waits within {}s",
-                WAITING_TIMEOUT.as_secs()
-            ),
+        let failure = match Channel::new(gateway_end, connection, true) {
+            Err(e) => Some(format!("its launch channel cannot be watched: {e}")),
+            Ok(channel) => {
+                let end = channel.end.clone();
+                self.channels.lock().insert(spec.kernel_id, channel);
+                waiting(&end).await
+            }
+        };
+        let Some(failure) = failure else {
+            return Ok(launched);
         };
         let log = self.log_tail(spec.kernel_id, 2000).await;
         let _ = self.signal(&launched.locator, KernelSignal::Kill).await;

@@ -346,6 +346,30 @@ async fn a_pooled_start_takes_the_pool_kernels_id_and_asks_admission_once() {
 }
 
 #[tokio::test]
+async fn a_pooled_start_is_handed_its_variables_and_only_those_a_process_can_have() {
+    let pool = [("fake".to_owned(), 1)].into_iter().collect();
+    let lab = lab("", |k| k.with_warm_pool(pool)).await;
+    lab.kernels.fill_pool().await;
+    let env = json!({"KERNEL_COURSE": "ml101", "KERNEL_A=B": "x", "KERNEL_NUL": "a\u{0}b", "SECRET": "no"});
+    let (status, model) = lab.start(json!({"name": "fake", "env": env})).await;
+    assert_eq!(status, 201, "{model}");
+    let handed = lab
+        .launcher
+        .handed_over()
+        .pop()
+        .expect("it came from the pool");
+    assert_eq!(handed.kernel_id.to_string(), model["id"].as_str().unwrap());
+    assert_eq!(handed.env["KERNEL_COURSE"], "ml101");
+    for dropped in ["KERNEL_A=B", "KERNEL_NUL", "SECRET"] {
+        assert!(
+            !handed.env.contains_key(dropped),
+            "{dropped}: {:?}",
+            handed.env
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_start_deleted_while_it_launches_is_stopped_and_frees_its_gpu_only_then() {
     let lab = lab("1x1 H100-80GB", |k| {
         k.with_answer_after(Duration::from_millis(50))
