@@ -62,7 +62,7 @@ pub struct Server {
     pub base: String,
     pub token: String,
     child: Child,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Server {
@@ -110,7 +110,7 @@ impl Server {
             base: format!("http://127.0.0.1:{port}"),
             token,
             child,
-            _data: data,
+            data,
         };
         server.wait_ready().await?;
         Ok(server)
@@ -166,6 +166,9 @@ impl Server {
             .arg(format!("--KernelGatewayApp.auth_token={token}"))
             .arg("--JupyterWebsocketPersonality.list_kernels=True")
             .arg("--ZMQChannelsWebsocketConnection.limit_rate=False")
+            // Its kernels' connection files in a folder of this run's own,
+            // so `stop` can find the kernels it leaves behind.
+            .env("JUPYTER_RUNTIME_DIR", data.join(KG_RUNTIME))
             .current_dir(data);
         (cmd, token)
     }
@@ -175,7 +178,7 @@ impl Server {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                let log = std::fs::read_to_string(self._data.path().join(LOG)).unwrap_or_default();
+                let log = std::fs::read_to_string(self.data.path().join(LOG)).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 bail!(
                     "{} exited ({status}) before it answered:\n{}",
@@ -200,6 +203,19 @@ impl Server {
     }
 
     pub async fn stop(mut self) {
+        self.stop_server().await;
+        if self.kind == Kind::KernelGateway {
+            // Kernel Gateway starts each kernel in a session of its own, so
+            // a kernel it launched but had not reported when it failed
+            // outlives it: found by its connection file's folder.
+            let left = kill_kernels_under(&self.data.path().join(KG_RUNTIME));
+            if left > 0 {
+                eprintln!("  stopped {left} kernels Kernel Gateway left running");
+            }
+        }
+    }
+
+    async fn stop_server(&mut self) {
         #[cfg(unix)]
         if let Some(pid) = self.child.id() {
             // SIGTERM first, so the server shuts its kernels down itself.
@@ -219,6 +235,37 @@ impl Server {
 
 /// Each server's stdout and stderr, in its data dir.
 const LOG: &str = "server.log";
+/// Kernel Gateway's `JUPYTER_RUNTIME_DIR`, in its data dir.
+const KG_RUNTIME: &str = "runtime";
+
+/// SIGKILLs every process whose command line names a file under `dir`;
+/// how many.
+fn kill_kernels_under(dir: &Path) -> usize {
+    let dir = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&dir)
+            && std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
 
 fn spawn(mut cmd: Command, setup: &Setup, data: &Path, what: &str) -> Result<Child> {
     let log = std::fs::File::create(data.join(LOG))?;
