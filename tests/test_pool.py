@@ -11,15 +11,12 @@ import json
 import os
 import pathlib
 import re
-import socket
-import subprocess
-import threading
 import time
 
 import pytest
 
 from test_gateway import VENV_DATA, api, free_port, start_lab, stream_of_cell
-from test_sandbox import landlock_abi
+from test_sandbox import landlock_abi, plant_secrets
 
 REAL_HOME = pathlib.Path(os.environ.get("HOME", "/root"))
 
@@ -30,24 +27,7 @@ def make_lab(factory, name, *args):
     """A lab whose Unix user has a home with an SSH key and a listening Unix socket in it,
     and a second user, bob, with a file in his folder."""
     home = factory.mktemp(f"{name}-home")
-    (home / ".ssh").mkdir(mode=0o700)
-    (home / ".ssh" / "id_test").write_text("PLANTED-SSH-KEY")
-    (home / ".run").mkdir(mode=0o700)
-    sock_path = home / ".run" / "bus.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(sock_path))
-    listener.listen(8)
-    accepted = []
-
-    def accept():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
+    sock_path, listener, accepted = plant_secrets(home)
     data = factory.mktemp(f"{name}-data")
     (data / "users" / "bob").mkdir(parents=True)
     (data / "users" / "bob" / "secret.csv").write_text("a,b\n1,2\n")

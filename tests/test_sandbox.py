@@ -30,12 +30,10 @@ def landlock_abi():
 pytestmark = pytest.mark.skipif(landlock_abi() < 6, reason="this Linux lacks Landlock ABI 6")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A lab whose Unix user has a home with secrets in it: an SSH key and a listening
-    Unix socket (as a user systemd or docker socket would be), and two modelled GPUs
-    whose device nodes are planted files (`LAB_TEST_DEV_DIR`)."""
-    home = tmp_path_factory.mktemp("gateway-home")
+def plant_secrets(home):
+    """Puts an SSH key and a listening Unix socket (as a user systemd or docker socket
+    would be) in `home`; returns the socket's path, its listener and the list of the
+    connections it accepts."""
     (home / ".ssh").mkdir(mode=0o700)
     (home / ".ssh" / "id_test").write_text("PLANTED-SSH-KEY")
     (home / ".run").mkdir(mode=0o700)
@@ -54,6 +52,16 @@ def lab(tmp_path_factory):
             accepted.append(conn)
 
     threading.Thread(target=accept, daemon=True).start()
+    return sock_path, listener, accepted
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A lab whose Unix user has a home with secrets in it: an SSH key and a listening
+    Unix socket (as a user systemd or docker socket would be), and two modelled GPUs
+    whose device nodes are planted files (`LAB_TEST_DEV_DIR`)."""
+    home = tmp_path_factory.mktemp("gateway-home")
+    sock_path, listener, accepted = plant_secrets(home)
     dev = tmp_path_factory.mktemp("dev")
     for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
         (dev / name).write_text(f"device {name}")
