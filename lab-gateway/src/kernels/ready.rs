@@ -67,7 +67,17 @@ impl Supervisor {
     /// watches it from then on, and waits until it answers.
     pub(super) async fn watch_when_ready(&self, kernel: &Arc<Kernel>) -> bool {
         match tokio::time::timeout(READY_TIMEOUT, self.launcher.listening(kernel.id)).await {
-            Ok(Listening::Yes | Listening::Unknown) => {}
+            Ok(Listening::Yes) => {
+                // It listens and its engine is built: one nudge through
+                // our live subscription is the whole check.
+                self.attach(kernel);
+                let live = wait_iopub(kernel, &kernel.current_endpoint()).await;
+                if live && kernel.execution_state() == "starting" {
+                    kernel.set_state("idle");
+                }
+                return live;
+            }
+            Ok(Listening::Unknown) => {}
             Ok(Listening::Failed(reason)) => {
                 tracing::warn!(kernel_id = %kernel.id, %reason, "a kernel did not start");
                 return false;
