@@ -45,37 +45,15 @@ pub struct Executor {
 /// What an engine factory returns, on the engine's own thread.
 pub type Built = (Box<dyn Engine>, Arc<dyn Interrupter>);
 
-/// An engine thread still building its engine: the kernel binds its
-/// sockets meanwhile, and waits for it ([`Starting::ready`]) before it says
-/// it listens.
-pub struct Starting {
-    jobs: mpsc::UnboundedSender<Job>,
-    ready: oneshot::Receiver<Result<Arc<dyn Interrupter>, String>>,
-}
-
-impl Starting {
-    /// The executor, once its engine is built; the build's error otherwise.
-    pub async fn ready(self) -> Result<Executor, String> {
-        let interrupter = self
-            .ready
-            .await
-            .map_err(|_| "the engine thread died while starting".to_owned())??;
-        Ok(Executor {
-            jobs: self.jobs,
-            interrupter,
-        })
-    }
-}
-
 impl Executor {
-    /// Starts the engine thread and returns at once. `build` runs on that
-    /// thread; its error comes from [`Starting::ready`].
-    pub fn start<F>(name: &str, build: F) -> Result<Starting, String>
+    /// Starts the engine thread. `build` runs on that thread; its error is
+    /// returned here.
+    pub fn spawn<F>(name: &str, build: F) -> Result<Executor, String>
     where
         F: FnOnce() -> Result<Built, String> + Send + 'static,
     {
         let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
-        let (ready_tx, ready_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(format!("{name}-engine"))
             // Rhai recursion and rustc-driven evcxr both want more than 2 MiB.
@@ -96,9 +74,12 @@ impl Executor {
                 }
             })
             .map_err(|e| format!("cannot spawn the engine thread: {e}"))?;
-        Ok(Starting {
+        let interrupter = ready_rx
+            .recv()
+            .map_err(|_| "the engine thread died while starting".to_owned())??;
+        Ok(Executor {
             jobs: jobs_tx,
-            ready: ready_rx,
+            interrupter,
         })
     }
 

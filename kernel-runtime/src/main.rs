@@ -155,12 +155,12 @@ fn run_kernel(
     let (spec, executor) = match language {
         Language::Rust => (
             rust::language_spec(),
-            Executor::start("rust", rust::build)
+            Executor::spawn("rust", rust::build)
                 .map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
         ),
         Language::Candle => (
             candle::language_spec(),
-            Executor::start("candle", move || candle::build(choice))
+            Executor::spawn("candle", move || candle::build(choice))
                 .map_err(|e| anyhow::anyhow!("the candle engine failed to start: {e}"))?,
         ),
     };
