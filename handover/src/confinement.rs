@@ -216,14 +216,4 @@ impl Confinement {
         }
         Ok(())
     }
-
-    /// Whether Landlock confines the kernel (not only `no_new_privs`).
-    pub fn is_landlocked(&self) -> bool {
-        self.ruleset.is_some()
-    }
-
-    /// Whether the kernel gets its own `/dev/shm` and `/proc`.
-    pub fn has_private_mounts(&self) -> bool {
-        self.mounts.is_some()
-    }
 }
