@@ -45,15 +45,54 @@ pub struct Executor {
 /// What an engine factory returns, on the engine's own thread.
 pub type Built = (Box<dyn Engine>, Arc<dyn Interrupter>);
 
+/// An engine thread that may still be building its engine: the kernel
+/// binds its sockets meanwhile and waits for it ([`Starting::ready`])
+/// before it says it listens, so no request arrives before it can be
+/// answered.
+pub struct Starting {
+    jobs: mpsc::UnboundedSender<Job>,
+    ready: oneshot::Receiver<Result<Arc<dyn Interrupter>, String>>,
+}
+
+impl Starting {
+    /// The executor, once its engine is built; the build's error otherwise.
+    pub async fn ready(self) -> Result<Executor, String> {
+        let interrupter = self
+            .ready
+            .await
+            .map_err(|_| "the engine thread died while starting".to_owned())??;
+        Ok(Executor {
+            jobs: self.jobs,
+            interrupter,
+        })
+    }
+
+    /// Waits here, on a plain thread, until the engine is built: for an
+    /// engine that takes seconds (evcxr), whose kernel should not hold
+    /// connections it cannot serve.
+    pub fn built(self) -> Result<Starting, String> {
+        let interrupter = self
+            .ready
+            .blocking_recv()
+            .map_err(|_| "the engine thread died while starting".to_owned())??;
+        let (tx, ready) = oneshot::channel();
+        let _ = tx.send(Ok(interrupter));
+        Ok(Starting {
+            jobs: self.jobs,
+            ready,
+        })
+    }
+}
+
 impl Executor {
-    /// Starts the engine thread. `build` runs on that thread; its error is
-    /// returned here.
-    pub fn spawn<F>(name: &str, build: F) -> Result<Executor, String>
+    /// Starts the engine thread and returns at once; `build` runs on that
+    /// thread and its error comes from [`Starting::ready`].
+    pub fn start<F>(name: &str, build: F) -> Result<Starting, String>
     where
         F: FnOnce() -> Result<Built, String> + Send + 'static,
     {
         let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("{name}-engine"))
             // Rhai recursion and rustc-driven evcxr both want more than 2 MiB.
@@ -74,12 +113,9 @@ impl Executor {
                 }
             })
             .map_err(|e| format!("cannot spawn the engine thread: {e}"))?;
-        let interrupter = ready_rx
-            .recv()
-            .map_err(|_| "the engine thread died while starting".to_owned())??;
-        Ok(Executor {
+        Ok(Starting {
             jobs: jobs_tx,
-            interrupter,
+            ready: ready_rx,
         })
     }
 

@@ -155,12 +155,17 @@ fn run_kernel(
     let (spec, executor) = match language {
         Language::Rust => (
             rust::language_spec(),
-            Executor::spawn("rust", rust::build)
+            // Built before the sockets bind: evcxr takes seconds, and a
+            // kernel that accepts requests it cannot answer that long
+            // surprises strict clients.
+            Executor::start("rust", rust::build)
+                .and_then(|s| s.built())
                 .map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
         ),
         Language::Candle => (
             candle::language_spec(),
-            Executor::spawn("candle", move || candle::build(choice))
+            // Built while the sockets bind: it takes a few milliseconds.
+            Executor::start("candle", move || candle::build(choice))
                 .map_err(|e| anyhow::anyhow!("the candle engine failed to start: {e}"))?,
         ),
     };

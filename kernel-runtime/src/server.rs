@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::KernelError;
 use crate::engine::{CellError, Completeness, LanguageSpec, Output};
-use crate::executor::Executor;
+use crate::executor::{Executor, Starting};
 
 /// How many iopub messages may wait for the socket before a printing cell
 /// is made to wait.
@@ -45,7 +45,8 @@ pub struct KernelServer {
     pub spec: LanguageSpec,
     /// Appended to the banner: which device this kernel computes on.
     pub device_line: String,
-    pub executor: Executor,
+    /// The engine: academy-candle's builds while the sockets bind.
+    pub executor: Starting,
     /// Ends the kernel after this long without a heartbeat ping or a
     /// request (its gateway is gone); `None` serves until shutdown.
     pub orphan_timeout: Option<Duration>,
@@ -133,6 +134,10 @@ pub async fn run(server: KernelServer) -> Result<(), KernelError> {
     let heartbeat = jupyter_zmq_client::create_kernel_heartbeat_connection(&connection)
         .await
         .map_err(channel("heartbeat"))?;
+    let executor = executor
+        .ready()
+        .await
+        .map_err(|e| KernelError::EngineStart(spec.language, e))?;
     if let Some(said) = on_listening {
         said();
     }

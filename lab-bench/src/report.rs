@@ -449,7 +449,8 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         s,
         "`POST /api/kernels`, then a websocket and a `kernel_info_request` until its reply \
-         and idle status. Median / p99 of {} starts.\n",
+         and idle status. Median / p99 of {} starts, one at a time, 0.3 s apart (from the \
+         pool, 1 s apart, so it refills).\n",
         r.plan.starts
     );
     let _ = writeln!(

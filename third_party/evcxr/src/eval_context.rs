@@ -6,6 +6,7 @@
 // copied, modified, or distributed except according to those terms.
 
 use crate::cargo_metadata;
+use crate::display_choice;
 use crate::child_process::ChildProcess;
 use crate::code_block::CodeBlock;
 use crate::code_block::CodeKind;
@@ -707,7 +708,13 @@ impl EvalContext {
     ) -> Result<EvalOutputs, Error> {
         self.write_cargo_toml(state)?;
         let analysis_code = state.analysis_code(user_code.clone());
-        if let Err(errors) = self.fix_variable_types(state, analysis_code) {
+        let typed = self.fix_variable_types(state, analysis_code);
+        if typed.is_ok()
+            && let Some(debug_display) = state.plain_display_fallback()
+        {
+            user_code.apply_fallback(&debug_display);
+        }
+        if let Err(errors) = typed {
             let mut check_res = self.check(user_code.clone(), state.clone(), code_info)?;
             if !check_res.is_empty() {
                 // Do one round of trying to fix errors, otherwise code like the following can end
@@ -1226,6 +1233,10 @@ pub struct ContextState {
     allow_question_mark: bool,
     build_num: i32,
     pub(crate) config: Config,
+    /// The cell's final expression, when its Debug display may be chosen
+    /// without trying `evcxr_display` first, and that Debug code (academy
+    /// patch, `display_choice`).
+    final_display: Option<(display_choice::Subject, CodeBlock)>,
 }
 
 impl ContextState {
@@ -1242,6 +1253,7 @@ impl ContextState {
             allow_question_mark: false,
             build_num: 0,
             config,
+            final_display: None,
         }
     }
 
@@ -1583,6 +1595,25 @@ impl ContextState {
         code
     }
 
+    /// The Debug display code of the cell's final expression, when it
+    /// cannot have an `evcxr_display` method (academy patch,
+    /// `display_choice`). Call once the cell's variables have their types.
+    fn plain_display_fallback(&self) -> Option<CodeBlock> {
+        let (subject, fallback) = self.final_display.as_ref()?;
+        let plain = match subject {
+            display_choice::Subject::Literal => true,
+            display_choice::Subject::Variable(name) => {
+                self.variable_states.get(name).is_some_and(|v| {
+                    display_choice::is_std_type(
+                        &v.type_name,
+                        &self.items_code().code_string(),
+                    )
+                })
+            }
+        };
+        plain.then(|| fallback.clone())
+    }
+
     fn items_code(&self) -> CodeBlock {
         let mut code = CodeBlock::new().add_all(self.get_imports());
         for item in self.items_by_name.values().chain(self.unnamed_items.iter()) {
@@ -1796,6 +1827,7 @@ impl ContextState {
         }
 
         let mut code_out = CodeBlock::new();
+        self.final_display = None;
         let mut previous_item_name = None;
         let num_statements = user_code.segments.len();
         for (statement_index, segment) in user_code.segments.into_iter().enumerate() {
@@ -1818,35 +1850,39 @@ impl ContextState {
             } else if ast::Expr::can_cast(node.kind()) {
                 if statement_index == num_statements - 1 {
                     if self.config.display_final_expression {
-                        code_out = code_out.code_with_fallback(
-                            // First we try calling .evcxr_display().
+                        // If that fails, we try debug format.
+                        let fallback = if self.config.display_types {
                             CodeBlock::new()
-                                .generated("(")
-                                .with_segment(segment.clone())
-                                .generated(").evcxr_display();")
-                                .code_string(),
-                            // If that fails, we try debug format.
-                            if self.config.display_types {
-                                CodeBlock::new()
                                 .generated(SEND_TEXT_PLAIN_DEF)
                                 .generated(GET_TYPE_NAME_DEF)
                                 .generated("{ let r = &(")
-                                .with_segment(segment)
+                                .with_segment(segment.clone())
                                 .generated(format!(
                                     "); evcxr_send_text_plain(&format!(\": {{}} = {}\", evcxr_get_type_name(r), r)); }};",
                                     self.config.output_format
                                 ))
-                            } else {
-                                CodeBlock::new()
+                        } else {
+                            let fallback = CodeBlock::new()
                                 .generated(SEND_TEXT_PLAIN_DEF)
                                 .generated(format!(
                                     "evcxr_send_text_plain(&format!(\"{}\",&(\n",
                                     self.config.output_format
                                 ))
+                                .with_segment(segment.clone())
+                                .generated(")));");
+                            self.final_display = display_choice::Subject::of(node)
+                                .map(|subject| (subject, fallback.clone()));
+                            fallback
+                        };
+                        code_out = code_out.code_with_fallback(
+                            // First we try calling .evcxr_display().
+                            CodeBlock::new()
+                                .generated("(")
                                 .with_segment(segment)
-                                .generated(")));")
-                                },
-                            );
+                                .generated(").evcxr_display();")
+                                .code_string(),
+                            fallback,
+                        );
                     } else {
                         code_out = code_out
                             .generated("let _ = ")

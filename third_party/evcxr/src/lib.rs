@@ -17,6 +17,7 @@ mod code_block;
 mod command_context;
 mod crash_guard;
 mod crate_config;
+mod display_choice;
 mod eval_context;
 #[allow(dead_code)]
 mod evcxr_internal_runtime;

@@ -214,8 +214,8 @@ impl RustAnalyzer {
             ..CargoConfig::default()
         };
         let workspace = ProjectWorkspace::load(manifest, &config, &|_| {})?;
-        let load = workspace
-            .to_roots()
+        let roots = workspace.to_roots();
+        let load = roots
             .iter()
             .map(|root| {
                 ra_vfs::loader::Entry::Directories(ra_vfs::loader::Directories {
@@ -263,11 +263,35 @@ impl RustAnalyzer {
             }
             change.change_file(file_id, new_contents);
         }
+        // Academy patch (issue 18): one source root per package root, and
+        // the sysroot's and the dependencies' roots as libraries. evcxr 0.22
+        // put every file in one local root, so each cell's edit (a change
+        // of low durability) made salsa verify, deeply, every query that
+        // had read any of std's files: most of rust-analyzer's time in a
+        // cell. Library files get high durability, as in rust-analyzer.
+        let mut file_sets = ra_vfs::file_set::FileSetConfig::builder();
+        for root in &roots {
+            file_sets.add_file_set(
+                root.include
+                    .iter()
+                    .map(|p| ra_vfs::VfsPath::from(p.clone()))
+                    .collect(),
+            );
+        }
         change.set_roots(
-            ra_vfs::file_set::FileSetConfig::default()
+            file_sets
+                .build()
                 .partition(&self.vfs)
                 .into_iter()
-                .map(SourceRoot::new_local)
+                .enumerate()
+                .map(|(i, file_set)| {
+                    // The last set holds what no root claims: kept local.
+                    if roots.get(i).is_some_and(|root| !root.is_local) {
+                        SourceRoot::new_library(file_set)
+                    } else {
+                        SourceRoot::new_local(file_set)
+                    }
+                })
                 .collect(),
         );
         let (crate_graph, _) = workspace.to_crate_graph(

@@ -1,0 +1,147 @@
+// Academy Lab patch (issue 18): not in evcxr 0.22.0.
+
+//! Compiling a cell with rustc alone when cargo would only run rustc again.
+//!
+//! Between two cells with the same manifest, cargo's whole work is to build
+//! the `ctx` crate again, yet each cell paid for cargo's start, its reading
+//! of the manifest and lock file and its freshness check of every
+//! dependency (tens of milliseconds, more with many dependencies). So the
+//! rustc wrapper records how cargo ran rustc for `ctx` (program, arguments,
+//! environment, folder), and the next cell, while nothing cargo reads has
+//! changed, runs that same command itself. "Nothing changed" is: the same
+//! cargo command (its arguments and variables carry the linker, the cache
+//! and the other options), the same `Cargo.toml` and `.cargo/config.toml`,
+//! and no path dependency in the manifest (a local crate's sources can
+//! change between cells without the manifest changing; cargo must look).
+
+use super::CRATE_NAME;
+use crate::errors::Error;
+use serde::Deserialize;
+use serde::Serialize;
+use std::ffi::OsString;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Set on cargo's command: where the wrapper writes the `ctx` invocation.
+pub(crate) const RECORD_ENV: &str = "EVCXR_RECORD_RUSTC";
+
+/// Variables that are cargo's own process plumbing, meaningless once it has
+/// exited (a jobserver's descriptors or fifo).
+const DROPPED_ENV: &[&str] = &["CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"];
+
+/// How cargo ran rustc for `ctx`, as rustc got it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Invocation {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: PathBuf,
+}
+
+/// An invocation and the state of the crate it is valid for.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded {
+    fingerprint: String,
+    invocation: Invocation,
+}
+
+/// In the rustc wrapper, once `command` (rustc, as the wrapper runs it)
+/// has built `ctx`: writes it where cargo's caller asked, if it asked.
+pub(crate) fn record(command: &Command) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(RECORD_ENV) else {
+        return Ok(());
+    };
+    if !is_ctx(command.get_args()) {
+        return Ok(());
+    }
+    let invocation = Invocation {
+        program: command.get_program().to_owned(),
+        args: command.get_args().map(ToOwned::to_owned).collect(),
+        env: std::env::vars_os()
+            .filter(|(k, _)| !DROPPED_ENV.iter().any(|d| k == d) && k != RECORD_ENV)
+            .collect(),
+        cwd: std::env::current_dir()?,
+    };
+    let path = PathBuf::from(path);
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec(&invocation)?)?;
+    std::fs::rename(&partial, &path)?;
+    Ok(())
+}
+
+fn is_ctx<'a>(mut args: impl Iterator<Item = &'a std::ffi::OsStr>) -> bool {
+    while let Some(arg) = args.next() {
+        if arg == "--crate-name" {
+            return args.next().is_some_and(|name| name == CRATE_NAME);
+        }
+    }
+    false
+}
+
+/// What `command` (cargo's) depends on besides the cell's source; `None`
+/// when the manifest has a path dependency, which only cargo can check.
+pub(crate) fn fingerprint(command: &Command, crate_dir: &Path) -> Option<String> {
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).ok()?;
+    let config = std::fs::read_to_string(crate_dir.join(".cargo").join("config.toml")).ok()?;
+    let dependencies = manifest.split("[dependencies]").nth(1).unwrap_or("");
+    if dependencies.contains("path") {
+        return None;
+    }
+    Some(format!("{command:?}\n{manifest}\n{config}"))
+}
+
+/// Reads what the wrapper recorded during the cargo build that just
+/// succeeded, for a crate in the state `fingerprint`.
+pub(crate) fn take_record(path: &Path, fingerprint: String) -> Option<Recorded> {
+    let bytes = std::fs::read(path).ok()?;
+    let _ = std::fs::remove_file(path);
+    let invocation = serde_json::from_slice(&bytes).ok()?;
+    Some(Recorded {
+        fingerprint,
+        invocation,
+    })
+}
+
+impl Recorded {
+    pub(crate) fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Runs rustc as cargo did. `Ok(None)`: rustc could not be started, or
+    /// said something that is not a diagnostic; the caller asks cargo.
+    pub(crate) fn run(
+        &self,
+        code_block: &crate::code_block::CodeBlock,
+    ) -> Result<Option<PathBuf>, Error> {
+        let inv = &self.invocation;
+        let tmp_noincr = std::env::var_os("TMP_NOINCR").is_some();
+        let mut args: Vec<&OsString> = Vec::new();
+        let mut skip = false;
+        for a in &inv.args {
+            if skip { skip = false; continue; }
+            if tmp_noincr && a == "-C" { skip = false; }
+            if tmp_noincr && a.to_string_lossy().starts_with("incremental=") { args.pop(); continue; }
+            args.push(a);
+        }
+        let Ok(output) = Command::new(&inv.program)
+            .args(&args)
+            .env_clear()
+            .envs(inv.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&inv.cwd)
+            .output()
+        else {
+            return Ok(None);
+        };
+        if output.status.success() {
+            return Ok(super::execution_so_source_args(
+                inv.args.iter().map(|a| a.as_os_str()),
+            ));
+        }
+        let (errors, _) = super::errors_from_cargo_output(&output, code_block);
+        if errors.is_empty() {
+            return Ok(None);
+        }
+        Err(Error::CompilationErrors(errors))
+    }
+}
