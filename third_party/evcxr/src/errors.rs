@@ -179,7 +179,16 @@ impl CompilationError {
         }
         let mut code_origins = get_code_origins(&json, code_block);
         let mut user_error_json = None;
-        if let Value::Array(children) = &json["children"] {
+        // Academy patch (issue 18): an error in code that has a fallback is
+        // the fallback's to handle, even when a note points into the user's
+        // code (E0599 on `.evcxr_display()` notes a user trait that declares
+        // that method); evcxr 0.22 reported the note and never fell back.
+        let has_fallback = code_origins
+            .iter()
+            .any(|origin| matches!(origin, CodeKind::WithFallback(_)));
+        if let Value::Array(children) = &json["children"]
+            && !has_fallback
+        {
             for child in children {
                 let child_origins = get_code_origins(child, code_block);
                 if !code_origins.iter().any(|k| k.is_user_supplied())

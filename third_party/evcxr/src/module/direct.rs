@@ -115,17 +115,8 @@ impl Recorded {
         code_block: &crate::code_block::CodeBlock,
     ) -> Result<Option<PathBuf>, Error> {
         let inv = &self.invocation;
-        let tmp_noincr = std::env::var_os("TMP_NOINCR").is_some();
-        let mut args: Vec<&OsString> = Vec::new();
-        let mut skip = false;
-        for a in &inv.args {
-            if skip { skip = false; continue; }
-            if tmp_noincr && a == "-C" { skip = false; }
-            if tmp_noincr && a.to_string_lossy().starts_with("incremental=") { args.pop(); continue; }
-            args.push(a);
-        }
         let Ok(output) = Command::new(&inv.program)
-            .args(&args)
+            .args(&inv.args)
             .env_clear()
             .envs(inv.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&inv.cwd)
