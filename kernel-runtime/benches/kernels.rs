@@ -140,23 +140,55 @@ fn stats(mut xs: Vec<Duration>) -> Stats {
     }
 }
 
-fn row(what: &str, ours: &Stats, theirs: Option<&Stats>) {
+fn row(what: &str, ours: &Stats, theirs: Option<&Stats>) -> String {
     match theirs {
-        Some(t) => println!(
-            "| {what} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1}× | {}/{} |",
+        Some(t) => format!(
+            "| {what} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {}/{} |",
             ours.median,
             ours.p99,
             t.median,
             t.p99,
-            t.median / ours.median,
+            ours.median / t.median,
             ours.n,
             t.n
         ),
-        None => println!(
-            "| {what} | {:.3} | {:.3} | – | – | – | {} |",
+        None => format!(
+            "| {what} | {:.1} | {:.1} | – | – | – | {} |",
             ours.median, ours.p99, ours.n
         ),
     }
+}
+
+/// The section this benchmark keeps in BENCHMARKS.md, replaced on each
+/// full run (lab-bench keeps what is below its marker).
+const SECTION: &str = "## Kernels (issue 18): academy kernels vs evcxr_jupyter";
+
+/// Puts `section` (starting with [`SECTION`]) in BENCHMARKS.md, in place
+/// of the last run's, or at the end.
+fn write_section(section: &str) -> std::io::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path)?;
+    let text = match text.find(SECTION) {
+        Some(start) => {
+            let rest = &text[start + SECTION.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(text.len(), |i| start + SECTION.len() + i + 1);
+            format!("{}{section}{}", &text[..start], &text[end..])
+        }
+        None => format!("{}\n{section}", text.trim_end_matches('\n').to_owned() + "\n"),
+    };
+    std::fs::write(path, text)
+}
+
+fn git(args: &[&str]) -> String {
+    std::process::Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -212,29 +244,74 @@ async fn main() {
     ours.stop().await;
     theirs.stop().await;
 
-    println!(
-        "| measurement | ours median ms | ours p99 ms | evcxr_jupyter median ms | evcxr p99 ms | evcxr/ours | samples |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    // A second kernel's `:dep candle-core` (notebook 02's line), after a
+    // first kernel has filled the shared compile cache; then the first
+    // cell that uses it.
+    let dep = r#":dep candle-core = { version = "=0.11.1", default-features = false }"#;
+    let use_dep = "let bench_t = candle_core::Tensor::ones(2, candle_core::DType::F32, \
+                   &candle_core::Device::Cpu).unwrap(); bench_t.dims().len()";
+    let (mut first, _) = start("academy-rust").await;
+    run_cell(&mut first, dep).await;
+    run_cell(&mut first, use_dep).await;
+    first.stop().await;
+    let (mut second, _) = start("academy-rust").await;
+    run_cell(&mut second, "let bench_w = 1;").await;
+    let dep_time = run_cell(&mut second, dep).await;
+    let use_time = run_cell(&mut second, use_dep).await;
+    second.stop().await;
+
+    let mut table = vec![
+        "| measurement | ours median ms | ours p99 ms | evcxr_jupyter median ms | evcxr p99 ms | ours ÷ evcxr | samples |".to_owned(),
+        "|---|---|---|---|---|---|---|".to_owned(),
+    ];
     let evcxr_start = stats(start_evcxr);
-    row(
+    table.push(row(
         "start to ready: academy-candle vs evcxr_jupyter",
         &stats(start_candle),
         Some(&evcxr_start),
-    );
-    row(
+    ));
+    table.push(row(
         "start to ready: academy-rust vs evcxr_jupyter",
         &stats(start_rust),
         Some(&evcxr_start),
-    );
-    row(
+    ));
+    table.push(row(
         "trivial cell `1`: academy-candle vs evcxr_jupyter",
         &stats(candle_cells),
         Some(&stats(theirs_trivial)),
-    );
-    row(
-        "warm Rust cell: academy-rust vs evcxr_jupyter",
+    ));
+    table.push(row(
+        "warm Rust cell `let bench_x = 40 + 2; bench_x`: academy-rust vs evcxr_jupyter",
         &stats(ours_warm),
         Some(&stats(theirs_warm)),
+    ));
+    table.push(row(
+        "second kernel's `:dep candle-core` (shared compile cache)",
+        &stats(vec![dep_time]),
+        None,
+    ));
+    table.push(row(
+        "its first cell using candle-core",
+        &stats(vec![use_time]),
+        None,
+    ));
+    let table = table.join("\n");
+    println!("{table}");
+    if quick {
+        return;
+    }
+    let machine = std::env::var("BENCH_MACHINE").unwrap_or_default();
+    let section = format!(
+        "{SECTION}\n\n\
+         `scripts/bench-kernels`, {date}, commit {commit}; {machine}. Each kernel is launched \
+         from its kernelspec and driven over ZeroMQ by the same Rust client; ours and \
+         evcxr_jupyter 0.22 (its defaults: opt-level 2, no compile cache) alternate cell by \
+         cell. Ratios below 1 mean ours is faster.\n\n{table}\n",
+        date = std::env::var("BENCH_DATE").unwrap_or_else(|_| git(&["log", "-1", "--format=%cs"])),
+        commit = git(&["rev-parse", "--short", "HEAD"]),
     );
+    match write_section(&section) {
+        Ok(()) => eprintln!("wrote BENCHMARKS.md ({SECTION})"),
+        Err(e) => eprintln!("could not write BENCHMARKS.md: {e}"),
+    }
 }
