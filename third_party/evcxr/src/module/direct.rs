@@ -70,7 +70,7 @@ pub(crate) fn record(command: &Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_ctx<'a>(mut args: impl Iterator<Item = &'a std::ffi::OsStr>) -> bool {
+pub(crate) fn is_ctx<'a>(mut args: impl Iterator<Item = &'a std::ffi::OsStr>) -> bool {
     while let Some(arg) = args.next() {
         if arg == "--crate-name" {
             return args.next().is_some_and(|name| name == CRATE_NAME);
