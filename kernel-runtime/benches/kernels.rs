@@ -176,7 +176,10 @@ fn write_section(section: &str) -> std::io::Result<()> {
                 .map_or(text.len(), |i| start + SECTION.len() + i + 1);
             format!("{}{section}{}", &text[..start], &text[end..])
         }
-        None => format!("{}\n{section}", text.trim_end_matches('\n').to_owned() + "\n"),
+        None => format!(
+            "{}\n{section}",
+            text.trim_end_matches('\n').to_owned() + "\n"
+        ),
     };
     std::fs::write(path, text)
 }
