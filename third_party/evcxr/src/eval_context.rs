@@ -837,6 +837,17 @@ impl EvalContext {
         state: &mut ContextState,
         code: CodeBlock,
     ) -> Result<(), Error> {
+        // Academy patch (issue 18): a cell that defines no variable has
+        // nothing for rust-analyzer to type. If the manifest changed (a new
+        // kernel, a `:dep`), the analyzer loads it and warms up on its own
+        // thread while the cell compiles, instead of before it.
+        if !state
+            .variable_states
+            .values()
+            .any(|v| v.move_state == VariableMoveState::New)
+        {
+            return self.analyzer.warm_up(code.code_string()).map_err(Into::into);
+        }
         self.analyzer.set_source(code.code_string())?;
         for (
             variable_name,
@@ -1600,16 +1611,16 @@ impl ContextState {
     /// `display_choice`). Call once the cell's variables have their types.
     fn plain_display_fallback(&self) -> Option<CodeBlock> {
         let (subject, fallback) = self.final_display.as_ref()?;
+        let user_code = self.items_code().code_string();
+        if display_choice::may_add_display(&user_code) {
+            return None;
+        }
         let plain = match subject {
             display_choice::Subject::Literal => true,
-            display_choice::Subject::Variable(name) => {
-                self.variable_states.get(name).is_some_and(|v| {
-                    display_choice::is_std_type(
-                        &v.type_name,
-                        &self.items_code().code_string(),
-                    )
-                })
-            }
+            display_choice::Subject::Variable(name) => self
+                .variable_states
+                .get(name)
+                .is_some_and(|v| display_choice::is_std_type(&v.type_name, &user_code)),
         };
         plain.then(|| fallback.clone())
     }

@@ -203,8 +203,10 @@ impl Module {
             Err(error) => return Err(error.into()),
         }
 
-        // Academy patch: rustc alone while cargo would only run it again.
-        let fingerprint = direct::fingerprint(&command, config.crate_dir());
+        // Academy patch: rustc alone while cargo would only run it again
+        // (not with `:time_passes`, whose report is cargo's output).
+        let fingerprint = direct::fingerprint(&command, config.crate_dir())
+            .filter(|_| !config.time_passes);
         let direct_so = match (&fingerprint, &self.direct) {
             (Some(now), Some(recorded)) if recorded.fingerprint() == now => {
                 recorded.run(code_block)?
@@ -220,12 +222,15 @@ impl Module {
                     let _ = fs::remove_file(&record_file);
                     command.env(direct::RECORD_ENV, &record_file);
                 }
-                let cargo_output = run_cargo(command, code_block)?;
+                let cargo_output = run_cargo(command, code_block);
+                // Read (and so removed) whether the build succeeded or not.
+                let recorded = fingerprint.and_then(|f| direct::take_record(&record_file, f));
+                let cargo_output = cargo_output?;
                 if config.time_passes {
                     let output = String::from_utf8_lossy(&cargo_output.stderr);
                     eprintln!("{output}");
                 }
-                self.direct = fingerprint.and_then(|f| direct::take_record(&record_file, f));
+                self.direct = recorded;
 
                 match fs::read_to_string(&so_path_file) {
                     Ok(path) => PathBuf::from(path),
@@ -365,7 +370,7 @@ pub(crate) fn wrap_rustc_helper() -> Result<i32> {
             cache_miss.update_cache(&artifacts)?;
         }
         report_execution_so(&command)?;
-        direct::record(&command)?;
+        direct::record(&command);
     }
 
     Ok(output.status.code().unwrap_or(-1))

@@ -55,6 +55,9 @@ pub(crate) struct RustAnalyzer {
     source_file: AbsPathBuf,
     source_file_id: FileId,
     current_source: String,
+    /// The background analysis started by [`RustAnalyzer::warm_up`], waited
+    /// for before the next change (academy patch).
+    warming: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -105,10 +108,16 @@ impl RustAnalyzer {
             source_file,
             source_file_id,
             current_source: String::new(),
+            warming: None,
         })
     }
 
     pub(crate) fn set_source(&mut self, source: String) -> Result<()> {
+        // A change cancels a running analysis and loses what it had not
+        // finished; the warm-up is work the change needs anyway.
+        if let Some(warming) = self.warming.take() {
+            let _ = warming.join();
+        }
         self.current_source = source;
         let mut change = ra_hir::ChangeWithProcMacros::default();
 
@@ -133,6 +142,31 @@ impl RustAnalyzer {
         }
 
         self.analysis_host.apply_change(change);
+        Ok(())
+    }
+
+    /// Academy patch (issue 18): when `Cargo.toml` changed since it was last
+    /// loaded (a new kernel, a `:dep`), loads it with `source` and computes
+    /// the crates' definition maps on a thread of their own: seconds for
+    /// std (more with a large dependency) that evcxr spent in the cell that
+    /// caused them, or in the kernel's start. The cell goes on compiling;
+    /// the next change waits for the warm-up ([`RustAnalyzer::set_source`]).
+    pub(crate) fn warm_up(&mut self, source: String) -> Result<()> {
+        let cargo_toml = std::fs::read(self.cargo_toml_filename()).ok();
+        if cargo_toml.is_some() && cargo_toml == self.last_cargo_toml {
+            return Ok(());
+        }
+        self.set_source(source)?;
+        let analysis = self.analysis_host.analysis();
+        let file = self.source_file_id;
+        self.warming = std::thread::Builder::new()
+            .name("evcxr-analysis-warm-up".to_owned())
+            .spawn(move || {
+                if let Ok(crates) = analysis.crates_for(file) {
+                    let _ = analysis.parallel_prime_caches(&crates, 1, |_| {});
+                }
+            })
+            .ok();
         Ok(())
     }
 

@@ -10,15 +10,24 @@
 //! environment, folder), and the next cell, while nothing cargo reads has
 //! changed, runs that same command itself. "Nothing changed" is: the same
 //! cargo command (its arguments and variables carry the linker, the cache
-//! and the other options), the same `Cargo.toml` and `.cargo/config.toml`,
-//! and no path dependency in the manifest (a local crate's sources can
-//! change between cells without the manifest changing; cargo must look).
+//! and the other options), the same environment (`:env` changes the
+//! kernel's), the same `Cargo.toml` and `.cargo/config.toml`, and no path
+//! dependency in the manifest (a local crate's sources can change between
+//! cells without the manifest changing; cargo must look). A build that
+//! fails for a reason that is not in the cell's code (a dependency's output
+//! gone from `target/`) is handed back to cargo.
+//!
+//! The record holds the kernel's environment: it is written readable by
+//! its owner only, removed once read, and never printed.
 
 use super::CRATE_NAME;
+use crate::code_block::CodeKind;
 use crate::errors::Error;
 use serde::Deserialize;
 use serde::Serialize;
 use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,8 +39,9 @@ pub(crate) const RECORD_ENV: &str = "EVCXR_RECORD_RUSTC";
 /// exited (a jobserver's descriptors or fifo).
 const DROPPED_ENV: &[&str] = &["CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"];
 
-/// How cargo ran rustc for `ctx`, as rustc got it.
-#[derive(Serialize, Deserialize, Clone, Debug)]
+/// How cargo ran rustc for `ctx`, as rustc got it. Not `Debug`: the
+/// environment may hold secrets.
+#[derive(Serialize, Deserialize, Clone)]
 pub(crate) struct Invocation {
     program: OsString,
     args: Vec<OsString>,
@@ -40,15 +50,22 @@ pub(crate) struct Invocation {
 }
 
 /// An invocation and the state of the crate it is valid for.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Recorded {
     fingerprint: String,
     invocation: Invocation,
 }
 
 /// In the rustc wrapper, once `command` (rustc, as the wrapper runs it)
-/// has built `ctx`: writes it where cargo's caller asked, if it asked.
-pub(crate) fn record(command: &Command) -> anyhow::Result<()> {
+/// has built `ctx`: writes it where cargo's caller asked, if it asked. Best
+/// effort: without a record the next cell asks cargo again.
+pub(crate) fn record(command: &Command) {
+    if let Err(error) = try_record(command) {
+        eprintln!("evcxr: could not record the cell's rustc command: {error}");
+    }
+}
+
+fn try_record(command: &Command) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os(RECORD_ENV) else {
         return Ok(());
     };
@@ -65,7 +82,14 @@ pub(crate) fn record(command: &Command) -> anyhow::Result<()> {
     };
     let path = PathBuf::from(path);
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, serde_json::to_vec(&invocation)?)?;
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)?;
+    file.write_all(&serde_json::to_vec(&invocation)?)?;
+    drop(file);
     std::fs::rename(&partial, &path)?;
     Ok(())
 }
@@ -88,7 +112,14 @@ pub(crate) fn fingerprint(command: &Command, crate_dir: &Path) -> Option<String>
     if dependencies.contains("path") {
         return None;
     }
-    Some(format!("{command:?}\n{manifest}\n{config}"))
+    // The kernel's own environment, which cargo passes on (`:env` sets it),
+    // hashed: the fingerprint stays in memory, but needs no secrets.
+    let mut env: Vec<_> = std::env::vars_os().collect();
+    env.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&env, &mut hasher);
+    let env = std::hash::Hasher::finish(&hasher);
+    Some(format!("{command:?}\n{env:x}\n{manifest}\n{config}"))
 }
 
 /// Reads what the wrapper recorded during the cargo build that just
@@ -130,7 +161,15 @@ impl Recorded {
             ));
         }
         let (errors, _) = super::errors_from_cargo_output(&output, code_block);
-        if errors.is_empty() {
+        // Errors in the cell's code (or in code with a fallback, which
+        // evcxr handles) are the cell's; any other failure is cargo's to
+        // look at.
+        let in_cell = errors.iter().any(|e| {
+            e.code_origins.iter().any(|origin| {
+                origin.is_user_supplied() || matches!(origin, CodeKind::WithFallback(_))
+            })
+        });
+        if !in_cell {
             return Ok(None);
         }
         Err(Error::CompilationErrors(errors))
