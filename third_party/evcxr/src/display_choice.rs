@@ -46,6 +46,7 @@ impl Subject {
 /// Outermost type names that std (or the language) defines, for which no
 /// user crate can write an inherent method, and which dereference to no
 /// user type (`Vec` and `String` reach slices and `str` only).
+#[rustfmt::skip]
 const STD_TYPES: &[&str] = &[
     "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
     "f32", "f64", "bool", "char", "str", "String", "Vec", "VecDeque", "Option", "Result",

@@ -6,13 +6,13 @@
 // copied, modified, or distributed except according to those terms.
 
 use crate::cargo_metadata;
-use crate::display_choice;
 use crate::child_process::ChildProcess;
 use crate::code_block::CodeBlock;
 use crate::code_block::CodeKind;
 use crate::code_block::Segment;
 use crate::code_block::UserCodeInfo;
 use crate::crate_config::ExternalCrate;
+use crate::display_choice;
 use crate::errors::CompilationError;
 use crate::errors::Error;
 use crate::errors::Span;
@@ -846,7 +846,10 @@ impl EvalContext {
             .values()
             .any(|v| v.move_state == VariableMoveState::New)
         {
-            return self.analyzer.warm_up(code.code_string()).map_err(Into::into);
+            return self
+                .analyzer
+                .warm_up(code.code_string())
+                .map_err(Into::into);
         }
         self.analyzer.set_source(code.code_string())?;
         for (

@@ -205,8 +205,8 @@ impl Module {
 
         // Academy patch: rustc alone while cargo would only run it again
         // (not with `:time_passes`, whose report is cargo's output).
-        let fingerprint = direct::fingerprint(&command, config.crate_dir())
-            .filter(|_| !config.time_passes);
+        let fingerprint =
+            direct::fingerprint(&command, config.crate_dir()).filter(|_| !config.time_passes);
         let direct_so = match (&fingerprint, &self.direct) {
             (Some(now), Some(recorded)) if recorded.fingerprint() == now => {
                 recorded.run(code_block)?
