@@ -83,6 +83,17 @@ def badge_type(name, tag):
     """)
 
 
+def path_crate(tmp_path, name, lib_rs):
+    """A local crate for `:dep NAME = { path = ... }`; returns its folder and its lib.rs."""
+    crate = tmp_path / name
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n')
+    lib = crate / "src" / "lib.rs"
+    lib.write_text(lib_rs)
+    return crate, lib
+
+
 def test_std_values_show_with_debug_in_one_compile(fresh):
     ok(fresh, ":timing")
     for code, shown in [
@@ -132,11 +143,7 @@ def test_a_trait_of_the_sessions_that_gives_std_types_a_display_is_still_used(fr
 
 
 def test_a_dependencys_trait_imported_by_glob_is_still_used(fresh, tmp_path):
-    crate = tmp_path / "charts"
-    (crate / "src").mkdir(parents=True)
-    (crate / "Cargo.toml").write_text(
-        '[package]\nname = "charts"\nversion = "0.1.0"\nedition = "2021"\n')
-    (crate / "src" / "lib.rs").write_text(textwrap.dedent("""\
+    crate, _ = path_crate(tmp_path, "charts", textwrap.dedent("""\
         pub mod prelude {
             pub trait Show { fn evcxr_display(&self); }
             impl Show for Vec<i64> {
@@ -168,12 +175,7 @@ def test_env_reaches_the_compiler_of_later_cells(kc):
 
 
 def test_a_path_dependency_edited_between_cells_is_rebuilt(kc, tmp_path):
-    crate = tmp_path / "counter"
-    (crate / "src").mkdir(parents=True)
-    (crate / "Cargo.toml").write_text(
-        '[package]\nname = "counter"\nversion = "0.1.0"\nedition = "2021"\n')
-    lib = crate / "src" / "lib.rs"
-    lib.write_text("pub fn value() -> i32 { 1 }\n")
+    crate, lib = path_crate(tmp_path, "counter", "pub fn value() -> i32 { 1 }\n")
     ok(kc, f':dep counter = {{ path = "{crate}" }}')
     assert value(ok(kc, "counter::value()")) == "1"
     # The manifest is the same; only cargo sees the dependency's new source.

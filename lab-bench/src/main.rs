@@ -115,7 +115,7 @@ impl Plan {
                 clients: 100,
                 load_seconds: 10,
                 lines: 50_000,
-                // Enough that one run decides a goal a few ms wide.
+                // Twenty, so a few slow starts do not move the median.
                 starts: 20,
                 held: vec![1000, 10_000],
                 held_on_kernels: 100,
