@@ -14,6 +14,10 @@ COPY lab-gateway lab-gateway
 COPY scheduler scheduler
 COPY launch launch
 COPY lab-bench lab-bench
+COPY handover handover
+COPY classroom classroom
+COPY third_party third_party
+COPY .cargo .cargo
 RUN cargo build --release --locked -p lab-gateway --bin lab \
  && strip target/release/lab
 

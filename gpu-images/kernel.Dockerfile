@@ -23,6 +23,10 @@ COPY lab-gateway lab-gateway
 COPY scheduler scheduler
 COPY launch launch
 COPY lab-bench lab-bench
+COPY handover handover
+COPY classroom classroom
+COPY third_party third_party
+COPY .cargo .cargo
 # Hopper (H100/H200); set CUDA_COMPUTE_CAP=80 for A100.
 ARG CUDA_COMPUTE_CAP=90
 ENV CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP}

@@ -239,6 +239,57 @@ def test_dep_works_from_a_pooled_academy_rust_kernel(labs):
     assert "hello from a dep" in out, out
 
 
+SESSION_CRATE_BUILT = """
+let tmp = std::env::var("TMPDIR").unwrap();
+let tag = std::fs::read_dir(&tmp).unwrap().flatten()
+    .map(|e| e.path().join("target").join("CACHEDIR.TAG"))
+    .find(|t| t.exists()).expect("evcxr's session crate in TMPDIR");
+let at = std::fs::metadata(&tag).unwrap().modified().unwrap();
+println!("built-at={}", at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+"""
+
+
+def session_crate_built_at(lab, prepare=None):
+    """Starts an academy-rust kernel in `lab` (after `prepare()`, if given) and returns
+    when its evcxr session crate was first built (cargo's tag in its target folder, in the
+    kernel's TMPDIR), and when the start was asked for."""
+    if prepare:
+        prepare()
+    if lab["pooled"]:
+        assert pool_is_full(lab, "academy-rust"), "the academy-rust pool did not fill"
+    asked = time.time()
+    kernel_id, url = start(lab, "academy-rust")
+    out = stream_of_cell(url, SESSION_CRATE_BUILT, timeout=300)
+    stop(lab, kernel_id)
+    built = re.search(r"built-at=([0-9.]+)", out)
+    assert built, out
+    return float(built.group(1)), asked
+
+
+def test_a_pooled_academy_rust_kernel_built_its_session_before_its_start(labs):
+    """Item 2: a pooled academy-rust kernel makes its evcxr context (toolchain probes, the
+    session crate's first build, std's analysis) while it waits, before anyone asks for
+    it; a cold kernel does it after. Its child, which runs the user's code, still starts
+    after the handover: the test above finds it confined."""
+    built, asked = session_crate_built_at(labs["pooled"])
+    assert built < asked, "the pooled kernel built its session crate after its start"
+    built, asked = session_crate_built_at(labs["cold"])
+    assert built > asked, "the cold kernel's session crate is older than its start"
+
+
+def test_a_pooled_academy_rust_kernel_makes_its_context_again_for_evcxr_settings(labs):
+    """A user's `evcxr.toml` (in the folder the kernel starts in) is read by a new evcxr
+    context; a pooled kernel prepared before it knew its user makes its context again."""
+    lab = labs["pooled"]
+    settings = lab["data"] / "users" / "admin" / "evcxr.toml"
+    try:
+        built, asked = session_crate_built_at(
+            lab, lambda: settings.write_text('[evcxr]\nopt_level = "1"\n'))
+    finally:
+        settings.unlink()
+    assert built > asked, "a context made before the user's evcxr.toml was kept"
+
+
 def test_a_pool_kernel_whose_gateway_is_gone_exits(tmp_path):
     """A kernel waiting in the pool holds nothing of anyone's; when its gateway dies (no
     handover will come), it reads the end of its launch channel and exits."""

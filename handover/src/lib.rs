@@ -35,3 +35,41 @@ pub use channel::End;
 pub use confinement::{Confinement, Instruction, Mounts};
 pub use limits::Limits;
 pub use message::{Handover, HandoverError, Report};
+
+/// How many threads this process has now.
+pub fn threads() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// The names of this process's threads, for a message.
+pub fn thread_names() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Waits, at most `limit`, until this process has one thread: threads a
+/// pooled kernel started while it waited for its handover, and joined or
+/// let go, are gone only once the kernel has reaped them. True once it
+/// has one.
+pub fn wait_for_one_thread(limit: std::time::Duration) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if threads()? == 1 {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        // A detached thread's end sends no event this process can wait on.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -98,7 +98,7 @@ impl Handover {
     pub unsafe fn apply(&self) -> std::io::Result<()> {
         // Landlock and seccomp confine the calling thread: any other would
         // stay free. Refused rather than trusted to a convention.
-        let threads = std::fs::read_dir("/proc/self/task")?.count();
+        let threads = crate::threads()?;
         if threads != 1 {
             return Err(std::io::Error::other(format!(
                 "a handover needs a process with one thread, this one has {threads}"

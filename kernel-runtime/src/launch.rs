@@ -1,51 +1,74 @@
 //! The kernel's side of its launch channel (the `handover` crate): a
-//! pooled kernel waits here for its user, applies what the gateway sends
-//! and only then goes on; every kernel started with a channel says when
-//! its sockets listen.
+//! pooled kernel prepares what needs no user, waits here for its user,
+//! applies what the gateway sends and only then goes on; every kernel
+//! started with a channel says when its sockets listen.
 //!
-//! Nothing here may start a thread before the handover is applied:
-//! Landlock confines the calling thread only, so the process must have
-//! one thread when it does.
+//! Landlock confines the calling thread only, so the process must have one
+//! thread when it applies its handover. What a pooled kernel prepares
+//! before it waits may start threads and processes, but only if they are
+//! all gone before it says it waits: checked, not assumed.
+
+use std::time::Duration;
 
 use handover::{End, Handover, HandoverError, Report};
+
+/// How long the threads of a pooled kernel's preparation may take to end.
+const THREADS_END_WITHIN: Duration = Duration::from_secs(10);
 
 /// The channel, kept until the kernel listens.
 pub struct LaunchChannel(End);
 
-/// What the launch channel said before the kernel starts.
-pub enum Begin {
+/// What the launch channel said before the kernel starts; `T` is what a
+/// pooled kernel prepared before it waited.
+pub enum Begin<T> {
     /// No channel: started by a plain Jupyter client.
     Plain,
     /// Go on; report through this once listening.
-    Go(LaunchChannel),
+    Go(LaunchChannel, Option<T>),
     /// The gateway went away before handing this pooled kernel over.
     Abandoned,
 }
 
-/// Takes the inherited channel, and for a pooled kernel waits for its
-/// handover and applies it (folder, environment, limits, confinement).
+/// Takes the inherited channel, and for a pooled kernel runs `prepare`
+/// (work that needs no user: it must not read any user's files), waits
+/// until every thread it started has ended, then waits for its handover
+/// and applies it (folder, environment, limits, confinement).
 ///
 /// # Safety
 /// Call it while the process has one thread: it changes the environment,
 /// and the confinement must cover the whole process.
-pub unsafe fn begin() -> Result<Begin, HandoverError> {
+pub unsafe fn begin<T>(prepare: impl FnOnce() -> T) -> Result<Begin<T>, HandoverError> {
     // SAFETY: the caller guarantees a single thread.
     let Some((end, pooled)) = (unsafe { End::inherited() })? else {
         return Ok(Begin::Plain);
     };
-    if pooled {
-        Report::Waiting.send(&end)?;
-        let handover = match Handover::receive(&end) {
-            Ok(h) => h,
-            Err(HandoverError::Closed) => return Ok(Begin::Abandoned),
-            Err(e) => return Err(refuse(&end, e)),
-        };
-        // SAFETY: still a single thread (the caller's guarantee).
-        if let Err(e) = unsafe { handover.apply() } {
+    if !pooled {
+        return Ok(Begin::Go(LaunchChannel(end), None));
+    }
+    let prepared = prepare();
+    match handover::wait_for_one_thread(THREADS_END_WITHIN) {
+        Ok(true) => {}
+        Ok(false) => {
+            let e = std::io::Error::other(format!(
+                "the threads started while preparing did not end within {}s: {}",
+                THREADS_END_WITHIN.as_secs(),
+                handover::thread_names().join(", ")
+            ));
             return Err(refuse(&end, HandoverError::Io(e)));
         }
+        Err(e) => return Err(refuse(&end, HandoverError::Io(e))),
     }
-    Ok(Begin::Go(LaunchChannel(end)))
+    Report::Waiting.send(&end)?;
+    let handover = match Handover::receive(&end) {
+        Ok(h) => h,
+        Err(HandoverError::Closed) => return Ok(Begin::Abandoned),
+        Err(e) => return Err(refuse(&end, e)),
+    };
+    // SAFETY: one thread again (checked above; `apply` checks it too).
+    if let Err(e) = unsafe { handover.apply() } {
+        return Err(refuse(&end, HandoverError::Io(e)));
+    }
+    Ok(Begin::Go(LaunchChannel(end), Some(prepared)))
 }
 
 /// Tells the gateway why the handover failed, and gives the error back.

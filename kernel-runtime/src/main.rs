@@ -61,27 +61,34 @@ fn main() -> anyhow::Result<()> {
     // before anything else and never returns in that child.
     evcxr::runtime_hook();
     let cli = Cli::parse();
-    let kernel = match &cli.command {
+    let (kernel, prepared) = match &cli.command {
         Command::Rust { .. } | Command::Candle { .. } => {
+            let rust = matches!(cli.command, Command::Rust { .. });
+            // A pooled academy-rust kernel makes its evcxr context while it
+            // waits: seconds nobody then waits for. Only in a build whose
+            // rust-analyzer ends all its threads (.cargo/config.toml).
+            let prepare = || (rust && cfg!(no_salsa_async_drops)).then(rust::prepare);
             // SAFETY: no thread has been started yet (evcxr's hook returns
             // at once outside its child, and parsing starts none).
-            match unsafe { launch::begin() } {
+            match unsafe { launch::begin(prepare) } {
                 Ok(Begin::Abandoned) => std::process::exit(0),
-                Ok(Begin::Plain) => None,
-                Ok(Begin::Go(channel)) => Some(channel),
+                Ok(Begin::Plain) => (None, None),
+                Ok(Begin::Go(channel, prepared)) => (Some(channel), prepared.flatten()),
                 Err(e) => {
                     init_tracing();
                     anyhow::bail!("the kernel cannot start: {e}")
                 }
             }
         }
-        _ => None,
+        _ => (None, None),
     };
     init_tracing();
     match cli.command {
-        Command::Rust { connection_file } => run_kernel(Language::Rust, connection_file, kernel),
+        Command::Rust { connection_file } => {
+            run_kernel(Language::Rust, connection_file, kernel, prepared)
+        }
         Command::Candle { connection_file } => {
-            run_kernel(Language::Candle, connection_file, kernel)
+            run_kernel(Language::Candle, connection_file, kernel, None)
         }
         Command::Execute { notebook } => {
             let binary = std::env::current_exe().context("cannot find this executable's path")?;
@@ -146,6 +153,7 @@ fn run_kernel(
     language: Language,
     connection_file: PathBuf,
     channel: Option<LaunchChannel>,
+    prepared: Option<Result<rust::Prepared, String>>,
 ) -> anyhow::Result<()> {
     let orphan_timeout = orphan_timeout()?;
     let connection = connection::read_connection_file(&connection_file)?;
@@ -158,7 +166,7 @@ fn run_kernel(
             // Built before the sockets bind: evcxr takes seconds, and a
             // kernel that accepts requests it cannot answer that long
             // surprises strict clients.
-            Executor::start("rust", rust::build)
+            Executor::start("rust", move || rust::build(prepared))
                 .and_then(|s| s.built())
                 .map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
         ),

@@ -83,6 +83,25 @@ impl Api {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
+    /// How many kernels of `spec` wait in Academy Lab's warm pool now
+    /// (`/api/status`); `None` when the server does not say.
+    pub async fn pool_count(&self, spec: &str) -> Option<u64> {
+        let status: Value = self
+            .http
+            .get(format!("{}/api/status", self.base))
+            .header("Authorization", format!("token {}", self.token))
+            .timeout(STEP_TIMEOUT)
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        status["warm_pool"][spec].as_u64()
+    }
+
     pub async fn delete_kernel(&self, id: &str) -> Result<()> {
         self.http
             .delete(format!("{}/api/kernels/{id}", self.base))

@@ -211,23 +211,18 @@ async fn main() -> Result<()> {
         };
         let server = Server::start(Kind::Lab, &pooled).await?;
         let api = Api::new(&server);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let refill = Duration::from_secs(120);
         results.warm_start = attempt(
             "Academy Lab, academy-candle: start from the warm pool",
-            scenarios::start_to_idle(&api, "academy-candle", plan.starts, Duration::from_secs(1)),
+            scenarios::start_to_idle_pooled(&api, "academy-candle", plan.starts, 2, refill),
         )
         .await;
-        // evcxr starts after the handover (it runs threads and a child
-        // process, which the confinement must cover), so this row shows
-        // what the pool does not save.
+        // A pooled academy-rust kernel makes its evcxr context (toolchain
+        // probes, first build, std's analysis) before its handover; each
+        // start waits for the refill, which takes seconds.
         results.warm_start_rust = attempt(
             "Academy Lab, academy-rust: start from the warm pool",
-            scenarios::start_to_idle(
-                &api,
-                "academy-rust",
-                plan.starts.min(5),
-                Duration::from_secs(1),
-            ),
+            scenarios::start_to_idle_pooled(&api, "academy-rust", plan.starts.min(10), 2, refill),
         )
         .await;
         server.stop().await;

@@ -206,6 +206,41 @@ pub async fn start_to_idle(api: &Api, kernel: &str, n: usize, pause: Duration) -
     Ok(Stats::of(times))
 }
 
+/// P3 from the warm pool: as [`start_to_idle`], but each start waits
+/// (at most `refill` long) until `full` kernels of `kernel` wait in the
+/// pool, so every start measures a pooled kernel, not a refill that had
+/// not finished (an academy-rust kernel prepares evcxr for seconds).
+pub async fn start_to_idle_pooled(
+    api: &Api,
+    kernel: &str,
+    n: usize,
+    full: u64,
+    refill: Duration,
+) -> Result<Stats> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..=n {
+        let deadline = Instant::now() + refill;
+        while api.pool_count(kernel).await.unwrap_or(0) < full {
+            if Instant::now() >= deadline {
+                anyhow::bail!("the {kernel} pool did not refill within {refill:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // As the cold rows' pause: the refill's last work settles first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let id = api.start_kernel(kernel).await?;
+        let mut conn = api.connect(&id).await?;
+        conn.kernel_info().await?;
+        if i > 0 {
+            times.push(started.elapsed());
+        }
+        conn.close().await;
+        api.delete_kernel(&id).await?;
+    }
+    Ok(Stats::of(times))
+}
+
 /// P5: websockets held open on `kernels` kernels, each having done what
 /// JupyterLab does on connect (a kernel_info round trip), then left idle.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -20,10 +20,11 @@ mod prelude;
 mod pump;
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use evcxr::CommandContext;
+use evcxr::{CommandContext, EvalContextOutputs};
 use jupyter_protocol::{Media, MediaType};
 
 use crate::engine::{
@@ -97,9 +98,91 @@ pub struct RustEngine {
     prepared_child: Option<u32>,
 }
 
-/// Builds the evcxr context; called on the executor thread.
-pub fn build() -> Result<Built, String> {
+/// An evcxr context a warm-pool kernel made before it had a user: the
+/// toolchain probed, the session crate built once, rust-analyzer's analysis
+/// of std done; suspended (no child process, no thread) until
+/// [`build`] resumes it after the handover.
+pub struct Prepared {
+    ctx: CommandContext,
+    outputs: EvalContextOutputs,
+    /// The variables that choose and drive the toolchain, as they were.
+    toolchain: Vec<(OsString, OsString)>,
+}
+
+/// Makes and suspends a context; called before the handover, so it reads
+/// no user's files (evcxr's own settings are read again at [`build`]).
+pub fn prepare() -> Result<Prepared, String> {
     let (mut ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
+    ctx.suspend();
+    Ok(Prepared {
+        ctx,
+        outputs,
+        toolchain: toolchain_env(),
+    })
+}
+
+/// The variables of this process that decide which toolchain evcxr, cargo
+/// and rust-analyzer use and how they build. `CARGO_HOME` is left out: the
+/// handover gives each user their own (see [`Prepared::resume`]).
+fn toolchain_env() -> Vec<(OsString, OsString)> {
+    let mut vars: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            k != "CARGO_HOME"
+                && (k == "PATH"
+                    || k == "LD_LIBRARY_PATH"
+                    || k.starts_with("RUST")
+                    || k.starts_with("CARGO")
+                    || k.starts_with("EVCXR"))
+        })
+        .collect();
+    vars.sort();
+    vars
+}
+
+impl Prepared {
+    /// Resumes the context in this process as it is now (the user's folder,
+    /// environment and confinement), unless something it was made with has
+    /// changed since; then why not.
+    fn resume(mut self) -> Result<(CommandContext, EvalContextOutputs), String> {
+        if toolchain_env() != self.toolchain {
+            return Err("the toolchain's variables changed".into());
+        }
+        if let Some(toml) = evcxr::config_toml() {
+            return Err(format!("evcxr settings to read: {}", toml.display()));
+        }
+        if let Some(home) = std::env::var_os("CARGO_HOME") {
+            let home = std::path::Path::new(&home);
+            if home.join("config.toml").exists() || home.join("config").exists() {
+                return Err("the user's cargo home has settings".into());
+            }
+        }
+        // What the first build's child printed is nobody's.
+        self.outputs.stdout.try_iter().for_each(drop);
+        self.outputs.stderr.try_iter().for_each(drop);
+        self.ctx.resume().map_err(|e| e.to_string())?;
+        Ok((self.ctx, self.outputs))
+    }
+}
+
+/// Builds the evcxr context, or resumes the one a warm-pool kernel
+/// prepared; called on the executor thread.
+pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String> {
+    let resumed = match prepared {
+        None => None,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "evcxr was not prepared in the pool");
+            None
+        }
+        Some(Ok(p)) => p
+            .resume()
+            .inspect_err(|why| tracing::info!(%why, "evcxr is made again after the handover"))
+            .ok(),
+    };
+    let (mut ctx, outputs) = match resumed {
+        Some(resumed) => resumed,
+        None => CommandContext::new().map_err(|e| e.to_string())?,
+    };
     if let Err(e) = ctx.execute(":load_config") {
         tracing::warn!(error = %e, "evcxr config not loaded");
     }

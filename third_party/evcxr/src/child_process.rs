@@ -23,6 +23,9 @@ pub(crate) struct ChildProcess {
     stdin: Option<std::process::ChildStdin>,
     command: Arc<Mutex<process::Command>>,
     stderr_sender: Arc<Mutex<crossbeam_channel::Sender<String>>>,
+    /// Academy patch (issue 18): the thread relaying this process's stderr,
+    /// kept so [`ChildProcess::stop`] can wait for it to end.
+    stderr_relay: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChildProcess {
@@ -84,7 +87,7 @@ impl ChildProcess {
             None => Arc::new(Mutex::new(process)),
         };
 
-        std::thread::spawn({
+        let stderr_relay = std::thread::spawn({
             let stderr_sender = Arc::clone(&stderr_sender);
             move || {
                 let stderr_sender = stderr_sender.lock().unwrap();
@@ -102,7 +105,27 @@ impl ChildProcess {
             stdin,
             command,
             stderr_sender,
+            stderr_relay: Some(stderr_relay),
         })
+    }
+
+    /// Academy patch (issue 18): ends the process and waits for the thread
+    /// that relays its stderr, so the context starts no thread and runs no
+    /// process until [`ChildProcess::restart`]. A warm-pool kernel does this
+    /// before it confines itself: Landlock confines the calling thread
+    /// only, and the child that will run its user's code must start after.
+    pub(crate) fn stop(&mut self) {
+        self.stdin.take();
+        {
+            let mut process = self.process_handle.lock().unwrap();
+            if let Ok(None) = process.try_wait() {
+                let _ = process.kill();
+            }
+            let _ = process.wait();
+        }
+        if let Some(relay) = self.stderr_relay.take() {
+            let _ = relay.join();
+        }
     }
 
     /// Returns a handle to our subprocess. This handle may be used to terminate
@@ -135,6 +158,9 @@ impl ChildProcess {
 
     pub(crate) fn send(&mut self, command: &str) -> Result<(), Error> {
         use std::io::Write;
+        if self.stdin.is_none() {
+            bail!("The child process is stopped");
+        }
         writeln!(self.stdin.as_mut().unwrap(), "{command}")
             .map_err(|_| self.get_termination_error())?;
         self.stdin.as_mut().unwrap().flush()?;

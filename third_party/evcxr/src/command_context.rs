@@ -77,6 +77,16 @@ impl CommandContext {
         self.eval_context.check(non_command_code, state, &code_info)
     }
 
+    /// Academy patch (issue 18): see [`EvalContext::suspend`].
+    pub fn suspend(&mut self) {
+        self.eval_context.suspend();
+    }
+
+    /// Academy patch (issue 18): see [`EvalContext::resume`].
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.eval_context.resume()
+    }
+
     pub fn process_handle(&self) -> Arc<Mutex<std::process::Child>> {
         self.eval_context.process_handle()
     }

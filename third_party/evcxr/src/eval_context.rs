@@ -675,6 +675,25 @@ impl EvalContext {
         self.child_process.process_handle()
     }
 
+    /// Academy patch (issue 18): finishes the background analysis, ends the
+    /// child process and waits for the thread relaying its stderr. Until
+    /// [`EvalContext::resume`], the context runs no thread and no process
+    /// of its own (rust-analyzer's detached workers end on their own,
+    /// shortly after the analysis). A warm-pool kernel makes its context,
+    /// suspends it, confines itself at its handover, then resumes it: the
+    /// child that runs its user's code starts confined.
+    pub fn suspend(&mut self) {
+        self.analyzer.finish_warm_up();
+        self.child_process.stop();
+    }
+
+    /// Academy patch (issue 18): starts a new child process (with the
+    /// process's environment and confinement as they are now) after
+    /// [`EvalContext::suspend`]. As after `:restart`, no variable is kept.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.restart_child_process()
+    }
+
     pub(crate) fn restart_child_process(&mut self) -> Result<(), Error> {
         self.committed_state.variable_states.clear();
         self.committed_state.stored_variable_states.clear();

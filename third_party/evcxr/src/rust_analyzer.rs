@@ -31,8 +31,6 @@ use ra_ap_syntax::ast::AstNode;
 use ra_ap_syntax::ast::{self};
 use ra_ap_vfs as ra_vfs;
 use ra_ap_vfs::FileId;
-use ra_ap_vfs::loader::LoadingProgress;
-use ra_ap_vfs_notify as vfs_notify;
 use ra_ide::CallableSnippets;
 use ra_ide::Edition;
 use ra_ide::HoverConfig;
@@ -49,8 +47,6 @@ pub(crate) struct RustAnalyzer {
     root_directory: AbsPathBuf,
     analysis_host: ra_ide::AnalysisHost,
     vfs: ra_vfs::Vfs,
-    loader: vfs_notify::NotifyHandle,
-    message_receiver: crossbeam_channel::Receiver<ra_vfs::loader::Message>,
     last_cargo_toml: Option<Vec<u8>>,
     source_file: AbsPathBuf,
     source_file_id: FileId,
@@ -77,8 +73,6 @@ pub(crate) struct VariableInfo {
 
 impl RustAnalyzer {
     pub(crate) fn new(root_directory: &Path) -> Result<RustAnalyzer> {
-        use ra_vfs::loader::Handle;
-        let (message_sender, message_receiver) = crossbeam_channel::unbounded();
         let mut vfs = ra_vfs::Vfs::default();
         let root_directory = AbsPathBuf::try_from(
             root_directory
@@ -102,8 +96,6 @@ impl RustAnalyzer {
             root_directory,
             analysis_host: Default::default(),
             vfs,
-            loader: vfs_notify::NotifyHandle::spawn(message_sender),
-            message_receiver,
             last_cargo_toml: None,
             source_file,
             source_file_id,
@@ -168,6 +160,14 @@ impl RustAnalyzer {
             })
             .ok();
         Ok(())
+    }
+
+    /// Academy patch (issue 18): waits for the background analysis
+    /// [`RustAnalyzer::warm_up`] started, if any.
+    pub(crate) fn finish_warm_up(&mut self) {
+        if let Some(warming) = self.warming.take() {
+            let _ = warming.join();
+        }
     }
 
     /// Returns top-level variable names and their types in the specified function.
@@ -249,44 +249,21 @@ impl RustAnalyzer {
         };
         let workspace = ProjectWorkspace::load(manifest, &config, &|_| {})?;
         let roots = workspace.to_roots();
-        let load = roots
-            .iter()
-            .map(|root| {
-                ra_vfs::loader::Entry::Directories(ra_vfs::loader::Directories {
-                    extensions: vec!["rs".to_owned()],
-                    include: root.include.clone(),
-                    exclude: root.exclude.clone(),
-                })
-            })
-            .collect();
-        // Note, set_config is what triggers loading and calling the callback that we registered when we created self.loader.
-        use ra_vfs::loader::Handle;
-        self.loader.set_config(ra_vfs::loader::Config {
-            version: 1,
-            load,
-            watch: vec![],
-        });
-
-        for message in &self.message_receiver {
-            match message {
-                ra_vfs::loader::Message::Progress {
-                    n_total: _, n_done, ..
-                } => {
-                    if n_done == LoadingProgress::Finished {
-                        break;
-                    }
-                }
-                ra_vfs::loader::Message::Loaded { files }
-                | ra_vfs::loader::Message::Changed { files } => {
-                    for (path, contents) in files {
-                        let vfs_path: ra_vfs::VfsPath = path.to_path_buf().into();
-                        self.vfs
-                            .set_file_contents(vfs_path.clone(), contents.clone());
-                    }
-                }
+        // Academy patch (issue 18): the files are read here, on the calling
+        // thread. vfs-notify read them on a loader thread, in parallel on
+        // rayon's global pool, whose threads never end: a warm-pool kernel
+        // must have none left when it confines itself
+        // ([`crate::EvalContext::suspend`]).
+        for root in &roots {
+            let dirs = ra_vfs::loader::Directories {
+                extensions: vec!["rs".to_owned()],
+                include: root.include.clone(),
+                exclude: root.exclude.clone(),
+            };
+            for (path, contents) in load_directories(&dirs) {
+                self.vfs.set_file_contents(path.into(), contents);
             }
         }
-
         for (file_id, changed_file) in self.vfs.take_changes() {
             let mut new_contents = None;
             if let ra_vfs::Change::Create(v, _hash) | ra_vfs::Change::Modify(v, _hash) =
@@ -468,6 +445,46 @@ impl RustAnalyzer {
 
 /// If `pat` represents a variable that is being defined, then record it in `result` and return
 /// true.
+/// The files of `dirs` and their contents, as vfs-notify's loader finds
+/// them: every file with one of the extensions under an included folder,
+/// following links, skipping excluded folders and the included folders
+/// nested in another (each is walked on its own).
+fn load_directories(dirs: &ra_vfs::loader::Directories) -> Vec<(AbsPathBuf, Option<Vec<u8>>)> {
+    let mut files = Vec::new();
+    for root in &dirs.include {
+        let walk = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|entry| {
+                if !entry.file_type().is_dir() {
+                    return true;
+                }
+                let path = entry.path();
+                dirs.exclude.iter().all(|it| it != path)
+                    && (root == path || dirs.include.iter().all(|it| it != path))
+            });
+        // walkdir reports a link cycle as an error: skipped with the rest.
+        for entry in walk.filter_map(|it| it.ok()) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Some(path) = ra_ap_paths::Utf8PathBuf::from_path_buf(entry.into_path())
+                .ok()
+                .and_then(|p| AbsPathBuf::try_from(p).ok())
+            else {
+                continue;
+            };
+            let ext = path.extension().unwrap_or_default();
+            if dirs.extensions.iter().all(|it| it.as_str() != ext) {
+                continue;
+            }
+            let contents = std::fs::read(&path).ok();
+            files.push((path, contents));
+        }
+    }
+    files
+}
+
 fn add_variable_for_pattern(
     pat: &ast::Pat,
     sema: &ra_hir::Semantics<ra_ide::RootDatabase>,

@@ -74,7 +74,7 @@ impl ConfigToml {
         Ok(res)
     }
 
-    fn find_parse_dir() -> Result<Option<PathBuf>> {
+    pub(crate) fn find_parse_dir() -> Result<Option<PathBuf>> {
         let current_path = std::env::current_dir()?.join("evcxr.toml");
         if current_path.exists() {
             return Ok(Some(current_path));
