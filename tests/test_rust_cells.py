@@ -7,7 +7,8 @@ Each change under a warm cell has a way to go wrong that a user would see:
   import), must still be shown through it. `:timing` lists evcxr's phases, and a second
   compile to fall back shows there as "Fallback": the tests use it to see which path a cell
   took;
-- while the manifest is unchanged a cell is compiled by rustc without cargo; a compile error
+- while the manifest is unchanged a cell is compiled by rustc without cargo (`:timing` says
+  "Final compile by rustc"); a compile error
   must still be reported, `:env` must still reach the compiler, and a path dependency whose
   source changes (the manifest does not) must be rebuilt, which only cargo does;
 - rust-analyzer sees std as a library and warms up in the background; the variable types it
@@ -156,6 +157,26 @@ def test_a_dependencys_trait_imported_by_glob_is_still_used(fresh, tmp_path):
     ok(fresh, f':dep charts = {{ path = "{crate}" }}')
     ok(fresh, "use charts::prelude::*;")
     assert html(ok(fresh, "let xs: Vec<i64> = vec![1, 2]; xs")) == "<s>[1, 2]</s>"
+
+
+def built_by(outputs):
+    """Which tool built the cell's crate, from `:timing`'s phases."""
+    return "rustc" if "Final compile by rustc" in timing(outputs) else "cargo"
+
+
+def test_a_warm_cell_skips_cargo_until_something_cargo_reads_changes(fresh, tmp_path):
+    ok(fresh, ":timing")
+    ok(fresh, "let a = 1; a")
+    assert built_by(ok(fresh, "let b = 2; b")) == "rustc"
+    # `:env` changes what cargo passes on: cargo once, then rustc alone again.
+    ok(fresh, ":env ACADEMY_TEST_FLAVOUR=plain")
+    assert built_by(ok(fresh, "let c = 3; c")) == "cargo"
+    assert built_by(ok(fresh, "let d = 4; d")) == "rustc"
+    # A path dependency's sources can change under an unchanged manifest: cargo for good.
+    crate, _ = path_crate(tmp_path, "seven", "pub fn seven() -> i32 { 7 }\n")
+    ok(fresh, f':dep seven = {{ path = "{crate}" }}')
+    for code in ("seven::seven()", "seven::seven() + 1"):
+        assert built_by(ok(fresh, code)) == "cargo", code
 
 
 def test_a_compile_error_between_warm_cells_is_reported_and_the_next_cell_runs(kc):

@@ -839,7 +839,12 @@ impl EvalContext {
                 output: EvalOutputs::new(),
             });
         }
-        phases.phase_complete("Final compile");
+        // Academy patch: `:timing` says which builds skipped cargo.
+        phases.phase_complete(if self.module.last_build_was_direct() {
+            "Final compile by rustc"
+        } else {
+            "Final compile"
+        });
 
         let output = self.run_and_capture_output(state, &so_file, callbacks)?;
         Ok(ExecutionArtifacts { output })

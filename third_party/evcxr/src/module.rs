@@ -127,6 +127,9 @@ pub(crate) struct Module {
     /// How to build `ctx` without cargo while nothing else changed
     /// (academy patch, `direct`).
     direct: Option<direct::Recorded>,
+    /// Whether the last build ran rustc without cargo (academy patch):
+    /// `:timing` names the phase "Final compile by rustc".
+    last_direct: bool,
 }
 
 const CRATE_NAME: &str = "ctx";
@@ -137,7 +140,13 @@ impl Module {
             build_num: 0,
             last_allow_static: None,
             direct: None,
+            last_direct: false,
         })
+    }
+
+    /// Whether the last build ran rustc without cargo (academy patch).
+    pub(crate) fn last_build_was_direct(&self) -> bool {
+        self.last_direct
     }
 
     // Writes Cargo.toml. Should be called before compile.
@@ -213,6 +222,7 @@ impl Module {
             }
             _ => None,
         };
+        self.last_direct = direct_so.is_some();
         let so_file = match direct_so {
             Some(so_file) => so_file,
             None => {
