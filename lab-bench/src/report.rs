@@ -449,8 +449,9 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         s,
         "`POST /api/kernels`, then a websocket and a `kernel_info_request` until its reply \
-         and idle status. Median / p99 of {} starts, one at a time, 0.3 s apart (from the \
-         pool, 1 s apart, so it refills).\n",
+         and idle status. Median / p99 of {} starts, one at a time, 0.3 s apart; from the \
+         pool, each start waits until the pool is full again, then 1 s (academy-rust: 10 \
+         starts, as its refill prepares evcxr for seconds).\n",
         r.plan.starts
     );
     let _ = writeln!(

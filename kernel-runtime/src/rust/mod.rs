@@ -113,6 +113,16 @@ pub struct Prepared {
 /// no user's files (evcxr's own settings are read again at [`build`]).
 pub fn prepare() -> Result<Prepared, String> {
     let (mut ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
+    // A session's first cells that store and then load a variable cost
+    // seconds once: rust-analyzer infers std's traits for the first time,
+    // and rustc's incremental cache has none of evcxr's variable code yet.
+    // Paid here, they cost a user's first cells nothing; the variables go
+    // with this child at the suspension.
+    for cell in WARM_UP_CELLS {
+        if let Err(e) = ctx.execute(cell) {
+            return Err(format!("a warm-up cell failed: {e}"));
+        }
+    }
     ctx.suspend();
     Ok(Prepared {
         ctx,
@@ -120,6 +130,12 @@ pub fn prepare() -> Result<Prepared, String> {
         toolchain: toolchain_env(),
     })
 }
+
+/// What a pooled kernel runs before its handover (see [`prepare`]).
+const WARM_UP_CELLS: &[&str] = &[
+    "let academy_warm_up = 40 + 2; academy_warm_up",
+    "let academy_warm_up_2 = academy_warm_up + 1; academy_warm_up_2",
+];
 
 /// The variables of this process that decide which toolchain evcxr, cargo
 /// and rust-analyzer use and how they build. `CARGO_HOME` is left out: the
