@@ -260,7 +260,10 @@ def session_crate_built_at(lab, prepare=None):
     asked = time.time()
     kernel_id, url = start(lab, "academy-rust")
     out = stream_of_cell(url, SESSION_CRATE_BUILT, timeout=300)
+    # What the pooled kernel ran before its start is not its user's.
+    leftover = stream_of_cell(url, "academy_warm_up", timeout=300)
     stop(lab, kernel_id)
+    assert "cannot find value `academy_warm_up`" in leftover, leftover
     built = re.search(r"built-at=([0-9.]+)", out)
     assert built, out
     return float(built.group(1)), asked
@@ -268,9 +271,10 @@ def session_crate_built_at(lab, prepare=None):
 
 def test_a_pooled_academy_rust_kernel_built_its_session_before_its_start(labs):
     """Item 2: a pooled academy-rust kernel makes its evcxr context (toolchain probes, the
-    session crate's first build, std's analysis) while it waits, before anyone asks for
-    it; a cold kernel does it after. Its child, which runs the user's code, still starts
-    after the handover: the test above finds it confined."""
+    session crate's first build, std's analysis, warm-up cells) while it waits, before
+    anyone asks for it; a cold kernel does it after. Its child, which runs the user's code,
+    still starts after the handover (the test above finds it confined), and the warm-up's
+    variables are gone with the child that ran them."""
     built, asked = session_crate_built_at(labs["pooled"])
     assert built < asked, "the pooled kernel built its session crate after its start"
     built, asked = session_crate_built_at(labs["cold"])

@@ -161,7 +161,9 @@ def test_a_dependencys_trait_imported_by_glob_is_still_used(fresh, tmp_path):
 
 def built_by(outputs):
     """Which tool built the cell's crate, from `:timing`'s phases."""
-    return "rustc" if "Final compile by rustc" in timing(outputs) else "cargo"
+    phases = timing(outputs)
+    assert "Final compile" in phases, phases
+    return "rustc" if "Final compile by rustc" in phases else "cargo"
 
 
 def test_a_warm_cell_skips_cargo_until_something_cargo_reads_changes(fresh, tmp_path):

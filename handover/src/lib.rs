@@ -56,14 +56,31 @@ pub fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// Waits, at most `limit`, until this process has one thread: threads a
-/// pooled kernel started while it waited for its handover, and joined or
-/// let go, are gone only once the kernel has reaped them. True once it
-/// has one.
-pub fn wait_for_one_thread(limit: std::time::Duration) -> std::io::Result<bool> {
+/// The pids of this process's children (of every thread), from
+/// `/proc/self/task/*/children`; empty where the kernel does not say.
+pub fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Waits, at most `limit`, until this process has one thread and no child
+/// process: what a pooled kernel started while it waited for its handover
+/// (threads joined or let go, processes waited for) is gone only once the
+/// system has reaped it. True once alone.
+pub fn wait_until_alone(limit: std::time::Duration) -> std::io::Result<bool> {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        if threads()? == 1 {
+        if threads()? == 1 && children().is_empty() {
             return Ok(true);
         }
         if std::time::Instant::now() >= deadline {

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use handover::{End, Handover, HandoverError, Report};
 
-/// How long the threads of a pooled kernel's preparation may take to end.
-const THREADS_END_WITHIN: Duration = Duration::from_secs(10);
+/// How long the threads and processes of a pooled kernel's preparation may
+/// take to end.
+const ALONE_WITHIN: Duration = Duration::from_secs(10);
 
 /// The channel, kept until the kernel listens.
 pub struct LaunchChannel(End);
@@ -31,7 +32,7 @@ pub enum Begin<T> {
 
 /// Takes the inherited channel, and for a pooled kernel runs `prepare`
 /// (work that needs no user: it must not read any user's files), waits
-/// until every thread it started has ended, then waits for its handover
+/// until every thread and process it started has ended, then waits for its handover
 /// and applies it (folder, environment, limits, confinement).
 ///
 /// # Safety
@@ -46,13 +47,14 @@ pub unsafe fn begin<T>(prepare: impl FnOnce() -> T) -> Result<Begin<T>, Handover
         return Ok(Begin::Go(LaunchChannel(end), None));
     }
     let prepared = prepare();
-    match handover::wait_for_one_thread(THREADS_END_WITHIN) {
+    match handover::wait_until_alone(ALONE_WITHIN) {
         Ok(true) => {}
         Ok(false) => {
             let e = std::io::Error::other(format!(
-                "the threads started while preparing did not end within {}s: {}",
-                THREADS_END_WITHIN.as_secs(),
-                handover::thread_names().join(", ")
+                "what preparing started did not end within {}s: threads {}; child processes {:?}",
+                ALONE_WITHIN.as_secs(),
+                handover::thread_names().join(", "),
+                handover::children()
             ));
             return Err(refuse(&end, HandoverError::Io(e)));
         }

@@ -103,32 +103,114 @@ pub struct RustEngine {
 /// of std done; suspended (no child process, no thread) until
 /// [`build`] resumes it after the handover.
 pub struct Prepared {
-    ctx: CommandContext,
-    outputs: EvalContextOutputs,
+    session: Session,
     /// The variables that choose and drive the toolchain, as they were.
     toolchain: Vec<(OsString, OsString)>,
+}
+
+/// An evcxr context with what the engine keeps beside it.
+struct Session {
+    ctx: CommandContext,
+    outputs: EvalContextOutputs,
+    /// Starts the lines of the child's runtime ([`prelude`]).
+    marker: String,
+    /// Preludes run so far, one per child process.
+    generation: u64,
+}
+
+impl Session {
+    fn new() -> Result<Session, String> {
+        let (ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
+        Ok(Session {
+            ctx,
+            outputs,
+            // Random, so no cell prints it by chance.
+            marker: format!("ACADEMY_{}", uuid::Uuid::new_v4().simple()),
+            generation: 0,
+        })
+    }
 }
 
 /// Makes and suspends a context; called before the handover, so it reads
 /// no user's files (evcxr's own settings are read again at [`build`]).
 pub fn prepare() -> Result<Prepared, String> {
-    let (mut ctx, outputs) = CommandContext::new().map_err(|e| e.to_string())?;
-    // A session's first cells that store and then load a variable cost
-    // seconds once: rust-analyzer infers std's traits for the first time,
-    // and rustc's incremental cache has none of evcxr's variable code yet.
-    // Paid here, they cost a user's first cells nothing; the variables go
-    // with this child at the suspension.
-    for cell in WARM_UP_CELLS {
-        if let Err(e) = ctx.execute(cell) {
-            return Err(format!("a warm-up cell failed: {e}"));
-        }
+    // Cargo's settings could start what outlives a build (a compiler
+    // cache's server); a user's kernel reads only its own cargo home.
+    if let Some(home) = cargo_home_settings() {
+        return Err(format!(
+            "the pool's cargo home has settings: {}",
+            home.display()
+        ));
     }
-    ctx.suspend();
+    let mut session = Session::new()?;
+    let warmed = warm_up(&mut session);
+    // On failure too: a context dropped unsuspended would leave threads.
+    session.ctx.suspend();
+    warmed?;
     Ok(Prepared {
-        ctx,
-        outputs,
+        session,
         toolchain: toolchain_env(),
     })
+}
+
+/// Runs the prelude and [`WARM_UP_CELLS`] in a prepared session's child.
+///
+/// A session's first cells cost seconds once: the prelude's items are
+/// compiled for the first time, rust-analyzer infers std's traits for the
+/// first time, and rustc's incremental cache has none of evcxr's code that
+/// stores and loads variables. Paid here, with the compile cache's flags a
+/// user's cells get, they cost a user's first cells little; the variables
+/// go with this child at the suspension, and the next child runs the
+/// prelude again.
+fn warm_up(session: &mut Session) -> Result<(), String> {
+    enable_cache(&mut session.ctx);
+    session.generation += 1;
+    let prelude = prelude::code(&session.marker, session.generation);
+    let cells = std::iter::once(prelude.as_str()).chain(WARM_UP_CELLS.iter().copied());
+    // evcxr waits, at a cell's end, until what the child printed has been
+    // taken from its channel; the engine's pump does not exist yet.
+    let done = AtomicBool::new(false);
+    let stdout = &session.outputs.stdout;
+    let ctx = &mut session.ctx;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = stdout.recv_timeout(std::time::Duration::from_millis(10));
+            }
+        });
+        let mut result = Ok(());
+        for cell in cells {
+            if let Err(e) = ctx.execute(cell) {
+                result = Err(format!("a warm-up cell failed: {e}"));
+                break;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// The settings file of the cargo home in `CARGO_HOME`, if it has one.
+fn cargo_home_settings() -> Option<std::path::PathBuf> {
+    let home = std::path::PathBuf::from(std::env::var_os("CARGO_HOME")?);
+    ["config.toml", "config"]
+        .into_iter()
+        .map(|name| home.join(name))
+        .find(|path| path.exists())
+}
+
+/// Turns evcxr's compile cache on (`ACADEMY_EVCXR_CACHE_MB`, else
+/// [`DEFAULT_CACHE_MB`]; 0 leaves it off).
+fn enable_cache(ctx: &mut CommandContext) {
+    let cache_mb = std::env::var("ACADEMY_EVCXR_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_CACHE_MB);
+    if cache_mb > 0
+        && let Err(e) = ctx.execute(&format!(":cache {cache_mb}"))
+    {
+        tracing::warn!(error = %e, "evcxr compile cache not enabled");
+    }
 }
 
 /// What a pooled kernel runs before its handover (see [`prepare`]).
@@ -160,24 +242,25 @@ impl Prepared {
     /// Resumes the context in this process as it is now (the user's folder,
     /// environment and confinement), unless something it was made with has
     /// changed since; then why not.
-    fn resume(mut self) -> Result<(CommandContext, EvalContextOutputs), String> {
+    fn resume(self) -> Result<Session, String> {
         if toolchain_env() != self.toolchain {
             return Err("the toolchain's variables changed".into());
         }
         if let Some(toml) = evcxr::config_toml() {
             return Err(format!("evcxr settings to read: {}", toml.display()));
         }
-        if let Some(home) = std::env::var_os("CARGO_HOME") {
-            let home = std::path::Path::new(&home);
-            if home.join("config.toml").exists() || home.join("config").exists() {
-                return Err("the user's cargo home has settings".into());
-            }
+        if let Some(settings) = cargo_home_settings() {
+            return Err(format!(
+                "the user's cargo home has settings: {}",
+                settings.display()
+            ));
         }
-        // What the first build's child printed is nobody's.
-        self.outputs.stdout.try_iter().for_each(drop);
-        self.outputs.stderr.try_iter().for_each(drop);
-        self.ctx.resume().map_err(|e| e.to_string())?;
-        Ok((self.ctx, self.outputs))
+        // What the warm-up's child printed is nobody's.
+        let mut session = self.session;
+        session.outputs.stdout.try_iter().for_each(drop);
+        session.outputs.stderr.try_iter().for_each(drop);
+        session.ctx.resume().map_err(|e| e.to_string())?;
+        Ok(session)
     }
 }
 
@@ -195,24 +278,21 @@ pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String
             .inspect_err(|why| tracing::info!(%why, "evcxr is made again after the handover"))
             .ok(),
     };
-    let (mut ctx, outputs) = match resumed {
+    let Session {
+        mut ctx,
+        outputs,
+        marker,
+        generation,
+    } = match resumed {
         Some(resumed) => resumed,
-        None => CommandContext::new().map_err(|e| e.to_string())?,
+        None => Session::new()?,
     };
     if let Err(e) = ctx.execute(":load_config") {
         tracing::warn!(error = %e, "evcxr config not loaded");
     }
-    let cache_mb = std::env::var("ACADEMY_EVCXR_CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(DEFAULT_CACHE_MB);
-    if cache_mb > 0
-        && let Err(e) = ctx.execute(&format!(":cache {cache_mb}"))
-    {
-        tracing::warn!(error = %e, "evcxr compile cache not enabled");
-    }
+    // The user's cache (under their home), and their size.
+    enable_cache(&mut ctx);
     let interrupted = Arc::new(AtomicBool::new(false));
-    let marker = format!("ACADEMY_{}", uuid::Uuid::new_v4().simple());
     let forwarder =
         pump::spawn(outputs.stdout, outputs.stderr, &marker).map_err(|e| e.to_string())?;
     let killer = Arc::new(Kill {
@@ -224,7 +304,7 @@ pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String
         forwarder,
         interrupted,
         marker,
-        generation: 0,
+        generation,
         prepared_child: None,
     };
     Ok((Box::new(engine), killer))

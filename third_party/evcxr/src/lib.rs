@@ -40,11 +40,6 @@ pub use crate::eval_context::EvalOutputs;
 pub use crate::runtime::runtime_hook;
 pub use rust_analyzer::Completions;
 
-/// Return the directory that evcxr tools should use for their configuration.
-///
-/// By default this is the `evcxr` subdirectory of whatever `dirs::config_dir()`
-/// returns, but it can be overridden by the `EVCXR_CONFIG_DIR` environment
-/// variable.
 /// Academy patch (issue 18): the `evcxr.toml` a new context would read
 /// (the current folder's, else the config folder's), if there is one. A
 /// context made before its settings were known must then be made again.
@@ -52,6 +47,11 @@ pub fn config_toml() -> Option<std::path::PathBuf> {
     toml_parse::ConfigToml::find_parse_dir().ok().flatten()
 }
 
+/// Return the directory that evcxr tools should use for their configuration.
+///
+/// By default this is the `evcxr` subdirectory of whatever `dirs::config_dir()`
+/// returns, but it can be overridden by the `EVCXR_CONFIG_DIR` environment
+/// variable.
 pub fn config_dir() -> Option<std::path::PathBuf> {
     std::env::var_os("EVCXR_CONFIG_DIR")
         .map(std::path::PathBuf::from)

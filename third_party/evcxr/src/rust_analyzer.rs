@@ -443,8 +443,6 @@ impl RustAnalyzer {
     }
 }
 
-/// If `pat` represents a variable that is being defined, then record it in `result` and return
-/// true.
 /// The files of `dirs` and their contents, as vfs-notify's loader finds
 /// them: every file with one of the extensions under an included folder,
 /// following links, skipping excluded folders and the included folders
@@ -485,6 +483,8 @@ fn load_directories(dirs: &ra_vfs::loader::Directories) -> Vec<(AbsPathBuf, Opti
     files
 }
 
+/// If `pat` represents a variable that is being defined, then record it in `result` and return
+/// true.
 fn add_variable_for_pattern(
     pat: &ast::Pat,
     sema: &ra_hir::Semantics<ra_ide::RootDatabase>,
