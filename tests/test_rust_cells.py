@@ -12,11 +12,16 @@ Each change under a warm cell has a way to go wrong that a user would see:
   must still be reported, `:env` must still reach the compiler, and a path dependency whose
   source changes (the manifest does not) must be rebuilt, which only cargo does;
 - rust-analyzer sees std as a library and warms up in the background; the variable types it
-  infers must stay right as cells redefine them.
+  infers must stay right as cells redefine them;
+- the prelude is built as soon as a client has asked for kernel_info, before the first cell,
+  and nothing of it reaches the client.
 Tests that change what a session's code may display get a kernel of their own.
 """
 
+import os
+import queue
 import textwrap
+import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
@@ -204,3 +209,40 @@ def test_a_path_dependency_edited_between_cells_is_rebuilt(kc, tmp_path):
     # The manifest is the same; only cargo sees the dependency's new source.
     lib.write_text("pub fn value() -> i32 { 2 }\n")
     assert value(ok(kc, "counter::value()")) == "2"
+
+
+def test_the_prelude_is_built_before_the_first_cell_asks(tmp_path):
+    """A session's first cell no longer waits for the prelude's build: the kernel builds it
+    as soon as a client has asked for kernel_info, before any cell is sent (evcxr writes
+    the prelude into its session crate, in the kernel's TMPDIR), then warm-up cells. Nothing
+    of it reaches the client, the warm-up's variables are not the user's, and the first
+    cell runs in the child the prelude prepared (a panic is the cell's error, which only
+    the prelude's hook reports)."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    km, kc = start_new_kernel(kernel_name="academy-rust", startup_timeout=120, env=env)
+    try:
+        deadline = time.monotonic() + CELL
+        built = False
+        while time.monotonic() < deadline and not built:
+            built = any("const MARKER" in lib.read_text(errors="replace")
+                        for lib in tmp_path.glob("*/src/lib.rs"))
+            time.sleep(0.1)
+        assert built, "no cell was sent, and the prelude was not built within the timeout"
+        seen = []
+        while True:
+            try:
+                seen.append(kc.get_iopub_msg(timeout=1))
+            except queue.Empty:
+                break
+        assert all(m["msg_type"] == "status" for m in seen), seen
+        reply, outputs = run_cell(kc, "academy_warm_up", timeout=CELL)
+        assert reply["content"]["status"] == "error", reply["content"]
+        assert "cannot find value `academy_warm_up`" in text_of(outputs) + str(reply["content"])
+        assert "academy_warm_up" not in text_of(ok(kc, ":vars"))
+        reply, outputs = run_cell(kc, 'panic!("boom");', timeout=CELL)
+        assert reply["content"]["status"] == "error", reply["content"]
+        assert "boom" in reply["content"]["evalue"], reply["content"]
+        assert value(ok(kc, "let after = 40 + 2; after")) == "42"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -78,6 +78,13 @@ pub trait Engine {
     /// Help for the name under the cursor, or `None` when nothing is known.
     fn inspect(&mut self, code: &str, cursor_pos: usize) -> Option<Media>;
     fn is_complete(&mut self, code: &str) -> Completeness;
+    /// Work every session pays for once, done before the first cell asks
+    /// for it (academy-rust: the prelude's build, then cells that leave
+    /// nothing behind). Runs on the engine thread once a client is there;
+    /// `waiting` says a request has come, which waits for the step under
+    /// way, so an engine stops at the next step it can. Nothing it prints
+    /// reaches a client.
+    fn warm_up(&mut self, _waiting: &dyn Fn() -> bool) {}
 }
 
 /// Stops the cell that is running, from another thread.
@@ -100,6 +107,16 @@ pub struct Output {
 impl Output {
     pub fn new(parent: JupyterMessage, iopub: mpsc::Sender<JupyterMessage>) -> Self {
         Output { parent, iopub }
+    }
+
+    /// An output for work no request asked for ([`Engine::warm_up`]):
+    /// what is sent to it goes nowhere.
+    pub fn nowhere() -> Self {
+        let (iopub, _) = mpsc::channel(1);
+        Output {
+            parent: JupyterMessage::new(ClearOutput { wait: false }, None),
+            iopub,
+        }
     }
 
     fn publish(&self, content: impl Into<JupyterMessageContent>) {

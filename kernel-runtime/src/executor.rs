@@ -6,6 +6,7 @@
 //! async protocol side never blocks on a cell; it awaits a oneshot.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jupyter_protocol::Media;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +34,8 @@ pub enum Job {
         code: String,
         reply: oneshot::Sender<Completeness>,
     },
+    /// [`Engine::warm_up`], asked for by no request.
+    WarmUp,
 }
 
 /// Handle to a running engine thread.
@@ -40,6 +43,8 @@ pub enum Job {
 pub struct Executor {
     jobs: mpsc::UnboundedSender<Job>,
     interrupter: Arc<dyn Interrupter>,
+    /// Whether [`Executor::warm_up`] has queued the warm-up.
+    warm_up_queued: Arc<AtomicBool>,
 }
 
 /// What an engine factory returns, on the engine's own thread.
@@ -64,6 +69,7 @@ impl Starting {
         Ok(Executor {
             jobs: self.jobs,
             interrupter,
+            warm_up_queued: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -109,7 +115,10 @@ impl Executor {
                     }
                 };
                 while let Some(job) = jobs_rx.blocking_recv() {
-                    run_job(engine.as_mut(), job);
+                    match job {
+                        Job::WarmUp => warm_up(engine.as_mut(), &|| !jobs_rx.is_empty()),
+                        job => run_job(engine.as_mut(), job),
+                    }
                 }
             })
             .map_err(|e| format!("cannot spawn the engine thread: {e}"))?;
@@ -121,6 +130,17 @@ impl Executor {
 
     pub fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.interrupter.clone()
+    }
+
+    /// Queues the engine's warm-up ([`Engine::warm_up`]) the first time;
+    /// does nothing after. The kernel calls it when a client first asks for
+    /// `kernel_info`: the client is there, and the kernel's start is over,
+    /// so the work slows neither, and a cell sent meanwhile waits for it
+    /// (it would have done the same work itself).
+    pub fn warm_up(&self) {
+        if !self.warm_up_queued.swap(true, Ordering::SeqCst) {
+            let _ = self.jobs.send(Job::WarmUp);
+        }
     }
 
     async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Option<T> {
@@ -198,6 +218,19 @@ fn run_job(engine: &mut dyn Engine, job: Job) {
         Job::IsComplete { code, reply } => {
             let _ = reply.send(engine.is_complete(&code));
         }
+        Job::WarmUp => warm_up(engine, &|| false),
+    }
+}
+
+fn warm_up(engine: &mut dyn Engine, waiting: &dyn Fn() -> bool) {
+    // No cell to fail: a panic here is logged, and the kernel goes on.
+    if let Err(panic) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.warm_up(waiting)))
+    {
+        tracing::warn!(
+            panic = panic_message(&panic),
+            "the engine's warm-up panicked"
+        );
     }
 }
 

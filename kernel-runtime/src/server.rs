@@ -318,6 +318,7 @@ impl Shell {
     async fn handle(&mut self, request: &JupyterMessage) -> Option<JupyterMessage> {
         let reply: JupyterMessageContent = match &request.content {
             JupyterMessageContent::KernelInfoRequest(_) => {
+                self.executor.warm_up();
                 JupyterMessageContent::KernelInfoReply(Box::new((*self.info).clone()))
             }
             JupyterMessageContent::ExecuteRequest(req) => self.execute(req, request).await.into(),
@@ -590,6 +591,7 @@ async fn serve_control(
         contact.touch();
         let reply: JupyterMessageContent = match &request.content {
             JupyterMessageContent::KernelInfoRequest(_) => {
+                executor.warm_up();
                 JupyterMessageContent::KernelInfoReply(Box::new((*info).clone()))
             }
             JupyterMessageContent::InterruptRequest(_) => {

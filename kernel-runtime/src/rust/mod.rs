@@ -3,7 +3,10 @@
 //! evcxr compiles each cell into a crate and runs it in a child process that
 //! keeps the session's variables. Every fresh child first runs our prelude
 //! ([`prelude`]): display helpers, a panic hook and a relay of its stdout
-//! that reports a cell's panic and marks the end of its stderr. The output
+//! that reports a cell's panic and marks the end of its stderr. The first
+//! child's runs as soon as a client has asked for `kernel_info`, then two
+//! cells whose variables are forgotten ([`Engine::warm_up`]), so a user who
+//! reads before running a cell does not wait for their builds. The output
 //! pump ([`pump`]) forwards the child's lines as stream messages and display
 //! markers as `display_data`; a panic that escapes a cell becomes its error
 //! ([`panic`]), and all of a cell's stderr is shown in that cell. An
@@ -96,6 +99,9 @@ pub struct RustEngine {
     /// The child process our prelude runs in. evcxr starts a new one
     /// silently on `:restart` and `:clear`, and after one dies.
     prepared_child: Option<u32>,
+    /// Whether [`WARM_UP_CELLS`] ran in this context (a pooled kernel's
+    /// ran before its handover), so its first cells are warm.
+    cells_warmed: bool,
 }
 
 /// An evcxr context a warm-pool kernel made before it had a user: the
@@ -213,11 +219,16 @@ fn enable_cache(ctx: &mut CommandContext) {
     }
 }
 
-/// What a pooled kernel runs before its handover (see [`prepare`]).
+/// What a pooled kernel runs before its handover (see [`prepare`]), and a
+/// cold one after its prelude ([`Engine::warm_up`]): a variable stored, then
+/// one loaded, so that rustc's incremental cache holds evcxr's code for both.
 const WARM_UP_CELLS: &[&str] = &[
     "let academy_warm_up = 40 + 2; academy_warm_up",
     "let academy_warm_up_2 = academy_warm_up + 1; academy_warm_up_2",
 ];
+
+/// The variables [`WARM_UP_CELLS`] define, forgotten after them.
+const WARM_UP_VARIABLES: &[&str] = &["academy_warm_up", "academy_warm_up_2"];
 
 /// The variables of this process that decide which toolchain evcxr, cargo
 /// and rust-analyzer use and how they build. `CARGO_HOME` is left out: the
@@ -278,6 +289,8 @@ pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String
             .inspect_err(|why| tracing::info!(%why, "evcxr is made again after the handover"))
             .ok(),
     };
+    // A prepared context ran the warm-up cells before its handover.
+    let cells_warmed = resumed.is_some();
     let Session {
         mut ctx,
         outputs,
@@ -306,6 +319,7 @@ pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String
         marker,
         generation,
         prepared_child: None,
+        cells_warmed,
     };
     Ok((Box::new(engine), killer))
 }
@@ -446,6 +460,33 @@ fn render_compile_error(e: &evcxr::CompilationError, code: &str) -> Vec<String> 
 }
 
 impl Engine for RustEngine {
+    fn warm_up(&mut self, waiting: &dyn Fn() -> bool) {
+        if self.prepared_child.is_some() {
+            // A cell came first and paid for it.
+            return;
+        }
+        // As a cell would, with nobody's output: a prelude that fails here
+        // is run again, and its error shown, by the first cell.
+        let out = Output::nowhere();
+        self.interrupted.store(false, Ordering::SeqCst);
+        self.forwarder.begin_cell(&out);
+        self.prepare_child(&out);
+        if !self.cells_warmed {
+            let mut ran = 0;
+            for cell in WARM_UP_CELLS {
+                if waiting() || self.prepared_child.is_none() || self.ctx.execute(cell).is_err() {
+                    break;
+                }
+                ran += 1;
+            }
+            tracing::debug!(ran, "warm-up cells run");
+            // What the warm-up defined is nobody's.
+            self.ctx.forget_variables(WARM_UP_VARIABLES);
+            self.cells_warmed = true;
+        }
+        self.forwarder.finish_cell();
+    }
+
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
         self.interrupted.store(false, Ordering::SeqCst);
         self.forwarder.begin_cell(out);

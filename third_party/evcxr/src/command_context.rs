@@ -87,6 +87,11 @@ impl CommandContext {
         self.eval_context.resume()
     }
 
+    /// Academy patch (issue 18): see [`EvalContext::forget_variables`].
+    pub fn forget_variables(&mut self, names: &[&str]) {
+        self.eval_context.forget_variables(names);
+    }
+
     pub fn process_handle(&self) -> Arc<Mutex<std::process::Child>> {
         self.eval_context.process_handle()
     }

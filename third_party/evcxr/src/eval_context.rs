@@ -694,6 +694,18 @@ impl EvalContext {
         self.restart_child_process()
     }
 
+    /// Academy patch (issue 18): drops variables from the session, as if
+    /// they had never been defined: later cells neither see nor load them.
+    /// The child keeps their values until it ends, unreachable. For cells a
+    /// kernel runs before its user's first (a warm-up), which must leave
+    /// nothing a user could see.
+    pub fn forget_variables(&mut self, names: &[&str]) {
+        for name in names {
+            self.committed_state.variable_states.remove(*name);
+            self.committed_state.stored_variable_states.remove(*name);
+        }
+    }
+
     pub(crate) fn restart_child_process(&mut self) -> Result<(), Error> {
         self.committed_state.variable_states.clear();
         self.committed_state.stored_variable_states.clear();
