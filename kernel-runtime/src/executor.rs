@@ -45,6 +45,8 @@ pub struct Executor {
     interrupter: Arc<dyn Interrupter>,
     /// Whether [`Executor::warm_up`] has queued the warm-up.
     warm_up_queued: Arc<AtomicBool>,
+    /// See [`Starting::is_complete_by`].
+    is_complete: Option<IsComplete>,
 }
 
 /// What an engine factory returns, on the engine's own thread.
@@ -57,7 +59,11 @@ pub type Built = (Box<dyn Engine>, Arc<dyn Interrupter>);
 pub struct Starting {
     jobs: mpsc::UnboundedSender<Job>,
     ready: oneshot::Receiver<Result<Arc<dyn Interrupter>, String>>,
+    is_complete: Option<IsComplete>,
 }
+
+/// A language's `is_complete` that needs no engine (a scan of the code).
+pub type IsComplete = fn(&str) -> Completeness;
 
 impl Starting {
     /// The executor, once its engine is built; the build's error otherwise.
@@ -70,7 +76,18 @@ impl Starting {
             jobs: self.jobs,
             interrupter,
             warm_up_queued: Arc::new(AtomicBool::new(false)),
+            is_complete: self.is_complete,
         })
+    }
+
+    /// Answers `is_complete` with `check`, on the caller's side: never
+    /// behind a cell, a warm-up or a completion on the engine thread (a
+    /// console asks it at every Enter, with a short timeout).
+    pub fn is_complete_by(self, check: IsComplete) -> Starting {
+        Starting {
+            is_complete: Some(check),
+            ..self
+        }
     }
 
     /// Waits here, on a plain thread, until the engine is built: for an
@@ -86,6 +103,7 @@ impl Starting {
         Ok(Starting {
             jobs: self.jobs,
             ready,
+            is_complete: self.is_complete,
         })
     }
 }
@@ -125,6 +143,7 @@ impl Executor {
         Ok(Starting {
             jobs: jobs_tx,
             ready: ready_rx,
+            is_complete: None,
         })
     }
 
@@ -135,8 +154,8 @@ impl Executor {
     /// Queues the engine's warm-up ([`Engine::warm_up`]) the first time;
     /// does nothing after. The kernel calls it when a client first asks for
     /// `kernel_info`: the client is there, and the kernel's start is over,
-    /// so the work slows neither, and a cell sent meanwhile waits for it
-    /// (it would have done the same work itself).
+    /// so the work slows neither. A request sent meanwhile waits for the
+    /// step under way (at most one cell's build), then the warm-up stops.
     pub fn warm_up(&self) {
         if !self.warm_up_queued.swap(true, Ordering::SeqCst) {
             let _ = self.jobs.send(Job::WarmUp);
@@ -185,6 +204,9 @@ impl Executor {
     }
 
     pub async fn is_complete(&self, code: String) -> Completeness {
+        if let Some(check) = self.is_complete {
+            return check(&code);
+        }
         self.ask(|reply| Job::IsComplete { code, reply })
             .await
             .unwrap_or(Completeness::Unknown)
@@ -218,6 +240,7 @@ fn run_job(engine: &mut dyn Engine, job: Job) {
         Job::IsComplete { code, reply } => {
             let _ = reply.send(engine.is_complete(&code));
         }
+        // The engine loop answers it itself, with the queue in view.
         Job::WarmUp => warm_up(engine, &|| false),
     }
 }

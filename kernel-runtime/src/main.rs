@@ -168,6 +168,7 @@ fn run_kernel(
             // surprises strict clients.
             Executor::start("rust", move || rust::build(prepared))
                 .and_then(|s| s.built())
+                .map(|s| s.is_complete_by(rust::is_complete))
                 .map_err(|e| anyhow::anyhow!("evcxr failed to start: {e}"))?,
         ),
         Language::Candle => (

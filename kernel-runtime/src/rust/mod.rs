@@ -4,9 +4,9 @@
 //! keeps the session's variables. Every fresh child first runs our prelude
 //! ([`prelude`]): display helpers, a panic hook and a relay of its stdout
 //! that reports a cell's panic and marks the end of its stderr. The first
-//! child's runs as soon as a client has asked for `kernel_info`, then two
-//! cells whose variables are forgotten ([`Engine::warm_up`]), so a user who
-//! reads before running a cell does not wait for their builds. The output
+//! child's runs as soon as a client has asked for `kernel_info`, then, in a
+//! cold kernel, two cells whose variables are forgotten ([`Engine::warm_up`]),
+//! so a user who reads before running a cell does not wait for their builds. The output
 //! pump ([`pump`]) forwards the child's lines as stream messages and display
 //! markers as `display_data`; a panic that escapes a cell becomes its error
 //! ([`panic`]), and all of a cell's stderr is shown in that cell. An
@@ -102,6 +102,10 @@ pub struct RustEngine {
     /// Whether [`WARM_UP_CELLS`] ran in this context (a pooled kernel's
     /// ran before its handover), so its first cells are warm.
     cells_warmed: bool,
+    /// A runtime notice the warm-up got, for the first cell to show.
+    held_notice: Option<String>,
+    /// An interrupt came during the warm-up while a request waited.
+    interrupt_pending: bool,
 }
 
 /// An evcxr context a warm-pool kernel made before it had a user: the
@@ -219,6 +223,12 @@ fn enable_cache(ctx: &mut CommandContext) {
     }
 }
 
+/// Whether a Rust cell is complete: a bracket scan, no engine needed
+/// (the executor answers it off the engine thread).
+pub fn is_complete(code: &str) -> Completeness {
+    completeness::check(code)
+}
+
 /// What a pooled kernel runs before its handover (see [`prepare`]), and a
 /// cold one after its prelude ([`Engine::warm_up`]): a variable stored, then
 /// one loaded, so that rustc's incremental cache holds evcxr's code for both.
@@ -226,9 +236,6 @@ const WARM_UP_CELLS: &[&str] = &[
     "let academy_warm_up = 40 + 2; academy_warm_up",
     "let academy_warm_up_2 = academy_warm_up + 1; academy_warm_up_2",
 ];
-
-/// The variables [`WARM_UP_CELLS`] define, forgotten after them.
-const WARM_UP_VARIABLES: &[&str] = &["academy_warm_up", "academy_warm_up_2"];
 
 /// The variables of this process that decide which toolchain evcxr, cargo
 /// and rust-analyzer use and how they build. `CARGO_HOME` is left out: the
@@ -320,6 +327,8 @@ pub fn build(prepared: Option<Result<Prepared, String>>) -> Result<Built, String
         generation,
         prepared_child: None,
         cells_warmed,
+        held_notice: None,
+        interrupt_pending: false,
     };
     Ok((Box::new(engine), killer))
 }
@@ -472,6 +481,7 @@ impl Engine for RustEngine {
         self.forwarder.begin_cell(&out);
         self.prepare_child(&out);
         if !self.cells_warmed {
+            // No cell has run, so every variable is the warm-up's.
             let mut ran = 0;
             for cell in WARM_UP_CELLS {
                 if waiting() || self.prepared_child.is_none() || self.ctx.execute(cell).is_err() {
@@ -480,14 +490,25 @@ impl Engine for RustEngine {
                 ran += 1;
             }
             tracing::debug!(ran, "warm-up cells run");
-            // What the warm-up defined is nobody's.
-            self.ctx.forget_variables(WARM_UP_VARIABLES);
+            let defined = self.variables();
+            let defined: Vec<&str> = defined.iter().map(String::as_str).collect();
+            self.ctx.forget_variables(&defined);
             self.cells_warmed = true;
         }
-        self.forwarder.finish_cell();
+        self.held_notice = self.forwarder.finish_cell().notice;
+        // An interrupt meant for the cell that waited for this one.
+        self.interrupt_pending = self.interrupted.load(Ordering::SeqCst) && waiting();
     }
 
     fn execute(&mut self, code: &str, out: &Output) -> Result<Option<Media>, CellError> {
+        if std::mem::take(&mut self.interrupt_pending) {
+            return Err(CellError::interrupted(
+                "cell interrupted before it ran, while the kernel warmed up; no variables were lost",
+            ));
+        }
+        if let Some(notice) = self.held_notice.take() {
+            out.stderr(&format!("{notice}\n"));
+        }
         self.interrupted.store(false, Ordering::SeqCst);
         self.forwarder.begin_cell(out);
         self.prepare_child(out);
@@ -571,6 +592,6 @@ impl Engine for RustEngine {
     }
 
     fn is_complete(&mut self, code: &str) -> Completeness {
-        completeness::check(code)
+        is_complete(code)
     }
 }

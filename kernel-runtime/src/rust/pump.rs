@@ -42,6 +42,9 @@ enum Control {
 pub struct CellEnd {
     /// The runtime's record of a panic that escaped the cell.
     pub panic: Option<String>,
+    /// A notice the runtime gave during the cell (also shown in it, if the
+    /// cell was anyone's), e.g. that panics cannot be reported.
+    pub notice: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -64,6 +67,7 @@ struct Pump {
     /// `SYNC` tokens that arrived on stderr in this cell.
     arrived: HashSet<String>,
     panic: Option<String>,
+    notice: Option<String>,
 }
 
 /// Starts the pump on its own thread; lines that start with `marker` are the
@@ -84,6 +88,7 @@ pub fn spawn(
         announced: None,
         arrived: HashSet::new(),
         panic: None,
+        notice: None,
     };
     std::thread::Builder::new()
         .name("evcxr-output".into())
@@ -118,12 +123,11 @@ impl Pump {
             }
             ("NO_RELAY", Stream::Stderr) => {
                 tracing::warn!(reason = rest, "the evcxr child's stdout is not relayed");
-                self.text(
-                    format!(
-                        "academy-rust: panics cannot be reported as errors in this session ({rest})"
-                    ),
-                    Stream::Stderr,
+                let notice = format!(
+                    "academy-rust: panics cannot be reported as errors in this session ({rest})"
                 );
+                self.notice = Some(notice.clone());
+                self.text(notice, Stream::Stderr);
             }
             _ => tracing::debug!(line, "unexpected runtime line"),
         }
@@ -210,6 +214,7 @@ impl Pump {
         self.arrived.clear();
         CellEnd {
             panic: self.panic.take(),
+            notice: self.notice.take(),
         }
     }
 
