@@ -14,7 +14,8 @@ Each change under a warm cell has a way to go wrong that a user would see:
 - rust-analyzer sees std as a library and warms up in the background; the variable types it
   infers must stay right as cells redefine them;
 - the prelude is built as soon as a client has asked for kernel_info, before the first cell,
-  and nothing of it reaches the client.
+  then warm-up cells whose variables are forgotten; nothing of it reaches the client, and an
+  interrupt during it stops the cell that waits.
 Tests that change what a session's code may display get a kernel of their own.
 """
 
@@ -246,6 +247,37 @@ def test_the_prelude_is_built_before_the_first_cell_asks(tmp_path):
         reply, outputs = run_cell(kc, 'panic!("boom");', timeout=CELL)
         assert reply["content"]["status"] == "error", reply["content"]
         assert "boom" in reply["content"]["evalue"], reply["content"]
+        assert value(ok(kc, "let after = 40 + 2; after")) == "42"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_an_interrupt_while_the_kernel_warms_up_stops_the_cell_that_waits(tmp_path):
+    """A cell sent during the warm-up waits for the warm-up cell under way; an interrupt
+    then must stop that cell (it would otherwise run, since the interrupt only ended the
+    warm-up's child), and the session goes on."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    km, kc = start_new_kernel(kernel_name="academy-rust", startup_timeout=120, env=env)
+    try:
+        deadline = time.monotonic() + CELL
+        while time.monotonic() < deadline and not any(
+                "academy_warm_up_2" in lib.read_text(errors="replace")
+                for lib in tmp_path.glob("*/src/lib.rs")):
+            time.sleep(0.05)
+        msg_id = kc.execute("loop { std::thread::sleep(std::time::Duration::from_millis(10)); }")
+        # The kernel has taken the cell (it waits behind the warm-up) before the interrupt.
+        while True:
+            msg = kc.get_iopub_msg(timeout=CELL)
+            if (msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "execute_input"):
+                break
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=CELL)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = kc.get_shell_msg(timeout=CELL)
+        assert reply["content"]["status"] == "error", reply["content"]
+        assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
         assert value(ok(kc, "let after = 40 + 2; after")) == "42"
     finally:
         kc.stop_channels()
