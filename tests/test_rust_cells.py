@@ -212,73 +212,69 @@ def test_a_path_dependency_edited_between_cells_is_rebuilt(kc, tmp_path):
     assert value(ok(kc, "counter::value()")) == "2"
 
 
-def test_the_prelude_is_built_before_the_first_cell_asks(tmp_path):
-    """A session's first cell no longer waits for the prelude's build: the kernel builds it
-    as soon as a client has asked for kernel_info, before any cell is sent (evcxr writes
-    the prelude into its session crate, in the kernel's TMPDIR), then warm-up cells. Nothing
-    of it reaches the client, the warm-up's variables are not the user's, and the first
-    cell runs in the child the prelude prepared (a panic is the cell's error, which only
-    the prelude's hook reports)."""
+@pytest.fixture
+def warming_up(tmp_path):
+    """A fresh kernel (its TMPDIR in `tmp_path`) whose warm-up, queued by the client's
+    kernel_info, has begun building its second cell, after the prelude and the first: evcxr
+    writes each build's source into its session crate. No cell has been sent."""
     env = dict(os.environ, TMPDIR=str(tmp_path))
     km, kc = start_new_kernel(kernel_name="academy-rust", startup_timeout=120, env=env)
     try:
-        # The second warm-up cell's build has begun (after the prelude's and the first's).
         deadline = time.monotonic() + CELL
-        built = False
-        while time.monotonic() < deadline and not built:
-            built = any("academy_warm_up_2" in lib.read_text(errors="replace")
-                        for lib in tmp_path.glob("*/src/lib.rs"))
-            time.sleep(0.1)
-        assert built, "no cell was sent, and the warm-up was not built within the timeout"
-        seen = []
-        while True:
-            try:
-                seen.append(kc.get_iopub_msg(timeout=1))
-            except queue.Empty:
-                break
-        assert all(m["msg_type"] == "status" for m in seen), seen
-        reply, outputs = run_cell(kc, "academy_warm_up", timeout=CELL)
-        assert reply["content"]["status"] == "error", reply["content"]
-        assert "cannot find value `academy_warm_up`" in reply["content"]["evalue"], reply
-        # Only the cell's own error: nothing of the warm-up's.
-        shown = [m["msg_type"] for m in outputs if m["msg_type"] != "status"]
-        assert shown == ["execute_input", "error"], outputs
-        assert "academy_warm_up" not in text_of(ok(kc, ":vars"))
-        reply, outputs = run_cell(kc, 'panic!("boom");', timeout=CELL)
-        assert reply["content"]["status"] == "error", reply["content"]
-        assert "boom" in reply["content"]["evalue"], reply["content"]
-        assert value(ok(kc, "let after = 40 + 2; after")) == "42"
+        building = False
+        while time.monotonic() < deadline and not building:
+            building = any("academy_warm_up_2" in lib.read_text(errors="replace")
+                           for lib in tmp_path.glob("*/src/lib.rs"))
+            time.sleep(0.05)
+        assert building, "no cell was sent, and the warm-up was not built within the timeout"
+        yield kc
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
 
-def test_an_interrupt_while_the_kernel_warms_up_stops_the_cell_that_waits(tmp_path):
+def test_the_prelude_is_built_before_the_first_cell_asks(warming_up):
+    """A session's first cell no longer waits for the prelude's build: the kernel builds it
+    as soon as a client has asked for kernel_info, before any cell is sent, then warm-up
+    cells (the fixture waits for them). Nothing of it reaches the client, the warm-up's
+    variables are not the user's, and the first cell runs in the child the prelude
+    prepared (a panic is the cell's error, which only the prelude's hook reports)."""
+    kc = warming_up
+    seen = []
+    while True:
+        try:
+            seen.append(kc.get_iopub_msg(timeout=1))
+        except queue.Empty:
+            break
+    assert all(m["msg_type"] == "status" for m in seen), seen
+    reply, outputs = run_cell(kc, "academy_warm_up", timeout=CELL)
+    assert reply["content"]["status"] == "error", reply["content"]
+    assert "cannot find value `academy_warm_up`" in reply["content"]["evalue"], reply
+    # Only the cell's own error: nothing of the warm-up's.
+    shown = [m["msg_type"] for m in outputs if m["msg_type"] != "status"]
+    assert shown == ["execute_input", "error"], outputs
+    assert "academy_warm_up" not in text_of(ok(kc, ":vars"))
+    reply, outputs = run_cell(kc, 'panic!("boom");', timeout=CELL)
+    assert reply["content"]["status"] == "error", reply["content"]
+    assert "boom" in reply["content"]["evalue"], reply["content"]
+    assert value(ok(kc, "let after = 40 + 2; after")) == "42"
+
+
+def test_an_interrupt_while_the_kernel_warms_up_stops_the_cell_that_waits(warming_up):
     """A cell sent during the warm-up waits for the warm-up cell under way; an interrupt
     then must stop that cell (it would otherwise run, since the interrupt only ended the
     warm-up's child), and the session goes on."""
-    env = dict(os.environ, TMPDIR=str(tmp_path))
-    km, kc = start_new_kernel(kernel_name="academy-rust", startup_timeout=120, env=env)
-    try:
-        deadline = time.monotonic() + CELL
-        while time.monotonic() < deadline and not any(
-                "academy_warm_up_2" in lib.read_text(errors="replace")
-                for lib in tmp_path.glob("*/src/lib.rs")):
-            time.sleep(0.05)
-        msg_id = kc.execute("loop { std::thread::sleep(std::time::Duration::from_millis(10)); }")
-        # The kernel has taken the cell (it waits behind the warm-up) before the interrupt.
-        while True:
-            msg = kc.get_iopub_msg(timeout=CELL)
-            if (msg["parent_header"].get("msg_id") == msg_id
-                    and msg["msg_type"] == "execute_input"):
-                break
-        km.interrupt_kernel()
+    kc = warming_up
+    msg_id = kc.execute("loop { std::thread::sleep(std::time::Duration::from_millis(10)); }")
+    # The kernel has taken the cell (it waits behind the warm-up) before the interrupt.
+    while True:
+        msg = kc.get_iopub_msg(timeout=CELL)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+    kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+    reply = kc.get_shell_msg(timeout=CELL)
+    while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=CELL)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = kc.get_shell_msg(timeout=CELL)
-        assert reply["content"]["status"] == "error", reply["content"]
-        assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
-        assert value(ok(kc, "let after = 40 + 2; after")) == "42"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "error", reply["content"]
+    assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    assert value(ok(kc, "let after = 40 + 2; after")) == "42"
